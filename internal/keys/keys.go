@@ -1,0 +1,96 @@
+// Package keys builds every Redis key and channel name of an allot namespace.
+//
+// All keys of namespace NS share the hash tag {allot:NS}, so every Lua script
+// that touches several of them runs unchanged on Redis Cluster.
+package keys
+
+import (
+	"errors"
+	"regexp"
+)
+
+// DefaultNamespace is the namespace used when none is given.
+const DefaultNamespace = "default"
+
+var namespacePattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$`)
+
+// ErrInvalidNamespace is returned by Validate for a namespace that cannot be
+// used inside a key.
+var ErrInvalidNamespace = errors.New("keys: namespace must match ^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
+
+// Keys names the keys of one namespace. The zero value is not usable; call New.
+type Keys struct {
+	ns     string
+	prefix string
+}
+
+// New returns the key names of namespace ns ("" means DefaultNamespace).
+func New(ns string) Keys {
+	if ns == "" {
+		ns = DefaultNamespace
+	}
+	return Keys{ns: ns, prefix: "{allot:" + ns + "}"}
+}
+
+// Validate reports whether ns is a usable namespace name.
+func Validate(ns string) error {
+	if !namespacePattern.MatchString(ns) {
+		return ErrInvalidNamespace
+	}
+	return nil
+}
+
+// Namespace is the namespace these keys belong to.
+func (k Keys) Namespace() string { return k.ns }
+
+// Prefix is the hash-tagged prefix shared by every key, "{allot:NS}".
+func (k Keys) Prefix() string { return k.prefix }
+
+// Groups is a SET of every group name.
+func (k Keys) Groups() string { return k.prefix + ":groups" }
+
+// Group is a STRING holding the JSON document of one group.
+func (k Keys) Group(name string) string { return k.prefix + ":group:" + name }
+
+// History is a LIST of a group's past JSON documents, newest first.
+func (k Keys) History(name string) string { return k.prefix + ":history:" + name }
+
+// Nodes is a ZSET of live node IDs scored by their last beat (Redis server ms).
+func (k Keys) Nodes() string { return k.prefix + ":nodes" }
+
+// Node is a HASH describing one node (ip, preferred, held, ack, joined).
+func (k Keys) Node(id string) string { return k.prefix + ":node:" + id }
+
+// NodePrefix is the prefix of every Node key, for scripts that build them.
+func (k Keys) NodePrefix() string { return k.prefix + ":node:" }
+
+// Assign is a HASH node ID -> comma-separated sorted group names of the
+// committed assignment. Planned standby nodes have an empty value.
+func (k Keys) Assign() string { return k.prefix + ":assign" }
+
+// Revoked is a HASH node ID -> comma-separated capped groups revoked from that
+// node that it may still be using until it acknowledges the revoke.
+func (k Keys) Revoked() string { return k.prefix + ":revoked" }
+
+// State is a HASH of the namespace counters: epoch (assignment), rev (group
+// writes), mver (membership), and prev / pmver (the rev and mver the committed
+// assignment was planned from).
+func (k Keys) State() string { return k.prefix + ":state" }
+
+// Schedule is a ZSET of scheduled change IDs scored by due time (Unix ms).
+func (k Keys) Schedule() string { return k.prefix + ":schedule" }
+
+// ScheduleItems is a HASH schedule ID -> JSON of the scheduled change.
+func (k Keys) ScheduleItems() string { return k.prefix + ":schedule:items" }
+
+// Lock is the redsync mutex that keeps rebalancing to one planner at a time.
+func (k Keys) Lock() string { return k.prefix + ":lock" }
+
+// Events is the pub/sub channel nudged on every change.
+func (k Keys) Events() string { return k.prefix + ":events" }
+
+// Log is the capped STREAM of events, for audit and for resuming a watch.
+func (k Keys) Log() string { return k.prefix + ":log" }
+
+// Quota is the key prefix of the GCRA limiter of one group.
+func (k Keys) Quota(group string) string { return k.prefix + ":quota:" + group }
