@@ -1,0 +1,72 @@
+-- beat.lua: record one beat of a node and tell it whether anything changed.
+-- One script = one round trip; liveness uses the server clock (TIME).
+--
+-- KEYS[1] :nodes    ZSET node ID -> last beat (ms, server time)
+-- KEYS[2] :state    HASH epoch, rev, mver, prev, pmver
+-- KEYS[3] :node:<id> HASH ip, preferred, held, ack, joined
+-- KEYS[4] :log      STREAM of events
+-- KEYS[5] :schedule ZSET scheduled change IDs -> due time (ms)
+-- KEYS[6] :revoked  HASH node ID -> groups revoked but maybe still in use
+-- ARGV[1] node ID
+-- ARGV[2] ip
+-- ARGV[3] preferred group ("" = none)
+-- ARGV[4] held groups, comma-joined and sorted
+-- ARGV[5] ack (assignment epoch that held reflects)
+-- ARGV[6] TTL in ms
+-- ARGV[7] events channel
+-- ARGV[8] approximate MAXLEN of the log stream
+--
+-- Reply: {epoch, rev, work (0|1), joined (0|1), now (ms)}
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local nowStr = string.format('%.0f', now)
+local id = ARGV[1]
+
+local joined = 0
+local bump = false
+if redis.call('ZADD', KEYS[1], nowStr, id) == 1 then
+  joined = 1
+  bump = true
+else
+  local old = redis.call('HGET', KEYS[3], 'preferred')
+  if (old or '') ~= ARGV[3] then
+    bump = true
+  end
+end
+if bump then
+  redis.call('HINCRBY', KEYS[2], 'mver', 1)
+end
+if joined == 1 then
+  redis.call('HSET', KEYS[3], 'joined', nowStr, 'ip', ARGV[2], 'preferred', ARGV[3], 'held', ARGV[4], 'ack', ARGV[5])
+else
+  redis.call('HSET', KEYS[3], 'ip', ARGV[2], 'preferred', ARGV[3], 'held', ARGV[4], 'ack', ARGV[5])
+end
+
+local st = redis.call('HMGET', KEYS[2], 'epoch', 'rev', 'mver', 'prev', 'pmver')
+local epoch = tonumber(st[1] or '0') or 0
+local rev = tonumber(st[2] or '0') or 0
+local mver = tonumber(st[3] or '0') or 0
+local prev = tonumber(st[4] or '0') or 0
+local pmver = tonumber(st[5] or '0') or 0
+
+if joined == 1 then
+  local xid = redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[8], '*',
+    'type', 'node.joined', 'group', '', 'node', id, 'epoch', epoch,
+    'version', 0, 'by', id, 'at', nowStr)
+  redis.call('PUBLISH', ARGV[7], cjson.encode({
+    id = xid, type = 'node.joined', group = '', node = id, epoch = epoch,
+    version = 0, by = id, at = now}))
+end
+
+local work = 0
+if mver ~= pmver or rev ~= prev then
+  work = 1
+elseif #redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. string.format('%.0f', now - tonumber(ARGV[6])), 'LIMIT', 0, 1) > 0 then
+  work = 1
+elseif #redis.call('ZRANGEBYSCORE', KEYS[5], '-inf', nowStr, 'LIMIT', 0, 1) > 0 then
+  work = 1
+elseif redis.call('HEXISTS', KEYS[6], id) == 1 then
+  work = 1
+end
+
+return {epoch, rev, work, joined, now}

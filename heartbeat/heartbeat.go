@@ -1,0 +1,303 @@
+package heartbeat
+
+import (
+	"context"
+	_ "embed"
+	"fmt"
+	"io"
+	"log/slog"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/allot-io/allot/internal/keys"
+)
+
+// MaxNodeIDLen is the longest node ID accepted, in bytes.
+const MaxNodeIDLen = 128
+
+// logMaxLen caps the :log stream (MAXLEN ~).
+const logMaxLen = 10000
+
+var (
+	//go:embed beat.lua
+	beatLua    string
+	beatScript = redis.NewScript(beatLua)
+
+	//go:embed live.lua
+	liveLua    string
+	liveScript = redis.NewScript(liveLua)
+
+	//go:embed reap.lua
+	reapLua    string
+	reapScript = redis.NewScript(reapLua)
+
+	//go:embed leave.lua
+	leaveLua    string
+	leaveScript = redis.NewScript(leaveLua)
+)
+
+// Tracker records the beats of the nodes of one namespace and judges their
+// liveness by Redis server time. It holds no goroutines and is safe for
+// concurrent use.
+type Tracker struct {
+	rdb  redis.UniversalClient
+	keys keys.Keys
+	cfg  Config
+	ttl  int64 // cfg.TTL in ms
+	log  *slog.Logger
+}
+
+// Option configures a Tracker.
+type Option func(*Tracker)
+
+// WithLogger sets the logger. Default: discard.
+func WithLogger(l *slog.Logger) Option {
+	return func(t *Tracker) {
+		if l != nil {
+			t.log = l
+		}
+	}
+}
+
+// New returns a Tracker for namespace ns ("" = keys.DefaultNamespace). It
+// validates cfg and ns (ErrInvalidConfig) and does no I/O.
+func New(rdb redis.UniversalClient, ns string, cfg Config, opts ...Option) (*Tracker, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if ns == "" {
+		ns = keys.DefaultNamespace
+	}
+	if err := keys.Validate(ns); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
+	}
+	if rdb == nil {
+		return nil, fmt.Errorf("%w: nil redis client", ErrInvalidConfig)
+	}
+	t := &Tracker{
+		rdb:  rdb,
+		keys: keys.New(ns),
+		cfg:  cfg,
+		ttl:  cfg.TTL.Milliseconds(),
+		log:  slog.New(slog.NewTextHandler(io.Discard, nil)),
+	}
+	for _, o := range opts {
+		o(t)
+	}
+	t.log = t.log.With("ns", ns)
+	return t, nil
+}
+
+// Config returns the Config the Tracker was built with.
+func (t *Tracker) Config() Config { return t.cfg }
+
+// Beat is what a node reports on every beat.
+type Beat struct {
+	// Node is the node ID (see ValidateNodeID).
+	Node string
+	// IP is the node's address; it feeds the allocator's IP hash.
+	IP string
+	// Preferred is the group the node asks to be pinned to ("" = none).
+	// Changing it counts as a membership change (mver++).
+	Preferred string
+	// Held lists the groups the node is using right now (any order).
+	Held []string
+	// Ack is the assignment epoch that Held reflects.
+	Ack int64
+}
+
+// Reply is what a beat returns: enough for the node to notice a change.
+type Reply struct {
+	// Epoch is the current assignment epoch (0 before the first commit).
+	Epoch int64
+	// Rev is the current group revision (0 before the first group write).
+	Rev int64
+	// Work is true when a rebalance is due: membership or groups changed
+	// since the last plan, a node is past its TTL, a schedule is due, or this
+	// node has revoked groups waiting for its release.
+	Work bool
+	// Joined is true when this beat (re)registered the node.
+	Joined bool
+	// Now is the Redis server time of the beat.
+	Now time.Time
+}
+
+// Beat records one beat of b.Node in exactly one round trip and returns the
+// state the node needs to notice a change. The first beat of a node (or the
+// first after it was reaped or left) joins it: mver++ and a node.joined event.
+func (t *Tracker) Beat(ctx context.Context, b Beat) (Reply, error) {
+	if err := ValidateNodeID(b.Node); err != nil {
+		return Reply{}, err
+	}
+	held, err := joinHeld(b.Held)
+	if err != nil {
+		return Reply{}, err
+	}
+	k := t.keys
+	res, err := beatScript.Run(ctx, t.rdb,
+		[]string{k.Nodes(), k.State(), k.Node(b.Node), k.Log(), k.Schedule(), k.Revoked()},
+		b.Node, b.IP, b.Preferred, held, b.Ack, t.ttl, k.Events(), logMaxLen,
+	).Int64Slice()
+	if err != nil {
+		return Reply{}, fmt.Errorf("heartbeat: beat %q: %w", b.Node, err)
+	}
+	if len(res) != 5 {
+		return Reply{}, fmt.Errorf("heartbeat: beat %q: unexpected reply of %d values", b.Node, len(res))
+	}
+	r := Reply{Epoch: res[0], Rev: res[1], Work: res[2] == 1, Joined: res[3] == 1, Now: time.UnixMilli(res[4])}
+	if r.Joined {
+		t.log.Info("node joined", "node", b.Node, "epoch", r.Epoch)
+	}
+	return r, nil
+}
+
+// Node is a live node as stored by its beats.
+type Node struct {
+	ID        string
+	IP        string
+	Preferred string
+	// Held lists the groups the node reported using, sorted.
+	Held []string
+	// Ack is the assignment epoch Held reflects.
+	Ack int64
+	// LastSeen is the server time of the node's last beat.
+	LastSeen time.Time
+	// Joined is the server time of the beat that registered the node.
+	Joined time.Time
+}
+
+// Live returns the live nodes (last beat within the TTL, by server time)
+// sorted by ID, and the server time they were judged at. One round trip.
+func (t *Tracker) Live(ctx context.Context) ([]Node, time.Time, error) {
+	res, err := liveScript.Run(ctx, t.rdb, []string{t.keys.Nodes()}, t.ttl, t.keys.NodePrefix()).Slice()
+	if err != nil {
+		return nil, time.Time{}, fmt.Errorf("heartbeat: live: %w", err)
+	}
+	if len(res) == 0 || (len(res)-1)%7 != 0 {
+		return nil, time.Time{}, fmt.Errorf("heartbeat: live: unexpected reply of %d values", len(res))
+	}
+	nowMS, ok := res[0].(int64)
+	if !ok {
+		return nil, time.Time{}, fmt.Errorf("heartbeat: live: unexpected server time %v", res[0])
+	}
+	nodes := make([]Node, 0, (len(res)-1)/7)
+	for i := 1; i < len(res); i += 7 {
+		s := func(j int) string { v, _ := res[i+j].(string); return v }
+		n := Node{
+			ID:        s(0),
+			LastSeen:  time.UnixMilli(parseMS(s(1))),
+			IP:        s(2),
+			Preferred: s(3),
+			Held:      splitHeld(s(4)),
+			Ack:       parseMS(s(5)),
+		}
+		if j := parseMS(s(6)); j > 0 {
+			n.Joined = time.UnixMilli(j)
+		}
+		nodes = append(nodes, n)
+	}
+	slices.SortFunc(nodes, func(a, b Node) int { return strings.Compare(a.ID, b.ID) })
+	return nodes, time.UnixMilli(nowMS), nil
+}
+
+// Reap removes every node whose last beat is older than the TTL (by server
+// time), bumps mver once if any was removed, emits one node.reaped event per
+// node, and returns their IDs sorted. One round trip.
+func (t *Tracker) Reap(ctx context.Context) ([]string, error) {
+	k := t.keys
+	ids, err := reapScript.Run(ctx, t.rdb, []string{k.Nodes(), k.State(), k.Log()},
+		t.ttl, k.NodePrefix(), k.Events(), logMaxLen).StringSlice()
+	if err != nil {
+		return nil, fmt.Errorf("heartbeat: reap: %w", err)
+	}
+	if len(ids) == 0 {
+		return nil, nil
+	}
+	slices.Sort(ids)
+	t.log.Info("nodes reaped", "nodes", ids)
+	return ids, nil
+}
+
+// Leave deregisters node id at once (mver++, node.left event), so its groups
+// can move without waiting for the TTL. Leaving an unknown node is a no-op.
+func (t *Tracker) Leave(ctx context.Context, id string) error {
+	if err := ValidateNodeID(id); err != nil {
+		return err
+	}
+	k := t.keys
+	left, err := leaveScript.Run(ctx, t.rdb, []string{k.Nodes(), k.State(), k.Node(id), k.Log()},
+		id, k.Events(), logMaxLen).Int64()
+	if err != nil {
+		return fmt.Errorf("heartbeat: leave %q: %w", id, err)
+	}
+	if left == 1 {
+		t.log.Info("node left", "node", id)
+	}
+	return nil
+}
+
+// ValidateNodeID reports whether id can be used as a node ID: non-empty, at
+// most MaxNodeIDLen bytes of UTF-8, with no control character, comma or
+// whitespace. The error wraps ErrInvalidNode.
+func ValidateNodeID(id string) error {
+	switch {
+	case id == "":
+		return fmt.Errorf("%w: empty id", ErrInvalidNode)
+	case len(id) > MaxNodeIDLen:
+		return fmt.Errorf("%w: id of %d bytes is longer than %d", ErrInvalidNode, len(id), MaxNodeIDLen)
+	case !utf8.ValidString(id):
+		return fmt.Errorf("%w: id %q is not valid UTF-8", ErrInvalidNode, id)
+	}
+	for _, r := range id {
+		if r == ',' || unicode.IsControl(r) || unicode.IsSpace(r) {
+			return fmt.Errorf("%w: id %q contains %q", ErrInvalidNode, id, r)
+		}
+	}
+	return nil
+}
+
+// joinHeld sorts, dedupes and comma-joins held group names.
+func joinHeld(held []string) (string, error) {
+	if len(held) == 0 {
+		return "", nil
+	}
+	h := slices.Clone(held)
+	slices.Sort(h)
+	h = slices.Compact(h)
+	for _, g := range h {
+		if g == "" || strings.ContainsRune(g, ',') {
+			return "", fmt.Errorf("%w: held group %q is empty or contains a comma", ErrInvalidNode, g)
+		}
+	}
+	return strings.Join(h, ","), nil
+}
+
+// splitHeld parses a comma-joined held list ("" = none).
+func splitHeld(s string) []string {
+	if s == "" {
+		return nil
+	}
+	return strings.Split(s, ",")
+}
+
+// parseMS parses a stored integer (or a ZSET score such as "1712345678901"),
+// returning 0 for anything else.
+func parseMS(s string) int64 {
+	if s == "" {
+		return 0
+	}
+	if v, err := strconv.ParseInt(s, 10, 64); err == nil {
+		return v
+	}
+	f, err := strconv.ParseFloat(s, 64)
+	if err != nil {
+		return 0
+	}
+	return int64(f)
+}

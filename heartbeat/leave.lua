@@ -1,0 +1,28 @@
+-- leave.lua: deregister a node that is closing, so its groups move at once.
+-- Leaving an unknown node changes nothing.
+--
+-- KEYS[1] :nodes     ZSET node ID -> last beat
+-- KEYS[2] :state     HASH (mver is bumped if the node was live)
+-- KEYS[3] :node:<id> HASH of the node
+-- KEYS[4] :log       STREAM of events
+-- ARGV[1] node ID
+-- ARGV[2] events channel
+-- ARGV[3] approximate MAXLEN of the log stream
+--
+-- Reply: 1 if the node was removed, 0 if it was unknown.
+if redis.call('ZREM', KEYS[1], ARGV[1]) == 0 then
+  redis.call('DEL', KEYS[3])
+  return 0
+end
+redis.call('DEL', KEYS[3])
+redis.call('HINCRBY', KEYS[2], 'mver', 1)
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local epoch = tonumber(redis.call('HGET', KEYS[2], 'epoch') or '0') or 0
+local xid = redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[3], '*',
+  'type', 'node.left', 'group', '', 'node', ARGV[1], 'epoch', epoch,
+  'version', 0, 'by', ARGV[1], 'at', string.format('%.0f', now))
+redis.call('PUBLISH', ARGV[2], cjson.encode({
+  id = xid, type = 'node.left', group = '', node = ARGV[1], epoch = epoch,
+  version = 0, by = ARGV[1], at = now}))
+return 1

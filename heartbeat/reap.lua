@@ -1,0 +1,31 @@
+-- reap.lua: remove every node silent for longer than the TTL.
+--
+-- KEYS[1] :nodes ZSET node ID -> last beat (ms, server time)
+-- KEYS[2] :state HASH (mver is bumped once if any node was reaped)
+-- KEYS[3] :log   STREAM of events
+-- ARGV[1] TTL in ms
+-- ARGV[2] prefix of the node hashes, "{allot:NS}:node:" (same hash slot)
+-- ARGV[3] events channel
+-- ARGV[4] approximate MAXLEN of the log stream
+--
+-- Reply: the reaped node IDs (one node.reaped event each).
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local nowStr = string.format('%.0f', now)
+local dead = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. string.format('%.0f', now - tonumber(ARGV[1])))
+if #dead == 0 then
+  return dead
+end
+local epoch = tonumber(redis.call('HGET', KEYS[2], 'epoch') or '0') or 0
+for _, id in ipairs(dead) do
+  redis.call('ZREM', KEYS[1], id)
+  redis.call('DEL', ARGV[2] .. id)
+  local xid = redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[4], '*',
+    'type', 'node.reaped', 'group', '', 'node', id, 'epoch', epoch,
+    'version', 0, 'by', '', 'at', nowStr)
+  redis.call('PUBLISH', ARGV[3], cjson.encode({
+    id = xid, type = 'node.reaped', group = '', node = id, epoch = epoch,
+    version = 0, by = '', at = now}))
+end
+redis.call('HINCRBY', KEYS[2], 'mver', 1)
+return dead
