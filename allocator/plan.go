@@ -1,0 +1,826 @@
+package allocator
+
+import (
+	"cmp"
+	"math"
+	"slices"
+	"strings"
+
+	"github.com/cespare/xxhash/v2"
+)
+
+// Group is an active group as Plan sees it.
+type Group struct {
+	// Name identifies the group. Groups with an empty name are ignored.
+	Name string
+	// Weight is the group's quota relative to the others: heavier groups get
+	// more nodes. Weight <= 0, NaN or ±Inf means 1; other values are clamped
+	// to [MinWeight, MaxWeight].
+	Weight float64
+	// MaxNodes caps how many nodes hold the group; 0 (or less) means
+	// unlimited, 1 means exclusive. It only matters when nodes >= groups.
+	MaxNodes int
+}
+
+// Node is a live node as Plan sees it.
+type Node struct {
+	// ID identifies the node. Nodes with an empty ID are ignored.
+	ID string
+	// IP feeds the score s(n, g) = xxhash64(IP + "/" + group); it may be empty.
+	IP string
+	// Preferred names the group the node wants (ALLOT_GROUP); empty for none.
+	Preferred string
+}
+
+// Assignment maps a node ID to the sorted names of the groups it holds.
+// Standby nodes are absent.
+type Assignment map[string][]string
+
+// Weight bounds: finite positive weights outside [MinWeight, MaxWeight] are
+// clamped so that sums of weights stay exact enough to compare.
+const (
+	MinWeight = 1e-6
+	MaxWeight = 1e9
+)
+
+// candidateWindow bounds how many groups with room a placed node compares
+// (see Plan). With at most this many groups with room, the rule is exactly the
+// DESIGN.md rule.
+const candidateWindow = 32
+
+// Plan returns the assignment of groups to nodes that DESIGN.md "Allocation"
+// describes, moving as few nodes as possible away from prev.
+//
+// Plan is pure and deterministic: the result depends only on the sets of
+// groups and nodes and on prev, never on slice order. Inputs are sorted
+// internally (groups by name, weight, max nodes; nodes by ID, IP, preferred);
+// when two entries share a name or ID the first in that order wins. Entries
+// of prev naming unknown nodes or groups are ignored. The score of node n for
+// group g is s(n, g) = xxhash64(n.IP + "/" + g.Name), ties broken by the
+// lower node ID.
+//
+// Nodes >= groups: each node holds exactly one group (or none: standby).
+// Targets gives the node count of each group:
+//  1. in ID order, a node whose Preferred names a group with room under
+//     MaxNodes is pinned there;
+//  2. every group still at 0 gets one node, heaviest first (then name), while
+//     free nodes remain;
+//  3. each further node goes to the group under its cap with the largest
+//     Weight/(count+1) (ties: name); nodes left when every group is capped are
+//     standby.
+//
+// Pinned nodes take their group. Then, group by group in name order, the
+// current holders not yet kept elsewhere are kept up to the target, highest
+// score first; the surplus is released. Released, new and orphaned nodes, in
+// ID order, each take a group with remaining room: the one with the highest
+// score (ties: name) among the candidate groups. When at most 32 groups have
+// room the candidates are all of them, which is exactly the DESIGN.md rule
+// (this is always the case after a single join, leave or weight change of a
+// pool with at most 32 groups, and in practice after any single change). With
+// more groups with room the candidates are the first 32 groups with room on a
+// ring ordered by xxhash64(group name) (ties: name), starting at the first
+// position >= xxhash64(node IP), wrapping around. This keeps a fresh plan of N
+// nodes over G groups at O((N+G)·log(N+G)) score evaluations instead of N·G,
+// and still spreads nodes by IP hash. Nothing else moves.
+//
+// Nodes < groups: each group is held by exactly one node and each node holds
+// at least one group; Preferred and MaxNodes play no part. A group stays on its
+// live holder (the highest scoring one if several held it). Orphaned groups,
+// heaviest first (then name), go to the least loaded node (load = sum of
+// weights; ties: ID). A node left with no group takes the lightest group
+// (then name) of the node holding the most groups (ties: higher load, then
+// ID). Then, while the plan is not balanced, the heaviest group (then the last
+// name) of the most loaded node whose move improves the balance moves to the
+// least loaded node. Balanced means that for every group g on a most loaded
+// node, weight(g) >= load(max) - load(min), up to a relative tolerance of
+// 1e-9 (equal weights: node counts differ by at most one).
+//
+// The result never has an empty group list; the caller owns it.
+func Plan(groups []Group, nodes []Node, prev Assignment) Assignment {
+	p := newPlanner(groups, nodes)
+	switch {
+	case len(p.groups) == 0 || len(p.nodes) == 0:
+		return Assignment{}
+	case len(p.nodes) >= len(p.groups):
+		return p.spread(prev)
+	default:
+		return p.pack(prev)
+	}
+}
+
+// Targets returns the node count Plan wants for each group, by the same rules
+// as Plan: when nodes >= groups the counts of steps 1–3, otherwise 1 for every
+// group; 0 for every group when there are no nodes.
+func Targets(groups []Group, nodes []Node) map[string]int {
+	p := newPlanner(groups, nodes)
+	out := make(map[string]int, len(p.groups))
+	var counts []int
+	switch {
+	case len(p.nodes) == 0:
+	case len(p.nodes) >= len(p.groups):
+		counts, _ = p.targets()
+	}
+	for g, gr := range p.groups {
+		switch {
+		case counts != nil:
+			out[gr.Name] = counts[g]
+		case len(p.nodes) > 0:
+			out[gr.Name] = 1
+		default:
+			out[gr.Name] = 0
+		}
+	}
+	return out
+}
+
+// Balanced reports whether a satisfies DESIGN.md's balance rules for these
+// groups and nodes, ignoring entries of a for unknown nodes or groups. When
+// nodes >= groups, every node holds at most one group and every group has
+// exactly its Targets count. When nodes < groups, every group has exactly one
+// holder, every node holds a group, and the weight rule described in Plan
+// holds.
+func Balanced(groups []Group, nodes []Node, a Assignment) bool {
+	p := newPlanner(groups, nodes)
+	if len(p.groups) == 0 || len(p.nodes) == 0 {
+		return true
+	}
+	if len(p.nodes) >= len(p.groups) {
+		targets, _ := p.targets()
+		counts := make([]int, len(p.groups))
+		for _, n := range p.nodes {
+			held := 0
+			for _, name := range a[n.ID] {
+				if g, ok := p.gidx[name]; ok {
+					held++
+					counts[g]++
+				}
+			}
+			if held > 1 {
+				return false
+			}
+		}
+		return slices.Equal(targets, counts)
+	}
+	owners := make([]int, len(p.groups))
+	load := make([]float64, len(p.nodes))
+	for i, n := range p.nodes {
+		for _, name := range a[n.ID] {
+			if g, ok := p.gidx[name]; ok {
+				owners[g]++
+				load[i] += p.weight[g]
+			}
+		}
+	}
+	for _, c := range owners {
+		if c != 1 {
+			return false
+		}
+	}
+	maxLoad, minLoad := math.Inf(-1), math.Inf(1)
+	for _, l := range load {
+		if l == 0 {
+			return false
+		}
+		maxLoad, minLoad = max(maxLoad, l), min(minLoad, l)
+	}
+	eps := tolerance(maxLoad)
+	threshold := maxLoad - minLoad - eps
+	for i, n := range p.nodes {
+		if load[i] < maxLoad-eps {
+			continue
+		}
+		for _, name := range a[n.ID] {
+			if g, ok := p.gidx[name]; ok && p.weight[g] < threshold {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// tolerance is the slack allowed when comparing loads around maxLoad.
+func tolerance(maxLoad float64) float64 { return 1e-9 * maxLoad }
+
+// normWeight applies Group.Weight's rules.
+func normWeight(w float64) float64 {
+	switch {
+	case math.IsNaN(w) || math.IsInf(w, 0) || w <= 0:
+		return 1
+	case w < MinWeight:
+		return MinWeight
+	case w > MaxWeight:
+		return MaxWeight
+	}
+	return w
+}
+
+// planner holds the normalised inputs of one Plan call.
+type planner struct {
+	groups []Group // sorted by name, unique, Weight normalised
+	weight []float64
+	gidx   map[string]int32
+	nodes  []Node // sorted by ID, unique
+	buf    []byte
+}
+
+func newPlanner(groups []Group, nodes []Node) *planner {
+	gs := make([]Group, 0, len(groups))
+	for _, g := range groups {
+		if g.Name == "" {
+			continue
+		}
+		g.Weight = normWeight(g.Weight)
+		g.MaxNodes = max(g.MaxNodes, 0)
+		gs = append(gs, g)
+	}
+	cmpGroup := func(a, b Group) int {
+		return cmp.Or(strings.Compare(a.Name, b.Name), cmp.Compare(a.Weight, b.Weight), cmp.Compare(a.MaxNodes, b.MaxNodes))
+	}
+	if !slices.IsSortedFunc(gs, cmpGroup) {
+		slices.SortFunc(gs, cmpGroup)
+	}
+	gs = slices.CompactFunc(gs, func(a, b Group) bool { return a.Name == b.Name })
+
+	ns := make([]Node, 0, len(nodes))
+	for _, n := range nodes {
+		if n.ID != "" {
+			ns = append(ns, n)
+		}
+	}
+	cmpNode := func(a, b Node) int {
+		return cmp.Or(strings.Compare(a.ID, b.ID), strings.Compare(a.IP, b.IP), strings.Compare(a.Preferred, b.Preferred))
+	}
+	if !slices.IsSortedFunc(ns, cmpNode) {
+		slices.SortFunc(ns, cmpNode)
+	}
+	ns = slices.CompactFunc(ns, func(a, b Node) bool { return a.ID == b.ID })
+
+	p := &planner{groups: gs, nodes: ns, weight: make([]float64, len(gs)), gidx: make(map[string]int32, len(gs))}
+	for i, g := range gs {
+		p.weight[i] = g.Weight
+		p.gidx[g.Name] = int32(i)
+	}
+	return p
+}
+
+// score is s(n, g) = xxhash64(n.IP + "/" + g.Name).
+func (p *planner) score(n, g int32) uint64 {
+	p.buf = append(p.buf[:0], p.nodes[n].IP...)
+	p.buf = append(p.buf, '/')
+	p.buf = append(p.buf, p.groups[g].Name...)
+	return xxhash.Sum64(p.buf)
+}
+
+// capOf returns the effective cap of group g (MaxNodes, or the node count).
+func (p *planner) capOf(g int) int {
+	if c := p.groups[g].MaxNodes; c > 0 && c < len(p.nodes) {
+		return c
+	}
+	return len(p.nodes)
+}
+
+// targets computes the per-group node counts for nodes >= groups, and the
+// group each node is pinned to (-1 if none).
+func (p *planner) targets() (counts []int, pinned []int32) {
+	counts = make([]int, len(p.groups))
+	pinned = make([]int32, len(p.nodes))
+	free := 0
+	for i, n := range p.nodes {
+		pinned[i] = -1
+		if n.Preferred == "" {
+			free++
+			continue
+		}
+		g, ok := p.gidx[n.Preferred]
+		if !ok || counts[g] >= p.capOf(int(g)) {
+			free++
+			continue
+		}
+		pinned[i] = g
+		counts[g]++
+	}
+
+	var empty []int32
+	for g := range p.groups {
+		if counts[g] == 0 {
+			empty = append(empty, int32(g))
+		}
+	}
+	slices.SortFunc(empty, func(a, b int32) int {
+		return cmp.Or(cmp.Compare(p.weight[b], p.weight[a]), cmp.Compare(a, b))
+	})
+	for _, g := range empty {
+		if free == 0 {
+			break
+		}
+		counts[g] = 1
+		free--
+	}
+	if free == 0 {
+		return counts, pinned
+	}
+
+	// Largest Weight/(count+1) first, ties by name, among groups under cap.
+	prio := make([]float64, len(p.groups))
+	h := heap{less: func(a, b int32) bool {
+		if prio[a] != prio[b] {
+			return prio[a] > prio[b]
+		}
+		return a < b
+	}}
+	for g := range p.groups {
+		if counts[g] < p.capOf(g) {
+			prio[g] = p.weight[g] / float64(counts[g]+1)
+			h.items = append(h.items, int32(g))
+		}
+	}
+	h.init()
+	for ; free > 0 && len(h.items) > 0; free-- {
+		g := h.items[0]
+		counts[g]++
+		if counts[g] >= p.capOf(int(g)) {
+			h.pop()
+			continue
+		}
+		prio[g] = p.weight[g] / float64(counts[g]+1)
+		h.down(0)
+	}
+	return counts, pinned
+}
+
+// spread plans the nodes >= groups regime.
+func (p *planner) spread(prev Assignment) Assignment {
+	target, pinned := p.targets()
+	nG, nN := len(p.groups), len(p.nodes)
+	assigned := slices.Clone(pinned)
+	kept := make([]int, nG)
+	for _, g := range pinned {
+		if g >= 0 {
+			kept[g]++
+		}
+	}
+
+	// Current holders per group, in node ID order (CSR layout).
+	off := make([]int32, nG+1)
+	for i, n := range p.nodes {
+		if pinned[i] >= 0 {
+			continue
+		}
+		for _, name := range prev[n.ID] {
+			if g, ok := p.gidx[name]; ok {
+				off[g+1]++
+			}
+		}
+	}
+	for g := range nG {
+		off[g+1] += off[g]
+	}
+	holders := make([]int32, off[nG])
+	fill := slices.Clone(off[:nG])
+	for i, n := range p.nodes {
+		if pinned[i] >= 0 {
+			continue
+		}
+		for _, name := range prev[n.ID] {
+			if g, ok := p.gidx[name]; ok && (fill[g] == off[g] || holders[fill[g]-1] != int32(i)) {
+				holders[fill[g]] = int32(i)
+				fill[g]++
+			}
+		}
+	}
+
+	var avail []int32
+	var scores []uint64
+	for g := range nG {
+		need := target[g] - kept[g]
+		if need <= 0 {
+			continue
+		}
+		avail = avail[:0]
+		for _, i := range holders[off[g]:fill[g]] {
+			if assigned[i] < 0 {
+				avail = append(avail, i)
+			}
+		}
+		if len(avail) > need {
+			// Keep the highest scores; ties by node ID (index order).
+			scores = scores[:0]
+			for _, i := range avail {
+				scores = append(scores, p.score(i, int32(g)))
+			}
+			idx := make([]int, len(avail))
+			for k := range idx {
+				idx[k] = k
+			}
+			slices.SortFunc(idx, func(a, b int) int {
+				return cmp.Or(cmp.Compare(scores[b], scores[a]), cmp.Compare(avail[a], avail[b]))
+			})
+			for _, k := range idx[:need] {
+				assigned[avail[k]] = int32(g)
+			}
+			kept[g] += need
+			continue
+		}
+		for _, i := range avail {
+			assigned[i] = int32(g)
+		}
+		kept[g] += len(avail)
+	}
+
+	p.fill(target, kept, assigned)
+
+	out := make(Assignment, nN)
+	names := make([]string, 0, nN)
+	for i, g := range assigned {
+		if g >= 0 {
+			names = append(names, p.groups[g].Name)
+			k := len(names)
+			out[p.nodes[i].ID] = names[k-1 : k : k]
+		}
+	}
+	return out
+}
+
+// fill gives every unassigned node, in ID order, a group with room until no
+// group has room (see Plan for the candidate rule).
+func (p *planner) fill(target, kept []int, assigned []int32) {
+	var open []int32 // groups with room, in name order
+	room := 0
+	for g := range p.groups {
+		if r := target[g] - kept[g]; r > 0 {
+			open = append(open, int32(g))
+			room += r
+		}
+	}
+	if room == 0 {
+		return
+	}
+	if len(open) <= candidateWindow {
+		for i := range assigned {
+			if room == 0 {
+				return
+			}
+			if assigned[i] >= 0 {
+				continue
+			}
+			best, bestScore := -1, uint64(0)
+			for k, g := range open {
+				if s := p.score(int32(i), g); best < 0 || s > bestScore {
+					best, bestScore = k, s
+				}
+			}
+			g := open[best]
+			assigned[i] = g
+			kept[g]++
+			room--
+			if kept[g] == target[g] {
+				open = slices.Delete(open, best, best+1)
+			}
+		}
+		return
+	}
+
+	r := newRing(p, open)
+	for i := range assigned {
+		if room == 0 {
+			return
+		}
+		if assigned[i] >= 0 {
+			continue
+		}
+		pos := r.start(xxhash.Sum64String(p.nodes[i].IP))
+		best, bestScore := int32(-1), uint64(0)
+		for c := 0; c < min(candidateWindow, r.open); c++ {
+			pos = r.find(pos)
+			g := r.groups[pos]
+			if s := p.score(int32(i), g); best < 0 || s > bestScore || (s == bestScore && g < r.groups[best]) {
+				best, bestScore = pos, s
+			}
+			pos = r.succ(pos)
+		}
+		g := r.groups[best]
+		assigned[i] = g
+		kept[g]++
+		room--
+		if kept[g] == target[g] {
+			r.close(best)
+		}
+	}
+}
+
+// ring is the groups with room ordered by xxhash64(name), with a
+// union-find "next group with room" over positions.
+type ring struct {
+	groups []int32
+	hash   []uint64
+	next   []int32 // for closed positions: a position at or before the next open one
+	closed []bool
+	open   int
+}
+
+func newRing(p *planner, open []int32) *ring {
+	r := &ring{groups: slices.Clone(open), open: len(open)}
+	h := make([]uint64, len(p.groups))
+	for _, g := range open {
+		h[g] = xxhash.Sum64String(p.groups[g].Name)
+	}
+	slices.SortFunc(r.groups, func(a, b int32) int { return cmp.Or(cmp.Compare(h[a], h[b]), cmp.Compare(a, b)) })
+	r.hash = make([]uint64, len(open))
+	r.next = make([]int32, len(open))
+	r.closed = make([]bool, len(open))
+	for k, g := range r.groups {
+		r.hash[k] = h[g]
+		r.next[k] = r.succ(int32(k))
+	}
+	return r
+}
+
+func (r *ring) succ(pos int32) int32 {
+	if int(pos)+1 == len(r.groups) {
+		return 0
+	}
+	return pos + 1
+}
+
+// start returns the first position whose hash is >= h, wrapping to 0.
+func (r *ring) start(h uint64) int32 {
+	k, _ := slices.BinarySearch(r.hash, h)
+	if k == len(r.hash) {
+		k = 0
+	}
+	return int32(k)
+}
+
+// find returns the first open position at or after pos (cyclically). At
+// least one position must be open.
+func (r *ring) find(pos int32) int32 {
+	root := pos
+	for r.closed[root] {
+		root = r.next[root]
+	}
+	for pos != root {
+		nx := r.next[pos]
+		r.next[pos] = root
+		pos = nx
+	}
+	return root
+}
+
+func (r *ring) close(pos int32) {
+	r.closed[pos] = true
+	r.open--
+}
+
+// pack plans the nodes < groups regime.
+func (p *planner) pack(prev Assignment) Assignment {
+	nG, nN := len(p.groups), len(p.nodes)
+	w := p.weight
+
+	// 1. Groups stay on their live holder, the highest scoring one if several.
+	owner := make([]int32, nG)
+	for g := range owner {
+		owner[g] = -1
+	}
+	var ownerScore []uint64 // computed lazily, only for groups with several holders
+	var scored []bool
+	for i, n := range p.nodes {
+		for _, name := range prev[n.ID] {
+			g, ok := p.gidx[name]
+			if !ok {
+				continue
+			}
+			o := owner[g]
+			switch {
+			case o < 0:
+				owner[g] = int32(i)
+				continue
+			case o == int32(i):
+				continue
+			}
+			if ownerScore == nil {
+				ownerScore, scored = make([]uint64, nG), make([]bool, nG)
+			}
+			if !scored[g] {
+				ownerScore[g], scored[g] = p.score(o, g), true
+			}
+			// A later node wins only on a strictly higher score: ties go to the lower ID.
+			if s := p.score(int32(i), g); s > ownerScore[g] {
+				owner[g], ownerScore[g] = int32(i), s
+			}
+		}
+	}
+
+	load := make([]float64, nN)
+	var orphans []int32
+	for g, o := range owner {
+		if o < 0 {
+			orphans = append(orphans, int32(g))
+		} else {
+			load[o] += w[g]
+		}
+	}
+
+	byLoad := func(a, b int32) bool {
+		if load[a] != load[b] {
+			return load[a] < load[b]
+		}
+		return a < b
+	}
+	minH := newIndexedHeap(nN, byLoad)
+
+	// 2. Orphans, heaviest first, go to the least loaded node.
+	if len(orphans) > 0 {
+		slices.SortFunc(orphans, func(a, b int32) int { return cmp.Or(cmp.Compare(w[b], w[a]), cmp.Compare(a, b)) })
+		for _, g := range orphans {
+			i := minH.items[0]
+			owner[g] = i
+			load[i] += w[g]
+			minH.down(0)
+		}
+	}
+
+	// Each node's groups, lightest first (then name).
+	byWeight := func(a, b int32) int { return cmp.Or(cmp.Compare(w[a], w[b]), cmp.Compare(a, b)) }
+	lists := make([][]int32, nN)
+	for g, o := range owner {
+		lists[o] = append(lists[o], int32(g))
+	}
+	for i := range lists {
+		slices.SortFunc(lists[i], byWeight)
+	}
+	insert := func(i, g int32) {
+		k, _ := slices.BinarySearchFunc(lists[i], g, byWeight)
+		lists[i] = slices.Insert(lists[i], k, g)
+	}
+
+	// 3. An empty node takes the lightest group of the node holding the most.
+	if slices.ContainsFunc(lists, func(l []int32) bool { return len(l) == 0 }) {
+		countH := newIndexedHeap(nN, func(a, b int32) bool {
+			if la, lb := len(lists[a]), len(lists[b]); la != lb {
+				return la > lb
+			}
+			if load[a] != load[b] {
+				return load[a] > load[b]
+			}
+			return a < b
+		})
+		for e := range int32(nN) {
+			if len(lists[e]) > 0 {
+				continue
+			}
+			d := countH.items[0]
+			g := lists[d][0]
+			lists[d] = slices.Delete(lists[d], 0, 1)
+			lists[e] = append(lists[e], g)
+			load[d] -= w[g]
+			load[e] += w[g]
+			countH.fix(d)
+			countH.fix(e)
+			minH.fix(d)
+			minH.fix(e)
+		}
+	}
+
+	// 4. While unbalanced, move the heaviest improving group from the most
+	// to the least loaded node.
+	maxH := newIndexedHeap(nN, func(a, b int32) bool {
+		if load[a] != load[b] {
+			return load[a] > load[b]
+		}
+		return a < b
+	})
+	// improving returns the position in lists[i] of the heaviest group lighter
+	// than threshold, or -1.
+	improving := func(i int32, threshold float64) int {
+		k, _ := slices.BinarySearchFunc(lists[i], threshold, func(g int32, t float64) int { return cmp.Compare(w[g], t) })
+		return k - 1
+	}
+	for range 16 * (nG + nN) {
+		hi, lo := maxH.items[0], minH.items[0]
+		maxLoad := load[hi]
+		eps := tolerance(maxLoad)
+		threshold := maxLoad - load[lo] - eps
+		if threshold <= 0 {
+			break
+		}
+		src, k := hi, improving(hi, threshold)
+		if k < 0 {
+			// Another node tied for the highest load may still improve.
+			src = -1
+			for _, i := range maxH.items {
+				if i != hi && load[i] >= maxLoad-eps && (src < 0 || i < src) {
+					if kk := improving(i, threshold); kk >= 0 {
+						src, k = i, kk
+					}
+				}
+			}
+			if src < 0 {
+				break
+			}
+		}
+		g := lists[src][k]
+		lists[src] = slices.Delete(lists[src], k, k+1)
+		insert(lo, g)
+		load[src] -= w[g]
+		load[lo] += w[g]
+		maxH.fix(src)
+		maxH.fix(lo)
+		minH.fix(src)
+		minH.fix(lo)
+	}
+
+	out := make(Assignment, nN)
+	names := make([]string, 0, nG)
+	for i, l := range lists {
+		slices.Sort(l)
+		start := len(names)
+		for _, g := range l {
+			names = append(names, p.groups[g].Name)
+		}
+		out[p.nodes[i].ID] = names[start:len(names):len(names)]
+	}
+	return out
+}
+
+// heap is a binary heap of small integers (group or node indices) ordered by
+// less. When pos is set it also tracks each element's position for fix.
+type heap struct {
+	items []int32
+	pos   []int32
+	less  func(a, b int32) bool
+}
+
+// newIndexedHeap returns a heap holding 0..n-1.
+func newIndexedHeap(n int, less func(a, b int32) bool) *heap {
+	h := &heap{items: make([]int32, n), pos: make([]int32, n), less: less}
+	for i := range n {
+		h.items[i] = int32(i)
+		h.pos[i] = int32(i)
+	}
+	h.init()
+	return h
+}
+
+func (h *heap) init() {
+	for i := len(h.items)/2 - 1; i >= 0; i-- {
+		h.down(i)
+	}
+}
+
+func (h *heap) swap(i, j int) {
+	h.items[i], h.items[j] = h.items[j], h.items[i]
+	if h.pos != nil {
+		h.pos[h.items[i]] = int32(i)
+		h.pos[h.items[j]] = int32(j)
+	}
+}
+
+func (h *heap) up(i int) {
+	for i > 0 {
+		parent := (i - 1) / 2
+		if !h.less(h.items[i], h.items[parent]) {
+			return
+		}
+		h.swap(i, parent)
+		i = parent
+	}
+}
+
+func (h *heap) down(i int) bool {
+	start, n := i, len(h.items)
+	for {
+		l := 2*i + 1
+		if l >= n {
+			break
+		}
+		c := l
+		if r := l + 1; r < n && h.less(h.items[r], h.items[l]) {
+			c = r
+		}
+		if !h.less(h.items[c], h.items[i]) {
+			break
+		}
+		h.swap(i, c)
+		i = c
+	}
+	return i > start
+}
+
+// fix restores the order after element x's key changed (indexed heaps only).
+func (h *heap) fix(x int32) {
+	if i := int(h.pos[x]); !h.down(i) {
+		h.up(i)
+	}
+}
+
+func (h *heap) pop() int32 {
+	x := h.items[0]
+	last := len(h.items) - 1
+	h.swap(0, last)
+	h.items = h.items[:last]
+	if h.pos != nil {
+		h.pos[x] = -1
+	}
+	h.down(0)
+	return x
+}
