@@ -1,0 +1,195 @@
+package registry
+
+import (
+	"encoding/json"
+	"fmt"
+	"maps"
+	"math"
+	"regexp"
+	"slices"
+	"time"
+)
+
+// State is the lifecycle state of a group.
+type State string
+
+// Group states. Only Active groups are handed out to nodes.
+const (
+	// Active groups are handed out to nodes.
+	Active State = "active"
+	// Draining groups get no new nodes; their holders are moved off.
+	Draining State = "draining"
+	// Retired groups are held by nobody and kept for the record.
+	Retired State = "retired"
+)
+
+// MaxConfigBytes is the largest JSON encoding of a group's config.
+const MaxConfigBytes = 64 << 10
+
+var namePattern = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,62}$`)
+
+// Group is one pool entry: a bundle of config (typically an API key) handed out
+// to nodes. Its JSON is what registry stores under the group key.
+type Group struct {
+	Name       string            `json:"name"`
+	Version    int64             `json:"version"`
+	State      State             `json:"state"`
+	Weight     float64           `json:"weight"`
+	MaxNodes   int               `json:"max_nodes"`
+	Quota      string            `json:"quota"`
+	Config     map[string]string `json:"config"`
+	SecretKeys []string          `json:"secret_keys"`
+	Created    time.Time         `json:"created"`
+	Updated    time.Time         `json:"updated"`
+	UpdatedBy  string            `json:"updated_by"`
+	// DrainBy is set while draining: the group is retired at this time even
+	// if a node still holds it.
+	DrainBy time.Time `json:"drain_by,omitzero"`
+}
+
+// Masked returns a copy whose secret config values are replaced by "****"
+// (followed by the last 4 characters when the value is at least 12 long).
+func (g Group) Masked() Group {
+	m := g.clone()
+	for _, k := range m.SecretKeys {
+		if v, ok := m.Config[k]; ok {
+			m.Config[k] = maskValue(v)
+		}
+	}
+	return m
+}
+
+func maskValue(v string) string {
+	if r := []rune(v); len(r) >= 12 {
+		return "****" + string(r[len(r)-4:])
+	}
+	return "****"
+}
+
+// IsSecret reports whether config key k is secret.
+func (g Group) IsSecret(k string) bool { return slices.Contains(g.SecretKeys, k) }
+
+func (g Group) clone() Group {
+	c := g
+	c.Config = maps.Clone(g.Config)
+	if c.Config == nil {
+		c.Config = map[string]string{}
+	}
+	c.SecretKeys = slices.Clone(g.SecretKeys)
+	if c.SecretKeys == nil {
+		c.SecretKeys = []string{}
+	}
+	return c
+}
+
+// Change describes an edit of a group. Nil or empty fields leave the group
+// as is.
+type Change struct {
+	// Set adds or replaces config values.
+	Set map[string]string `json:"set,omitempty"`
+	// Unset removes config keys (and their secret mark).
+	Unset []string `json:"unset,omitempty"`
+	// Secret lists config keys whose values are secret (masked in outputs).
+	Secret []string `json:"secret,omitempty"`
+	// Weight replaces the weight (> 0).
+	Weight *float64 `json:"weight,omitempty"`
+	// MaxNodes replaces max_nodes (0 = unlimited).
+	MaxNodes *int `json:"max_nodes,omitempty"`
+	// Quota replaces the quota; "" clears it.
+	Quota *string `json:"quota,omitempty"`
+	// IfVersion, when not 0, makes the change fail with ErrVersionMismatch
+	// unless the group is at exactly this version.
+	IfVersion int64 `json:"if_version,omitempty"`
+}
+
+// IsZero reports whether the change edits nothing.
+func (c Change) IsZero() bool {
+	return len(c.Set) == 0 && len(c.Unset) == 0 && len(c.Secret) == 0 &&
+		c.Weight == nil && c.MaxNodes == nil && c.Quota == nil
+}
+
+// ValidateName reports whether name is a valid group name.
+func ValidateName(name string) error {
+	if !namePattern.MatchString(name) {
+		return fmt.Errorf("%w: %q", ErrInvalidName, name)
+	}
+	return nil
+}
+
+// apply returns g edited by c and validated. g is not modified.
+func (c Change) apply(g Group) (Group, error) {
+	n := g.clone()
+	for _, k := range c.Unset {
+		if _, ok := c.Set[k]; ok {
+			return Group{}, fmt.Errorf("%w: key %q both set and unset", ErrInvalidConfig, k)
+		}
+		delete(n.Config, k)
+		n.SecretKeys = slices.DeleteFunc(n.SecretKeys, func(s string) bool { return s == k })
+	}
+	for k, v := range c.Set {
+		n.Config[k] = v
+	}
+	for _, k := range c.Secret {
+		if !slices.Contains(n.SecretKeys, k) {
+			n.SecretKeys = append(n.SecretKeys, k)
+		}
+	}
+	slices.Sort(n.SecretKeys)
+	if c.Weight != nil {
+		n.Weight = *c.Weight
+	}
+	if c.MaxNodes != nil {
+		n.MaxNodes = *c.MaxNodes
+	}
+	if c.Quota != nil {
+		n.Quota = *c.Quota
+	}
+	if err := n.normalize(); err != nil {
+		return Group{}, err
+	}
+	return n, nil
+}
+
+// normalize validates g in place and rewrites the quota to its canonical form.
+func (g *Group) normalize() error {
+	if err := ValidateName(g.Name); err != nil {
+		return err
+	}
+	if math.IsNaN(g.Weight) || math.IsInf(g.Weight, 0) || g.Weight <= 0 {
+		return fmt.Errorf("%w: %v", ErrInvalidWeight, g.Weight)
+	}
+	if g.MaxNodes < 0 {
+		return fmt.Errorf("%w: %d", ErrInvalidMaxNodes, g.MaxNodes)
+	}
+	if g.Quota != "" {
+		q, err := ParseQuota(g.Quota)
+		if err != nil {
+			return err
+		}
+		g.Quota = q.String()
+	}
+	if g.Config == nil {
+		g.Config = map[string]string{}
+	}
+	for k := range g.Config {
+		if k == "" {
+			return fmt.Errorf("%w: empty key", ErrInvalidConfig)
+		}
+	}
+	for _, k := range g.SecretKeys {
+		if _, ok := g.Config[k]; !ok {
+			return fmt.Errorf("%w: secret key %q is not a config key", ErrInvalidConfig, k)
+		}
+	}
+	b, err := json.Marshal(g.Config)
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalidConfig, err)
+	}
+	if len(b) > MaxConfigBytes {
+		return fmt.Errorf("%w: %d bytes", ErrConfigTooLarge, len(b))
+	}
+	if g.SecretKeys == nil {
+		g.SecretKeys = []string{}
+	}
+	return nil
+}
