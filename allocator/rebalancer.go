@@ -1,0 +1,473 @@
+package allocator
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/go-redsync/redsync/v4"
+	"github.com/go-redsync/redsync/v4/redis/goredis/v9"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/allot-io/allot/heartbeat"
+	"github.com/allot-io/allot/internal/keys"
+	"github.com/allot-io/allot/registry"
+)
+
+// DefaultLockExpiry is how long the rebalance lock lives unless extended.
+const DefaultLockExpiry = 5 * time.Second
+
+// Rebalancer runs the read-plan-commit cycle. Any number of Rebalancers may run
+// against one namespace (every node embeds one): a redsync lock keeps planning
+// to one at a time, and the registry's epoch check makes a stale plan harmless
+// even when the lock is lost (GC pause, expiry).
+//
+// A Rebalancer is safe for concurrent use; concurrent Run calls on one
+// Rebalancer simply compete for the lock like any other planner.
+type Rebalancer struct {
+	reg        *registry.Registry
+	hb         *heartbeat.Tracker
+	rs         *redsync.Redsync
+	lockName   string
+	lockExpiry time.Duration
+	by         string
+	log        *slog.Logger
+
+	// beforeCommit, when set by tests, runs between planning and committing so
+	// a test can force a planner to be overtaken.
+	beforeCommit func()
+
+	ok, stale, failed, locked atomic.Int64
+}
+
+// RebalancerOption configures a Rebalancer.
+type RebalancerOption func(*Rebalancer)
+
+// WithLockExpiry sets how long the rebalance lock lives before it must be
+// extended. default: DefaultLockExpiry (5 s).
+func WithLockExpiry(d time.Duration) RebalancerOption {
+	return func(r *Rebalancer) {
+		if d > 0 {
+			r.lockExpiry = d
+		}
+	}
+}
+
+// WithPlanner names who commits plans, recorded in the audit log. default:
+// "rebalancer".
+func WithPlanner(by string) RebalancerOption {
+	return func(r *Rebalancer) {
+		if by != "" {
+			r.by = by
+		}
+	}
+}
+
+// WithRebalancerLogger sets the logger. default: discard.
+func WithRebalancerLogger(l *slog.Logger) RebalancerOption {
+	return func(r *Rebalancer) {
+		if l != nil {
+			r.log = l
+		}
+	}
+}
+
+// NewRebalancer returns a Rebalancer for the namespace of reg and hb, which must
+// be the same namespace.
+func NewRebalancer(rdb redis.UniversalClient, reg *registry.Registry, hb *heartbeat.Tracker, opts ...RebalancerOption) *Rebalancer {
+	r := &Rebalancer{
+		reg:        reg,
+		hb:         hb,
+		rs:         redsync.New(goredis.NewPool(rdb)),
+		lockName:   keys.New(reg.Namespace()).Lock(),
+		lockExpiry: DefaultLockExpiry,
+		by:         "rebalancer",
+		log:        slog.New(slog.DiscardHandler),
+	}
+	for _, o := range opts {
+		o(r)
+	}
+	return r
+}
+
+// Result describes one completed Run.
+type Result struct {
+	// Epoch is the assignment epoch after the run.
+	Epoch int64
+	// Changed reports whether a new assignment was committed.
+	Changed bool
+	// Moved is how many nodes' group sets changed.
+	Moved int
+	// Reaped lists the nodes removed for missing their TTL.
+	Reaped []string
+	// Retired lists the draining groups this run found free and retired.
+	Retired []string
+	// Applied is how many scheduled changes fell due and were applied.
+	Applied int
+	// Waiting is how many grants of capped groups wait for a holder to release.
+	Waiting int
+	// Took is the wall time of the run.
+	Took time.Duration
+}
+
+// Counts are the outcomes of every Run of this Rebalancer so far.
+type Counts struct{ OK, Stale, Failed, Locked int64 }
+
+// Counts returns how many runs committed (or found nothing to change), lost to a
+// newer epoch, failed, or found the lock taken.
+func (r *Rebalancer) Counts() Counts {
+	return Counts{OK: r.ok.Load(), Stale: r.stale.Load(), Failed: r.failed.Load(), Locked: r.locked.Load()}
+}
+
+// Run takes the lock, reaps dead nodes, applies due schedules, plans and
+// commits. It returns ErrLocked at once when another planner holds the lock,
+// and an error wrapping registry.ErrStaleEpoch when a newer plan was committed
+// while it worked.
+func (r *Rebalancer) Run(ctx context.Context) (Result, error) {
+	res, err := r.run(ctx)
+	switch {
+	case err == nil:
+		r.ok.Add(1)
+	case errors.Is(err, ErrLocked):
+		r.locked.Add(1)
+	case errors.Is(err, registry.ErrStaleEpoch):
+		r.stale.Add(1)
+	default:
+		r.failed.Add(1)
+	}
+	return res, err
+}
+
+func (r *Rebalancer) run(ctx context.Context) (Result, error) {
+	start := time.Now()
+	mu := r.rs.NewMutex(r.lockName, redsync.WithExpiry(r.lockExpiry), redsync.WithTries(1))
+	if err := mu.TryLockContext(ctx); err != nil {
+		var taken *redsync.ErrTaken
+		if errors.As(err, &taken) || errors.Is(err, redsync.ErrFailed) {
+			return Result{}, ErrLocked
+		}
+		return Result{}, fmt.Errorf("allocator: take rebalance lock: %w", err)
+	}
+	stopExtending := r.keepExtended(ctx, mu)
+	defer func() {
+		stopExtending()
+		// The lock may have expired already; the epoch protects us either way.
+		_, _ = mu.UnlockContext(context.WithoutCancel(ctx))
+	}()
+
+	var res Result
+	reaped, err := r.hb.Reap(ctx)
+	if err != nil {
+		return res, fmt.Errorf("allocator: reap: %w", err)
+	}
+	res.Reaped = reaped
+	applied, err := r.reg.ApplyDue(ctx)
+	if err != nil {
+		return res, fmt.Errorf("allocator: apply schedules: %w", err)
+	}
+	res.Applied = len(applied)
+
+	st, err := readState(ctx, r.reg, r.hb)
+	if err != nil {
+		return res, err
+	}
+	next := st.next()
+	res.Waiting = next.waiting
+	res.Moved = Moved(st.assign.Nodes, next.nodes)
+
+	if r.beforeCommit != nil {
+		r.beforeCommit()
+	}
+	epoch, changed, err := r.reg.Commit(ctx, registry.Commit{
+		From:    st.assign.Counters,
+		Nodes:   next.nodes,
+		Revoked: next.revoked,
+		By:      r.by,
+	})
+	if err != nil {
+		return res, fmt.Errorf("allocator: commit plan from epoch %d: %w", st.assign.Epoch, err)
+	}
+	res.Epoch, res.Changed = epoch, changed
+
+	for _, g := range next.drained {
+		_, err := r.reg.FinishRetire(ctx, g, r.by)
+		switch {
+		case err == nil:
+			res.Retired = append(res.Retired, g)
+		case errors.Is(err, registry.ErrInvalidState), errors.Is(err, registry.ErrNotFound):
+			// Someone else retired or deleted it meanwhile.
+		default:
+			return res, fmt.Errorf("allocator: retire drained group %q: %w", g, err)
+		}
+	}
+	res.Took = time.Since(start)
+	if changed {
+		r.log.Info("allot: plan committed", "ns", r.reg.Namespace(), "epoch", epoch, "moved", res.Moved, "waiting", res.Waiting, "took", res.Took)
+	}
+	return res, nil
+}
+
+// keepExtended extends the lock every third of its expiry until the returned
+// stop function is called; stop waits for the extender to finish.
+func (r *Rebalancer) keepExtended(ctx context.Context, mu *redsync.Mutex) (stop func()) {
+	done := make(chan struct{})
+	finished := make(chan struct{})
+	go func() {
+		defer close(finished)
+		t := time.NewTicker(r.lockExpiry / 3)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				if ok, err := mu.ExtendContext(ctx); !ok || err != nil {
+					// Lost the lock: keep going, the epoch check decides.
+					r.log.Warn("allot: rebalance lock lost while planning", "ns", r.reg.Namespace(), "err", err)
+					return
+				}
+			}
+		}
+	}()
+	return func() { close(done); <-finished }
+}
+
+// state is one consistent-enough read of everything planning needs. The epoch in
+// assign is what the commit is fenced on; groups and nodes read after it can
+// only be newer.
+type state struct {
+	assign registry.Assignment
+	groups []registry.Group
+	nodes  []heartbeat.Node
+}
+
+func readState(ctx context.Context, reg *registry.Registry, hb *heartbeat.Tracker) (state, error) {
+	var st state
+	var err error
+	if st.assign, err = reg.Assignment(ctx); err != nil {
+		return st, fmt.Errorf("allocator: read assignment: %w", err)
+	}
+	if st.groups, err = reg.List(ctx); err != nil {
+		return st, fmt.Errorf("allocator: read groups: %w", err)
+	}
+	if st.nodes, _, err = hb.Live(ctx); err != nil {
+		return st, fmt.Errorf("allocator: read live nodes: %w", err)
+	}
+	return st, nil
+}
+
+// planInputs converts stored groups and live nodes into Plan's inputs: only
+// active groups, only live nodes.
+func (st state) planInputs() ([]Group, []Node) {
+	groups := make([]Group, 0, len(st.groups))
+	for _, g := range st.groups {
+		if g.State == registry.Active {
+			groups = append(groups, Group{Name: g.Name, Weight: g.Weight, MaxNodes: g.MaxNodes})
+		}
+	}
+	nodes := make([]Node, 0, len(st.nodes))
+	for _, n := range st.nodes {
+		nodes = append(nodes, Node{ID: n.ID, IP: n.IP, Preferred: n.Preferred})
+	}
+	return groups, nodes
+}
+
+// nextState is what a run commits.
+type nextState struct {
+	nodes   map[string][]string // live node -> granted groups (standby: empty)
+	revoked map[string][]string // node -> "group@epoch" entries still awaiting release
+	drained []string            // draining groups nobody may hold any more
+	waiting int                 // capped grants held back until a holder releases
+}
+
+// next turns the desired plan into a safe assignment. Uncapped active groups are
+// granted as planned (make-before-break). A capped group is granted to a new
+// holder only while the nodes that may hold it — granted it, reporting it held,
+// or revoked but not yet acknowledged — stay within max_nodes; everyone Plan
+// moves off a capped or draining group gets a revoked entry that a later run
+// clears once the node acknowledges the revoke epoch without holding it, or is
+// gone. See docs/internals.md, "the revoke → release → grant handoff".
+func (st state) next() nextState {
+	groups, nodes := st.planInputs()
+	desired := Plan(groups, nodes, st.assign.Nodes)
+
+	byName := make(map[string]registry.Group, len(st.groups))
+	for _, g := range st.groups {
+		byName[g.Name] = g
+	}
+	live := make(map[string]heartbeat.Node, len(st.nodes))
+	for _, n := range st.nodes {
+		live[n.ID] = n
+	}
+	// guarded groups need the handoff: capped ones (so max_nodes holds at every
+	// instant) and draining ones (so "retired" means nobody holds it).
+	guarded := func(name string) bool {
+		g, ok := byName[name]
+		return ok && (g.MaxNodes > 0 || g.State == registry.Draining)
+	}
+	revokeEpoch := st.assign.Epoch + 1
+
+	// Carry over revoked entries the node has not yet acknowledged.
+	revoked := make(map[string]map[string]int64)
+	for id, entries := range st.assign.Revoked {
+		n, alive := live[id]
+		if !alive {
+			continue // reaped or left: its lease has expired
+		}
+		held := setOf(n.Held)
+		for _, e := range entries {
+			g, at := parseRevoked(e)
+			if !guarded(g) {
+				continue // deleted or no longer capped: nothing to guard
+			}
+			if n.Ack >= at && !held[g] {
+				continue // released
+			}
+			addRevoked(revoked, id, g, at)
+		}
+	}
+
+	// mayHold counts, per guarded group, the live nodes that may be using it.
+	mayHold := make(map[string]map[string]bool)
+	mark := func(g, id string) {
+		if !guarded(g) {
+			return
+		}
+		if mayHold[g] == nil {
+			mayHold[g] = make(map[string]bool)
+		}
+		mayHold[g][id] = true
+	}
+	for id, n := range live {
+		for _, g := range st.assign.Nodes[id] {
+			mark(g, id)
+		}
+		for _, g := range n.Held {
+			mark(g, id)
+		}
+		for g := range revoked[id] {
+			mark(g, id)
+		}
+	}
+
+	out := nextState{nodes: make(map[string][]string, len(live)), revoked: map[string][]string{}}
+	ids := make([]string, 0, len(live))
+	for id := range live {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+
+	// Pass 1: keep what nodes may already hold; collect new capped grants.
+	type grant struct{ node, group string }
+	var pending []grant
+	for _, id := range ids {
+		out.nodes[id] = []string{}
+		for _, g := range desired[id] {
+			if c := byName[g].MaxNodes; c > 0 && !mayHold[g][id] {
+				pending = append(pending, grant{id, g})
+				continue
+			}
+			out.nodes[id] = append(out.nodes[id], g)
+		}
+	}
+	// Pass 2: grant capped groups in node-ID order while there is room.
+	for _, p := range pending {
+		if len(mayHold[p.group]) < byName[p.group].MaxNodes {
+			if mayHold[p.group] == nil {
+				mayHold[p.group] = make(map[string]bool)
+			}
+			mayHold[p.group][p.node] = true
+			out.nodes[p.node] = append(out.nodes[p.node], p.group)
+			sort.Strings(out.nodes[p.node])
+			continue
+		}
+		out.waiting++
+	}
+
+	// Revoke guarded groups a live node may hold but is no longer granted.
+	for _, id := range ids {
+		granted := setOf(out.nodes[id])
+		for g := range revoked[id] {
+			if granted[g] {
+				delete(revoked[id], g) // granted again: the entry is moot
+			}
+		}
+		for _, g := range append(append([]string(nil), st.assign.Nodes[id]...), live[id].Held...) {
+			if guarded(g) && !granted[g] {
+				if _, already := revoked[id][g]; !already {
+					addRevoked(revoked, id, g, revokeEpoch)
+				}
+			}
+		}
+	}
+	for id, entries := range revoked {
+		if len(entries) == 0 {
+			continue
+		}
+		list := make([]string, 0, len(entries))
+		for g, at := range entries {
+			list = append(list, g+"@"+strconv.FormatInt(at, 10))
+		}
+		sort.Strings(list)
+		out.revoked[id] = list
+	}
+
+	// A draining group is done when no live node may hold it after this commit.
+	for _, g := range st.groups {
+		if g.State != registry.Draining {
+			continue
+		}
+		held := false
+		for id := range mayHold[g.Name] {
+			if setOf(out.nodes[id])[g.Name] {
+				held = true
+				break
+			}
+			if _, ok := revoked[id][g.Name]; ok {
+				held = true
+				break
+			}
+		}
+		if !held {
+			out.drained = append(out.drained, g.Name)
+		}
+	}
+	return out
+}
+
+func addRevoked(m map[string]map[string]int64, id, g string, at int64) {
+	if m[id] == nil {
+		m[id] = make(map[string]int64)
+	}
+	m[id][g] = at
+}
+
+// parseRevoked splits a revoked entry "group@epoch". An entry without an epoch
+// counts as revoked at epoch 0, so any acknowledgement releases it.
+func parseRevoked(e string) (group string, epoch int64) {
+	i := strings.LastIndexByte(e, '@')
+	if i < 0 {
+		return e, 0
+	}
+	n, err := strconv.ParseInt(e[i+1:], 10, 64)
+	if err != nil {
+		return e, 0
+	}
+	return e[:i], n
+}
+
+func setOf(xs []string) map[string]bool {
+	m := make(map[string]bool, len(xs))
+	for _, x := range xs {
+		m[x] = true
+	}
+	return m
+}

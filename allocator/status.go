@@ -1,0 +1,120 @@
+package allocator
+
+import (
+	"context"
+	"sort"
+	"time"
+
+	"github.com/allot-io/allot/heartbeat"
+	"github.com/allot-io/allot/registry"
+)
+
+// Status is what `allot status` and GET /v1/status show: the committed
+// assignment next to what Plan wants.
+type Status struct {
+	Epoch    int64         `json:"epoch"`
+	Balanced bool          `json:"balanced"`
+	Groups   []GroupStatus `json:"groups"`
+	Nodes    []NodeStatus  `json:"nodes"`
+	Standby  []string      `json:"standby"`
+	// Waiting counts capped-group grants held back until a holder releases.
+	Waiting int `json:"waiting"`
+}
+
+// GroupStatus is one group in a Status.
+type GroupStatus struct {
+	Name     string  `json:"name"`
+	State    string  `json:"state"`
+	Weight   float64 `json:"weight"`
+	MaxNodes int     `json:"max_nodes"`
+	Quota    string  `json:"quota"`
+	// Target is the node count Plan wants for the group.
+	Target int `json:"target"`
+	// Nodes are the IDs of the live nodes holding it now, sorted.
+	Nodes []string `json:"nodes"`
+	// Share is the fraction of the group's quota each holder gets (1/holders;
+	// 0 when nobody holds it).
+	Share float64 `json:"share"`
+}
+
+// NodeStatus is one live node in a Status.
+type NodeStatus struct {
+	ID       string    `json:"id"`
+	IP       string    `json:"ip"`
+	Groups   []string  `json:"groups"`
+	LastSeen time.Time `json:"last_seen"`
+}
+
+// GroupView is a group as the CLI and the HTTP API show it: the stored
+// document plus the nodes holding it.
+type GroupView struct {
+	registry.Group
+	Nodes []string `json:"nodes"`
+}
+
+// Inspect reads the pool and reports its status. It only reads.
+func Inspect(ctx context.Context, reg *registry.Registry, hb *heartbeat.Tracker) (Status, error) {
+	st, err := readState(ctx, reg, hb)
+	if err != nil {
+		return Status{}, err
+	}
+	return st.status(), nil
+}
+
+func (st state) status() Status {
+	groups, nodes := st.planInputs()
+	targets := Targets(groups, nodes)
+
+	// Only live nodes count as holders; a committed entry for a node that has
+	// died since is not a holder.
+	holders := make(map[string][]string)
+	current := make(Assignment, len(st.nodes))
+	s := Status{Epoch: st.assign.Epoch, Groups: []GroupStatus{}, Nodes: []NodeStatus{}, Standby: []string{}}
+	for _, n := range st.nodes {
+		gs := append([]string{}, st.assign.Nodes[n.ID]...)
+		if len(gs) > 0 {
+			current[n.ID] = gs
+		} else {
+			s.Standby = append(s.Standby, n.ID)
+		}
+		for _, g := range gs {
+			holders[g] = append(holders[g], n.ID)
+		}
+		s.Nodes = append(s.Nodes, NodeStatus{ID: n.ID, IP: n.IP, Groups: gs, LastSeen: n.LastSeen})
+	}
+	for _, g := range st.groups {
+		h := holders[g.Name]
+		if h == nil {
+			h = []string{}
+		}
+		sort.Strings(h)
+		gs := GroupStatus{
+			Name: g.Name, State: string(g.State), Weight: g.Weight, MaxNodes: g.MaxNodes,
+			Quota: g.Quota, Target: targets[g.Name], Nodes: h,
+		}
+		if len(h) > 0 {
+			gs.Share = 1 / float64(len(h))
+		}
+		s.Groups = append(s.Groups, gs)
+	}
+	s.Waiting = st.next().waiting
+	s.Balanced = s.Waiting == 0 && Balanced(groups, nodes, current)
+	return s
+}
+
+// GroupViews pairs each group with the nodes holding it according to s.
+func (s Status) GroupViews(groups []registry.Group) []GroupView {
+	holders := make(map[string][]string, len(s.Groups))
+	for _, g := range s.Groups {
+		holders[g.Name] = g.Nodes
+	}
+	out := make([]GroupView, 0, len(groups))
+	for _, g := range groups {
+		h := holders[g.Name]
+		if h == nil {
+			h = []string{}
+		}
+		out = append(out, GroupView{Group: g, Nodes: h})
+	}
+	return out
+}
