@@ -1,0 +1,445 @@
+package heartbeat_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/allot-io/allot/heartbeat"
+	"github.com/allot-io/allot/internal/keys"
+	"github.com/allot-io/allot/internal/redistest"
+)
+
+// testConfig is tiny so that liveness tests finish fast; liveness is judged
+// by the server clock, so tests poll instead of sleeping.
+var testConfig = heartbeat.Config{Interval: 50 * time.Millisecond, TTL: 150 * time.Millisecond}
+
+const (
+	waitFor = 5 * time.Second
+	tick    = 5 * time.Millisecond
+)
+
+// env is one tracker on a fresh namespace of a shared server.
+type env struct {
+	rdb redis.UniversalClient
+	k   keys.Keys
+	tr  *heartbeat.Tracker
+}
+
+var nsSeq atomic.Int64
+
+func newEnv(t *testing.T, rdb redis.UniversalClient) env {
+	t.Helper()
+	ns := fmt.Sprintf("hb%d", nsSeq.Add(1))
+	tr, err := heartbeat.New(rdb, ns, testConfig)
+	require.NoError(t, err)
+	return env{rdb: rdb, k: keys.New(ns), tr: tr}
+}
+
+// state reads one :state counter (missing = 0).
+func (e env) state(t *testing.T, field string) int64 {
+	t.Helper()
+	v, err := e.rdb.HGet(context.Background(), e.k.State(), field).Int64()
+	if err == redis.Nil {
+		return 0
+	}
+	require.NoError(t, err)
+	return v
+}
+
+func (e env) setState(t *testing.T, kv ...any) {
+	t.Helper()
+	require.NoError(t, e.rdb.HSet(context.Background(), e.k.State(), kv...).Err())
+}
+
+// planned marks the current rev/mver as planned, so no work is pending.
+func (e env) planned(t *testing.T) {
+	t.Helper()
+	e.setState(t, "pmver", e.state(t, "mver"), "prev", e.state(t, "rev"))
+}
+
+// logEntries returns the :log stream entries.
+func (e env) logEntries(t *testing.T) []redis.XMessage {
+	t.Helper()
+	msgs, err := e.rdb.XRange(context.Background(), e.k.Log(), "-", "+").Result()
+	require.NoError(t, err)
+	return msgs
+}
+
+// topologies runs each test on a standalone server and on a 3-master cluster.
+func TestTracker(t *testing.T) {
+	tests := map[string]func(t *testing.T, rdb redis.UniversalClient){
+		"JoinEvent":          testJoinEvent,
+		"PreferredBumpsMVer": testPreferredBumpsMVer,
+		"Work":               testWork,
+		"Live":               testLive,
+		"Reap":               testReap,
+		"Leave":              testLeave,
+		"OneRoundTrip":       testOneRoundTrip,
+		"InvalidNode":        testInvalidNode,
+	}
+	topologies := map[string]func(t *testing.T) redis.UniversalClient{
+		"standalone": func(t *testing.T) redis.UniversalClient { return redistest.Start(t).Client(t) },
+		"cluster":    func(t *testing.T) redis.UniversalClient { return redistest.StartCluster(t).Client(t) },
+	}
+	for topo, start := range topologies {
+		t.Run(topo, func(t *testing.T) {
+			rdb := start(t)
+			for name, fn := range tests {
+				t.Run(name, func(t *testing.T) { fn(t, rdb) })
+			}
+		})
+	}
+}
+
+func testJoinEvent(t *testing.T, rdb redis.UniversalClient) {
+	ctx := context.Background()
+	e := newEnv(t, rdb)
+	e.setState(t, "epoch", 7)
+
+	sub := rdb.Subscribe(ctx, e.k.Events())
+	defer sub.Close()
+	_, err := sub.Receive(ctx) // subscription confirmed
+	require.NoError(t, err)
+
+	r, err := e.tr.Beat(ctx, heartbeat.Beat{Node: "n1", IP: "10.0.0.1"})
+	require.NoError(t, err)
+	assert.True(t, r.Joined)
+	assert.True(t, r.Work, "a join is a membership change")
+	assert.Equal(t, int64(7), r.Epoch)
+	assert.WithinDuration(t, time.Now(), r.Now, 5*time.Second)
+	assert.Equal(t, int64(1), e.state(t, "mver"))
+
+	joined, err := rdb.HGet(ctx, e.k.Node("n1"), "joined").Int64()
+	require.NoError(t, err)
+	assert.Equal(t, r.Now.UnixMilli(), joined)
+
+	msgs := e.logEntries(t)
+	require.Len(t, msgs, 1)
+	assert.Equal(t, map[string]any{
+		"type": "node.joined", "group": "", "node": "n1", "epoch": "7",
+		"version": "0", "by": "n1", "at": fmt.Sprint(r.Now.UnixMilli()),
+	}, msgs[0].Values)
+
+	select {
+	case m := <-sub.Channel():
+		var ev map[string]any
+		require.NoError(t, json.Unmarshal([]byte(m.Payload), &ev))
+		assert.Equal(t, map[string]any{
+			"id": msgs[0].ID, "type": "node.joined", "group": "", "node": "n1",
+			"epoch": float64(7), "version": float64(0), "by": "n1", "at": float64(r.Now.UnixMilli()),
+		}, ev)
+	case <-time.After(waitFor):
+		t.Fatal("no node.joined event published")
+	}
+
+	// A second beat of the same node is not a join.
+	r, err = e.tr.Beat(ctx, heartbeat.Beat{Node: "n1", IP: "10.0.0.1"})
+	require.NoError(t, err)
+	assert.False(t, r.Joined)
+	assert.Equal(t, int64(1), e.state(t, "mver"))
+	assert.Len(t, e.logEntries(t), 1)
+}
+
+func testPreferredBumpsMVer(t *testing.T, rdb redis.UniversalClient) {
+	ctx := context.Background()
+	e := newEnv(t, rdb)
+	steps := []struct {
+		preferred string
+		mver      int64
+	}{
+		{"", 1}, // join
+		{"", 1},
+		{"alpha", 2},
+		{"alpha", 2},
+		{"beta", 3},
+		{"", 4},
+	}
+	for i, s := range steps {
+		_, err := e.tr.Beat(ctx, heartbeat.Beat{Node: "n1", Preferred: s.preferred})
+		require.NoError(t, err)
+		assert.Equal(t, s.mver, e.state(t, "mver"), "step %d (preferred %q)", i, s.preferred)
+	}
+	// Other fields do not count as membership changes.
+	_, err := e.tr.Beat(ctx, heartbeat.Beat{Node: "n1", IP: "10.1.1.1", Held: []string{"g"}, Ack: 9})
+	require.NoError(t, err)
+	assert.Equal(t, int64(4), e.state(t, "mver"))
+}
+
+func testWork(t *testing.T, rdb redis.UniversalClient) {
+	ctx := context.Background()
+	e := newEnv(t, rdb)
+	beat := func() heartbeat.Reply {
+		t.Helper()
+		r, err := e.tr.Beat(ctx, heartbeat.Beat{Node: "n1"})
+		require.NoError(t, err)
+		return r
+	}
+	assert.True(t, beat().Work, "join: mver != pmver")
+	e.planned(t)
+	assert.False(t, beat().Work, "nothing pending")
+
+	// rev != prev
+	e.setState(t, "rev", 5)
+	r := beat()
+	assert.True(t, r.Work, "rev moved")
+	assert.Equal(t, int64(5), r.Rev)
+	e.planned(t)
+	assert.False(t, beat().Work)
+
+	// mver != pmver (another node's membership change)
+	e.setState(t, "mver", 9)
+	assert.True(t, beat().Work, "mver moved")
+	e.planned(t)
+	assert.False(t, beat().Work)
+
+	// a node past its TTL
+	require.NoError(t, rdb.ZAdd(ctx, e.k.Nodes(), redis.Z{Score: 1000, Member: "dead"}).Err())
+	assert.True(t, beat().Work, "dead node waiting")
+	require.NoError(t, rdb.ZRem(ctx, e.k.Nodes(), "dead").Err())
+	assert.False(t, beat().Work)
+
+	// a due schedule; a future one is not work
+	future := time.Now().Add(time.Hour).UnixMilli()
+	require.NoError(t, rdb.ZAdd(ctx, e.k.Schedule(), redis.Z{Score: float64(future), Member: "later"}).Err())
+	assert.False(t, beat().Work, "schedule not due")
+	require.NoError(t, rdb.ZAdd(ctx, e.k.Schedule(), redis.Z{Score: 1000, Member: "due"}).Err())
+	assert.True(t, beat().Work, "schedule due")
+	require.NoError(t, rdb.ZRem(ctx, e.k.Schedule(), "due").Err())
+	assert.False(t, beat().Work)
+
+	// revoked groups of another node are not this node's work
+	require.NoError(t, rdb.HSet(ctx, e.k.Revoked(), "other", "g").Err())
+	assert.False(t, beat().Work, "revoked entry of another node")
+	require.NoError(t, rdb.HSet(ctx, e.k.Revoked(), "n1", "g").Err())
+	assert.True(t, beat().Work, "own revoked entry")
+	require.NoError(t, rdb.HDel(ctx, e.k.Revoked(), "n1").Err())
+	assert.False(t, beat().Work)
+
+	e.setState(t, "epoch", 12)
+	assert.Equal(t, int64(12), beat().Epoch)
+}
+
+func testLive(t *testing.T, rdb redis.UniversalClient) {
+	ctx := context.Background()
+	e := newEnv(t, rdb)
+
+	nodes, now, err := e.tr.Live(ctx)
+	require.NoError(t, err)
+	assert.Empty(t, nodes)
+	assert.WithinDuration(t, time.Now(), now, 5*time.Second)
+
+	first, err := e.tr.Beat(ctx, heartbeat.Beat{Node: "n2", IP: "10.0.0.2", Preferred: "p", Held: []string{"y", "x", "y"}, Ack: 3})
+	require.NoError(t, err)
+	_, err = e.tr.Beat(ctx, heartbeat.Beat{Node: "gone", IP: "10.0.0.9"})
+	require.NoError(t, err)
+
+	// Keep n2 and n1 beating until "gone" has fallen out of the live set.
+	var last heartbeat.Reply
+	require.Eventually(t, func() bool {
+		last, err = e.tr.Beat(ctx, heartbeat.Beat{Node: "n2", IP: "10.0.0.2", Preferred: "p", Held: []string{"y", "x", "y"}, Ack: 3})
+		require.NoError(t, err)
+		_, err = e.tr.Beat(ctx, heartbeat.Beat{Node: "n1", IP: "10.0.0.1"})
+		require.NoError(t, err)
+		nodes, now, err = e.tr.Live(ctx)
+		require.NoError(t, err)
+		return len(nodes) == 2
+	}, waitFor, tick)
+
+	require.Equal(t, []string{"n1", "n2"}, []string{nodes[0].ID, nodes[1].ID})
+	n2 := nodes[1]
+	assert.Equal(t, heartbeat.Node{
+		ID: "n2", IP: "10.0.0.2", Preferred: "p", Held: []string{"x", "y"}, Ack: 3,
+		LastSeen: last.Now, Joined: first.Now,
+	}, n2)
+	assert.Nil(t, nodes[0].Held)
+	assert.False(t, now.Before(n2.LastSeen))
+	// Not live is not reaped: the dead node is still stored until Reap.
+	score, err := rdb.ZScore(ctx, e.k.Nodes(), "gone").Result()
+	require.NoError(t, err)
+	assert.Less(t, score, float64(now.Add(-testConfig.TTL).UnixMilli()))
+}
+
+func testReap(t *testing.T, rdb redis.UniversalClient) {
+	ctx := context.Background()
+	e := newEnv(t, rdb)
+	for _, id := range []string{"alive", "dead1", "dead2"} {
+		_, err := e.tr.Beat(ctx, heartbeat.Beat{Node: id})
+		require.NoError(t, err)
+	}
+	require.Equal(t, int64(3), e.state(t, "mver"))
+
+	ids, err := e.tr.Reap(ctx)
+	require.NoError(t, err)
+	assert.Empty(t, ids, "nobody is past the TTL yet")
+	assert.Equal(t, int64(3), e.state(t, "mver"))
+
+	var reaped []string
+	require.Eventually(t, func() bool {
+		_, err := e.tr.Beat(ctx, heartbeat.Beat{Node: "alive"})
+		require.NoError(t, err)
+		ids, err := e.tr.Reap(ctx)
+		require.NoError(t, err)
+		reaped = append(reaped, ids...)
+		return len(reaped) >= 2
+	}, waitFor, tick)
+	assert.Equal(t, []string{"dead1", "dead2"}, reaped)
+	assert.Equal(t, int64(4), e.state(t, "mver"), "one bump per reap")
+
+	members, err := rdb.ZRange(ctx, e.k.Nodes(), 0, -1).Result()
+	require.NoError(t, err)
+	assert.Equal(t, []string{"alive"}, members)
+	n, err := rdb.Exists(ctx, e.k.Node("dead1"), e.k.Node("dead2")).Result()
+	require.NoError(t, err)
+	assert.Zero(t, n)
+	n, err = rdb.Exists(ctx, e.k.Node("alive")).Result()
+	require.NoError(t, err)
+	assert.Equal(t, int64(1), n)
+
+	var types []string
+	for _, m := range e.logEntries(t) {
+		types = append(types, fmt.Sprint(m.Values["type"], ":", m.Values["node"]))
+	}
+	assert.Equal(t, []string{"node.joined:alive", "node.joined:dead1", "node.joined:dead2", "node.reaped:dead1", "node.reaped:dead2"}, types)
+
+	// A reaped node that beats again joins again.
+	r, err := e.tr.Beat(ctx, heartbeat.Beat{Node: "dead1"})
+	require.NoError(t, err)
+	assert.True(t, r.Joined)
+	assert.Equal(t, int64(5), e.state(t, "mver"))
+}
+
+func testLeave(t *testing.T, rdb redis.UniversalClient) {
+	ctx := context.Background()
+	e := newEnv(t, rdb)
+	for _, id := range []string{"a", "b"} {
+		_, err := e.tr.Beat(ctx, heartbeat.Beat{Node: id, Held: []string{"g"}})
+		require.NoError(t, err)
+	}
+	require.NoError(t, e.tr.Leave(ctx, "a"))
+	assert.Equal(t, int64(3), e.state(t, "mver"))
+	members, err := rdb.ZRange(ctx, e.k.Nodes(), 0, -1).Result()
+	require.NoError(t, err)
+	assert.Equal(t, []string{"b"}, members)
+	n, err := rdb.Exists(ctx, e.k.Node("a")).Result()
+	require.NoError(t, err)
+	assert.Zero(t, n)
+	msgs := e.logEntries(t)
+	require.Len(t, msgs, 3)
+	assert.Equal(t, "node.left", msgs[2].Values["type"])
+	assert.Equal(t, "a", msgs[2].Values["node"])
+	assert.Equal(t, "a", msgs[2].Values["by"])
+
+	// Leaving twice, or leaving an unknown node, is a no-op.
+	require.NoError(t, e.tr.Leave(ctx, "a"))
+	require.NoError(t, e.tr.Leave(ctx, "never-seen"))
+	assert.Equal(t, int64(3), e.state(t, "mver"))
+	assert.Len(t, e.logEntries(t), 3)
+
+	assert.ErrorIs(t, e.tr.Leave(ctx, ""), heartbeat.ErrInvalidNode)
+}
+
+// roundTrips counts every command and pipeline sent through a client.
+type roundTrips struct{ n atomic.Int64 }
+
+func (h *roundTrips) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (h *roundTrips) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		h.n.Add(1)
+		return next(ctx, cmd)
+	}
+}
+
+func (h *roundTrips) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		h.n.Add(1)
+		return next(ctx, cmds)
+	}
+}
+
+func testOneRoundTrip(t *testing.T, rdb redis.UniversalClient) {
+	ctx := context.Background()
+	e := newEnv(t, rdb)
+	// The very first call may need EVAL after a NOSCRIPT reply (per shard).
+	_, err := e.tr.Beat(ctx, heartbeat.Beat{Node: "warm"})
+	require.NoError(t, err)
+
+	var h roundTrips
+	rdb.AddHook(&h)
+	b := heartbeat.Beat{Node: "n1", IP: "10.0.0.1", Preferred: "g", Held: []string{"g"}, Ack: 1}
+	for i := range 5 {
+		h.n.Store(0)
+		_, err := e.tr.Beat(ctx, b)
+		require.NoError(t, err)
+		assert.Equal(t, int64(1), h.n.Load(), "round trips of beat %d", i)
+	}
+}
+
+func testInvalidNode(t *testing.T, rdb redis.UniversalClient) {
+	ctx := context.Background()
+	e := newEnv(t, rdb)
+	for _, id := range []string{"", "a,b", "a b", "a\tb", "a\nb", "a\x00b", "a\x7fb", "\xff", strings.Repeat("x", heartbeat.MaxNodeIDLen+1)} {
+		_, err := e.tr.Beat(ctx, heartbeat.Beat{Node: id})
+		assert.ErrorIs(t, err, heartbeat.ErrInvalidNode, "id %q", id)
+	}
+	_, err := e.tr.Beat(ctx, heartbeat.Beat{Node: "ok", Held: []string{"a,b"}})
+	assert.ErrorIs(t, err, heartbeat.ErrInvalidNode)
+	n, err := rdb.ZCard(ctx, e.k.Nodes()).Result()
+	require.NoError(t, err)
+	assert.Zero(t, n, "nothing written for invalid beats")
+
+	_, err = e.tr.Beat(ctx, heartbeat.Beat{Node: strings.Repeat("é", heartbeat.MaxNodeIDLen/2)})
+	assert.NoError(t, err)
+}
+
+func TestConfigValidate(t *testing.T) {
+	assert.NoError(t, heartbeat.DefaultConfig().Validate())
+	assert.Equal(t, heartbeat.Config{Interval: 2 * time.Second, TTL: 6 * time.Second}, heartbeat.DefaultConfig())
+	tests := []struct {
+		cfg     heartbeat.Config
+		wantErr string
+	}{
+		{heartbeat.Config{Interval: time.Second, TTL: 3 * time.Second}, ""},
+		{heartbeat.Config{Interval: 0, TTL: time.Second}, "interval 0s must be > 0"},
+		{heartbeat.Config{Interval: -time.Second, TTL: time.Second}, "interval -1s must be > 0"},
+		{heartbeat.Config{Interval: time.Second, TTL: 2999 * time.Millisecond}, "ttl 2.999s must be >= 3 × interval 1s"},
+		{heartbeat.Config{Interval: 2 * time.Second, TTL: 0}, "ttl 0s must be >= 3 × interval 2s"},
+	}
+	for _, tt := range tests {
+		err := tt.cfg.Validate()
+		if tt.wantErr == "" {
+			assert.NoError(t, err, "%+v", tt.cfg)
+			continue
+		}
+		assert.ErrorIs(t, err, heartbeat.ErrInvalidConfig, "%+v", tt.cfg)
+		assert.ErrorContains(t, err, tt.wantErr)
+	}
+}
+
+func TestNewValidates(t *testing.T) {
+	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1"}) // never dialled
+	defer rdb.Close()
+
+	_, err := heartbeat.New(rdb, "ns", heartbeat.Config{Interval: time.Second, TTL: time.Second})
+	assert.ErrorIs(t, err, heartbeat.ErrInvalidConfig)
+	for _, ns := range []string{"{bad}", "a b", "-x", strings.Repeat("n", 64)} {
+		_, err = heartbeat.New(rdb, ns, heartbeat.DefaultConfig())
+		assert.ErrorIs(t, err, heartbeat.ErrInvalidConfig, "ns %q", ns)
+		assert.ErrorIs(t, err, keys.ErrInvalidNamespace, "ns %q", ns)
+	}
+	_, err = heartbeat.New(nil, "ns", heartbeat.DefaultConfig())
+	assert.ErrorIs(t, err, heartbeat.ErrInvalidConfig)
+
+	tr, err := heartbeat.New(rdb, "", testConfig)
+	require.NoError(t, err)
+	assert.Equal(t, testConfig, tr.Config())
+}
