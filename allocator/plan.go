@@ -668,15 +668,16 @@ func (p *planner) pack(prev Assignment) Assignment {
 			if len(lists[e]) > 0 {
 				continue
 			}
+			// Change one node's keys at a time: a heap can only fix one.
 			d := countH.items[0]
 			g := lists[d][0]
 			lists[d] = slices.Delete(lists[d], 0, 1)
-			lists[e] = append(lists[e], g)
 			load[d] -= w[g]
-			load[e] += w[g]
 			countH.fix(d)
-			countH.fix(e)
 			minH.fix(d)
+			lists[e] = append(lists[e], g)
+			load[e] += w[g]
+			countH.fix(e)
 			minH.fix(e)
 		}
 	}
@@ -720,12 +721,12 @@ func (p *planner) pack(prev Assignment) Assignment {
 		}
 		g := lists[src][k]
 		lists[src] = slices.Delete(lists[src], k, k+1)
-		insert(lo, g)
 		load[src] -= w[g]
-		load[lo] += w[g]
 		maxH.fix(src)
-		maxH.fix(lo)
 		minH.fix(src)
+		insert(lo, g)
+		load[lo] += w[g]
+		maxH.fix(lo)
 		minH.fix(lo)
 	}
 
