@@ -1,0 +1,905 @@
+// allot web UI. Plain JavaScript, no build step, no third-party code.
+//
+// Every piece of server data reaches the page through textContent or
+// attributes (see el()), never innerHTML, so a group named "<img onerror>"
+// is just text. The page follows /v1/events (read with fetch so the bearer
+// token can be sent) and refetches state, debounced, on every event.
+'use strict';
+
+(() => {
+  const TOKEN_KEY = 'allot.token';
+  const MOVED_MS = 2500;        // how long a node that changed groups stays highlighted
+  const REFRESH_DEBOUNCE_MS = 120;
+  const POLL_MS = 5000;         // safety net and "last seen" clock, even while live
+  const MAX_EVENTS = 60;
+
+  const state = {
+    status: null,
+    groups: [],
+    schedule: [],
+    dev: false,
+    devNodes: [],
+    lastAssign: null,           // Map node ID -> "g1,g2" from the previous status
+    movedUntil: new Map(),      // node ID -> ms timestamp
+    live: false,
+  };
+
+  // ---------- DOM helpers ----------
+
+  const $ = (id) => document.getElementById(id);
+
+  // el builds an element. attrs: class, testid, on<event>, dataset-free plain
+  // attributes; children: nodes or strings (strings become text nodes).
+  function el(tag, attrs, ...children) {
+    const node = document.createElement(tag);
+    for (const [k, v] of Object.entries(attrs || {})) {
+      if (v === undefined || v === null || v === false) continue;
+      if (k === 'class') node.className = v;
+      else if (k === 'testid') node.dataset.testid = v;
+      else if (k.startsWith('on')) node.addEventListener(k.slice(2), v);
+      else node.setAttribute(k, v === true ? '' : String(v));
+    }
+    append(node, children);
+    return node;
+  }
+
+  function append(node, children) {
+    for (const c of children.flat(Infinity)) {
+      if (c === undefined || c === null || c === false) continue;
+      node.append(c instanceof Node ? c : document.createTextNode(String(c)));
+    }
+  }
+
+  function replaceChildren(node, ...children) {
+    node.replaceChildren();
+    append(node, children);
+  }
+
+  function toast(message, kind) {
+    const t = el('div', { class: 'toast' + (kind === 'error' ? ' error' : ''), role: 'status' }, message);
+    $('toasts').append(t);
+    setTimeout(() => t.remove(), kind === 'error' ? 7000 : 3500);
+  }
+
+  const delay = (ms) => new Promise((r) => setTimeout(r, ms));
+
+  // ---------- API ----------
+
+  class ApiError extends Error {
+    constructor(status, code, message) {
+      super(message);
+      this.status = status;
+      this.code = code;
+    }
+  }
+
+  function authHeaders(extra) {
+    const h = Object.assign({}, extra);
+    const tok = sessionStorage.getItem(TOKEN_KEY);
+    if (tok) h.Authorization = 'Bearer ' + tok;
+    return h;
+  }
+
+  // api calls the JSON API. body: undefined, a string (sent as-is with
+  // contentType) or a value (sent as JSON). raw: return the response text.
+  async function api(method, path, body, opts = {}) {
+    const headers = authHeaders({ Accept: opts.raw ? '*/*' : 'application/json' });
+    let payload;
+    if (typeof body === 'string') {
+      payload = body;
+      headers['Content-Type'] = opts.contentType || 'application/yaml';
+    } else if (body !== undefined) {
+      payload = JSON.stringify(body);
+      headers['Content-Type'] = 'application/json';
+    }
+    const res = await fetch(path, { method, headers, body: payload, cache: 'no-store' });
+    const text = await res.text();
+    if (!res.ok) {
+      let code = 'http_' + res.status;
+      let message = text.trim() || res.statusText;
+      try {
+        const e = JSON.parse(text).error;
+        if (e) { code = e.code || code; message = e.message || message; }
+      } catch (_) { /* not JSON */ }
+      if (res.status === 401 || res.status === 403) askToken(res.status, message);
+      throw new ApiError(res.status, code, message);
+    }
+    if (opts.raw) return { text, type: res.headers.get('Content-Type') || '' };
+    if (!text) return null;
+    return JSON.parse(text);
+  }
+
+  const enc = encodeURIComponent;
+
+  // ---------- token ----------
+
+  let tokenPrompted = false;
+  let tokenWaiters = [];
+
+  function askToken(status, message) {
+    if (tokenPrompted) return;
+    tokenPrompted = true;
+    const why = status === 403
+      ? 'This token may not do that (' + message + '). Enter an admin token.'
+      : 'This server needs a token. It is kept for this browser tab only.';
+    $('dlg-token-text').textContent = why;
+    const d = $('dlg-token');
+    if (!d.open) d.showModal();
+  }
+
+  function tokenChanged() {
+    tokenPrompted = false;
+    const waiters = tokenWaiters;
+    tokenWaiters = [];
+    waiters.forEach((w) => w());
+    restartEvents();
+    refreshAll();
+  }
+
+  const waitForToken = () => new Promise((r) => tokenWaiters.push(r));
+
+  // ---------- formatting ----------
+
+  function fmtNum(n) {
+    if (n === undefined || n === null || Number.isNaN(n)) return '–';
+    return Number.isInteger(n) ? String(n) : n.toFixed(2).replace(/\.?0+$/, '');
+  }
+
+  // fmtShare turns a fraction of the group quota into the per-node rate when
+  // the quota is "N/unit[ burst B]", else a percentage.
+  function fmtShare(share, quota) {
+    if (share === undefined || share === null || !share) return '–';
+    const pct = fmtNum(share * 100) + '%';
+    const m = /^\s*(\d+(?:\.\d+)?)\s*\/\s*([a-z]+)/i.exec(quota || '');
+    if (!m) return pct;
+    return fmtNum(parseFloat(m[1]) * share) + '/' + m[2] + ' (' + pct + ')';
+  }
+
+  function ago(ts) {
+    if (!ts) return '–';
+    const t = Date.parse(ts);
+    if (Number.isNaN(t)) return String(ts);
+    const s = Math.max(0, Math.round((Date.now() - t) / 1000));
+    if (s < 60) return s + 's ago';
+    if (s < 3600) return Math.floor(s / 60) + 'm ago';
+    return Math.floor(s / 3600) + 'h ago';
+  }
+
+  function fmtTime(ts) {
+    if (!ts) return '–';
+    const d = new Date(ts);
+    return Number.isNaN(d.getTime()) ? String(ts) : d.toLocaleString();
+  }
+
+  function stateBadge(s) {
+    return el('span', { class: 'badge ' + (s || ''), testid: 'state' }, s || '–');
+  }
+
+  // parseLines reads "key=value" lines; blank lines and # comments are skipped.
+  function parseLines(text) {
+    const out = {};
+    const lines = (text || '').split(/\r?\n/);
+    for (let i = 0; i < lines.length; i++) {
+      const line = lines[i].trim();
+      if (!line || line.startsWith('#')) continue;
+      const eq = line.indexOf('=');
+      if (eq <= 0) throw new Error('line ' + (i + 1) + ': expected key=value');
+      out[line.slice(0, eq).trim()] = line.slice(eq + 1).trim();
+    }
+    return out;
+  }
+
+  const splitList = (s) => (s || '').split(',').map((x) => x.trim()).filter(Boolean);
+
+  function configLines(config) {
+    return Object.keys(config || {}).sort().map((k) => k + '=' + config[k]).join('\n');
+  }
+
+  function configView(g) {
+    const secret = new Set(g.secret_keys || []);
+    const keys = Object.keys(g.config || {}).sort();
+    if (!keys.length) return el('span', { class: 'muted' }, '—');
+    return el('div', { class: 'config' }, keys.map((k) => el('div', { title: k + '=' + g.config[k] },
+      k, '=', secret.has(k) ? el('span', { class: 'secret' }, g.config[k], ' 🔒') : g.config[k])));
+  }
+
+  // localISO converts a datetime-local value to RFC 3339 with the browser's
+  // offset, so the server gets an unambiguous instant.
+  function localISO(v) {
+    if (!v) return '';
+    const d = new Date(v);
+    if (Number.isNaN(d.getTime())) throw new Error('bad time: ' + v);
+    return d.toISOString();
+  }
+
+  // ---------- loading ----------
+
+  let refreshTimer = null;
+  let refreshing = false;
+  let refreshAgain = false;
+
+  function scheduleRefresh() {
+    if (refreshTimer) return;
+    refreshTimer = setTimeout(() => { refreshTimer = null; refreshAll(); }, REFRESH_DEBOUNCE_MS);
+  }
+
+  async function refreshAll() {
+    if (refreshing) { refreshAgain = true; return; }
+    refreshing = true;
+    try {
+      const [status, groups, schedule] = await Promise.all([
+        api('GET', '/v1/status'),
+        api('GET', '/v1/groups'),
+        api('GET', '/v1/schedule').catch(() => []),
+      ]);
+      state.groups = listOf(groups, 'groups');
+      state.schedule = listOf(schedule, 'schedule');
+      noteMoves(status);
+      state.status = status;
+      await loadDev();
+      render();
+    } catch (e) {
+      if (!(e instanceof ApiError && (e.status === 401 || e.status === 403))) {
+        toast('refresh failed: ' + e.message, 'error');
+      }
+    } finally {
+      refreshing = false;
+      if (refreshAgain) { refreshAgain = false; scheduleRefresh(); }
+    }
+  }
+
+  // listOf accepts either a bare array or {key: [...]}.
+  function listOf(v, key) {
+    if (Array.isArray(v)) return v;
+    if (v && Array.isArray(v[key])) return v[key];
+    if (v && Array.isArray(v.items)) return v.items;
+    return [];
+  }
+
+  async function loadDev() {
+    try {
+      const res = await fetch('/v1/dev/nodes', { headers: authHeaders({ Accept: 'application/json' }), cache: 'no-store' });
+      if (!res.ok) { state.dev = false; return; }
+      state.devNodes = listOf(await res.json(), 'nodes');
+      state.dev = true;
+    } catch (_) {
+      state.dev = false;
+    }
+  }
+
+  // noteMoves marks every node whose groups changed since the last status.
+  function noteMoves(status) {
+    const now = Date.now();
+    const next = new Map();
+    for (const n of status.nodes || []) next.set(n.id, (n.groups || []).slice().sort().join(','));
+    if (state.lastAssign) {
+      for (const [id, gs] of next) {
+        if (state.lastAssign.get(id) !== gs) state.movedUntil.set(id, now + MOVED_MS);
+      }
+    }
+    for (const [id, until] of state.movedUntil) if (until < now || !next.has(id)) state.movedUntil.delete(id);
+    state.lastAssign = next;
+  }
+
+  // ---------- rendering ----------
+
+  function render() {
+    renderHeader();
+    renderMap();
+    renderGroups();
+    renderNodes();
+    renderSchedule();
+    renderDev();
+  }
+
+  function renderHeader() {
+    const s = state.status || {};
+    $('namespace').textContent = s.namespace || document.querySelector('meta[name="allot-namespace"]')?.content || 'default';
+    $('epoch').textContent = s.epoch !== undefined ? String(s.epoch) : '–';
+    const b = $('balanced');
+    b.textContent = s.balanced ? 'balanced' : 'unbalanced';
+    b.className = 'badge ' + (s.balanced ? 'ok' : 'warn');
+  }
+
+  function nodeChip(id, ipOf, extraClass) {
+    const moved = (state.movedUntil.get(id) || 0) > Date.now();
+    const ip = ipOf.get(id);
+    return el('span', {
+      class: 'chip' + (moved ? ' moved' : '') + (extraClass ? ' ' + extraClass : ''),
+      testid: 'chip-' + id, 'data-node': id, 'data-moved': moved ? 'true' : 'false',
+      title: ip ? id + ' (' + ip + ')' : id,
+    }, id, ip ? el('span', { class: 'ip' }, ip) : null);
+  }
+
+  function renderMap() {
+    const s = state.status || {};
+    const map = $('map');
+    const ipOf = new Map((s.nodes || []).map((n) => [n.id, n.ip]));
+    const groups = (s.groups || []).filter((g) => g.state !== 'retired');
+    const cols = groups.map((g) => {
+      const nodes = (g.nodes || []).slice().sort();
+      const under = g.target !== undefined && nodes.length < g.target;
+      return el('div', { class: 'map-col ' + (g.state || ''), testid: 'map-col-' + g.name, 'data-group': g.name },
+        el('header', {}, el('strong', { title: g.name }, g.name), stateBadge(g.state)),
+        el('div', { class: 'meta' },
+          el('span', { class: under ? 'under' : '', testid: 'map-count' }, nodes.length + '/' + fmtNum(g.target)),
+          ' nodes · w ', fmtNum(g.weight),
+          g.max_nodes ? ' · max ' + g.max_nodes : '',
+          g.share ? ' · ' + fmtShare(g.share, g.quota) + ' each' : ''),
+        el('div', { class: 'chips' }, nodes.map((id) => nodeChip(id, ipOf))));
+    });
+    const standby = (s.standby || []).slice().sort();
+    cols.push(el('div', { class: 'map-col standby', testid: 'map-standby', 'data-group': '' },
+      el('header', {}, el('strong', {}, 'standby'), el('span', { class: 'badge' }, String(standby.length))),
+      el('div', { class: 'meta' }, 'live nodes with no group'),
+      el('div', { class: 'chips' }, standby.map((id) => nodeChip(id, ipOf)))));
+    if (!groups.length && !(s.nodes || []).length) {
+      replaceChildren(map, el('div', { class: 'map-empty' }, 'No groups and no nodes yet. Add a group to start.'));
+      return;
+    }
+    replaceChildren(map, cols);
+  }
+
+  function renderGroups() {
+    const byName = new Map(((state.status || {}).groups || []).map((g) => [g.name, g]));
+    const rows = state.groups.slice().sort((a, b) => a.name.localeCompare(b.name)).map((g) => {
+      const st = byName.get(g.name) || {};
+      const holders = g.nodes || st.nodes || [];
+      const target = st.target;
+      const quota = g.quota || st.quota || '';
+      const live = g.state !== 'retired';
+      return el('tr', { class: g.state || '', testid: 'group-row-' + g.name, 'data-group': g.name },
+        el('td', { class: 'name' }, g.name),
+        el('td', {}, stateBadge(g.state)),
+        el('td', {}, 'v' + g.version),
+        el('td', { class: 'num' }, fmtNum(g.weight)),
+        el('td', { class: 'num' }, g.max_nodes ? String(g.max_nodes) : '∞'),
+        el('td', { class: 'mono' }, quota || '—'),
+        el('td', { testid: 'group-nodes' }, holders.length + ' / ' + (target === undefined ? '–' : fmtNum(target))),
+        el('td', {}, fmtShare(st.share, quota)),
+        el('td', {}, configView(g)),
+        el('td', { class: 'actions' },
+          el('button', { type: 'button', class: 'small', testid: 'group-edit-' + g.name, disabled: !live, onclick: () => openGroupDialog(g) }, 'Edit'),
+          el('button', { type: 'button', class: 'small', testid: 'group-history-' + g.name, onclick: () => openHistory(g.name) }, 'History'),
+          el('button', { type: 'button', class: 'small', testid: 'group-retire-' + g.name, disabled: g.state !== 'active', onclick: () => retireGroup(g.name) }, 'Retire'),
+          el('button', { type: 'button', class: 'small link-danger', testid: 'group-delete-' + g.name, onclick: () => deleteGroup(g.name) }, 'Delete')));
+    });
+    if (!rows.length) rows.push(el('tr', {}, el('td', { colspan: 10, class: 'empty' }, 'No groups.')));
+    replaceChildren($('groups-body'), rows);
+  }
+
+  function renderNodes() {
+    const nodes = ((state.status || {}).nodes || []).slice().sort((a, b) => a.id.localeCompare(b.id));
+    const standby = new Set((state.status || {}).standby || []);
+    $('node-count').textContent = nodes.length + ' live';
+    const rows = nodes.map((n) => el('tr', { testid: 'node-row-' + n.id, 'data-node': n.id },
+      el('td', { class: 'mono' }, n.id),
+      el('td', { class: 'mono' }, n.ip || '—'),
+      el('td', {}, (n.groups || []).length
+        ? n.groups.map((g) => el('span', { class: 'tag' }, g))
+        : el('span', { class: 'muted' }, standby.has(n.id) ? 'standby' : '—')),
+      el('td', { class: 'muted', title: n.last_seen || '' }, ago(n.last_seen))));
+    if (!rows.length) rows.push(el('tr', {}, el('td', { colspan: 4, class: 'empty' }, 'No live nodes.')));
+    replaceChildren($('nodes-body'), rows);
+  }
+
+  function renderSchedule() {
+    const items = state.schedule.slice().sort((a, b) => String(a.at).localeCompare(String(b.at)));
+    const list = items.map((s) => el('li', { testid: 'schedule-' + s.id },
+      el('span', {}, el('strong', { class: 'mono' }, s.op), ' ', el('span', { class: 'mono' }, s.group),
+        el('span', { class: 'muted' }, ' at ' + fmtTime(s.at))),
+      el('button', { type: 'button', class: 'small', testid: 'schedule-cancel-' + s.id, onclick: () => cancelSchedule(s) }, 'Cancel')));
+    if (!list.length) list.push(el('li', { class: 'muted' }, 'Nothing scheduled.'));
+    replaceChildren($('schedule-list'), list);
+  }
+
+  function devNodeRunning(n) {
+    if (typeof n.running === 'boolean') return n.running;
+    if (typeof n.stopped === 'boolean') return !n.stopped;
+    if (typeof n.alive === 'boolean') return n.alive;
+    return n.state !== 'stopped';
+  }
+
+  function renderDev() {
+    $('dev-panel').hidden = !state.dev;
+    if (!state.dev) return;
+    const items = state.devNodes.slice().sort((a, b) => String(a.id).localeCompare(String(b.id))).map((n) => {
+      const running = devNodeRunning(n);
+      return el('li', { testid: 'dev-node-' + n.id, 'data-running': running ? 'true' : 'false' },
+        el('span', {}, el('span', { class: 'who' }, n.id), ' ',
+          el('span', { class: 'badge ' + (running ? 'ok' : 'bad') }, running ? 'running' : 'stopped'),
+          (n.groups || []).length ? el('span', { class: 'muted' }, ' ' + n.groups.join(', ')) : null),
+        running
+          ? el('button', { type: 'button', class: 'small', testid: 'dev-stop-' + n.id, onclick: () => devAction(n.id, 'stop') }, 'Stop')
+          : el('button', { type: 'button', class: 'small', testid: 'dev-start-' + n.id, onclick: () => devAction(n.id, 'start') }, 'Start'));
+    });
+    if (!items.length) items.push(el('li', { class: 'muted' }, 'No demo nodes.'));
+    replaceChildren($('dev-list'), items);
+  }
+
+  // ---------- events (SSE over fetch) ----------
+
+  let eventsCtrl = null;
+
+  function setLive(live, text) {
+    state.live = live;
+    const l = $('live');
+    l.dataset.live = live ? 'true' : 'false';
+    $('live-text').textContent = text || (live ? 'live' : 'reconnecting');
+  }
+
+  function restartEvents() {
+    if (eventsCtrl) eventsCtrl.abort();
+  }
+
+  async function eventsLoop() {
+    let backoff = 500;
+    for (;;) {
+      const ctrl = new AbortController();
+      eventsCtrl = ctrl;
+      try {
+        const res = await fetch('/v1/events', {
+          headers: authHeaders({ Accept: 'text/event-stream' }), signal: ctrl.signal, cache: 'no-store',
+        });
+        if (res.status === 401 || res.status === 403) {
+          setLive(false, 'needs token');
+          askToken(res.status, 'events');
+          await waitForToken();
+          continue;
+        }
+        if (!res.ok || !res.body) throw new Error('HTTP ' + res.status);
+        setLive(true);
+        backoff = 500;
+        scheduleRefresh(); // catch up on anything missed while disconnected
+        await readEvents(res.body, onEvent);
+      } catch (_) {
+        // fall through to the reconnect below
+      }
+      setLive(false);
+      if (!ctrl.signal.aborted) {
+        await delay(backoff);
+        backoff = Math.min(backoff * 2, 10000);
+      }
+    }
+  }
+
+  // readEvents parses a text/event-stream body and calls fn(type, data) per event.
+  async function readEvents(body, fn) {
+    const reader = body.pipeThrough(new TextDecoderStream()).getReader();
+    let buf = '';
+    let type = '';
+    let data = [];
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) return;
+      buf += value;
+      let nl;
+      while ((nl = buf.search(/\r\n|\r|\n/)) >= 0) {
+        const line = buf.slice(0, nl);
+        buf = buf.slice(nl + (buf.startsWith('\r\n', nl) ? 2 : 1));
+        if (line === '') {
+          if (data.length || type) fn(type || 'message', data.join('\n'));
+          type = '';
+          data = [];
+        } else if (line.startsWith(':')) {
+          // comment / keep-alive
+        } else {
+          const colon = line.indexOf(':');
+          const field = colon < 0 ? line : line.slice(0, colon);
+          let val = colon < 0 ? '' : line.slice(colon + 1);
+          if (val.startsWith(' ')) val = val.slice(1);
+          if (field === 'event') type = val;
+          else if (field === 'data') data.push(val);
+        }
+      }
+    }
+  }
+
+  function onEvent(type, data) {
+    let ev = {};
+    try { ev = JSON.parse(data); } catch (_) { /* keep it empty */ }
+    const t = ev.type || type;
+    if (t === 'ping' || t === 'hello' || t === 'message' && !data) return;
+    logEvent(t, ev);
+    scheduleRefresh();
+  }
+
+  function logEvent(type, ev) {
+    const at = ev.at ? new Date(ev.at) : new Date();
+    const parts = [];
+    if (ev.group) parts.push(ev.group);
+    if (ev.node) parts.push('node ' + ev.node);
+    if (ev.epoch) parts.push('epoch ' + ev.epoch);
+    if (ev.version) parts.push('v' + ev.version);
+    const li = el('li', {}, el('span', { class: 't' }, at.toLocaleTimeString()),
+      el('span', { class: 'ty' }, type), el('span', {}, parts.join(' · ')));
+    const log = $('event-log');
+    log.prepend(li);
+    while (log.children.length > MAX_EVENTS) log.lastElementChild.remove();
+  }
+
+  // ---------- actions ----------
+
+  async function run(fn, okText) {
+    try {
+      const r = await fn();
+      if (okText) toast(okText);
+      scheduleRefresh();
+      return r;
+    } catch (e) {
+      toast(e.message, 'error');
+      return undefined;
+    }
+  }
+
+  function confirmBox(title, text, okLabel) {
+    return new Promise((resolve) => {
+      const d = $('dlg-confirm');
+      $('dlg-confirm-title').textContent = title;
+      $('dlg-confirm-text').textContent = text;
+      $('confirm-ok').textContent = okLabel || 'Confirm';
+      d.returnValue = '';
+      d.addEventListener('close', () => resolve(d.returnValue === 'ok'), { once: true });
+      d.showModal();
+    });
+  }
+
+  async function retireGroup(name) {
+    if (!await confirmBox('Retire ' + name + '?', 'New nodes stop getting "' + name + '" and its holders move off; it becomes retired once no node holds it.', 'Retire')) return;
+    await run(() => api('POST', '/v1/groups/' + enc(name) + '/retire', {}), 'retiring ' + name);
+  }
+
+  async function deleteGroup(name) {
+    if (!await confirmBox('Delete ' + name + '?', 'The group "' + name + '" is removed at once and its nodes are reassigned. Its history is kept only in exports you made.', 'Delete')) return;
+    await run(() => api('DELETE', '/v1/groups/' + enc(name)), 'deleted ' + name);
+  }
+
+  async function cancelSchedule(s) {
+    if (!await confirmBox('Cancel scheduled change?', s.op + ' ' + s.group + ' at ' + fmtTime(s.at), 'Cancel change')) return;
+    await run(() => api('DELETE', '/v1/schedule/' + enc(s.id)), 'cancelled');
+  }
+
+  async function devAction(id, what) {
+    await run(() => api('POST', '/v1/dev/nodes/' + enc(id) + '/' + what, {}), what === 'stop' ? 'stopped ' + id : 'started ' + id);
+  }
+
+  // ---------- group dialog (add and update) ----------
+
+  let editing = null; // the group being updated, null when adding
+
+  function openGroupDialog(g) {
+    editing = g || null;
+    const f = $('form-group');
+    f.reset();
+    $('dlg-group-error').textContent = '';
+    $('dlg-group-title').textContent = g ? 'Update ' + g.name + ' (v' + g.version + ')' : 'Add group';
+    $('dlg-group-submit').textContent = g ? 'Update' : 'Add';
+    $('dlg-group-secret-hint').hidden = !(g && (g.secret_keys || []).length);
+    $('dlg-group-at-row').hidden = !g;
+    f.elements.name.readOnly = !!g;
+    if (g) {
+      f.elements.name.value = g.name;
+      f.elements.weight.value = g.weight ?? '';
+      f.elements.max_nodes.value = g.max_nodes ?? '';
+      f.elements.quota.value = g.quota || '';
+      f.elements.config.value = configLines(g.config);
+      f.elements.secrets.value = (g.secret_keys || []).join(', ');
+    }
+    $('dlg-group').showModal();
+    (g ? f.elements.weight : f.elements.name).focus();
+  }
+
+  function numOrUndef(v, int) {
+    if (v === '' || v === undefined) return undefined;
+    const n = int ? parseInt(v, 10) : parseFloat(v);
+    if (Number.isNaN(n)) throw new Error('not a number: ' + v);
+    return n;
+  }
+
+  async function submitGroup(ev) {
+    ev.preventDefault();
+    const f = $('form-group');
+    const err = $('dlg-group-error');
+    err.textContent = '';
+    let body;
+    let path;
+    let method;
+    try {
+      const config = parseLines(f.elements.config.value);
+      const secrets = splitList(f.elements.secrets.value);
+      const weight = numOrUndef(f.elements.weight.value);
+      const maxNodes = numOrUndef(f.elements.max_nodes.value, true);
+      const quota = f.elements.quota.value.trim();
+      if (!editing) {
+        method = 'POST';
+        path = '/v1/groups';
+        body = { name: f.elements.name.value.trim(), config, secret_keys: secrets };
+        if (weight !== undefined) body.weight = weight;
+        if (maxNodes !== undefined) body.max_nodes = maxNodes;
+        if (quota) body.quota = quota;
+      } else {
+        // Send only what changed: masked secret values come back unchanged
+        // and must never be written over the real ones.
+        const old = editing.config || {};
+        const set = {};
+        for (const [k, v] of Object.entries(config)) if (old[k] !== v) set[k] = v;
+        const unset = Object.keys(old).filter((k) => !(k in config));
+        const oldSecrets = new Set(editing.secret_keys || []);
+        const newSecrets = secrets.filter((k) => !oldSecrets.has(k));
+        for (const k of newSecrets) if (!(k in set) && k in config) set[k] = config[k];
+        body = { version: editing.version };
+        if (Object.keys(set).length) body.set = set;
+        if (unset.length) body.unset = unset;
+        if (newSecrets.length) body.secret = newSecrets;
+        if (weight !== undefined && weight !== editing.weight) body.weight = weight;
+        if (maxNodes !== undefined && maxNodes !== editing.max_nodes) body.max_nodes = maxNodes;
+        if (quota !== (editing.quota || '')) body.quota = quota;
+        const at = localISO(f.elements.at.value);
+        if (at) {
+          method = 'POST';
+          path = '/v1/schedule';
+          body = { group: editing.name, op: 'update', at, change: body };
+        } else {
+          method = 'PATCH';
+          path = '/v1/groups/' + enc(editing.name);
+        }
+      }
+    } catch (e) {
+      err.textContent = e.message;
+      return;
+    }
+    try {
+      await api(method, path, body);
+      $('dlg-group').close();
+      toast(editing ? 'updated ' + editing.name : 'added ' + body.name);
+      scheduleRefresh();
+    } catch (e) {
+      err.textContent = e.message;
+    }
+  }
+
+  // ---------- history ----------
+
+  async function openHistory(name) {
+    const d = $('dlg-history');
+    $('dlg-history-title').textContent = 'History of ' + name;
+    $('dlg-history-error').textContent = '';
+    replaceChildren($('history-body'), el('tr', {}, el('td', { colspan: 9, class: 'empty' }, 'loading…')));
+    if (!d.open) d.showModal();
+    try {
+      const versions = listOf(await api('GET', '/v1/groups/' + enc(name) + '/history'), 'history');
+      const current = versions.length ? Math.max(...versions.map((v) => v.version)) : 0;
+      const rows = versions.map((v) => el('tr', { class: v.version === current ? 'current' : '', testid: 'history-v' + v.version },
+        el('td', { class: 'mono' }, 'v' + v.version),
+        el('td', {}, stateBadge(v.state)),
+        el('td', { class: 'num' }, fmtNum(v.weight)),
+        el('td', { class: 'num' }, v.max_nodes ? String(v.max_nodes) : '∞'),
+        el('td', { class: 'mono' }, v.quota || '—'),
+        el('td', {}, configView(v)),
+        el('td', { class: 'muted' }, fmtTime(v.updated)),
+        el('td', { class: 'muted' }, v.updated_by || ''),
+        el('td', { class: 'actions' }, v.version === current ? el('span', { class: 'muted' }, 'current')
+          : el('button', { type: 'button', class: 'small', testid: 'rollback-v' + v.version, onclick: () => rollback(name, v.version) }, 'Roll back'))));
+      if (!rows.length) rows.push(el('tr', {}, el('td', { colspan: 9, class: 'empty' }, 'No history.')));
+      replaceChildren($('history-body'), rows);
+    } catch (e) {
+      $('dlg-history-error').textContent = e.message;
+    }
+  }
+
+  async function rollback(name, version) {
+    try {
+      const g = await api('POST', '/v1/groups/' + enc(name) + '/rollback', { version });
+      toast('rolled back ' + name + ' to v' + version + (g && g.version ? ' (now v' + g.version + ')' : ''));
+      scheduleRefresh();
+      openHistory(name);
+    } catch (e) {
+      $('dlg-history-error').textContent = e.message;
+    }
+  }
+
+  // ---------- schedule ----------
+
+  function openSchedule() {
+    const f = $('form-schedule');
+    f.reset();
+    $('dlg-schedule-error').textContent = '';
+    const names = state.groups.filter((g) => g.state !== 'retired').map((g) => g.name).sort();
+    replaceChildren(f.elements.group, names.map((n) => el('option', { value: n }, n)));
+    syncScheduleOp();
+    $('dlg-schedule').showModal();
+  }
+
+  function syncScheduleOp() {
+    const f = $('form-schedule');
+    $('schedule-update-fields').hidden = f.elements.op.value !== 'update';
+  }
+
+  async function submitSchedule(ev) {
+    ev.preventDefault();
+    const f = $('form-schedule');
+    const err = $('dlg-schedule-error');
+    err.textContent = '';
+    let body;
+    try {
+      body = { group: f.elements.group.value, op: f.elements.op.value, at: localISO(f.elements.at.value) };
+      if (!body.group) throw new Error('choose a group');
+      if (!body.at) throw new Error('choose a time');
+      if (body.op === 'update') {
+        const change = {};
+        const set = parseLines(f.elements.set.value);
+        if (Object.keys(set).length) change.set = set;
+        const unset = splitList(f.elements.unset.value);
+        if (unset.length) change.unset = unset;
+        const w = numOrUndef(f.elements.weight.value);
+        if (w !== undefined) change.weight = w;
+        const m = numOrUndef(f.elements.max_nodes.value, true);
+        if (m !== undefined) change.max_nodes = m;
+        if (f.elements.quota.value.trim()) change.quota = f.elements.quota.value.trim();
+        body.change = change;
+      }
+    } catch (e) {
+      err.textContent = e.message;
+      return;
+    }
+    try {
+      await api('POST', '/v1/schedule', body);
+      $('dlg-schedule').close();
+      toast('scheduled ' + body.op + ' of ' + body.group);
+      scheduleRefresh();
+    } catch (e) {
+      err.textContent = e.message;
+    }
+  }
+
+  // ---------- import / export ----------
+
+  function openImport() {
+    $('import-text').value = '';
+    $('import-file').value = '';
+    $('import-prune').checked = false;
+    replaceChildren($('import-diff'));
+    $('dlg-import-error').textContent = '';
+    $('import-apply').disabled = true;
+    $('dlg-import').showModal();
+  }
+
+  function importQuery(dry) {
+    const q = new URLSearchParams();
+    if (dry) q.set('dry_run', 'true');
+    if ($('import-prune').checked) q.set('prune', 'true');
+    const s = q.toString();
+    return '/v1/import' + (s ? '?' + s : '');
+  }
+
+  function importType(text) {
+    return /^\s*[[{]/.test(text) ? 'application/json' : 'application/yaml';
+  }
+
+  async function previewImport() {
+    const text = $('import-text').value;
+    $('dlg-import-error').textContent = '';
+    $('import-apply').disabled = true;
+    try {
+      const res = await api('POST', importQuery(true), text, { contentType: importType(text) });
+      renderDiff(res);
+      $('import-apply').disabled = false;
+    } catch (e) {
+      replaceChildren($('import-diff'));
+      $('dlg-import-error').textContent = e.message;
+    }
+  }
+
+  async function applyImport() {
+    const text = $('import-text').value;
+    try {
+      const res = await api('POST', importQuery(false), text, { contentType: importType(text) });
+      renderDiff(res);
+      $('import-apply').disabled = true;
+      toast('import applied');
+      scheduleRefresh();
+    } catch (e) {
+      $('dlg-import-error').textContent = e.message;
+    }
+  }
+
+  // renderDiff shows an import plan. It understands a list of changes
+  // ({group|name, op|action, fields?}) under "changes" or as a bare array,
+  // or {added, updated, deleted, unchanged} name lists; anything else is
+  // shown as indented JSON (as text).
+  function renderDiff(res) {
+    const out = $('import-diff');
+    const changes = Array.isArray(res) ? res : res && Array.isArray(res.changes) ? res.changes : null;
+    const opClass = (op) => /add|create/.test(op) ? 'add' : /del|prune|remove/.test(op) ? 'del' : /unchanged|same|noop/.test(op) ? '' : 'mod';
+    if (changes) {
+      if (!changes.length) { replaceChildren(out, el('div', { class: 'muted' }, 'No changes.')); return; }
+      replaceChildren(out, changes.map((c) => {
+        const op = String(c.op || c.action || c.type || 'change');
+        const name = c.group || c.name || '';
+        const fields = Array.isArray(c.fields) ? ' (' + c.fields.join(', ') + ')' : '';
+        return el('div', { class: opClass(op), testid: 'diff-' + name }, (opClass(op) === 'add' ? '+ ' : opClass(op) === 'del' ? '- ' : '~ ') + op + ' ' + name + fields);
+      }));
+      return;
+    }
+    if (res && ['added', 'updated', 'deleted', 'unchanged'].some((k) => Array.isArray(res[k]))) {
+      const lines = [];
+      for (const [k, sign, cls] of [['added', '+', 'add'], ['updated', '~', 'mod'], ['deleted', '-', 'del'], ['unchanged', '=', '']]) {
+        for (const n of res[k] || []) lines.push(el('div', { class: cls, testid: 'diff-' + n }, sign + ' ' + k + ' ' + (typeof n === 'string' ? n : n.name || JSON.stringify(n))));
+      }
+      replaceChildren(out, lines.length ? lines : el('div', { class: 'muted' }, 'No changes.'));
+      return;
+    }
+    replaceChildren(out, el('pre', {}, JSON.stringify(res, null, 2)));
+  }
+
+  async function exportPool() {
+    try {
+      const { text, type } = await api('GET', '/v1/export', undefined, { raw: true });
+      const json = /json/.test(type);
+      const blob = new Blob([text], { type: json ? 'application/json' : 'application/yaml' });
+      const url = URL.createObjectURL(blob);
+      const a = el('a', { href: url, download: 'allot-' + ($('namespace').textContent || 'pool') + (json ? '.json' : '.yaml') });
+      document.body.append(a);
+      a.click();
+      a.remove();
+      setTimeout(() => URL.revokeObjectURL(url), 1000);
+    } catch (e) {
+      toast('export failed: ' + e.message, 'error');
+    }
+  }
+
+  // ---------- wiring ----------
+
+  function wire() {
+    document.querySelectorAll('dialog [data-close]').forEach((b) => b.addEventListener('click', () => b.closest('dialog').close()));
+    $('btn-add-group').addEventListener('click', () => openGroupDialog(null));
+    $('form-group').addEventListener('submit', submitGroup);
+    $('btn-rebalance').addEventListener('click', () => run(() => api('POST', '/v1/rebalance', {}), 'rebalanced'));
+    $('btn-schedule').addEventListener('click', openSchedule);
+    $('form-schedule').elements.op.addEventListener('change', syncScheduleOp);
+    $('form-schedule').addEventListener('submit', submitSchedule);
+    $('btn-import').addEventListener('click', openImport);
+    $('btn-export').addEventListener('click', exportPool);
+    $('import-preview').addEventListener('click', previewImport);
+    $('import-apply').addEventListener('click', applyImport);
+    $('import-text').addEventListener('input', () => { $('import-apply').disabled = true; });
+    $('import-prune').addEventListener('change', () => { $('import-apply').disabled = true; });
+    $('import-file').addEventListener('change', async (e) => {
+      const file = e.target.files && e.target.files[0];
+      if (file) { $('import-text').value = await file.text(); $('import-apply').disabled = true; }
+    });
+    $('confirm-ok').addEventListener('click', (e) => { e.preventDefault(); $('dlg-confirm').close('ok'); });
+    $('dev-add').addEventListener('click', () => run(() => api('POST', '/v1/dev/nodes', {}), 'demo node added'));
+    $('btn-token').addEventListener('click', () => { tokenPrompted = true; $('dlg-token').showModal(); });
+    $('form-token').addEventListener('submit', (e) => {
+      e.preventDefault();
+      const v = e.target.elements.token.value.trim();
+      if (v) sessionStorage.setItem(TOKEN_KEY, v);
+      e.target.reset();
+      $('dlg-token').close();
+      tokenChanged();
+    });
+    $('token-clear').addEventListener('click', () => {
+      sessionStorage.removeItem(TOKEN_KEY);
+      $('dlg-token').close();
+      tokenChanged();
+    });
+    $('dlg-token').addEventListener('cancel', () => { tokenPrompted = false; });
+  }
+
+  function start() {
+    wire();
+    refreshAll();
+    eventsLoop();
+    setInterval(() => { if (!document.hidden) scheduleRefresh(); }, POLL_MS);
+    // Clear move highlights once they expire even when nothing else changes.
+    setInterval(() => {
+      const now = Date.now();
+      let expired = false;
+      for (const [id, until] of state.movedUntil) if (until <= now) { state.movedUntil.delete(id); expired = true; }
+      if (expired) { renderMap(); }
+    }, 1000);
+  }
+
+  document.addEventListener('DOMContentLoaded', start);
+})();
