@@ -1,0 +1,192 @@
+#!/usr/bin/env python3
+"""A minimal allot node in Python, standard library only.
+
+It speaks allot's HTTP node protocol to `allot serve`:
+
+  POST   /v1/nodes/{id}/heartbeat              join / beat; answers with the assignment
+  GET    /v1/nodes/{id}/assignment?after=E&wait=D   long-poll for an assignment newer than E
+  DELETE /v1/nodes/{id}                        leave: its groups move at once
+
+Environment:
+  ALLOT_URL         server URL (default http://127.0.0.1:7070)
+  ALLOT_NODE_ID     node ID (default: host name)
+  ALLOT_NODE_IP     IP used for the allocation hash (default: the local address that reaches the server)
+  ALLOT_GROUP       preferred group (optional)
+  ALLOT_NODE_TOKEN  bearer token of the node role (optional)
+
+It prints one line per change, e.g. `epoch=12 groups=alpha@v3`, and leaves the
+pool on SIGINT or SIGTERM. Copy it and replace on_change with your own code.
+"""
+
+import json
+import os
+import signal
+import socket
+import sys
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+
+DEFAULT_URL = "http://127.0.0.1:7070"
+
+
+class Stop(Exception):
+    """Raised by the signal handler to break out of a blocking call."""
+
+
+class Node:
+    def __init__(self, url, node_id, ip, preferred="", token=""):
+        self.url = url.rstrip("/")
+        self.id = node_id
+        self.ip = ip
+        self.preferred = preferred
+        self.token = token
+        self.epoch = 0
+        self.groups = []  # [{"name", "version", "config", "share", "quota"}]
+        self.interval = 2.0  # seconds; the server tells us the real value
+        self.ttl = 6.0
+
+    # ---- HTTP ----
+
+    def _request(self, method, path, body=None, timeout=10.0):
+        data = None if body is None else json.dumps(body).encode()
+        req = urllib.request.Request(self.url + path, data=data, method=method)
+        req.add_header("Accept", "application/json")
+        if data is not None:
+            req.add_header("Content-Type", "application/json")
+        if self.token:
+            req.add_header("Authorization", "Bearer " + self.token)
+        try:
+            with urllib.request.urlopen(req, timeout=timeout) as resp:
+                raw = resp.read()
+                return resp.status, (json.loads(raw) if raw else None)
+        except urllib.error.HTTPError as e:
+            raw = e.read()
+            try:
+                err = json.loads(raw)["error"]
+                msg = "%s: %s" % (err.get("code"), err.get("message"))
+            except (ValueError, KeyError, TypeError):
+                msg = raw.decode(errors="replace").strip() or e.reason
+            raise RuntimeError("%s %s: HTTP %d %s" % (method, path, e.code, msg)) from None
+
+    def _path(self, suffix=""):
+        return "/v1/nodes/" + urllib.parse.quote(self.id, safe="") + suffix
+
+    # ---- protocol ----
+
+    def beat(self):
+        """One heartbeat: tells the server what we hold, gets our assignment."""
+        body = {
+            "ip": self.ip,
+            "preferred": self.preferred,
+            "held": [g["name"] for g in self.groups],
+            "ack": self.epoch,
+        }
+        _, reply = self._request("POST", self._path("/heartbeat"), body)
+        if reply.get("interval_ms"):
+            self.interval = reply["interval_ms"] / 1000.0
+        if reply.get("ttl_ms"):
+            self.ttl = reply["ttl_ms"] / 1000.0
+        self._apply(reply)
+
+    def wait_for_change(self, seconds):
+        """Long-polls for an assignment newer than ours, for at most `seconds`."""
+        ms = max(1, int(seconds * 1000))
+        path = self._path("/assignment?after=%d&wait=%dms" % (self.epoch, ms))
+        status, reply = self._request("GET", path, timeout=seconds + 10.0)
+        if status == 200 and reply:
+            self._apply(reply)
+
+    def leave(self):
+        try:
+            self._request("DELETE", self._path(), timeout=5.0)
+            print("left", flush=True)
+        except (OSError, RuntimeError) as e:
+            print("leave failed: %s" % e, file=sys.stderr, flush=True)
+
+    def _apply(self, reply):
+        epoch = int(reply.get("epoch") or 0)
+        groups = reply.get("groups") or []
+        old = [(g["name"], g.get("version")) for g in self.groups]
+        new = [(g["name"], g.get("version")) for g in groups]
+        if epoch < self.epoch:
+            return  # an older answer overtaken by a newer one
+        changed = epoch != self.epoch or old != new
+        self.epoch, self.groups = epoch, groups
+        if changed:
+            on_change(self)
+
+    # ---- main loop ----
+
+    def run(self):
+        """Beats every interval and long-polls in between, until Stop."""
+        backoff = 0.5
+        next_beat = 0.0
+        while True:
+            try:
+                if time.monotonic() >= next_beat:
+                    self.beat()
+                    next_beat = time.monotonic() + self.interval
+                    backoff = 0.5
+                remaining = next_beat - time.monotonic()
+                if remaining > 0.05:
+                    self.wait_for_change(remaining)
+            except (OSError, RuntimeError, ValueError) as e:
+                # Keep serving the current assignment; the server moves our
+                # groups if we stay silent past the TTL.
+                print("error: %s (retrying in %.1fs)" % (e, backoff), file=sys.stderr, flush=True)
+                time.sleep(backoff)
+                backoff = min(backoff * 2, self.interval)
+                next_beat = 0.0
+
+
+def on_change(node):
+    """Called on every change of epoch or group version. Replace with your code."""
+    names = ",".join("%s@v%s" % (g["name"], g.get("version")) for g in node.groups) or "-"
+    # Each g["config"] holds the group's keys (real secret values: the node
+    # role receives them) and g["share"] is this node's part of the quota.
+    print("epoch=%d groups=%s" % (node.epoch, names), flush=True)
+
+
+def local_ip(url):
+    """The local address the OS would use to reach the server (no packet is sent)."""
+    host = urllib.parse.urlsplit(url).hostname or "127.0.0.1"
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.connect((host, 9))
+            return s.getsockname()[0]
+    except OSError:
+        return "127.0.0.1"
+
+
+def main():
+    url = os.environ.get("ALLOT_URL") or DEFAULT_URL
+    node = Node(
+        url=url,
+        node_id=os.environ.get("ALLOT_NODE_ID") or socket.gethostname(),
+        ip=os.environ.get("ALLOT_NODE_IP") or local_ip(url),
+        preferred=os.environ.get("ALLOT_GROUP", ""),
+        token=os.environ.get("ALLOT_NODE_TOKEN", ""),
+    )
+
+    def stop(signum, frame):
+        raise Stop()
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    print("node %s (%s) joining %s" % (node.id, node.ip, node.url), flush=True)
+    try:
+        node.run()
+    except Stop:
+        pass
+    finally:
+        # A second signal while leaving must not skip the leave.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        node.leave()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
