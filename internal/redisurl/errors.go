@@ -1,0 +1,31 @@
+package redisurl
+
+import (
+	"errors"
+	"fmt"
+)
+
+var (
+	// ErrCAFile is returned when ca_file cannot be read or holds no PEM
+	// certificate.
+	ErrCAFile = errors.New("redisurl: bad ca_file")
+
+	// ErrCAFileWithoutTLS is returned for ca_file on a redis:// URL (use
+	// rediss:// for TLS).
+	ErrCAFileWithoutTLS = errors.New("redisurl: ca_file needs a rediss:// URL")
+)
+
+// ParseError is returned for a URL that cannot be used. URL is already
+// masked, so the error can be printed and logged as is.
+type ParseError struct {
+	URL string // masked
+	Err error
+}
+
+// Error is one line: redisurl: parse "redis://user:xxxxx@host": cause.
+func (e *ParseError) Error() string {
+	return fmt.Sprintf("redisurl: parse %q: %v", e.URL, e.Err)
+}
+
+// Unwrap returns the cause.
+func (e *ParseError) Unwrap() error { return e.Err }

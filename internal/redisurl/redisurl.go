@@ -1,0 +1,285 @@
+package redisurl
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"strings"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// DefaultURL is used when the URL is empty.
+const DefaultURL = "redis://127.0.0.1:6379"
+
+// masked replaces every password shown by Mask and in errors.
+const masked = "xxxxx"
+
+// Query parameters this package consumes before go-redis sees the URL, and
+// the ones that select the topology.
+const (
+	paramCAFile     = "ca_file"
+	paramMasterName = "master_name"
+	paramAddr       = "addr"
+)
+
+// Option adjusts the client options Open builds from the URL.
+type Option func(*settings)
+
+type settings struct {
+	tls      *tls.Config
+	poolSize int
+}
+
+// WithTLSConfig makes the client use cfg (cloned) for TLS, overriding what
+// the URL says (rediss:// and ca_file); it turns TLS on even for redis://.
+// Default: TLS only for rediss://, trusting the system roots (+ ca_file).
+func WithTLSConfig(cfg *tls.Config) Option {
+	return func(s *settings) { s.tls = cfg }
+}
+
+// WithPoolSize sets the connection pool size (per node on Cluster),
+// overriding pool_size= in the URL. n <= 0 keeps go-redis's default
+// (10 × GOMAXPROCS).
+func WithPoolSize(n int) Option {
+	return func(s *settings) { s.poolSize = n }
+}
+
+// Kind is the topology a URL selects.
+type Kind int
+
+const (
+	// Standalone is one server (redis.Client).
+	Standalone Kind = iota
+	// Cluster is Redis Cluster (redis.ClusterClient), selected by addr=.
+	Cluster
+	// Sentinel is a master found through Sentinel (redis.NewFailoverClient),
+	// selected by master_name=.
+	Sentinel
+)
+
+// String names the kind.
+func (k Kind) String() string {
+	switch k {
+	case Cluster:
+		return "cluster"
+	case Sentinel:
+		return "sentinel"
+	default:
+		return "standalone"
+	}
+}
+
+// parsed holds the go-redis options of exactly one kind.
+type parsed struct {
+	kind     Kind
+	simple   *redis.Options
+	cluster  *redis.ClusterOptions
+	failover *redis.FailoverOptions
+}
+
+// Open parses rawURL ("" = DefaultURL) and returns a client for it: a
+// *redis.Client, a *redis.ClusterClient (addr=), or a failover
+// *redis.Client (master_name=). It does no I/O: a server that is down shows
+// up on the first command. Errors are *ParseError with the URL masked.
+func Open(rawURL string, opts ...Option) (redis.UniversalClient, error) {
+	p, err := parse(rawURL, opts...)
+	if err != nil {
+		return nil, err
+	}
+	switch p.kind {
+	case Cluster:
+		return redis.NewClusterClient(p.cluster), nil
+	case Sentinel:
+		return redis.NewFailoverClient(p.failover), nil
+	default:
+		return redis.NewClient(p.simple), nil
+	}
+}
+
+// KindOf reports which topology rawURL selects, without parsing it fully.
+func KindOf(rawURL string) Kind {
+	u, err := url.Parse(strings.TrimSpace(rawURL))
+	if err != nil {
+		return Standalone
+	}
+	return kindOf(u.Query())
+}
+
+func kindOf(q url.Values) Kind {
+	switch {
+	case q.Has(paramMasterName):
+		return Sentinel
+	case q.Has(paramAddr):
+		return Cluster
+	default:
+		return Standalone
+	}
+}
+
+// parse turns rawURL into go-redis options; tested without a server.
+func parse(rawURL string, opts ...Option) (*parsed, error) {
+	var s settings
+	for _, o := range opts {
+		o(&s)
+	}
+	rawURL = strings.TrimSpace(rawURL)
+	if rawURL == "" {
+		rawURL = DefaultURL
+	}
+	fail := func(err error) (*parsed, error) {
+		return nil, &ParseError{URL: Mask(rawURL), Err: err}
+	}
+
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		// *url.Error repeats the raw URL, password included: keep only the cause.
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
+		return fail(err)
+	}
+	q := u.Query()
+	caFile := q.Get(paramCAFile)
+	if q.Has(paramCAFile) {
+		q.Del(paramCAFile)
+		u.RawQuery = q.Encode()
+	}
+	if caFile != "" && u.Scheme != "rediss" && s.tls == nil {
+		return fail(ErrCAFileWithoutTLS)
+	}
+	clean := u.String()
+
+	p := &parsed{kind: kindOf(q)}
+	var tlsCfg **tls.Config
+	var poolSize *int
+	switch p.kind {
+	case Sentinel:
+		p.failover, err = redis.ParseFailoverURL(clean)
+		if err == nil {
+			tlsCfg, poolSize = &p.failover.TLSConfig, &p.failover.PoolSize
+		}
+	case Cluster:
+		p.cluster, err = redis.ParseClusterURL(clean)
+		if err == nil {
+			tlsCfg, poolSize = &p.cluster.TLSConfig, &p.cluster.PoolSize
+		}
+	default:
+		p.simple, err = redis.ParseURL(clean)
+		if err == nil {
+			tlsCfg, poolSize = &p.simple.TLSConfig, &p.simple.PoolSize
+		}
+	}
+	if err != nil {
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
+		return fail(err)
+	}
+
+	switch {
+	case s.tls != nil:
+		*tlsCfg = s.tls.Clone()
+	case *tlsCfg != nil:
+		if (*tlsCfg).MinVersion == 0 {
+			(*tlsCfg).MinVersion = tls.VersionTLS12
+		}
+		if caFile != "" {
+			pool, err := loadCA(caFile)
+			if err != nil {
+				return fail(err)
+			}
+			(*tlsCfg).RootCAs = pool
+		}
+	}
+	if s.poolSize > 0 {
+		*poolSize = s.poolSize
+	}
+	return p, nil
+}
+
+// loadCA reads a PEM bundle into a new pool.
+func loadCA(path string) (*x509.CertPool, error) {
+	pem, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrCAFile, err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("%w: no PEM certificate in %s", ErrCAFile, path)
+	}
+	return pool, nil
+}
+
+// Mask returns rawURL with every password (user info, and the password= /
+// sentinel_password= query parameters) replaced by "xxxxx", for display and
+// logs. A URL that does not parse is masked on a best-effort basis.
+func Mask(rawURL string) string {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return maskRaw(rawURL)
+	}
+	if u.User != nil {
+		if _, ok := u.User.Password(); ok {
+			u.User = url.UserPassword(u.User.Username(), masked)
+		}
+	}
+	if u.RawQuery != "" {
+		q := u.Query()
+		changed := false
+		for _, k := range []string{"password", "sentinel_password"} {
+			if q.Has(k) {
+				q.Set(k, masked)
+				changed = true
+			}
+		}
+		if changed {
+			u.RawQuery = q.Encode()
+		}
+	}
+	return u.String()
+}
+
+// maskRaw masks the user info of a URL that url.Parse rejects: everything
+// after the first ':' of the part between "://" and the last '@' before the
+// path, and anything that looks like a password= parameter.
+func maskRaw(raw string) string {
+	rest, scheme := raw, ""
+	if i := strings.Index(raw, "://"); i >= 0 {
+		scheme, rest = raw[:i+3], raw[i+3:]
+	}
+	auth, tail := rest, ""
+	if i := strings.IndexAny(rest, "/?#"); i >= 0 {
+		// A raw '/' may sit inside a password: the user info ends at the
+		// last '@' before the query.
+		head := rest
+		if q := strings.IndexAny(rest, "?#"); q >= 0 {
+			head = rest[:q]
+		}
+		if at := strings.LastIndex(head, "@"); at > i {
+			i = at + strings.IndexAny(rest[at:]+"/", "/?#")
+		}
+		auth, tail = rest[:i], rest[i:]
+	}
+	if at := strings.LastIndex(auth, "@"); at >= 0 {
+		if c := strings.Index(auth[:at], ":"); c >= 0 {
+			auth = auth[:c+1] + masked + auth[at:]
+		}
+	}
+	if i := strings.Index(tail, "?"); i >= 0 {
+		parts := strings.Split(tail[i+1:], "&")
+		for j, kv := range parts {
+			k, _, ok := strings.Cut(kv, "=")
+			if ok && (k == "password" || k == "sentinel_password") {
+				parts[j] = k + "=" + masked
+			}
+		}
+		tail = tail[:i+1] + strings.Join(parts, "&")
+	}
+	return scheme + auth + tail
+}
