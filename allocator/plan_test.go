@@ -8,6 +8,7 @@ import (
 	"slices"
 	"testing"
 
+	"github.com/cespare/xxhash/v2"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -378,6 +379,32 @@ func TestPlanMatchesReference(t *testing.T) {
 	}
 }
 
+// TestPlanMatchesReferenceLarge covers pools where more than 32 groups have
+// room, so Plan compares a window of candidates on the group ring.
+func TestPlanMatchesReferenceLarge(t *testing.T) {
+	r := rand.New(rand.NewPCG(7, 8))
+	g := gen{r}
+	for i := range 60 {
+		nG := 33 + r.IntN(60)
+		groups := make([]allocator.Group, nG)
+		for k := range groups {
+			groups[k] = allocator.Group{Name: fmt.Sprintf("grp-%03d", k), Weight: g.weight(), MaxNodes: g.maxNodes()}
+		}
+		nodes := make([]allocator.Node, nG+r.IntN(3*nG))
+		for k := range nodes {
+			nodes[k] = allocator.Node{ID: fmt.Sprintf("node-%04d", k), IP: fmt.Sprintf("10.1.%d.%d", r.IntN(4), r.IntN(256))}
+		}
+		var prev allocator.Assignment
+		if i%2 == 1 {
+			prev = allocator.Plan(groups[:nG/2], nodes[:len(nodes)/3], nil)
+		}
+		want := referencePlan(groups, nodes, prev)
+		got := allocator.Plan(groups, nodes, prev)
+		require.Equal(t, want, got, "scenario %d", i)
+		checkPlan(t, groups, nodes, prev, got)
+	}
+}
+
 // referencePlan is DESIGN.md "Allocation" written out the slow, obvious way.
 func referencePlan(groups []allocator.Group, nodes []allocator.Node, prev allocator.Assignment) allocator.Assignment {
 	v := newView(groups, nodes)
@@ -465,9 +492,32 @@ func referencePlan(groups []allocator.Group, nodes []allocator.Node, prev alloca
 		if len(room) == 0 {
 			break
 		}
-		g := bestGroup(n, room...)
+		g := bestGroup(n, ringWindow(n, room)...)
 		out[n.ID] = []string{g}
 		kept[g]++
+	}
+	return out
+}
+
+// ringWindow restates Plan's candidate rule: with more than 32 groups with
+// room, the first 32 on the ring ordered by xxhash64(name) from the node's
+// position xxhash64(IP).
+func ringWindow(n allocator.Node, room []string) []string {
+	const window = 32
+	if len(room) <= window {
+		return room
+	}
+	ring := slices.Clone(room)
+	slices.SortFunc(ring, func(a, b string) int {
+		return cmp.Or(cmp.Compare(xxhash.Sum64String(a), xxhash.Sum64String(b)), cmp.Compare(a, b))
+	})
+	start := 0
+	for start < len(ring) && xxhash.Sum64String(ring[start]) < xxhash.Sum64String(n.IP) {
+		start++
+	}
+	var out []string
+	for k := range window {
+		out = append(out, ring[(start+k)%len(ring)])
 	}
 	return out
 }
