@@ -1,6 +1,13 @@
 package registry
 
-import "context"
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+)
 
 // Counters are the namespace counters kept in the state hash.
 type Counters struct {
@@ -21,8 +28,8 @@ type Assignment struct {
 	// Nodes maps node ID to its sorted groups; planned standby nodes map to
 	// an empty slice.
 	Nodes map[string][]string
-	// Revoked maps node ID to the groups revoked from it that it may still
-	// use until it acknowledges.
+	// Revoked maps node ID to the "group@epoch" entries revoked from it that
+	// it may still use until it acknowledges (the rebalancer's format).
 	Revoked map[string][]string
 }
 
@@ -36,24 +43,169 @@ type Commit struct {
 
 // Counters reads the namespace counters.
 func (r *Registry) Counters(ctx context.Context) (Counters, error) {
-	return Counters{}, errNotImplemented
+	v, err := r.rdb.HMGet(ctx, r.keys.State(), "epoch", "rev", "mver", "prev", "pmver").Result()
+	if err != nil {
+		return Counters{}, wrap(err, "read counters")
+	}
+	n := make([]int64, len(v))
+	for i, x := range v {
+		s, _ := x.(string)
+		if n[i], err = parseCounter(s); err != nil {
+			return Counters{}, wrap(err, "read counters")
+		}
+	}
+	return Counters{Epoch: n[0], Rev: n[1], MVer: n[2], PlannedRev: n[3], PlannedMVer: n[4]}, nil
+}
+
+func parseCounter(s string) (int64, error) {
+	if s == "" {
+		return 0, nil
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("registry: bad counter %q: %w", s, err)
+	}
+	return n, nil
 }
 
 // Assignment reads the committed assignment and counters in one consistent read.
 func (r *Registry) Assignment(ctx context.Context) (Assignment, error) {
-	return Assignment{}, errNotImplemented
+	k := r.keys
+	res, err := assignmentScript.Run(ctx, r.rdb, []string{k.State(), k.Assign(), k.Revoked()}).Slice()
+	if err != nil {
+		return Assignment{}, wrap(err, "read assignment")
+	}
+	if len(res) != 3 {
+		return Assignment{}, wrap(errors.New("registry: malformed reply"), "read assignment")
+	}
+	st := toStrings(res[0])
+	if len(st) != 5 {
+		return Assignment{}, wrap(errors.New("registry: malformed counters"), "read assignment")
+	}
+	n := make([]int64, 5)
+	for i, s := range st {
+		if n[i], err = parseCounter(s); err != nil {
+			return Assignment{}, wrap(err, "read assignment")
+		}
+	}
+	return Assignment{
+		Counters: Counters{Epoch: n[0], Rev: n[1], MVer: n[2], PlannedRev: n[3], PlannedMVer: n[4]},
+		Nodes:    splitPairs(toStrings(res[1])),
+		Revoked:  splitPairs(toStrings(res[2])),
+	}, nil
+}
+
+func toStrings(v any) []string {
+	xs, _ := v.([]any)
+	out := make([]string, len(xs))
+	for i, x := range xs {
+		out[i], _ = x.(string)
+	}
+	return out
+}
+
+// splitPairs turns HGETALL pairs node, "a,b" into node -> [a b].
+func splitPairs(flat []string) map[string][]string {
+	m := make(map[string][]string, len(flat)/2)
+	for i := 0; i+1 < len(flat); i += 2 {
+		m[flat[i]] = splitGroups(flat[i+1])
+	}
+	return m
+}
+
+func splitGroups(s string) []string {
+	if s == "" {
+		return []string{}
+	}
+	return strings.Split(s, ",")
 }
 
 // NodeAssignment returns the epoch and the documents of the groups assigned to
-// node, read atomically.
+// node, read atomically. Groups deleted since the commit are left out.
 func (r *Registry) NodeAssignment(ctx context.Context, node string) (epoch int64, groups []Group, err error) {
-	return 0, nil, errNotImplemented
+	k := r.keys
+	res, err := nodeAssignmentScript.Run(ctx, r.rdb, []string{k.State(), k.Assign()}, node, k.Group("")).StringSlice()
+	if err != nil {
+		return 0, nil, wrap(err, "read assignment of node %q", node)
+	}
+	if len(res) == 0 {
+		return 0, nil, wrap(errors.New("registry: malformed reply"), "read assignment of node %q", node)
+	}
+	if epoch, err = parseCounter(res[0]); err != nil {
+		return 0, nil, wrap(err, "read assignment of node %q", node)
+	}
+	groups = make([]Group, 0, len(res)-1)
+	for _, d := range res[1:] {
+		g, err := decodeGroup(d)
+		if err != nil {
+			return 0, nil, wrap(err, "read assignment of node %q", node)
+		}
+		groups = append(groups, g)
+	}
+	return epoch, groups, nil
 }
 
 // Commit stores c if c.From.Epoch is still the current epoch (ErrStaleEpoch
-// otherwise). Groups that no longer exist are dropped. When the assignment is
-// unchanged only the planned counters are stored and changed is false;
-// otherwise the epoch is incremented and an assignment event published.
+// otherwise). Groups that no longer exist are dropped from Nodes, group lists
+// are sorted and deduplicated; a node mapped to no group is stored as standby.
+// Revoked entries ("group@epoch", the rebalancer's) are stored as given, only
+// sorted, deduplicated and without empty lists. prev/pmver are set to c.From.Rev/MVer. When the
+// assignment is unchanged only those are stored and changed is false (same
+// epoch, no event); otherwise the epoch is incremented and an assignment event
+// published.
 func (r *Registry) Commit(ctx context.Context, c Commit) (epoch int64, changed bool, err error) {
-	return 0, false, errNotImplemented
+	k := r.keys
+	args := make([]any, 0, 7+2*len(c.Nodes)+2*len(c.Revoked))
+	args = append(args, c.From.Epoch, c.From.Rev, c.From.MVer, c.By, k.Events(), LogMaxLen, len(c.Nodes))
+	args = appendPairs(args, c.Nodes, true)
+	args = appendPairs(args, c.Revoked, false)
+	res, err := commitScript.Run(ctx, r.rdb, []string{k.State(), k.Assign(), k.Revoked(), k.Groups(), k.Log()}, args...).StringSlice()
+	if err != nil {
+		return 0, false, wrap(err, "commit assignment")
+	}
+	if len(res) != 2 {
+		return 0, false, wrap(errors.New("registry: malformed reply"), "commit assignment")
+	}
+	if epoch, err = parseCounter(res[1]); err != nil {
+		return 0, false, wrap(err, "commit assignment")
+	}
+	switch res[0] {
+	case "stale":
+		return epoch, false, wrap(fmt.Errorf("%w: planned from %d, current is %d", ErrStaleEpoch, c.From.Epoch, epoch), "commit assignment")
+	case "same":
+		return epoch, false, nil
+	case "ok":
+		r.log.Debug("assignment committed", "epoch", epoch, "nodes", len(c.Nodes))
+		return epoch, true, nil
+	}
+	return 0, false, wrap(fmt.Errorf("registry: unexpected reply %q", res[0]), "commit assignment")
+}
+
+// appendPairs appends node, "g1,g2" pairs in node order, groups sorted and
+// deduplicated. With keepEmpty false, nodes with no group are left out.
+func appendPairs(args []any, m map[string][]string, keepEmpty bool) []any {
+	ids := make([]string, 0, len(m))
+	for id, gs := range m {
+		if keepEmpty || len(gs) > 0 {
+			ids = append(ids, id)
+		}
+	}
+	slices.Sort(ids)
+	for _, id := range ids {
+		gs := m[id]
+		if !slices.IsSorted(gs) || hasDup(gs) {
+			gs = slices.Compact(slices.Sorted(slices.Values(gs)))
+		}
+		args = append(args, id, strings.Join(gs, ","))
+	}
+	return args
+}
+
+func hasDup(sorted []string) bool {
+	for i := 1; i < len(sorted); i++ {
+		if sorted[i] == sorted[i-1] {
+			return true
+		}
+	}
+	return false
 }

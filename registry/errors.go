@@ -1,6 +1,10 @@
 package registry
 
-import "errors"
+import (
+	"errors"
+	"fmt"
+	"strings"
+)
 
 var (
 	// ErrNotFound means the group (or scheduled change, or history version)
@@ -38,5 +42,27 @@ var (
 	ErrConflict = errors.New("registry: too many concurrent writers, try again")
 )
 
-// errNotImplemented is a placeholder while the package is being built.
-var errNotImplemented = errors.New("registry: not implemented")
+// opError is an error with the operation it happened in, e.g.
+// `registry: update group "x": weight must be a finite number > 0`.
+type opError struct {
+	op  string
+	err error
+}
+
+func (e *opError) Error() string {
+	return "registry: " + e.op + ": " + strings.TrimPrefix(e.err.Error(), "registry: ")
+}
+
+func (e *opError) Unwrap() error { return e.err }
+
+// wrap adds the operation to err (nil stays nil).
+func wrap(err error, format string, args ...any) error {
+	if err == nil {
+		return nil
+	}
+	return &opError{op: fmt.Sprintf(format, args...), err: err}
+}
+
+// errClaimed means a scheduled item was applied, dropped or cancelled by
+// another caller first. It never leaves the package.
+var errClaimed = errors.New("registry: scheduled item already claimed")

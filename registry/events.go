@@ -2,7 +2,13 @@ package registry
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 )
 
 // Event types.
@@ -31,11 +37,148 @@ type Event struct {
 	At                        time.Time
 }
 
-// Events reads up to count events after stream ID after ("" = from the start,
-// "$" = only new ones), waiting up to block for one when block > 0.
-func (r *Registry) Events(ctx context.Context, after string, count int64, block time.Duration) ([]Event, error) {
-	return nil, errNotImplemented
+// eventJSON is the wire form shared with the Lua scripts: at is Unix ms.
+type eventJSON struct {
+	ID      string `json:"id"`
+	Type    string `json:"type"`
+	Group   string `json:"group"`
+	Node    string `json:"node"`
+	By      string `json:"by"`
+	Epoch   int64  `json:"epoch"`
+	Version int64  `json:"version"`
+	At      int64  `json:"at"`
+}
+
+// MarshalJSON encodes e with snake_case fields and at in Unix ms.
+func (e Event) MarshalJSON() ([]byte, error) {
+	j := eventJSON{ID: e.ID, Type: e.Type, Group: e.Group, Node: e.Node, By: e.By, Epoch: e.Epoch, Version: e.Version}
+	if !e.At.IsZero() {
+		j.At = e.At.UnixMilli()
+	}
+	return json.Marshal(j)
+}
+
+// UnmarshalJSON decodes the form MarshalJSON and the scripts write. Numbers
+// may also be given as strings, and at as an RFC 3339 time.
+func (e *Event) UnmarshalJSON(b []byte) error {
+	var raw map[string]json.RawMessage
+	if err := json.Unmarshal(b, &raw); err != nil {
+		return err
+	}
+	str := func(k string) (string, error) {
+		v, ok := raw[k]
+		if !ok || string(v) == "null" {
+			return "", nil
+		}
+		var s string
+		if err := json.Unmarshal(v, &s); err == nil {
+			return s, nil
+		}
+		var n json.Number
+		if err := json.Unmarshal(v, &n); err != nil {
+			return "", fmt.Errorf("registry: event field %q: %w", k, err)
+		}
+		return n.String(), nil
+	}
+	var out Event
+	var err error
+	var epoch, version, at string
+	for _, f := range []struct {
+		k string
+		p *string
+	}{{"id", &out.ID}, {"type", &out.Type}, {"group", &out.Group}, {"node", &out.Node}, {"by", &out.By},
+		{"epoch", &epoch}, {"version", &version}, {"at", &at}} {
+		if *f.p, err = str(f.k); err != nil {
+			return err
+		}
+	}
+	if out.Epoch, err = parseNumber(epoch); err != nil {
+		return fmt.Errorf("registry: event epoch: %w", err)
+	}
+	if out.Version, err = parseNumber(version); err != nil {
+		return fmt.Errorf("registry: event version: %w", err)
+	}
+	if out.At, err = parseAt(at); err != nil {
+		return fmt.Errorf("registry: event at: %w", err)
+	}
+	*e = out
+	return nil
+}
+
+func parseNumber(s string) (int64, error) {
+	if s == "" {
+		return 0, nil
+	}
+	if n, err := strconv.ParseInt(s, 10, 64); err == nil {
+		return n, nil
+	}
+	f, err := strconv.ParseFloat(s, 64) // cjson may write 1e+12
+	if err != nil {
+		return 0, err
+	}
+	return int64(f), nil
+}
+
+func parseAt(s string) (time.Time, error) {
+	if s == "" {
+		return time.Time{}, nil
+	}
+	if ms, err := parseNumber(s); err == nil {
+		if ms == 0 {
+			return time.Time{}, nil
+		}
+		return time.UnixMilli(ms).UTC(), nil
+	}
+	return time.Parse(time.RFC3339Nano, s)
 }
 
 // ParseEvent decodes a pub/sub payload of the events channel.
-func ParseEvent(payload string) (Event, error) { return Event{}, errNotImplemented }
+func ParseEvent(payload string) (Event, error) {
+	var e Event
+	if err := json.Unmarshal([]byte(payload), &e); err != nil {
+		return Event{}, fmt.Errorf("registry: parse event: %w", err)
+	}
+	if e.Type == "" {
+		return Event{}, errors.New("registry: parse event: no type")
+	}
+	return e, nil
+}
+
+// Events reads up to count events (count <= 0: up to 100) after stream ID
+// after ("" = from the start, "$" = only new ones), waiting up to block for
+// one when block > 0. No event before the wait ends gives an empty slice.
+func (r *Registry) Events(ctx context.Context, after string, count int64, block time.Duration) ([]Event, error) {
+	if after == "" {
+		after = "0"
+	}
+	if count <= 0 {
+		count = 100
+	}
+	args := &redis.XReadArgs{Streams: []string{r.keys.Log(), after}, Count: count, Block: -1}
+	if block > 0 {
+		args.Block = max(block, time.Millisecond)
+	}
+	res, err := r.rdb.XRead(ctx, args).Result()
+	if errors.Is(err, redis.Nil) {
+		return []Event{}, nil
+	}
+	if err != nil {
+		return nil, wrap(err, "read events after %q", after)
+	}
+	out := []Event{}
+	for _, st := range res {
+		for _, m := range st.Messages {
+			out = append(out, eventFromStream(m))
+		}
+	}
+	return out, nil
+}
+
+func eventFromStream(m redis.XMessage) Event {
+	s := func(k string) string { v, _ := m.Values[k].(string); return v }
+	e := Event{ID: m.ID, Type: s("type"), Group: s("group"), Node: s("node"), By: s("by")}
+	e.Epoch, _ = parseNumber(s("epoch"))
+	e.Version, _ = parseNumber(s("version"))
+	e.At, _ = parseAt(s("at"))
+	return e
+}

@@ -1,7 +1,6 @@
 package registry
 
 import (
-	"context"
 	"io"
 	"log/slog"
 	"time"
@@ -83,52 +82,3 @@ func New(rdb redis.UniversalClient, opts ...Option) *Registry {
 
 // Namespace is the namespace this registry works in.
 func (r *Registry) Namespace() string { return r.keys.Namespace() }
-
-// Add creates group name from c (weight defaults to 1). It fails with
-// ErrExists when the name is taken and an ErrInvalid… error on bad input.
-func (r *Registry) Add(ctx context.Context, name string, c Change, by string) (Group, error) {
-	return Group{}, errNotImplemented
-}
-
-// Update applies c to group name, creating a new version.
-func (r *Registry) Update(ctx context.Context, name string, c Change, by string) (Group, error) {
-	return Group{}, errNotImplemented
-}
-
-// Get returns group name or ErrNotFound.
-func (r *Registry) Get(ctx context.Context, name string) (Group, error) {
-	return Group{}, errNotImplemented
-}
-
-// List returns every group, sorted by name.
-func (r *Registry) List(ctx context.Context) ([]Group, error) { return nil, errNotImplemented }
-
-// History returns the kept versions of group name, newest first, the current
-// one included.
-func (r *Registry) History(ctx context.Context, name string) ([]Group, error) {
-	return nil, errNotImplemented
-}
-
-// Rollback makes a new version of group name with the weight, max_nodes,
-// quota, config and secret keys of an earlier version. The state is kept.
-func (r *Registry) Rollback(ctx context.Context, name string, version int64, by string) (Group, error) {
-	return Group{}, errNotImplemented
-}
-
-// Retire moves an active group to draining: it gets no new nodes and its
-// holders are moved off. It is retired by FinishRetire once nobody holds it,
-// or at the latest after drainTimeout (<= 0 means the registry default),
-// even if nobody is connected then.
-func (r *Registry) Retire(ctx context.Context, name string, drainTimeout time.Duration, by string) (Group, error) {
-	return Group{}, errNotImplemented
-}
-
-// FinishRetire moves a draining group to retired (ErrInvalidState otherwise).
-func (r *Registry) FinishRetire(ctx context.Context, name string, by string) (Group, error) {
-	return Group{}, errNotImplemented
-}
-
-// Delete removes group name and its history at once.
-func (r *Registry) Delete(ctx context.Context, name string, by string) error {
-	return errNotImplemented
-}

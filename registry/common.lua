@@ -1,0 +1,57 @@
+-- common.lua: helpers prepended to every registry script (not a script itself).
+
+-- now_ms is the Redis server time in Unix milliseconds.
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+-- num formats an integer-valued number without exponent.
+local function num(n)
+  return string.format('%.0f', n)
+end
+
+-- iso formats Unix ms as RFC 3339 UTC with milliseconds (what Go's time.Time
+-- decodes), using the days-to-civil algorithm of H. Hinnant.
+local function iso(ms)
+  local s = math.floor(ms / 1000)
+  local frac = ms - s * 1000
+  local days = math.floor(s / 86400)
+  local rem = s - days * 86400
+  local hh = math.floor(rem / 3600)
+  rem = rem - hh * 3600
+  local mi = math.floor(rem / 60)
+  local ss = rem - mi * 60
+  local z = days + 719468
+  local era = math.floor(z / 146097)
+  local doe = z - era * 146097
+  local yoe = math.floor((doe - math.floor(doe / 1460) + math.floor(doe / 36524) - math.floor(doe / 146096)) / 365)
+  local y = yoe + era * 400
+  local doy = doe - (365 * yoe + math.floor(yoe / 4) - math.floor(yoe / 100))
+  local mp = math.floor((5 * doy + 2) / 153)
+  local d = doy - math.floor((153 * mp + 2) / 5) + 1
+  local m = mp < 10 and mp + 3 or mp - 9
+  if m <= 2 then y = y + 1 end
+  return string.format('%04d-%02d-%02dT%02d:%02d:%02d.%03dZ', y, m, d, hh, mi, ss, frac)
+end
+
+-- stamp prepends string fields to a JSON object body ('{...}' with at least
+-- one field). Values must not need escaping (timestamps only).
+local function stamp(body, fields)
+  local parts = {}
+  for i = 1, #fields, 2 do
+    parts[#parts + 1] = '"' .. fields[i] .. '":"' .. fields[i + 1] .. '"'
+  end
+  return '{' .. table.concat(parts, ',') .. ',' .. string.sub(body, 2)
+end
+
+-- emit appends one event to the log stream and publishes it with its ID.
+local function emit(log, channel, maxlen, typ, group, node, by, epoch, version, at)
+  local id = redis.call('XADD', log, 'MAXLEN', '~', maxlen, '*',
+    'type', typ, 'group', group, 'node', node, 'epoch', num(epoch),
+    'version', num(version), 'by', by, 'at', num(at))
+  redis.call('PUBLISH', channel, cjson.encode({
+    id = id, type = typ, group = group, node = node, epoch = epoch,
+    version = version, by = by, at = at}))
+  return id
+end
