@@ -1,0 +1,25 @@
+# Developer and CI entry points. `make test` is the one command CI runs.
+
+GO ?= go
+
+.PHONY: test bench build
+
+# test fails on unformatted files, then vets, then runs every test with the
+# race detector against real redis-server processes (see internal/redistest).
+test:
+	@unformatted="$$(gofmt -l .)"; \
+	if [ -n "$$unformatted" ]; then \
+		echo "gofmt -l lists files that need formatting (run gofmt -w):"; \
+		echo "$$unformatted"; \
+		exit 1; \
+	fi
+	$(GO) vet ./...
+	$(GO) test -race -count=1 ./...
+
+# bench runs every benchmark once, without the tests.
+bench:
+	$(GO) test -run='^$$' -bench=. -benchmem ./...
+
+# build writes the allot binary to bin/allot.
+build:
+	$(GO) build -o bin/allot ./cmd/allot
