@@ -27,19 +27,20 @@ local bump = false
 if redis.call('ZADD', KEYS[1], nowStr, id) == 1 then
   joined = 1
   bump = true
+  redis.call('HSET', KEYS[3], 'joined', nowStr, 'ip', ARGV[2], 'preferred', ARGV[3], 'held', ARGV[4], 'ack', ARGV[5])
 else
-  local old = redis.call('HGET', KEYS[3], 'preferred')
-  if (old or '') ~= ARGV[3] then
+  -- Write the hash only when the node reports something new: most beats
+  -- change nothing but the score, and every write is replicated.
+  local h = redis.call('HMGET', KEYS[3], 'ip', 'preferred', 'held', 'ack')
+  if (h[2] or '') ~= ARGV[3] then
     bump = true
+  end
+  if bump or h[1] ~= ARGV[2] or h[3] ~= ARGV[4] or h[4] ~= ARGV[5] then
+    redis.call('HSET', KEYS[3], 'ip', ARGV[2], 'preferred', ARGV[3], 'held', ARGV[4], 'ack', ARGV[5])
   end
 end
 if bump then
   redis.call('HINCRBY', KEYS[2], 'mver', 1)
-end
-if joined == 1 then
-  redis.call('HSET', KEYS[3], 'joined', nowStr, 'ip', ARGV[2], 'preferred', ARGV[3], 'held', ARGV[4], 'ack', ARGV[5])
-else
-  redis.call('HSET', KEYS[3], 'ip', ARGV[2], 'preferred', ARGV[3], 'held', ARGV[4], 'ack', ARGV[5])
 end
 
 local st = redis.call('HMGET', KEYS[2], 'epoch', 'rev', 'mver', 'prev', 'pmver')
@@ -58,15 +59,23 @@ if joined == 1 then
     version = 0, by = id, at = now}))
 end
 
+-- Work, cheapest test first. The lowest score of :nodes / :schedule says
+-- whether any node is past its TTL / any schedule is due.
 local work = 0
 if mver ~= pmver or rev ~= prev then
   work = 1
-elseif #redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. string.format('%.0f', now - tonumber(ARGV[6])), 'LIMIT', 0, 1) > 0 then
-  work = 1
-elseif #redis.call('ZRANGEBYSCORE', KEYS[5], '-inf', nowStr, 'LIMIT', 0, 1) > 0 then
-  work = 1
-elseif redis.call('HEXISTS', KEYS[6], id) == 1 then
-  work = 1
+else
+  local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+  if #oldest == 2 and (tonumber(oldest[2]) or now) < now - tonumber(ARGV[6]) then
+    work = 1
+  else
+    local due = redis.call('ZRANGE', KEYS[5], 0, 0, 'WITHSCORES')
+    if #due == 2 and (tonumber(due[2]) or now + 1) <= now then
+      work = 1
+    elseif redis.call('HEXISTS', KEYS[6], id) == 1 then
+      work = 1
+    end
+  end
 end
 
 return {epoch, rev, work, joined, now}

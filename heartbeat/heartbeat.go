@@ -51,6 +51,9 @@ type Tracker struct {
 	cfg  Config
 	ttl  int64 // cfg.TTL in ms
 	log  *slog.Logger
+
+	// Key names built once: a beat is the hot path.
+	nodes, state, logKey, schedule, revoked, events, nodePrefix string
 }
 
 // Option configures a Tracker.
@@ -87,6 +90,9 @@ func New(rdb redis.UniversalClient, ns string, cfg Config, opts ...Option) (*Tra
 		ttl:  cfg.TTL.Milliseconds(),
 		log:  slog.New(slog.NewTextHandler(io.Discard, nil)),
 	}
+	k := t.keys
+	t.nodes, t.state, t.logKey, t.schedule = k.Nodes(), k.State(), k.Log(), k.Schedule()
+	t.revoked, t.events, t.nodePrefix = k.Revoked(), k.Events(), k.NodePrefix()
 	for _, o := range opts {
 		o(t)
 	}
@@ -139,10 +145,9 @@ func (t *Tracker) Beat(ctx context.Context, b Beat) (Reply, error) {
 	if err != nil {
 		return Reply{}, err
 	}
-	k := t.keys
 	res, err := beatScript.Run(ctx, t.rdb,
-		[]string{k.Nodes(), k.State(), k.Node(b.Node), k.Log(), k.Schedule(), k.Revoked()},
-		b.Node, b.IP, b.Preferred, held, b.Ack, t.ttl, k.Events(), logMaxLen,
+		[]string{t.nodes, t.state, t.nodePrefix + b.Node, t.logKey, t.schedule, t.revoked},
+		b.Node, b.IP, b.Preferred, held, b.Ack, t.ttl, t.events, logMaxLen,
 	).Int64Slice()
 	if err != nil {
 		return Reply{}, fmt.Errorf("heartbeat: beat %q: %w", b.Node, err)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -171,6 +172,26 @@ func testPreferredBumpsMVer(t *testing.T, rdb redis.UniversalClient) {
 	// Other fields do not count as membership changes.
 	_, err := e.tr.Beat(ctx, heartbeat.Beat{Node: "n1", IP: "10.1.1.1", Held: []string{"g"}, Ack: 9})
 	require.NoError(t, err)
+	assert.Equal(t, int64(4), e.state(t, "mver"))
+
+	// ...but each of them is stored.
+	for _, b := range []heartbeat.Beat{
+		{Node: "n1", IP: "10.1.1.2", Held: []string{"g"}, Ack: 9},
+		{Node: "n1", IP: "10.1.1.2", Held: []string{"h", "g"}, Ack: 9},
+		{Node: "n1", IP: "10.1.1.2", Held: []string{"h", "g"}, Ack: 10},
+		{Node: "n1", IP: "10.1.1.2", Ack: 10},
+	} {
+		_, err := e.tr.Beat(ctx, b)
+		require.NoError(t, err)
+		h, err := rdb.HGetAll(ctx, e.k.Node("n1")).Result()
+		require.NoError(t, err)
+		delete(h, "joined")
+		held := append([]string(nil), b.Held...)
+		slices.Sort(held)
+		assert.Equal(t, map[string]string{
+			"ip": b.IP, "preferred": "", "held": strings.Join(held, ","), "ack": fmt.Sprint(b.Ack),
+		}, h)
+	}
 	assert.Equal(t, int64(4), e.state(t, "mver"))
 }
 

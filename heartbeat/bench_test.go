@@ -1,0 +1,150 @@
+package heartbeat_test
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/allot-io/allot/heartbeat"
+	"github.com/allot-io/allot/internal/keys"
+	"github.com/allot-io/allot/internal/redistest"
+)
+
+// benchParallelism × GOMAXPROCS goroutines beat at once, like many nodes
+// sharing one process; the pool is sized to match so nobody waits for a conn.
+const benchParallelism = 32
+
+// BenchmarkBeat measures beats per second from one process against one
+// local redis-server, and how many round trips one beat costs.
+func BenchmarkBeat(b *testing.B) {
+	s := redistest.Start(b)
+	opt := s.Options()
+	opt.PoolSize = benchParallelism * 4
+	rdb := redis.NewClient(opt)
+	b.Cleanup(func() { _ = rdb.Close() })
+	var h roundTrips
+	rdb.AddHook(&h)
+
+	tr, err := heartbeat.New(rdb, "bench", heartbeat.DefaultConfig())
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx := context.Background()
+	// Load the script once so EVALSHA's NOSCRIPT fallback is not measured.
+	if _, err := tr.Beat(ctx, heartbeat.Beat{Node: "warm"}); err != nil {
+		b.Fatal(err)
+	}
+	// Open every pool connection first: their handshakes are not beats.
+	warmPool(b, rdb, opt.PoolSize)
+	if err := rdb.ConfigResetStat(ctx).Err(); err != nil {
+		b.Fatal(err)
+	}
+	h.n.Store(0)
+
+	var worker atomic.Int64
+	b.SetParallelism(benchParallelism)
+	b.ReportAllocs()
+	b.ResetTimer()
+	start := time.Now()
+	b.RunParallel(func(pb *testing.PB) {
+		// Each goroutine stands in for 16 nodes, beating them in turn.
+		w := worker.Add(1)
+		var ids [16]string
+		for i := range ids {
+			ids[i] = fmt.Sprintf("node-%d-%d", w, i)
+		}
+		beat := heartbeat.Beat{IP: "10.0.0.1", Preferred: "g1", Held: []string{"g1"}, Ack: 1}
+		for i := 0; pb.Next(); i++ {
+			beat.Node = ids[i%len(ids)]
+			if _, err := tr.Beat(ctx, beat); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+	elapsed := time.Since(start)
+	b.StopTimer()
+	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "beats/s")
+	b.ReportMetric(float64(h.n.Load())/float64(b.N), "round-trips/beat")
+	b.ReportMetric(serverMicros(b, rdb, "evalsha"), "server-µs/beat")
+}
+
+// warmPool opens n pooled connections by holding n PINGs in flight.
+func warmPool(b *testing.B, rdb *redis.Client, n int) {
+	b.Helper()
+	var wg sync.WaitGroup
+	for range n {
+		wg.Go(func() { _ = rdb.Ping(context.Background()).Err() })
+	}
+	wg.Wait()
+}
+
+// serverMicros is the server-side CPU time per call of cmd (INFO
+// commandstats usec_per_call): the cost a beat puts on Redis itself.
+func serverMicros(b *testing.B, rdb *redis.Client, cmd string) float64 {
+	b.Helper()
+	info, err := rdb.Info(context.Background(), "commandstats").Result()
+	if err != nil {
+		b.Fatal(err)
+	}
+	for line := range strings.SplitSeq(info, "\n") {
+		rest, ok := strings.CutPrefix(strings.TrimSpace(line), "cmdstat_"+cmd+":")
+		if !ok {
+			continue
+		}
+		for f := range strings.SplitSeq(rest, ",") {
+			if v, ok := strings.CutPrefix(f, "usec_per_call="); ok {
+				x, _ := strconv.ParseFloat(v, 64)
+				return x
+			}
+		}
+	}
+	return 0
+}
+
+// BenchmarkLive10k lists 10,000 live nodes in one round trip.
+func BenchmarkLive10k(b *testing.B) {
+	const nodes = 10000
+	rdb := redistest.Start(b).Client(b)
+	ctx := context.Background()
+	ns := "bench"
+	k := keys.New(ns)
+	tr, err := heartbeat.New(rdb, ns, heartbeat.DefaultConfig())
+	if err != nil {
+		b.Fatal(err)
+	}
+	// Seed the nodes directly, seen an hour ahead of the server clock so
+	// none expires while the benchmark runs.
+	now, err := rdb.Time(ctx).Result()
+	if err != nil {
+		b.Fatal(err)
+	}
+	seen := float64(now.Add(time.Hour).UnixMilli())
+	pipe := rdb.Pipeline()
+	for i := range nodes {
+		id := "node-" + strconv.Itoa(i)
+		pipe.ZAdd(ctx, k.Nodes(), redis.Z{Score: seen, Member: id})
+		pipe.HSet(ctx, k.Node(id), "ip", "10.0."+strconv.Itoa(i/256)+"."+strconv.Itoa(i%256),
+			"preferred", "", "held", "g"+strconv.Itoa(i%50), "ack", "3", "joined", strconv.FormatInt(now.UnixMilli(), 10))
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		live, _, err := tr.Live(ctx)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if len(live) != nodes {
+			b.Fatalf("live = %d nodes, want %d", len(live), nodes)
+		}
+	}
+}
