@@ -2,11 +2,12 @@
 
 GO ?= go
 
-.PHONY: test bench build
+.PHONY: test deps bench build
 
-# test fails on unformatted files, then vets, then runs every test with the
-# race detector against real redis-server processes (see internal/redistest).
-test:
+# test installs what is missing (deps), fails on unformatted files, then vets,
+# then runs every test with the race detector against real redis-server
+# processes (see internal/redistest).
+test: deps
 	@unformatted="$$(gofmt -l .)"; \
 	if [ -n "$$unformatted" ]; then \
 		echo "gofmt -l lists files that need formatting (run gofmt -w):"; \
@@ -15,6 +16,12 @@ test:
 	fi
 	$(GO) vet ./...
 	$(GO) test -race -count=1 ./...
+
+# deps installs redis-server and chromium with apt-get when they are missing.
+deps:
+	@bash .ci/install-deps
+	@redis-server --version
+	@(command -v chromium >/dev/null && chromium --version) || chromium-browser --version || true
 
 # bench runs every benchmark once, without the tests.
 bench:
