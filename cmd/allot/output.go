@@ -1,0 +1,185 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// table is what a command shows with -o table: optional lines before, an
+// aligned table (header may be nil for key/value lists), optional lines after.
+type table struct {
+	title  []string
+	header []string
+	rows   [][]string
+	footer []string
+}
+
+// print writes v as JSON or YAML (v's JSON field names in both), or t() as
+// a table, following --output.
+func (a *app) print(v any, t func() table) error {
+	switch a.output {
+	case "json":
+		return writeJSON(a.stdout, v)
+	case "yaml":
+		return writeYAML(a.stdout, v)
+	}
+	return writeTable(a.stdout, t())
+}
+
+// writeTable renders t with columns two spaces apart.
+func writeTable(w io.Writer, t table) error {
+	var b bytes.Buffer
+	for _, l := range t.title {
+		b.WriteString(l + "\n")
+	}
+	if len(t.header) > 0 || len(t.rows) > 0 {
+		tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
+		if len(t.header) > 0 {
+			fmt.Fprintln(tw, strings.Join(t.header, "\t"))
+		}
+		for _, r := range t.rows {
+			fmt.Fprintln(tw, strings.Join(r, "\t"))
+		}
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+	}
+	for _, l := range t.footer {
+		b.WriteString(l + "\n")
+	}
+	// tabwriter pads the last column too when a row is shorter; trim it.
+	out := b.String()
+	lines := strings.Split(out, "\n")
+	for i := range lines {
+		lines[i] = strings.TrimRight(lines[i], " ")
+	}
+	_, err := io.WriteString(w, strings.Join(lines, "\n"))
+	return err
+}
+
+// writeJSON writes v indented, with a trailing newline.
+func writeJSON(w io.Writer, v any) error {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return err
+	}
+	_, err = w.Write(append(b, '\n'))
+	return err
+}
+
+// writeYAML writes v as YAML with the same field names and order as its JSON.
+func writeYAML(w io.Writer, v any) error {
+	b, err := toYAML(v)
+	if err != nil {
+		return err
+	}
+	_, err = w.Write(b)
+	return err
+}
+
+// toYAML converts v through its JSON encoding, so the JSON tags are the
+// contract for both formats and field order is kept.
+func toYAML(v any) ([]byte, error) {
+	j, err := json.Marshal(v)
+	if err != nil {
+		return nil, err
+	}
+	var n yaml.Node
+	if err := yaml.Unmarshal(j, &n); err != nil {
+		return nil, err
+	}
+	blockStyle(&n)
+	var b bytes.Buffer
+	enc := yaml.NewEncoder(&b)
+	enc.SetIndent(2)
+	if err := enc.Encode(&n); err != nil {
+		return nil, err
+	}
+	if err := enc.Close(); err != nil {
+		return nil, err
+	}
+	return b.Bytes(), nil
+}
+
+// blockStyle clears the flow and quoting styles JSON input leaves on n, so
+// the encoder writes plain block YAML (still quoting where needed). Empty
+// maps and lists keep flow style ({} and []).
+func blockStyle(n *yaml.Node) {
+	switch n.Kind {
+	case yaml.MappingNode, yaml.SequenceNode:
+		if len(n.Content) > 0 {
+			n.Style = 0
+		}
+	case yaml.ScalarNode:
+		n.Style = 0
+	}
+	for _, c := range n.Content {
+		blockStyle(c)
+	}
+}
+
+// age renders how long ago t was relative to now ("12s ago", "in 5m"), or
+// "-" for the zero time.
+func age(now, t time.Time) string {
+	if t.IsZero() {
+		return "-"
+	}
+	d := now.Sub(t)
+	if d < 0 {
+		return "in " + shortDuration(-d)
+	}
+	if d < time.Second {
+		return "now"
+	}
+	return shortDuration(d) + " ago"
+}
+
+// shortDuration renders d in its largest unit: 45s, 12m, 3h, 2d.
+func shortDuration(d time.Duration) string {
+	switch {
+	case d < time.Minute:
+		return strconv.Itoa(int(d.Seconds())) + "s"
+	case d < time.Hour:
+		return strconv.Itoa(int(d.Minutes())) + "m"
+	case d < 48*time.Hour:
+		return strconv.Itoa(int(d.Hours())) + "h"
+	}
+	return strconv.Itoa(int(d.Hours()/24)) + "d"
+}
+
+// num renders a float without trailing zeros: 1, 2.5, 0.333.
+func num(f float64) string {
+	return strconv.FormatFloat(f, 'f', -1, 64)
+}
+
+// list joins names with ",", or "-" when there are none.
+func list(xs []string) string {
+	if len(xs) == 0 {
+		return "-"
+	}
+	return strings.Join(xs, ",")
+}
+
+// dash returns s, or "-" when empty.
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+// yesNo renders a bool for tables.
+func yesNo(b bool) string {
+	if b {
+		return "yes"
+	}
+	return "no"
+}

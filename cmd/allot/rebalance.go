@@ -1,0 +1,89 @@
+package main
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/allot-io/allot/allocator"
+)
+
+func init() { commandFactories = append(commandFactories, newRebalanceCommand) }
+
+// rebalanceOutput is the JSON/YAML of `allot rebalance`.
+type rebalanceOutput struct {
+	Epoch   int64    `json:"epoch"`
+	Changed bool     `json:"changed"`
+	Moved   int      `json:"moved"`
+	Reaped  []string `json:"reaped"`
+	Retired []string `json:"retired"`
+	Applied int      `json:"applied"`
+	Waiting int      `json:"waiting"`
+	TookMS  float64  `json:"took_ms"`
+}
+
+func newRebalanceCommand(a *app) *cobra.Command {
+	return &cobra.Command{
+		Use:   "rebalance",
+		Short: "Plan and commit the assignment once now (nodes and 'allot serve' do this on their own)",
+		Long: `Rebalance runs one planning round now: it reaps dead nodes, applies due
+scheduled changes, finishes drains and commits the plan if it differs from the
+current assignment. Only one planner runs at a time; if another one holds the
+lock the command fails and that planner does the work.`,
+		Args: exactArgs(),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx, cancel := a.ctx(cmd)
+			defer cancel()
+			rb, err := a.rebalancer(ctx)
+			if err != nil {
+				return err
+			}
+			res, err := rb.Run(ctx)
+			if err != nil {
+				return groupError("", err)
+			}
+			out := rebalanceResult(res)
+			return a.print(out, func() table { return table{title: rebalanceLines(out)} })
+		},
+	}
+}
+
+func rebalanceResult(r allocator.Result) rebalanceOutput {
+	out := rebalanceOutput{
+		Epoch: r.Epoch, Changed: r.Changed, Moved: r.Moved, Reaped: r.Reaped, Retired: r.Retired,
+		Applied: r.Applied, Waiting: r.Waiting, TookMS: float64(r.Took.Microseconds()) / 1000,
+	}
+	if out.Reaped == nil {
+		out.Reaped = []string{}
+	}
+	if out.Retired == nil {
+		out.Retired = []string{}
+	}
+	return out
+}
+
+// rebalanceLines is the table output of `allot rebalance`.
+func rebalanceLines(r rebalanceOutput) []string {
+	head := fmt.Sprintf("epoch %d: unchanged", r.Epoch)
+	if r.Changed {
+		head = fmt.Sprintf("epoch %d: new assignment, %d nodes moved", r.Epoch, r.Moved)
+	}
+	var extra []string
+	if len(r.Reaped) > 0 {
+		extra = append(extra, "reaped "+strings.Join(r.Reaped, ","))
+	}
+	if len(r.Retired) > 0 {
+		extra = append(extra, "retired "+strings.Join(r.Retired, ","))
+	}
+	if r.Applied > 0 {
+		extra = append(extra, fmt.Sprintf("applied %d scheduled changes", r.Applied))
+	}
+	if r.Waiting > 0 {
+		extra = append(extra, fmt.Sprintf("%d capped grants waiting for a release", r.Waiting))
+	}
+	if len(extra) > 0 {
+		head += "; " + strings.Join(extra, "; ")
+	}
+	return []string{head + fmt.Sprintf(" (took %.1fms)", r.TookMS)}
+}

@@ -1,0 +1,88 @@
+package main
+
+import (
+	"fmt"
+	"strconv"
+
+	"github.com/spf13/cobra"
+
+	"github.com/allot-io/allot/allocator"
+	"github.com/allot-io/allot/registry"
+)
+
+func init() { commandFactories = append(commandFactories, newStatusCommand) }
+
+func newStatusCommand(a *app) *cobra.Command {
+	return &cobra.Command{
+		Use:   "status",
+		Short: "Show the assignment: each group's target and actual nodes and share, standby nodes, balanced or not",
+		Args:  exactArgs(),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx, cancel := a.ctx(cmd)
+			defer cancel()
+			reg, hb, err := a.pool(ctx)
+			if err != nil {
+				return err
+			}
+			st, err := allocator.Inspect(ctx, reg, hb)
+			if err != nil {
+				return err
+			}
+			return a.print(st, func() table { return statusTable(st) })
+		},
+	}
+}
+
+var statusHeader = []string{"GROUP", "STATE", "WEIGHT", "MAX", "TARGET", "ACTUAL", "SHARE"}
+
+// statusTable is the table of `allot status`.
+func statusTable(st allocator.Status) table {
+	t := table{
+		title: []string{fmt.Sprintf("epoch %d  balanced %s  nodes %d  standby %d",
+			st.Epoch, yesNo(st.Balanced), len(st.Nodes), len(st.Standby))},
+		header: statusHeader,
+		rows:   statusRows(st),
+	}
+	if st.Waiting > 0 {
+		t.title = append(t.title, fmt.Sprintf("%d grants of capped groups wait for a holder to release", st.Waiting))
+	}
+	if len(st.Groups) == 0 {
+		t.header, t.rows = nil, nil
+		t.footer = append(t.footer, "no groups (add one with 'allot group add NAME')")
+	}
+	if len(st.Standby) > 0 {
+		t.footer = append(t.footer, "standby: "+list(st.Standby))
+	}
+	return t
+}
+
+// statusRows is one row per group: target vs actual node count and the share
+// of each holder (its quota rate when the group has one, else a fraction).
+func statusRows(st allocator.Status) [][]string {
+	rows := make([][]string, 0, len(st.Groups))
+	for _, g := range st.Groups {
+		maxNodes := "-"
+		if g.MaxNodes > 0 {
+			maxNodes = strconv.Itoa(g.MaxNodes)
+		}
+		rows = append(rows, []string{
+			g.Name, g.State, num(g.Weight), maxNodes, strconv.Itoa(g.Target),
+			strconv.Itoa(len(g.Nodes)), share(g),
+		})
+	}
+	return rows
+}
+
+// share renders what each holder of g gets: "150/m" of a quota, or "1/4".
+func share(g allocator.GroupStatus) string {
+	n := len(g.Nodes)
+	if n == 0 {
+		return "-"
+	}
+	if g.Quota != "" {
+		if q, err := registry.ParseQuota(g.Quota); err == nil {
+			return q.Share(n)
+		}
+	}
+	return "1/" + strconv.Itoa(n)
+}
