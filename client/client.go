@@ -1,0 +1,344 @@
+package client
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/go-redis/redis_rate/v10"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/allot-io/allot/allocator"
+	"github.com/allot-io/allot/heartbeat"
+	"github.com/allot-io/allot/internal/keys"
+	"github.com/allot-io/allot/registry"
+)
+
+// Client is one node of an allot pool. Build it with New (or FromEnv), call
+// Start to join, read its assignment with Assignment and Config (lock-free),
+// and Close to leave. Its methods are safe for concurrent use.
+//
+// A Client owns four goroutines while started: the beat loop, the events
+// subscriber, the lease watcher and the OnChange dispatcher (plus at most
+// one rebalance at a time). Close stops them all and waits.
+type Client struct {
+	rdb     redis.UniversalClient
+	ownsRDB bool
+	o       options
+	keys    keys.Keys
+	reg     *registry.Registry
+	hb      *heartbeat.Tracker
+	rb      *allocator.Rebalancer
+	limiter *redis_rate.Limiter
+	log     *slog.Logger
+	quotas  sync.Map // quota text -> redis_rate.Limit
+
+	// cur is what readers see: an immutable snapshot, replaced, never changed.
+	cur atomic.Pointer[Assignment]
+
+	mu      sync.Mutex
+	started bool
+	closed  bool
+	closing bool // Close published the final empty assignment: no more publishes
+	joined  bool // a beat succeeded, so Close must leave
+	lastErr error
+
+	// raw is the last assignment read from Redis (or the cache), before the
+	// lease and join rules below remove capped groups from it.
+	raw       *Assignment
+	fromCache bool
+	// trusted means raw's capped groups may be used: raw was read after this
+	// node's membership settled and within the current lease.
+	trusted bool
+	// gen is +1 whenever capped groups lose their footing (lease lapsed,
+	// node re-registered); reads and rebalances started in an older
+	// generation prove nothing about the current one.
+	gen uint64
+	// settled means the latest committed plan was made with this node live,
+	// so no planner still at work can hand this node's capped groups to
+	// another node. False from a beat that (re)registered the node until a
+	// rebalance of its own succeeds or a beat says no work is pending.
+	settled bool
+	// leaseUntil is when the last successful beat was sent + TTL: the
+	// server cannot reap this node before then.
+	leaseUntil  time.Time
+	lapsed      bool // the lease ran out and no beat has succeeded since
+	lastRev     int64
+	counts      map[string]int // holders per group at countsEpoch
+	countsEpoch int64
+	// delivered are the groups of the last assignment every OnChange
+	// callback has returned from; beats report them as held until then.
+	delivered []string
+	listeners []func(old, new Assignment)
+	queue     []change
+
+	ctx          context.Context // lifetime of the workers
+	cancel       context.CancelFunc
+	workers      sync.WaitGroup
+	dispatchStop chan struct{}
+	dispatchDone chan struct{}
+	wakeFetch    chan struct{}
+	wakeBeat     chan struct{}
+	wakeLease    chan struct{}
+	wakeDispatch chan struct{}
+	ready        chan struct{}
+	readyOnce    sync.Once
+	rebalancing  atomic.Bool
+
+	pauseMu sync.Mutex
+	pauseCh chan struct{} // non-nil while the loop is frozen (tests)
+}
+
+// change is one published assignment change waiting for its OnChange calls.
+type change struct{ old, new Assignment }
+
+// New returns a Client that joins the pool through rdb. It does no I/O:
+// call Start. Invalid options return an error wrapping ErrInvalidOption.
+// The caller keeps ownership of rdb and closes it after Close.
+func New(rdb redis.UniversalClient, opts ...Option) (*Client, error) {
+	if rdb == nil {
+		return nil, fmt.Errorf("%w: nil redis client", ErrInvalidOption)
+	}
+	o := defaultOptions()
+	for _, opt := range opts {
+		opt(&o)
+	}
+	if o.namespace == "" {
+		o.namespace = keys.DefaultNamespace
+	}
+	if o.nodeID == "" {
+		o.nodeID = defaultNodeID()
+	}
+	if !o.ipSet {
+		o.ip = defaultIP()
+	}
+	if err := keys.Validate(o.namespace); err != nil {
+		return nil, fmt.Errorf("%w: namespace %q: %w", ErrInvalidOption, o.namespace, err)
+	}
+	if err := heartbeat.ValidateNodeID(o.nodeID); err != nil {
+		return nil, fmt.Errorf("%w: node id: %w", ErrInvalidOption, err)
+	}
+	if o.preferred != "" {
+		if err := registry.ValidateName(o.preferred); err != nil {
+			return nil, fmt.Errorf("%w: preferred group: %w", ErrInvalidOption, err)
+		}
+	}
+	if err := o.heartbeat.Validate(); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidOption, err)
+	}
+	log := o.log.With("ns", o.namespace, "node", o.nodeID)
+	hb, err := heartbeat.New(rdb, o.namespace, o.heartbeat, heartbeat.WithLogger(log))
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidOption, err)
+	}
+	reg := registry.New(rdb, registry.WithNamespace(o.namespace), registry.WithLogger(log))
+	ctx, cancel := context.WithCancel(context.Background())
+	c := &Client{
+		rdb:          rdb,
+		o:            o,
+		keys:         keys.New(o.namespace),
+		reg:          reg,
+		hb:           hb,
+		rb:           allocator.NewRebalancer(rdb, reg, hb, allocator.WithPlanner(o.nodeID), allocator.WithRebalancerLogger(log)),
+		limiter:      redis_rate.NewLimiter(rdb),
+		log:          log,
+		settled:      true,
+		countsEpoch:  -1,
+		ctx:          ctx,
+		cancel:       cancel,
+		dispatchStop: make(chan struct{}),
+		dispatchDone: make(chan struct{}),
+		wakeFetch:    make(chan struct{}, 1),
+		wakeBeat:     make(chan struct{}, 1),
+		wakeLease:    make(chan struct{}, 1),
+		wakeDispatch: make(chan struct{}, 1),
+		ready:        make(chan struct{}),
+	}
+	return c, nil
+}
+
+// NodeID is the ID this node joins with.
+func (c *Client) NodeID() string { return c.o.nodeID }
+
+// Namespace is the pool this node joins.
+func (c *Client) Namespace() string { return c.o.namespace }
+
+// Start joins the pool and returns once the first assignment is known:
+// read from Redis, or — when Redis cannot be reached and a cache directory
+// is set — loaded from the disk cache (logged as "starting from cached
+// assignment"; the node keeps retrying in the background and capped groups
+// stay unused until it is back). If ctx ends first, Start stops the client
+// and returns an error wrapping ErrNoAssignment and ctx's error.
+func (c *Client) Start(ctx context.Context) error {
+	c.mu.Lock()
+	switch {
+	case c.closed:
+		c.mu.Unlock()
+		return ErrClosed
+	case c.started:
+		c.mu.Unlock()
+		return ErrAlreadyStarted
+	}
+	c.started = true
+	c.mu.Unlock()
+
+	c.workers.Add(3)
+	go c.run()
+	go c.subscribe()
+	go c.watchLease()
+	go c.dispatch()
+
+	select {
+	case <-c.ready:
+		return nil
+	case <-ctx.Done():
+		c.mu.Lock()
+		last := c.lastErr
+		c.mu.Unlock()
+		closeCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.o.heartbeat.TTL)
+		defer cancel()
+		_ = c.Close(closeCtx)
+		if last != nil {
+			return fmt.Errorf("%w: %w (last error: %w)", ErrNoAssignment, ctx.Err(), last)
+		}
+		return fmt.Errorf("%w: %w", ErrNoAssignment, ctx.Err())
+	}
+}
+
+// Assignment returns the current assignment. It takes no lock and
+// allocates nothing; the snapshot must not be modified.
+func (c *Client) Assignment() Assignment {
+	if a := c.cur.Load(); a != nil {
+		return *a
+	}
+	return Assignment{}
+}
+
+// Config returns the value of key in the config of the node's first held
+// group (by name): the natural read for the common one-group-per-node
+// deployment. A node holding several groups reads the others through
+// Assignment().Group(name). It takes no lock and allocates nothing; ok is
+// false when no group is held or the key is absent.
+func (c *Client) Config(key string) (value string, ok bool) {
+	a := c.cur.Load()
+	if a == nil || len(a.Groups) == 0 {
+		return "", false
+	}
+	value, ok = a.Groups[0].Config[key]
+	return value, ok
+}
+
+// OnChange registers fn to be called with the previous and the new
+// assignment after every change (first assignment included if registered
+// before Start). Calls happen in order on one goroutine, never
+// concurrently, and the node reports a dropped group as released only
+// after fn has returned, so stop using a group before returning. fn must
+// not call Close.
+func (c *Client) OnChange(fn func(old, new Assignment)) {
+	if fn == nil {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.listeners = append(slices.Clip(c.listeners), fn)
+}
+
+// Close leaves the pool: it stops every goroutine, publishes an empty
+// assignment (OnChange fires, so the node stops using its groups first),
+// deregisters the node and runs the rebalancer so its groups move at once.
+// A Client from FromEnv also closes its Redis client. Close waits for
+// running OnChange callbacks; calling it again returns nil.
+func (c *Client) Close(ctx context.Context) error {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return nil
+	}
+	c.closed = true
+	started := c.started
+	c.mu.Unlock()
+
+	c.cancel()
+	c.workers.Wait()
+
+	var errs []error
+	if started {
+		c.mu.Lock()
+		if old := c.cur.Load(); old != nil && len(old.Groups) > 0 {
+			empty := &Assignment{Epoch: old.Epoch}
+			c.cur.Store(empty)
+			c.queue = append(c.queue, change{old: *old, new: *empty})
+		}
+		c.closing = true
+		joined := c.joined
+		c.mu.Unlock()
+		close(c.dispatchStop)
+		<-c.dispatchDone
+
+		if joined {
+			if err := c.hb.Leave(ctx, c.o.nodeID); err != nil {
+				errs = append(errs, fmt.Errorf("client: leave: %w", err))
+			} else {
+				c.rebalanceAfterLeave(ctx)
+			}
+		}
+	}
+	if c.ownsRDB {
+		if err := c.rdb.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("client: close redis: %w", err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// rebalanceAfterLeave moves the departed node's groups now instead of at
+// the next beat of another node. A planner already at work may have read
+// the pool before the leave, so a taken lock is retried for up to one
+// interval.
+func (c *Client) rebalanceAfterLeave(ctx context.Context) {
+	deadline := c.o.now().Add(c.o.heartbeat.Interval)
+	for {
+		_, err := c.rb.Run(ctx)
+		if err == nil || !errors.Is(err, allocator.ErrLocked) {
+			if err != nil {
+				c.log.Warn("allot: rebalance after leave failed; others will at their next beat", "err", err)
+			}
+			return
+		}
+		if c.o.now().After(deadline) {
+			return
+		}
+		wait := time.Millisecond + c.o.jitter(c.o.heartbeat.Interval/20)
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// signal wakes the goroutine waiting on ch without ever blocking.
+func signal(ch chan struct{}) {
+	select {
+	case ch <- struct{}{}:
+	default:
+	}
+}
+
+func (c *Client) markReady() { c.readyOnce.Do(func() { close(c.ready) }) }
+
+func (c *Client) isReady() bool {
+	select {
+	case <-c.ready:
+		return true
+	default:
+		return false
+	}
+}

@@ -1,0 +1,50 @@
+package client
+
+import (
+	"errors"
+	"fmt"
+	"time"
+)
+
+var (
+	// ErrInvalidOption is returned by New and FromEnv for an option or
+	// environment variable that cannot work (bad namespace, node ID, group
+	// name or heartbeat config, nil Redis client).
+	ErrInvalidOption = errors.New("client: invalid option")
+
+	// ErrAlreadyStarted is returned by a second call to Start.
+	ErrAlreadyStarted = errors.New("client: already started")
+
+	// ErrClosed is returned by Start after Close.
+	ErrClosed = errors.New("client: closed")
+
+	// ErrNotHeld is returned by Allow and Wait for a group the node does not
+	// hold in its current assignment: a node never spends a quota it does
+	// not hold.
+	ErrNotHeld = errors.New("client: group not held")
+
+	// ErrRateLimited is returned (wrapped in a *RateLimitError) by Allow when
+	// the group's quota is used up for now.
+	ErrRateLimited = errors.New("client: rate limited")
+
+	// ErrNoAssignment is returned by Start when it gave up (ctx done) before
+	// the first assignment was known from Redis or the disk cache.
+	ErrNoAssignment = errors.New("client: no assignment yet")
+)
+
+// RateLimitError says a call over a group's quota was refused and when the
+// next one may succeed. errors.Is(err, ErrRateLimited) is true for it.
+type RateLimitError struct {
+	// Group is the group whose quota is used up.
+	Group string
+	// RetryAfter is how long until the next call may be allowed.
+	RetryAfter time.Duration
+}
+
+// Error implements error.
+func (e *RateLimitError) Error() string {
+	return fmt.Sprintf("client: rate limited on group %q, retry after %v", e.Group, e.RetryAfter)
+}
+
+// Unwrap returns ErrRateLimited.
+func (e *RateLimitError) Unwrap() error { return ErrRateLimited }

@@ -1,0 +1,413 @@
+package client
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/allot-io/allot/allocator"
+	"github.com/allot-io/allot/heartbeat"
+)
+
+// run is the beat loop: one beat per interval (a little early, never late),
+// a fetch whenever a beat or a pushed event says the assignment or a group
+// moved, and exponential backoff with jitter while Redis is unreachable.
+func (c *Client) run() {
+	defer c.workers.Done()
+	ctx := c.ctx
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	failures := 0
+	triedCache := false
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-c.wakeFetch:
+			if !c.waitIfPaused(ctx) {
+				return
+			}
+			if err := c.fetch(ctx, -1); err != nil {
+				c.log.Debug("allot: fetch after event failed", "err", err)
+			}
+			continue
+		case <-c.wakeBeat:
+		case <-timer.C:
+		}
+		if !c.waitIfPaused(ctx) {
+			return
+		}
+		err := c.tick(ctx)
+		if err == nil {
+			if failures > 0 {
+				c.log.Info("allot: redis reachable again", "failures", failures)
+			}
+			failures = 0
+			iv := c.o.heartbeat.Interval
+			timer.Reset(iv - c.o.jitter(iv/10))
+			continue
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		failures++
+		c.mu.Lock()
+		c.lastErr = err
+		c.mu.Unlock()
+		if failures == 1 {
+			c.log.Warn("allot: redis unreachable; serving the current assignment and retrying", "err", err)
+		}
+		if !triedCache && !c.isReady() {
+			triedCache = true
+			c.startFromCache()
+		}
+		timer.Reset(c.backoff(failures))
+	}
+}
+
+// backoff is the wait before retry number failures: exponential from an
+// eighth of the interval, capped at the interval, with equal jitter.
+func (c *Client) backoff(failures int) time.Duration {
+	iv := c.o.heartbeat.Interval
+	d := iv / 8
+	for i := 1; i < failures && d < iv; i++ {
+		d *= 2
+	}
+	d = min(d, iv)
+	return d/2 + c.o.jitter(d/2)
+}
+
+// tick beats once, rebalances when asked to, and re-reads the assignment
+// when the reply shows it (or a group) moved.
+func (c *Client) tick(ctx context.Context) error {
+	reply, err := c.beat(ctx)
+	if err != nil {
+		return err
+	}
+	if reply.Work {
+		if c.isReady() {
+			c.rebalanceAsync()
+		} else if c.rebalancing.CompareAndSwap(false, true) {
+			// Before the first assignment: plan now, so Start returns with it.
+			c.mu.Lock()
+			gen := c.gen
+			c.mu.Unlock()
+			c.rebalance(ctx, gen)
+			c.rebalancing.Store(false)
+		}
+	}
+	if !c.needFetch(reply) {
+		return nil
+	}
+	return c.fetch(ctx, reply.Rev)
+}
+
+// callTimeout bounds one Redis call of the loop so a hung server cannot
+// freeze it; the lease watcher protects capped groups independently.
+func (c *Client) callTimeout() time.Duration { return c.o.heartbeat.TTL }
+
+// beat sends one beat reporting the groups in use and updates the lease.
+func (c *Client) beat(ctx context.Context) (heartbeat.Reply, error) {
+	c.mu.Lock()
+	held := c.heldLocked()
+	var ack int64
+	if a := c.cur.Load(); a != nil {
+		ack = a.Epoch
+	}
+	c.mu.Unlock()
+
+	sent := c.o.now()
+	bctx, cancel := context.WithTimeout(ctx, c.callTimeout())
+	reply, err := c.hb.Beat(bctx, heartbeat.Beat{
+		Node: c.o.nodeID, IP: c.o.ip, Preferred: c.o.preferred, Held: held, Ack: ack,
+	})
+	cancel()
+	if err != nil {
+		return reply, err
+	}
+
+	c.mu.Lock()
+	c.joined = true
+	c.lapsed = false
+	if until := sent.Add(c.o.heartbeat.TTL); until.After(c.leaseUntil) {
+		c.leaseUntil = until
+	}
+	switch {
+	case reply.Joined:
+		// (Re)registered: a planner that read the pool before this beat may
+		// still hand our capped groups to someone else, so hold none until
+		// a plan made with us live is committed.
+		c.settled = false
+		c.trusted = false
+		c.gen++
+		c.publishLocked()
+	case !reply.Work && !c.settled:
+		c.settled = true
+	}
+	c.mu.Unlock()
+	signal(c.wakeLease)
+	return reply, nil
+}
+
+// heldLocked is what the node is using: the groups of the current
+// assignment plus those whose removal OnChange has not yet delivered.
+func (c *Client) heldLocked() []string {
+	held := slices.Clone(c.delivered)
+	if a := c.cur.Load(); a != nil {
+		for _, g := range a.Groups {
+			if !slices.Contains(held, g.Name) {
+				held = append(held, g.Name)
+			}
+		}
+	}
+	slices.Sort(held)
+	return held
+}
+
+// needFetch reports whether reply shows something the node has not read.
+func (c *Client) needFetch(reply heartbeat.Reply) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.raw == nil || c.fromCache ||
+		reply.Epoch != c.raw.Epoch || reply.Rev != c.lastRev ||
+		(c.settled && !c.trusted)
+}
+
+// rebalanceAsync runs the rebalancer on its own goroutine, at most one at
+// a time, so beats never stall behind a plan.
+func (c *Client) rebalanceAsync() {
+	if !c.rebalancing.CompareAndSwap(false, true) {
+		return
+	}
+	c.mu.Lock()
+	gen := c.gen
+	c.mu.Unlock()
+	c.workers.Add(1)
+	go func() {
+		defer c.workers.Done()
+		defer c.rebalancing.Store(false)
+		c.rebalance(c.ctx, gen)
+	}()
+}
+
+// rebalance runs one plan. A plan of our own that succeeds was made with
+// this node live (the beat that asked for it came first), which settles a
+// fresh registration made in generation gen.
+func (c *Client) rebalance(ctx context.Context, gen uint64) {
+	_, err := c.rb.Run(ctx)
+	switch {
+	case err == nil:
+		c.mu.Lock()
+		if gen == c.gen && !c.settled {
+			c.settled = true
+			signal(c.wakeFetch)
+		}
+		c.mu.Unlock()
+	case errors.Is(err, allocator.ErrLocked), ctx.Err() != nil:
+	default:
+		c.log.Debug("allot: rebalance failed", "err", err)
+	}
+}
+
+// fetch reads the node's assignment and publishes it. rev is the group
+// revision the read is known to cover (-1: unknown, from a pushed event).
+func (c *Client) fetch(ctx context.Context, rev int64) error {
+	c.mu.Lock()
+	gen, settled := c.gen, c.settled
+	counts, countsEpoch := c.counts, c.countsEpoch
+	c.mu.Unlock()
+
+	fctx, cancel := context.WithTimeout(ctx, c.callTimeout())
+	defer cancel()
+	epoch, groups, err := c.reg.NodeAssignment(fctx, c.o.nodeID)
+	if err != nil {
+		return fmt.Errorf("client: read assignment: %w", err)
+	}
+	// Shares need every node's groups: read them again only when the
+	// epoch moved. A commit landing between the two reads is caught by
+	// reading the node's groups once more.
+	for try := 0; epoch != countsEpoch && try < 3; try++ {
+		full, err := c.reg.Assignment(fctx)
+		if err != nil {
+			return fmt.Errorf("client: read pool assignment: %w", err)
+		}
+		counts, countsEpoch = holderCounts(full.Nodes), full.Epoch
+		if countsEpoch != epoch {
+			if epoch, groups, err = c.reg.NodeAssignment(fctx, c.o.nodeID); err != nil {
+				return fmt.Errorf("client: read assignment: %w", err)
+			}
+		}
+	}
+
+	a := &Assignment{Epoch: epoch}
+	for _, g := range groups {
+		share := 1.0
+		if n := counts[g.Name]; n > 1 && countsEpoch == epoch {
+			share = 1 / float64(n)
+		}
+		a.Groups = append(a.Groups, Group{
+			Name: g.Name, Version: g.Version, Config: g.Config,
+			Share: share, Quota: g.Quota, MaxNodes: g.MaxNodes,
+		})
+	}
+	slices.SortFunc(a.Groups, func(x, y Group) int {
+		switch {
+		case x.Name < y.Name:
+			return -1
+		case x.Name > y.Name:
+			return 1
+		}
+		return 0
+	})
+
+	c.mu.Lock()
+	changed := c.raw == nil || c.fromCache || !c.raw.same(*a)
+	c.raw, c.fromCache = a, false
+	c.trusted = settled && gen == c.gen
+	if rev >= 0 {
+		c.lastRev = rev
+	}
+	c.counts, c.countsEpoch = counts, countsEpoch
+	c.publishLocked()
+	c.mu.Unlock()
+
+	if changed {
+		c.saveCache(*a)
+	}
+	c.markReady()
+	return nil
+}
+
+// holderCounts counts the nodes each group is assigned to.
+func holderCounts(nodes map[string][]string) map[string]int {
+	counts := make(map[string]int)
+	for _, gs := range nodes {
+		for _, g := range gs {
+			counts[g]++
+		}
+	}
+	return counts
+}
+
+// publishLocked derives what readers may see from raw — without capped
+// groups unless they are trusted and the lease holds — and, when that
+// differs from the current snapshot, swaps it in and queues OnChange.
+func (c *Client) publishLocked() {
+	if c.raw == nil || c.closing {
+		return
+	}
+	next := *c.raw
+	if !c.trusted || !c.o.now().Before(c.leaseUntil) {
+		next = next.withoutCapped()
+	}
+	var old Assignment
+	if p := c.cur.Load(); p != nil {
+		if p.same(next) {
+			return
+		}
+		old = *p
+	}
+	c.cur.Store(&next)
+	if old.same(next) {
+		return // first snapshot, nothing assigned: not a change
+	}
+	c.queue = append(c.queue, change{old: old, new: next})
+	signal(c.wakeDispatch)
+}
+
+// watchLease drops capped groups the moment the lease lapses: the last
+// successful beat was sent a TTL ago, so the server may reap this node and
+// hand them to another one. Uncapped groups keep serving.
+func (c *Client) watchLease() {
+	defer c.workers.Done()
+	t := time.NewTimer(time.Hour)
+	defer t.Stop()
+	for {
+		c.mu.Lock()
+		until := c.leaseUntil
+		c.mu.Unlock()
+		if !until.IsZero() {
+			if d := until.Sub(c.o.now()); d > 0 {
+				t.Reset(d)
+			} else {
+				c.leaseLapsed()
+				t.Stop()
+			}
+		}
+		select {
+		case <-c.ctx.Done():
+			return
+		case <-c.wakeLease:
+		case <-t.C:
+		}
+	}
+}
+
+func (c *Client) leaseLapsed() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.lapsed || c.o.now().Before(c.leaseUntil) {
+		return
+	}
+	c.lapsed = true
+	c.trusted = false
+	c.gen++
+	c.log.Warn("allot: no successful beat for a TTL; capped groups dropped until redis is back", "ttl", c.o.heartbeat.TTL)
+	c.publishLocked()
+}
+
+// startFromCache publishes the cached assignment when Redis could not be
+// reached before the first one was read.
+func (c *Client) startFromCache() {
+	a, ok := c.loadCache()
+	if !ok {
+		return
+	}
+	c.mu.Lock()
+	if c.raw != nil {
+		c.mu.Unlock()
+		return
+	}
+	c.raw, c.fromCache, c.trusted = &a, true, false
+	c.publishLocked()
+	c.mu.Unlock()
+	c.log.Info("allot: starting from cached assignment", "epoch", a.Epoch, "groups", len(a.Groups))
+	c.markReady()
+}
+
+// pause freezes the beat loop (no beats, no fetches) until resume, as a
+// stalled process would; the lease watcher keeps running. Tests only.
+func (c *Client) pause() {
+	c.pauseMu.Lock()
+	defer c.pauseMu.Unlock()
+	if c.pauseCh == nil {
+		c.pauseCh = make(chan struct{})
+	}
+}
+
+// resume unfreezes a loop frozen by pause.
+func (c *Client) resume() {
+	c.pauseMu.Lock()
+	defer c.pauseMu.Unlock()
+	if c.pauseCh != nil {
+		close(c.pauseCh)
+		c.pauseCh = nil
+	}
+}
+
+func (c *Client) waitIfPaused(ctx context.Context) bool {
+	c.pauseMu.Lock()
+	ch := c.pauseCh
+	c.pauseMu.Unlock()
+	if ch == nil {
+		return true
+	}
+	select {
+	case <-ch:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}

@@ -1,0 +1,126 @@
+package client
+
+import (
+	crand "crypto/rand"
+	"encoding/hex"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"os"
+	"time"
+
+	"github.com/allot-io/allot/heartbeat"
+	"github.com/allot-io/allot/internal/keys"
+)
+
+// Option configures a Client built by New or FromEnv.
+type Option func(*options)
+
+type options struct {
+	namespace string
+	nodeID    string
+	ip        string
+	ipSet     bool
+	preferred string
+	cacheDir  string
+	heartbeat heartbeat.Config
+	log       *slog.Logger
+
+	// now is the monotonic clock leases are measured with. Tests replace it.
+	now func() time.Time
+	// jitter returns a random duration in [0, d). Tests replace it.
+	jitter func(d time.Duration) time.Duration
+}
+
+func defaultOptions() options {
+	return options{
+		namespace: keys.DefaultNamespace,
+		heartbeat: heartbeat.DefaultConfig(),
+		log:       slog.New(slog.DiscardHandler),
+		now:       time.Now,
+		jitter: func(d time.Duration) time.Duration {
+			if d <= 0 {
+				return 0
+			}
+			return rand.N(d)
+		},
+	}
+}
+
+// WithNamespace selects the pool (namespace) to join. default: "default".
+func WithNamespace(ns string) Option {
+	return func(o *options) { o.namespace = ns }
+}
+
+// WithNodeID sets the node ID, unique among the live nodes of the
+// namespace. A node restarting with the same ID within the TTL continues
+// as the same node. default: hostname + "-" + 6 random hex digits.
+func WithNodeID(id string) Option {
+	return func(o *options) { o.nodeID = id }
+}
+
+// WithIP sets the address reported for this node; it feeds the allocator's
+// IP hash that decides which groups move. default: the first non-loopback
+// IPv4 address of the host ("" if there is none).
+func WithIP(ip string) Option {
+	return func(o *options) { o.ip, o.ipSet = ip, true }
+}
+
+// WithPreferredGroup asks to be pinned to group name while it has room.
+// default: "" (no preference).
+func WithPreferredGroup(name string) Option {
+	return func(o *options) { o.preferred = name }
+}
+
+// WithCacheDir keeps the last good assignment in
+// dir/<namespace>-<node>.json (mode 0600: it holds config values) so a node
+// starting while Redis is down starts on it. default: "" (no cache).
+func WithCacheDir(dir string) Option {
+	return func(o *options) { o.cacheDir = dir }
+}
+
+// WithHeartbeat sets the beat interval and TTL; every node of a namespace
+// must use the same. default: heartbeat.DefaultConfig() (2 s, 6 s).
+func WithHeartbeat(cfg heartbeat.Config) Option {
+	return func(o *options) { o.heartbeat = cfg }
+}
+
+// WithLogger sets the logger. Config values are never logged.
+// default: discard.
+func WithLogger(l *slog.Logger) Option {
+	return func(o *options) {
+		if l != nil {
+			o.log = l
+		}
+	}
+}
+
+// defaultNodeID is hostname + "-" + 6 random hex digits, so two processes
+// on one host never share an ID.
+func defaultNodeID() string {
+	host, err := os.Hostname()
+	if err != nil || host == "" {
+		host = "node"
+	}
+	var b [3]byte
+	_, _ = crand.Read(b[:])
+	return host + "-" + hex.EncodeToString(b[:])
+}
+
+// defaultIP is the first non-loopback IPv4 address of the host, "" if none.
+func defaultIP() string {
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		return ""
+	}
+	for _, a := range addrs {
+		n, ok := a.(*net.IPNet)
+		if !ok || n.IP.IsLoopback() {
+			continue
+		}
+		if v4 := n.IP.To4(); v4 != nil {
+			return v4.String()
+		}
+	}
+	return ""
+}
