@@ -81,7 +81,8 @@ type parsed struct {
 	failover *redis.FailoverOptions
 }
 
-// Open parses rawURL ("" = DefaultURL) and returns a client for it: a
+// Open parses rawURL ("" = DefaultURL; a bare "host:port" means
+// redis://host:port) and returns a client for it: a
 // *redis.Client, a *redis.ClusterClient (addr=), or a failover
 // *redis.Client (master_name=). It does no I/O: a server that is down shows
 // up on the first command. Errors are *ParseError with the URL masked.
@@ -127,8 +128,12 @@ func parse(rawURL string, opts ...Option) (*parsed, error) {
 		o(&s)
 	}
 	rawURL = strings.TrimSpace(rawURL)
-	if rawURL == "" {
+	switch {
+	case rawURL == "":
 		rawURL = DefaultURL
+	case !strings.Contains(rawURL, "://"):
+		// A bare host:port, as people type it.
+		rawURL = "redis://" + rawURL
 	}
 	fail := func(err error) (*parsed, error) {
 		return nil, &ParseError{URL: Mask(rawURL), Err: err}

@@ -38,6 +38,13 @@ func TestParseDefault(t *testing.T) {
 	}
 }
 
+func TestParseBareHostPort(t *testing.T) {
+	p, err := parse("cache.internal:6380")
+	require.NoError(t, err)
+	require.Equal(t, Standalone, p.kind)
+	assert.Equal(t, "cache.internal:6380", p.simple.Addr)
+}
+
 func TestParseCluster(t *testing.T) {
 	p, err := parse("rediss://:pw@10.0.0.1:7000?addr=10.0.0.2:7000&addr=10.0.0.3:7000&read_timeout=2s")
 	require.NoError(t, err)
