@@ -137,6 +137,9 @@ func BenchmarkLive10k(b *testing.B) {
 	if _, err := pipe.Exec(ctx); err != nil {
 		b.Fatal(err)
 	}
+	if err := rdb.ConfigResetStat(ctx).Err(); err != nil {
+		b.Fatal(err)
+	}
 	b.ReportAllocs()
 	for b.Loop() {
 		live, _, err := tr.Live(ctx)
@@ -147,4 +150,5 @@ func BenchmarkLive10k(b *testing.B) {
 			b.Fatalf("live = %d nodes, want %d", len(live), nodes)
 		}
 	}
+	b.ReportMetric(serverMicros(b, rdb.(*redis.Client), "evalsha")/1000, "server-ms/op")
 }
