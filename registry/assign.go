@@ -2,6 +2,8 @@ package registry
 
 import (
 	"context"
+	"crypto/sha1" // only to match redis.sha1hex in commit.lua
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"slices"
@@ -155,16 +157,29 @@ func (r *Registry) NodeAssignment(ctx context.Context, node string) (epoch int64
 // published.
 func (r *Registry) Commit(ctx context.Context, c Commit) (epoch int64, changed bool, err error) {
 	k := r.keys
-	args := make([]any, 0, 7+2*len(c.Nodes)+2*len(c.Revoked))
-	args = append(args, c.From.Epoch, c.From.Rev, c.From.MVer, c.By, k.Events(), LogMaxLen, len(c.Nodes))
-	args = appendPairs(args, c.Nodes, true)
-	args = appendPairs(args, c.Revoked, false)
-	res, err := commitScript.Run(ctx, r.rdb, []string{k.State(), k.Assign(), k.Revoked(), k.Groups(), k.Log()}, args...).StringSlice()
+	keys := []string{k.State(), k.Assign(), k.Revoked(), k.Groups(), k.Log()}
+	nodes, groups := pairs(c.Nodes, true)
+	revoked, _ := pairs(c.Revoked, false)
+	head := []any{c.From.Epoch, c.From.Rev, c.From.MVer, c.By, k.Events(), LogMaxLen, digest(nodes, revoked)}
+	// Probe first: an unchanged plan (the common case) is settled without
+	// sending it.
+	res, err := commitScript.Run(ctx, r.rdb, keys, head...).StringSlice()
+	if err == nil && len(res) == 1 && res[0] == "send" {
+		args := make([]any, 0, len(head)+2+len(groups)+len(nodes)+len(revoked))
+		args = append(args, head...)
+		args = append(args, len(groups), len(nodes)/2)
+		for _, part := range [][]string{groups, nodes, revoked} {
+			for _, v := range part {
+				args = append(args, v)
+			}
+		}
+		res, err = commitScript.Run(ctx, r.rdb, keys, args...).StringSlice()
+	}
 	if err != nil {
 		return 0, false, wrap(err, "commit assignment")
 	}
 	if len(res) != 2 {
-		return 0, false, wrap(errors.New("registry: malformed reply"), "commit assignment")
+		return 0, false, wrap(fmt.Errorf("registry: malformed reply %q", res), "commit assignment")
 	}
 	if epoch, err = parseCounter(res[1]); err != nil {
 		return 0, false, wrap(err, "commit assignment")
@@ -181,9 +196,30 @@ func (r *Registry) Commit(ctx context.Context, c Commit) (epoch int64, changed b
 	return 0, false, wrap(fmt.Errorf("registry: unexpected reply %q", res[0]), "commit assignment")
 }
 
-// appendPairs appends node, "g1,g2" pairs in node order, groups sorted and
-// deduplicated. With keepEmpty false, nodes with no group are left out.
-func appendPairs(args []any, m map[string][]string, keepEmpty bool) []any {
+// digest identifies an assignment the way commit.lua does: sha1 hex of the
+// node pairs joined by NUL, \x01, the revoked pairs joined by NUL.
+func digest(nodes, revoked []string) string {
+	h := sha1.New()
+	for i, s := range nodes {
+		if i > 0 {
+			h.Write([]byte{0})
+		}
+		h.Write([]byte(s))
+	}
+	h.Write([]byte{1})
+	for i, s := range revoked {
+		if i > 0 {
+			h.Write([]byte{0})
+		}
+		h.Write([]byte(s))
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// pairs flattens m into node, "g1,g2" pairs in node order with each list
+// sorted and deduplicated, and returns the distinct values named. With
+// keepEmpty false, nodes with an empty list are left out.
+func pairs(m map[string][]string, keepEmpty bool) (flat, distinct []string) {
 	ids := make([]string, 0, len(m))
 	for id, gs := range m {
 		if keepEmpty || len(gs) > 0 {
@@ -191,14 +227,23 @@ func appendPairs(args []any, m map[string][]string, keepEmpty bool) []any {
 		}
 	}
 	slices.Sort(ids)
+	seen := map[string]bool{}
+	flat = make([]string, 0, 2*len(ids))
 	for _, id := range ids {
 		gs := m[id]
 		if !slices.IsSorted(gs) || hasDup(gs) {
 			gs = slices.Compact(slices.Sorted(slices.Values(gs)))
 		}
-		args = append(args, id, strings.Join(gs, ","))
+		for _, g := range gs {
+			if !seen[g] {
+				seen[g] = true
+				distinct = append(distinct, g)
+			}
+		}
+		flat = append(flat, id, strings.Join(gs, ","))
 	}
-	return args
+	slices.Sort(distinct)
+	return flat, distinct
 }
 
 func hasDup(sorted []string) bool {

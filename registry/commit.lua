@@ -1,12 +1,20 @@
 -- commit.lua: store a planned assignment if the epoch it was planned from is
--- still current. Groups no longer in :groups are dropped. An assignment equal
--- to the stored one (same digest) only records prev/pmver: no epoch bump, no
--- event. Otherwise :assign and :revoked are replaced, the epoch is incremented
--- and an "assignment" event is logged and published.
+-- still current. Groups no longer in :groups are dropped from the node lists.
+-- When the result equals the stored assignment (same digest: sha1 of the node
+-- pairs joined by NUL, then \1, then the revoked pairs joined by NUL) only
+-- prev/pmver are recorded: no epoch bump, no event. Otherwise :assign and
+-- :revoked are replaced, the epoch is incremented and an "assignment" event is
+-- logged and published.
 --
--- KEYS[1] :state   HASH epoch, prev, pmver, adigest
+-- Probe mode (only ARGV[1..7] sent): answers "same" or "stale" in O(1), else
+-- "send" and the caller sends the whole plan; so an unchanged plan of 10k
+-- nodes never crosses the wire.
+--
+-- KEYS[1] :state   HASH epoch, prev, pmver, gdel (deleted groups counter),
+--                  adigest / agdel (digest and gdel of the stored assignment)
 -- KEYS[2] :assign  HASH node ID -> comma-joined sorted groups ("" = standby)
--- KEYS[3] :revoked HASH node ID -> comma-joined revoked entries "group@epoch" (opaque)
+-- KEYS[3] :revoked HASH node ID -> comma-joined revoked entries "group@epoch"
+--                  (the rebalancer's, stored as given, never filtered)
 -- KEYS[4] :groups  SET group names
 -- KEYS[5] :log     STREAM events
 -- ARGV[1] epoch the plan was computed from
@@ -15,68 +23,87 @@
 -- ARGV[4] by
 -- ARGV[5] events channel
 -- ARGV[6] log MAXLEN
--- ARGV[7] number N of assignment pairs
--- ARGV[8 .. 7+2N]  node ID, groups (sorted by node ID)
--- ARGV[8+2N ..]    node ID, revoked groups (sorted by node ID)
+-- ARGV[7] digest of the plan as sent (before dropping deleted groups)
+-- ARGV[8] number G of distinct groups named in the node lists
+-- ARGV[9] number N of node pairs
+-- ARGV[10 .. 9+G]              the G group names
+-- ARGV[10+G .. 9+G+2N]         node ID, groups (sorted by node ID)
+-- ARGV[10+G+2N ..]             node ID, revoked entries (sorted by node ID)
 --
 -- Reply: {"stale", current epoch} | {"same", epoch} | {"ok", new epoch}
-local st = redis.call('HMGET', KEYS[1], 'epoch', 'adigest')
+--        | {"send"} (probe mode only)
+local st = redis.call('HMGET', KEYS[1], 'epoch', 'adigest', 'gdel', 'agdel')
 local epoch = tonumber(st[1] or '0') or 0
 if epoch ~= tonumber(ARGV[1]) then
   return {'stale', num(epoch)}
 end
-
-local known = {}
-for _, g in ipairs(redis.call('SMEMBERS', KEYS[4])) do known[g] = true end
-local function filter(v)
-  if v == '' then return v end
-  if not string.find(v, ',', 1, true) then
-    if known[v] then return v end
-    return ''
-  end
-  local out = {}
-  for g in string.gmatch(v, '[^,]+') do
-    if known[g] then out[#out + 1] = g end
-  end
-  return table.concat(out, ',')
-end
-
-local n = tonumber(ARGV[7])
-local assign, revoked = {}, {}
-local i = 8
-for _ = 1, n do
-  assign[#assign + 1] = ARGV[i]
-  assign[#assign + 1] = filter(ARGV[i + 1])
-  i = i + 2
-end
-while i < #ARGV do
-  -- Revoked entries ("group@epoch") belong to the rebalancer: stored as given.
-  local v = ARGV[i + 1]
-  if v ~= '' then
-    revoked[#revoked + 1] = ARGV[i]
-    revoked[#revoked + 1] = v
-  end
-  i = i + 2
-end
-
-local digest = redis.sha1hex(table.concat(assign, '\n') .. '\n\0\n' .. table.concat(revoked, '\n'))
-if digest == st[2] and redis.call('HLEN', KEYS[2]) * 2 == #assign
-    and redis.call('HLEN', KEYS[3]) * 2 == #revoked then
-  redis.call('HSET', KEYS[1], 'prev', ARGV[2], 'pmver', ARGV[3])
+local gdel = st[3] or '0'
+local function same()
+  redis.call('HSET', KEYS[1], 'prev', ARGV[2], 'pmver', ARGV[3], 'agdel', gdel)
   return {'same', num(epoch)}
 end
+if st[2] == ARGV[7] and (st[4] or '0') == gdel then
+  return same()
+end
+if #ARGV == 7 then
+  return {'send'}
+end
 
-local function hset_all(key, flat)
-  redis.call('DEL', key)
-  local chunk = 2000
-  for s = 1, #flat, chunk do
-    local e = math.min(s + chunk - 1, #flat)
-    redis.call('HSET', key, unpack(flat, s, e))
+local ng, nn = tonumber(ARGV[8]), tonumber(ARGV[9])
+local first = 10 + ng                 -- first node pair
+local firstRevoked = first + 2 * nn   -- first revoked pair
+local chunk = 2000
+
+-- Which named groups are gone? Usually none: then the lists are stored as sent.
+local missing = nil
+for s = 10, 9 + ng, chunk do
+  local e = math.min(s + chunk - 1, 9 + ng)
+  local present = redis.call('SMISMEMBER', KEYS[4], unpack(ARGV, s, e))
+  for j = 1, #present do
+    if present[j] == 0 then
+      missing = missing or {}
+      missing[ARGV[s + j - 1]] = true
+    end
   end
 end
-hset_all(KEYS[2], assign)
-hset_all(KEYS[3], revoked)
+
+local digest = ARGV[7]
+local assign = nil -- filtered node pairs when some group is gone
+if missing then
+  assign = {}
+  for i = first, firstRevoked - 1, 2 do
+    local v = ARGV[i + 1]
+    if v ~= '' then
+      local out = {}
+      for g in string.gmatch(v, '[^,]+') do
+        if not missing[g] then out[#out + 1] = g end
+      end
+      v = table.concat(out, ',')
+    end
+    assign[#assign + 1] = ARGV[i]
+    assign[#assign + 1] = v
+  end
+  local revoked = {}
+  for i = firstRevoked, #ARGV do revoked[#revoked + 1] = ARGV[i] end
+  digest = redis.sha1hex(table.concat(assign, '\0') .. '\1' .. table.concat(revoked, '\0'))
+end
+if st[2] == digest then
+  return same()
+end
+
+local function hset_range(key, list, from, to)
+  redis.call('DEL', key)
+  for s = from, to, chunk do
+    redis.call('HSET', key, unpack(list, s, math.min(s + chunk - 1, to)))
+  end
+end
+if assign then
+  hset_range(KEYS[2], assign, 1, #assign)
+else
+  hset_range(KEYS[2], ARGV, first, firstRevoked - 1)
+end
+hset_range(KEYS[3], ARGV, firstRevoked, #ARGV)
 epoch = redis.call('HINCRBY', KEYS[1], 'epoch', 1)
-redis.call('HSET', KEYS[1], 'prev', ARGV[2], 'pmver', ARGV[3], 'adigest', digest)
+redis.call('HSET', KEYS[1], 'prev', ARGV[2], 'pmver', ARGV[3], 'adigest', digest, 'agdel', gdel)
 emit(KEYS[5], ARGV[5], ARGV[6], 'assignment', '', '', ARGV[4], epoch, 0, now_ms())
 return {'ok', num(epoch)}
