@@ -321,31 +321,109 @@ func (p *planner) targets() (counts []int, pinned []int32) {
 	}
 
 	// Largest Weight/(count+1) first, ties by name, among groups under cap.
-	prio := make([]float64, len(p.groups))
-	h := heap{less: func(a, b int32) bool {
-		if prio[a] != prio[b] {
-			return prio[a] > prio[b]
-		}
-		return a < b
-	}}
+	// Handing out nodes one at a time is a merge of each group's decreasing
+	// claims w/(c+1), so it picks the free largest claims overall. Every
+	// claim above lambda = (sum of weights)/free is among them (there are at
+	// most free such claims), so those are granted in bulk first and the
+	// heap only places the last few nodes.
+	free -= p.grantAbove(counts, free)
+	h := make(prioHeap, 0, len(p.groups))
 	for g := range p.groups {
 		if counts[g] < p.capOf(g) {
-			prio[g] = p.weight[g] / float64(counts[g]+1)
-			h.items = append(h.items, int32(g))
+			h = append(h, prioItem{p.weight[g] / float64(counts[g]+1), int32(g)})
 		}
 	}
-	h.init()
-	for ; free > 0 && len(h.items) > 0; free-- {
-		g := h.items[0]
+	for k := len(h)/2 - 1; k >= 0; k-- {
+		h.down(k)
+	}
+	for ; free > 0 && len(h) > 0; free-- {
+		g := h[0].g
 		counts[g]++
 		if counts[g] >= p.capOf(int(g)) {
-			h.pop()
-			continue
+			h[0] = h[len(h)-1]
+			h = h[:len(h)-1]
+		} else {
+			h[0].prio = p.weight[g] / float64(counts[g]+1)
 		}
-		prio[g] = p.weight[g] / float64(counts[g]+1)
 		h.down(0)
 	}
 	return counts, pinned
+}
+
+// grantAbove raises counts by every claim w/(c+1) > sum(w)/free of groups
+// under their cap and returns how many nodes that took (at most free).
+func (p *planner) grantAbove(counts []int, free int) int {
+	if free == 0 {
+		return 0
+	}
+	total := 0.0
+	for _, w := range p.weight {
+		total += w
+	}
+	lambda := total / float64(free)
+	raised := make([]int, len(counts))
+	granted := 0
+	for g, c0 := range counts {
+		limit := p.capOf(g)
+		if c0 >= limit {
+			raised[g] = c0
+			continue
+		}
+		w := p.weight[g]
+		// c = number of claims held after the grant: claims c0..c-1 are w/(k+1) > lambda.
+		c := limit
+		if est := w / lambda; est < float64(limit) {
+			c = max(c0, int(est))
+		}
+		for c > c0 && !(w/float64(c) > lambda) {
+			c--
+		}
+		for c < limit && w/float64(c+1) > lambda {
+			c++
+		}
+		raised[g] = c
+		granted += c - c0
+	}
+	if granted > free {
+		return 0 // rounding broke the bound: leave it all to the heap
+	}
+	copy(counts, raised)
+	return granted
+}
+
+// prioItem is a group and its claim Weight/(count+1) on the next node.
+type prioItem struct {
+	prio float64
+	g    int32
+}
+
+// prioHeap is a max-heap of claims, ties by group index (name). It is the
+// hot loop of Targets, hence not the generic heap.
+type prioHeap []prioItem
+
+func (h prioHeap) down(i int) {
+	n := len(h)
+	for {
+		c := 2*i + 1
+		if c >= n {
+			return
+		}
+		if r := c + 1; r < n && h.before(r, c) {
+			c = r
+		}
+		if !h.before(c, i) {
+			return
+		}
+		h[i], h[c] = h[c], h[i]
+		i = c
+	}
+}
+
+func (h prioHeap) before(a, b int) bool {
+	if h[a].prio != h[b].prio {
+		return h[a].prio > h[b].prio
+	}
+	return h[a].g < h[b].g
 }
 
 // spread plans the nodes >= groups regime.
@@ -361,6 +439,8 @@ func (p *planner) spread(prev Assignment) Assignment {
 	}
 
 	// Current holders per group, in node ID order (CSR layout).
+	type holding struct{ g, i int32 }
+	var held []holding
 	off := make([]int32, nG+1)
 	for i, n := range p.nodes {
 		if pinned[i] >= 0 {
@@ -368,6 +448,7 @@ func (p *planner) spread(prev Assignment) Assignment {
 		}
 		for _, name := range prev[n.ID] {
 			if g, ok := p.gidx[name]; ok {
+				held = append(held, holding{g, int32(i)})
 				off[g+1]++
 			}
 		}
@@ -375,17 +456,12 @@ func (p *planner) spread(prev Assignment) Assignment {
 	for g := range nG {
 		off[g+1] += off[g]
 	}
-	holders := make([]int32, off[nG])
+	holders := make([]int32, len(held))
 	fill := slices.Clone(off[:nG])
-	for i, n := range p.nodes {
-		if pinned[i] >= 0 {
-			continue
-		}
-		for _, name := range prev[n.ID] {
-			if g, ok := p.gidx[name]; ok && (fill[g] == off[g] || holders[fill[g]-1] != int32(i)) {
-				holders[fill[g]] = int32(i)
-				fill[g]++
-			}
+	for _, h := range held {
+		if g := h.g; fill[g] == off[g] || holders[fill[g]-1] != h.i {
+			holders[fill[g]] = h.i
+			fill[g]++
 		}
 	}
 

@@ -379,6 +379,33 @@ func TestPlanMatchesReference(t *testing.T) {
 	}
 }
 
+// TestTargetsMatchesReference covers many free nodes per group, where
+// Targets grants the largest claims in bulk before the one-by-one steps.
+func TestTargetsMatchesReference(t *testing.T) {
+	r := rand.New(rand.NewPCG(9, 10))
+	g := gen{r}
+	for i := range 150 {
+		groups := make([]allocator.Group, 1+r.IntN(40))
+		for k := range groups {
+			groups[k] = allocator.Group{Name: fmt.Sprintf("g%02d", k), Weight: g.weight(), MaxNodes: g.maxNodes() * r.IntN(50)}
+			if r.IntN(4) == 0 {
+				groups[k].Weight = 1 + r.Float64()*100
+			}
+		}
+		nodes := nodesN(len(groups) + r.IntN(1500))
+		for k := range nodes {
+			if r.IntN(10) == 0 {
+				nodes[k].Preferred = fmt.Sprintf("g%02d", r.IntN(len(groups)))
+			}
+		}
+		want := referenceTargets(newView(groups, nodes))
+		got := allocator.Targets(groups, nodes)
+		for name, c := range got {
+			require.Equal(t, want[name], c, "case %d group %s: groups %+v", i, name, groups)
+		}
+	}
+}
+
 // TestPlanMatchesReferenceLarge covers pools where more than 32 groups have
 // room, so Plan compares a window of candidates on the group ring.
 func TestPlanMatchesReferenceLarge(t *testing.T) {
@@ -405,18 +432,8 @@ func TestPlanMatchesReferenceLarge(t *testing.T) {
 	}
 }
 
-// referencePlan is DESIGN.md "Allocation" written out the slow, obvious way.
-func referencePlan(groups []allocator.Group, nodes []allocator.Node, prev allocator.Assignment) allocator.Assignment {
-	v := newView(groups, nodes)
-	out := allocator.Assignment{}
-	if len(v.groups) == 0 || len(v.nodes) == 0 {
-		return out
-	}
-	if len(v.nodes) < len(v.groups) {
-		return referencePack(v, prev)
-	}
-
-	// Targets.
+// referenceTargets is steps 1-3 of the targets, one node at a time.
+func referenceTargets(v view) map[string]int {
 	capOf := func(g allocator.Group) int {
 		if g.MaxNodes > 0 {
 			return g.MaxNodes
@@ -452,6 +469,23 @@ func referencePlan(groups []allocator.Group, nodes []allocator.Node, prev alloca
 		}
 		count[v.groups[best].Name]++
 	}
+
+	return count
+}
+
+// referencePlan is DESIGN.md "Allocation" written out the slow, obvious way.
+func referencePlan(groups []allocator.Group, nodes []allocator.Node, prev allocator.Assignment) allocator.Assignment {
+	v := newView(groups, nodes)
+	out := allocator.Assignment{}
+	if len(v.groups) == 0 || len(v.nodes) == 0 {
+		return out
+	}
+	if len(v.nodes) < len(v.groups) {
+		return referencePack(v, prev)
+	}
+
+	pinned := v.pinned()
+	count := referenceTargets(v)
 
 	// Keep, release, place.
 	kept := map[string]int{}
