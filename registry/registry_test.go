@@ -119,6 +119,7 @@ func TestBackends(t *testing.T) {
 			t.Run("ScheduleExactlyOnce", func(t *testing.T) { testScheduleExactlyOnce(t, b.rdb) })
 			t.Run("ScheduleValidateAndCancel", func(t *testing.T) { testScheduleValidateAndCancel(t, b.rdb) })
 			t.Run("ScheduleDropped", func(t *testing.T) { testScheduleDropped(t, b.rdb) })
+			t.Run("ScheduleRetireAndDelete", func(t *testing.T) { testScheduleRetireAndDelete(t, b.rdb) })
 			t.Run("Commit", func(t *testing.T) { testCommit(t, b.rdb) })
 			t.Run("Events", func(t *testing.T) { testEvents(t, b.rdb) })
 		})
@@ -589,6 +590,10 @@ func testCommit(t *testing.T, rdb redis.UniversalClient) {
 
 	// A deleted group is dropped from the committed assignment.
 	require.NoError(t, e.reg.Delete(ctx, "b", "t"))
+	_, gs, err = e.reg.NodeAssignment(ctx, "n1")
+	require.NoError(t, err)
+	require.Len(t, gs, 1, "a deleted group's document is skipped")
+	assert.Equal(t, "a", gs[0].Name)
 	c, err = e.reg.Counters(ctx)
 	require.NoError(t, err)
 	epoch, changed, err = e.reg.Commit(ctx, registry.Commit{From: c, Nodes: plan.Nodes, Revoked: map[string][]string{"n3": {"b@1"}}})
@@ -711,4 +716,36 @@ func TestAOFKillRestart(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, int64(1), a.Epoch)
 	assert.Equal(t, []string{"g0", "g2"}, a.Nodes["n1"])
+}
+
+func testScheduleRetireAndDelete(t *testing.T, rdb redis.UniversalClient) {
+	ctx := context.Background()
+	e := newEnv(t, rdb, registry.WithDrainTimeout(time.Hour))
+	for _, n := range []string{"r", "d"} {
+		_, err := e.reg.Add(ctx, n, registry.Change{}, "t")
+		require.NoError(t, err)
+	}
+	past := time.Now().Add(-time.Second)
+	_, err := e.reg.Schedule(ctx, registry.Scheduled{At: past, Group: "r", Op: registry.OpRetire, By: "ops"})
+	require.NoError(t, err)
+	_, err = e.reg.Schedule(ctx, registry.Scheduled{At: past, Group: "d", Op: registry.OpDelete, By: "ops"})
+	require.NoError(t, err)
+	applied, err := e.reg.ApplyDue(ctx)
+	require.NoError(t, err)
+	assert.Len(t, applied, 2)
+
+	g, err := e.reg.Get(ctx, "r")
+	require.NoError(t, err)
+	assert.Equal(t, registry.Draining, g.State)
+	assert.Equal(t, "ops", g.UpdatedBy)
+	assert.WithinDuration(t, time.Now().Add(time.Hour), g.DrainBy, 5*time.Second, "the registry's drain timeout")
+	_, err = e.reg.Get(ctx, "d")
+	assert.ErrorIs(t, err, registry.ErrNotFound)
+
+	left, err := e.reg.Schedules(ctx)
+	require.NoError(t, err)
+	require.Len(t, left, 1)
+	assert.Equal(t, registry.OpFinishRetire, left[0].Op)
+	assert.Equal(t, "r", left[0].Group)
+	assert.Equal(t, g.DrainBy, left[0].At)
 }

@@ -1,0 +1,111 @@
+package registry_test
+
+import (
+	"encoding/json"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/allot-io/allot/registry"
+)
+
+func TestParseQuota(t *testing.T) {
+	good := []struct {
+		in   string
+		want registry.Quota
+		text string
+	}{
+		{"600/m", registry.Quota{Rate: 600, Per: time.Minute}, "600/m"},
+		{"10/s", registry.Quota{Rate: 10, Per: time.Second}, "10/s"},
+		{"1000/h", registry.Quota{Rate: 1000, Per: time.Hour}, "1000/h"},
+		{"100/s burst 20", registry.Quota{Rate: 100, Per: time.Second, Burst: 20}, "100/s burst 20"},
+		{"  5/MIN  Burst 2 ", registry.Quota{Rate: 5, Per: time.Minute, Burst: 2}, "5/m burst 2"},
+		{"7/hour", registry.Quota{Rate: 7, Per: time.Hour}, "7/h"},
+	}
+	for _, tc := range good {
+		q, err := registry.ParseQuota(tc.in)
+		require.NoError(t, err, tc.in)
+		assert.Equal(t, tc.want, q, tc.in)
+		assert.Equal(t, tc.text, q.String(), tc.in)
+		back, err := registry.ParseQuota(q.String())
+		require.NoError(t, err)
+		assert.Equal(t, q, back, "String round-trips")
+	}
+	for _, in := range []string{"", "600", "/m", "x/m", "-1/s", "0/s", "1.5/s", "10/d", "10/s burst", "10/s burst -1",
+		"10/s burst x", "10/s limit 3", "10/s burst 2 extra", "10//s"} {
+		_, err := registry.ParseQuota(in)
+		assert.ErrorIs(t, err, registry.ErrInvalidQuota, in)
+	}
+}
+
+func TestQuotaShare(t *testing.T) {
+	q := registry.Quota{Rate: 600, Per: time.Minute, Burst: 10}
+	assert.Equal(t, "600/m", q.Share(1))
+	assert.Equal(t, "600/m", q.Share(0))
+	assert.Equal(t, "150/m", q.Share(4))
+	assert.Equal(t, "85.71/m", q.Share(7))
+	assert.Equal(t, "0.5/s", registry.Quota{Rate: 1, Per: time.Second}.Share(2))
+	assert.Equal(t, "", registry.Quota{}.Share(3))
+	assert.True(t, registry.Quota{}.IsZero())
+	assert.Equal(t, "", registry.Quota{}.String())
+}
+
+func TestMasked(t *testing.T) {
+	g := registry.Group{
+		Config:     map[string]string{"short": "abc", "long": "sk-1234567890abcd", "plain": "visible", "eleven": "12345678901"},
+		SecretKeys: []string{"short", "long", "eleven"},
+	}
+	m := g.Masked()
+	assert.Equal(t, map[string]string{"short": "****", "long": "****abcd", "plain": "visible", "eleven": "****"}, m.Config)
+	assert.Equal(t, "sk-1234567890abcd", g.Config["long"], "the original is untouched")
+	assert.True(t, g.IsSecret("long"))
+	assert.False(t, g.IsSecret("plain"))
+}
+
+func TestValidateName(t *testing.T) {
+	for _, ok := range []string{"a", "0", "key-1", "a.b_c-d", "z" + string(make([]byte, 0)), fmt.Sprintf("%063d", 0)} {
+		assert.NoError(t, registry.ValidateName(ok), ok)
+	}
+	for _, bad := range []string{"", "A", "-a", ".a", "_a", "a b", "a/b", "ä", fmt.Sprintf("%064d", 0), "a:b", "a,b"} {
+		assert.ErrorIs(t, registry.ValidateName(bad), registry.ErrInvalidName, bad)
+	}
+}
+
+func TestGroupJSON(t *testing.T) {
+	g := registry.Group{Name: "g", Version: 2, State: registry.Draining, Weight: 1.5, MaxNodes: 1, Quota: "10/s",
+		Config: map[string]string{"a": "b"}, SecretKeys: []string{"a"}, UpdatedBy: "x",
+		Created: time.UnixMilli(1700000000000).UTC(), Updated: time.UnixMilli(1700000000001).UTC()}
+	b, err := json.Marshal(g)
+	require.NoError(t, err)
+	var m map[string]any
+	require.NoError(t, json.Unmarshal(b, &m))
+	for _, k := range []string{"name", "version", "state", "weight", "max_nodes", "quota", "config", "secret_keys", "created", "updated", "updated_by"} {
+		assert.Contains(t, m, k)
+	}
+	assert.NotContains(t, m, "drain_by", "omitted when zero")
+}
+
+func TestEventJSON(t *testing.T) {
+	e := registry.Event{ID: "1-1", Type: registry.EventAssignment, By: "p", Epoch: 4, At: time.UnixMilli(1700000000123).UTC()}
+	b, err := json.Marshal(e)
+	require.NoError(t, err)
+	assert.JSONEq(t, `{"id":"1-1","type":"assignment","group":"","node":"","by":"p","epoch":4,"version":0,"at":1700000000123}`, string(b))
+	back, err := registry.ParseEvent(string(b))
+	require.NoError(t, err)
+	assert.Equal(t, e, back)
+	rfc, err := registry.ParseEvent(`{"type":"group.added","at":"2023-11-14T22:13:20.123Z"}`)
+	require.NoError(t, err)
+	assert.Equal(t, e.At, rfc.At)
+}
+
+func TestErrorsWrapWithContext(t *testing.T) {
+	// Every exported sentinel is prefixed with the package.
+	for _, err := range []error{registry.ErrNotFound, registry.ErrExists, registry.ErrInvalidName, registry.ErrInvalidWeight,
+		registry.ErrInvalidMaxNodes, registry.ErrInvalidQuota, registry.ErrConfigTooLarge, registry.ErrInvalidConfig,
+		registry.ErrVersionMismatch, registry.ErrStaleEpoch, registry.ErrInvalidSchedule, registry.ErrInvalidState, registry.ErrConflict} {
+		assert.Regexp(t, `^registry: [a-z]`, err.Error())
+	}
+}
