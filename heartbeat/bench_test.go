@@ -7,6 +7,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -51,6 +52,7 @@ func BenchmarkBeat(b *testing.B) {
 	var worker atomic.Int64
 	b.SetParallelism(benchParallelism)
 	b.ReportAllocs()
+	redisCPU0, clientCPU0 := redisCPU(b, rdb), processCPU(b)
 	b.ResetTimer()
 	start := time.Now()
 	b.RunParallel(func(pb *testing.PB) {
@@ -74,6 +76,39 @@ func BenchmarkBeat(b *testing.B) {
 	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "beats/s")
 	b.ReportMetric(float64(h.n.Load())/float64(b.N), "round-trips/beat")
 	b.ReportMetric(serverMicros(b, rdb, "evalsha"), "server-µs/beat")
+	// CPU time per beat does not depend on how busy the machine is, unlike
+	// beats/s: it tells what one Redis core and one client core can carry.
+	b.ReportMetric(float64((redisCPU(b, rdb)-redisCPU0).Microseconds())/float64(b.N), "redis-cpu-µs/beat")
+	b.ReportMetric(float64((processCPU(b)-clientCPU0).Microseconds())/float64(b.N), "client-cpu-µs/beat")
+}
+
+// redisCPU is the CPU time (user + sys) the server has used so far.
+func redisCPU(b *testing.B, rdb *redis.Client) time.Duration {
+	b.Helper()
+	info, err := rdb.Info(context.Background(), "cpu").Result()
+	if err != nil {
+		b.Fatal(err)
+	}
+	var total float64
+	for line := range strings.SplitSeq(info, "\n") {
+		for _, f := range []string{"used_cpu_user:", "used_cpu_sys:"} {
+			if v, ok := strings.CutPrefix(strings.TrimSpace(line), f); ok {
+				x, _ := strconv.ParseFloat(v, 64)
+				total += x
+			}
+		}
+	}
+	return time.Duration(total * float64(time.Second))
+}
+
+// processCPU is the CPU time (user + sys) this test process has used so far.
+func processCPU(b *testing.B) time.Duration {
+	b.Helper()
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		b.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // warmPool opens n pooled connections by holding n PINGs in flight.
