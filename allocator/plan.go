@@ -74,14 +74,15 @@ const candidateWindow = 32
 // score first; the surplus is released. Released, new and orphaned nodes, in
 // ID order, each take a group with remaining room: the one with the highest
 // score (ties: name) among the candidate groups. When at most 32 groups have
-// room the candidates are all of them, which is exactly the DESIGN.md rule
-// (this is always the case after a single join, leave or weight change of a
-// pool with at most 32 groups, and in practice after any single change). With
-// more groups with room the candidates are the first 32 groups with room on a
-// ring ordered by xxhash64(group name) (ties: name), starting at the first
-// position >= xxhash64(node IP), wrapping around. This keeps a fresh plan of N
-// nodes over G groups at O((N+G)·log(N+G)) score evaluations instead of N·G,
-// and still spreads nodes by IP hash. Nothing else moves.
+// room the candidates are all of them: exactly the DESIGN.md rule. That covers
+// every pool of at most 32 groups and the usual single change (a join or a
+// leave typically leaves one group with room). With more groups with room
+// (a fresh plan, deleting a group held by many nodes) the candidates are the
+// first 32 groups with room on a ring ordered by xxhash64(group name) (ties:
+// name), starting at the first position >= xxhash64(node IP) and wrapping
+// around. That keeps a fresh plan of N nodes over G groups at about 32·N
+// score evaluations instead of N·G, and still spreads nodes by IP hash.
+// Nothing else moves.
 //
 // Nodes < groups: each group is held by exactly one node and each node holds
 // at least one group; Preferred and MaxNodes play no part. A group stays on its
@@ -819,8 +820,8 @@ func (p *planner) pack(prev Assignment) Assignment {
 	return out
 }
 
-// heap is a binary heap of small integers (group or node indices) ordered by
-// less. When pos is set it also tracks each element's position for fix.
+// heap is a binary heap of node indices ordered by less, tracking each
+// element's position so that fix can restore order after a key changed.
 type heap struct {
 	items []int32
 	pos   []int32
@@ -846,10 +847,8 @@ func (h *heap) init() {
 
 func (h *heap) swap(i, j int) {
 	h.items[i], h.items[j] = h.items[j], h.items[i]
-	if h.pos != nil {
-		h.pos[h.items[i]] = int32(i)
-		h.pos[h.items[j]] = int32(j)
-	}
+	h.pos[h.items[i]] = int32(i)
+	h.pos[h.items[j]] = int32(j)
 }
 
 func (h *heap) up(i int) {
@@ -883,21 +882,9 @@ func (h *heap) down(i int) bool {
 	return i > start
 }
 
-// fix restores the order after element x's key changed (indexed heaps only).
+// fix restores the order after element x's key changed.
 func (h *heap) fix(x int32) {
 	if i := int(h.pos[x]); !h.down(i) {
 		h.up(i)
 	}
-}
-
-func (h *heap) pop() int32 {
-	x := h.items[0]
-	last := len(h.items) - 1
-	h.swap(0, last)
-	h.items = h.items[:last]
-	if h.pos != nil {
-		h.pos[x] = -1
-	}
-	h.down(0)
-	return x
 }
