@@ -9,6 +9,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/redis/go-redis/v9"
 )
 
 // Counters are the namespace counters kept in the state hash.
@@ -70,49 +72,41 @@ func parseCounter(s string) (int64, error) {
 	return n, nil
 }
 
-// Assignment reads the committed assignment and counters in one consistent read.
+// Assignment reads the committed assignment and counters in one consistent
+// read (one MULTI/EXEC: no script, so 10k entries are not copied through Lua).
 func (r *Registry) Assignment(ctx context.Context) (Assignment, error) {
 	k := r.keys
-	res, err := assignmentScript.Run(ctx, r.rdb, []string{k.State(), k.Assign(), k.Revoked()}).Slice()
+	var st *redis.SliceCmd
+	var assign, revoked *redis.MapStringStringCmd
+	_, err := r.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		st = p.HMGet(ctx, k.State(), "epoch", "rev", "mver", "prev", "pmver")
+		assign = p.HGetAll(ctx, k.Assign())
+		revoked = p.HGetAll(ctx, k.Revoked())
+		return nil
+	})
 	if err != nil {
 		return Assignment{}, wrap(err, "read assignment")
 	}
-	if len(res) != 3 {
-		return Assignment{}, wrap(errors.New("registry: malformed reply"), "read assignment")
-	}
-	st := toStrings(res[0])
-	if len(st) != 5 {
-		return Assignment{}, wrap(errors.New("registry: malformed counters"), "read assignment")
-	}
 	n := make([]int64, 5)
-	for i, s := range st {
+	for i, x := range st.Val() {
+		s, _ := x.(string)
 		if n[i], err = parseCounter(s); err != nil {
 			return Assignment{}, wrap(err, "read assignment")
 		}
 	}
 	return Assignment{
 		Counters: Counters{Epoch: n[0], Rev: n[1], MVer: n[2], PlannedRev: n[3], PlannedMVer: n[4]},
-		Nodes:    splitPairs(toStrings(res[1])),
-		Revoked:  splitPairs(toStrings(res[2])),
+		Nodes:    splitMap(assign.Val()),
+		Revoked:  splitMap(revoked.Val()),
 	}, nil
 }
 
-func toStrings(v any) []string {
-	xs, _ := v.([]any)
-	out := make([]string, len(xs))
-	for i, x := range xs {
-		out[i], _ = x.(string)
+func splitMap(m map[string]string) map[string][]string {
+	out := make(map[string][]string, len(m))
+	for id, v := range m {
+		out[id] = splitGroups(v)
 	}
 	return out
-}
-
-// splitPairs turns HGETALL pairs node, "a,b" into node -> [a b].
-func splitPairs(flat []string) map[string][]string {
-	m := make(map[string][]string, len(flat)/2)
-	for i := 0; i+1 < len(flat); i += 2 {
-		m[flat[i]] = splitGroups(flat[i+1])
-	}
-	return m
 }
 
 func splitGroups(s string) []string {

@@ -19,8 +19,6 @@ var (
 	scheduleDueLua string
 	//go:embed commit.lua
 	commitLua string
-	//go:embed assignment.lua
-	assignmentLua string
 	//go:embed node_assignment.lua
 	nodeAssignmentLua string
 )
@@ -32,7 +30,6 @@ var (
 	scheduleCancelScript = newScript(scheduleCancelLua)
 	scheduleDueScript    = newScript(scheduleDueLua)
 	commitScript         = newScript(commitLua)
-	assignmentScript     = newScript(assignmentLua)
 	nodeAssignmentScript = newScript(nodeAssignmentLua)
 )
 
