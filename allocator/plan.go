@@ -46,7 +46,7 @@ const (
 // candidateWindow bounds how many groups with room a placed node compares
 // (see Plan). With at most this many groups with room, the rule is exactly the
 // DESIGN.md rule.
-const candidateWindow = 32
+const candidateWindow = 16
 
 // Plan returns the assignment of groups to nodes that DESIGN.md "Allocation"
 // describes, moving as few nodes as possible away from prev.
@@ -73,14 +73,14 @@ const candidateWindow = 32
 // current holders not yet kept elsewhere are kept up to the target, highest
 // score first; the surplus is released. Released, new and orphaned nodes, in
 // ID order, each take a group with remaining room: the one with the highest
-// score (ties: name) among the candidate groups. When at most 32 groups have
+// score (ties: name) among the candidate groups. When at most 16 groups have
 // room the candidates are all of them: exactly the DESIGN.md rule. That covers
-// every pool of at most 32 groups and the usual single change (a join or a
+// every pool of at most 16 groups and the usual single change (a join or a
 // leave typically leaves one group with room). With more groups with room
 // (a fresh plan, deleting a group held by many nodes) the candidates are the
-// first 32 groups with room on a ring ordered by xxhash64(group name) (ties:
+// first 16 groups with room on a ring ordered by xxhash64(group name) (ties:
 // name), starting at the first position >= xxhash64(node IP) and wrapping
-// around. That keeps a fresh plan of N nodes over G groups at about 32·N
+// around. That keeps a fresh plan of N nodes over G groups at about 16·N
 // score evaluations instead of N·G, and still spreads nodes by IP hash.
 // Nothing else moves.
 //
@@ -266,9 +266,20 @@ func newPlanner(groups []Group, nodes []Node) *planner {
 
 // score is s(n, g) = xxhash64(n.IP + "/" + g.Name).
 func (p *planner) score(n, g int32) uint64 {
-	p.buf = append(p.buf[:0], p.nodes[n].IP...)
-	p.buf = append(p.buf, '/')
-	p.buf = append(p.buf, p.groups[g].Name...)
+	return p.scoreFrom(p.prefix(n), g)
+}
+
+// prefix puts n.IP + "/" in the scratch buffer and returns its length, so
+// that scoring one node against many groups copies the IP once.
+func (p *planner) prefix(n int32) int {
+	p.buf = append(append(p.buf[:0], p.nodes[n].IP...), '/')
+	return len(p.buf)
+}
+
+// scoreFrom scores group g for the node whose prefix (of length k) is in the
+// scratch buffer.
+func (p *planner) scoreFrom(k int, g int32) uint64 {
+	p.buf = append(p.buf[:k], p.groups[g].Name...)
 	return xxhash.Sum64(p.buf)
 }
 
@@ -541,8 +552,9 @@ func (p *planner) fill(target, kept []int, assigned []int32) {
 				continue
 			}
 			best, bestScore := -1, uint64(0)
+			pre := p.prefix(int32(i))
 			for k, g := range open {
-				if s := p.score(int32(i), g); best < 0 || s > bestScore {
+				if s := p.scoreFrom(pre, g); best < 0 || s > bestScore {
 					best, bestScore = k, s
 				}
 			}
@@ -567,10 +579,11 @@ func (p *planner) fill(target, kept []int, assigned []int32) {
 		}
 		pos := r.start(xxhash.Sum64String(p.nodes[i].IP))
 		best, bestScore := int32(-1), uint64(0)
+		pre := p.prefix(int32(i))
 		for c := 0; c < min(candidateWindow, r.open); c++ {
 			pos = r.find(pos)
 			g := r.groups[pos]
-			if s := p.score(int32(i), g); best < 0 || s > bestScore || (s == bestScore && g < r.groups[best]) {
+			if s := p.scoreFrom(pre, g); best < 0 || s > bestScore || (s == bestScore && g < r.groups[best]) {
 				best, bestScore = pos, s
 			}
 			pos = r.succ(pos)

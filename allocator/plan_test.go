@@ -364,7 +364,7 @@ func TestMoved(t *testing.T) {
 }
 
 // TestPlanMatchesReference checks Plan against a direct, slow transcription
-// of DESIGN.md's rules on pools small enough (<= 32 groups with room) for the
+// of DESIGN.md's rules on pools small enough (<= 16 groups with room) for the
 // placement rule to be the exact one.
 func TestPlanMatchesReference(t *testing.T) {
 	r := rand.New(rand.NewPCG(5, 6))
@@ -406,13 +406,13 @@ func TestTargetsMatchesReference(t *testing.T) {
 	}
 }
 
-// TestPlanMatchesReferenceLarge covers pools where more than 32 groups have
+// TestPlanMatchesReferenceLarge covers pools where more than 16 groups have
 // room, so Plan compares a window of candidates on the group ring.
 func TestPlanMatchesReferenceLarge(t *testing.T) {
 	r := rand.New(rand.NewPCG(7, 8))
 	g := gen{r}
 	for i := range 60 {
-		nG := 33 + r.IntN(60)
+		nG := 17 + r.IntN(80)
 		groups := make([]allocator.Group, nG)
 		for k := range groups {
 			groups[k] = allocator.Group{Name: fmt.Sprintf("grp-%03d", k), Weight: g.weight(), MaxNodes: g.maxNodes()}
@@ -533,11 +533,11 @@ func referencePlan(groups []allocator.Group, nodes []allocator.Node, prev alloca
 	return out
 }
 
-// ringWindow restates Plan's candidate rule: with more than 32 groups with
-// room, the first 32 on the ring ordered by xxhash64(name) from the node's
+// ringWindow restates Plan's candidate rule: with more than 16 groups with
+// room, the first 16 on the ring ordered by xxhash64(name) from the node's
 // position xxhash64(IP).
 func ringWindow(n allocator.Node, room []string) []string {
-	const window = 32
+	const window = 16
 	if len(room) <= window {
 		return room
 	}
