@@ -3,6 +3,9 @@ package client
 import (
 	"fmt"
 	"os"
+	"time"
+
+	"github.com/allot-io/allot/heartbeat"
 
 	"github.com/allot-io/allot/internal/redisurl"
 )
@@ -15,6 +18,11 @@ const (
 	EnvNodeIP    = "ALLOT_NODE_IP"   // default the first non-loopback IPv4
 	EnvGroup     = "ALLOT_GROUP"     // preferred group; default none
 	EnvCacheDir  = "ALLOT_CACHE_DIR" // assignment cache directory; default none
+	// EnvHeartbeatInterval and EnvHeartbeatTTL set the beat interval and
+	// TTL as Go durations ("200ms"); when only one is set the other keeps
+	// the 3:1 ratio of the defaults. default: heartbeat.DefaultConfig().
+	EnvHeartbeatInterval = "ALLOT_HEARTBEAT_INTERVAL"
+	EnvHeartbeatTTL      = "ALLOT_HEARTBEAT_TTL"
 )
 
 // FromEnv builds a Client from the ALLOT_* environment (see the Env
@@ -41,6 +49,12 @@ func FromEnv(opts ...Option) (*Client, error) {
 	if v := os.Getenv(EnvCacheDir); v != "" {
 		env = append(env, WithCacheDir(v))
 	}
+	if hb, set, err := heartbeatFromEnv(); err != nil {
+		_ = rdb.Close()
+		return nil, err
+	} else if set {
+		env = append(env, WithHeartbeat(hb))
+	}
 	c, err := New(rdb, append(env, opts...)...)
 	if err != nil {
 		_ = rdb.Close()
@@ -48,4 +62,38 @@ func FromEnv(opts ...Option) (*Client, error) {
 	}
 	c.ownsRDB = true
 	return c, nil
+}
+
+// heartbeatFromEnv reads EnvHeartbeatInterval and EnvHeartbeatTTL; set is
+// false when neither is given. Validation is left to New.
+func heartbeatFromEnv() (cfg heartbeat.Config, set bool, err error) {
+	cfg = heartbeat.DefaultConfig()
+	parse := func(name string) (time.Duration, bool, error) {
+		v := os.Getenv(name)
+		if v == "" {
+			return 0, false, nil
+		}
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			return 0, false, fmt.Errorf("%w: %s: %w", ErrInvalidOption, name, err)
+		}
+		return d, true, nil
+	}
+	iv, ivSet, err := parse(EnvHeartbeatInterval)
+	if err != nil {
+		return cfg, false, err
+	}
+	ttl, ttlSet, err := parse(EnvHeartbeatTTL)
+	if err != nil {
+		return cfg, false, err
+	}
+	switch {
+	case ivSet && ttlSet:
+		cfg = heartbeat.Config{Interval: iv, TTL: ttl}
+	case ivSet:
+		cfg = heartbeat.Config{Interval: iv, TTL: 3 * iv}
+	case ttlSet:
+		cfg = heartbeat.Config{Interval: ttl / 3, TTL: ttl}
+	}
+	return cfg, ivSet || ttlSet, nil
 }
