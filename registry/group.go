@@ -102,10 +102,13 @@ type Change struct {
 	IfVersion int64 `json:"if_version,omitempty"`
 }
 
-// IsZero reports whether the change edits nothing.
-func (c Change) IsZero() bool {
-	return len(c.Set) == 0 && len(c.Unset) == 0 && len(c.Secret) == 0 &&
-		c.Weight == nil && c.MaxNodes == nil && c.Quota == nil
+// IsZero reports whether every field of c is empty (IfVersion included).
+func (c Change) IsZero() bool { return !c.Edits() && c.IfVersion == 0 }
+
+// Edits reports whether c changes anything (IfVersion is only a condition).
+func (c Change) Edits() bool {
+	return len(c.Set) > 0 || len(c.Unset) > 0 || len(c.Secret) > 0 ||
+		c.Weight != nil || c.MaxNodes != nil || c.Quota != nil
 }
 
 // ValidateName reports whether name is a valid group name.

@@ -147,6 +147,7 @@ func testGroupLifecycle(t *testing.T, rdb redis.UniversalClient) {
 	assert.Equal(t, []string{"token"}, g.SecretKeys)
 	assert.Equal(t, "alice", g.UpdatedBy)
 	assert.True(t, g.Created.After(before), "created %v is server time", g.Created)
+	assert.WithinDuration(t, time.Now(), g.Created, 5*time.Second)
 	assert.Equal(t, g.Created, g.Updated)
 	assert.Equal(t, "****mnop", g.Masked().Config["token"])
 	assert.Equal(t, "abcdefghijklmnop", g.Config["token"], "Masked must not modify the original")
@@ -478,6 +479,7 @@ func testScheduleValidateAndCancel(t *testing.T, rdb redis.UniversalClient) {
 		{"unknown op", registry.Scheduled{At: at, Group: "g", Op: "explode"}, registry.ErrInvalidSchedule},
 		{"internal op", registry.Scheduled{At: at, Group: "g", Op: registry.OpFinishRetire}, registry.ErrInvalidSchedule},
 		{"empty update", registry.Scheduled{At: at, Group: "g", Op: registry.OpUpdate}, registry.ErrInvalidSchedule},
+		{"if-version on delete", registry.Scheduled{At: at, Group: "g", Op: registry.OpDelete, Change: registry.Change{IfVersion: 1}}, registry.ErrInvalidSchedule},
 		{"change on delete", registry.Scheduled{At: at, Group: "g", Op: registry.OpDelete, Change: registry.Change{Weight: f64(2)}}, registry.ErrInvalidSchedule},
 		{"missing group", registry.Scheduled{At: at, Group: "nope", Op: registry.OpDelete}, registry.ErrNotFound},
 		{"bad group name", registry.Scheduled{At: at, Group: "NO", Op: registry.OpDelete}, registry.ErrInvalidName},
@@ -528,6 +530,23 @@ func testScheduleDropped(t *testing.T, rdb redis.UniversalClient) {
 	assert.Equal(t, registry.EventScheduleDropped, ev[len(ev)-1].Type)
 	_, err = e.reg.Get(ctx, "g")
 	assert.ErrorIs(t, err, registry.ErrNotFound, "a dropped item writes no group")
+
+	// A conditional update whose version moved on is dropped too.
+	_, err = e.reg.Add(ctx, "h", registry.Change{}, "t")
+	require.NoError(t, err)
+	_, err = e.reg.Schedule(ctx, registry.Scheduled{At: past, Group: "h", Op: registry.OpUpdate, Change: registry.Change{Weight: f64(9), IfVersion: 1}})
+	require.NoError(t, err)
+	_, err = e.reg.Update(ctx, "h", registry.Change{Weight: f64(2)}, "t")
+	require.NoError(t, err)
+	applied, err = e.reg.ApplyDue(ctx)
+	require.NoError(t, err)
+	assert.Empty(t, applied)
+	h, err := e.reg.Get(ctx, "h")
+	require.NoError(t, err)
+	assert.Equal(t, 2.0, h.Weight)
+	s, err = e.reg.Schedules(ctx)
+	require.NoError(t, err)
+	assert.Empty(t, s)
 }
 
 func testCommit(t *testing.T, rdb redis.UniversalClient) {

@@ -100,11 +100,11 @@ func (r *Registry) schedule(ctx context.Context, s Scheduled) (Scheduled, error)
 	}
 	switch s.Op {
 	case OpUpdate:
-		if s.Change.IsZero() {
+		if !s.Change.Edits() {
 			return Scheduled{}, fmt.Errorf("%w: update changes nothing", ErrInvalidSchedule)
 		}
 	case OpRetire, OpDelete:
-		if !s.Change.IsZero() || s.Change.IfVersion != 0 {
+		if !s.Change.IsZero() {
 			return Scheduled{}, fmt.Errorf("%w: %s takes no change", ErrInvalidSchedule, s.Op)
 		}
 	default:
