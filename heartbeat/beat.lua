@@ -3,7 +3,7 @@
 --
 -- KEYS[1] :nodes    ZSET node ID -> last beat (ms, server time)
 -- KEYS[2] :state    HASH epoch, rev, mver, prev, pmver
--- KEYS[3] :node:<id> HASH ip, preferred, held, ack, joined
+-- KEYS[3] :members  HASH node ID -> "joined\tip\tpreferred\theld\tack"
 -- KEYS[4] :log      STREAM of events
 -- KEYS[5] :schedule ZSET scheduled change IDs -> due time (ms)
 -- KEYS[6] :revoked  HASH node ID -> groups revoked but maybe still in use
@@ -22,21 +22,29 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local nowStr = string.format('%.0f', now)
 local id = ARGV[1]
 
+-- The node's record without its joined time; compared with the stored one so
+-- that most beats, which change nothing but the score, write nothing else
+-- (every write is replicated).
+local rec = ARGV[2] .. '\t' .. ARGV[3] .. '\t' .. ARGV[4] .. '\t' .. ARGV[5]
 local joined = 0
 local bump = false
-if redis.call('ZADD', KEYS[1], nowStr, id) == 1 then
+local old = redis.call('HGET', KEYS[3], id)
+if redis.call('ZADD', KEYS[1], nowStr, id) == 1 or not old then
   joined = 1
   bump = true
-  redis.call('HSET', KEYS[3], 'joined', nowStr, 'ip', ARGV[2], 'preferred', ARGV[3], 'held', ARGV[4], 'ack', ARGV[5])
+  redis.call('HSET', KEYS[3], id, nowStr .. '\t' .. rec)
 else
-  -- Write the hash only when the node reports something new: most beats
-  -- change nothing but the score, and every write is replicated.
-  local h = redis.call('HMGET', KEYS[3], 'ip', 'preferred', 'held', 'ack')
-  if (h[2] or '') ~= ARGV[3] then
-    bump = true
-  end
-  if bump or h[1] ~= ARGV[2] or h[3] ~= ARGV[4] or h[4] ~= ARGV[5] then
-    redis.call('HSET', KEYS[3], 'ip', ARGV[2], 'preferred', ARGV[3], 'held', ARGV[4], 'ack', ARGV[5])
+  local tab = string.find(old, '\t', 1, true)
+  local body = string.sub(old, tab + 1)
+  if body ~= rec then
+    -- Fields of body: ip, preferred, held, ack. A new preferred group is a
+    -- membership change.
+    local p1 = string.find(body, '\t', 1, true)
+    local p2 = string.find(body, '\t', p1 + 1, true)
+    if string.sub(body, p1 + 1, p2 - 1) ~= ARGV[3] then
+      bump = true
+    end
+    redis.call('HSET', KEYS[3], id, string.sub(old, 1, tab) .. rec)
   end
 end
 if bump then

@@ -166,8 +166,8 @@ func BenchmarkLive10k(b *testing.B) {
 	for i := range nodes {
 		id := "node-" + strconv.Itoa(i)
 		pipe.ZAdd(ctx, k.Nodes(), redis.Z{Score: seen, Member: id})
-		pipe.HSet(ctx, k.Node(id), "ip", "10.0."+strconv.Itoa(i/256)+"."+strconv.Itoa(i%256),
-			"preferred", "", "held", "g"+strconv.Itoa(i%50), "ack", "3", "joined", strconv.FormatInt(now.UnixMilli(), 10))
+		pipe.HSet(ctx, k.Members(), id, strconv.FormatInt(now.UnixMilli(), 10)+"\t10.0."+strconv.Itoa(i/256)+"."+strconv.Itoa(i%256)+
+			"\t\tg"+strconv.Itoa(i%50)+"\t3")
 	}
 	if _, err := pipe.Exec(ctx); err != nil {
 		b.Fatal(err)

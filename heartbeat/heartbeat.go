@@ -53,7 +53,7 @@ type Tracker struct {
 	log  *slog.Logger
 
 	// Key names built once: a beat is the hot path.
-	nodes, state, logKey, schedule, revoked, events, nodePrefix string
+	nodes, state, logKey, schedule, revoked, events, members string
 }
 
 // Option configures a Tracker.
@@ -92,7 +92,7 @@ func New(rdb redis.UniversalClient, ns string, cfg Config, opts ...Option) (*Tra
 	}
 	k := t.keys
 	t.nodes, t.state, t.logKey, t.schedule = k.Nodes(), k.State(), k.Log(), k.Schedule()
-	t.revoked, t.events, t.nodePrefix = k.Revoked(), k.Events(), k.NodePrefix()
+	t.revoked, t.events, t.members = k.Revoked(), k.Events(), k.Members()
 	for _, o := range opts {
 		o(t)
 	}
@@ -145,8 +145,14 @@ func (t *Tracker) Beat(ctx context.Context, b Beat) (Reply, error) {
 	if err != nil {
 		return Reply{}, err
 	}
+	if err := validateField("ip", b.IP); err != nil {
+		return Reply{}, err
+	}
+	if err := validateField("preferred group", b.Preferred); err != nil {
+		return Reply{}, err
+	}
 	res, err := beatScript.Run(ctx, t.rdb,
-		[]string{t.nodes, t.state, t.nodePrefix + b.Node, t.logKey, t.schedule, t.revoked},
+		[]string{t.nodes, t.state, t.members, t.logKey, t.schedule, t.revoked},
 		b.Node, b.IP, b.Preferred, held, b.Ack, t.ttl, t.events, logMaxLen,
 	).Int64Slice()
 	if err != nil {
@@ -180,31 +186,31 @@ type Node struct {
 // Live returns the live nodes (last beat within the TTL, by server time)
 // sorted by ID, and the server time they were judged at. One round trip.
 func (t *Tracker) Live(ctx context.Context) ([]Node, time.Time, error) {
-	res, err := liveScript.Run(ctx, t.rdb, []string{t.keys.Nodes()}, t.ttl, t.keys.NodePrefix()).Slice()
+	res, err := liveScript.Run(ctx, t.rdb, []string{t.nodes, t.members}, t.ttl).Slice()
 	if err != nil {
 		return nil, time.Time{}, fmt.Errorf("heartbeat: live: %w", err)
 	}
-	if len(res) == 0 || (len(res)-1)%7 != 0 {
+	if len(res) != 3 {
 		return nil, time.Time{}, fmt.Errorf("heartbeat: live: unexpected reply of %d values", len(res))
 	}
-	nowMS, ok := res[0].(int64)
-	if !ok {
-		return nil, time.Time{}, fmt.Errorf("heartbeat: live: unexpected server time %v", res[0])
+	nowMS, ok1 := res[0].(int64)
+	seen, ok2 := res[1].([]any)
+	records, ok3 := res[2].([]any)
+	if !ok1 || !ok2 || !ok3 || len(seen)%2 != 0 || len(records)%2 != 0 {
+		return nil, time.Time{}, fmt.Errorf("heartbeat: live: unexpected reply shape")
 	}
-	nodes := make([]Node, 0, (len(res)-1)/7)
-	for i := 1; i < len(res); i += 7 {
-		s := func(j int) string { v, _ := res[i+j].(string); return v }
-		n := Node{
-			ID:        s(0),
-			LastSeen:  time.UnixMilli(parseMS(s(1))),
-			IP:        s(2),
-			Preferred: s(3),
-			Held:      splitHeld(s(4)),
-			Ack:       parseMS(s(5)),
-		}
-		if j := parseMS(s(6)); j > 0 {
-			n.Joined = time.UnixMilli(j)
-		}
+	byID := make(map[string]string, len(records)/2)
+	for i := 0; i < len(records); i += 2 {
+		id, _ := records[i].(string)
+		rec, _ := records[i+1].(string)
+		byID[id] = rec
+	}
+	nodes := make([]Node, 0, len(seen)/2)
+	for i := 0; i < len(seen); i += 2 {
+		id, _ := seen[i].(string)
+		score, _ := seen[i+1].(string)
+		n := parseRecord(byID[id])
+		n.ID, n.LastSeen = id, time.UnixMilli(parseMS(score))
 		nodes = append(nodes, n)
 	}
 	slices.SortFunc(nodes, func(a, b Node) int { return strings.Compare(a.ID, b.ID) })
@@ -216,8 +222,8 @@ func (t *Tracker) Live(ctx context.Context) ([]Node, time.Time, error) {
 // node, and returns their IDs sorted. One round trip.
 func (t *Tracker) Reap(ctx context.Context) ([]string, error) {
 	k := t.keys
-	ids, err := reapScript.Run(ctx, t.rdb, []string{k.Nodes(), k.State(), k.Log()},
-		t.ttl, k.NodePrefix(), k.Events(), logMaxLen).StringSlice()
+	ids, err := reapScript.Run(ctx, t.rdb, []string{k.Nodes(), k.State(), k.Log(), k.Members()},
+		t.ttl, k.Events(), logMaxLen).StringSlice()
 	if err != nil {
 		return nil, fmt.Errorf("heartbeat: reap: %w", err)
 	}
@@ -236,7 +242,7 @@ func (t *Tracker) Leave(ctx context.Context, id string) error {
 		return err
 	}
 	k := t.keys
-	left, err := leaveScript.Run(ctx, t.rdb, []string{k.Nodes(), k.State(), k.Node(id), k.Log()},
+	left, err := leaveScript.Run(ctx, t.rdb, []string{k.Nodes(), k.State(), k.Members(), k.Log()},
 		id, k.Events(), logMaxLen).Int64()
 	if err != nil {
 		return fmt.Errorf("heartbeat: leave %q: %w", id, err)
@@ -267,6 +273,31 @@ func ValidateNodeID(id string) error {
 	return nil
 }
 
+// validateField rejects what cannot be stored in a tab-separated record.
+func validateField(what, v string) error {
+	for _, r := range v {
+		if unicode.IsControl(r) {
+			return fmt.Errorf("%w: %s %q contains a control character", ErrInvalidNode, what, v)
+		}
+	}
+	return nil
+}
+
+// parseRecord reads a :members record, "joined\tip\tpreferred\theld\tack".
+// Missing fields stay zero.
+func parseRecord(rec string) Node {
+	var n Node
+	f := strings.SplitN(rec, "\t", 5)
+	for len(f) < 5 {
+		f = append(f, "")
+	}
+	if j := parseMS(f[0]); j > 0 {
+		n.Joined = time.UnixMilli(j)
+	}
+	n.IP, n.Preferred, n.Held, n.Ack = f[1], f[2], splitHeld(f[3]), parseMS(f[4])
+	return n
+}
+
 // joinHeld sorts, dedupes and comma-joins held group names.
 func joinHeld(held []string) (string, error) {
 	if len(held) == 0 {
@@ -278,6 +309,9 @@ func joinHeld(held []string) (string, error) {
 	for _, g := range h {
 		if g == "" || strings.ContainsRune(g, ',') {
 			return "", fmt.Errorf("%w: held group %q is empty or contains a comma", ErrInvalidNode, g)
+		}
+		if err := validateField("held group", g); err != nil {
+			return "", err
 		}
 	}
 	return strings.Join(h, ","), nil

@@ -68,6 +68,16 @@ func (e env) planned(t *testing.T) {
 }
 
 // logEntries returns the :log stream entries.
+// member reads node id's stored record as named fields.
+func (e env) member(t *testing.T, id string) map[string]string {
+	t.Helper()
+	rec, err := e.rdb.HGet(context.Background(), e.k.Members(), id).Result()
+	require.NoError(t, err)
+	f := strings.Split(rec, "\t")
+	require.Len(t, f, 5, "record %q", rec)
+	return map[string]string{"joined": f[0], "ip": f[1], "preferred": f[2], "held": f[3], "ack": f[4]}
+}
+
 func (e env) logEntries(t *testing.T) []redis.XMessage {
 	t.Helper()
 	msgs, err := e.rdb.XRange(context.Background(), e.k.Log(), "-", "+").Result()
@@ -119,9 +129,8 @@ func testJoinEvent(t *testing.T, rdb redis.UniversalClient) {
 	assert.WithinDuration(t, time.Now(), r.Now, 5*time.Second)
 	assert.Equal(t, int64(1), e.state(t, "mver"))
 
-	joined, err := rdb.HGet(ctx, e.k.Node("n1"), "joined").Int64()
-	require.NoError(t, err)
-	assert.Equal(t, r.Now.UnixMilli(), joined)
+	rec := e.member(t, "n1")
+	assert.Equal(t, fmt.Sprint(r.Now.UnixMilli()), rec["joined"])
 
 	msgs := e.logEntries(t)
 	require.Len(t, msgs, 1)
@@ -183,8 +192,7 @@ func testPreferredBumpsMVer(t *testing.T, rdb redis.UniversalClient) {
 	} {
 		_, err := e.tr.Beat(ctx, b)
 		require.NoError(t, err)
-		h, err := rdb.HGetAll(ctx, e.k.Node("n1")).Result()
-		require.NoError(t, err)
+		h := e.member(t, "n1")
 		delete(h, "joined")
 		held := append([]string(nil), b.Held...)
 		slices.Sort(held)
@@ -318,12 +326,9 @@ func testReap(t *testing.T, rdb redis.UniversalClient) {
 	members, err := rdb.ZRange(ctx, e.k.Nodes(), 0, -1).Result()
 	require.NoError(t, err)
 	assert.Equal(t, []string{"alive"}, members)
-	n, err := rdb.Exists(ctx, e.k.Node("dead1"), e.k.Node("dead2")).Result()
+	records, err := rdb.HKeys(ctx, e.k.Members()).Result()
 	require.NoError(t, err)
-	assert.Zero(t, n)
-	n, err = rdb.Exists(ctx, e.k.Node("alive")).Result()
-	require.NoError(t, err)
-	assert.Equal(t, int64(1), n)
+	assert.Equal(t, []string{"alive"}, records, "the dead nodes' records are gone")
 
 	var types []string
 	for _, m := range e.logEntries(t) {
@@ -350,9 +355,9 @@ func testLeave(t *testing.T, rdb redis.UniversalClient) {
 	members, err := rdb.ZRange(ctx, e.k.Nodes(), 0, -1).Result()
 	require.NoError(t, err)
 	assert.Equal(t, []string{"b"}, members)
-	n, err := rdb.Exists(ctx, e.k.Node("a")).Result()
+	gone, err := rdb.HExists(ctx, e.k.Members(), "a").Result()
 	require.NoError(t, err)
-	assert.Zero(t, n)
+	assert.False(t, gone)
 	msgs := e.logEntries(t)
 	require.Len(t, msgs, 3)
 	assert.Equal(t, "node.left", msgs[2].Values["type"])
@@ -412,8 +417,15 @@ func testInvalidNode(t *testing.T, rdb redis.UniversalClient) {
 		_, err := e.tr.Beat(ctx, heartbeat.Beat{Node: id})
 		assert.ErrorIs(t, err, heartbeat.ErrInvalidNode, "id %q", id)
 	}
-	_, err := e.tr.Beat(ctx, heartbeat.Beat{Node: "ok", Held: []string{"a,b"}})
-	assert.ErrorIs(t, err, heartbeat.ErrInvalidNode)
+	for _, b := range []heartbeat.Beat{
+		{Node: "ok", Held: []string{"a,b"}},
+		{Node: "ok", Held: []string{"a\tb"}},
+		{Node: "ok", IP: "10.0.0.1\t"},
+		{Node: "ok", Preferred: "alpha\n"},
+	} {
+		_, err := e.tr.Beat(ctx, b)
+		assert.ErrorIs(t, err, heartbeat.ErrInvalidNode, "beat %+v", b)
+	}
 	n, err := rdb.ZCard(ctx, e.k.Nodes()).Result()
 	require.NoError(t, err)
 	assert.Zero(t, n, "nothing written for invalid beats")

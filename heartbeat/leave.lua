@@ -3,7 +3,7 @@
 --
 -- KEYS[1] :nodes     ZSET node ID -> last beat
 -- KEYS[2] :state     HASH (mver is bumped if the node was live)
--- KEYS[3] :node:<id> HASH of the node
+-- KEYS[3] :members   HASH node ID -> record
 -- KEYS[4] :log       STREAM of events
 -- ARGV[1] node ID
 -- ARGV[2] events channel
@@ -11,10 +11,10 @@
 --
 -- Reply: 1 if the node was removed, 0 if it was unknown.
 if redis.call('ZREM', KEYS[1], ARGV[1]) == 0 then
-  redis.call('DEL', KEYS[3])
+  redis.call('HDEL', KEYS[3], ARGV[1])
   return 0
 end
-redis.call('DEL', KEYS[3])
+redis.call('HDEL', KEYS[3], ARGV[1])
 redis.call('HINCRBY', KEYS[2], 'mver', 1)
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)

@@ -3,10 +3,10 @@
 -- KEYS[1] :nodes ZSET node ID -> last beat (ms, server time)
 -- KEYS[2] :state HASH (mver is bumped once if any node was reaped)
 -- KEYS[3] :log   STREAM of events
+-- KEYS[4] :members HASH node ID -> record
 -- ARGV[1] TTL in ms
--- ARGV[2] prefix of the node hashes, "{allot:NS}:node:" (same hash slot)
--- ARGV[3] events channel
--- ARGV[4] approximate MAXLEN of the log stream
+-- ARGV[2] events channel
+-- ARGV[3] approximate MAXLEN of the log stream
 --
 -- Reply: the reaped node IDs (one node.reaped event each).
 local t = redis.call('TIME')
@@ -19,11 +19,11 @@ end
 local epoch = tonumber(redis.call('HGET', KEYS[2], 'epoch') or '0') or 0
 for _, id in ipairs(dead) do
   redis.call('ZREM', KEYS[1], id)
-  redis.call('DEL', ARGV[2] .. id)
-  local xid = redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[4], '*',
+  redis.call('HDEL', KEYS[4], id)
+  local xid = redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[3], '*',
     'type', 'node.reaped', 'group', '', 'node', id, 'epoch', epoch,
     'version', 0, 'by', '', 'at', nowStr)
-  redis.call('PUBLISH', ARGV[3], cjson.encode({
+  redis.call('PUBLISH', ARGV[2], cjson.encode({
     id = xid, type = 'node.reaped', group = '', node = id, epoch = epoch,
     version = 0, by = '', at = now}))
 end

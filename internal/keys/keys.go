@@ -58,11 +58,10 @@ func (k Keys) History(name string) string { return k.prefix + ":history:" + name
 // Nodes is a ZSET of live node IDs scored by their last beat (Redis server ms).
 func (k Keys) Nodes() string { return k.prefix + ":nodes" }
 
-// Node is a HASH describing one node (ip, preferred, held, ack, joined).
-func (k Keys) Node(id string) string { return k.prefix + ":node:" + id }
-
-// NodePrefix is the prefix of every Node key, for scripts that build them.
-func (k Keys) NodePrefix() string { return k.prefix + ":node:" }
+// Members is a HASH node ID -> the node's record as its beats stored it,
+// tab-separated: joined (ms), ip, preferred, held (comma-joined), ack. One hash
+// rather than a key per node lets a planner read 10k nodes in one HGETALL.
+func (k Keys) Members() string { return k.prefix + ":members" }
 
 // Assign is a HASH node ID -> comma-separated sorted group names of the
 // committed assignment. Planned standby nodes have an empty value.
