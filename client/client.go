@@ -23,8 +23,9 @@ import (
 // Start to join, read its assignment with Assignment and Config (lock-free),
 // and Close to leave. Its methods are safe for concurrent use.
 //
-// A Client owns four goroutines while started: the beat loop, the events
-// subscriber, the lease watcher and the OnChange dispatcher (plus at most
+// A Client owns five goroutines while started: the beat loop, the
+// fetcher, the events subscriber, the lease watcher and the OnChange
+// dispatcher (plus at most
 // one rebalance at a time). Close stops them all and waits.
 type Client struct {
 	rdb     redis.UniversalClient
@@ -67,8 +68,9 @@ type Client struct {
 	// leaseUntil is when the last successful beat was sent + TTL: the
 	// server cannot reap this node before then.
 	leaseUntil  time.Time
-	lapsed      bool // the lease ran out and no beat has succeeded since
-	lastRev     int64
+	lapsed      bool           // the lease ran out and no beat has succeeded since
+	lastRev     int64          // group revision the last fetch covers
+	seenRev     int64          // group revision of the last beat reply
 	counts      map[string]int // holders per group at countsEpoch
 	countsEpoch int64
 	// delivered are the groups of the last assignment every OnChange
@@ -131,12 +133,11 @@ func New(rdb redis.UniversalClient, opts ...Option) (*Client, error) {
 	if err := o.heartbeat.Validate(); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidOption, err)
 	}
-	log := o.log.With("ns", o.namespace, "node", o.nodeID)
-	hb, err := heartbeat.New(rdb, o.namespace, o.heartbeat, heartbeat.WithLogger(log))
+	hb, err := heartbeat.New(rdb, o.namespace, o.heartbeat, heartbeat.WithLogger(o.log))
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidOption, err)
 	}
-	reg := registry.New(rdb, registry.WithNamespace(o.namespace), registry.WithLogger(log))
+	reg := registry.New(rdb, registry.WithNamespace(o.namespace), registry.WithLogger(o.log))
 	ctx, cancel := context.WithCancel(context.Background())
 	c := &Client{
 		rdb:          rdb,
@@ -144,9 +145,9 @@ func New(rdb redis.UniversalClient, opts ...Option) (*Client, error) {
 		keys:         keys.New(o.namespace),
 		reg:          reg,
 		hb:           hb,
-		rb:           allocator.NewRebalancer(rdb, reg, hb, allocator.WithPlanner(o.nodeID), allocator.WithRebalancerLogger(log)),
+		rb:           allocator.NewRebalancer(rdb, reg, hb, allocator.WithPlanner(o.nodeID), allocator.WithRebalancerLogger(o.log)),
 		limiter:      redis_rate.NewLimiter(rdb),
-		log:          log,
+		log:          o.log.With("ns", o.namespace, "node", o.nodeID),
 		settled:      true,
 		countsEpoch:  -1,
 		ctx:          ctx,
@@ -187,8 +188,9 @@ func (c *Client) Start(ctx context.Context) error {
 	c.started = true
 	c.mu.Unlock()
 
-	c.workers.Add(3)
-	go c.run()
+	c.workers.Add(4)
+	go c.beatLoop()
+	go c.fetchLoop()
 	go c.subscribe()
 	go c.watchLease()
 	go c.dispatch()

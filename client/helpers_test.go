@@ -107,10 +107,26 @@ func (p *pool) startClients(prefix string, n int, opts ...Option) []*Client {
 		})
 	}
 	wg.Wait()
+	// Registered last, so it runs before the per-client cleanups: close
+	// every node at once rather than one by one.
+	p.t.Cleanup(func() { closeAll(cs) })
 	for _, err := range errs {
 		require.NoError(p.t, err)
 	}
 	return cs
+}
+
+// closeAll closes cs concurrently.
+func closeAll(cs []*Client) {
+	var wg sync.WaitGroup
+	for _, c := range cs {
+		wg.Go(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			_ = c.Close(ctx)
+		})
+	}
+	wg.Wait()
 }
 
 // percentile returns the p-th percentile (0..100) of ds.
@@ -122,4 +138,29 @@ func percentile(ds []time.Duration, p float64) time.Duration {
 	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
 	i := int(float64(len(s)-1) * p / 100)
 	return s[i]
+}
+
+// bound is a timing promise d plus room for scheduling noise on a loaded
+// 2-core machine: 150 ms, and 4 × d more under the race detector (which
+// runs 200 nodes' worth of Go code 5-10x slower in one process).
+func bound(d time.Duration) time.Duration {
+	if raceEnabled {
+		return 5*d + 150*time.Millisecond
+	}
+	return d + 150*time.Millisecond
+}
+
+// within polls cond every millisecond for up to limit and returns how long
+// it took to hold; the test fails if it never does. Callers compare the
+// result with the bound they promise, so a failure still reports the time.
+func within(t *testing.T, limit time.Duration, cond func() bool, what string) time.Duration {
+	t.Helper()
+	start := time.Now()
+	for !cond() {
+		if time.Since(start) > limit {
+			t.Fatalf("%s: not reached within %v", what, limit)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	return time.Since(start)
 }

@@ -11,10 +11,11 @@ import (
 	"github.com/allot-io/allot/heartbeat"
 )
 
-// run is the beat loop: one beat per interval (a little early, never late),
-// a fetch whenever a beat or a pushed event says the assignment or a group
-// moved, and exponential backoff with jitter while Redis is unreachable.
-func (c *Client) run() {
+// beatLoop sends one beat per interval (a little early, never late) and
+// backs off exponentially with jitter while Redis is unreachable. It never
+// waits for a fetch or a plan: those run on their own goroutines, so a slow
+// read cannot make this node miss its TTL.
+func (c *Client) beatLoop() {
 	defer c.workers.Done()
 	ctx := c.ctx
 	timer := time.NewTimer(0)
@@ -25,14 +26,6 @@ func (c *Client) run() {
 		select {
 		case <-ctx.Done():
 			return
-		case <-c.wakeFetch:
-			if !c.waitIfPaused(ctx) {
-				return
-			}
-			if err := c.fetch(ctx, -1); err != nil {
-				c.log.Debug("allot: fetch after event failed", "err", err)
-			}
-			continue
 		case <-c.wakeBeat:
 		case <-timer.C:
 		}
@@ -67,6 +60,29 @@ func (c *Client) run() {
 	}
 }
 
+// fetchLoop re-reads the assignment whenever a beat, a pushed event or a
+// finished plan says it (or a held group) moved.
+func (c *Client) fetchLoop() {
+	defer c.workers.Done()
+	ctx := c.ctx
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-c.wakeFetch:
+		}
+		if !c.waitIfPaused(ctx) {
+			return
+		}
+		if err := c.fetch(ctx); err != nil && ctx.Err() == nil {
+			c.mu.Lock()
+			c.lastErr = err
+			c.mu.Unlock()
+			c.log.Debug("allot: fetch failed; retrying at the next beat", "err", err)
+		}
+	}
+}
+
 // backoff is the wait before retry number failures: exponential from an
 // eighth of the interval, capped at the interval, with equal jitter.
 func (c *Client) backoff(failures int) time.Duration {
@@ -79,29 +95,24 @@ func (c *Client) backoff(failures int) time.Duration {
 	return d/2 + c.o.jitter(d/2)
 }
 
-// tick beats once, rebalances when asked to, and re-reads the assignment
-// when the reply shows it (or a group) moved.
+// tick beats once, starts a plan when asked to, and wakes the fetcher
+// when the reply shows the assignment (or a group) moved. Before the first
+// assignment, a requested plan runs first and wakes the fetcher when done,
+// so Start returns with the planned assignment.
 func (c *Client) tick(ctx context.Context) error {
 	reply, err := c.beat(ctx)
 	if err != nil {
 		return err
 	}
+	ready := c.isReady()
+	fetchAfterPlan := false
 	if reply.Work {
-		if c.isReady() {
-			c.rebalanceAsync()
-		} else if c.rebalancing.CompareAndSwap(false, true) {
-			// Before the first assignment: plan now, so Start returns with it.
-			c.mu.Lock()
-			gen := c.gen
-			c.mu.Unlock()
-			c.rebalance(ctx, gen)
-			c.rebalancing.Store(false)
-		}
+		fetchAfterPlan = c.rebalanceAsync(!ready) && !ready
 	}
-	if !c.needFetch(reply) {
-		return nil
+	if !fetchAfterPlan && c.needFetch(reply) {
+		signal(c.wakeFetch)
 	}
-	return c.fetch(ctx, reply.Rev)
+	return nil
 }
 
 // callTimeout bounds one Redis call of the loop so a hung server cannot
@@ -131,6 +142,7 @@ func (c *Client) beat(ctx context.Context) (heartbeat.Reply, error) {
 	c.mu.Lock()
 	c.joined = true
 	c.lapsed = false
+	c.seenRev = reply.Rev
 	if until := sent.Add(c.o.heartbeat.TTL); until.After(c.leaseUntil) {
 		c.leaseUntil = until
 	}
@@ -176,10 +188,11 @@ func (c *Client) needFetch(reply heartbeat.Reply) bool {
 }
 
 // rebalanceAsync runs the rebalancer on its own goroutine, at most one at
-// a time, so beats never stall behind a plan.
-func (c *Client) rebalanceAsync() {
+// a time, so beats never stall behind a plan. With thenFetch the fetcher
+// is woken when the plan is done. It reports whether a plan was started.
+func (c *Client) rebalanceAsync(thenFetch bool) bool {
 	if !c.rebalancing.CompareAndSwap(false, true) {
-		return
+		return false
 	}
 	c.mu.Lock()
 	gen := c.gen
@@ -189,7 +202,11 @@ func (c *Client) rebalanceAsync() {
 		defer c.workers.Done()
 		defer c.rebalancing.Store(false)
 		c.rebalance(c.ctx, gen)
+		if thenFetch {
+			signal(c.wakeFetch)
+		}
 	}()
+	return true
 }
 
 // rebalance runs one plan. A plan of our own that succeeds was made with
@@ -211,11 +228,10 @@ func (c *Client) rebalance(ctx context.Context, gen uint64) {
 	}
 }
 
-// fetch reads the node's assignment and publishes it. rev is the group
-// revision the read is known to cover (-1: unknown, from a pushed event).
-func (c *Client) fetch(ctx context.Context, rev int64) error {
+// fetch reads the node's assignment and publishes it.
+func (c *Client) fetch(ctx context.Context) error {
 	c.mu.Lock()
-	gen, settled := c.gen, c.settled
+	gen, settled, rev := c.gen, c.settled, c.seenRev
 	counts, countsEpoch := c.counts, c.countsEpoch
 	c.mu.Unlock()
 
@@ -266,9 +282,7 @@ func (c *Client) fetch(ctx context.Context, rev int64) error {
 	changed := c.raw == nil || c.fromCache || !c.raw.same(*a)
 	c.raw, c.fromCache = a, false
 	c.trusted = settled && gen == c.gen
-	if rev >= 0 {
-		c.lastRev = rev
-	}
+	c.lastRev = rev // the read started after the beat that saw rev
 	c.counts, c.countsEpoch = counts, countsEpoch
 	c.publishLocked()
 	c.mu.Unlock()

@@ -79,6 +79,11 @@ func (c *Client) listen(ctx context.Context, resumed bool) error {
 // onEvent wakes a fetch for an assignment change or a change of a group
 // this node holds.
 func (c *Client) onEvent(payload string) {
+	// Most events (joins, beats of other nodes' lives) concern nobody in
+	// particular; skip them before paying for a JSON decode.
+	if !strings.Contains(payload, `"assignment"`) && !strings.Contains(payload, `"group.`) {
+		return
+	}
 	ev, err := registry.ParseEvent(payload)
 	if err != nil {
 		c.log.Debug("allot: unreadable event ignored", "err", err)
@@ -86,7 +91,12 @@ func (c *Client) onEvent(payload string) {
 	}
 	switch {
 	case ev.Type == registry.EventAssignment:
-		signal(c.wakeFetch)
+		c.mu.Lock()
+		known := c.raw != nil && !c.fromCache && c.raw.Epoch >= ev.Epoch
+		c.mu.Unlock()
+		if !known {
+			signal(c.wakeFetch)
+		}
 	case strings.HasPrefix(ev.Type, "group."):
 		c.mu.Lock()
 		held := c.raw != nil && c.raw.Holds(ev.Group)
