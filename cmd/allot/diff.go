@@ -63,9 +63,9 @@ func diffGroups(old, new registry.Group) []fieldChange {
 	return out
 }
 
-// summarize renders changes on one short line for `group history`:
+// summarizeChanges renders changes on one short line for `group history`:
 // "weight 1→2, +config.a, ~config.b, -config.c".
-func summarize(changes []fieldChange) string {
+func summarizeChanges(changes []fieldChange) string {
 	if len(changes) == 0 {
 		return "no change"
 	}

@@ -592,7 +592,7 @@ func newGroupHistoryCommand(a *app) *cobra.Command {
 				}
 			}
 			return a.print(shown, func() table {
-				return table{header: historyHeader, rows: historyRows(versions, a.now())}
+				return table{header: historyHeader, rows: historyRows(versions, a.now()), fit: true}
 			})
 		},
 	}
@@ -600,7 +600,7 @@ func newGroupHistoryCommand(a *app) *cobra.Command {
 	return cmd
 }
 
-var historyHeader = []string{"VERSION", "STATE", "UPDATED", "BY", "CHANGES"}
+var historyHeader = []string{"VER", "STATE", "UPDATED", "BY", "CHANGES"}
 
 // historyRows is the table of `group history`: versions newest first, each
 // with what it changed from the one before. Secret values never appear.
@@ -609,7 +609,7 @@ func historyRows(versions []registry.Group, now time.Time) [][]string {
 	for i, g := range versions {
 		changes := "created"
 		if i+1 < len(versions) {
-			changes = summarize(diffGroups(versions[i+1], g))
+			changes = summarizeChanges(diffGroups(versions[i+1], g))
 		} else if g.Version > 1 {
 			changes = "(older versions not kept)"
 		}
@@ -711,6 +711,10 @@ With --wait the command returns once the group is retired.`,
 				case gerr != nil:
 				case cur.State == registry.Draining && wait:
 					g, err = cur, nil
+				case cur.State == registry.Retired && wait:
+					return a.print(groupView(cur, nil, false), func() table {
+						return table{title: []string{fmt.Sprintf("group %q retired (version %d)", name, cur.Version)}}
+					})
 				default:
 					return fmt.Errorf("group %q is already %s (see 'allot group get %s')", name, cur.State, name)
 				}

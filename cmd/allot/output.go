@@ -5,10 +5,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
+	"unicode/utf8"
 
 	"gopkg.in/yaml.v3"
 )
@@ -20,7 +22,12 @@ type table struct {
 	header []string
 	rows   [][]string
 	footer []string
+	// fit truncates the last column so that rows fit tableWidth columns.
+	fit bool
 }
+
+// tableWidth is the terminal width tables are made to fit.
+const tableWidth = 80
 
 // print writes v as JSON or YAML (v's JSON field names in both), or t() as
 // a table, following --output.
@@ -40,8 +47,11 @@ func writeTable(w io.Writer, t table) error {
 	for _, l := range t.title {
 		b.WriteString(l + "\n")
 	}
+	if t.fit {
+		t.rows = fitLastColumn(t.header, t.rows, tableWidth)
+	}
 	if len(t.header) > 0 || len(t.rows) > 0 {
-		tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
+		tw := tabwriter.NewWriter(&b, 0, 0, colGap, ' ', 0)
 		if len(t.header) > 0 {
 			fmt.Fprintln(tw, strings.Join(t.header, "\t"))
 		}
@@ -63,6 +73,40 @@ func writeTable(w io.Writer, t table) error {
 	}
 	_, err := io.WriteString(w, strings.Join(lines, "\n"))
 	return err
+}
+
+// colGap is the space between table columns.
+const colGap = 2
+
+// fitLastColumn returns rows with the last cell shortened (ending in "…")
+// where the row would be wider than width, keeping at least 16 characters.
+func fitLastColumn(header []string, rows [][]string, width int) [][]string {
+	var widths []int
+	for _, r := range append([][]string{header}, rows...) {
+		for i, c := range r[:max(len(r)-1, 0)] {
+			if i >= len(widths) {
+				widths = append(widths, 0)
+			}
+			widths[i] = max(widths[i], utf8.RuneCountInString(c))
+		}
+	}
+	out := make([][]string, len(rows))
+	for i, r := range rows {
+		out[i] = r
+		if len(r) == 0 {
+			continue
+		}
+		used := 0
+		for j := range len(r) - 1 {
+			used += widths[j] + colGap
+		}
+		room := max(width-used, 16)
+		last := []rune(r[len(r)-1])
+		if len(last) > room {
+			out[i] = append(slices.Clone(r[:len(r)-1]), string(last[:room-1])+"…")
+		}
+	}
+	return out
 }
 
 // writeJSON writes v indented, with a trailing newline.

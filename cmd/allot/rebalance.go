@@ -65,10 +65,11 @@ func rebalanceResult(r allocator.Result) rebalanceOutput {
 
 // rebalanceLines is the table output of `allot rebalance`.
 func rebalanceLines(r rebalanceOutput) []string {
-	head := fmt.Sprintf("epoch %d: unchanged", r.Epoch)
+	head := fmt.Sprintf("epoch %d: unchanged (took %.1fms)", r.Epoch, r.TookMS)
 	if r.Changed {
-		head = fmt.Sprintf("epoch %d: new assignment, %d nodes moved", r.Epoch, r.Moved)
+		head = fmt.Sprintf("epoch %d: new assignment, %d nodes moved (took %.1fms)", r.Epoch, r.Moved, r.TookMS)
 	}
+	out := []string{head}
 	var extra []string
 	if len(r.Reaped) > 0 {
 		extra = append(extra, "reaped "+strings.Join(r.Reaped, ","))
@@ -82,8 +83,8 @@ func rebalanceLines(r rebalanceOutput) []string {
 	if r.Waiting > 0 {
 		extra = append(extra, fmt.Sprintf("%d capped grants waiting for a release", r.Waiting))
 	}
-	if len(extra) > 0 {
-		head += "; " + strings.Join(extra, "; ")
+	for _, e := range extra {
+		out = append(out, "  "+e)
 	}
-	return []string{head + fmt.Sprintf(" (took %.1fms)", r.TookMS)}
+	return out
 }

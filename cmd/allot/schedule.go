@@ -7,7 +7,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/spf13/cobra"
 
@@ -55,7 +54,7 @@ func newScheduleCommand(a *app) *cobra.Command {
 				if len(shown) == 0 {
 					return table{title: []string{"no scheduled changes"}}
 				}
-				return table{header: scheduleHeader, rows: scheduleRows(shown, a.now())}
+				return table{header: scheduleHeader, rows: scheduleRows(shown), fit: true}
 			})
 		},
 	}
@@ -102,14 +101,14 @@ func maskSchedule(s registry.Scheduled, groupSecrets []string, reveal bool) regi
 	return s
 }
 
-var scheduleHeader = []string{"ID", "AT", "DUE", "GROUP", "OP", "CHANGE"}
+var scheduleHeader = []string{"ID", "AT", "GROUP", "OP", "CHANGE"}
 
 // scheduleRows is the table of `schedule list`; items must be masked already.
-func scheduleRows(items []registry.Scheduled, now time.Time) [][]string {
+func scheduleRows(items []registry.Scheduled) [][]string {
 	rows := make([][]string, 0, len(items))
 	for _, s := range items {
 		rows = append(rows, []string{
-			s.ID, s.At.Local().Format("2006-01-02 15:04:05"), age(now, s.At), s.Group, string(s.Op), changeSummary(s),
+			s.ID, s.At.Local().Format("2006-01-02 15:04"), s.Group, string(s.Op), changeSummary(s),
 		})
 	}
 	return rows

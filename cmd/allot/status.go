@@ -44,7 +44,7 @@ func statusTable(st allocator.Status) table {
 		rows:   statusRows(st),
 	}
 	if st.Waiting > 0 {
-		t.title = append(t.title, fmt.Sprintf("%d grants of capped groups wait for a holder to release", st.Waiting))
+		t.title = append(t.title, fmt.Sprintf("waiting: %d capped-group grants until a holder releases", st.Waiting))
 	}
 	if len(st.Groups) == 0 {
 		t.header, t.rows = nil, nil

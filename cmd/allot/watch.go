@@ -163,12 +163,13 @@ func (a *app) printEvent(ev registry.Event) error {
 }
 
 // eventLine renders an event for the table output:
-// "2026-03-01 09:00:00.123  group.updated  group=a version=3 by=cli:bob@h  (1700000000000-0)".
+// "2026-03-01 09:00:00  group.updated     group=a version=3 by=cli:bob@h".
+// Event IDs (for --from) are in the JSON output.
 func eventLine(ev registry.Event) string {
 	var b strings.Builder
-	b.WriteString(ev.At.Local().Format("2006-01-02 15:04:05.000"))
+	b.WriteString(ev.At.Local().Format("2006-01-02 15:04:05"))
 	b.WriteString("  ")
-	b.WriteString(fmt.Sprintf("%-18s", ev.Type))
+	b.WriteString(fmt.Sprintf("%-17s", ev.Type))
 	fields := []struct{ k, v string }{{"group", ev.Group}, {"node", ev.Node}}
 	if ev.Version > 0 {
 		fields = append(fields, struct{ k, v string }{"version", strconv.FormatInt(ev.Version, 10)})
@@ -182,6 +183,5 @@ func eventLine(ev registry.Event) string {
 			b.WriteString(" " + f.k + "=" + f.v)
 		}
 	}
-	b.WriteString("  (" + ev.ID + ")")
 	return b.String()
 }
