@@ -1,0 +1,145 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/allot-io/allot/internal/redistest"
+)
+
+// runCheckCLI runs one allot command line in-process and returns its exit code,
+// stdout and stderr.
+func runCheckCLI(t *testing.T, args ...string) (int, string, string) {
+	t.Helper()
+	var stdout, stderr bytes.Buffer
+	code := execute(context.Background(), args, env{stdout: &stdout, stderr: &stderr})
+	return code, stdout.String(), stderr.String()
+}
+
+func TestCheckPerfJSON(t *testing.T) {
+	for _, mode := range []string{"client", "sim"} {
+		t.Run(mode, func(t *testing.T) {
+			s := redistest.Start(t)
+			code, out, errOut := runCheckCLI(t, "check", "perf", "--redis", s.URL(), "-o", "json",
+				"--nodes", "50", "--groups", "5", "--duration", "3s",
+				"--interval", "200ms", "--ttl", "1s", "--mode", mode)
+			require.Equal(t, 0, code, "stderr: %s", errOut)
+
+			// Exactly the contract's fields.
+			var raw map[string]json.RawMessage
+			require.NoError(t, json.Unmarshal([]byte(out), &raw), out)
+			fields := make([]string, 0, len(raw))
+			for k := range raw {
+				fields = append(fields, k)
+			}
+			assert.ElementsMatch(t, []string{"nodes", "groups", "beats_per_sec", "round_trips_per_beat",
+				"failover_ms", "leave_ms", "propagation_ms", "rebalance_ms"}, fields)
+
+			var r struct {
+				Nodes             int     `json:"nodes"`
+				Groups            int     `json:"groups"`
+				BeatsPerSec       float64 `json:"beats_per_sec"`
+				RoundTripsPerBeat float64 `json:"round_trips_per_beat"`
+			}
+			require.NoError(t, json.Unmarshal([]byte(out), &r))
+			assert.Equal(t, 50, r.Nodes)
+			assert.Equal(t, 5, r.Groups)
+			// 50 nodes beating every 200 ms (a little early, never late).
+			assert.Greater(t, r.BeatsPerSec, 0.0)
+			assert.InDelta(t, 250, r.BeatsPerSec, 40)
+			assert.Equal(t, 1.0, r.RoundTripsPerBeat, "steady state costs one round trip per beat")
+
+			for _, f := range []string{"failover_ms", "leave_ms", "propagation_ms", "rebalance_ms"} {
+				var p percentiles
+				require.NoError(t, json.Unmarshal(raw[f], &p), f)
+				assert.Greater(t, p.P50, 0.0, f)
+				assert.LessOrEqual(t, p.P50, p.P99, f)
+			}
+			var fo percentiles
+			require.NoError(t, json.Unmarshal(raw["failover_ms"], &fo))
+			// A killed node is noticed only after its TTL has run out since its
+			// last beat (at most one interval before the kill).
+			assert.GreaterOrEqual(t, fo.P50, float64(800), "failover faster than TTL - interval: the kill did not stop beats")
+			assert.Less(t, fo.P99, float64(10_000), "failover samples timed out")
+
+			// The namespace is gone.
+			rdb := s.Client(t)
+			n, err := rdb.DBSize(context.Background()).Result()
+			require.NoError(t, err)
+			assert.Equal(t, int64(0), n)
+		})
+	}
+}
+
+func TestCheckPerfTable(t *testing.T) {
+	s := redistest.Start(t)
+	code, out, errOut := runCheckCLI(t, "check", "perf", "--redis", s.URL(),
+		"--nodes", "12", "--groups", "3", "--duration", "1s", "--interval", "200ms", "--ttl", "600ms",
+		"--namespace-prefix", "bench-")
+	require.Equal(t, 0, code, "stderr: %s", errOut)
+	assert.Contains(t, out, "namespace bench-")
+	for _, row := range []string{"beats/s", "round trips per beat", "failover: kill 1", "leave -> reassigned (1 leaves)",
+		"config propagation", "rebalance commit"} {
+		assert.Contains(t, out, row)
+	}
+	assert.Contains(t, errOut, "check perf: failover: killing 1 of 11 nodes")
+}
+
+func TestCheckPerfRedisDown(t *testing.T) {
+	port := redistest.FreePort(t)
+	code, out, errOut := runCheckCLI(t, "check", "perf", "--redis", "redis://127.0.0.1:"+strconv.Itoa(port), "--timeout", "2s")
+	assert.Equal(t, exitFailure, code)
+	assert.Empty(t, out)
+	assert.Equal(t, 1, strings.Count(errOut, "\n"), errOut)
+	assert.Contains(t, errOut, "cannot reach redis at redis://127.0.0.1:")
+}
+
+func TestCheckPerfUsage(t *testing.T) {
+	for _, args := range [][]string{
+		{"--nodes", "0"},
+		{"--groups", "0"},
+		{"--duration", "0s"},
+		{"--interval", "2s", "--ttl", "3s"},
+		{"--mode", "fast"},
+		{"--namespace-prefix", "bad prefix "},
+	} {
+		code, _, errOut := runCheckCLI(t, append([]string{"check", "perf", "--redis", "redis://127.0.0.1:1"}, args...)...)
+		assert.Equal(t, exitUsage, code, "%v: %s", args, errOut)
+	}
+}
+
+func TestPerfLatencies(t *testing.T) {
+	assert.Equal(t, percentiles{}, latencies(nil))
+	assert.Equal(t, percentiles{P50: 7, P99: 7}, latencies([]float64{7}))
+	s := make([]float64, 100)
+	for i := range s {
+		s[i] = float64(100 - i) // 100..1
+	}
+	assert.Equal(t, percentiles{P50: 50, P99: 99}, latencies(s))
+}
+
+func TestPerfTableVerdicts(t *testing.T) {
+	r := perfResult{
+		Nodes: 1000, Groups: 20, BeatsPerSec: 400, RoundTripsPerBeat: 1,
+		FailoverMS: percentiles{P50: 5000, P99: 9000}, LeaveMS: percentiles{P50: 20, P99: 50},
+		PropagationMS: percentiles{P50: 10, P99: 150}, RebalanceMS: percentiles{P50: 30, P99: 40},
+		mode: "client", interval: 2 * time.Second, ttl: 6 * time.Second,
+		killed: 100, left: 10, holders: 50, updates: 5, rebalances: 10,
+	}
+	tb := perfTable(r)
+	require.Len(t, tb.rows, 6)
+	got := make([]string, len(tb.rows))
+	for i, row := range tb.rows {
+		got[i] = row[len(row)-1]
+	}
+	// 400 < 95% of 500 beats/s; 9 s > 8 s; 150 ms > 100 ms; no rebalance target.
+	assert.Equal(t, []string{"MISS", "PASS", "MISS", "PASS", "MISS", "-"}, got)
+}

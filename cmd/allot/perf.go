@@ -1,0 +1,832 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	mrand "math/rand/v2"
+	"net"
+	"slices"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/allot-io/allot/allocator"
+	"github.com/allot-io/allot/heartbeat"
+	"github.com/allot-io/allot/internal/keys"
+	"github.com/allot-io/allot/internal/redisurl"
+	"github.com/allot-io/allot/registry"
+)
+
+// maxClientNodes is the largest pool `check perf` builds from real
+// client.Client instances in auto mode: each holds a pub/sub connection and
+// a small pool of its own, so 10,000 of them would need ~30,000 sockets.
+const maxClientNodes = 2000
+
+// perfConfig is one `check perf` run.
+type perfConfig struct {
+	url       string // Redis URL, for the per-node clients of client mode
+	namespace string // throwaway namespace, dropped at the end
+	nodes     int
+	groups    int
+	duration  time.Duration // steady-state window for beats/s
+	interval  time.Duration
+	ttl       time.Duration
+	sim       bool // simulated nodes instead of client.Client
+	kill      int  // nodes killed at once in the failover phase
+	leaves    int  // graceful leaves measured, one at a time
+	updates   int  // config changes measured
+	rebalance int  // rebalancer runs measured
+	progress  io.Writer
+}
+
+// percentiles is a latency summary in milliseconds.
+type percentiles struct {
+	P50 float64 `json:"p50"`
+	P99 float64 `json:"p99"`
+}
+
+// perfResult is what `check perf -o json` prints: the JSON fields are the
+// contract (DESIGN.md); the rest only feeds the table.
+type perfResult struct {
+	Nodes             int         `json:"nodes"`
+	Groups            int         `json:"groups"`
+	BeatsPerSec       float64     `json:"beats_per_sec"`
+	RoundTripsPerBeat float64     `json:"round_trips_per_beat"`
+	FailoverMS        percentiles `json:"failover_ms"`
+	LeaveMS           percentiles `json:"leave_ms"`
+	PropagationMS     percentiles `json:"propagation_ms"`
+	RebalanceMS       percentiles `json:"rebalance_ms"`
+
+	mode              string
+	namespace         string
+	interval, ttl     time.Duration
+	window            time.Duration
+	startup           time.Duration
+	killed, left      int
+	holders, updates  int
+	rebalances        int
+	missedFailover    int
+	missedLeave       int
+	missedPropagation int
+}
+
+// roundTrips is a go-redis hook counting the round trips of the simulated
+// nodes (a pipeline counts once) and, among them, their successful beats.
+type roundTrips struct {
+	nodesKey     string
+	calls, beats atomic.Int64
+}
+
+func (r *roundTrips) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (r *roundTrips) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		err := next(ctx, cmd)
+		r.calls.Add(1)
+
+		if err == nil && r.isBeat(cmd) {
+			r.beats.Add(1)
+		}
+		return err
+	}
+}
+
+func (r *roundTrips) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		r.calls.Add(1)
+		return next(ctx, cmds)
+	}
+}
+
+// isBeat recognises heartbeat's beat script: EVAL(SHA) with 6 keys, the
+// first one the namespace's :nodes (live, reap and leave use fewer keys).
+func (r *roundTrips) isBeat(cmd redis.Cmder) bool {
+	if n := cmd.Name(); n != "evalsha" && n != "eval" {
+		return false
+	}
+	args := cmd.Args()
+	if len(args) < 4 {
+		return false
+	}
+	numKeys, ok := args[2].(int)
+	return ok && numKeys == 6 && args[3] == r.nodesKey
+}
+
+func (r *roundTrips) reset() { r.calls.Store(0); r.beats.Store(0) }
+
+// perfHarness runs the pool of simulated nodes and measures it. Its own
+// reads (the committed assignment, group writes, the timed rebalances) go
+// through admin and are not counted as node round trips.
+type perfHarness struct {
+	cfg     perfConfig
+	ctx     context.Context
+	cancel  context.CancelFunc
+	workers sync.WaitGroup
+
+	admin    redis.UniversalClient
+	adminReg *registry.Registry
+	adminRB  *allocator.Rebalancer
+	counter  *roundTrips
+
+	// Simulated-node mode only: every node shares these.
+	shared  redis.UniversalClient
+	nodeReg *registry.Registry
+	nodeHB  *heartbeat.Tracker
+	nodeRB  *allocator.Rebalancer
+
+	mu    sync.Mutex
+	nodes []perfNode
+	gone  map[string]bool
+
+	changed  chan struct{}
+	assignEv chan struct{}
+	groups   []allocator.Group
+}
+
+var errNotSettled = errors.New("did not settle")
+
+// runPerf builds the pool in a fresh namespace on admin's Redis, measures
+// it and drops the namespace again, whatever happens.
+func runPerf(ctx context.Context, admin redis.UniversalClient, cfg perfConfig) (res perfResult, err error) {
+	hctx, cancel := context.WithCancel(ctx)
+	h := &perfHarness{
+		cfg: cfg, ctx: hctx, cancel: cancel, admin: admin,
+		adminReg: registry.New(admin, registry.WithNamespace(cfg.namespace)),
+		counter:  &roundTrips{nodesKey: keys.New(cfg.namespace).Nodes()},
+		gone:     map[string]bool{},
+		changed:  make(chan struct{}, 1),
+		assignEv: make(chan struct{}, 1),
+	}
+	adminHB, err := heartbeat.New(admin, cfg.namespace, heartbeat.Config{Interval: cfg.interval, TTL: cfg.ttl})
+	if err != nil {
+		cancel()
+		return res, err
+	}
+	h.adminRB = allocator.NewRebalancer(admin, h.adminReg, adminHB, allocator.WithPlanner("check-perf"))
+	defer func() {
+		cctx, ccancel := context.WithTimeout(context.WithoutCancel(ctx), 60*time.Second)
+		defer ccancel()
+		if cerr := h.shutdown(cctx); cerr != nil && err == nil {
+			err = cerr
+		}
+	}()
+
+	res = perfResult{
+		Nodes: cfg.nodes, Groups: cfg.groups, mode: "client",
+		namespace: cfg.namespace, interval: cfg.interval, ttl: cfg.ttl,
+	}
+	if cfg.sim {
+		res.mode = "sim"
+	}
+	if err := h.setup(); err != nil {
+		return res, err
+	}
+	if res.startup, err = h.startNodes(); err != nil {
+		return res, err
+	}
+	h.logf("%d nodes started and settled in %v", cfg.nodes, res.startup.Round(time.Millisecond))
+
+	if err := h.measureBeats(&res); err != nil {
+		return res, err
+	}
+	if err := h.measurePropagation(&res); err != nil {
+		return res, err
+	}
+	if err := h.measureRebalance(&res); err != nil {
+		return res, err
+	}
+	if err := h.measureLeave(&res); err != nil {
+		return res, err
+	}
+	if err := h.measureFailover(&res); err != nil {
+		return res, err
+	}
+	return res, nil
+}
+
+func (h *perfHarness) logf(format string, args ...any) {
+	if h.cfg.progress != nil {
+		fmt.Fprintf(h.cfg.progress, "check perf: "+format+"\n", args...)
+	}
+}
+
+// setup creates the groups and, in simulated mode, the shared node client.
+func (h *perfHarness) setup() error {
+	ctx := h.ctx
+	for i := range h.cfg.groups {
+		name := fmt.Sprintf("g%03d", i)
+		_, err := h.adminReg.Add(ctx, name, registry.Change{
+			Set: map[string]string{"v": "0", "endpoint": "https://api.example.com/" + name},
+		}, "check-perf")
+		if err != nil {
+			return fmt.Errorf("create group %s: %w", name, err)
+		}
+		h.groups = append(h.groups, allocator.Group{Name: name, Weight: 1})
+	}
+	h.workers.Go(func() { h.followEvents(h.admin, h.onAdminEvent) })
+	if !h.cfg.sim {
+		return nil
+	}
+	shared, err := redisurl.Open(h.cfg.url, redisurl.WithPoolSize(256))
+	if err != nil {
+		return err
+	}
+	shared.AddHook(h.counter)
+	h.shared = shared
+	h.nodeReg = registry.New(shared, registry.WithNamespace(h.cfg.namespace))
+	if h.nodeHB, err = heartbeat.New(shared, h.cfg.namespace, heartbeat.Config{Interval: h.cfg.interval, TTL: h.cfg.ttl}); err != nil {
+		return err
+	}
+	h.nodeRB = allocator.NewRebalancer(shared, h.nodeReg, h.nodeHB, allocator.WithPlanner("check-perf-node"))
+	h.workers.Go(func() { h.followEvents(shared, h.onSimEvent) })
+	return nil
+}
+
+// followEvents passes every event of the namespace to fn until h stops,
+// re-subscribing after a failure.
+func (h *perfHarness) followEvents(rdb redis.UniversalClient, fn func(registry.Event)) {
+	ch := keys.New(h.cfg.namespace).Events()
+	for h.ctx.Err() == nil {
+		ps := rdb.Subscribe(h.ctx, ch)
+		stop := context.AfterFunc(h.ctx, func() { _ = ps.Close() })
+		for {
+			msg, err := ps.Receive(h.ctx)
+			if err != nil {
+				break
+			}
+			switch m := msg.(type) {
+			case *redis.Subscription:
+				nudge(h.assignEv) // events may have been missed: re-read
+			case *redis.Message:
+				if ev, err := registry.ParseEvent(m.Payload); err == nil {
+					fn(ev)
+				}
+			}
+		}
+		stop()
+		_ = ps.Close()
+		select {
+		case <-h.ctx.Done():
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+func (h *perfHarness) onAdminEvent(ev registry.Event) {
+	if ev.Type == registry.EventAssignment {
+		nudge(h.assignEv)
+	}
+}
+
+// onSimEvent is the one events subscription every simulated node shares.
+func (h *perfHarness) onSimEvent(ev registry.Event) {
+	if ev.Type != registry.EventAssignment && ev.Group == "" {
+		return
+	}
+	h.mu.Lock()
+	nodes := h.nodes
+	h.mu.Unlock()
+	for _, n := range nodes {
+		if s, ok := n.(*simNode); ok && !s.stopped.Load() {
+			s.onEvent(ev)
+		}
+	}
+}
+
+func nudge(ch chan struct{}) {
+	select {
+	case ch <- struct{}{}:
+	default:
+	}
+}
+
+func (h *perfHarness) viewChanged() { nudge(h.changed) }
+
+// nodeIP is a synthetic address (10.x.y.z) feeding the IP hash; nothing is
+// ever sent to it.
+func nodeIP(i int) string {
+	return net.IPv4(10, byte(i>>16), byte(i>>8), byte(i)).String()
+}
+
+// startNodes starts every node (a bounded number at a time, as a rolling
+// deploy would) and waits until the pool has settled.
+func (h *perfHarness) startNodes() (time.Duration, error) {
+	begin := time.Now()
+	nodes := make([]perfNode, 0, h.cfg.nodes)
+	for i := range h.cfg.nodes {
+		id := fmt.Sprintf("perf-node-%05d", i)
+		if h.cfg.sim {
+			nodes = append(nodes, newSimNode(h, id, nodeIP(i+1)))
+			continue
+		}
+		n, err := newClientNode(h, id, nodeIP(i+1))
+		if err != nil {
+			return 0, err
+		}
+		nodes = append(nodes, n)
+		h.mu.Lock()
+		h.nodes = nodes
+		h.mu.Unlock()
+	}
+	h.mu.Lock()
+	h.nodes = nodes
+	h.mu.Unlock()
+
+	startTimeout := 30*time.Second + time.Duration(h.cfg.nodes)*10*time.Millisecond
+	sctx, cancel := context.WithTimeout(h.ctx, startTimeout)
+	defer cancel()
+	sem := make(chan struct{}, 64)
+	var wg sync.WaitGroup
+	var firstErr atomic.Pointer[error]
+	for _, n := range nodes {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			if err := n.start(sctx); err != nil {
+				firstErr.CompareAndSwap(nil, &err)
+			}
+		})
+	}
+	wg.Wait()
+	if p := firstErr.Load(); p != nil {
+		return 0, fmt.Errorf("start nodes: %w", *p)
+	}
+	if err := h.waitSettled(startTimeout); err != nil {
+		return 0, fmt.Errorf("pool of %d nodes %w within %v", h.cfg.nodes, err, startTimeout)
+	}
+	return time.Since(begin), nil
+}
+
+// live returns the nodes neither killed nor gone.
+func (h *perfHarness) live() []perfNode {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	out := make([]perfNode, 0, len(h.nodes))
+	for _, n := range h.nodes {
+		if !h.gone[n.id()] {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+func (h *perfHarness) markGone(ids ...string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, id := range ids {
+		h.gone[id] = true
+	}
+}
+
+func (h *perfHarness) isGone(id string) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.gone[id]
+}
+
+// watch calls done with the committed assignment whenever it or a node's
+// view changes, until done returns true or timeout passes.
+func (h *perfHarness) watch(timeout time.Duration, done func(a registry.Assignment, now time.Time) bool) error {
+	deadline := time.NewTimer(timeout)
+	defer deadline.Stop()
+	tick := time.NewTicker(250 * time.Millisecond)
+	defer tick.Stop()
+	read := func() (registry.Assignment, error) {
+		ctx, cancel := context.WithTimeout(h.ctx, 5*time.Second)
+		defer cancel()
+		return h.adminReg.Assignment(ctx)
+	}
+	a, err := read()
+	for {
+		if err == nil && done(a, time.Now()) {
+			return nil
+		}
+		select {
+		case <-h.ctx.Done():
+			return h.ctx.Err()
+		case <-deadline.C:
+			return errNotSettled
+		case <-h.changed:
+			continue
+		case <-h.assignEv:
+		case <-tick.C:
+		}
+		a, err = read()
+	}
+}
+
+// waitSettled waits until the committed assignment covers exactly the live
+// nodes, is balanced, and every live node uses what it was assigned.
+func (h *perfHarness) waitSettled(timeout time.Duration) error {
+	live := h.live()
+	anodes := make([]allocator.Node, len(live))
+	for i, n := range live {
+		anodes[i] = allocator.Node{ID: n.id(), IP: n.ip()}
+	}
+	return h.watch(timeout, func(a registry.Assignment, _ time.Time) bool {
+		if len(a.Nodes) != len(live) || !allocator.Balanced(h.groups, anodes, a.Nodes) {
+			return false
+		}
+		for _, n := range live {
+			want, ok := a.Nodes[n.id()]
+			if !ok || !slices.Equal(want, n.view().names()) {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+// measureBeats counts beats and round trips over the steady window.
+func (h *perfHarness) measureBeats(res *perfResult) error {
+	// Let every node beat twice first: a node settles its fresh
+	// registration with one more read after the pool is planned.
+	if err := h.sleep(2 * h.cfg.interval); err != nil {
+		return err
+	}
+	if err := h.waitSettled(3*h.cfg.ttl + 10*time.Second); err != nil {
+		return fmt.Errorf("pool %w", err)
+	}
+	h.logf("steady state for %v", h.cfg.duration)
+	h.counter.reset()
+	begin := time.Now()
+	if err := h.sleep(h.cfg.duration); err != nil {
+		return err
+	}
+	res.window = time.Since(begin)
+
+	beats, calls := h.counter.beats.Load(), h.counter.calls.Load()
+	res.BeatsPerSec = round1(float64(beats) / res.window.Seconds())
+	if beats > 0 {
+		res.RoundTripsPerBeat = math.Round(float64(calls)/float64(beats)*100) / 100
+	}
+	return nil
+}
+
+// sleep waits for d or until the run is cancelled.
+func (h *perfHarness) sleep(d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-h.ctx.Done():
+		return h.ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
+// holdersOf returns the live nodes the committed assignment gives group g.
+func (h *perfHarness) holdersOf(a registry.Assignment, g string) []perfNode {
+	var out []perfNode
+	for _, n := range h.live() {
+		if slices.Contains(a.Nodes[n.id()], g) {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+// measurePropagation changes the config of the group with the most holders
+// several times and times until each holder uses the new version.
+func (h *perfHarness) measurePropagation(res *perfResult) error {
+	a, err := h.adminReg.Assignment(h.ctx)
+	if err != nil {
+		return err
+	}
+	best, holders := "", []perfNode(nil)
+	for _, g := range h.groups {
+		if hs := h.holdersOf(a, g.Name); len(hs) > len(holders) {
+			best, holders = g.Name, hs
+		}
+	}
+	res.holders = len(holders)
+	if best == "" {
+		return nil
+	}
+	h.logf("config change propagation: %d updates of %s (%d holders)", h.cfg.updates, best, len(holders))
+	timeout := 5*time.Second + 2*h.cfg.interval
+	var samples []float64
+	for u := 1; u <= h.cfg.updates; u++ {
+		t0 := time.Now()
+		g, err := h.adminReg.Update(h.ctx, best, registry.Change{Set: map[string]string{"v": strconv.Itoa(u)}}, "check-perf")
+		if err != nil {
+			return fmt.Errorf("update group %s: %w", best, err)
+		}
+		seen := make(map[string]bool, len(holders))
+		err = h.watch(timeout, func(registry.Assignment, time.Time) bool {
+			for _, n := range holders {
+				if seen[n.id()] {
+					continue
+				}
+				if v := n.view(); v != nil && v.groups[best] >= g.Version {
+					seen[n.id()] = true
+					samples = append(samples, ms(max(v.at.Sub(t0), 0)))
+				}
+			}
+			return len(seen) == len(holders)
+		})
+		if err != nil && !errors.Is(err, errNotSettled) {
+			return err
+		}
+		for range len(holders) - len(seen) {
+			res.missedPropagation++
+			samples = append(samples, ms(timeout))
+		}
+		res.updates++
+	}
+	res.PropagationMS = latencies(samples)
+	return nil
+}
+
+// measureRebalance times Rebalancer.Run committing a new plan for the
+// whole pool: each run follows a weight change that moves nodes.
+func (h *perfHarness) measureRebalance(res *perfResult) error {
+	h.logf("rebalance: %d timed runs", h.cfg.rebalance)
+	var samples []float64
+	for i := range h.cfg.rebalance {
+		g := h.groups[(i/2)%len(h.groups)].Name
+		w := 2.0
+		if i%2 == 1 {
+			w = 1
+		}
+		if _, err := h.adminReg.Update(h.ctx, g, registry.Change{Weight: &w}, "check-perf"); err != nil {
+			return fmt.Errorf("update group %s: %w", g, err)
+		}
+		h.setWeight(g, w)
+		deadline := time.Now().Add(2 * h.cfg.interval)
+		for {
+			r, err := h.adminRB.Run(h.ctx)
+			if err == nil {
+				samples = append(samples, ms(r.Took))
+				break
+			}
+			if !errors.Is(err, allocator.ErrLocked) && !errors.Is(err, registry.ErrStaleEpoch) {
+				return fmt.Errorf("rebalance: %w", err)
+			}
+			if time.Now().After(deadline) {
+				break
+			}
+			time.Sleep(time.Millisecond)
+		}
+		res.rebalances = len(samples)
+		if err := h.waitSettled(3*h.cfg.ttl + 10*time.Second); err != nil {
+			return fmt.Errorf("pool after a weight change %w", err)
+		}
+	}
+	res.RebalanceMS = latencies(samples)
+	return nil
+}
+
+func (h *perfHarness) setWeight(name string, w float64) {
+	for i := range h.groups {
+		if h.groups[i].Name == name {
+			h.groups[i].Weight = w
+		}
+	}
+}
+
+// reassigned reports whether the groups a departed node held are in use
+// again: the node is out of the committed assignment, each of its groups
+// has a live holder there, and every live holder of them uses it.
+func (h *perfHarness) reassigned(a registry.Assignment, id string, groups []string) bool {
+	if len(a.Nodes[id]) > 0 {
+		return false
+	}
+	for _, g := range groups {
+		holders := 0
+		for nid, gs := range a.Nodes {
+			if h.isGone(nid) || !slices.Contains(gs, g) {
+				continue
+			}
+			holders++
+			n := h.node(nid)
+			if n == nil {
+				return false
+			}
+			v := n.view()
+			if v == nil {
+				return false
+			}
+			if _, ok := v.groups[g]; !ok {
+				return false
+			}
+		}
+		if holders == 0 {
+			return false
+		}
+	}
+	return true
+}
+
+func (h *perfHarness) node(id string) perfNode {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, n := range h.nodes {
+		if n.id() == id {
+			return n
+		}
+	}
+	return nil
+}
+
+// measureLeave closes nodes gracefully one at a time and times until their
+// groups are in use elsewhere.
+func (h *perfHarness) measureLeave(res *perfResult) error {
+	live := h.live()
+	count := min(h.cfg.leaves, len(live)/10)
+	if count == 0 {
+		return nil
+	}
+	h.logf("graceful leave: %d nodes, one at a time", count)
+	timeout := 2*h.cfg.ttl + 5*time.Second
+	var samples []float64
+	for _, i := range mrand.Perm(len(live))[:count] {
+		n := live[i]
+		a, err := h.adminReg.Assignment(h.ctx)
+		if err != nil {
+			return err
+		}
+		groups := a.Nodes[n.id()]
+		h.markGone(n.id())
+		t0 := time.Now()
+		var wg sync.WaitGroup
+		wg.Go(func() {
+			lctx, cancel := context.WithTimeout(h.ctx, h.cfg.ttl)
+			defer cancel()
+			_ = n.leave(lctx)
+		})
+		var took time.Duration
+		err = h.watch(timeout, func(a registry.Assignment, now time.Time) bool {
+			if h.reassigned(a, n.id(), groups) {
+				took = now.Sub(t0)
+				return true
+			}
+			return false
+		})
+		wg.Wait()
+		switch {
+		case errors.Is(err, errNotSettled):
+			res.missedLeave++
+			took = timeout
+		case err != nil:
+			return err
+		}
+		samples = append(samples, ms(took))
+		res.left++
+		if err := h.waitSettled(timeout); err != nil {
+			return fmt.Errorf("pool after a leave %w", err)
+		}
+	}
+	res.LeaveMS = latencies(samples)
+	return nil
+}
+
+// measureFailover kills a tenth of the nodes at once (no leave) and times,
+// per killed node, until its groups are in use elsewhere.
+func (h *perfHarness) measureFailover(res *perfResult) error {
+	live := h.live()
+	count := max(1, len(live)*h.cfg.kill/100)
+	if len(live) < 2 {
+		return nil
+	}
+	count = min(count, len(live)-1)
+	h.logf("failover: killing %d of %d nodes", count, len(live))
+	a, err := h.adminReg.Assignment(h.ctx)
+	if err != nil {
+		return err
+	}
+	victims := make([]perfNode, 0, count)
+	pending := make(map[string][]string, count)
+	for _, i := range mrand.Perm(len(live))[:count] {
+		n := live[i]
+		victims = append(victims, n)
+		pending[n.id()] = a.Nodes[n.id()]
+	}
+	ids := make([]string, len(victims))
+	for i, n := range victims {
+		ids[i] = n.id()
+	}
+	h.markGone(ids...)
+	t0 := time.Now()
+	for _, n := range victims {
+		n.kill()
+	}
+	timeout := 3*(h.cfg.ttl+h.cfg.interval) + 5*time.Second
+	var samples []float64
+	err = h.watch(timeout, func(a registry.Assignment, now time.Time) bool {
+		for id, groups := range pending {
+			if h.reassigned(a, id, groups) {
+				samples = append(samples, ms(now.Sub(t0)))
+				delete(pending, id)
+			}
+		}
+		return len(pending) == 0
+	})
+	switch {
+	case errors.Is(err, errNotSettled):
+		res.missedFailover = len(pending)
+		for range len(pending) {
+			samples = append(samples, ms(timeout))
+		}
+	case err != nil:
+		return err
+	}
+	res.killed = count
+	res.FailoverMS = latencies(samples)
+	return nil
+}
+
+// shutdown stops every node without leaving (the namespace goes anyway),
+// stops the harness and drops the namespace.
+func (h *perfHarness) shutdown(ctx context.Context) error {
+	h.mu.Lock()
+	nodes := h.nodes
+	h.mu.Unlock()
+	sem := make(chan struct{}, 64)
+	var wg sync.WaitGroup
+	for _, n := range nodes {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			n.close(ctx)
+		})
+	}
+	wg.Wait()
+	h.cancel()
+	h.workers.Wait()
+	if h.shared != nil {
+		_ = h.shared.Close()
+	}
+	if err := dropNamespace(ctx, h.admin, h.cfg.namespace); err != nil {
+		return fmt.Errorf("drop namespace %s: %w", h.cfg.namespace, err)
+	}
+	return nil
+}
+
+// dropNamespace deletes every key of namespace ns: its hash-tagged keys and
+// the quota keys redis_rate prefixes with "rate:". On Cluster every master
+// is scanned; the hash tag keeps each batch on one slot.
+func dropNamespace(ctx context.Context, rdb redis.UniversalClient, ns string) error {
+	prefix := keys.New(ns).Prefix()
+	drop := func(ctx context.Context, c redis.Cmdable) error {
+		for _, pattern := range []string{prefix + "*", "rate:" + prefix + "*"} {
+			iter := c.Scan(ctx, 0, pattern, 1000).Iterator()
+			var batch []string
+			for iter.Next(ctx) {
+				batch = append(batch, iter.Val())
+				if len(batch) == 500 {
+					if err := c.Unlink(ctx, batch...).Err(); err != nil {
+						return err
+					}
+					batch = batch[:0]
+				}
+			}
+			if err := iter.Err(); err != nil {
+				return err
+			}
+			if len(batch) > 0 {
+				if err := c.Unlink(ctx, batch...).Err(); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	}
+	if cc, ok := rdb.(*redis.ClusterClient); ok {
+		return cc.ForEachMaster(ctx, func(ctx context.Context, m *redis.Client) error { return drop(ctx, m) })
+	}
+	return drop(ctx, rdb)
+}
+
+// newPerfNamespace returns prefix + 8 random hex digits.
+func newPerfNamespace(prefix string) string {
+	var b [4]byte
+	_, _ = rand.Read(b[:])
+	return prefix + hex.EncodeToString(b[:])
+}
+
+// latencies returns the nearest-rank p50 and p99 of samples (ms).
+func latencies(samples []float64) percentiles {
+	if len(samples) == 0 {
+		return percentiles{}
+	}
+	s := slices.Clone(samples)
+	slices.Sort(s)
+	rank := func(q float64) float64 {
+		i := int(math.Ceil(q*float64(len(s)))) - 1
+		return round1(s[max(i, 0)])
+	}
+	return percentiles{P50: rank(0.50), P99: rank(0.99)}
+}
+
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+func round1(f float64) float64 { return math.Round(f*10) / 10 }

@@ -1,0 +1,331 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"math/rand/v2"
+	"net"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/allot-io/allot/allocator"
+	"github.com/allot-io/allot/client"
+	"github.com/allot-io/allot/heartbeat"
+	"github.com/allot-io/allot/internal/redisurl"
+	"github.com/allot-io/allot/registry"
+)
+
+// nodeView is what one simulated node currently uses: the groups of its
+// assignment at their versions, and when it saw them.
+type nodeView struct {
+	epoch  int64
+	groups map[string]int64 // group name -> version
+	at     time.Time
+}
+
+// names returns the view's group names, sorted.
+func (v *nodeView) names() []string {
+	if v == nil {
+		return nil
+	}
+	out := make([]string, 0, len(v.groups))
+	for g := range v.groups {
+		out = append(out, g)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// perfNode is one member of the simulated pool: a real client.Client or a
+// lighter stand-in making the same round trips.
+type perfNode interface {
+	id() string
+	ip() string
+	view() *nodeView
+	start(ctx context.Context) error
+	// kill stops the node as a crash would: no more beats, no leave.
+	kill()
+	// leave stops the node gracefully: it deregisters and rebalances.
+	leave(ctx context.Context) error
+	// close releases what the node holds; it never leaves the pool.
+	close(ctx context.Context)
+}
+
+// errKilled is what a killed node's Redis calls fail with.
+var errKilled = errors.New("perf: node killed")
+
+// killSwitch is a go-redis hook failing every call and dial once killed, so
+// a real client.Client can be crashed without letting it leave.
+type killSwitch struct{ killed atomic.Bool }
+
+func (k *killSwitch) DialHook(next redis.DialHook) redis.DialHook {
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		if k.killed.Load() {
+			return nil, errKilled
+		}
+		return next(ctx, network, addr)
+	}
+}
+
+func (k *killSwitch) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		if k.killed.Load() {
+			cmd.SetErr(errKilled)
+			return errKilled
+		}
+		return next(ctx, cmd)
+	}
+}
+
+func (k *killSwitch) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		if k.killed.Load() {
+			for _, c := range cmds {
+				c.SetErr(errKilled)
+			}
+			return errKilled
+		}
+		return next(ctx, cmds)
+	}
+}
+
+// clientNode is a real client.Client on a Redis client of its own (a small
+// pool, as a node process would have), so it can be killed alone.
+type clientNode struct {
+	h        *perfHarness
+	nid, nip string
+	rdb      redis.UniversalClient
+	sw       *killSwitch
+	c        *client.Client
+	v        atomic.Pointer[nodeView]
+}
+
+func newClientNode(h *perfHarness, id, ip string) (*clientNode, error) {
+	rdb, err := redisurl.Open(h.cfg.url, redisurl.WithPoolSize(4))
+	if err != nil {
+		return nil, err
+	}
+	sw := &killSwitch{}
+	rdb.AddHook(sw)
+	rdb.AddHook(h.counter)
+	c, err := client.New(rdb,
+		client.WithNamespace(h.cfg.namespace), client.WithNodeID(id), client.WithIP(ip),
+		client.WithHeartbeat(heartbeat.Config{Interval: h.cfg.interval, TTL: h.cfg.ttl}))
+	if err != nil {
+		_ = rdb.Close()
+		return nil, err
+	}
+	n := &clientNode{h: h, nid: id, nip: ip, rdb: rdb, sw: sw, c: c}
+	c.OnChange(func(_, a client.Assignment) {
+		v := &nodeView{epoch: a.Epoch, groups: make(map[string]int64, len(a.Groups)), at: time.Now()}
+		for _, g := range a.Groups {
+			v.groups[g.Name] = g.Version
+		}
+		n.v.Store(v)
+		h.viewChanged()
+	})
+	return n, nil
+}
+
+func (n *clientNode) id() string                      { return n.nid }
+func (n *clientNode) ip() string                      { return n.nip }
+func (n *clientNode) view() *nodeView                 { return n.v.Load() }
+func (n *clientNode) start(ctx context.Context) error { return n.c.Start(ctx) }
+func (n *clientNode) kill()                           { n.sw.killed.Store(true) }
+func (n *clientNode) leave(ctx context.Context) error { return n.c.Close(ctx) }
+
+func (n *clientNode) close(ctx context.Context) {
+	n.sw.killed.Store(true) // Close must not leave: the namespace is dropped anyway.
+	_ = n.c.Close(ctx)
+	_ = n.rdb.Close()
+}
+
+// simNode stands in for a client.Client when thousands of them would not
+// fit one process: the same beat (one round trip per interval), the same
+// read of its assignment when the beat's epoch or revision moves or an
+// event names it, and the same rebalance when the beat asks for one. It
+// differs from the client in three ways: it shares one pooled Redis client
+// and one events subscription with every other simulated node, and it does
+// not read the whole assignment to compute shares.
+type simNode struct {
+	h        *perfHarness
+	nid, nip string
+	v        atomic.Pointer[nodeView]
+	wake     chan struct{}
+	stop     chan struct{}
+	done     chan struct{}
+	stopOnce sync.Once
+	ready    chan struct{}
+	readyOne sync.Once
+	lastRev  int64 // loop goroutine only
+
+	rebalancing atomic.Bool
+	stopped     atomic.Bool
+	started     atomic.Bool
+}
+
+func newSimNode(h *perfHarness, id, ip string) *simNode {
+	return &simNode{
+		h: h, nid: id, nip: ip,
+		wake: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{}),
+		ready: make(chan struct{}),
+	}
+}
+
+func (n *simNode) id() string      { return n.nid }
+func (n *simNode) ip() string      { return n.nip }
+func (n *simNode) view() *nodeView { return n.v.Load() }
+
+// start runs the node's loop and waits for its first assignment read.
+func (n *simNode) start(ctx context.Context) error {
+	n.started.Store(true)
+	go n.run()
+	select {
+	case <-n.ready:
+		return nil
+	case <-ctx.Done():
+		n.kill()
+		return ctx.Err()
+	}
+}
+
+func (n *simNode) run() {
+	defer close(n.done)
+	h := n.h
+	iv := h.cfg.interval
+	t := time.NewTimer(0)
+	defer t.Stop()
+	for {
+		select {
+		case <-n.stop:
+			return
+		case <-n.wake:
+			_ = n.fetch(h.ctx, -1)
+			continue
+		case <-t.C:
+		}
+		if err := n.tick(h.ctx); err != nil {
+			t.Reset(iv / 8)
+			continue
+		}
+		t.Reset(iv - rand.N(iv/10+1))
+	}
+}
+
+func (n *simNode) tick(ctx context.Context) error {
+	h := n.h
+	v := n.v.Load()
+	var ack int64
+	if v != nil {
+		ack = v.epoch
+	}
+	reply, err := h.nodeHB.Beat(ctx, heartbeat.Beat{Node: n.nid, IP: n.nip, Held: v.names(), Ack: ack})
+	if err != nil {
+		return err
+	}
+	if reply.Work && n.rebalancing.CompareAndSwap(false, true) {
+		h.workers.Go(func() {
+			defer n.rebalancing.Store(false)
+			_, _ = h.nodeRB.Run(h.ctx)
+		})
+	}
+	if v == nil || reply.Epoch != v.epoch || reply.Rev != n.lastRev {
+		return n.fetch(ctx, reply.Rev)
+	}
+	return nil
+}
+
+func (n *simNode) fetch(ctx context.Context, rev int64) error {
+	epoch, groups, err := n.h.nodeReg.NodeAssignment(ctx, n.nid)
+	if err != nil {
+		return err
+	}
+	if rev >= 0 {
+		n.lastRev = rev
+	}
+	if n.stopped.Load() {
+		return nil
+	}
+	v := &nodeView{epoch: epoch, groups: make(map[string]int64, len(groups)), at: time.Now()}
+	for _, g := range groups {
+		v.groups[g.Name] = g.Version
+	}
+	if old := n.v.Load(); old == nil || old.epoch != v.epoch || !sameVersions(old.groups, v.groups) {
+		n.v.Store(v)
+		n.h.viewChanged()
+	}
+	n.readyOne.Do(func() { close(n.ready) })
+	return nil
+}
+
+// onEvent wakes a fetch for an assignment change or a change of a held group.
+func (n *simNode) onEvent(ev registry.Event) {
+	if ev.Type != registry.EventAssignment {
+		v := n.v.Load()
+		if v == nil {
+			return
+		}
+		if _, ok := v.groups[ev.Group]; !ok {
+			return
+		}
+	}
+	select {
+	case n.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (n *simNode) halt() {
+	n.stopOnce.Do(func() {
+		n.stopped.Store(true)
+		close(n.stop)
+	})
+	if n.started.Load() {
+		<-n.done
+	}
+}
+
+func (n *simNode) kill() { n.halt() }
+
+// leave does what client.Close does: stop, deregister, then rebalance,
+// retrying a taken lock for up to one interval.
+func (n *simNode) leave(ctx context.Context) error {
+	n.halt()
+	n.v.Store(&nodeView{at: time.Now()})
+	n.h.viewChanged()
+	if err := n.h.nodeHB.Leave(ctx, n.nid); err != nil {
+		return err
+	}
+	deadline := time.Now().Add(n.h.cfg.interval)
+	for {
+		_, err := n.h.nodeRB.Run(ctx)
+		if !errors.Is(err, allocator.ErrLocked) || time.Now().After(deadline) {
+			return nil
+		}
+		t := time.NewTimer(time.Millisecond + rand.N(n.h.cfg.interval/20+1))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
+}
+
+func (n *simNode) close(context.Context) { n.halt() }
+
+func sameVersions(a, b map[string]int64) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		if w, ok := b[k]; !ok || w != v {
+			return false
+		}
+	}
+	return true
+}
