@@ -164,3 +164,16 @@ func within(t *testing.T, limit time.Duration, cond func() bool, what string) ti
 	}
 	return time.Since(start)
 }
+
+func (p *pool) hbTracker() *heartbeat.Tracker {
+	p.t.Helper()
+	hb, err := heartbeat.New(p.rdb, "default", fastHB)
+	require.NoError(p.t, err)
+	return hb
+}
+
+func (c *Client) fromCacheNow() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.fromCache
+}

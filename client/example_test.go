@@ -1,0 +1,46 @@
+package client_test
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/allot-io/allot/client"
+)
+
+func ExampleAssignment_Group() {
+	a := client.Assignment{Epoch: 12, Groups: []client.Group{
+		{Name: "alpha", Version: 3, Config: map[string]string{"endpoint": "https://a.example"}, Share: 0.5, Quota: "600/m"},
+		{Name: "beta", Version: 1, Config: map[string]string{"endpoint": "https://b.example"}, Share: 1},
+	}}
+	if g, ok := a.Group("alpha"); ok {
+		fmt.Println(g.Config["endpoint"], g.Share, g.Quota)
+	}
+	_, ok := a.Group("gamma")
+	fmt.Println(ok)
+	// Output:
+	// https://a.example 0.5 600/m
+	// false
+}
+
+func ExampleAssignment_String() {
+	a := client.Assignment{Epoch: 12, Groups: []client.Group{
+		{Name: "alpha", Version: 3, Config: map[string]string{"api_key": "never printed"}},
+		{Name: "beta", Version: 1},
+	}}
+	fmt.Println(a)
+	fmt.Println(client.Assignment{Epoch: 13})
+	// Output:
+	// epoch=12 groups=alpha@v3,beta@v1
+	// epoch=13 groups=
+}
+
+func ExampleRateLimitError() {
+	var err error = &client.RateLimitError{Group: "alpha", RetryAfter: 250 * time.Millisecond}
+	var rl *client.RateLimitError
+	if errors.As(err, &rl) {
+		fmt.Println(errors.Is(err, client.ErrRateLimited), rl.Group, rl.RetryAfter)
+	}
+	// Output:
+	// true alpha 250ms
+}
