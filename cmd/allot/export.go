@@ -68,7 +68,7 @@ func newExportCommand(a *app) *cobra.Command {
 	var reveal bool
 	cmd := &cobra.Command{
 		Use:   "export",
-		Short: "Write every group of the pool as YAML (or -o json), for backup or 'allot import'",
+		Short: "Write every group as YAML or JSON, for backup and import",
 		Long: `Export writes the settings of every group (name, state, weight, max_nodes,
 quota, config, secret_keys) as YAML, or JSON with -o json. Secret values are
 masked unless --reveal: such a file re-imports cleanly over the same pool
@@ -440,7 +440,7 @@ func newImportCommand(a *app) *cobra.Command {
 	var dryRun, prune bool
 	cmd := &cobra.Command{
 		Use:   "import FILE",
-		Short: "Make the pool's groups match a file written by 'allot export' (all or nothing)",
+		Short: "Make the pool match an export file, all or nothing",
 		Long: `Import reads FILE (YAML or JSON; "-" is stdin) strictly, validates every group
 against the registry's rules and the stored pool, and only then writes: new
 groups are added, changed groups updated (each only if nobody changed it since

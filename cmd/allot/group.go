@@ -162,6 +162,31 @@ func (a *app) holders(ctx context.Context) (map[string][]string, error) {
 	return h, nil
 }
 
+// completeGroups completes a group name argument from the pool (shell
+// completion); it stays silent when Redis cannot be reached quickly.
+func (a *app) completeGroups(cmd *cobra.Command, args []string, prefix string) ([]cobra.Completion, cobra.ShellCompDirective) {
+	if len(args) > 0 || a.resolveGlobals(cmd, nil) != nil {
+		return nil, cobra.ShellCompDirectiveNoFileComp
+	}
+	ctx, cancel := context.WithTimeout(cmd.Context(), 2*time.Second)
+	defer cancel()
+	reg, err := a.registry(ctx)
+	if err != nil {
+		return nil, cobra.ShellCompDirectiveNoFileComp
+	}
+	groups, err := reg.List(ctx)
+	if err != nil {
+		return nil, cobra.ShellCompDirectiveNoFileComp
+	}
+	var out []cobra.Completion
+	for _, g := range groups {
+		if strings.HasPrefix(g.Name, prefix) {
+			out = append(out, cobra.CompletionWithDesc(g.Name, string(g.State)))
+		}
+	}
+	return out, cobra.ShellCompDirectiveNoFileComp
+}
+
 // --- add ---
 
 func newGroupAddCommand(a *app) *cobra.Command {
@@ -173,7 +198,8 @@ func newGroupAddCommand(a *app) *cobra.Command {
 		Example: `  allot group add openai-1 --set api_key=sk-... --secret api_key --quota 600/m --weight 2
   allot group add openai-2 --secret api_key=sk-... --max-nodes 1
   allot group add openai-3 --from-file openai-3.yaml`,
-		Args: exactArgs("NAME"),
+		Args:              exactArgs("NAME"),
+		ValidArgsFunction: a.completeGroups,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			name := args[0]
 			if err := checkName(name); err != nil {
@@ -344,7 +370,8 @@ func newGroupUpdateCommand(a *app) *cobra.Command {
 		Example: `  allot group update openai-1 --set model=gpt-5 --unset old_key
   allot group update openai-1 --secret api_key=sk-new... --at +10m
   allot group update openai-1 --quota 1200/m --at 2026-03-01T09:00:00Z`,
-		Args: exactArgs("NAME"),
+		Args:              exactArgs("NAME"),
+		ValidArgsFunction: a.completeGroups,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			name := args[0]
 			if err := checkName(name); err != nil {
@@ -429,7 +456,8 @@ func newGroupGetCommand(a *app) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "get NAME",
 		Short: "Show one group, its config and the nodes holding it",
-		Args:  exactArgs("NAME"),
+		Args:              exactArgs("NAME"),
+		ValidArgsFunction: a.completeGroups,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			name := args[0]
 			if err := checkName(name); err != nil {
@@ -564,8 +592,9 @@ func newGroupHistoryCommand(a *app) *cobra.Command {
 	var reveal bool
 	cmd := &cobra.Command{
 		Use:   "history NAME",
-		Short: "Show the kept versions of a group, newest first, and what each changed",
-		Args:  exactArgs("NAME"),
+		Short: "Show a group's kept versions and what each changed",
+		Args:              exactArgs("NAME"),
+		ValidArgsFunction: a.completeGroups,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			name := args[0]
 			if err := checkName(name); err != nil {
@@ -626,9 +655,10 @@ func newGroupRollbackCommand(a *app) *cobra.Command {
 	var to int64
 	cmd := &cobra.Command{
 		Use:     "rollback NAME --to VERSION",
-		Short:   "Make a new version of a group with the settings of an earlier one",
+		Short:   "Restore the settings of an earlier version as a new version",
 		Example: "  allot group history openai-1\n  allot group rollback openai-1 --to 3",
-		Args:    exactArgs("NAME"),
+		Args:              exactArgs("NAME"),
+		ValidArgsFunction: a.completeGroups,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			name := args[0]
 			if err := checkName(name); err != nil {
@@ -672,11 +702,12 @@ func newGroupRetireCommand(a *app) *cobra.Command {
 	var drain time.Duration
 	cmd := &cobra.Command{
 		Use:   "retire NAME",
-		Short: "Stop handing a group out: drain it from its nodes, then mark it retired",
+		Short: "Drain a group from its nodes, then mark it retired",
 		Long: `Retire moves a group to "draining": it gets no new nodes and its holders are
 moved off. Once no node holds it (or after --drain-timeout) it is "retired".
 With --wait the command returns once the group is retired.`,
-		Args: exactArgs("NAME"),
+		Args:              exactArgs("NAME"),
+		ValidArgsFunction: a.completeGroups,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			name := args[0]
 			if err := checkName(name); err != nil {
@@ -792,8 +823,9 @@ func (a *app) waitRetired(parent context.Context, name string, g registry.Group)
 func newGroupDeleteCommand(a *app) *cobra.Command {
 	return &cobra.Command{
 		Use:   "delete NAME",
-		Short: "Remove a group and its history at once; its nodes get other groups",
-		Args:  exactArgs("NAME"),
+		Short: "Remove a group and its history now; its nodes get other groups",
+		Args:              exactArgs("NAME"),
+		ValidArgsFunction: a.completeGroups,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			name := args[0]
 			if err := checkName(name); err != nil {

@@ -178,7 +178,8 @@ func age(now, t time.Time) string {
 	}
 	d := now.Sub(t)
 	if d < 0 {
-		return "in " + shortDuration(-d)
+		// A change due in 10m is read a few ms later: round, not truncate.
+		return "in " + shortDuration((-d).Round(time.Second))
 	}
 	if d < time.Second {
 		return "now"

@@ -26,7 +26,7 @@ type rebalanceOutput struct {
 func newRebalanceCommand(a *app) *cobra.Command {
 	return &cobra.Command{
 		Use:   "rebalance",
-		Short: "Plan and commit the assignment once now (nodes and 'allot serve' do this on their own)",
+		Short: "Plan and commit the assignment once, now",
 		Long: `Rebalance runs one planning round now: it reaps dead nodes, applies due
 scheduled changes, finishes drains and commits the plan if it differs from the
 current assignment. Only one planner runs at a time; if another one holds the

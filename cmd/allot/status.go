@@ -15,7 +15,7 @@ func init() { commandFactories = append(commandFactories, newStatusCommand) }
 func newStatusCommand(a *app) *cobra.Command {
 	return &cobra.Command{
 		Use:   "status",
-		Short: "Show the assignment: each group's target and actual nodes and share, standby nodes, balanced or not",
+		Short: "Show each group's target and actual nodes, shares, standby nodes",
 		Args:  exactArgs(),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx, cancel := a.ctx(cmd)

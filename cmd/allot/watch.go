@@ -32,7 +32,7 @@ func newWatchCommand(a *app) *cobra.Command {
 	var from string
 	cmd := &cobra.Command{
 		Use:   "watch",
-		Short: "Stream the pool's events (group changes, assignments, joins, leaves) until interrupted",
+		Short: "Stream the pool's events until interrupted",
 		Long: `Watch prints every event of the pool's audit log as it happens, one per line
 (-o json: one JSON object per line). It starts with new events, or after the
 event ID given by --from (0 = the whole kept log), and survives Redis restarts:
