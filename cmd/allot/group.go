@@ -454,8 +454,8 @@ func parseAt(s string, now time.Time) (time.Time, error) {
 func newGroupGetCommand(a *app) *cobra.Command {
 	var reveal bool
 	cmd := &cobra.Command{
-		Use:   "get NAME",
-		Short: "Show one group, its config and the nodes holding it",
+		Use:               "get NAME",
+		Short:             "Show one group, its config and the nodes holding it",
 		Args:              exactArgs("NAME"),
 		ValidArgsFunction: a.completeGroups,
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -591,8 +591,8 @@ func groupRows(groups []allocator.GroupView, now time.Time) [][]string {
 func newGroupHistoryCommand(a *app) *cobra.Command {
 	var reveal bool
 	cmd := &cobra.Command{
-		Use:   "history NAME",
-		Short: "Show a group's kept versions and what each changed",
+		Use:               "history NAME",
+		Short:             "Show a group's kept versions and what each changed",
 		Args:              exactArgs("NAME"),
 		ValidArgsFunction: a.completeGroups,
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -654,9 +654,9 @@ func historyRows(versions []registry.Group, now time.Time) [][]string {
 func newGroupRollbackCommand(a *app) *cobra.Command {
 	var to int64
 	cmd := &cobra.Command{
-		Use:     "rollback NAME --to VERSION",
-		Short:   "Restore the settings of an earlier version as a new version",
-		Example: "  allot group history openai-1\n  allot group rollback openai-1 --to 3",
+		Use:               "rollback NAME --to VERSION",
+		Short:             "Restore the settings of an earlier version as a new version",
+		Example:           "  allot group history openai-1\n  allot group rollback openai-1 --to 3",
 		Args:              exactArgs("NAME"),
 		ValidArgsFunction: a.completeGroups,
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -822,8 +822,8 @@ func (a *app) waitRetired(parent context.Context, name string, g registry.Group)
 
 func newGroupDeleteCommand(a *app) *cobra.Command {
 	return &cobra.Command{
-		Use:   "delete NAME",
-		Short: "Remove a group and its history now; its nodes get other groups",
+		Use:               "delete NAME",
+		Short:             "Remove a group and its history now; its nodes get other groups",
 		Args:              exactArgs("NAME"),
 		ValidArgsFunction: a.completeGroups,
 		RunE: func(cmd *cobra.Command, args []string) error {
