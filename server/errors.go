@@ -1,0 +1,116 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"syscall"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/allot-io/allot/allocator"
+	"github.com/allot-io/allot/heartbeat"
+	"github.com/allot-io/allot/registry"
+)
+
+var (
+	// ErrDevNodeNotFound is returned by a DevController for an unknown demo node.
+	ErrDevNodeNotFound = errors.New("server: no such demo node")
+	// ErrInvalidTokens means two roles were given the same token, so a
+	// request could not tell which role it has.
+	ErrInvalidTokens = errors.New("server: every configured token must be different")
+	// ErrNotLoopback is returned by CheckListen for a non-loopback address
+	// when no admin token is configured.
+	ErrNotLoopback = errors.New("server: refusing to listen on a non-loopback address without ALLOT_ADMIN_TOKEN")
+	// ErrClosed is returned by Run after Close.
+	ErrClosed = errors.New("server: closed")
+)
+
+// Error codes of the JSON API: {"error":{"code":..., "message":...}}. They are
+// stable; clients switch on them.
+const (
+	CodeBadRequest   = "bad_request"  // 400: malformed request
+	CodeInvalid      = "invalid"      // 422: well-formed but fails validation
+	CodeNotFound     = "not_found"    // 404
+	CodeConflict     = "conflict"     // 409: exists, version mismatch, wrong state
+	CodeUnauthorized = "unauthorized" // 401: no or unknown token
+	CodeForbidden    = "forbidden"    // 403: the token's role may not do this
+	CodeTooLarge     = "too_large"    // 413: request body over the limit
+	CodeInternal     = "internal"     // 500
+	CodeUnavailable  = "unavailable"  // 503: Redis unreachable
+)
+
+// apiError is an error with the HTTP status and code it is answered with.
+type apiError struct {
+	status  int
+	code    string
+	message string
+	err     error // the cause, logged for internal errors; never sent
+}
+
+func (e *apiError) Error() string { return e.message }
+
+func (e *apiError) Unwrap() error { return e.err }
+
+func errBadRequest(format string, a ...any) *apiError {
+	return &apiError{status: http.StatusBadRequest, code: CodeBadRequest, message: fmt.Sprintf(format, a...)}
+}
+
+func errInvalid(format string, a ...any) *apiError {
+	return &apiError{status: http.StatusUnprocessableEntity, code: CodeInvalid, message: fmt.Sprintf(format, a...)}
+}
+
+func errNotFound(format string, a ...any) *apiError {
+	return &apiError{status: http.StatusNotFound, code: CodeNotFound, message: fmt.Sprintf(format, a...)}
+}
+
+func errConflict(format string, a ...any) *apiError {
+	return &apiError{status: http.StatusConflict, code: CodeConflict, message: fmt.Sprintf(format, a...)}
+}
+
+func errTooLarge(limit int64) *apiError {
+	return &apiError{status: http.StatusRequestEntityTooLarge, code: CodeTooLarge,
+		message: fmt.Sprintf("request body larger than %d bytes", limit)}
+}
+
+// toAPIError maps a package error to the answer the API gives for it.
+func toAPIError(err error) *apiError {
+	var ae *apiError
+	if errors.As(err, &ae) {
+		return ae
+	}
+	var mbe *http.MaxBytesError
+	switch {
+	case errors.As(err, &mbe):
+		return errTooLarge(mbe.Limit)
+	case errors.Is(err, registry.ErrNotFound), errors.Is(err, ErrDevNodeNotFound):
+		return &apiError{status: http.StatusNotFound, code: CodeNotFound, message: err.Error(), err: err}
+	case errors.Is(err, registry.ErrExists), errors.Is(err, registry.ErrVersionMismatch),
+		errors.Is(err, registry.ErrInvalidState), errors.Is(err, registry.ErrConflict),
+		errors.Is(err, registry.ErrStaleEpoch), errors.Is(err, allocator.ErrLocked):
+		return &apiError{status: http.StatusConflict, code: CodeConflict, message: err.Error(), err: err}
+	case errors.Is(err, registry.ErrInvalidName), errors.Is(err, registry.ErrInvalidWeight),
+		errors.Is(err, registry.ErrInvalidMaxNodes), errors.Is(err, registry.ErrInvalidQuota),
+		errors.Is(err, registry.ErrConfigTooLarge), errors.Is(err, registry.ErrInvalidConfig),
+		errors.Is(err, registry.ErrInvalidSchedule), errors.Is(err, heartbeat.ErrInvalidNode):
+		return &apiError{status: http.StatusUnprocessableEntity, code: CodeInvalid, message: err.Error(), err: err}
+	case isUnavailable(err):
+		return &apiError{status: http.StatusServiceUnavailable, code: CodeUnavailable, message: "redis unavailable", err: err}
+	}
+	return &apiError{status: http.StatusInternalServerError, code: CodeInternal, message: "internal error", err: err}
+}
+
+// isUnavailable reports whether err means Redis could not be reached (as
+// opposed to Redis answering with an error).
+func isUnavailable(err error) bool {
+	var ne net.Error
+	var oe *net.OpError
+	return errors.As(err, &ne) || errors.As(err, &oe) ||
+		errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET) ||
+		errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		errors.Is(err, redis.ErrClosed) || errors.Is(err, redis.ErrPoolTimeout) ||
+		errors.Is(err, context.DeadlineExceeded)
+}

@@ -1,0 +1,135 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"regexp"
+	"time"
+
+	"github.com/allot-io/allot/registry"
+)
+
+// sseBatch is how many events one read of the log returns at most.
+const sseBatch = 100
+
+var streamIDPattern = regexp.MustCompile(`^[0-9]+(-[0-9]+)?$`)
+
+// EventJSON is the data of one Server-Sent Event: the registry.Event fields,
+// with at in Unix milliseconds like the pub/sub payload.
+type EventJSON struct {
+	ID      string `json:"id"`
+	Type    string `json:"type"`
+	Group   string `json:"group"`
+	Node    string `json:"node"`
+	By      string `json:"by"`
+	Epoch   int64  `json:"epoch"`
+	Version int64  `json:"version"`
+	At      int64  `json:"at"`
+}
+
+func eventJSON(e registry.Event) EventJSON {
+	return EventJSON{ID: e.ID, Type: e.Type, Group: e.Group, Node: e.Node, By: e.By,
+		Epoch: e.Epoch, Version: e.Version, At: e.At.UnixMilli()}
+}
+
+// events streams the event log as Server-Sent Events: "id:" is the stream
+// entry ID, "event:" the type, "data:" the JSON. It starts after the
+// Last-Event-ID header (or ?after=; "0" = from the start of the kept log) and
+// otherwise with new events only. Pub/sub nudges wake it, so it holds no
+// Redis connection while idle; a comment line goes out every 15 s.
+func (s *Server) events(w http.ResponseWriter, r *http.Request) error {
+	after := r.Header.Get("Last-Event-ID")
+	if after == "" {
+		after = r.URL.Query().Get("after")
+	}
+	ctx := r.Context()
+	if after == "" || after == "$" {
+		last, err := s.lastEventID(ctx)
+		if err != nil {
+			return err
+		}
+		after = last
+	} else if !streamIDPattern.MatchString(after) {
+		return errBadRequest("event ID %q: want a stream ID like 1712345678901-0", after)
+	}
+	wake := s.changed.wait()
+	first, err := s.reg.Events(ctx, after, sseBatch, 0)
+	if err != nil {
+		return err
+	}
+
+	rc := http.NewResponseController(w)
+	_ = rc.SetWriteDeadline(time.Time{}) // a stream outlives the server's write timeout
+	h := w.Header()
+	h.Set("Content-Type", "text/event-stream")
+	h.Set("Cache-Control", "no-store")
+	h.Set("X-Accel-Buffering", "no")
+	w.WriteHeader(http.StatusOK)
+	if _, err := fmt.Fprint(w, "retry: 2000\n: allot events\n\n"); err != nil {
+		return nil
+	}
+
+	ping := time.NewTicker(SSEPing)
+	defer ping.Stop()
+	poll := time.NewTicker(fallbackPoll)
+	defer poll.Stop()
+	evs := first
+	failing := false
+	for {
+		for _, e := range evs {
+			b, _ := json.Marshal(eventJSON(e))
+			if _, err := fmt.Fprintf(w, "id: %s\nevent: %s\ndata: %s\n\n", e.ID, e.Type, b); err != nil {
+				return nil
+			}
+			after = e.ID
+		}
+		if err := rc.Flush(); err != nil {
+			return nil
+		}
+		if len(evs) < sseBatch {
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-s.ctx.Done():
+				return nil
+			case <-ping.C:
+				if _, err := fmt.Fprint(w, ": ping\n\n"); err != nil {
+					return nil
+				}
+				evs = nil
+				continue
+			case <-wake:
+			case <-poll.C:
+			}
+		}
+		wake = s.changed.wait()
+		evs, err = s.reg.Events(ctx, after, sseBatch, 0)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			if !failing {
+				s.log.Warn("event stream: read failed; retrying", "err", err)
+			}
+			failing = true
+			evs = nil
+			continue
+		}
+		failing = false
+	}
+}
+
+// lastEventID is the ID of the newest event in the log ("0" when empty), so
+// a stream that starts "now" can read with non-blocking XREADs.
+func (s *Server) lastEventID(ctx context.Context) (string, error) {
+	xs, err := s.rdb.XRevRangeN(ctx, s.keys.Log(), "+", "-", 1).Result()
+	if err != nil {
+		return "", err
+	}
+	if len(xs) == 0 {
+		return "0", nil
+	}
+	return xs[0].ID, nil
+}

@@ -1,0 +1,236 @@
+package server
+
+import (
+	"net/http"
+	"time"
+
+	"github.com/allot-io/allot/allocator"
+	"github.com/allot-io/allot/registry"
+)
+
+// groupRequest is the body of POST /v1/groups: the group JSON's editable
+// fields.
+type groupRequest struct {
+	Name       string            `json:"name"`
+	Weight     *float64          `json:"weight"`
+	MaxNodes   *int              `json:"max_nodes"`
+	Quota      *string           `json:"quota"`
+	Config     map[string]string `json:"config"`
+	SecretKeys []string          `json:"secret_keys"`
+}
+
+// updateRequest is the body of PATCH /v1/groups/{name}: a registry.Change,
+// applied now or, with "at", scheduled.
+type updateRequest struct {
+	Set       map[string]string `json:"set"`
+	Unset     []string          `json:"unset"`
+	Secret    []string          `json:"secret"`
+	Weight    *float64          `json:"weight"`
+	MaxNodes  *int              `json:"max_nodes"`
+	Quota     *string           `json:"quota"`
+	IfVersion int64             `json:"if_version"`
+	At        string            `json:"at"`
+}
+
+func (u updateRequest) change() registry.Change {
+	return registry.Change{Set: u.Set, Unset: u.Unset, Secret: u.Secret, Weight: u.Weight,
+		MaxNodes: u.MaxNodes, Quota: u.Quota, IfVersion: u.IfVersion}
+}
+
+// retireRequest is the optional body of POST /v1/groups/{name}/retire.
+type retireRequest struct {
+	DrainTimeout string `json:"drain_timeout"` // Go duration; "" = registry default
+	At           string `json:"at"`
+}
+
+type rollbackRequest struct {
+	Version int64 `json:"version"`
+}
+
+// view returns the group JSON of DESIGN.md, masked unless shown.
+func view(g registry.Group, nodes []string, show bool) allocator.GroupView {
+	if !show {
+		g = g.Masked()
+	}
+	if nodes == nil {
+		nodes = []string{}
+	}
+	return allocator.GroupView{Group: g, Nodes: nodes}
+}
+
+func (s *Server) listGroups(w http.ResponseWriter, r *http.Request) error {
+	show, err := reveal(r)
+	if err != nil {
+		return err
+	}
+	groups, err := s.reg.List(r.Context())
+	if err != nil {
+		return err
+	}
+	holders, err := s.holdersNow(r)
+	if err != nil {
+		return err
+	}
+	out := make([]allocator.GroupView, 0, len(groups))
+	for _, g := range groups {
+		out = append(out, view(g, holders[g.Name], show))
+	}
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}
+
+func (s *Server) getGroup(w http.ResponseWriter, r *http.Request) error {
+	show, err := reveal(r)
+	if err != nil {
+		return err
+	}
+	g, err := s.reg.Get(r.Context(), r.PathValue("name"))
+	if err != nil {
+		return err
+	}
+	holders, err := s.holdersNow(r)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, view(g, holders[g.Name], show))
+	return nil
+}
+
+func (s *Server) addGroup(w http.ResponseWriter, r *http.Request) error {
+	var req groupRequest
+	if err := decodeJSON(w, r, MaxBodyBytes, &req, false); err != nil {
+		return err
+	}
+	show, err := reveal(r)
+	if err != nil {
+		return err
+	}
+	c := registry.Change{Set: req.Config, Secret: req.SecretKeys, Weight: req.Weight, MaxNodes: req.MaxNodes, Quota: req.Quota}
+	g, err := s.reg.Add(r.Context(), req.Name, c, actor(r))
+	if err != nil {
+		return err
+	}
+	s.log.Info("group added", "group", g.Name, "version", g.Version, "by", actor(r))
+	w.Header().Set("Location", "/v1/groups/"+g.Name)
+	writeJSON(w, http.StatusCreated, view(g, nil, show))
+	return nil
+}
+
+func (s *Server) updateGroup(w http.ResponseWriter, r *http.Request) error {
+	var req updateRequest
+	if err := decodeJSON(w, r, MaxBodyBytes, &req, false); err != nil {
+		return err
+	}
+	show, err := reveal(r)
+	if err != nil {
+		return err
+	}
+	name := r.PathValue("name")
+	c := req.change()
+	if c.IsZero() {
+		return errInvalid("nothing to change: give set, unset, secret, weight, max_nodes or quota")
+	}
+	if req.At != "" {
+		return s.schedule(w, r, registry.Scheduled{Group: name, Op: registry.OpUpdate, Change: c}, req.At, show)
+	}
+	g, err := s.reg.Update(r.Context(), name, c, actor(r))
+	if err != nil {
+		return err
+	}
+	s.log.Info("group updated", "group", g.Name, "version", g.Version, "by", actor(r))
+	holders, err := s.holdersNow(r)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, view(g, holders[g.Name], show))
+	return nil
+}
+
+func (s *Server) deleteGroup(w http.ResponseWriter, r *http.Request) error {
+	name := r.PathValue("name")
+	if err := s.reg.Delete(r.Context(), name, actor(r)); err != nil {
+		return err
+	}
+	s.log.Info("group deleted", "group", name, "by", actor(r))
+	s.Nudge()
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+func (s *Server) retireGroup(w http.ResponseWriter, r *http.Request) error {
+	var req retireRequest
+	if err := decodeJSON(w, r, MaxBodyBytes, &req, true); err != nil {
+		return err
+	}
+	show, err := reveal(r)
+	if err != nil {
+		return err
+	}
+	var drain time.Duration
+	if req.DrainTimeout != "" {
+		if drain, err = time.ParseDuration(req.DrainTimeout); err != nil || drain <= 0 {
+			return errInvalid("drain_timeout %q: want a positive duration like 5m", req.DrainTimeout)
+		}
+	}
+	name := r.PathValue("name")
+	if req.At != "" {
+		return s.schedule(w, r, registry.Scheduled{Group: name, Op: registry.OpRetire, Drain: drain}, req.At, show)
+	}
+	g, err := s.reg.Retire(r.Context(), name, drain, actor(r))
+	if err != nil {
+		return err
+	}
+	s.log.Info("group retiring", "group", g.Name, "version", g.Version, "by", actor(r))
+	s.Nudge()
+	holders, err := s.holdersNow(r)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, view(g, holders[g.Name], show))
+	return nil
+}
+
+func (s *Server) groupHistory(w http.ResponseWriter, r *http.Request) error {
+	show, err := reveal(r)
+	if err != nil {
+		return err
+	}
+	hist, err := s.reg.History(r.Context(), r.PathValue("name"))
+	if err != nil {
+		return err
+	}
+	out := make([]registry.Group, 0, len(hist))
+	for _, g := range hist {
+		if !show {
+			g = g.Masked()
+		}
+		out = append(out, g)
+	}
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}
+
+func (s *Server) rollbackGroup(w http.ResponseWriter, r *http.Request) error {
+	var req rollbackRequest
+	if err := decodeJSON(w, r, MaxBodyBytes, &req, false); err != nil {
+		return err
+	}
+	show, err := reveal(r)
+	if err != nil {
+		return err
+	}
+	if req.Version <= 0 {
+		return errInvalid("version must be a positive version number")
+	}
+	g, err := s.reg.Rollback(r.Context(), r.PathValue("name"), req.Version, actor(r))
+	if err != nil {
+		return err
+	}
+	s.log.Info("group rolled back", "group", g.Name, "version", g.Version, "to", req.Version, "by", actor(r))
+	holders, err := s.holdersNow(r)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, view(g, holders[g.Name], show))
+	return nil
+}

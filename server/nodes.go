@@ -1,0 +1,300 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/http"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/allot-io/allot/allocator"
+	"github.com/allot-io/allot/heartbeat"
+	"github.com/allot-io/allot/registry"
+)
+
+// beatRequest is the body of POST /v1/nodes/{id}/heartbeat.
+type beatRequest struct {
+	// IP is the node's address, used by the IP hash (default: the address
+	// the request came from).
+	IP string `json:"ip"`
+	// Preferred names a group the node would like to hold.
+	Preferred string `json:"preferred"`
+	// Held lists the groups the node is using now.
+	Held []string `json:"held"`
+	// Ack is the assignment epoch Held reflects.
+	Ack int64 `json:"ack"`
+}
+
+// NodeGroup is one group of a node's assignment in the HTTP node protocol.
+// Config is not masked: the node needs its keys.
+type NodeGroup struct {
+	Name    string            `json:"name"`
+	Version int64             `json:"version"`
+	Config  map[string]string `json:"config"`
+	// Share is the fraction of the group's quota this node may use
+	// (1 / number of holders).
+	Share float64 `json:"share"`
+	// Quota is the group's whole quota ("600/m"), "" when it has none.
+	Quota string `json:"quota"`
+	// QuotaShare is this node's part of Quota as a rate ("200/m").
+	QuotaShare string `json:"quota_share,omitempty"`
+	// MaxNodes is the group's cap (0 = unlimited, 1 = exclusive). A node
+	// must stop using a capped group once it has gone a TTL without a
+	// successful beat: by then another node may have been granted it.
+	MaxNodes int `json:"max_nodes,omitempty"`
+}
+
+// NodeAssignment is the answer of the heartbeat and assignment routes.
+type NodeAssignment struct {
+	Epoch      int64       `json:"epoch"`
+	Node       string      `json:"node"`
+	Groups     []NodeGroup `json:"groups"`
+	IntervalMS int64       `json:"interval_ms"`
+	TTLMS      int64       `json:"ttl_ms"`
+}
+
+// rebalanceReply is the answer of POST /v1/rebalance.
+type rebalanceReply struct {
+	Epoch   int64    `json:"epoch"`
+	Changed bool     `json:"changed"`
+	Moved   int      `json:"moved"`
+	Reaped  []string `json:"reaped"`
+	Retired []string `json:"retired"`
+	Applied int      `json:"applied"`
+	Waiting int      `json:"waiting"`
+	TookMS  float64  `json:"took_ms"`
+}
+
+func (s *Server) status(w http.ResponseWriter, r *http.Request) error {
+	st, err := allocator.Inspect(r.Context(), s.reg, s.hb)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, st)
+	return nil
+}
+
+func (s *Server) listNodes(w http.ResponseWriter, r *http.Request) error {
+	st, err := allocator.Inspect(r.Context(), s.reg, s.hb)
+	if err != nil {
+		return err
+	}
+	nodes := st.Nodes
+	if nodes == nil {
+		nodes = []allocator.NodeStatus{}
+	}
+	writeJSON(w, http.StatusOK, nodes)
+	return nil
+}
+
+// rebalanceNow runs a rebalance and answers its result. A run that finds the
+// lock taken or loses to a newer epoch is retried for a few seconds: the
+// caller asked for a rebalance that happened, not for a race report.
+func (s *Server) rebalanceNow(w http.ResponseWriter, r *http.Request) error {
+	ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
+	defer cancel()
+	for {
+		res, err := s.rebalance(ctx)
+		if err == nil {
+			writeJSON(w, http.StatusOK, rebalanceReply{
+				Epoch: res.Epoch, Changed: res.Changed, Moved: res.Moved,
+				Reaped: nonNil(res.Reaped), Retired: nonNil(res.Retired),
+				Applied: res.Applied, Waiting: res.Waiting,
+				TookMS: float64(res.Took.Microseconds()) / 1000,
+			})
+			return nil
+		}
+		if !errors.Is(err, allocator.ErrLocked) && !errors.Is(err, registry.ErrStaleEpoch) {
+			return err
+		}
+		t := time.NewTimer(50 * time.Millisecond)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return err
+		case <-t.C:
+		}
+	}
+}
+
+func nonNil(xs []string) []string {
+	if xs == nil {
+		return []string{}
+	}
+	return xs
+}
+
+func (s *Server) nodeHeartbeat(w http.ResponseWriter, r *http.Request) error {
+	var req beatRequest
+	if err := decodeJSON(w, r, MaxBodyBytes, &req, true); err != nil {
+		return err
+	}
+	id := r.PathValue("id")
+	if req.IP == "" {
+		req.IP, _, _ = net.SplitHostPort(r.RemoteAddr)
+	}
+	rep, err := s.hb.Beat(r.Context(), heartbeat.Beat{Node: id, IP: req.IP, Preferred: req.Preferred, Held: req.Held, Ack: req.Ack})
+	if err != nil {
+		return err
+	}
+	s.metrics.beats.Inc()
+	if rep.Joined {
+		s.log.Info("node joined", "node", id)
+	}
+	if rep.Work {
+		s.Nudge()
+	}
+	a, err := s.assignment(r.Context(), id)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, a)
+	return nil
+}
+
+// nodeAssignment long-polls: it answers once the epoch is past ?after= (at
+// once without it), or after ?wait= (default 30 s, at most 60 s) with the
+// current assignment.
+func (s *Server) nodeAssignment(w http.ResponseWriter, r *http.Request) error {
+	id := r.PathValue("id")
+	if err := heartbeat.ValidateNodeID(id); err != nil {
+		return err
+	}
+	q := r.URL.Query()
+	after := int64(-1)
+	if v := q.Get("after"); v != "" {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil {
+			return errBadRequest("after=%q is not an epoch number", v)
+		}
+		after = n
+	}
+	wait := DefaultLongPoll
+	if v := q.Get("wait"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d < 0 {
+			return errBadRequest("wait=%q is not a duration like 30s", v)
+		}
+		wait = min(d, MaxLongPoll)
+	}
+	// Lift the server's write timeout: this answer may come a minute late.
+	_ = http.NewResponseController(w).SetWriteDeadline(time.Time{})
+
+	deadline := time.NewTimer(wait)
+	defer deadline.Stop()
+	poll := time.NewTicker(fallbackPoll)
+	defer poll.Stop()
+	for {
+		wake := s.changed.wait() // taken before the read, so no change slips between
+		a, err := s.assignment(r.Context(), id)
+		if err != nil {
+			return err
+		}
+		if a.Epoch > after {
+			writeJSON(w, http.StatusOK, a)
+			return nil
+		}
+		select {
+		case <-wake:
+		case <-poll.C:
+		case <-deadline.C:
+			writeJSON(w, http.StatusOK, a)
+			return nil
+		case <-r.Context().Done():
+			return nil
+		case <-s.ctx.Done():
+			return &apiError{status: http.StatusServiceUnavailable, code: CodeUnavailable, message: "server shutting down"}
+		}
+	}
+}
+
+func (s *Server) nodeLeave(w http.ResponseWriter, r *http.Request) error {
+	id := r.PathValue("id")
+	if err := s.hb.Leave(r.Context(), id); err != nil {
+		return err
+	}
+	s.log.Info("node left", "node", id)
+	s.Nudge()
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+// assignment reads node id's assignment in the node protocol's shape.
+func (s *Server) assignment(ctx context.Context, id string) (NodeAssignment, error) {
+	epoch, groups, err := s.reg.NodeAssignment(ctx, id)
+	if err != nil {
+		return NodeAssignment{}, err
+	}
+	holders, err := s.holders.get(ctx, s.reg, epoch)
+	if err != nil {
+		return NodeAssignment{}, err
+	}
+	a := NodeAssignment{
+		Epoch: epoch, Node: id, Groups: make([]NodeGroup, 0, len(groups)),
+		IntervalMS: s.hbCfg.Interval.Milliseconds(), TTLMS: s.hbCfg.TTL.Milliseconds(),
+	}
+	for _, g := range groups {
+		n := max(len(holders[g.Name]), 1)
+		ng := NodeGroup{Name: g.Name, Version: g.Version, Config: g.Config, Share: 1 / float64(n), Quota: g.Quota, MaxNodes: g.MaxNodes}
+		if ng.Config == nil {
+			ng.Config = map[string]string{}
+		}
+		if q, err := registry.ParseQuota(g.Quota); err == nil && !q.IsZero() {
+			ng.QuotaShare = q.Share(n)
+		}
+		a.Groups = append(a.Groups, ng)
+	}
+	return a, nil
+}
+
+// holderCache keeps who holds which group for the latest epoch read, so a
+// beat costs one extra read only when the epoch moved.
+type holderCache struct {
+	mu      sync.Mutex
+	epoch   int64
+	byGroup map[string][]string
+}
+
+// get returns the holders at epoch, reading the assignment when the cache is
+// of another epoch.
+func (c *holderCache) get(ctx context.Context, reg *registry.Registry, epoch int64) (map[string][]string, error) {
+	c.mu.Lock()
+	if c.byGroup != nil && c.epoch == epoch {
+		m := c.byGroup
+		c.mu.Unlock()
+		return m, nil
+	}
+	c.mu.Unlock()
+	return c.refresh(ctx, reg)
+}
+
+// refresh reads the committed assignment and caches its holders.
+func (c *holderCache) refresh(ctx context.Context, reg *registry.Registry) (map[string][]string, error) {
+	a, err := reg.Assignment(ctx)
+	if err != nil {
+		return nil, err
+	}
+	m := map[string][]string{}
+	for node, groups := range a.Nodes {
+		for _, g := range groups {
+			m[g] = append(m[g], node)
+		}
+	}
+	for _, ns := range m {
+		slices.Sort(ns)
+	}
+	c.mu.Lock()
+	if c.byGroup == nil || a.Epoch >= c.epoch {
+		c.epoch, c.byGroup = a.Epoch, m
+	}
+	c.mu.Unlock()
+	return m, nil
+}
+
+// holdersNow reads the current holders of every group.
+func (s *Server) holdersNow(r *http.Request) (map[string][]string, error) {
+	return s.holders.refresh(r.Context(), s.reg)
+}

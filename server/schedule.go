@@ -1,0 +1,134 @@
+package server
+
+import (
+	"net/http"
+	"time"
+
+	"github.com/allot-io/allot/registry"
+)
+
+// scheduleRequest is the body of POST /v1/schedule.
+type scheduleRequest struct {
+	Group  string          `json:"group"`
+	Op     registry.Op     `json:"op"` // update | retire | delete
+	At     string          `json:"at"` // RFC 3339, or a duration from now ("10m")
+	Change registry.Change `json:"change"`
+	// DrainTimeout is the drain timeout of a retire ("" = registry default).
+	DrainTimeout string `json:"drain_timeout"`
+}
+
+func (s *Server) listSchedule(w http.ResponseWriter, r *http.Request) error {
+	show, err := reveal(r)
+	if err != nil {
+		return err
+	}
+	items, err := s.reg.Schedules(r.Context())
+	if err != nil {
+		return err
+	}
+	secrets := map[string][]string{}
+	if !show {
+		groups, err := s.reg.List(r.Context())
+		if err != nil {
+			return err
+		}
+		for _, g := range groups {
+			secrets[g.Name] = g.SecretKeys
+		}
+	}
+	out := make([]registry.Scheduled, 0, len(items))
+	for _, it := range items {
+		if !show {
+			it = maskScheduled(it, secrets[it.Group])
+		}
+		out = append(out, it)
+	}
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}
+
+func (s *Server) addSchedule(w http.ResponseWriter, r *http.Request) error {
+	var req scheduleRequest
+	if err := decodeJSON(w, r, MaxBodyBytes, &req, false); err != nil {
+		return err
+	}
+	show, err := reveal(r)
+	if err != nil {
+		return err
+	}
+	switch req.Op {
+	case registry.OpUpdate:
+		if req.Change.IsZero() {
+			return errInvalid("an update needs a change: set, unset, secret, weight, max_nodes or quota")
+		}
+	case registry.OpRetire, registry.OpDelete:
+		if !req.Change.IsZero() {
+			return errInvalid("only an update takes a change")
+		}
+	default:
+		return errInvalid("op %q: want update, retire or delete", req.Op)
+	}
+	if req.At == "" {
+		return errInvalid("at is required: an RFC 3339 time or a duration from now")
+	}
+	sc := registry.Scheduled{Group: req.Group, Op: req.Op, Change: req.Change}
+	if req.DrainTimeout != "" {
+		d, err := time.ParseDuration(req.DrainTimeout)
+		if err != nil || d <= 0 || req.Op != registry.OpRetire {
+			return errInvalid("drain_timeout %q: want a positive duration like 5m, on a retire", req.DrainTimeout)
+		}
+		sc.Drain = d
+	}
+	return s.schedule(w, r, sc, req.At, show)
+}
+
+// schedule stores sc due at `at` and answers the stored item.
+func (s *Server) schedule(w http.ResponseWriter, r *http.Request, sc registry.Scheduled, at string, show bool) error {
+	when, err := parseWhen(at, time.Now())
+	if err != nil {
+		return err
+	}
+	sc.At, sc.By = when, actor(r)
+	stored, err := s.reg.Schedule(r.Context(), sc)
+	if err != nil {
+		return err
+	}
+	s.log.Info("change scheduled", "group", stored.Group, "op", stored.Op, "at", stored.At, "id", stored.ID, "by", stored.By)
+	if !show {
+		var secret []string
+		if g, err := s.reg.Get(r.Context(), stored.Group); err == nil {
+			secret = g.SecretKeys
+		}
+		stored = maskScheduled(stored, secret)
+	}
+	w.Header().Set("Location", "/v1/schedule/"+stored.ID)
+	writeJSON(w, http.StatusCreated, stored)
+	return nil
+}
+
+func (s *Server) cancelSchedule(w http.ResponseWriter, r *http.Request) error {
+	id := r.PathValue("id")
+	if err := s.reg.CancelSchedule(r.Context(), id); err != nil {
+		return err
+	}
+	s.log.Info("schedule cancelled", "id", id, "by", actor(r))
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+// maskScheduled masks the values a scheduled update sets for keys that are
+// secret in the group now or are made secret by the change itself.
+func maskScheduled(sc registry.Scheduled, groupSecrets []string) registry.Scheduled {
+	if len(sc.Change.Set) == 0 {
+		return sc
+	}
+	keys := append(append([]string{}, groupSecrets...), sc.Change.Secret...)
+	var present []string
+	for _, k := range keys {
+		if _, ok := sc.Change.Set[k]; ok {
+			present = append(present, k)
+		}
+	}
+	sc.Change.Set = registry.Group{Config: sc.Change.Set, SecretKeys: present}.Masked().Config
+	return sc
+}
