@@ -191,3 +191,31 @@ func TestBinaryExitCodes(t *testing.T) {
 		assert.NotContains(t, line, "hunter2")
 	})
 }
+
+func TestBinaryWatchStopsOnSIGINT(t *testing.T) {
+	url := redistest.Start(t).URL()
+	cmd := exec.Command(binary, "watch", "--redis", url)
+	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "USER=bin-tester"}
+	var out, errb syncBuffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	require.NoError(t, cmd.Start())
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	t.Cleanup(func() { _ = cmd.Process.Kill() })
+
+	require.Eventually(t, func() bool {
+		mustRun(t, url, "group", "add", fmt.Sprintf("g%d", time.Now().UnixNano()))
+		return strings.Contains(out.String(), "group.added")
+	}, 10*time.Second, 200*time.Millisecond, errb.String())
+
+	start := time.Now()
+	require.NoError(t, cmd.Process.Signal(os.Interrupt))
+	select {
+	case err := <-done:
+		assert.NoError(t, err, "exit 0 on SIGINT; stderr %q", errb.String())
+	case <-time.After(5 * time.Second):
+		t.Fatal("watch ignored SIGINT")
+	}
+	assert.Less(t, time.Since(start), 2*time.Second)
+	assert.Empty(t, errb.String())
+}

@@ -130,3 +130,28 @@ func TestGroupRetireWaitDrainTimeout(t *testing.T) {
 	assert.GreaterOrEqual(t, time.Since(start), 900*time.Millisecond)
 	assert.Equal(t, registry.Retired, getGroup(t, url, "g", false).State)
 }
+
+func TestClusterURL(t *testing.T) {
+	c := redistest.StartCluster(t)
+	url := c.URL()
+	require.Contains(t, url, "addr=", "a cluster URL")
+	seedPool(t, url)
+	hb, err := heartbeat.New(c.Client(t), "default", heartbeat.DefaultConfig())
+	require.NoError(t, err)
+	for _, id := range []string{"n1", "n2", "n3", "n4"} {
+		_, err := hb.Beat(t.Context(), heartbeat.Beat{Node: id, IP: "10.1.0.1"})
+		require.NoError(t, err)
+	}
+	out := mustRun(t, url, "--namespace", "other", "group", "add", "elsewhere")
+	assert.Contains(t, out, "added")
+	mustRun(t, url, "rebalance")
+	assert.Contains(t, mustRun(t, url, "status"), "epoch 1  balanced yes  nodes 4  standby 0")
+	exported := mustRun(t, url, "export")
+	assert.Equal(t, "no changes (3 groups unchanged)\n", mustRun(t, url, "import", writeFile(t, exported)))
+	assert.Contains(t, mustRun(t, url, "--namespace", "other", "group", "list"), "elsewhere")
+	assert.NotContains(t, mustRun(t, url, "group", "list"), "elsewhere")
+
+	out2, _, stop := startWatch(t, url, "--from", "0", "-o", "json")
+	require.Eventually(t, func() bool { return strings.Contains(out2.String(), `"type":"group.retiring"`) }, 10*time.Second, 20*time.Millisecond)
+	assert.Equal(t, exitOK, stop())
+}
