@@ -78,8 +78,10 @@ func TestScale200(t *testing.T) {
 		}
 		return true
 	}, "every node holds a group")
-	t.Logf("200 nodes: every Start returned after %v; all holding a group %v later",
-		started.Sub(start), took)
+	counters, err := p.reg.Counters(context.Background())
+	require.NoError(t, err)
+	t.Logf("200 nodes: every Start returned after %v; all holding a group %v later (epoch %d, membership changes %d)",
+		started.Sub(start), took, counters.Epoch, counters.MVer)
 	assert.LessOrEqual(t, took, bound(2*fastHB.Interval), "every node holds a group within 2 intervals of start")
 
 	var planNodes []allocator.Node
