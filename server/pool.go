@@ -14,43 +14,56 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"gopkg.in/yaml.v3"
 
 	"github.com/allot-io/allot/registry"
 )
 
-// Pool is the document of GET /v1/export and POST /v1/import: every group's
-// definition, as YAML or JSON.
+// Pool is the document of GET /v1/export and POST /v1/import — the same
+// document `allot export` writes and `allot import` reads: every group's
+// settings, as YAML or JSON.
 type Pool struct {
 	Groups []PoolGroup `json:"groups" yaml:"groups"`
 }
 
-// PoolGroup is one group of a Pool. Weight 0 means 1; State "" means active.
+// PoolGroup is one group of a Pool. Omitted fields take their defaults
+// (state active, weight 1, max_nodes 0, no quota, no config).
 type PoolGroup struct {
 	Name       string            `json:"name" yaml:"name"`
-	State      registry.State    `json:"state,omitempty" yaml:"state,omitempty"`
-	Weight     float64           `json:"weight,omitempty" yaml:"weight,omitempty"`
-	MaxNodes   int               `json:"max_nodes,omitempty" yaml:"max_nodes,omitempty"`
+	State      string            `json:"state,omitempty" yaml:"state,omitempty"`
+	Weight     *float64          `json:"weight,omitempty" yaml:"weight,omitempty"`
+	MaxNodes   *int              `json:"max_nodes,omitempty" yaml:"max_nodes,omitempty"`
 	Quota      string            `json:"quota,omitempty" yaml:"quota,omitempty"`
 	Config     map[string]string `json:"config,omitempty" yaml:"config,omitempty"`
 	SecretKeys []string          `json:"secret_keys,omitempty" yaml:"secret_keys,omitempty"`
 }
 
-// ImportReport says what an import changed (or, dry, would change).
+// ImportReport says what an import changed (or, dry, would change). Its
+// JSON is the one of `allot import -o json`.
 type ImportReport struct {
-	DryRun    bool        `json:"dry_run"`
-	Added     []string    `json:"added"`
-	Updated   []GroupDiff `json:"updated"`
-	Retired   []string    `json:"retired"`
-	Deleted   []string    `json:"deleted"`
-	Unchanged []string    `json:"unchanged"`
+	DryRun    bool           `json:"dry_run"`
+	Added     []string       `json:"added"`
+	Changed   []GroupChanges `json:"changed"`
+	Removed   []string       `json:"removed"`
+	Unchanged int            `json:"unchanged"`
+	// Kept are groups in Redis but not in the document, left alone without prune.
+	Kept []string `json:"kept"`
 }
 
-// GroupDiff lists the field changes of one group, secret values never shown.
-type GroupDiff struct {
-	Name    string   `json:"name"`
-	Changes []string `json:"changes"`
+// GroupChanges is the field-level diff of one changed group.
+type GroupChanges struct {
+	Name   string        `json:"name"`
+	Fields []FieldChange `json:"fields"`
+}
+
+// FieldChange is one field that differs. Old is nil for an added config
+// key, New for a removed one. Secret values are shown as "****".
+type FieldChange struct {
+	Field string  `json:"field"`
+	Old   *string `json:"old"`
+	New   *string `json:"new"`
 }
 
 // maskedPrefix starts every masked secret value (see registry.Group.Masked).
@@ -69,27 +82,16 @@ func (s *Server) export(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	p := Pool{Groups: make([]PoolGroup, 0, len(groups))}
-	for _, g := range groups {
-		if !show {
-			g = g.Masked()
-		}
-		pg := PoolGroup{Name: g.Name, Weight: g.Weight, MaxNodes: g.MaxNodes, Quota: g.Quota,
-			Config: g.Config, SecretKeys: g.SecretKeys}
-		if g.State != registry.Active {
-			pg.State = g.State
-		}
-		p.Groups = append(p.Groups, pg)
-	}
-	w.Header().Set("Cache-Control", "no-store")
+	p := exportPool(groups, show)
 	if format == "json" {
 		writeJSON(w, http.StatusOK, p)
 		return nil
 	}
 	var buf bytes.Buffer
-	if !show {
-		buf.WriteString("# secret values are masked; an admin exports them with ?reveal=true.\n" +
-			"# Importing this file keeps the current secret values.\n")
+	if !show && slices.ContainsFunc(groups, func(g registry.Group) bool { return len(g.SecretKeys) > 0 }) {
+		buf.WriteString("# Secret values are masked: this file re-imports over the same pool (masked\n" +
+			"# values keep the stored secret) but cannot create those groups anew.\n" +
+			"# An admin exports them with ?reveal=true.\n")
 	}
 	enc := yaml.NewEncoder(&buf)
 	enc.SetIndent(2)
@@ -98,9 +100,28 @@ func (s *Server) export(w http.ResponseWriter, r *http.Request) error {
 	}
 	_ = enc.Close()
 	w.Header().Set("Content-Type", "application/yaml")
+	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(http.StatusOK)
 	_, _ = w.Write(buf.Bytes())
 	return nil
+}
+
+// exportPool builds the export document; secrets are masked unless show.
+func exportPool(groups []registry.Group, show bool) Pool {
+	p := Pool{Groups: make([]PoolGroup, 0, len(groups))}
+	for _, g := range groups {
+		if !show {
+			g = g.Masked()
+		}
+		w, n := g.Weight, g.MaxNodes
+		pg := PoolGroup{Name: g.Name, State: string(stateOrActive(g.State)), Weight: &w, MaxNodes: &n,
+			Quota: g.Quota, Config: g.Config, SecretKeys: sortedCopy(g.SecretKeys)}
+		if len(pg.Config) == 0 {
+			pg.Config = nil
+		}
+		p.Groups = append(p.Groups, pg)
+	}
+	return p
 }
 
 // exportFormat picks yaml or json from ?format= or else the Accept header
@@ -127,10 +148,11 @@ func exportFormat(r *http.Request) (string, error) {
 	return "yaml", nil
 }
 
-// importPool applies a Pool document all-or-nothing: every group is
-// validated and the whole diff computed before anything is written.
-// ?dry_run=true only reports the diff; ?prune=true deletes groups the
-// document does not list.
+// importPool makes the pool match a Pool document, all or nothing: every
+// group is validated and the whole diff computed before anything is
+// written; ?dry_run=true only reports it; ?prune=true deletes groups the
+// document does not list. Adds and updates come first and are undone if a
+// later write fails; retires and deletes, which cannot be undone, come last.
 func (s *Server) importPool(w http.ResponseWriter, r *http.Request) error {
 	dry, err := boolParam(r, "dry_run")
 	if err != nil {
@@ -144,29 +166,29 @@ func (s *Server) importPool(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	current, err := s.reg.List(r.Context())
+	have, err := s.reg.List(r.Context())
 	if err != nil {
 		return err
 	}
-	plan, err := planImport(p, current, prune)
+	plan, err := planImport(p, have, prune)
 	if err != nil {
 		return err
 	}
 	plan.report.DryRun = dry
-	if !dry {
-		if err := s.applyImport(r.Context(), plan, actor(r)); err != nil {
+	if !dry && len(plan.steps) > 0 {
+		if err := s.applyImport(r.Context(), plan.steps, actor(r)); err != nil {
 			return err
 		}
-		s.log.Info("pool imported", "added", len(plan.report.Added), "updated", len(plan.report.Updated),
-			"retired", len(plan.report.Retired), "deleted", len(plan.report.Deleted), "by", actor(r))
+		s.log.Info("pool imported", "added", len(plan.report.Added), "changed", len(plan.report.Changed),
+			"removed", len(plan.report.Removed), "by", actor(r))
 		s.Nudge()
 	}
 	writeJSON(w, http.StatusOK, plan.report)
 	return nil
 }
 
-// decodePool reads a YAML or JSON Pool (YAML is a superset; unknown fields
-// are refused either way).
+// decodePool reads a YAML or JSON Pool strictly (JSON is YAML; unknown
+// fields, a second document or no groups list are refused).
 func decodePool(w http.ResponseWriter, r *http.Request) (Pool, error) {
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxImportBytes))
 	if err != nil {
@@ -176,271 +198,360 @@ func decodePool(w http.ResponseWriter, r *http.Request) (Pool, error) {
 		}
 		return Pool{}, errBadRequest("read body: %v", err)
 	}
-	if len(bytes.TrimSpace(body)) == 0 {
-		return Pool{}, errBadRequest("empty request body: want a pool document (groups: [...])")
-	}
 	var p Pool
 	dec := yaml.NewDecoder(bytes.NewReader(body))
 	dec.KnownFields(true)
 	if err := dec.Decode(&p); err != nil {
-		return Pool{}, errBadRequest("malformed pool document: %v", err)
+		if errors.Is(err, io.EOF) {
+			return Pool{}, errBadRequest("empty request body: want a pool document (groups: [...])")
+		}
+		return Pool{}, errBadRequest("malformed pool document: %s", strings.TrimPrefix(err.Error(), "yaml: "))
+	}
+	var extra yaml.Node
+	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
+		return Pool{}, errBadRequest("malformed pool document: more than one document")
+	}
+	var probe struct {
+		Groups *[]yaml.Node `yaml:"groups"`
+	}
+	if err := yaml.Unmarshal(body, &probe); err != nil || probe.Groups == nil {
+		return Pool{}, errBadRequest(`malformed pool document: no "groups" list (an empty pool is "groups: []")`)
 	}
 	return p, nil
 }
 
-// importPlan is the validated work of an import.
-type importPlan struct {
-	report  ImportReport
-	adds    []PoolGroup
-	updates []importUpdate
-	retires []string
-	deletes []string
-}
+// stepOp is one kind of registry write of an import.
+type stepOp int
 
-type importUpdate struct {
+const (
+	stepAdd    stepOp = iota // Add the group
+	stepUpdate               // Update it with IfVersion
+	stepRetire               // Retire it (to draining)
+	stepFinish               // FinishRetire it (to retired)
+	stepDelete               // Delete it (prune)
+)
+
+// importStep is one registry write of an import.
+type importStep struct {
+	op     stepOp
 	name   string
 	change registry.Change
+	have   registry.Group // the stored group before the import (update)
 }
 
-// planImport validates every group of p against the current groups and
-// computes the changes. Every problem is reported at once.
-func planImport(p Pool, current []registry.Group, prune bool) (importPlan, error) {
-	plan := importPlan{report: ImportReport{Added: []string{}, Updated: []GroupDiff{}, Retired: []string{},
-		Deleted: []string{}, Unchanged: []string{}}}
-	byName := map[string]registry.Group{}
-	for _, g := range current {
-		byName[g.Name] = g
+// importPlan is the validated work of an import.
+type importPlan struct {
+	report ImportReport
+	steps  []importStep
+}
+
+// planImport validates every group of p against the registry's rules and
+// the stored groups and returns the writes that make the pool match p. It
+// does no I/O. Every problem is reported at once.
+func planImport(p Pool, have []registry.Group, prune bool) (importPlan, error) {
+	rep := ImportReport{Added: []string{}, Changed: []GroupChanges{}, Removed: []string{}, Kept: []string{}}
+	stored := make(map[string]registry.Group, len(have))
+	for _, g := range have {
+		stored[g.Name] = g
 	}
 	var problems []string
 	seen := map[string]bool{}
+	var adds, updates, states, deletes []importStep
 	for i, pg := range p.Groups {
-		where := fmt.Sprintf("groups[%d] %q", i, pg.Name)
 		if seen[pg.Name] {
-			problems = append(problems, where+": listed twice")
+			problems = append(problems, fmt.Sprintf("groups[%d] %q: listed twice", i, pg.Name))
 			continue
 		}
 		seen[pg.Name] = true
-		cur, exists := byName[pg.Name]
-		if errs := validatePoolGroup(pg, cur, exists); len(errs) > 0 {
-			for _, e := range errs {
-				problems = append(problems, where+": "+e)
-			}
+		cur, exists := stored[pg.Name]
+		want, err := desiredGroup(pg, cur, exists)
+		if err != nil {
+			problems = append(problems, fmt.Sprintf("groups[%d] %q: %v", i, pg.Name, err))
 			continue
-		}
-		state := pg.State
-		if state == "" {
-			state = registry.Active
 		}
 		if !exists {
-			plan.adds = append(plan.adds, pg)
-			plan.report.Added = append(plan.report.Added, pg.Name)
-			if state != registry.Active {
-				plan.retires = append(plan.retires, pg.Name)
-				plan.report.Retired = append(plan.report.Retired, pg.Name)
+			c := registry.Change{Set: want.Config, Secret: want.SecretKeys, Weight: &want.Weight, MaxNodes: &want.MaxNodes}
+			if want.Quota != "" {
+				c.Quota = &want.Quota
 			}
+			adds = append(adds, importStep{op: stepAdd, name: want.Name, change: c})
+			switch want.State {
+			case registry.Draining:
+				states = append(states, importStep{op: stepRetire, name: want.Name})
+			case registry.Retired:
+				states = append(states, importStep{op: stepRetire, name: want.Name}, importStep{op: stepFinish, name: want.Name})
+			}
+			rep.Added = append(rep.Added, want.Name)
 			continue
 		}
-		change, diff := diffGroup(cur, pg)
-		if len(diff) > 0 {
-			change.IfVersion = cur.Version
-			plan.updates = append(plan.updates, importUpdate{name: pg.Name, change: change})
-			plan.report.Updated = append(plan.report.Updated, GroupDiff{Name: pg.Name, Changes: diff})
+		fields := diffGroups(cur, want)
+		if len(fields) == 0 {
+			rep.Unchanged++
+			continue
 		}
-		if state != registry.Active && cur.State == registry.Active {
-			plan.retires = append(plan.retires, pg.Name)
-			plan.report.Retired = append(plan.report.Retired, pg.Name)
+		rep.Changed = append(rep.Changed, GroupChanges{Name: want.Name, Fields: fields})
+		if c := contentChange(cur, want); !c.IsZero() {
+			c.IfVersion = cur.Version
+			updates = append(updates, importStep{op: stepUpdate, name: want.Name, change: c, have: cur})
 		}
-		if len(diff) == 0 && !(state != registry.Active && cur.State == registry.Active) {
-			plan.report.Unchanged = append(plan.report.Unchanged, pg.Name)
+		from, to := stateOrActive(cur.State), want.State
+		if from == registry.Active && to != registry.Active {
+			states = append(states, importStep{op: stepRetire, name: want.Name})
+		}
+		if from != registry.Retired && to == registry.Retired {
+			states = append(states, importStep{op: stepFinish, name: want.Name})
 		}
 	}
 	if len(problems) > 0 {
 		return importPlan{}, errInvalid("import rejected, nothing written: %s", strings.Join(problems, "; "))
 	}
-	if prune {
-		for _, g := range current {
-			if !seen[g.Name] {
-				plan.deletes = append(plan.deletes, g.Name)
-				plan.report.Deleted = append(plan.report.Deleted, g.Name)
-			}
+	for _, g := range have {
+		switch {
+		case seen[g.Name]:
+		case prune:
+			rep.Removed = append(rep.Removed, g.Name)
+			deletes = append(deletes, importStep{op: stepDelete, name: g.Name})
+		default:
+			rep.Kept = append(rep.Kept, g.Name)
 		}
 	}
-	return plan, nil
+	// Reversible writes first, so a failure among them can be undone whole.
+	return importPlan{report: rep, steps: slices.Concat(adds, updates, states, deletes)}, nil
 }
 
-// validatePoolGroup checks pg by the registry's rules (so that no write of
-// the import fails on input) and the import's own.
-func validatePoolGroup(pg PoolGroup, cur registry.Group, exists bool) []string {
-	var errs []string
+// desiredGroup is the group pg asks for, validated with the registry's
+// rules. A masked secret value of a stored group keeps the stored value.
+func desiredGroup(pg PoolGroup, cur registry.Group, exists bool) (registry.Group, error) {
 	if err := registry.ValidateName(pg.Name); err != nil {
-		errs = append(errs, "name must match ^[a-z0-9][a-z0-9._-]{0,62}$")
+		return registry.Group{}, errors.New("invalid name: want ^[a-z0-9][a-z0-9._-]{0,62}$")
 	}
-	switch pg.State {
-	case "", registry.Active, registry.Draining, registry.Retired:
+	want := registry.Group{Name: pg.Name, State: registry.State(pg.State), Weight: 1, Quota: strings.TrimSpace(pg.Quota)}
+	switch want.State {
+	case "":
+		want.State = registry.Active
+	case registry.Active, registry.Draining, registry.Retired:
 	default:
-		errs = append(errs, fmt.Sprintf("state %q: want active, draining or retired", pg.State))
+		return want, fmt.Errorf("invalid state %q: want active, draining or retired", pg.State)
 	}
-	if exists && cur.State != registry.Active && (pg.State == "" || pg.State == registry.Active) {
-		errs = append(errs, fmt.Sprintf("is %s in the pool; import cannot make it active again (delete it first)", cur.State))
+	if pg.Weight != nil {
+		want.Weight = *pg.Weight
 	}
-	if math.IsNaN(pg.Weight) || math.IsInf(pg.Weight, 0) || pg.Weight < 0 {
-		errs = append(errs, "weight must be a finite number > 0")
+	if math.IsNaN(want.Weight) || math.IsInf(want.Weight, 0) || want.Weight <= 0 {
+		return want, fmt.Errorf("invalid weight %v: must be a number > 0", want.Weight)
 	}
-	if pg.MaxNodes < 0 {
-		errs = append(errs, "max_nodes must be >= 0")
+	if pg.MaxNodes != nil {
+		want.MaxNodes = *pg.MaxNodes
 	}
-	if pg.Quota != "" {
-		if _, err := registry.ParseQuota(pg.Quota); err != nil {
-			errs = append(errs, fmt.Sprintf("quota %q: want like 600/m, 10/s or 100/s burst 20", pg.Quota))
+	if want.MaxNodes < 0 {
+		return want, fmt.Errorf("invalid max_nodes %d: must be >= 0 (0 = unlimited)", want.MaxNodes)
+	}
+	if want.Quota != "" {
+		q, err := registry.ParseQuota(want.Quota)
+		if err != nil {
+			return want, fmt.Errorf("invalid quota %q: want RATE/UNIT [burst N] with UNIT s, m or h, e.g. 600/m", pg.Quota)
 		}
+		want.Quota = q.String()
 	}
-	for k := range pg.Config {
+	want.Config = map[string]string{}
+	for k, v := range pg.Config {
 		if k == "" {
-			errs = append(errs, "config has an empty key")
+			return want, errors.New("config has an empty key")
 		}
+		want.Config[k] = v
 	}
+	want.SecretKeys = []string{}
 	for _, k := range pg.SecretKeys {
-		if _, ok := pg.Config[k]; !ok {
-			errs = append(errs, fmt.Sprintf("secret key %q is not a config key", k))
-			continue
+		if slices.Contains(want.SecretKeys, k) {
+			return want, fmt.Errorf("secret key %q listed twice", k)
 		}
-		if v := pg.Config[k]; strings.HasPrefix(v, maskedPrefix) && !(exists && cur.IsSecret(k) && maskOf(cur.Config[k]) == v) {
-			errs = append(errs, fmt.Sprintf("secret %q holds a masked value that matches no current value; export with ?reveal=true", k))
+		v, ok := want.Config[k]
+		if !ok {
+			return want, fmt.Errorf("secret key %q is not a config key", k)
 		}
+		if strings.HasPrefix(v, maskedPrefix) {
+			if !exists || !cur.IsSecret(k) || cur.Masked().Config[k] != v {
+				return want, fmt.Errorf("config.%s holds a masked secret that matches no stored value; export with ?reveal=true, or put the real value in the document", k)
+			}
+			want.Config[k] = cur.Config[k]
+		}
+		want.SecretKeys = append(want.SecretKeys, k)
 	}
-	if b, err := json.Marshal(resolvedConfig(pg, cur, exists)); err != nil || len(b) > registry.MaxConfigBytes {
-		errs = append(errs, "config too large (max 64 KiB encoded)")
-	}
-	return errs
-}
-
-// maskOf is how registry masks a secret value.
-func maskOf(v string) string {
-	return registry.Group{Config: map[string]string{"k": v}, SecretKeys: []string{"k"}}.Masked().Config["k"]
-}
-
-// resolvedConfig is pg's config with masked secrets replaced by the current
-// values they stand for.
-func resolvedConfig(pg PoolGroup, cur registry.Group, exists bool) map[string]string {
-	out := maps.Clone(pg.Config)
-	if out == nil {
-		out = map[string]string{}
+	slices.Sort(want.SecretKeys)
+	if b, _ := json.Marshal(want.Config); len(b) > registry.MaxConfigBytes {
+		return want, fmt.Errorf("config is %d bytes encoded; at most %d", len(b), registry.MaxConfigBytes)
 	}
 	if !exists {
-		return out
+		return want, nil
 	}
-	for _, k := range pg.SecretKeys {
-		if v := out[k]; strings.HasPrefix(v, maskedPrefix) && cur.IsSecret(k) && maskOf(cur.Config[k]) == v {
-			out[k] = cur.Config[k]
+	for _, k := range cur.SecretKeys {
+		if _, kept := want.Config[k]; kept && !want.IsSecret(k) {
+			return want, fmt.Errorf("config.%s is secret in the pool and import cannot un-mark it (unset it first, then import)", k)
 		}
+	}
+	from := stateOrActive(cur.State)
+	if from != want.State && (from == registry.Retired || want.State == registry.Active) {
+		return want, fmt.Errorf("state %s cannot become %s (a retired or draining group never becomes active again; delete it and add it anew)", from, want.State)
+	}
+	return want, nil
+}
+
+// diffGroups lists what changed from old to new: state, weight, max_nodes,
+// quota, config keys (sorted), secret_keys. Secret values show as "****".
+func diffGroups(old, new registry.Group) []FieldChange {
+	var out []FieldChange
+	add := func(field, o, n string) {
+		if o != n {
+			out = append(out, FieldChange{Field: field, Old: &o, New: &n})
+		}
+	}
+	add("state", string(stateOrActive(old.State)), string(stateOrActive(new.State)))
+	add("weight", fmtFloat(weightOrDefault(old.Weight)), fmtFloat(weightOrDefault(new.Weight)))
+	add("max_nodes", strconv.Itoa(old.MaxNodes), strconv.Itoa(new.MaxNodes))
+	add("quota", old.Quota, new.Quota)
+	keys := maps.Collect(maps.All(old.Config))
+	maps.Copy(keys, new.Config)
+	for _, k := range slices.Sorted(maps.Keys(keys)) {
+		ov, inOld := old.Config[k]
+		nv, inNew := new.Config[k]
+		if inOld && inNew && ov == nv {
+			continue
+		}
+		secret := old.IsSecret(k) || new.IsSecret(k)
+		show := func(v string, present bool) *string {
+			switch {
+			case !present:
+				return nil
+			case secret:
+				v = maskedPrefix
+			}
+			return &v
+		}
+		out = append(out, FieldChange{Field: "config." + k, Old: show(ov, inOld), New: show(nv, inNew)})
+	}
+	add("secret_keys", strings.Join(sortedCopy(old.SecretKeys), ","), strings.Join(sortedCopy(new.SecretKeys), ","))
+	return out
+}
+
+// contentChange is the Change that turns cur's settings into want's.
+func contentChange(cur, want registry.Group) registry.Change {
+	var c registry.Change
+	for k, v := range want.Config {
+		if old, ok := cur.Config[k]; !ok || old != v {
+			if c.Set == nil {
+				c.Set = map[string]string{}
+			}
+			c.Set[k] = v
+		}
+	}
+	for k := range cur.Config {
+		if _, ok := want.Config[k]; !ok {
+			c.Unset = append(c.Unset, k)
+		}
+	}
+	slices.Sort(c.Unset)
+	for _, k := range want.SecretKeys {
+		if !cur.IsSecret(k) {
+			c.Secret = append(c.Secret, k)
+		}
+	}
+	if weightOrDefault(cur.Weight) != want.Weight {
+		c.Weight = &want.Weight
+	}
+	if cur.MaxNodes != want.MaxNodes {
+		c.MaxNodes = &want.MaxNodes
+	}
+	if cur.Quota != want.Quota {
+		c.Quota = &want.Quota
+	}
+	return c
+}
+
+// applyImport runs the steps in order. When one fails, the adds and updates
+// already done are undone, newest first, and the error says what remains.
+func (s *Server) applyImport(ctx context.Context, steps []importStep, by string) error {
+	var done []importStep
+	for _, st := range steps {
+		var err error
+		switch st.op {
+		case stepAdd:
+			_, err = s.reg.Add(ctx, st.name, st.change, by)
+		case stepUpdate:
+			_, err = s.reg.Update(ctx, st.name, st.change, by)
+		case stepRetire:
+			_, err = s.reg.Retire(ctx, st.name, 0, by)
+		case stepFinish:
+			_, err = s.reg.FinishRetire(ctx, st.name, by)
+		case stepDelete:
+			err = s.reg.Delete(ctx, st.name, by)
+		}
+		if err != nil {
+			return s.undoImport(ctx, done, fmt.Errorf("import stopped at group %q: %w", st.name, err))
+		}
+		done = append(done, st)
+	}
+	return nil
+}
+
+// undoImport reverts the reversible steps of done after cause and returns
+// the error to answer.
+func (s *Server) undoImport(parent context.Context, done []importStep, cause error) error {
+	// The request's context may be what failed; the undo gets its own budget.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(parent), 10*time.Second)
+	defer cancel()
+	var kept []string
+	undone := 0
+	for i := len(done) - 1; i >= 0; i-- {
+		st := done[i]
+		var err error
+		switch st.op {
+		case stepAdd:
+			err = s.reg.Delete(ctx, st.name, "import-undo")
+		case stepUpdate:
+			_, err = s.reg.Rollback(ctx, st.name, st.have.Version, "import-undo")
+		default:
+			kept = append(kept, st.name)
+			continue
+		}
+		if err != nil {
+			kept = append(kept, st.name)
+			continue
+		}
+		undone++
+	}
+	ae := toAPIError(cause)
+	msg := cause.Error()
+	if ae.status >= 500 {
+		msg = "import stopped: " + ae.message
+	}
+	if len(kept) == 0 {
+		msg += fmt.Sprintf("; the %d writes before it were undone, the pool is as it was", undone)
+	} else {
+		msg += fmt.Sprintf("; %d writes undone, these groups keep their new state: %s", undone, strings.Join(kept, ", "))
+	}
+	return &apiError{status: ae.status, code: ae.code, message: msg, err: cause}
+}
+
+func stateOrActive(s registry.State) registry.State {
+	if s == "" {
+		return registry.Active
+	}
+	return s
+}
+
+func weightOrDefault(w float64) float64 {
+	if w == 0 {
+		return 1
+	}
+	return w
+}
+
+func sortedCopy(xs []string) []string {
+	out := slices.Clone(xs)
+	slices.Sort(out)
+	if out == nil {
+		out = []string{}
 	}
 	return out
 }
 
-// diffGroup returns the change turning cur into pg and its description.
-func diffGroup(cur registry.Group, pg PoolGroup) (registry.Change, []string) {
-	var c registry.Change
-	var diff []string
-	weight := pg.Weight
-	if weight == 0 {
-		weight = 1
-	}
-	if weight != cur.Weight {
-		c.Weight = &weight
-		diff = append(diff, fmt.Sprintf("weight: %s → %s", fmtFloat(cur.Weight), fmtFloat(weight)))
-	}
-	if pg.MaxNodes != cur.MaxNodes {
-		n := pg.MaxNodes
-		c.MaxNodes = &n
-		diff = append(diff, fmt.Sprintf("max_nodes: %d → %d", cur.MaxNodes, n))
-	}
-	if q := canonicalQuota(pg.Quota); q != cur.Quota {
-		c.Quota = &q
-		diff = append(diff, fmt.Sprintf("quota: %q → %q", cur.Quota, q))
-	}
-	want := resolvedConfig(pg, cur, true)
-	secret := func(k string) bool { return cur.IsSecret(k) || slices.Contains(pg.SecretKeys, k) }
-	for _, k := range slices.Sorted(maps.Keys(want)) {
-		old, had := cur.Config[k]
-		switch {
-		case !had:
-			diff = append(diff, describe(k, "added", "", want[k], secret(k)))
-		case old != want[k]:
-			diff = append(diff, describe(k, "changed", old, want[k], secret(k)))
-		default:
-			continue
-		}
-		if c.Set == nil {
-			c.Set = map[string]string{}
-		}
-		c.Set[k] = want[k]
-	}
-	for _, k := range slices.Sorted(maps.Keys(cur.Config)) {
-		if _, ok := want[k]; !ok {
-			c.Unset = append(c.Unset, k)
-			diff = append(diff, "config."+k+": removed")
-		}
-	}
-	for _, k := range pg.SecretKeys {
-		if !cur.IsSecret(k) {
-			c.Secret = append(c.Secret, k)
-			diff = append(diff, "config."+k+": now secret")
-		}
-	}
-	return c, diff
-}
-
-func describe(k, what, old, new string, secret bool) string {
-	switch {
-	case secret:
-		return "config." + k + ": " + what + " (secret)"
-	case what == "added":
-		return fmt.Sprintf("config.%s: added %q", k, new)
-	}
-	return fmt.Sprintf("config.%s: %q → %q", k, old, new)
-}
-
-func fmtFloat(f float64) string { return strconv.FormatFloat(f, 'g', -1, 64) }
-
-func canonicalQuota(q string) string {
-	if q == "" {
-		return ""
-	}
-	p, err := registry.ParseQuota(q)
-	if err != nil {
-		return q
-	}
-	return p.String()
-}
-
-// applyImport writes a validated plan: adds, updates (each guarded by the
-// version it was diffed against), retires, deletes.
-func (s *Server) applyImport(ctx context.Context, plan importPlan, by string) error {
-	for _, pg := range plan.adds {
-		weight := pg.Weight
-		if weight == 0 {
-			weight = 1
-		}
-		maxNodes, quota := pg.MaxNodes, pg.Quota
-		c := registry.Change{Set: pg.Config, Secret: pg.SecretKeys, Weight: &weight, MaxNodes: &maxNodes, Quota: &quota}
-		if _, err := s.reg.Add(ctx, pg.Name, c, by); err != nil {
-			return fmt.Errorf("import: add %q: %w", pg.Name, err)
-		}
-	}
-	for _, u := range plan.updates {
-		if _, err := s.reg.Update(ctx, u.name, u.change, by); err != nil {
-			return fmt.Errorf("import: update %q: %w", u.name, err)
-		}
-	}
-	for _, name := range plan.retires {
-		if _, err := s.reg.Retire(ctx, name, 0, by); err != nil {
-			return fmt.Errorf("import: retire %q: %w", name, err)
-		}
-	}
-	for _, name := range plan.deletes {
-		if err := s.reg.Delete(ctx, name, by); err != nil {
-			return fmt.Errorf("import: delete %q: %w", name, err)
-		}
-	}
-	return nil
-}
+func fmtFloat(f float64) string { return strconv.FormatFloat(f, 'f', -1, 64) }
