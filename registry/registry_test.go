@@ -114,6 +114,7 @@ func TestBackends(t *testing.T) {
 			t.Run("HistoryCapAndRollback", func(t *testing.T) { testHistoryCapAndRollback(t, b.rdb) })
 			t.Run("RetireAndFinish", func(t *testing.T) { testRetireAndFinish(t, b.rdb) })
 			t.Run("RetireDrainTimeout", func(t *testing.T) { testRetireDrainTimeout(t, b.rdb) })
+			t.Run("UpdateWithoutChange", func(t *testing.T) { testUpdateWithoutChange(t, b.rdb) })
 			t.Run("Delete", func(t *testing.T) { testDelete(t, b.rdb) })
 			t.Run("ConcurrentUpdates", func(t *testing.T) { testConcurrentUpdates(t, b.rdb) })
 			t.Run("ScheduleExactlyOnce", func(t *testing.T) { testScheduleExactlyOnce(t, b.rdb) })
@@ -124,6 +125,24 @@ func TestBackends(t *testing.T) {
 			t.Run("Events", func(t *testing.T) { testEvents(t, b.rdb) })
 		})
 	}
+}
+
+// testUpdateWithoutChange: an update that sets what is already there is not
+// a change — no new version, no history entry, no event, nothing written.
+func testUpdateWithoutChange(t *testing.T, rdb redis.UniversalClient) {
+	ctx := context.Background()
+	e := newEnv(t, rdb)
+	_, err := e.reg.Add(ctx, "same", registry.Change{Set: map[string]string{"k": "v"}, Weight: f64(2)}, "test")
+	require.NoError(t, err)
+	before := e.dump(t)
+	g, err := e.reg.Update(ctx, "same", registry.Change{Set: map[string]string{"k": "v"}, Weight: f64(2)}, "test")
+	require.NoError(t, err)
+	assert.Equal(t, int64(1), g.Version)
+	assert.Equal(t, before, e.dump(t))
+
+	g, err = e.reg.Update(ctx, "same", registry.Change{Weight: f64(3)}, "test")
+	require.NoError(t, err)
+	assert.Equal(t, int64(2), g.Version, "a real change still bumps the version")
 }
 
 func f64(v float64) *float64 { return &v }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strconv"
 	"time"
@@ -134,6 +135,12 @@ func (r *Registry) modify(ctx context.Context, name string, ifVersion int64, cl 
 		if err != nil {
 			return Group{}, err
 		}
+		if w.mode == "noop" && cl == (claim{}) {
+			return cur, nil
+		}
+		if w.mode == "noop" {
+			w.mode, w.doc = "put", cur // a scheduled no-op still claims its item
+		}
 		w.name, w.expected, w.claim = name, cur.Version, cl
 		res, err := r.runWrite(ctx, w)
 		if err != nil {
@@ -159,6 +166,20 @@ func (r *Registry) modify(ctx context.Context, name string, ifVersion int64, cl 
 		}
 	}
 	return Group{}, ErrConflict
+}
+
+// sameContent reports whether two documents of a group hold the same settings
+// (everything but version, timestamps and author).
+func sameContent(a, b Group) bool {
+	return a.State == b.State && a.Weight == b.Weight && a.MaxNodes == b.MaxNodes &&
+		a.Quota == b.Quota && maps.Equal(a.Config, b.Config) &&
+		slices.Equal(sortedCopy(a.SecretKeys), sortedCopy(b.SecretKeys))
+}
+
+func sortedCopy(xs []string) []string {
+	c := slices.Clone(xs)
+	slices.Sort(c)
+	return c
 }
 
 // backoff waits a little longer after each lost race so that a crowd of
@@ -233,6 +254,10 @@ func (r *Registry) update(ctx context.Context, name string, c Change, by string,
 		n, err := c.apply(cur)
 		if err != nil {
 			return write{}, err
+		}
+		if sameContent(cur, n) {
+			// Nothing changes: no new version, no history entry, no event.
+			return write{mode: "noop"}, nil
 		}
 		n.Version, n.UpdatedBy = cur.Version+1, by
 		return write{mode: "put", doc: n, event: EventGroupUpdated, by: by, version: n.Version}, nil
