@@ -22,6 +22,7 @@
     lastAssign: null,           // Map node ID -> "g1,g2" from the previous status
     movedUntil: new Map(),      // node ID -> ms timestamp
     live: false,
+    namespace: '',              // from X-Allot-Namespace or status.namespace
   };
 
   // ---------- DOM helpers ----------
@@ -93,6 +94,8 @@
       headers['Content-Type'] = 'application/json';
     }
     const res = await fetch(path, { method, headers, body: payload, cache: 'no-store' });
+    const ns = res.headers.get('X-Allot-Namespace');
+    if (ns) state.namespace = ns;
     const text = await res.text();
     if (!res.ok) {
       let code = 'http_' + res.status;
@@ -200,7 +203,7 @@
     const keys = Object.keys(g.config || {}).sort();
     if (!keys.length) return el('span', { class: 'muted' }, '—');
     return el('div', { class: 'config' }, keys.map((k) => el('div', { title: k + '=' + g.config[k] },
-      k, '=', secret.has(k) ? el('span', { class: 'secret' }, g.config[k], ' 🔒') : g.config[k])));
+      k, '=', secret.has(k) ? [el('span', { class: 'secret' }, g.config[k]), ' ', el('span', { class: 'secret-tag' }, 'secret')] : g.config[k])));
   }
 
   // localISO converts a datetime-local value to RFC 3339 with the browser's
@@ -283,18 +286,32 @@
 
   // ---------- rendering ----------
 
+  // Sections are rebuilt only when what they show changed, so buttons under
+  // the pointer are not replaced by identical ones on every event.
+  const shown = {};
+
+  function changed(section, value) {
+    const key = JSON.stringify(value);
+    if (shown[section] === key) return false;
+    shown[section] = key;
+    return true;
+  }
+
   function render() {
+    const s = state.status || {};
+    const now = Date.now();
     renderHeader();
-    renderMap();
-    renderGroups();
-    renderNodes();
-    renderSchedule();
-    renderDev();
+    const moved = [...state.movedUntil].filter(([, until]) => until > now).map(([id]) => id).sort();
+    if (changed('map', [s.groups, s.standby, (s.nodes || []).map((n) => [n.id, n.ip]), moved])) renderMap();
+    if (changed('groups', [state.groups, s.groups])) renderGroups();
+    if (changed('nodes', [(s.nodes || []).map((n) => [n.id, n.ip, n.groups, ago(n.last_seen)]), s.standby])) renderNodes();
+    if (changed('schedule', state.schedule)) renderSchedule();
+    if (changed('dev', [state.dev, state.devNodes])) renderDev();
   }
 
   function renderHeader() {
     const s = state.status || {};
-    $('namespace').textContent = s.namespace || document.querySelector('meta[name="allot-namespace"]')?.content || 'default';
+    $('namespace').textContent = s.namespace || state.namespace || 'default';
     $('epoch').textContent = s.epoch !== undefined ? String(s.epoch) : '–';
     const b = $('balanced');
     b.textContent = s.balanced ? 'balanced' : 'unbalanced';
@@ -408,7 +425,7 @@
       return el('li', { testid: 'dev-node-' + n.id, 'data-running': running ? 'true' : 'false' },
         el('span', {}, el('span', { class: 'who' }, n.id), ' ',
           el('span', { class: 'badge ' + (running ? 'ok' : 'bad') }, running ? 'running' : 'stopped'),
-          (n.groups || []).length ? el('span', { class: 'muted' }, ' ' + n.groups.join(', ')) : null),
+          running && (n.groups || []).length ? el('span', { class: 'muted' }, ' ' + n.groups.join(', ')) : null),
         running
           ? el('button', { type: 'button', class: 'small', testid: 'dev-stop-' + n.id, onclick: () => devAction(n.id, 'stop') }, 'Stop')
           : el('button', { type: 'button', class: 'small', testid: 'dev-start-' + n.id, onclick: () => devAction(n.id, 'start') }, 'Start'));
@@ -627,22 +644,19 @@
         const oldSecrets = new Set(editing.secret_keys || []);
         const newSecrets = secrets.filter((k) => !oldSecrets.has(k));
         for (const k of newSecrets) if (!(k in set) && k in config) set[k] = config[k];
-        body = { version: editing.version };
+        body = {};
         if (Object.keys(set).length) body.set = set;
         if (unset.length) body.unset = unset;
         if (newSecrets.length) body.secret = newSecrets;
         if (weight !== undefined && weight !== editing.weight) body.weight = weight;
         if (maxNodes !== undefined && maxNodes !== editing.max_nodes) body.max_nodes = maxNodes;
         if (quota !== (editing.quota || '')) body.quota = quota;
+        if (!Object.keys(body).length) throw new Error('nothing changed');
         const at = localISO(f.elements.at.value);
-        if (at) {
-          method = 'POST';
-          path = '/v1/schedule';
-          body = { group: editing.name, op: 'update', at, change: body };
-        } else {
-          method = 'PATCH';
-          path = '/v1/groups/' + enc(editing.name);
-        }
+        if (at) body.at = at;
+        else body.if_version = editing.version; // never overwrite a change made meanwhile
+        method = 'PATCH';
+        path = '/v1/groups/' + enc(editing.name);
       }
     } catch (e) {
       err.textContent = e.message;
@@ -651,7 +665,7 @@
     try {
       await api(method, path, body);
       $('dlg-group').close();
-      toast(editing ? 'updated ' + editing.name : 'added ' + body.name);
+      toast(editing ? (body.at ? 'scheduled update of ' : 'updated ') + editing.name : 'added ' + body.name);
       scheduleRefresh();
     } catch (e) {
       err.textContent = e.message;
@@ -803,33 +817,27 @@
     }
   }
 
-  // renderDiff shows an import plan. It understands a list of changes
-  // ({group|name, op|action, fields?}) under "changes" or as a bare array,
-  // or {added, updated, deleted, unchanged} name lists; anything else is
-  // shown as indented JSON (as text).
+  // renderDiff shows an import report: {dry_run, added, updated: [{name,
+  // changes}], retired, deleted, unchanged}. Anything else is shown as
+  // indented JSON (as text).
   function renderDiff(res) {
     const out = $('import-diff');
-    const changes = Array.isArray(res) ? res : res && Array.isArray(res.changes) ? res.changes : null;
-    const opClass = (op) => /add|create/.test(op) ? 'add' : /del|prune|remove/.test(op) ? 'del' : /unchanged|same|noop/.test(op) ? '' : 'mod';
-    if (changes) {
-      if (!changes.length) { replaceChildren(out, el('div', { class: 'muted' }, 'No changes.')); return; }
-      replaceChildren(out, changes.map((c) => {
-        const op = String(c.op || c.action || c.type || 'change');
-        const name = c.group || c.name || '';
-        const fields = Array.isArray(c.fields) ? ' (' + c.fields.join(', ') + ')' : '';
-        return el('div', { class: opClass(op), testid: 'diff-' + name }, (opClass(op) === 'add' ? '+ ' : opClass(op) === 'del' ? '- ' : '~ ') + op + ' ' + name + fields);
-      }));
+    if (!res || !['added', 'updated', 'retired', 'deleted', 'unchanged'].some((k) => Array.isArray(res[k]))) {
+      replaceChildren(out, el('pre', {}, JSON.stringify(res, null, 2)));
       return;
     }
-    if (res && ['added', 'updated', 'deleted', 'unchanged'].some((k) => Array.isArray(res[k]))) {
-      const lines = [];
-      for (const [k, sign, cls] of [['added', '+', 'add'], ['updated', '~', 'mod'], ['deleted', '-', 'del'], ['unchanged', '=', '']]) {
-        for (const n of res[k] || []) lines.push(el('div', { class: cls, testid: 'diff-' + n }, sign + ' ' + k + ' ' + (typeof n === 'string' ? n : n.name || JSON.stringify(n))));
-      }
-      replaceChildren(out, lines.length ? lines : el('div', { class: 'muted' }, 'No changes.'));
-      return;
+    const lines = [el('div', { class: 'muted' }, res.dry_run ? 'Dry run: nothing was written.' : 'Applied.')];
+    for (const n of res.added || []) lines.push(el('div', { class: 'add', testid: 'diff-' + n }, '+ add ' + n));
+    for (const u of res.updated || []) {
+      lines.push(el('div', { class: 'mod', testid: 'diff-' + u.name }, '~ update ' + u.name));
+      for (const c of u.changes || []) lines.push(el('div', { class: 'mod' }, '    ' + c));
     }
-    replaceChildren(out, el('pre', {}, JSON.stringify(res, null, 2)));
+    for (const n of res.retired || []) lines.push(el('div', { class: 'del', testid: 'diff-' + n }, '- retire ' + n));
+    for (const n of res.deleted || []) lines.push(el('div', { class: 'del', testid: 'diff-' + n }, '- delete ' + n));
+    const same = res.unchanged || [];
+    if (same.length) lines.push(el('div', { class: 'muted' }, '= unchanged: ' + same.join(', ')));
+    if (lines.length === 1 + (same.length ? 1 : 0)) lines.push(el('div', {}, 'No changes.'));
+    replaceChildren(out, lines);
   }
 
   async function exportPool() {
@@ -897,7 +905,7 @@
       const now = Date.now();
       let expired = false;
       for (const [id, until] of state.movedUntil) if (until <= now) { state.movedUntil.delete(id); expired = true; }
-      if (expired) { renderMap(); }
+      if (expired) render();
     }, 1000);
   }
 
