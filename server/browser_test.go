@@ -385,3 +385,31 @@ func (d *demoNodes) close() {
 	d.mu.Unlock()
 	d.wg.Wait()
 }
+
+// TestBrowserToken checks the token flow: a server with tokens answers 401,
+// the UI asks for the token once, keeps it for the tab and goes live.
+func TestBrowserToken(t *testing.T) {
+	bin := chromium(t)
+	srv, ts := startAPI(t, server.WithHeartbeat(uiBeat), server.WithTokens(server.Tokens{Admin: "admin-secret"}))
+	_, err := srv.Registry().Add(context.Background(), "beta", registry.Change{}, "test")
+	require.NoError(t, err)
+	browser := newBrowser(t, bin)
+	poll := func(what, js string) {
+		t.Helper()
+		_, err := chromedp.Run(browser, chromedp.Poll[chromedp.Void](js,
+			chromedp.WithPollingInterval(25*time.Millisecond), chromedp.WithPollingTimeout(15*time.Second)))
+		require.NoError(t, err, "waiting for %s", what)
+	}
+	ctx, cancel := context.WithTimeout(browser, 20*time.Second)
+	defer cancel()
+	require.NoError(t, chromedp.Do(ctx, chromedp.Navigate(ts.URL+"/")))
+	poll("token dialog", `document.querySelector('[data-testid="dlg-token"]').open`)
+	require.NoError(t, chromedp.Do(ctx,
+		chromedp.SendKeys(chromedp.CSS(`[data-testid="f-token"]`), "admin-secret"),
+		chromedp.Click(chromedp.CSS(`#form-token button[type="submit"]`))))
+	poll("live with the token", `document.querySelector('[data-testid="live"]').dataset.live === "true" &&
+		!!document.querySelector('[data-testid="group-row-beta"]') && !document.querySelector('[data-testid="dlg-token"]').open`)
+	stored, err := chromedp.Run(ctx, chromedp.Evaluate[string](`sessionStorage.getItem("allot.token")`))
+	require.NoError(t, err)
+	assert.Equal(t, "admin-secret", stored)
+}
