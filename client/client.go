@@ -73,6 +73,7 @@ type Client struct {
 	seenRev     int64          // group revision of the last beat reply
 	counts      map[string]int // holders per group at countsEpoch
 	countsEpoch int64
+	countsAt    time.Time // when counts were last read
 	// delivered are the groups of the last assignment every OnChange
 	// callback has returned from; beats report them as held until then.
 	delivered []string

@@ -33,3 +33,28 @@ func TestStartGetsAssignment(t *testing.T) {
 	require.NoError(t, c.Close(ctx))
 	assert.Empty(t, c.Assignment().Groups)
 }
+
+func TestShareIsTheFractionOfHolders(t *testing.T) {
+	p := newPool(t)
+	p.addGroup("shared", registry.Change{Set: set("api_key", "k"), Quota: ptr("600/m")})
+	cs := p.startClients("s", 4)
+	within(t, 5*time.Second, func() bool {
+		for _, c := range cs {
+			g, ok := c.Assignment().Group("shared")
+			if !ok || g.Share != 0.25 {
+				return false
+			}
+		}
+		return true
+	}, "four holders with a quarter each")
+	closeAll(cs[:2])
+	within(t, 5*time.Second, func() bool {
+		for _, c := range cs[2:] {
+			g, ok := c.Assignment().Group("shared")
+			if !ok || g.Share != 0.5 {
+				return false
+			}
+		}
+		return true
+	}, "two holders left with half each")
+}

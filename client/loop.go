@@ -184,6 +184,7 @@ func (c *Client) needFetch(reply heartbeat.Reply) bool {
 	defer c.mu.Unlock()
 	return c.raw == nil || c.fromCache ||
 		reply.Epoch != c.raw.Epoch || reply.Rev != c.lastRev ||
+		(c.countsEpoch != c.raw.Epoch && len(c.raw.Groups) > 0) ||
 		(c.settled && !c.trusted)
 }
 
@@ -232,7 +233,7 @@ func (c *Client) rebalance(ctx context.Context, gen uint64) {
 func (c *Client) fetch(ctx context.Context) error {
 	c.mu.Lock()
 	gen, settled, rev := c.gen, c.settled, c.seenRev
-	counts, countsEpoch := c.counts, c.countsEpoch
+	counts, countsEpoch, countsAt := c.counts, c.countsEpoch, c.countsAt
 	c.mu.Unlock()
 
 	fctx, cancel := context.WithTimeout(ctx, c.callTimeout())
@@ -241,10 +242,15 @@ func (c *Client) fetch(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("client: read assignment: %w", err)
 	}
-	// Shares need every node's groups: read them again only when the
-	// epoch moved. A commit landing between the two reads is caught by
-	// reading the node's groups once more.
-	for try := 0; epoch != countsEpoch && try < 3; try++ {
+	// Shares need every node's groups, an O(pool) read: do it only when the
+	// epoch moved, the node holds something, and not more than once per
+	// interval (the next beat picks up a skipped refresh). A commit landing
+	// between the two reads is caught by reading the node's groups again.
+	refresh := epoch != countsEpoch && len(groups) > 0 && !c.o.now().Before(countsAt.Add(c.o.heartbeat.Interval))
+	if refresh {
+		countsAt = c.o.now()
+	}
+	for try := 0; refresh && epoch != countsEpoch && try < 3; try++ {
 		full, err := c.reg.Assignment(fctx)
 		if err != nil {
 			return fmt.Errorf("client: read pool assignment: %w", err)
@@ -260,8 +266,8 @@ func (c *Client) fetch(ctx context.Context) error {
 	a := &Assignment{Epoch: epoch}
 	for _, g := range groups {
 		share := 1.0
-		if n := counts[g.Name]; n > 1 && countsEpoch == epoch {
-			share = 1 / float64(n)
+		if n := counts[g.Name]; n > 1 {
+			share = 1 / float64(n) // at countsEpoch: may lag one interval
 		}
 		a.Groups = append(a.Groups, Group{
 			Name: g.Name, Version: g.Version, Config: g.Config,
@@ -283,7 +289,7 @@ func (c *Client) fetch(ctx context.Context) error {
 	c.raw, c.fromCache = a, false
 	c.trusted = settled && gen == c.gen
 	c.lastRev = rev // the read started after the beat that saw rev
-	c.counts, c.countsEpoch = counts, countsEpoch
+	c.counts, c.countsEpoch, c.countsAt = counts, countsEpoch, countsAt
 	c.publishLocked()
 	c.mu.Unlock()
 

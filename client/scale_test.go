@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/allot-io/allot/allocator"
+	"github.com/allot-io/allot/heartbeat"
 	"github.com/allot-io/allot/registry"
 )
 
@@ -67,8 +68,14 @@ func TestScale200(t *testing.T) {
 		planGroups = append(planGroups, allocator.Group{Name: names[i], Weight: 1})
 	}
 
+	// Under -race 200 nodes in one process on 2 shared cores cannot keep a
+	// 300 ms TTL (late beats get nodes reaped and rejoined): use 250/750 ms.
+	hb := fastHB
+	if raceEnabled {
+		hb = heartbeat.Config{Interval: 250 * time.Millisecond, TTL: 750 * time.Millisecond}
+	}
 	start := time.Now()
-	cs := p.startClients("n", nodes)
+	cs := p.startClients("n", nodes, WithHeartbeat(hb))
 	started := time.Now()
 	took := within(t, 10*time.Second, func() bool {
 		for _, c := range cs {
@@ -82,19 +89,19 @@ func TestScale200(t *testing.T) {
 	require.NoError(t, err)
 	t.Logf("200 nodes: every Start returned after %v; all holding a group %v later (epoch %d, membership changes %d)",
 		started.Sub(start), took, counters.Epoch, counters.MVer)
-	assert.LessOrEqual(t, took, bound(2*fastHB.Interval), "every node holds a group within 2 intervals of start")
+	assert.LessOrEqual(t, took, bound(2*hb.Interval), "every node holds a group within 2 intervals of start")
 
 	var planNodes []allocator.Node
 	for _, c := range cs {
 		planNodes = append(planNodes, allocator.Node{ID: c.NodeID(), IP: c.o.ip})
 	}
-	require.Eventually(t, func() bool {
+	within(t, 10*time.Second, func() bool {
 		view := allocator.Assignment{}
 		for _, c := range cs {
 			view[c.NodeID()] = c.Assignment().Names()
 		}
 		return allocator.Balanced(planGroups, planNodes, view)
-	}, time.Second, 5*time.Millisecond, "balanced, judged from the nodes' own views")
+	}, "balanced, judged from the nodes' own views")
 
 	// Pick every holder of 10 groups to freeze and of 10 others to close.
 	h := holdersOf(cs)
@@ -127,8 +134,8 @@ func TestScale200(t *testing.T) {
 	took = within(t, 10*time.Second, func() bool { return gone(frozen) && allHeldBy(live, names) },
 		"groups of frozen nodes reach live nodes")
 	t.Logf("20 nodes frozen: their groups held by live nodes after %v (TTL %v + interval %v)",
-		took, fastHB.TTL, fastHB.Interval)
-	assert.LessOrEqual(t, took, bound(fastHB.TTL+fastHB.Interval), "frozen nodes' groups move within TTL + 1 interval")
+		took, hb.TTL, hb.Interval)
+	assert.LessOrEqual(t, took, bound(hb.TTL+hb.Interval), "frozen nodes' groups move within TTL + 1 interval")
 
 	live = without(live, leaving)
 	var wg sync.WaitGroup
