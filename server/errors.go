@@ -22,9 +22,6 @@ var (
 	// ErrInvalidTokens means two roles were given the same token, so a
 	// request could not tell which role it has.
 	ErrInvalidTokens = errors.New("server: every configured token must be different")
-	// ErrNotLoopback is returned by CheckListen for a non-loopback address
-	// when no admin token is configured.
-	ErrNotLoopback = errors.New("server: refusing to listen on a non-loopback address without ALLOT_ADMIN_TOKEN")
 	// ErrClosed is returned by Run after Close.
 	ErrClosed = errors.New("server: closed")
 )

@@ -94,7 +94,7 @@ func (f *Fleet) Add(ctx context.Context) (Node, error) {
 	crashed := new(atomic.Bool)
 	rdb := redis.NewClient(&redis.Options{Addr: f.addr, Protocol: 2, PoolSize: 4, MaxRetries: -1})
 	rdb.AddHook(crashHook{crashed})
-	d := &demoNode{id: fmt.Sprintf("demo-%d", n), ip: fmt.Sprintf("10.0.%d.%d", n/250, n%250+1), rdb: rdb, crashed: crashed}
+	d := &demoNode{id: fmt.Sprintf("demo-%d", n), ip: fmt.Sprintf("10.0.%d.%d", (n-1)/254, (n-1)%254+1), rdb: rdb, crashed: crashed}
 	f.nodes[d.id] = d
 	f.mu.Unlock()
 	if err := f.start(ctx, d); err != nil {
@@ -126,7 +126,7 @@ func (f *Fleet) start(ctx context.Context, d *demoNode) error {
 	}
 	d.crashed.Store(false)
 	c, err := client.New(d.rdb, client.WithNamespace(f.ns), client.WithNodeID(d.id), client.WithIP(d.ip),
-		client.WithHeartbeat(f.hb), client.WithLogger(f.log.With("node", d.id)))
+		client.WithHeartbeat(f.hb), client.WithLogger(f.log))
 	if err != nil {
 		f.mu.Unlock()
 		return fmt.Errorf("devredis: node %s: %w", d.id, err)

@@ -1,0 +1,275 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/spf13/cobra"
+
+	"github.com/allot-io/allot/heartbeat"
+	"github.com/allot-io/allot/internal/devredis"
+	"github.com/allot-io/allot/server"
+)
+
+func init() { commandFactories = append(commandFactories, newServeCmd) }
+
+// Serve defaults.
+const (
+	defaultListen    = "127.0.0.1:7070"
+	defaultDemoNodes = 6
+	// shutdownTimeout bounds the graceful shutdown of the HTTP server.
+	shutdownTimeout = 10 * time.Second
+)
+
+// serveOptions are the flags of `allot serve`.
+type serveOptions struct {
+	listen    string
+	dev       bool
+	demoNodes int
+	logFormat string
+	logLevel  string
+}
+
+func newServeCmd(a *app) *cobra.Command {
+	o := serveOptions{}
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Run the HTTP API, web UI, metrics and coordinator",
+		Long: `Serve runs allot's HTTP server: the JSON API under /v1, Server-Sent Events
+(/v1/events), the HTTP node protocol for non-Go nodes, Prometheus metrics
+(/metrics), /healthz, /readyz and the web UI at /. It also coordinates: it
+rebalances on every change and on a timer, applies due schedules and reaps
+dead nodes, even when no node is running.
+
+Tokens come from ALLOT_ADMIN_TOKEN (everything), ALLOT_READ_TOKEN (GET routes,
+secrets masked) and ALLOT_NODE_TOKEN (node protocol), sent as
+"Authorization: Bearer TOKEN". Without any token every route is open, so serve
+listens on 127.0.0.1 by default and refuses another address unless
+ALLOT_ADMIN_TOKEN is set.
+
+--dev runs on an embedded in-memory Redis (state is lost on exit) with sample
+groups and --demo-nodes simulated nodes, so it works with nothing installed.`,
+		Example: "  allot serve --dev\n  ALLOT_ADMIN_TOKEN=... allot serve --listen 0.0.0.0:7070 --redis redis://redis:6379",
+		Args:    exactArgs(),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if cmd.Flags().Changed("demo-nodes") && !o.dev {
+				return usageErrorf("--demo-nodes needs --dev")
+			}
+			return a.serve(cmd.Context(), o)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.listen, "listen", defaultListen, "`host:port` to listen on (a non-loopback address needs ALLOT_ADMIN_TOKEN)")
+	f.BoolVar(&o.dev, "dev", false, "run on an embedded in-memory Redis with sample groups and demo nodes (state is lost on exit)")
+	f.IntVar(&o.demoNodes, "demo-nodes", defaultDemoNodes, "simulated nodes to run with --dev")
+	f.StringVar(&o.logFormat, "log-format", "text", "log format: text or json")
+	f.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	return cmd
+}
+
+// serveLogger builds the server's logger on w from the log flags.
+func serveLogger(w io.Writer, format, level string) (*slog.Logger, error) {
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(level)); err != nil {
+		return nil, usageErrorf("invalid --log-level %q: want debug, info, warn or error", level)
+	}
+	opts := &slog.HandlerOptions{Level: lv}
+	switch format {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	}
+	return nil, usageErrorf("invalid --log-format %q: want text or json", format)
+}
+
+// checkListen refuses to serve an open API beyond this machine: a
+// non-loopback address needs an admin token.
+func checkListen(addr string, tokens server.Tokens) error {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return usageErrorf("invalid --listen %q: want host:port, e.g. %s", addr, defaultListen)
+	}
+	if tokens.Admin != "" || isLoopback(host) {
+		return nil
+	}
+	return usageErrorf("refusing to listen on %s without ALLOT_ADMIN_TOKEN: set the token(s) or listen on 127.0.0.1", addr)
+}
+
+// isLoopback reports whether host only reaches this machine. An empty host
+// means every interface.
+func isLoopback(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// serve runs the server until ctx is done (SIGINT/SIGTERM), then shuts down
+// gracefully.
+func (a *app) serve(ctx context.Context, o serveOptions) error {
+	log, err := serveLogger(a.stderr, o.logFormat, o.logLevel)
+	if err != nil {
+		return err
+	}
+	if o.demoNodes < 0 {
+		return usageErrorf("invalid --demo-nodes %d: must be >= 0", o.demoNodes)
+	}
+	tokens := server.Tokens{
+		Admin: strings.TrimSpace(a.getenv("ALLOT_ADMIN_TOKEN")),
+		Read:  strings.TrimSpace(a.getenv("ALLOT_READ_TOKEN")),
+		Node:  strings.TrimSpace(a.getenv("ALLOT_NODE_TOKEN")),
+	}
+	if err := checkListen(o.listen, tokens); err != nil {
+		return err
+	}
+
+	var (
+		rdb redis.UniversalClient
+		dev *devredis.Redis
+		hb  = heartbeat.DefaultConfig()
+	)
+	if o.dev {
+		if dev, err = devredis.Start(); err != nil {
+			return err
+		}
+		defer dev.Close()
+		c := dev.Client()
+		defer c.Close()
+		rdb, hb = c, devredis.DefaultHeartbeat
+		fmt.Fprintln(a.stderr, "allot serve: dev mode: in-memory Redis, state is lost on exit")
+	} else {
+		cctx, cancel := context.WithTimeout(ctx, max(a.timeout, time.Second))
+		rdb, err = a.rdb(cctx)
+		cancel()
+		if err != nil {
+			return err
+		}
+	}
+
+	var fleet *devredis.Fleet
+	opts := []server.Option{server.WithNamespace(a.namespace), server.WithTokens(tokens),
+		server.WithLogger(log), server.WithHeartbeat(hb)}
+	if o.dev {
+		fleet = devredis.NewFleet(dev.Addr(), devredis.WithNamespace(a.namespace),
+			devredis.WithHeartbeat(hb), devredis.WithLogger(log.With("component", "demo")))
+		opts = append(opts, server.WithDev(devController{fleet}))
+	}
+	s, err := server.New(rdb, opts...)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	if o.dev {
+		sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		_, err := devredis.Seed(sctx, s.Registry())
+		cancel()
+		if err != nil {
+			return err
+		}
+	}
+
+	l, err := net.Listen("tcp", o.listen)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", o.listen, err)
+	}
+	httpSrv := s.HTTPServer(o.listen, s.Handler())
+	served := make(chan error, 1)
+	go func() { served <- httpSrv.Serve(l) }()
+	mode := ""
+	if o.dev {
+		mode = " (dev mode)"
+	}
+	fmt.Fprintf(a.stdout, "allot serve: listening on http://%s%s\n", l.Addr(), mode)
+	log.Info("serving", "addr", l.Addr().String(), "dev", o.dev, "auth", !tokens.Open())
+
+	loopCtx, stopLoop := context.WithCancel(ctx)
+	looped := make(chan error, 1)
+	go func() { looped <- s.Run(loopCtx) }()
+
+	if fleet != nil {
+		defer func() {
+			fctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			_ = fleet.Close(fctx)
+		}()
+		for range o.demoNodes {
+			actx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			_, err := fleet.Add(actx)
+			cancel()
+			if err != nil {
+				log.Warn("demo node did not start", "err", err)
+				break
+			}
+		}
+	}
+
+	var serveErr error
+	select {
+	case <-ctx.Done():
+		log.Info("shutting down")
+	case serveErr = <-served:
+	}
+	stopLoop()
+	<-looped
+	// Close ends event streams and long polls, so Shutdown can finish.
+	closed := make(chan struct{})
+	go func() { _ = s.Close(); close(closed) }()
+	sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+	defer cancel()
+	if err := httpSrv.Shutdown(sctx); err != nil {
+		log.Warn("shutdown: connections cut", "err", err)
+	}
+	<-closed
+	if serveErr != nil && !errors.Is(serveErr, http.ErrServerClosed) {
+		return fmt.Errorf("serve: %w", serveErr)
+	}
+	return nil
+}
+
+// devController adapts the demo fleet to the server's dev routes.
+type devController struct{ f *devredis.Fleet }
+
+func (d devController) Nodes() []server.DevNode {
+	nodes := d.f.Nodes()
+	out := make([]server.DevNode, 0, len(nodes))
+	for _, n := range nodes {
+		out = append(out, devNode(n))
+	}
+	return out
+}
+
+func (d devController) Stop(ctx context.Context, id string, graceful bool) error {
+	return devError(id, d.f.Stop(ctx, id, graceful))
+}
+
+func (d devController) Start(ctx context.Context, id string) error {
+	return devError(id, d.f.Start(ctx, id))
+}
+
+func (d devController) Add(ctx context.Context) (server.DevNode, error) {
+	n, err := d.f.Add(ctx)
+	return devNode(n), err
+}
+
+func devNode(n devredis.Node) server.DevNode {
+	return server.DevNode{ID: n.ID, IP: n.IP, Running: n.Running, Epoch: n.Epoch, Groups: n.Groups}
+}
+
+// devError maps the fleet's unknown-node error to the server's, so the API
+// answers 404.
+func devError(id string, err error) error {
+	if errors.Is(err, devredis.ErrUnknownNode) {
+		return fmt.Errorf("%w: %q", server.ErrDevNodeNotFound, id)
+	}
+	return err
+}

@@ -1,0 +1,193 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/allot-io/allot/internal/redistest"
+	"github.com/allot-io/allot/server"
+)
+
+var listeningLine = regexp.MustCompile(`allot serve: listening on (http://\S+)`)
+
+// startServe runs `allot serve args...` in-process and returns its base URL
+// and a stop function that ends it like SIGTERM and returns the exit code.
+func startServe(t *testing.T, getenv func(string) string, args ...string) (string, *syncBuffer, func() int) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	var out, errb syncBuffer
+	code := make(chan int, 1)
+	go func() {
+		code <- execute(ctx, append([]string{"serve"}, args...), env{stdout: &out, stderr: &errb, getenv: getenv})
+	}()
+	var url string
+	require.Eventually(t, func() bool {
+		select {
+		case c := <-code:
+			code <- c
+			return true
+		default:
+		}
+		m := listeningLine.FindStringSubmatch(out.String())
+		if m != nil {
+			url = m[1]
+		}
+		return m != nil
+	}, 15*time.Second, 10*time.Millisecond)
+	require.NotEmpty(t, url, "serve exited early; stderr: %s", errb.String())
+	stopped := false
+	stop := func() int {
+		stopped = true
+		cancel()
+		select {
+		case c := <-code:
+			return c
+		case <-time.After(20 * time.Second):
+			t.Fatal("serve did not stop within 20s")
+			return -1
+		}
+	}
+	t.Cleanup(func() {
+		if !stopped {
+			stop()
+		}
+	})
+	return url, &errb, stop
+}
+
+func getJSON(t *testing.T, url string, v any) int {
+	t.Helper()
+	res, err := http.Get(url)
+	require.NoError(t, err)
+	defer res.Body.Close()
+	b, err := io.ReadAll(res.Body)
+	require.NoError(t, err)
+	if v != nil && res.StatusCode == http.StatusOK {
+		require.NoError(t, json.Unmarshal(b, v), "%s", b)
+	}
+	return res.StatusCode
+}
+
+// TestServeDev is the --dev smoke test: with nothing installed, the server
+// answers with demo nodes holding every sample group, and a demo node
+// stopped without leaving is reaped and its groups move.
+func TestServeDev(t *testing.T) {
+	url, stderr, stop := startServe(t, testEnv, "--dev", "--listen", "127.0.0.1:0", "--demo-nodes", "3")
+	assert.Contains(t, stderr.String(), "dev mode: in-memory Redis, state is lost on exit")
+
+	type status struct {
+		Groups []struct {
+			Name  string   `json:"name"`
+			Nodes []string `json:"nodes"`
+		} `json:"groups"`
+		Nodes []struct {
+			ID     string   `json:"id"`
+			Groups []string `json:"groups"`
+		} `json:"nodes"`
+	}
+	held := func(st status) bool {
+		for _, g := range st.Groups {
+			if len(g.Nodes) == 0 {
+				return false
+			}
+		}
+		return len(st.Groups) == 4
+	}
+	var st status
+	require.Eventually(t, func() bool {
+		return getJSON(t, url+"/v1/status", &st) == http.StatusOK && len(st.Nodes) == 3 && held(st)
+	}, 20*time.Second, 20*time.Millisecond, "status: %+v", &st)
+
+	var nodes []server.DevNode
+	require.Equal(t, http.StatusOK, getJSON(t, url+"/v1/dev/nodes", &nodes))
+	require.Len(t, nodes, 3)
+	victim := nodes[0].ID
+	res, err := http.Post(url+"/v1/dev/nodes/"+victim+"/stop", "", nil)
+	require.NoError(t, err)
+	res.Body.Close()
+	require.Equal(t, http.StatusOK, res.StatusCode)
+	require.Eventually(t, func() bool {
+		if getJSON(t, url+"/v1/status", &st) != http.StatusOK {
+			return false
+		}
+		for _, n := range st.Nodes {
+			if n.ID == victim {
+				return false
+			}
+		}
+		return len(st.Nodes) == 2 && held(st)
+	}, 20*time.Second, 20*time.Millisecond, "status: %+v", &st)
+
+	assert.Equal(t, exitOK, stop())
+}
+
+// TestServeRedis serves a real Redis with tokens on a non-loopback address.
+func TestServeRedis(t *testing.T) {
+	rs := redistest.Start(t)
+	getenv := func(k string) string {
+		switch k {
+		case "ALLOT_REDIS_URL":
+			return rs.URL()
+		case "ALLOT_ADMIN_TOKEN":
+			return "admin-0123456789"
+		}
+		return testEnv(k)
+	}
+	url, _, stop := startServe(t, getenv, "--listen", "0.0.0.0:0", "--log-format", "json")
+	url = strings.Replace(url, "0.0.0.0", "127.0.0.1", 1)
+	url = strings.Replace(url, "[::]", "127.0.0.1", 1)
+	assert.Equal(t, http.StatusOK, getJSON(t, url+"/readyz", nil))
+	assert.Equal(t, http.StatusUnauthorized, getJSON(t, url+"/v1/status", nil))
+	assert.Equal(t, exitOK, stop())
+}
+
+func TestServeUsage(t *testing.T) {
+	tests := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--listen", "0.0.0.0:7070"}, "refusing to listen on 0.0.0.0:7070 without ALLOT_ADMIN_TOKEN"},
+		{[]string{"--listen", ":7070"}, "refusing to listen on :7070 without ALLOT_ADMIN_TOKEN"},
+		{[]string{"--listen", "nonsense"}, "invalid --listen"},
+		{[]string{"--demo-nodes", "2"}, "--demo-nodes needs --dev"},
+		{[]string{"--dev", "--demo-nodes", "-1"}, "invalid --demo-nodes"},
+		{[]string{"--dev", "--log-level", "loud"}, "invalid --log-level"},
+		{[]string{"--dev", "--log-format", "xml"}, "invalid --log-format"},
+	}
+	for _, tt := range tests {
+		var out, errb syncBuffer
+		code := execute(t.Context(), append([]string{"serve"}, tt.args...), env{stdout: &out, stderr: &errb, getenv: testEnv})
+		assert.Equal(t, exitUsage, code, "%v", tt.args)
+		assert.Contains(t, errb.String(), tt.want)
+		assert.Equal(t, 1, strings.Count(errb.String(), "\n"), "one line: %q", errb.String())
+	}
+}
+
+func TestCheckListen(t *testing.T) {
+	open := server.Tokens{}
+	for _, tt := range []struct {
+		addr   string
+		tokens server.Tokens
+		ok     bool
+	}{
+		{"127.0.0.1:7070", open, true},
+		{"localhost:7070", open, true},
+		{"[::1]:7070", open, true},
+		{"0.0.0.0:7070", open, false},
+		{"10.1.2.3:7070", server.Tokens{Read: "r"}, false},
+		{"10.1.2.3:7070", server.Tokens{Admin: "a"}, true},
+		{":7070", server.Tokens{Admin: "a"}, true},
+	} {
+		err := checkListen(tt.addr, tt.tokens)
+		assert.Equal(t, tt.ok, err == nil, "%s %+v: %v", tt.addr, tt.tokens, err)
+	}
+}
