@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"net/http"
 	"time"
 
@@ -47,6 +48,20 @@ type rollbackRequest struct {
 	Version int64 `json:"version"`
 }
 
+// liveHolders returns the live nodes holding each group, as `allot status`
+// counts them (a dead node not reaped yet holds nothing).
+func (s *Server) liveHolders(ctx context.Context) (map[string][]string, error) {
+	st, err := allocator.Inspect(ctx, s.reg, s.hb)
+	if err != nil {
+		return nil, err
+	}
+	m := make(map[string][]string, len(st.Groups))
+	for _, g := range st.Groups {
+		m[g.Name] = g.Nodes
+	}
+	return m, nil
+}
+
 // view returns the group JSON of DESIGN.md, masked unless shown.
 func view(g registry.Group, nodes []string, show bool) allocator.GroupView {
 	if !show {
@@ -67,7 +82,7 @@ func (s *Server) listGroups(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	holders, err := s.holdersNow(r)
+	holders, err := s.liveHolders(r.Context())
 	if err != nil {
 		return err
 	}
@@ -88,7 +103,7 @@ func (s *Server) getGroup(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	holders, err := s.holdersNow(r)
+	holders, err := s.liveHolders(r.Context())
 	if err != nil {
 		return err
 	}
@@ -138,7 +153,7 @@ func (s *Server) updateGroup(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	s.log.Info("group updated", "group", g.Name, "version", g.Version, "by", actor(r))
-	holders, err := s.holdersNow(r)
+	holders, err := s.liveHolders(r.Context())
 	if err != nil {
 		return err
 	}
@@ -182,7 +197,7 @@ func (s *Server) retireGroup(w http.ResponseWriter, r *http.Request) error {
 	}
 	s.log.Info("group retiring", "group", g.Name, "version", g.Version, "by", actor(r))
 	s.Nudge()
-	holders, err := s.holdersNow(r)
+	holders, err := s.liveHolders(r.Context())
 	if err != nil {
 		return err
 	}
@@ -227,7 +242,7 @@ func (s *Server) rollbackGroup(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	s.log.Info("group rolled back", "group", g.Name, "version", g.Version, "to", req.Version, "by", actor(r))
-	holders, err := s.holdersNow(r)
+	holders, err := s.liveHolders(r.Context())
 	if err != nil {
 		return err
 	}

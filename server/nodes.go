@@ -293,8 +293,3 @@ func (c *holderCache) refresh(ctx context.Context, reg *registry.Registry) (map[
 	c.mu.Unlock()
 	return m, nil
 }
-
-// holdersNow reads the current holders of every group.
-func (s *Server) holdersNow(r *http.Request) (map[string][]string, error) {
-	return s.holders.refresh(r.Context(), s.reg)
-}
