@@ -144,6 +144,7 @@ type perfHarness struct {
 
 	mu    sync.Mutex
 	nodes []perfNode
+	byID  map[string]perfNode
 	gone  map[string]bool
 
 	changed  chan struct{}
@@ -338,6 +339,10 @@ func (h *perfHarness) startNodes() (time.Duration, error) {
 	}
 	h.mu.Lock()
 	h.nodes = nodes
+	h.byID = make(map[string]perfNode, len(nodes))
+	for _, n := range nodes {
+		h.byID[n.id()] = n
+	}
 	h.mu.Unlock()
 
 	startTimeout := 30*time.Second + time.Duration(h.cfg.nodes)*10*time.Millisecond
@@ -386,11 +391,6 @@ func (h *perfHarness) markGone(ids ...string) {
 	}
 }
 
-func (h *perfHarness) isGone(id string) bool {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	return h.gone[id]
-}
 
 // watch calls done with the committed assignment whenever it or a node's
 // view changes, until done returns true or timeout passes.
@@ -593,48 +593,52 @@ func (h *perfHarness) setWeight(name string, w float64) {
 	}
 }
 
+// holderIndex maps each group to its live holders in one committed
+// assignment, so checking many departed nodes costs one pass.
+type holderIndex struct {
+	a     registry.Assignment
+	ready map[string]bool // the group has live holders and all of them use it
+}
+
+func (h *perfHarness) indexHolders(a registry.Assignment) holderIndex {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	idx := holderIndex{a: a, ready: make(map[string]bool, len(h.groups))}
+	for nid, gs := range a.Nodes {
+		if h.gone[nid] {
+			continue
+		}
+		n := h.byID[nid]
+		var v *nodeView
+		if n != nil {
+			v = n.view()
+		}
+		for _, g := range gs {
+			ok := v != nil
+			if ok {
+				_, ok = v.groups[g]
+			}
+			if prev, seen := idx.ready[g]; !seen || prev {
+				idx.ready[g] = ok
+			}
+		}
+	}
+	return idx
+}
+
 // reassigned reports whether the groups a departed node held are in use
 // again: the node is out of the committed assignment, each of its groups
 // has a live holder there, and every live holder of them uses it.
-func (h *perfHarness) reassigned(a registry.Assignment, id string, groups []string) bool {
-	if len(a.Nodes[id]) > 0 {
+func (idx holderIndex) reassigned(id string, groups []string) bool {
+	if len(idx.a.Nodes[id]) > 0 {
 		return false
 	}
 	for _, g := range groups {
-		holders := 0
-		for nid, gs := range a.Nodes {
-			if h.isGone(nid) || !slices.Contains(gs, g) {
-				continue
-			}
-			holders++
-			n := h.node(nid)
-			if n == nil {
-				return false
-			}
-			v := n.view()
-			if v == nil {
-				return false
-			}
-			if _, ok := v.groups[g]; !ok {
-				return false
-			}
-		}
-		if holders == 0 {
+		if !idx.ready[g] {
 			return false
 		}
 	}
 	return true
-}
-
-func (h *perfHarness) node(id string) perfNode {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	for _, n := range h.nodes {
-		if n.id() == id {
-			return n
-		}
-	}
-	return nil
 }
 
 // measureLeave closes nodes gracefully one at a time and times until their
@@ -665,7 +669,7 @@ func (h *perfHarness) measureLeave(res *perfResult) error {
 		})
 		var took time.Duration
 		err = h.watch(timeout, func(a registry.Assignment, now time.Time) bool {
-			if h.reassigned(a, n.id(), groups) {
+			if h.indexHolders(a).reassigned(n.id(), groups) {
 				took = now.Sub(t0)
 				return true
 			}
@@ -722,8 +726,9 @@ func (h *perfHarness) measureFailover(res *perfResult) error {
 	timeout := 3*(h.cfg.ttl+h.cfg.interval) + 5*time.Second
 	var samples []float64
 	err = h.watch(timeout, func(a registry.Assignment, now time.Time) bool {
+		idx := h.indexHolders(a)
 		for id, groups := range pending {
-			if h.reassigned(a, id, groups) {
+			if idx.reassigned(id, groups) {
 				samples = append(samples, ms(now.Sub(t0)))
 				delete(pending, id)
 			}
