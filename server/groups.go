@@ -142,7 +142,7 @@ func (s *Server) updateGroup(w http.ResponseWriter, r *http.Request) error {
 	}
 	name := r.PathValue("name")
 	c := req.change()
-	if c.IsZero() {
+	if !c.Edits() {
 		return errInvalid("nothing to change: give set, unset, secret, weight, max_nodes or quota")
 	}
 	if req.At != "" {

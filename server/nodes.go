@@ -5,9 +5,7 @@ import (
 	"errors"
 	"net"
 	"net/http"
-	"slices"
 	"strconv"
-	"sync"
 	"time"
 
 	"github.com/allot-io/allot/allocator"
@@ -224,20 +222,16 @@ func (s *Server) nodeLeave(w http.ResponseWriter, r *http.Request) error {
 
 // assignment reads node id's assignment in the node protocol's shape.
 func (s *Server) assignment(ctx context.Context, id string) (NodeAssignment, error) {
-	epoch, groups, err := s.reg.NodeAssignment(ctx, id)
-	if err != nil {
-		return NodeAssignment{}, err
-	}
-	holders, err := s.holders.get(ctx, s.reg, epoch)
+	v, err := s.reg.NodeAssignment(ctx, id)
 	if err != nil {
 		return NodeAssignment{}, err
 	}
 	a := NodeAssignment{
-		Epoch: epoch, Node: id, Groups: make([]NodeGroup, 0, len(groups)),
+		Epoch: v.Epoch, Node: id, Groups: make([]NodeGroup, 0, len(v.Groups)),
 		IntervalMS: s.hbCfg.Interval.Milliseconds(), TTLMS: s.hbCfg.TTL.Milliseconds(),
 	}
-	for _, g := range groups {
-		n := max(len(holders[g.Name]), 1)
+	for _, g := range v.Groups {
+		n := max(v.Holders[g.Name], 1)
 		ng := NodeGroup{Name: g.Name, Version: g.Version, Config: g.Config, Share: 1 / float64(n), Quota: g.Quota, MaxNodes: g.MaxNodes}
 		if ng.Config == nil {
 			ng.Config = map[string]string{}
@@ -248,48 +242,4 @@ func (s *Server) assignment(ctx context.Context, id string) (NodeAssignment, err
 		a.Groups = append(a.Groups, ng)
 	}
 	return a, nil
-}
-
-// holderCache keeps who holds which group for the latest epoch read, so a
-// beat costs one extra read only when the epoch moved.
-type holderCache struct {
-	mu      sync.Mutex
-	epoch   int64
-	byGroup map[string][]string
-}
-
-// get returns the holders at epoch, reading the assignment when the cache is
-// of another epoch.
-func (c *holderCache) get(ctx context.Context, reg *registry.Registry, epoch int64) (map[string][]string, error) {
-	c.mu.Lock()
-	if c.byGroup != nil && c.epoch == epoch {
-		m := c.byGroup
-		c.mu.Unlock()
-		return m, nil
-	}
-	c.mu.Unlock()
-	return c.refresh(ctx, reg)
-}
-
-// refresh reads the committed assignment and caches its holders.
-func (c *holderCache) refresh(ctx context.Context, reg *registry.Registry) (map[string][]string, error) {
-	a, err := reg.Assignment(ctx)
-	if err != nil {
-		return nil, err
-	}
-	m := map[string][]string{}
-	for node, groups := range a.Nodes {
-		for _, g := range groups {
-			m[g] = append(m[g], node)
-		}
-	}
-	for _, ns := range m {
-		slices.Sort(ns)
-	}
-	c.mu.Lock()
-	if c.byGroup == nil || a.Epoch >= c.epoch {
-		c.epoch, c.byGroup = a.Epoch, m
-	}
-	c.mu.Unlock()
-	return m, nil
 }

@@ -290,7 +290,7 @@ func planImport(p Pool, have []registry.Group, prune bool) (importPlan, error) {
 			continue
 		}
 		rep.Changed = append(rep.Changed, GroupChanges{Name: want.Name, Fields: fields})
-		if c := contentChange(cur, want); !c.IsZero() {
+		if c := contentChange(cur, want); c.Edits() {
 			c.IfVersion = cur.Version
 			updates = append(updates, importStep{op: stepUpdate, name: want.Name, change: c, have: cur})
 		}

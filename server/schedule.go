@@ -58,11 +58,11 @@ func (s *Server) addSchedule(w http.ResponseWriter, r *http.Request) error {
 	}
 	switch req.Op {
 	case registry.OpUpdate:
-		if req.Change.IsZero() {
+		if !req.Change.Edits() {
 			return errInvalid("an update needs a change: set, unset, secret, weight, max_nodes or quota")
 		}
 	case registry.OpRetire, registry.OpDelete:
-		if !req.Change.IsZero() {
+		if req.Change.Edits() {
 			return errInvalid("only an update takes a change")
 		}
 	default:

@@ -58,8 +58,7 @@ type Server struct {
 
 	nudge   chan struct{} // cap 1: "rebalance soon"
 	changed *signal       // fired on every pub/sub event
-	holders holderCache
-	failing atomic.Bool // the last rebalance failed
+	failing atomic.Bool   // the last rebalance failed
 
 	ctx    context.Context // lifetime: cancelled by Close
 	cancel context.CancelFunc
