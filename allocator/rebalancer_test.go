@@ -104,6 +104,31 @@ func TestRebalancerAssignsEveryLiveNode(t *testing.T) {
 			require.NoError(t, err)
 			assert.True(t, st.Balanced)
 			assert.Equal(t, int64(1), st.Epoch)
+
+			// Each node learns its share from the holder count of its group.
+			var searchers []string
+			for id, gs := range a.Nodes {
+				if gs[0] == "search" {
+					searchers = append(searchers, id)
+				}
+			}
+			sort.Strings(searchers)
+			view, err := p.reg.NodeAssignment(ctx, searchers[0])
+			require.NoError(t, err)
+			assert.Equal(t, map[string]int{"search": 3}, view.Holders)
+
+			// A leaving node is out of the committed assignment at once: the
+			// holder count drops and it can never read its old groups again.
+			require.NoError(t, p.hb.Leave(ctx, searchers[0]))
+			view, err = p.reg.NodeAssignment(ctx, searchers[0])
+			require.NoError(t, err)
+			assert.Empty(t, view.Groups)
+			view, err = p.reg.NodeAssignment(ctx, searchers[1])
+			require.NoError(t, err)
+			assert.Equal(t, map[string]int{"search": 2}, view.Holders)
+			res, err = p.rb.Run(ctx)
+			require.NoError(t, err)
+			assert.True(t, res.Changed, "the next run rewrites the assignment")
 		})
 	}
 }

@@ -71,9 +71,6 @@ type Client struct {
 	lapsed      bool           // the lease ran out and no beat has succeeded since
 	lastRev     int64          // group revision the last fetch covers
 	seenRev     int64          // group revision of the last beat reply
-	counts      map[string]int // holders per group at countsEpoch
-	countsEpoch int64
-	countsAt    time.Time // when counts were last read
 	// delivered are the groups of the last assignment every OnChange
 	// callback has returned from; beats report them as held until then.
 	delivered []string
@@ -150,7 +147,6 @@ func New(rdb redis.UniversalClient, opts ...Option) (*Client, error) {
 		limiter:      redis_rate.NewLimiter(rdb),
 		log:          o.log.With("ns", o.namespace, "node", o.nodeID),
 		settled:      true,
-		countsEpoch:  -1,
 		ctx:          ctx,
 		cancel:       cancel,
 		dispatchStop: make(chan struct{}),

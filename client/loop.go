@@ -184,7 +184,6 @@ func (c *Client) needFetch(reply heartbeat.Reply) bool {
 	defer c.mu.Unlock()
 	return c.raw == nil || c.fromCache ||
 		reply.Epoch != c.raw.Epoch || reply.Rev != c.lastRev ||
-		(c.countsEpoch != c.raw.Epoch && len(c.raw.Groups) > 0) ||
 		(c.settled && !c.trusted)
 }
 
@@ -233,45 +232,20 @@ func (c *Client) rebalance(ctx context.Context, gen uint64) {
 func (c *Client) fetch(ctx context.Context) error {
 	c.mu.Lock()
 	gen, settled, rev := c.gen, c.settled, c.seenRev
-	counts, countsEpoch, countsAt := c.counts, c.countsEpoch, c.countsAt
 	c.mu.Unlock()
 
 	fctx, cancel := context.WithTimeout(ctx, c.callTimeout())
 	defer cancel()
-	epoch, groups, err := c.reg.NodeAssignment(fctx, c.o.nodeID)
+	view, err := c.reg.NodeAssignment(fctx, c.o.nodeID)
 	if err != nil {
 		return fmt.Errorf("client: read assignment: %w", err)
 	}
-	// Shares need every node's groups, an O(pool) read: do it only when the
-	// epoch moved, the node holds something, and not more than once per
-	// interval (the next beat picks up a skipped refresh). A commit landing
-	// between the two reads is caught by reading the node's groups again.
-	refresh := epoch != countsEpoch && len(groups) > 0 && !c.o.now().Before(countsAt.Add(c.o.heartbeat.Interval))
-	if refresh {
-		countsAt = c.o.now()
-	}
-	for try := 0; refresh && epoch != countsEpoch && try < 3; try++ {
-		full, err := c.reg.Assignment(fctx)
-		if err != nil {
-			return fmt.Errorf("client: read pool assignment: %w", err)
-		}
-		counts, countsEpoch = holderCounts(full.Nodes), full.Epoch
-		if countsEpoch != epoch {
-			if epoch, groups, err = c.reg.NodeAssignment(fctx, c.o.nodeID); err != nil {
-				return fmt.Errorf("client: read assignment: %w", err)
-			}
-		}
-	}
 
-	a := &Assignment{Epoch: epoch}
-	for _, g := range groups {
-		share := 1.0
-		if n := counts[g.Name]; n > 1 {
-			share = 1 / float64(n) // at countsEpoch: may lag one interval
-		}
+	a := &Assignment{Epoch: view.Epoch}
+	for _, g := range view.Groups {
 		a.Groups = append(a.Groups, Group{
 			Name: g.Name, Version: g.Version, Config: g.Config,
-			Share: share, Quota: g.Quota, MaxNodes: g.MaxNodes,
+			Share: 1 / float64(view.Holders[g.Name]), Quota: g.Quota, MaxNodes: g.MaxNodes,
 		})
 	}
 	slices.SortFunc(a.Groups, func(x, y Group) int {
@@ -289,7 +263,6 @@ func (c *Client) fetch(ctx context.Context) error {
 	c.raw, c.fromCache = a, false
 	c.trusted = settled && gen == c.gen
 	c.lastRev = rev // the read started after the beat that saw rev
-	c.counts, c.countsEpoch, c.countsAt = counts, countsEpoch, countsAt
 	c.publishLocked()
 	c.mu.Unlock()
 
@@ -298,17 +271,6 @@ func (c *Client) fetch(ctx context.Context) error {
 	}
 	c.markReady()
 	return nil
-}
-
-// holderCounts counts the nodes each group is assigned to.
-func holderCounts(nodes map[string][]string) map[string]int {
-	counts := make(map[string]int)
-	for _, gs := range nodes {
-		for _, g := range gs {
-			counts[g]++
-		}
-	}
-	return counts
 }
 
 // publishLocked derives what readers may see from raw — without capped

@@ -33,13 +33,17 @@ var (
 	liveLua    string
 	liveScript = redis.NewScript(liveLua)
 
+	// forget.lua is a prelude of the scripts that remove nodes.
+	//go:embed forget.lua
+	forgetLua string
+
 	//go:embed reap.lua
 	reapLua    string
-	reapScript = redis.NewScript(reapLua)
+	reapScript = redis.NewScript(forgetLua + reapLua)
 
 	//go:embed leave.lua
 	leaveLua    string
-	leaveScript = redis.NewScript(leaveLua)
+	leaveScript = redis.NewScript(forgetLua + leaveLua)
 )
 
 // Tracker records the beats of the nodes of one namespace and judges their
@@ -222,7 +226,7 @@ func (t *Tracker) Live(ctx context.Context) ([]Node, time.Time, error) {
 // node, and returns their IDs sorted. One round trip.
 func (t *Tracker) Reap(ctx context.Context) ([]string, error) {
 	k := t.keys
-	ids, err := reapScript.Run(ctx, t.rdb, []string{k.Nodes(), k.State(), k.Log(), k.Members()},
+	ids, err := reapScript.Run(ctx, t.rdb, []string{k.Nodes(), k.State(), k.Log(), k.Members(), k.Assign(), k.Revoked(), k.Holders()},
 		t.ttl, k.Events(), logMaxLen).StringSlice()
 	if err != nil {
 		return nil, fmt.Errorf("heartbeat: reap: %w", err)
@@ -242,7 +246,7 @@ func (t *Tracker) Leave(ctx context.Context, id string) error {
 		return err
 	}
 	k := t.keys
-	left, err := leaveScript.Run(ctx, t.rdb, []string{k.Nodes(), k.State(), k.Members(), k.Log()},
+	left, err := leaveScript.Run(ctx, t.rdb, []string{k.Nodes(), k.State(), k.Members(), k.Log(), k.Assign(), k.Revoked(), k.Holders()},
 		id, k.Events(), logMaxLen).Int64()
 	if err != nil {
 		return fmt.Errorf("heartbeat: leave %q: %w", id, err)

@@ -5,6 +5,7 @@
 -- KEYS[2] :state     HASH (mver is bumped if the node was live)
 -- KEYS[3] :members   HASH node ID -> record
 -- KEYS[4] :log       STREAM of events
+-- KEYS[5..7] :assign, :revoked, :holders (see forget.lua)
 -- ARGV[1] node ID
 -- ARGV[2] events channel
 -- ARGV[3] approximate MAXLEN of the log stream
@@ -15,6 +16,7 @@ if redis.call('ZREM', KEYS[1], ARGV[1]) == 0 then
   return 0
 end
 redis.call('HDEL', KEYS[3], ARGV[1])
+forget(ARGV[1])
 redis.call('HINCRBY', KEYS[2], 'mver', 1)
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)

@@ -4,6 +4,9 @@
 -- KEYS[2] :state HASH (mver is bumped once if any node was reaped)
 -- KEYS[3] :log   STREAM of events
 -- KEYS[4] :members HASH node ID -> record
+-- KEYS[5] :assign  HASH node ID -> groups (the node's entry is removed)
+-- KEYS[6] :revoked HASH node ID -> revoked entries (likewise)
+-- KEYS[7] :holders HASH group -> holder count (decremented)
 -- ARGV[1] TTL in ms
 -- ARGV[2] events channel
 -- ARGV[3] approximate MAXLEN of the log stream
@@ -20,6 +23,7 @@ local epoch = tonumber(redis.call('HGET', KEYS[2], 'epoch') or '0') or 0
 for _, id in ipairs(dead) do
   redis.call('ZREM', KEYS[1], id)
   redis.call('HDEL', KEYS[4], id)
+  forget(id)
   local xid = redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[3], '*',
     'type', 'node.reaped', 'group', '', 'node', id, 'epoch', epoch,
     'version', 0, 'by', '', 'at', nowStr)

@@ -116,29 +116,47 @@ func splitGroups(s string) []string {
 	return strings.Split(s, ",")
 }
 
-// NodeAssignment returns the epoch and the documents of the groups assigned to
-// node, read atomically. Groups deleted since the commit are left out.
-func (r *Registry) NodeAssignment(ctx context.Context, node string) (epoch int64, groups []Group, err error) {
+// NodeView is one node's part of the committed assignment.
+type NodeView struct {
+	// Epoch is the assignment epoch the view was read at.
+	Epoch int64
+	// Groups are the documents of the node's groups, sorted by name.
+	Groups []Group
+	// Holders maps each of Groups to the number of nodes the assignment gives
+	// it to: the node's share of the group's quota is 1/Holders.
+	Holders map[string]int
+}
+
+// NodeAssignment returns node's part of the committed assignment, read
+// atomically. Groups deleted since the commit are left out.
+func (r *Registry) NodeAssignment(ctx context.Context, node string) (NodeView, error) {
 	k := r.keys
-	res, err := nodeAssignmentScript.Run(ctx, r.rdb, []string{k.State(), k.Assign()}, node, k.Group("")).StringSlice()
+	res, err := nodeAssignmentScript.Run(ctx, r.rdb, []string{k.State(), k.Assign(), k.Holders()}, node, k.Group("")).StringSlice()
 	if err != nil {
-		return 0, nil, wrap(err, "read assignment of node %q", node)
+		return NodeView{}, wrap(err, "read assignment of node %q", node)
 	}
-	if len(res) == 0 {
-		return 0, nil, wrap(errors.New("registry: malformed reply"), "read assignment of node %q", node)
+	if len(res) == 0 || len(res)%2 != 1 {
+		return NodeView{}, wrap(errors.New("registry: malformed reply"), "read assignment of node %q", node)
 	}
-	if epoch, err = parseCounter(res[0]); err != nil {
-		return 0, nil, wrap(err, "read assignment of node %q", node)
+	var v NodeView
+	if v.Epoch, err = parseCounter(res[0]); err != nil {
+		return NodeView{}, wrap(err, "read assignment of node %q", node)
 	}
-	groups = make([]Group, 0, len(res)-1)
-	for _, d := range res[1:] {
-		g, err := decodeGroup(d)
+	v.Groups = make([]Group, 0, len(res)/2)
+	v.Holders = make(map[string]int, len(res)/2)
+	for i := 1; i < len(res); i += 2 {
+		g, err := decodeGroup(res[i])
 		if err != nil {
-			return 0, nil, wrap(err, "read assignment of node %q", node)
+			return NodeView{}, wrap(err, "read assignment of node %q", node)
 		}
-		groups = append(groups, g)
+		n, err := strconv.Atoi(res[i+1])
+		if err != nil || n < 1 {
+			n = 1
+		}
+		v.Groups = append(v.Groups, g)
+		v.Holders[g.Name] = n
 	}
-	return epoch, groups, nil
+	return v, nil
 }
 
 // Commit stores c if c.From.Epoch is still the current epoch (ErrStaleEpoch
@@ -151,7 +169,7 @@ func (r *Registry) NodeAssignment(ctx context.Context, node string) (epoch int64
 // published.
 func (r *Registry) Commit(ctx context.Context, c Commit) (epoch int64, changed bool, err error) {
 	k := r.keys
-	keys := []string{k.State(), k.Assign(), k.Revoked(), k.Groups(), k.Log()}
+	keys := []string{k.State(), k.Assign(), k.Revoked(), k.Groups(), k.Log(), k.Holders()}
 	nodes, groups := pairs(c.Nodes, true)
 	revoked, _ := pairs(c.Revoked, false)
 	head := []any{c.From.Epoch, c.From.Rev, c.From.MVer, c.By, k.Events(), LogMaxLen, digest(nodes, revoked)}

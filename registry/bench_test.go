@@ -88,8 +88,8 @@ func BenchmarkNodeAssignment(b *testing.B) {
 	require.NoError(b, err)
 	b.ResetTimer()
 	for i := range b.N {
-		_, gs, err := reg.NodeAssignment(ctx, fmt.Sprintf("node-%05d", i%10000))
+		view, err := reg.NodeAssignment(ctx, fmt.Sprintf("node-%05d", i%10000))
 		require.NoError(b, err)
-		require.Len(b, gs, 1)
+		require.Len(b, view.Groups, 1)
 	}
 }

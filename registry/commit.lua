@@ -17,6 +17,7 @@
 --                  (the rebalancer's, stored as given, never filtered)
 -- KEYS[4] :groups  SET group names
 -- KEYS[5] :log     STREAM events
+-- KEYS[6] :holders HASH group -> number of nodes assigned it
 -- ARGV[1] epoch the plan was computed from
 -- ARGV[2] rev the plan was computed from (stored as prev)
 -- ARGV[3] mver the plan was computed from (stored as pmver)
@@ -103,6 +104,20 @@ else
   hset_range(KEYS[2], ARGV, first, firstRevoked - 1)
 end
 hset_range(KEYS[3], ARGV, firstRevoked, #ARGV)
+
+-- Holder counts, so a node's share of a group needs no read of the pool.
+local list, from, to = ARGV, first, firstRevoked - 1
+if assign then list, from, to = assign, 1, #assign end
+local counts = {}
+for i = from + 1, to, 2 do
+  for g in string.gmatch(list[i], '[^,]+') do counts[g] = (counts[g] or 0) + 1 end
+end
+local flat = {}
+for g, c in pairs(counts) do
+  flat[#flat + 1] = g
+  flat[#flat + 1] = c
+end
+hset_range(KEYS[6], flat, 1, #flat)
 epoch = redis.call('HINCRBY', KEYS[1], 'epoch', 1)
 redis.call('HSET', KEYS[1], 'prev', ARGV[2], 'pmver', ARGV[3], 'adigest', digest, 'agdel', gdel)
 emit(KEYS[5], ARGV[5], ARGV[6], 'assignment', '', '', ARGV[4], epoch, 0, now_ms())

@@ -593,15 +593,16 @@ func testCommit(t *testing.T, rdb redis.UniversalClient) {
 	assert.Equal(t, map[string][]string{"n1": {"a", "b"}, "n2": {"c"}, "n3": {}}, a.Nodes)
 	assert.Equal(t, map[string][]string{"n2": {"a@0"}}, a.Revoked)
 
-	ep, gs, err := e.reg.NodeAssignment(ctx, "n1")
+	view, err := e.reg.NodeAssignment(ctx, "n1")
 	require.NoError(t, err)
-	assert.Equal(t, int64(1), ep)
-	require.Len(t, gs, 2)
-	assert.Equal(t, "a", gs[0].Name)
-	assert.Equal(t, "b", gs[1].Config["name"])
-	_, gs, err = e.reg.NodeAssignment(ctx, "stranger")
+	assert.Equal(t, int64(1), view.Epoch)
+	require.Len(t, view.Groups, 2)
+	assert.Equal(t, "a", view.Groups[0].Name)
+	assert.Equal(t, "b", view.Groups[1].Config["name"])
+	assert.Equal(t, map[string]int{"a": 1, "b": 1}, view.Holders)
+	view, err = e.reg.NodeAssignment(ctx, "stranger")
 	require.NoError(t, err)
-	assert.Empty(t, gs)
+	assert.Empty(t, view.Groups)
 
 	// Stale: planned from epoch 0.
 	before := e.dump(t)
@@ -628,10 +629,10 @@ func testCommit(t *testing.T, rdb redis.UniversalClient) {
 
 	// A deleted group is dropped from the committed assignment.
 	require.NoError(t, e.reg.Delete(ctx, "b", "t"))
-	_, gs, err = e.reg.NodeAssignment(ctx, "n1")
+	view, err = e.reg.NodeAssignment(ctx, "n1")
 	require.NoError(t, err)
-	require.Len(t, gs, 1, "a deleted group's document is skipped")
-	assert.Equal(t, "a", gs[0].Name)
+	require.Len(t, view.Groups, 1, "a deleted group's document is skipped")
+	assert.Equal(t, "a", view.Groups[0].Name)
 	c, err = e.reg.Counters(ctx)
 	require.NoError(t, err)
 	epoch, changed, err = e.reg.Commit(ctx, registry.Commit{From: c, Nodes: plan.Nodes, Revoked: map[string][]string{"n3": {"b@1"}}})

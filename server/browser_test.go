@@ -351,10 +351,11 @@ func (d *demoNodes) run(ctx context.Context, n *demoNode) {
 		d.mu.Unlock()
 		rep, err := d.hb.Beat(ctx, beat)
 		if err == nil && rep.Epoch != beat.Ack {
-			epoch, groups, err := d.reg.NodeAssignment(ctx, n.id)
+			view, err := d.reg.NodeAssignment(ctx, n.id)
 			if err == nil {
-				names := make([]string, 0, len(groups))
-				for _, g := range groups {
+				epoch := view.Epoch
+				names := make([]string, 0, len(view.Groups))
+				for _, g := range view.Groups {
 					names = append(names, g.Name)
 				}
 				d.mu.Lock()

@@ -240,10 +240,11 @@ func (n *simNode) tick(ctx context.Context) error {
 }
 
 func (n *simNode) fetch(ctx context.Context, rev int64) error {
-	epoch, groups, err := n.h.nodeReg.NodeAssignment(ctx, n.nid)
+	view, err := n.h.nodeReg.NodeAssignment(ctx, n.nid)
 	if err != nil {
 		return err
 	}
+	epoch, groups := view.Epoch, view.Groups
 	if rev >= 0 {
 		n.lastRev = rev
 	}

@@ -67,6 +67,10 @@ func (k Keys) Members() string { return k.prefix + ":members" }
 // committed assignment. Planned standby nodes have an empty value.
 func (k Keys) Assign() string { return k.prefix + ":assign" }
 
+// Holders is a HASH group -> how many nodes the committed assignment gives it
+// to, so a node learns its share of a group's quota without reading the pool.
+func (k Keys) Holders() string { return k.prefix + ":holders" }
+
 // Revoked is a HASH node ID -> comma-separated capped groups revoked from that
 // node that it may still be using until it acknowledges the revoke.
 func (k Keys) Revoked() string { return k.prefix + ":revoked" }
