@@ -67,10 +67,10 @@ type Client struct {
 	settled bool
 	// leaseUntil is when the last successful beat was sent + TTL: the
 	// server cannot reap this node before then.
-	leaseUntil  time.Time
-	lapsed      bool           // the lease ran out and no beat has succeeded since
-	lastRev     int64          // group revision the last fetch covers
-	seenRev     int64          // group revision of the last beat reply
+	leaseUntil time.Time
+	lapsed     bool  // the lease ran out and no beat has succeeded since
+	lastRev    int64 // group revision the last fetch covers
+	seenRev    int64 // group revision of the last beat reply
 	// delivered are the groups of the last assignment every OnChange
 	// callback has returned from; beats report them as held until then.
 	delivered []string
