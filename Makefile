@@ -30,3 +30,10 @@ bench:
 # build writes the allot binary to bin/allot.
 build:
 	$(GO) build -o bin/allot ./cmd/allot
+
+# chaos runs the long form of the chaos suite (e2e/): 64 then 30 node
+# processes, kill -9, rolling restarts, zombies, Redis crashes and a Cluster
+# failover under a group storm. The short form runs in `make test`.
+.PHONY: chaos
+chaos:
+	ALLOT_CHAOS=long $(GO) test -race -count=1 -timeout 60m ./e2e/ -run Chaos -v
