@@ -146,7 +146,7 @@ func (a *app) serve(ctx context.Context, o serveOptions) error {
 		c := dev.Client()
 		defer c.Close()
 		rdb, hb = c, devredis.DefaultHeartbeat
-		fmt.Fprintln(a.stderr, "allot serve: dev mode: in-memory Redis, state is lost on exit")
+		fmt.Fprintf(a.stderr, "allot serve: dev mode: in-memory Redis, state is lost on exit (use it with --redis %s)\n", dev.URL())
 	} else {
 		cctx, cancel := context.WithTimeout(ctx, max(a.timeout, time.Second))
 		rdb, err = a.rdb(cctx)
@@ -221,15 +221,14 @@ func (a *app) serve(ctx context.Context, o serveOptions) error {
 	}
 	stopLoop()
 	<-looped
-	// Close ends event streams and long polls, so Shutdown can finish.
-	closed := make(chan struct{})
-	go func() { _ = s.Close(); close(closed) }()
+	// Close first: it ends event streams and long polls, which Shutdown
+	// would otherwise wait for.
+	_ = s.Close()
 	sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
 	defer cancel()
 	if err := httpSrv.Shutdown(sctx); err != nil {
 		log.Warn("shutdown: connections cut", "err", err)
 	}
-	<-closed
 	if serveErr != nil && !errors.Is(serveErr, http.ErrServerClosed) {
 		return fmt.Errorf("serve: %w", serveErr)
 	}

@@ -10,6 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/allot-io/allot/allocator"
+	"github.com/allot-io/allot/client"
 	"github.com/allot-io/allot/heartbeat"
 	"github.com/allot-io/allot/internal/devredis"
 	"github.com/allot-io/allot/registry"
@@ -94,5 +95,23 @@ func TestDevMode(t *testing.T) {
 	assert.Len(t, status().Nodes, 4)
 
 	assert.ErrorIs(t, f.Stop(ctx, "nope", false), devredis.ErrUnknownNode)
+
+	// The quota limiter (redis_rate's GCRA script) works on it too.
+	c, err := client.New(rdb, client.WithNodeID("quota-user"), client.WithPreferredGroup("maps-a"), client.WithHeartbeat(devredis.DefaultHeartbeat))
+	require.NoError(t, err)
+	require.NoError(t, c.Start(ctx))
+	defer func() { _ = c.Close(context.Background()) }()
+	require.Eventually(t, func() bool { return c.Assignment().Holds("maps-a") }, 15*time.Second, 20*time.Millisecond)
+	allowed := 0
+	for range 700 {
+		if err := c.Allow(ctx, "maps-a"); err == nil {
+			allowed++
+		} else {
+			require.ErrorIs(t, err, client.ErrRateLimited)
+		}
+	}
+	// 600/m with the default burst (the whole rate): 600 at once, then ~10/s.
+	assert.GreaterOrEqual(t, allowed, 600)
+	assert.Less(t, allowed, 650)
 	assert.ErrorIs(t, f.Start(ctx, "nope"), devredis.ErrUnknownNode)
 }
