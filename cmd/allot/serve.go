@@ -15,7 +15,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/allot-io/allot/heartbeat"
-	"github.com/allot-io/allot/internal/devredis"
+	"github.com/allot-io/allot/cmd/allot/devredis"
 	"github.com/allot-io/allot/server"
 )
 

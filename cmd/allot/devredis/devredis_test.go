@@ -12,7 +12,7 @@ import (
 	"github.com/allot-io/allot/allocator"
 	"github.com/allot-io/allot/client"
 	"github.com/allot-io/allot/heartbeat"
-	"github.com/allot-io/allot/internal/devredis"
+	"github.com/allot-io/allot/cmd/allot/devredis"
 	"github.com/allot-io/allot/registry"
 )
 
