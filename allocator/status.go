@@ -12,11 +12,12 @@ import (
 // Status is what `allot status` and GET /v1/status show: the committed
 // assignment next to what Plan wants.
 type Status struct {
-	Epoch    int64         `json:"epoch"`
-	Balanced bool          `json:"balanced"`
-	Groups   []GroupStatus `json:"groups"`
-	Nodes    []NodeStatus  `json:"nodes"`
-	Standby  []string      `json:"standby"`
+	Namespace string        `json:"namespace"`
+	Epoch     int64         `json:"epoch"`
+	Balanced  bool          `json:"balanced"`
+	Groups    []GroupStatus `json:"groups"`
+	Nodes     []NodeStatus  `json:"nodes"`
+	Standby   []string      `json:"standby"`
 	// Waiting counts capped-group grants held back until a holder releases.
 	Waiting int `json:"waiting"`
 }
@@ -58,7 +59,9 @@ func Inspect(ctx context.Context, reg *registry.Registry, hb *heartbeat.Tracker)
 	if err != nil {
 		return Status{}, err
 	}
-	return st.status(), nil
+	s := st.status()
+	s.Namespace = reg.Namespace()
+	return s, nil
 }
 
 func (st state) status() Status {
