@@ -14,8 +14,8 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/spf13/cobra"
 
-	"github.com/allot-io/allot/heartbeat"
 	"github.com/allot-io/allot/cmd/allot/devredis"
+	"github.com/allot-io/allot/heartbeat"
 	"github.com/allot-io/allot/server"
 )
 

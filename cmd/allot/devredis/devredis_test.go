@@ -11,8 +11,8 @@ import (
 
 	"github.com/allot-io/allot/allocator"
 	"github.com/allot-io/allot/client"
-	"github.com/allot-io/allot/heartbeat"
 	"github.com/allot-io/allot/cmd/allot/devredis"
+	"github.com/allot-io/allot/heartbeat"
 	"github.com/allot-io/allot/registry"
 )
 
