@@ -391,7 +391,6 @@ func (h *perfHarness) markGone(ids ...string) {
 	}
 }
 
-
 // watch calls done with the committed assignment whenever it or a node's
 // view changes, until done returns true or timeout passes.
 func (h *perfHarness) watch(timeout time.Duration, done func(a registry.Assignment, now time.Time) bool) error {
