@@ -7,6 +7,8 @@ import (
 	"slices"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/allot-io/allot/allocator"
 	"github.com/allot-io/allot/heartbeat"
 )
@@ -49,6 +51,7 @@ func (c *Client) beatLoop() {
 		c.mu.Lock()
 		c.lastErr = err
 		c.mu.Unlock()
+		reloadClusterState(c.rdb)
 		if failures == 1 {
 			c.log.Warn("allot: redis unreachable; serving the current assignment and retrying", "err", err)
 		}
@@ -57,6 +60,17 @@ func (c *Client) beatLoop() {
 			c.startFromCache()
 		}
 		timer.Reset(c.backoff(failures))
+	}
+}
+
+// reloadClusterState makes a Cluster client re-read its slot map. go-redis
+// reloads it only on a MOVED/ASK reply or every ClusterStateReloadInterval
+// (60 s by default), so after a master dies and its replica is promoted every
+// command keeps going to the dead address; reloading after a failed beat lets
+// a node follow a failover within a beat or two.
+func reloadClusterState(rdb redis.UniversalClient) {
+	if cc, ok := rdb.(*redis.ClusterClient); ok {
+		cc.ReloadState(context.Background())
 	}
 }
 

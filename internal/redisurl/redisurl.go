@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -33,6 +34,9 @@ type settings struct {
 	tls      *tls.Config
 	poolSize int
 }
+
+// clusterStateReload is how stale a Cluster client's slot map may get.
+const clusterStateReload = 5 * time.Second
 
 // WithTLSConfig makes the client use cfg (cloned) for TLS, overriding what
 // the URL says (rediss:// and ca_file); it turns TLS on even for redis://.
@@ -172,6 +176,12 @@ func parse(rawURL string, opts ...Option) (*parsed, error) {
 		p.cluster, err = redis.ParseClusterURL(clean)
 		if err == nil {
 			tlsCfg, poolSize = &p.cluster.TLSConfig, &p.cluster.PoolSize
+			// go-redis re-reads the slot map only on MOVED/ASK or every 60 s:
+			// after a failover, commands would go to the dead master for up to
+			// a minute. Bound that for long-running processes (serve, nodes).
+			if p.cluster.ClusterStateReloadInterval == 0 {
+				p.cluster.ClusterStateReloadInterval = clusterStateReload
+			}
 		}
 	default:
 		p.simple, err = redis.ParseURL(clean)
