@@ -458,7 +458,7 @@ func (c *checker) history(v violation) string {
 		if e.t < from || e.t > to {
 			continue
 		}
-		global := strings.HasPrefix(e.kind, "redis") || e.kind == "failover"
+		global := strings.HasPrefix(e.kind, "redis") || strings.HasPrefix(e.kind, "cold") || e.kind == "failover"
 		if global || involved(e.node, []string{e.node}) || slices.Contains(v.groups, e.node) {
 			lines = append(lines, line{e.t, fmt.Sprintf("%s %s %s", e.node, e.kind, e.detail)})
 		}

@@ -113,10 +113,10 @@ func TestCheckerReassignTooSlow(t *testing.T) {
 	f := newFakeRun(t)
 	a := f.node("a", 0, "10:solo")
 	a.killed = f.at(300)
-	f.node("b", 0, "10:alpha", "1400:solo")
+	f.node("b", 0, "10:alpha", "1700:solo")
 	vs, _ := f.check(2000)
 	require.Len(t, vs, 1, whats(vs))
-	assert.Contains(t, vs[0].what, "group solo took 1.1s to be held again after kill of a#1")
+	assert.Contains(t, vs[0].what, "group solo took 1.4s to be held again after kill of a#1")
 }
 
 func TestCheckerZombie(t *testing.T) {
@@ -126,7 +126,7 @@ func TestCheckerZombie(t *testing.T) {
 		fails  bool
 	}{
 		{"drops at once", 2005, false},
-		{"keeps it past the lease", 2500, true},
+		{"keeps it past the lease", 2700, true},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			f := newFakeRun(t)

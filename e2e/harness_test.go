@@ -75,7 +75,7 @@ type harness struct {
 	all     []*proc
 	incs    map[string]int
 	events  []event
-	outages []span // Redis unreachable for the pool (to == 0 while down)
+	outages []span // invariant 2 suspended: Redis unreachable, cold start (to == 0 while open)
 }
 
 func newHarness(t testing.TB, redisURL, ns string, hb heartbeat.Config) *harness {
@@ -271,18 +271,22 @@ func (h *harness) cont(p *proc) {
 }
 
 // outage marks Redis unreachable for the pool from now until the returned
-// func is called.
-func (h *harness) outage(what string) (over func()) {
+// func is called: invariant 2 is suspended meanwhile (plus a grace).
+func (h *harness) outage(what string) (over func()) { return h.exempt("redis-down", "redis-up", what) }
+
+// exempt suspends invariant 2 from now until the returned func is called
+// (plus a grace), noting begin and end as events.
+func (h *harness) exempt(begin, end, what string) (over func()) {
 	h.mu.Lock()
 	h.outages = append(h.outages, span{from: now()})
 	i := len(h.outages) - 1
 	h.mu.Unlock()
-	h.note("redis-down", what, "")
+	h.note(begin, what, "")
 	return func() {
 		h.mu.Lock()
 		h.outages[i].to = now()
 		h.mu.Unlock()
-		h.note("redis-up", what, "")
+		h.note(end, what, "")
 	}
 }
 

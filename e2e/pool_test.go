@@ -2,10 +2,13 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
 	"math/rand/v2"
+	"os"
+	"path/filepath"
 	"slices"
 	"sort"
 	"strings"
@@ -68,6 +71,8 @@ type pool struct {
 	ops     atomic.Int64
 	opsFail atomic.Int64
 	samples atomic.Int64
+
+	samplesFile *os.File // redis.jsonl, under mu
 }
 
 func newPool(t *testing.T, h *harness, rdb redis.UniversalClient, seed uint64) *pool {
@@ -275,6 +280,7 @@ func (p *pool) sampler(period time.Duration) (stop func()) {
 		}
 		p.samples.Add(1)
 		caps := p.capsCopy()
+		p.recordSample(rctx, a, caps)
 		who := make(map[string]map[string]bool)
 		add := func(node, g string) {
 			g, _, _ = strings.Cut(g, "@")
@@ -310,6 +316,51 @@ func (p *pool) sampler(period time.Duration) (stop func()) {
 			}
 		}
 	})
+}
+
+// recordSample appends the capped groups' committed state and the live
+// nodes' held groups to redis.jsonl in the run's directory, for post-mortems.
+func (p *pool) recordSample(ctx context.Context, a registry.Assignment, caps map[string]int) {
+	nodes, _, err := p.hb.Live(ctx)
+	if err != nil {
+		return
+	}
+	type sample struct {
+		T       int64               `json:"t"`
+		Epoch   int64               `json:"epoch"`
+		Assign  map[string][]string `json:"assign"`  // capped group -> nodes assigned it
+		Held    map[string][]string `json:"held"`    // capped group -> live nodes reporting it held
+		Revoked map[string][]string `json:"revoked"` // node -> revoked entries
+		Live    int                 `json:"live"`
+	}
+	s := sample{T: now(), Epoch: a.Epoch, Assign: map[string][]string{}, Held: map[string][]string{}, Revoked: a.Revoked, Live: len(nodes)}
+	for n, gs := range a.Nodes {
+		for _, g := range gs {
+			if caps[g] > 0 {
+				s.Assign[g] = append(s.Assign[g], n)
+			}
+		}
+	}
+	for _, n := range nodes {
+		for _, g := range n.Held {
+			if caps[g] > 0 {
+				s.Held[g] = append(s.Held[g], n.ID)
+			}
+		}
+	}
+	b, err := json.Marshal(s)
+	if err != nil {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.samplesFile == nil {
+		if p.samplesFile, err = os.Create(filepath.Join(p.h.dir, "redis.jsonl")); err != nil {
+			return
+		}
+		p.t.Cleanup(func() { _ = p.samplesFile.Close() })
+	}
+	_, _ = p.samplesFile.Write(append(b, '\n'))
 }
 
 func only(m map[string][]string, ids []string) map[string][]string {
