@@ -6,6 +6,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/allot-io/allot/allocator"
 )
 
 // goroutineLimit is the most goroutines a node process may report. A node
@@ -57,7 +59,10 @@ func newChecker(h *harness, caps map[string]int, base []string, extra []violatio
 		h: h, caps: caps, base: make(map[string]bool),
 		bound: int64(h.hb.TTL + 2*h.hb.Interval),
 		lapse: int64(h.hb.TTL - h.hb.Interval),
-		grace: int64(h.hb.TTL + 2*h.hb.Interval),
+		// After an outage the rebalance lock taken before it (persisted in
+		// the AOF, replicated to the promoted master) may still be held by a
+		// planner that can no longer release it: it lapses after its expiry.
+		grace: int64(h.hb.TTL + 2*h.hb.Interval + allocator.DefaultLockExpiry),
 		until: now(), byProc: make(map[*proc][]report), holds: make(map[*proc]map[string][]span),
 		extra: extra,
 	}
