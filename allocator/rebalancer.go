@@ -5,9 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -20,8 +22,9 @@ import (
 	"github.com/allot-io/allot/registry"
 )
 
-// DefaultLockExpiry is how long the rebalance lock lives unless extended.
-const DefaultLockExpiry = 5 * time.Second
+// MinLockExpiry is the shortest rebalance lock: taking a lock must not take
+// longer than the lock lives, even on a busy machine.
+const MinLockExpiry = 200 * time.Millisecond
 
 // Rebalancer runs the read-plan-commit cycle. Any number of Rebalancers may run
 // against one namespace (every node embeds one): a redsync lock keeps planning
@@ -44,13 +47,52 @@ type Rebalancer struct {
 	beforeCommit func()
 
 	ok, stale, failed, locked atomic.Int64
+
+	groups groupCache
+}
+
+// groupCache keeps the groups read at a registry revision: most runs follow a
+// membership change, not a group write, and decoding every group document of
+// a large pool is a good part of a run.
+type groupCache struct {
+	mu     sync.Mutex
+	valid  bool
+	rev    int64
+	groups []registry.Group
+}
+
+// list returns the groups at revision rev or newer.
+func (c *groupCache) list(ctx context.Context, reg *registry.Registry, rev int64) ([]registry.Group, error) {
+	if c == nil {
+		return reg.List(ctx)
+	}
+	c.mu.Lock()
+	if c.valid && c.rev == rev {
+		gs := c.groups
+		c.mu.Unlock()
+		return gs, nil
+	}
+	c.mu.Unlock()
+	// Read after rev was: the content is at least as new as rev, so caching
+	// it under rev never serves anything older than what rev promises.
+	gs, err := reg.List(ctx)
+	if err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	c.valid, c.rev, c.groups = true, rev, gs
+	c.mu.Unlock()
+	return gs, nil
 }
 
 // RebalancerOption configures a Rebalancer.
 type RebalancerOption func(*Rebalancer)
 
 // WithLockExpiry sets how long the rebalance lock lives before it must be
-// extended. default: DefaultLockExpiry (5 s).
+// extended (a run extends it every third of that). A planner that dies holding
+// the lock delays the next plan by at most this. default: the heartbeat
+// interval of the Tracker, at least MinLockExpiry — so a dead planner costs at
+// most one beat, like any other dead node.
 func WithLockExpiry(d time.Duration) RebalancerOption {
 	return func(r *Rebalancer) {
 		if d > 0 {
@@ -86,7 +128,7 @@ func NewRebalancer(rdb redis.UniversalClient, reg *registry.Registry, hb *heartb
 		hb:         hb,
 		rs:         redsync.New(goredis.NewPool(rdb)),
 		lockName:   keys.New(reg.Namespace()).Lock(),
-		lockExpiry: DefaultLockExpiry,
+		lockExpiry: max(hb.Config().Interval, MinLockExpiry),
 		by:         "rebalancer",
 		log:        slog.New(slog.DiscardHandler),
 	}
@@ -173,7 +215,7 @@ func (r *Rebalancer) run(ctx context.Context) (Result, error) {
 	}
 	res.Applied = len(applied)
 
-	st, err := readState(ctx, r.reg, r.hb)
+	st, err := readState(ctx, r.reg, r.hb, &r.groups)
 	if err != nil {
 		return res, err
 	}
@@ -186,6 +228,7 @@ func (r *Rebalancer) run(ctx context.Context) (Result, error) {
 	}
 	epoch, changed, err := r.reg.Commit(ctx, registry.Commit{
 		From:    st.assign.Counters,
+		Base:    &st.assign,
 		Nodes:   next.nodes,
 		Revoked: next.revoked,
 		By:      r.by,
@@ -249,13 +292,13 @@ type state struct {
 	nodes  []heartbeat.Node
 }
 
-func readState(ctx context.Context, reg *registry.Registry, hb *heartbeat.Tracker) (state, error) {
+func readState(ctx context.Context, reg *registry.Registry, hb *heartbeat.Tracker, groups *groupCache) (state, error) {
 	var st state
 	var err error
 	if st.assign, err = reg.Assignment(ctx); err != nil {
 		return st, fmt.Errorf("allocator: read assignment: %w", err)
 	}
-	if st.groups, err = reg.List(ctx); err != nil {
+	if st.groups, err = groups.list(ctx, reg, st.assign.Rev); err != nil {
 		return st, fmt.Errorf("allocator: read groups: %w", err)
 	}
 	if st.nodes, _, err = hb.Live(ctx); err != nil {
@@ -299,36 +342,40 @@ func (st state) next() nextState {
 	groups, nodes := st.planInputs()
 	desired := Plan(groups, nodes, st.assign.Nodes)
 
-	byName := make(map[string]registry.Group, len(st.groups))
-	for _, g := range st.groups {
-		byName[g.Name] = g
-	}
-	live := make(map[string]heartbeat.Node, len(st.nodes))
-	for _, n := range st.nodes {
-		live[n.ID] = n
-	}
 	// guarded groups need the handoff: capped ones (so max_nodes holds at every
-	// instant) and draining ones (so "retired" means nobody holds it).
-	guarded := func(name string) bool {
-		g, ok := byName[name]
-		return ok && (g.MaxNodes > 0 || g.State == registry.Draining)
+	// instant) and draining ones (so "retired" means nobody holds it). Usually
+	// a handful, so the per-node work below is a few small-map lookups.
+	maxNodes := make(map[string]int)
+	guarded := make(map[string]bool)
+	for _, g := range st.groups {
+		if g.MaxNodes > 0 {
+			maxNodes[g.Name] = g.MaxNodes
+		}
+		if g.MaxNodes > 0 || g.State == registry.Draining {
+			guarded[g.Name] = true
+		}
+	}
+	// st.nodes is sorted by ID (heartbeat.Live), which fixes the grant order.
+	live := make(map[string]int, len(st.nodes)) // ID -> index in st.nodes
+	for i, n := range st.nodes {
+		live[n.ID] = i
 	}
 	revokeEpoch := st.assign.Epoch + 1
 
 	// Carry over revoked entries the node has not yet acknowledged.
 	revoked := make(map[string]map[string]int64)
 	for id, entries := range st.assign.Revoked {
-		n, alive := live[id]
+		i, alive := live[id]
 		if !alive {
 			continue // reaped or left: its lease has expired
 		}
-		held := setOf(n.Held)
+		n := st.nodes[i]
 		for _, e := range entries {
 			g, at := parseRevoked(e)
-			if !guarded(g) {
+			if !guarded[g] {
 				continue // deleted or no longer capped: nothing to guard
 			}
-			if n.Ack >= at && !held[g] {
+			if n.Ack >= at && !slices.Contains(n.Held, g) {
 				continue // released
 			}
 			addRevoked(revoked, id, g, at)
@@ -338,7 +385,7 @@ func (st state) next() nextState {
 	// mayHold counts, per guarded group, the live nodes that may be using it.
 	mayHold := make(map[string]map[string]bool)
 	mark := func(g, id string) {
-		if !guarded(g) {
+		if !guarded[g] {
 			return
 		}
 		if mayHold[g] == nil {
@@ -346,41 +393,40 @@ func (st state) next() nextState {
 		}
 		mayHold[g][id] = true
 	}
-	for id, n := range live {
-		for _, g := range st.assign.Nodes[id] {
-			mark(g, id)
-		}
-		for _, g := range n.Held {
-			mark(g, id)
-		}
-		for g := range revoked[id] {
-			mark(g, id)
+	if len(guarded) > 0 {
+		for _, n := range st.nodes {
+			for _, g := range st.assign.Nodes[n.ID] {
+				mark(g, n.ID)
+			}
+			for _, g := range n.Held {
+				mark(g, n.ID)
+			}
+			for g := range revoked[n.ID] {
+				mark(g, n.ID)
+			}
 		}
 	}
 
-	out := nextState{nodes: make(map[string][]string, len(live)), revoked: map[string][]string{}}
-	ids := make([]string, 0, len(live))
-	for id := range live {
-		ids = append(ids, id)
-	}
-	sort.Strings(ids)
+	out := nextState{nodes: make(map[string][]string, len(st.nodes)), revoked: map[string][]string{}}
 
 	// Pass 1: keep what nodes may already hold; collect new capped grants.
 	type grant struct{ node, group string }
 	var pending []grant
-	for _, id := range ids {
-		out.nodes[id] = []string{}
-		for _, g := range desired[id] {
-			if c := byName[g].MaxNodes; c > 0 && !mayHold[g][id] {
-				pending = append(pending, grant{id, g})
+	for _, n := range st.nodes {
+		want := desired[n.ID]
+		granted := make([]string, 0, len(want))
+		for _, g := range want {
+			if maxNodes[g] > 0 && !mayHold[g][n.ID] {
+				pending = append(pending, grant{n.ID, g})
 				continue
 			}
-			out.nodes[id] = append(out.nodes[id], g)
+			granted = append(granted, g)
 		}
+		out.nodes[n.ID] = granted
 	}
 	// Pass 2: grant capped groups in node-ID order while there is room.
 	for _, p := range pending {
-		if len(mayHold[p.group]) < byName[p.group].MaxNodes {
+		if len(mayHold[p.group]) < maxNodes[p.group] {
 			if mayHold[p.group] == nil {
 				mayHold[p.group] = make(map[string]bool)
 			}
@@ -393,18 +439,25 @@ func (st state) next() nextState {
 	}
 
 	// Revoke guarded groups a live node may hold but is no longer granted.
-	for _, id := range ids {
-		granted := setOf(out.nodes[id])
-		for g := range revoked[id] {
-			if granted[g] {
-				delete(revoked[id], g) // granted again: the entry is moot
+	revoke := func(id, g string) {
+		if guarded[g] && !slices.Contains(out.nodes[id], g) {
+			if _, already := revoked[id][g]; !already {
+				addRevoked(revoked, id, g, revokeEpoch)
 			}
 		}
-		for _, g := range append(append([]string(nil), st.assign.Nodes[id]...), live[id].Held...) {
-			if guarded(g) && !granted[g] {
-				if _, already := revoked[id][g]; !already {
-					addRevoked(revoked, id, g, revokeEpoch)
+	}
+	if len(guarded) > 0 {
+		for _, n := range st.nodes {
+			for g := range revoked[n.ID] {
+				if slices.Contains(out.nodes[n.ID], g) {
+					delete(revoked[n.ID], g) // granted again: the entry is moot
 				}
+			}
+			for _, g := range st.assign.Nodes[n.ID] {
+				revoke(n.ID, g)
+			}
+			for _, g := range n.Held {
+				revoke(n.ID, g)
 			}
 		}
 	}
@@ -427,11 +480,8 @@ func (st state) next() nextState {
 		}
 		held := false
 		for id := range mayHold[g.Name] {
-			if setOf(out.nodes[id])[g.Name] {
-				held = true
-				break
-			}
-			if _, ok := revoked[id][g.Name]; ok {
+			_, isRevoked := revoked[id][g.Name]
+			if isRevoked || slices.Contains(out.nodes[id], g.Name) {
 				held = true
 				break
 			}
@@ -462,12 +512,4 @@ func parseRevoked(e string) (group string, epoch int64) {
 		return e, 0
 	}
 	return e[:i], n
-}
-
-func setOf(xs []string) map[string]bool {
-	m := make(map[string]bool, len(xs))
-	for _, x := range xs {
-		m[x] = true
-	}
-	return m
 }

@@ -55,7 +55,7 @@ type GroupView struct {
 
 // Inspect reads the pool and reports its status. It only reads.
 func Inspect(ctx context.Context, reg *registry.Registry, hb *heartbeat.Tracker) (Status, error) {
-	st, err := readState(ctx, reg, hb)
+	st, err := readState(ctx, reg, hb, nil)
 	if err != nil {
 		return Status{}, err
 	}

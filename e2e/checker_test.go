@@ -62,7 +62,7 @@ func newChecker(h *harness, caps map[string]int, base []string, extra []violatio
 		// After an outage the rebalance lock taken before it (persisted in
 		// the AOF, replicated to the promoted master) may still be held by a
 		// planner that can no longer release it: it lapses after its expiry.
-		grace: int64(h.hb.TTL + 2*h.hb.Interval + allocator.DefaultLockExpiry),
+		grace: int64(h.hb.TTL + 2*h.hb.Interval + max(h.hb.Interval, allocator.MinLockExpiry)),
 		until: now(), byProc: make(map[*proc][]report), holds: make(map[*proc]map[string][]span),
 		extra: extra,
 	}

@@ -198,23 +198,23 @@ func (t *Tracker) Live(ctx context.Context) ([]Node, time.Time, error) {
 		return nil, time.Time{}, fmt.Errorf("heartbeat: live: unexpected reply of %d values", len(res))
 	}
 	nowMS, ok1 := res[0].(int64)
-	seen, ok2 := res[1].([]any)
-	records, ok3 := res[2].([]any)
-	if !ok1 || !ok2 || !ok3 || len(seen)%2 != 0 || len(records)%2 != 0 {
+	seenList, ok2 := res[1].(string)
+	recordList, ok3 := res[2].(string)
+	if !ok1 || !ok2 || !ok3 {
+		return nil, time.Time{}, fmt.Errorf("heartbeat: live: unexpected reply shape")
+	}
+	seen, records := splitLines(seenList), splitLines(recordList)
+	if len(seen)%2 != 0 || len(records)%2 != 0 {
 		return nil, time.Time{}, fmt.Errorf("heartbeat: live: unexpected reply shape")
 	}
 	byID := make(map[string]string, len(records)/2)
 	for i := 0; i < len(records); i += 2 {
-		id, _ := records[i].(string)
-		rec, _ := records[i+1].(string)
-		byID[id] = rec
+		byID[records[i]] = records[i+1]
 	}
 	nodes := make([]Node, 0, len(seen)/2)
 	for i := 0; i < len(seen); i += 2 {
-		id, _ := seen[i].(string)
-		score, _ := seen[i+1].(string)
-		n := parseRecord(byID[id])
-		n.ID, n.LastSeen = id, time.UnixMilli(parseMS(score))
+		n := parseRecord(byID[seen[i]])
+		n.ID, n.LastSeen = seen[i], time.UnixMilli(parseMS(seen[i+1]))
 		nodes = append(nodes, n)
 	}
 	slices.SortFunc(nodes, func(a, b Node) int { return strings.Compare(a.ID, b.ID) })
@@ -285,6 +285,14 @@ func validateField(what, v string) error {
 		}
 	}
 	return nil
+}
+
+// splitLines splits a newline-joined list ("" = empty).
+func splitLines(s string) []string {
+	if s == "" {
+		return nil
+	}
+	return strings.Split(s, "\n")
 }
 
 // parseRecord reads a :members record, "joined\tip\tpreferred\theld\tack".

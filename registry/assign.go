@@ -2,8 +2,6 @@ package registry
 
 import (
 	"context"
-	"crypto/sha1" // only to match redis.sha1hex in commit.lua
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"slices"
@@ -39,8 +37,14 @@ type Assignment struct {
 
 // Commit is a plan to store, computed from the counters in From.
 type Commit struct {
-	From    Counters
-	Nodes   map[string][]string
+	From Counters
+	// Base is the assignment the plan was computed from, as Assignment read
+	// it with From. Only entries that differ from it are sent, so a commit
+	// costs what changed, not the size of the pool. nil: Commit reads it.
+	Base *Assignment
+	// Nodes is the whole new assignment: node ID -> groups (empty = standby).
+	Nodes map[string][]string
+	// Revoked is the whole new set of revoked entries.
 	Revoked map[string][]string
 	By      string
 }
@@ -163,30 +167,41 @@ func (r *Registry) NodeAssignment(ctx context.Context, node string) (NodeView, e
 // otherwise). Groups that no longer exist are dropped from Nodes, group lists
 // are sorted and deduplicated; a node mapped to no group is stored as standby.
 // Revoked entries ("group@epoch", the rebalancer's) are stored as given, only
-// sorted, deduplicated and without empty lists. prev/pmver are set to c.From.Rev/MVer. When the
-// assignment is unchanged only those are stored and changed is false (same
-// epoch, no event); otherwise the epoch is incremented and an assignment event
-// published.
+// sorted, deduplicated and without empty lists. prev/pmver are set to
+// c.From.Rev/MVer. Only the entries that differ from c.Base are written, with
+// the holder counts adjusted; when none does, changed is false (same epoch, no
+// event), otherwise the epoch is incremented and an assignment event published.
 func (r *Registry) Commit(ctx context.Context, c Commit) (epoch int64, changed bool, err error) {
-	k := r.keys
-	keys := []string{k.State(), k.Assign(), k.Revoked(), k.Groups(), k.Log(), k.Holders()}
-	nodes, groups := pairs(c.Nodes, true)
-	revoked, _ := pairs(c.Revoked, false)
-	head := []any{c.From.Epoch, c.From.Rev, c.From.MVer, c.By, k.Events(), LogMaxLen, digest(nodes, revoked)}
-	// Probe first: an unchanged plan (the common case) is settled without
-	// sending it.
-	res, err := commitScript.Run(ctx, r.rdb, keys, head...).StringSlice()
-	if err == nil && len(res) == 1 && res[0] == "send" {
-		args := make([]any, 0, len(head)+2+len(groups)+len(nodes)+len(revoked))
-		args = append(args, head...)
-		args = append(args, len(groups), len(nodes)/2)
-		for _, part := range [][]string{groups, nodes, revoked} {
-			for _, v := range part {
-				args = append(args, v)
-			}
+	base := c.Base
+	if base == nil {
+		a, err := r.Assignment(ctx)
+		if err != nil {
+			return 0, false, wrap(err, "commit assignment")
 		}
-		res, err = commitScript.Run(ctx, r.rdb, keys, args...).StringSlice()
+		base = &a
 	}
+	if base.Epoch != c.From.Epoch {
+		return base.Epoch, false, wrap(fmt.Errorf("%w: planned from %d, current is %d", ErrStaleEpoch, c.From.Epoch, base.Epoch), "commit assignment")
+	}
+	nodes, err := r.dropMissing(ctx, c.Nodes)
+	if err != nil {
+		return 0, false, wrap(err, "commit assignment")
+	}
+	setNodes, delNodes := diffPairs(base.Nodes, nodes, true)
+	setRevoked, delRevoked := diffPairs(base.Revoked, c.Revoked, false)
+	groups := distinctGroups(setNodes)
+
+	k := r.keys
+	args := make([]any, 0, 11+len(groups)+len(setNodes)+len(delNodes)+len(setRevoked)+len(delRevoked))
+	args = append(args, c.From.Epoch, c.From.Rev, c.From.MVer, c.By, k.Events(), LogMaxLen,
+		len(groups), len(setNodes)/2, len(delNodes), len(setRevoked)/2, len(delRevoked))
+	for _, part := range [][]string{groups, setNodes, delNodes, setRevoked, delRevoked} {
+		for _, v := range part {
+			args = append(args, v)
+		}
+	}
+	res, err := commitScript.Run(ctx, r.rdb,
+		[]string{k.State(), k.Assign(), k.Revoked(), k.Groups(), k.Log(), k.Holders()}, args...).StringSlice()
 	if err != nil {
 		return 0, false, wrap(err, "commit assignment")
 	}
@@ -202,30 +217,91 @@ func (r *Registry) Commit(ctx context.Context, c Commit) (epoch int64, changed b
 	case "same":
 		return epoch, false, nil
 	case "ok":
-		r.log.Debug("assignment committed", "epoch", epoch, "nodes", len(c.Nodes))
+		r.log.Debug("assignment committed", "epoch", epoch, "changed", len(setNodes)/2+len(delNodes))
 		return epoch, true, nil
 	}
 	return 0, false, wrap(fmt.Errorf("registry: unexpected reply %q", res[0]), "commit assignment")
 }
 
-// digest identifies an assignment the way commit.lua does: sha1 hex of the
-// node pairs joined by NUL, \x01, the revoked pairs joined by NUL.
-func digest(nodes, revoked []string) string {
-	h := sha1.New()
-	for i, s := range nodes {
-		if i > 0 {
-			h.Write([]byte{0})
-		}
-		h.Write([]byte(s))
+// dropMissing removes from a plan the groups that no longer exist (deleted
+// after the plan was computed). One SMISMEMBER of the distinct groups named;
+// the commit script checks the entries it writes again, for a delete that
+// lands in between.
+func (r *Registry) dropMissing(ctx context.Context, plan map[string][]string) (map[string][]string, error) {
+	_, groups := pairs(plan, true)
+	if len(groups) == 0 {
+		return plan, nil
 	}
-	h.Write([]byte{1})
-	for i, s := range revoked {
-		if i > 0 {
-			h.Write([]byte{0})
-		}
-		h.Write([]byte(s))
+	members := make([]any, len(groups))
+	for i, g := range groups {
+		members[i] = g
 	}
-	return hex.EncodeToString(h.Sum(nil))
+	present, err := r.rdb.SMIsMember(ctx, r.keys.Groups(), members...).Result()
+	if err != nil {
+		return nil, err
+	}
+	missing := map[string]bool{}
+	for i, ok := range present {
+		if !ok {
+			missing[groups[i]] = true
+		}
+	}
+	if len(missing) == 0 {
+		return plan, nil
+	}
+	out := make(map[string][]string, len(plan))
+	for id, gs := range plan {
+		kept := make([]string, 0, len(gs))
+		for _, g := range gs {
+			if !missing[g] {
+				kept = append(kept, g)
+			}
+		}
+		out[id] = kept
+	}
+	return out, nil
+}
+
+// diffPairs compares two assignments entry by entry: set holds the node,
+// "g1,g2" pairs of next that differ from prev; del the nodes of prev that next
+// no longer has. With keepEmpty false an empty list counts as no entry.
+func diffPairs(prev, next map[string][]string, keepEmpty bool) (set, del []string) {
+	nextFlat, _ := pairs(next, keepEmpty)
+	prevJoined := make(map[string]string, len(prev))
+	prevFlat, _ := pairs(prev, keepEmpty)
+	for i := 0; i < len(prevFlat); i += 2 {
+		prevJoined[prevFlat[i]] = prevFlat[i+1]
+	}
+	inNext := make(map[string]bool, len(nextFlat)/2)
+	for i := 0; i < len(nextFlat); i += 2 {
+		id, v := nextFlat[i], nextFlat[i+1]
+		inNext[id] = true
+		if old, ok := prevJoined[id]; !ok || old != v {
+			set = append(set, id, v)
+		}
+	}
+	for i := 0; i < len(prevFlat); i += 2 {
+		if !inNext[prevFlat[i]] {
+			del = append(del, prevFlat[i])
+		}
+	}
+	return set, del
+}
+
+// distinctGroups lists, sorted, the groups named in node, "g1,g2" pairs.
+func distinctGroups(flat []string) []string {
+	seen := map[string]bool{}
+	var out []string
+	for i := 1; i < len(flat); i += 2 {
+		for _, g := range splitGroups(flat[i]) {
+			if !seen[g] {
+				seen[g] = true
+				out = append(out, g)
+			}
+		}
+	}
+	slices.Sort(out)
+	return out
 }
 
 // pairs flattens m into node, "g1,g2" pairs in node order with each list

@@ -6,7 +6,7 @@
 -- KEYS[1] :group:<name>   STRING group JSON
 -- KEYS[2] :history:<name> LIST past versions, newest first
 -- KEYS[3] :groups         SET group names
--- KEYS[4] :state          HASH (rev; gdel +1 per deleted group, for commit.lua)
+-- KEYS[4] :state          HASH (rev)
 -- KEYS[5] :log            STREAM events
 -- KEYS[6] :schedule       ZSET schedule ID -> due ms
 -- KEYS[7] :schedule:items HASH schedule ID -> JSON
@@ -73,7 +73,6 @@ redis.call('HINCRBY', KEYS[4], 'rev', 1)
 if mode == 'delete' then
   redis.call('DEL', KEYS[1], KEYS[2])
   redis.call('SREM', KEYS[3], name)
-  redis.call('HINCRBY', KEYS[4], 'gdel', 1)
   emit(KEYS[5], channel, maxlen, ARGV[6], name, '', ARGV[7], 0, tonumber(ARGV[8]), now)
   if claim ~= '' then
     emit(KEYS[5], channel, maxlen, 'schedule.applied', name, '', ARGV[16], 0, tonumber(ARGV[8]), now)
