@@ -228,13 +228,18 @@ func (r *Registry) Commit(ctx context.Context, c Commit) (epoch int64, changed b
 // the commit script checks the entries it writes again, for a delete that
 // lands in between.
 func (r *Registry) dropMissing(ctx context.Context, plan map[string][]string) (map[string][]string, error) {
-	_, groups := pairs(plan, true)
-	if len(groups) == 0 {
-		return plan, nil
+	seen := map[string]bool{}
+	var members []any
+	for _, gs := range plan {
+		for _, g := range gs {
+			if !seen[g] {
+				seen[g] = true
+				members = append(members, g)
+			}
+		}
 	}
-	members := make([]any, len(groups))
-	for i, g := range groups {
-		members[i] = g
+	if len(members) == 0 {
+		return plan, nil
 	}
 	present, err := r.rdb.SMIsMember(ctx, r.keys.Groups(), members...).Result()
 	if err != nil {
@@ -243,7 +248,7 @@ func (r *Registry) dropMissing(ctx context.Context, plan map[string][]string) (m
 	missing := map[string]bool{}
 	for i, ok := range present {
 		if !ok {
-			missing[groups[i]] = true
+			missing[members[i].(string)] = true
 		}
 	}
 	if len(missing) == 0 {
@@ -264,28 +269,38 @@ func (r *Registry) dropMissing(ctx context.Context, plan map[string][]string) (m
 
 // diffPairs compares two assignments entry by entry: set holds the node,
 // "g1,g2" pairs of next that differ from prev; del the nodes of prev that next
-// no longer has. With keepEmpty false an empty list counts as no entry.
+// no longer has. With keepEmpty false an empty list counts as no entry. Only
+// changed entries are normalized and joined: a diff of a 10k-node pool with
+// one change does almost no work.
 func diffPairs(prev, next map[string][]string, keepEmpty bool) (set, del []string) {
-	nextFlat, _ := pairs(next, keepEmpty)
-	prevJoined := make(map[string]string, len(prev))
-	prevFlat, _ := pairs(prev, keepEmpty)
-	for i := 0; i < len(prevFlat); i += 2 {
-		prevJoined[prevFlat[i]] = prevFlat[i+1]
-	}
-	inNext := make(map[string]bool, len(nextFlat)/2)
-	for i := 0; i < len(nextFlat); i += 2 {
-		id, v := nextFlat[i], nextFlat[i+1]
-		inNext[id] = true
-		if old, ok := prevJoined[id]; !ok || old != v {
-			set = append(set, id, v)
+	for id, gs := range next {
+		if !keepEmpty && len(gs) == 0 {
+			continue
 		}
+		gs = normalized(gs)
+		if old, ok := prev[id]; ok && (keepEmpty || len(old) > 0) && slices.Equal(normalized(old), gs) {
+			continue
+		}
+		set = append(set, id, strings.Join(gs, ","))
 	}
-	for i := 0; i < len(prevFlat); i += 2 {
-		if !inNext[prevFlat[i]] {
-			del = append(del, prevFlat[i])
+	for id, gs := range prev {
+		if !keepEmpty && len(gs) == 0 {
+			continue
+		}
+		if ngs, ok := next[id]; !ok || (!keepEmpty && len(ngs) == 0) {
+			del = append(del, id)
 		}
 	}
 	return set, del
+}
+
+// normalized returns gs sorted and without duplicates, copying only when gs
+// is not already so.
+func normalized(gs []string) []string {
+	if slices.IsSorted(gs) && !hasDup(gs) {
+		return gs
+	}
+	return slices.Compact(slices.Sorted(slices.Values(gs)))
 }
 
 // distinctGroups lists, sorted, the groups named in node, "g1,g2" pairs.
@@ -304,35 +319,6 @@ func distinctGroups(flat []string) []string {
 	return out
 }
 
-// pairs flattens m into node, "g1,g2" pairs in node order with each list
-// sorted and deduplicated, and returns the distinct values named. With
-// keepEmpty false, nodes with an empty list are left out.
-func pairs(m map[string][]string, keepEmpty bool) (flat, distinct []string) {
-	ids := make([]string, 0, len(m))
-	for id, gs := range m {
-		if keepEmpty || len(gs) > 0 {
-			ids = append(ids, id)
-		}
-	}
-	slices.Sort(ids)
-	seen := map[string]bool{}
-	flat = make([]string, 0, 2*len(ids))
-	for _, id := range ids {
-		gs := m[id]
-		if !slices.IsSorted(gs) || hasDup(gs) {
-			gs = slices.Compact(slices.Sorted(slices.Values(gs)))
-		}
-		for _, g := range gs {
-			if !seen[g] {
-				seen[g] = true
-				distinct = append(distinct, g)
-			}
-		}
-		flat = append(flat, id, strings.Join(gs, ","))
-	}
-	slices.Sort(distinct)
-	return flat, distinct
-}
 
 func hasDup(sorted []string) bool {
 	for i := 1; i < len(sorted); i++ {
