@@ -319,7 +319,6 @@ func distinctGroups(flat []string) []string {
 	return out
 }
 
-
 func hasDup(sorted []string) bool {
 	for i := 1; i < len(sorted); i++ {
 		if sorted[i] == sorted[i-1] {
