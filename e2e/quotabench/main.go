@@ -1,0 +1,59 @@
+// Command quotabench compares ways of sharing API keys with per-key quotas
+// between the nodes of a cluster that scales up and down: allot's global
+// quota (Allow), allot's shares enforced locally, a naive "IP last octet mod
+// number of keys" split, and no coordination at all. A fake upstream API
+// (httptest) enforces each key's quota and counts 429s.
+//
+//	go run ./e2e/quotabench -redis redis://127.0.0.1:6379 [-long]
+//
+// The allot strategies use a throwaway namespace (quota-bench-<random>) on
+// that Redis and delete it afterwards. See BENCHMARKS.md for figures.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+
+	"github.com/redis/go-redis/v9"
+)
+
+func main() {
+	url := flag.String("redis", "redis://127.0.0.1:6379", "Redis URL (standalone) for the allot strategies")
+	long := flag.Bool("long", false, "the longer form: 30 nodes, 6 keys, 60 s window, default heartbeat")
+	nodes := flag.Int("nodes", 0, "nodes (0 = the form's default)")
+	flag.Parse()
+
+	cfg := shortConfig()
+	if *long {
+		cfg = longConfig()
+	}
+	if *nodes > 0 {
+		cfg.Nodes = *nodes
+	}
+	opt, err := redis.ParseURL(*url)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "quota-bench: invalid -redis:", err)
+		os.Exit(2)
+	}
+	cfg.Redis = opt
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	rdb := redis.NewClient(opt)
+	err = rdb.Ping(ctx).Err()
+	_ = rdb.Close()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "quota-bench: cannot reach redis at %s:%d... (%v)\n", opt.Addr, opt.DB, err)
+		os.Exit(1)
+	}
+	rs, err := compare(ctx, cfg)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "quota-bench:", err)
+		os.Exit(1)
+	}
+	if err := writeTable(os.Stdout, cfg, rs); err != nil {
+		os.Exit(1)
+	}
+}
