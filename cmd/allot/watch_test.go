@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -46,8 +47,11 @@ func TestWatchStreamsAndSurvivesRestart(t *testing.T) {
 
 	out, errOut, stop := startWatch(t, url)
 	// watch resolves its starting point before it blocks; retry the write until it shows.
+	// Each retry must be a real change: an update that changes nothing logs nothing.
+	n := 0
 	require.Eventually(t, func() bool {
-		mustRun(t, url, "group", "update", "before", "--set", "n=1")
+		n++
+		mustRun(t, url, "group", "update", "before", "--set", "n="+strconv.Itoa(n))
 		return strings.Contains(out.String(), "group.updated")
 	}, 10*time.Second, 100*time.Millisecond)
 	assert.NotContains(t, out.String(), "group.added")
