@@ -111,7 +111,8 @@ func WithPlanner(by string) RebalancerOption {
 	}
 }
 
-// WithRebalancerLogger sets the logger. default: discard.
+// WithRebalancerLogger sets the logger; it should carry the namespace ("ns"),
+// as the client's and the server's do. default: discard.
 func WithRebalancerLogger(l *slog.Logger) RebalancerOption {
 	return func(r *Rebalancer) {
 		if l != nil {
@@ -251,7 +252,7 @@ func (r *Rebalancer) run(ctx context.Context) (Result, error) {
 	}
 	res.Took = time.Since(start)
 	if changed {
-		r.log.Info("allot: plan committed", "ns", r.reg.Namespace(), "epoch", epoch, "moved", res.Moved, "waiting", res.Waiting, "took", res.Took)
+		r.log.Info("allot: plan committed", "epoch", epoch, "moved", res.Moved, "waiting", res.Waiting, "took", res.Took)
 	}
 	return res, nil
 }
@@ -274,7 +275,7 @@ func (r *Rebalancer) keepExtended(ctx context.Context, mu *redsync.Mutex) (stop 
 			case <-t.C:
 				if ok, err := mu.ExtendContext(ctx); !ok || err != nil {
 					// Lost the lock: keep going, the epoch check decides.
-					r.log.Warn("allot: rebalance lock lost while planning", "ns", r.reg.Namespace(), "err", err)
+					r.log.Warn("allot: rebalance lock lost while planning", "err", err)
 					return
 				}
 			}
