@@ -35,11 +35,22 @@ var (
 	// or an op that cannot be scheduled.
 	ErrInvalidSchedule = errors.New("registry: invalid schedule")
 	// ErrInvalidState means the group's state does not allow the operation
-	// (retiring a group that is not active, finishing one that is not draining).
+	// (retiring a group that is not active, finishing one that is not
+	// draining, importing a retired group as active) or, in a Pool, a state
+	// that is not active, draining or retired.
 	ErrInvalidState = errors.New("registry: invalid group state for this operation")
 	// ErrConflict means a write kept losing version races with concurrent
 	// writers and gave up.
 	ErrConflict = errors.New("registry: too many concurrent writers, try again")
+	// ErrDuplicateGroup means a Pool lists a group name twice.
+	ErrDuplicateGroup = errors.New("registry: group listed twice in the pool")
+	// ErrMaskedSecret means a Pool holds a masked secret value (as exported
+	// without reveal) that matches no stored secret, so the real value is
+	// unknown.
+	ErrMaskedSecret = errors.New("registry: masked secret value matches no stored secret")
+	// ErrUnmarkSecret means a Pool lists a stored secret config key as not
+	// secret: an import never un-marks a secret (unset the key first).
+	ErrUnmarkSecret = errors.New("registry: import cannot un-mark a secret key")
 )
 
 // opError is an error with the operation it happened in, e.g.
@@ -61,6 +72,114 @@ func wrap(err error, format string, args ...any) error {
 		return nil
 	}
 	return &opError{op: fmt.Sprintf(format, args...), err: err}
+}
+
+// PoolError is the error of PlanImport for a Pool with invalid groups: it
+// names every problem, and nothing was planned or written. It unwraps to
+// each problem's error.
+type PoolError struct {
+	Problems []PoolProblem
+}
+
+func (e *PoolError) Error() string {
+	parts := make([]string, len(e.Problems))
+	for i, p := range e.Problems {
+		parts[i] = fmt.Sprintf("groups[%d] %q: %v", p.Index, p.Name, p.Err)
+	}
+	return "registry: invalid pool: " + strings.Join(parts, "; ")
+}
+
+// Unwrap returns the error of every problem.
+func (e *PoolError) Unwrap() []error {
+	errs := make([]error, len(e.Problems))
+	for i, p := range e.Problems {
+		errs[i] = p.Err
+	}
+	return errs
+}
+
+// PoolProblem is one group of a Pool that cannot be imported.
+type PoolProblem struct {
+	// Index is the group's position in Pool.Groups.
+	Index int
+	// Name is the group's name as the Pool gives it.
+	Name string
+	// First is, for ErrDuplicateGroup, the position of the name's first
+	// entry.
+	First int
+	// Key is, for ErrMaskedSecret and ErrUnmarkSecret, the config key.
+	Key string
+	// Err says what is wrong, naming the field, in a message without the
+	// package prefix (e.g. "invalid weight -2: must be a number > 0"). It
+	// wraps the sentinel of its kind: ErrInvalidName, ErrInvalidState,
+	// ErrInvalidWeight, ErrInvalidMaxNodes, ErrInvalidQuota,
+	// ErrInvalidConfig, ErrConfigTooLarge, ErrDuplicateGroup,
+	// ErrMaskedSecret or ErrUnmarkSecret.
+	Err error
+}
+
+// problemError is the error of a PoolProblem: its own message, and the
+// sentinel of its kind for errors.Is.
+type problemError struct {
+	kind error
+	msg  string
+}
+
+func (e *problemError) Error() string { return e.msg }
+
+func (e *problemError) Unwrap() error { return e.kind }
+
+// problem returns a problemError of kind.
+func problem(kind error, format string, args ...any) error {
+	return &problemError{kind: kind, msg: fmt.Sprintf(format, args...)}
+}
+
+// ApplyError is the error of an ImportPlan.Apply that stopped at a failed
+// write. The writes made before it were undone where they could be. It
+// unwraps to the failed write's error.
+type ApplyError struct {
+	// Group is the group whose write failed.
+	Group string
+	// Err is that write's error.
+	Err error
+	// Undone counts the writes made before it and undone.
+	Undone int
+	// Standing are the writes made before it that remain, newest first.
+	Standing []StandingWrite
+}
+
+func (e *ApplyError) Error() string {
+	msg := fmt.Sprintf("registry: import stopped at group %q: %s", e.Group, strings.TrimPrefix(e.Err.Error(), "registry: "))
+	if len(e.Standing) == 0 {
+		return msg + fmt.Sprintf("; the %d writes before it were undone, the pool is as it was", e.Undone)
+	}
+	parts := make([]string, len(e.Standing))
+	for i, w := range e.Standing {
+		parts[i] = w.String()
+	}
+	return msg + fmt.Sprintf("; %d writes undone, these remain: %s", e.Undone, strings.Join(parts, "; "))
+}
+
+func (e *ApplyError) Unwrap() error { return e.Err }
+
+// StandingWrite is a write of a failed import that was not undone.
+type StandingWrite struct {
+	// Group is the group written.
+	Group string
+	// Done says what the write did: "added", "updated", "retiring" (retire
+	// started), "retired" or "deleted".
+	Done string
+	// UndoErr is why undoing it failed; nil for a retire or a deletion,
+	// which cannot be undone.
+	UndoErr error
+}
+
+// String renders w as "added x" or "updated x (undo failed: …)".
+func (w StandingWrite) String() string {
+	if w.UndoErr == nil {
+		return w.Done + " " + w.Group
+	}
+	return fmt.Sprintf("%s %s (undo failed: %v)", w.Done, w.Group, w.UndoErr)
 }
 
 // errClaimed means a scheduled item was applied, dropped or cancelled by
