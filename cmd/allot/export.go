@@ -3,12 +3,10 @@ package main
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
-	"math"
 	"os"
 	"regexp"
 	"slices"
@@ -23,45 +21,6 @@ import (
 
 func init() {
 	commandFactories = append(commandFactories, newExportCommand, newImportCommand)
-}
-
-// poolFile is the document `allot export` writes and `allot import` reads.
-type poolFile struct {
-	Groups []fileGroup `yaml:"groups" json:"groups"`
-}
-
-// fileGroup is one group of a poolFile: its settings, without the version,
-// timestamps and holders. Omitted fields take their defaults (state active,
-// weight 1, max_nodes 0, no quota, no config).
-type fileGroup struct {
-	Name       string            `yaml:"name" json:"name"`
-	State      string            `yaml:"state,omitempty" json:"state,omitempty"`
-	Weight     *float64          `yaml:"weight,omitempty" json:"weight,omitempty"`
-	MaxNodes   *int              `yaml:"max_nodes,omitempty" json:"max_nodes,omitempty"`
-	Quota      string            `yaml:"quota,omitempty" json:"quota,omitempty"`
-	Config     map[string]string `yaml:"config,omitempty" json:"config,omitempty"`
-	SecretKeys []string          `yaml:"secret_keys,omitempty" json:"secret_keys,omitempty"`
-}
-
-// exportFile builds the export document of groups; secret values are
-// masked unless reveal.
-func exportFile(groups []registry.Group, reveal bool) poolFile {
-	f := poolFile{Groups: make([]fileGroup, 0, len(groups))}
-	for _, g := range groups {
-		if !reveal {
-			g = g.Masked()
-		}
-		w, n := g.Weight, g.MaxNodes
-		fg := fileGroup{
-			Name: g.Name, State: string(g.State), Weight: &w, MaxNodes: &n, Quota: g.Quota,
-			Config: g.Config, SecretKeys: sortedCopy(g.SecretKeys),
-		}
-		if len(fg.Config) == 0 {
-			fg.Config = nil
-		}
-		f.Groups = append(f.Groups, fg)
-	}
-	return f
 }
 
 func newExportCommand(a *app) *cobra.Command {
@@ -82,12 +41,11 @@ masked unless --reveal: such a file re-imports cleanly over the same pool
 			if err != nil {
 				return err
 			}
-			groups, err := reg.List(ctx)
+			f, err := reg.Export(ctx, reveal)
 			if err != nil {
 				return err
 			}
-			f := exportFile(groups, reveal)
-			if !reveal && slices.ContainsFunc(groups, func(g registry.Group) bool { return len(g.SecretKeys) > 0 }) {
+			if !reveal && slices.ContainsFunc(f.Groups, func(g registry.PoolGroup) bool { return len(g.SecretKeys) > 0 }) {
 				fmt.Fprintln(a.stderr, "allot: warning: secret values are masked, so this file cannot restore them; use --reveal to include them (and keep the file safe)")
 			}
 			if a.output == "json" {
@@ -107,53 +65,18 @@ masked unless --reveal: such a file re-imports cleanly over the same pool
 
 // --- import ---
 
-// importPlan is what an import changes; it is also its JSON/YAML output.
-type importPlan struct {
-	DryRun    bool           `json:"dry_run"`
-	Added     []string       `json:"added"`
-	Changed   []groupChanges `json:"changed"`
-	Removed   []string       `json:"removed"`
-	Unchanged int            `json:"unchanged"`
-	// Kept are groups in Redis but not in the file, left alone without --prune.
-	Kept []string `json:"kept"`
-
-	steps   []importStep
-	summary map[string]string // added group -> one-line description
-}
-
-// groupChanges is the field-level diff of one changed group.
-type groupChanges struct {
-	Name   string        `json:"name"`
-	Fields []fieldChange `json:"fields"`
-}
-
-// stepOp is one kind of registry write of an import.
-type stepOp int
-
-const (
-	stepAdd    stepOp = iota // Add the group
-	stepUpdate               // Update it with IfVersion
-	stepRetire               // Retire it (to draining)
-	stepFinish               // FinishRetire it (to retired)
-	stepDelete               // Delete it (--prune)
-)
-
-// reversible reports whether a step can be undone by a later write.
-func (op stepOp) reversible() bool { return op == stepAdd || op == stepUpdate }
-
-// importStep is one registry write of an import.
-type importStep struct {
-	op     stepOp
-	name   string
-	change registry.Change
-	have   registry.Group // the stored group before the import (update, delete)
+// importReport is the output of an import: what it changes, and whether
+// it was only a dry run.
+type importReport struct {
+	DryRun bool `json:"dry_run"`
+	registry.ImportPlan
 }
 
 // parsePoolFile decodes an export document strictly: unknown fields,
 // duplicate keys and wrong types fail naming the line. It also returns the
 // line of each group.
-func parsePoolFile(data []byte) (poolFile, []int, error) {
-	var f poolFile
+func parsePoolFile(data []byte) (registry.Pool, []int, error) {
+	var f registry.Pool
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
 	if err := dec.Decode(&f); err != nil {
@@ -191,7 +114,7 @@ func parsePoolFile(data []byte) (poolFile, []int, error) {
 	return f, lines, nil
 }
 
-var yamlTypeSuffix = regexp.MustCompile(` in type main\.\w+`)
+var yamlTypeSuffix = regexp.MustCompile(` in type \w+\.\w+`)
 
 // yamlError renders a yaml.v3 error on one line, naming lines and fields.
 func yamlError(err error) error {
@@ -206,191 +129,30 @@ func yamlError(err error) error {
 	return errors.New(strings.TrimPrefix(oneLine(err.Error()), "yaml: "))
 }
 
-// planImport validates every group of f against the registry rules and
-// against have (the stored groups) and returns the writes that make the pool
-// match f. It does no I/O: when it fails, nothing has been written.
-func planImport(f poolFile, lines []int, have []registry.Group, prune bool) (importPlan, error) {
-	p := importPlan{Added: []string{}, Changed: []groupChanges{}, Removed: []string{}, Kept: []string{}, summary: map[string]string{}}
-	stored := make(map[string]registry.Group, len(have))
-	for _, g := range have {
-		stored[g.Name] = g
-	}
-	seen := map[string]int{}
-	var adds, updates, states []importStep
-	for i, fg := range f.Groups {
-		line := 0
+// poolProblems renders the problems of an import file on one line, each
+// naming the line of its group and the way out.
+func poolProblems(f registry.Pool, lines []int, pe *registry.PoolError) error {
+	line := func(i int) int {
 		if i < len(lines) {
-			line = lines[i]
+			return lines[i]
 		}
-		where := fmt.Sprintf("line %d: group %q", line, fg.Name)
-		if prev, dup := seen[fg.Name]; dup {
-			return p, fmt.Errorf("%s: listed twice (first at line %d)", where, prev)
+		return 0
+	}
+	msgs := make([]string, len(pe.Problems))
+	for i, p := range pe.Problems {
+		msg := p.Err.Error()
+		switch {
+		case errors.Is(p.Err, registry.ErrDuplicateGroup):
+			msg = fmt.Sprintf("listed twice (first at line %d)", line(p.First))
+		case errors.Is(p.Err, registry.ErrMaskedSecret):
+			msg = fmt.Sprintf("config.%s holds a masked secret (%q) that matches no stored value; export with --reveal, or put the real value in the file",
+				p.Key, f.Groups[p.Index].Config[p.Key])
+		case errors.Is(p.Err, registry.ErrUnmarkSecret):
+			msg += fmt.Sprintf(" (run 'allot group update %s --unset %s' first, then import)", p.Name, p.Key)
 		}
-		seen[fg.Name] = line
-		cur, exists := stored[fg.Name]
-		want, err := desiredGroup(fg, cur, exists)
-		if err != nil {
-			return p, fmt.Errorf("%s: %w", where, err)
-		}
-		if !exists {
-			c := registry.Change{Set: want.Config, Secret: want.SecretKeys, Weight: &want.Weight, MaxNodes: &want.MaxNodes}
-			if want.Quota != "" {
-				c.Quota = &want.Quota
-			}
-			adds = append(adds, importStep{op: stepAdd, name: want.Name, change: c})
-			switch want.State {
-			case registry.Draining:
-				states = append(states, importStep{op: stepRetire, name: want.Name})
-			case registry.Retired:
-				states = append(states, importStep{op: stepRetire, name: want.Name}, importStep{op: stepFinish, name: want.Name})
-			}
-			p.Added = append(p.Added, want.Name)
-			p.summary[want.Name] = addedSummary(want)
-			continue
-		}
-		fields := diffGroups(cur, want)
-		if len(fields) == 0 {
-			p.Unchanged++
-			continue
-		}
-		p.Changed = append(p.Changed, groupChanges{Name: want.Name, Fields: fields})
-		if c := contentChange(cur, want); !c.IsZero() {
-			c.IfVersion = cur.Version
-			updates = append(updates, importStep{op: stepUpdate, name: want.Name, change: c, have: cur})
-		}
-		from, to := stateOrActive(cur.State), want.State
-		if from == registry.Active && to != registry.Active {
-			states = append(states, importStep{op: stepRetire, name: want.Name, have: cur})
-		}
-		if from != registry.Retired && to == registry.Retired {
-			states = append(states, importStep{op: stepFinish, name: want.Name, have: cur})
-		}
+		msgs[i] = fmt.Sprintf("line %d: group %q: %s", line(p.Index), p.Name, msg)
 	}
-	var deletes []importStep
-	for _, g := range have {
-		if _, ok := seen[g.Name]; ok {
-			continue
-		}
-		if prune {
-			p.Removed = append(p.Removed, g.Name)
-			deletes = append(deletes, importStep{op: stepDelete, name: g.Name, have: g})
-		} else {
-			p.Kept = append(p.Kept, g.Name)
-		}
-	}
-	// Reversible writes first, so a failure among them can be undone whole.
-	p.steps = slices.Concat(adds, updates, states, deletes)
-	return p, nil
-}
-
-// desiredGroup is the group fg asks for, validated with the registry's
-// rules. Masked secret values of a stored group keep the stored value.
-func desiredGroup(fg fileGroup, cur registry.Group, exists bool) (registry.Group, error) {
-	if err := registry.ValidateName(fg.Name); err != nil {
-		return registry.Group{}, errors.New("invalid name: want ^[a-z0-9][a-z0-9._-]{0,62}$")
-	}
-	want := registry.Group{Name: fg.Name, State: registry.State(fg.State), Weight: 1, Quota: strings.TrimSpace(fg.Quota)}
-	switch want.State {
-	case "":
-		want.State = registry.Active
-	case registry.Active, registry.Draining, registry.Retired:
-	default:
-		return want, fmt.Errorf("invalid state %q: want active, draining or retired", fg.State)
-	}
-	if fg.Weight != nil {
-		want.Weight = *fg.Weight
-	}
-	if math.IsNaN(want.Weight) || math.IsInf(want.Weight, 0) || want.Weight <= 0 {
-		return want, fmt.Errorf("invalid weight %v: must be a number > 0", want.Weight)
-	}
-	if fg.MaxNodes != nil {
-		want.MaxNodes = *fg.MaxNodes
-	}
-	if want.MaxNodes < 0 {
-		return want, fmt.Errorf("invalid max_nodes %d: must be >= 0 (0 = unlimited)", want.MaxNodes)
-	}
-	if want.Quota != "" {
-		q, err := registry.ParseQuota(want.Quota)
-		if err != nil {
-			return want, fmt.Errorf("invalid quota %q: want RATE/UNIT [burst N] with UNIT s, m or h, e.g. 600/m", fg.Quota)
-		}
-		want.Quota = q.String()
-	}
-	want.Config = map[string]string{}
-	for k, v := range fg.Config {
-		if k == "" {
-			return want, errors.New("config has an empty key")
-		}
-		want.Config[k] = v
-	}
-	want.SecretKeys = []string{}
-	for _, k := range fg.SecretKeys {
-		if slices.Contains(want.SecretKeys, k) {
-			return want, fmt.Errorf("secret key %q listed twice", k)
-		}
-		v, ok := want.Config[k]
-		if !ok {
-			return want, fmt.Errorf("secret key %q is not a config key", k)
-		}
-		if strings.HasPrefix(v, masked) {
-			if !exists || !cur.IsSecret(k) || cur.Masked().Config[k] != v {
-				return want, fmt.Errorf("config.%s holds a masked secret (%q) that matches no stored value; export with --reveal, or put the real value in the file", k, v)
-			}
-			want.Config[k] = cur.Config[k]
-		}
-		want.SecretKeys = append(want.SecretKeys, k)
-	}
-	slices.Sort(want.SecretKeys)
-	if b, _ := json.Marshal(want.Config); len(b) > registry.MaxConfigBytes {
-		return want, fmt.Errorf("config is %d bytes encoded; at most %d", len(b), registry.MaxConfigBytes)
-	}
-	if !exists {
-		return want, nil
-	}
-	for _, k := range cur.SecretKeys {
-		if _, kept := want.Config[k]; kept && !want.IsSecret(k) {
-			return want, fmt.Errorf("config.%s is secret in the pool and import cannot un-mark it (run 'allot group update %s --unset %s' first, then import)", k, fg.Name, k)
-		}
-	}
-	from := stateOrActive(cur.State)
-	if from != want.State && (from == registry.Retired || want.State == registry.Active) {
-		return want, fmt.Errorf("state %s cannot become %s (a retired or draining group never becomes active again; delete it and add it anew)", from, want.State)
-	}
-	return want, nil
-}
-
-// contentChange is the Change that turns cur's settings into want's.
-func contentChange(cur, want registry.Group) registry.Change {
-	var c registry.Change
-	for k, v := range want.Config {
-		if old, ok := cur.Config[k]; !ok || old != v {
-			if c.Set == nil {
-				c.Set = map[string]string{}
-			}
-			c.Set[k] = v
-		}
-	}
-	for k := range cur.Config {
-		if _, ok := want.Config[k]; !ok {
-			c.Unset = append(c.Unset, k)
-		}
-	}
-	slices.Sort(c.Unset)
-	for _, k := range want.SecretKeys {
-		if !cur.IsSecret(k) {
-			c.Secret = append(c.Secret, k)
-		}
-	}
-	if weightOrDefault(cur.Weight) != want.Weight {
-		c.Weight = &want.Weight
-	}
-	if cur.MaxNodes != want.MaxNodes {
-		c.MaxNodes = &want.MaxNodes
-	}
-	if cur.Quota != want.Quota {
-		c.Quota = &want.Quota
-	}
-	return c
+	return errors.New(strings.Join(msgs, "; "))
 }
 
 // addedSummary describes a group to be added on one line, without values.
@@ -413,15 +175,16 @@ func addedSummary(g registry.Group) string {
 }
 
 // importLines renders a plan for the table output.
-func importLines(p importPlan) []string {
+func importLines(p registry.ImportPlan) []string {
 	var out []string
 	for _, n := range p.Added {
-		out = append(out, fmt.Sprintf("+ %s (%s)", n, p.summary[n]))
+		g, _ := p.AddedGroup(n)
+		out = append(out, fmt.Sprintf("+ %s (%s)", n, addedSummary(g)))
 	}
 	for _, c := range p.Changed {
 		out = append(out, "~ "+c.Name)
 		for _, f := range c.Fields {
-			out = append(out, "    "+f.describe())
+			out = append(out, "    "+describeChange(f))
 		}
 	}
 	for _, n := range p.Removed {
@@ -484,25 +247,28 @@ stored secret of an existing group and are refused for a new one.`,
 			if err != nil {
 				return err
 			}
-			p, err := planImport(f, lines, have, prune)
+			p, err := registry.PlanImport(f, have, prune)
+			var pe *registry.PoolError
+			if errors.As(err, &pe) {
+				err = poolProblems(f, lines, pe)
+			}
 			if err != nil {
 				return fmt.Errorf("%s: %w; nothing written", path, err)
 			}
-			p.DryRun = dryRun
 			if len(p.Kept) > 0 {
 				fmt.Fprintf(a.stderr, "allot: note: %d groups not in %s are kept (use --prune to delete them): %s\n", len(p.Kept), path, strings.Join(p.Kept, ", "))
 			}
 			if !dryRun {
-				if err := a.applyImport(ctx, reg, p.steps); err != nil {
+				if err := a.applyImport(ctx, reg, p); err != nil {
 					return err
 				}
 			}
-			return a.print(p, func() table {
+			return a.print(importReport{DryRun: dryRun, ImportPlan: p}, func() table {
 				t := table{title: importLines(p)}
 				switch {
 				case dryRun:
 					t.footer = []string{"dry run: nothing written"}
-				case len(p.steps) > 0:
+				case p.Writes() > 0:
 					t.footer = []string{"applied"}
 				}
 				return t
@@ -514,88 +280,23 @@ stored secret of an existing group and are refused for a new one.`,
 	return cmd
 }
 
-// applyImport runs the steps in order. When one fails, the reversible
-// steps already done are undone in reverse order and the error says what
-// could not be.
-func (a *app) applyImport(ctx context.Context, reg *registry.Registry, steps []importStep) error {
-	by := a.by()
-	var done []importStep
-	for _, s := range steps {
-		var err error
-		switch s.op {
-		case stepAdd:
-			_, err = reg.Add(ctx, s.name, s.change, by)
-		case stepUpdate:
-			_, err = reg.Update(ctx, s.name, s.change, by)
-		case stepRetire:
-			_, err = reg.Retire(ctx, s.name, 0, by)
-		case stepFinish:
-			_, err = reg.FinishRetire(ctx, s.name, by)
-		case stepDelete:
-			err = reg.Delete(ctx, s.name, by)
-		}
-		if err == nil {
-			done = append(done, s)
-			continue
-		}
-		failed := groupError(s.name, err)
-		if errors.Is(err, registry.ErrNotFound) && s.op == stepAdd {
-			failed = err
-		}
-		return a.undoImport(ctx, done, fmt.Errorf("import stopped at group %q: %w", s.name, failed))
+// applyImport writes p, all or nothing: when a write fails, the writes
+// before it are undone, and the error says which failed and what remains.
+func (a *app) applyImport(ctx context.Context, reg *registry.Registry, p registry.ImportPlan) error {
+	err := p.Apply(ctx, reg, a.by(), registry.WithUndoTimeout(max(a.timeout, defaultTimeout)))
+	var ae *registry.ApplyError
+	if !errors.As(err, &ae) {
+		return err
 	}
-	return nil
-}
-
-// undoImport reverts done (newest first) after cause and returns the error
-// to report.
-func (a *app) undoImport(parent context.Context, done []importStep, cause error) error {
-	// The command's context may be what failed; undo gets a fresh budget.
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(parent), max(a.timeout, defaultTimeout))
-	defer cancel()
-	reg, err := a.registry(ctx)
-	if err != nil {
-		return fmt.Errorf("%w; could not undo the %d writes made before it: %v", cause, len(done), err)
+	cause := fmt.Errorf("import stopped at group %q: %w", ae.Group, groupError(ae.Group, ae.Err))
+	if len(ae.Standing) == 0 {
+		return fmt.Errorf("%w; the %d writes before it were undone, the pool is as it was", cause, ae.Undone)
 	}
-	by := a.by()
-	var undone int
-	var kept []string
-	for i := len(done) - 1; i >= 0; i-- {
-		s := done[i]
-		var err error
-		switch s.op {
-		case stepAdd:
-			err = reg.Delete(ctx, s.name, by)
-		case stepUpdate:
-			_, err = reg.Rollback(ctx, s.name, s.have.Version, by)
-		default:
-			kept = append(kept, fmt.Sprintf("%s %s", opVerb(s.op), s.name))
-			continue
-		}
-		if err != nil {
-			kept = append(kept, fmt.Sprintf("%s %s (undo failed: %v)", opVerb(s.op), s.name, err))
-			continue
-		}
-		undone++
+	kept := make([]string, len(ae.Standing))
+	for i, w := range ae.Standing {
+		kept[i] = w.String()
 	}
-	if len(kept) == 0 {
-		return fmt.Errorf("%w; the %d writes before it were undone, the pool is as it was", cause, undone)
-	}
-	return fmt.Errorf("%w; %d writes undone, these remain: %s", cause, undone, strings.Join(kept, "; "))
-}
-
-func opVerb(op stepOp) string {
-	switch op {
-	case stepAdd:
-		return "added"
-	case stepUpdate:
-		return "updated"
-	case stepRetire:
-		return "retiring"
-	case stepFinish:
-		return "retired"
-	}
-	return "deleted"
+	return fmt.Errorf("%w; %d writes undone, these remain: %s", cause, ae.Undone, strings.Join(kept, "; "))
 }
 
 // readAll reads r up to a sane limit for a pool file.

@@ -103,7 +103,7 @@ dry run: nothing written
 `, out)
 	assert.Equal(t, before, dumpKeys(t, s.Client(t)), "a dry run writes nothing")
 
-	var plan importPlan
+	var plan importReport
 	require.NoError(t, json.Unmarshal([]byte(mustRun(t, url, "import", file, "--dry-run", "-o", "json")), &plan))
 	assert.True(t, plan.DryRun)
 	assert.Equal(t, []string{"delta"}, plan.Added)
@@ -204,18 +204,18 @@ func TestImportUndoesPartialWrites(t *testing.T) {
 	require.NoError(t, err)
 	have, err := reg.List(t.Context())
 	require.NoError(t, err)
-	f := poolFile{Groups: []fileGroup{
+	f := registry.Pool{Groups: []registry.PoolGroup{
 		{Name: "added", Config: map[string]string{"a": "1"}},
 		{Name: "kept", Config: map[string]string{"a": "2"}},
 		{Name: "raced", Config: map[string]string{"a": "2"}},
 	}}
-	plan, err := planImport(f, nil, have, false)
+	plan, err := registry.PlanImport(f, have, false)
 	require.NoError(t, err)
-	require.Len(t, plan.steps, 3)
+	require.Equal(t, 3, plan.Writes())
 
 	// Someone changes "raced" after the plan was made: its IfVersion write fails.
 	mustRun(t, url, "group", "update", "raced", "--set", "b=2")
-	err = a.applyImport(t.Context(), reg, plan.steps)
+	err = a.applyImport(t.Context(), reg, plan)
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), `import stopped at group "raced": group "raced" was changed by someone else meanwhile`)
 	assert.Contains(t, err.Error(), "the 2 writes before it were undone, the pool is as it was")
@@ -229,25 +229,27 @@ func TestImportUndoesPartialWrites(t *testing.T) {
 	assert.Equal(t, map[string]string{"a": "1", "b": "2"}, raced.Config, "the concurrent change stands")
 }
 
-func TestPlanImportStates(t *testing.T) {
+// TestImportProblemLines: every problem names the line of its group, and
+// the CLI's way out. (The plan itself is tested in registry.)
+func TestImportProblemLines(t *testing.T) {
 	have := []registry.Group{
-		{Name: "act", Version: 4, State: registry.Active, Weight: 1, Config: map[string]string{}},
+		{Name: "act", Version: 4, State: registry.Active, Weight: 1, Config: map[string]string{"k": "v"}, SecretKeys: []string{"k"}},
 		{Name: "dra", Version: 2, State: registry.Draining, Weight: 1, Config: map[string]string{}},
 	}
-	f := poolFile{Groups: []fileGroup{
-		{Name: "act", State: "retired"},
-		{Name: "dra", State: "retired"},
-		{Name: "new", State: "draining"},
-	}}
-	p, err := planImport(f, []int{2, 4, 6}, have, false)
-	require.NoError(t, err)
-	var ops []string
-	for _, s := range p.steps {
-		ops = append(ops, opVerb(s.op)+" "+s.name)
-	}
-	// Reversible writes first; the state changes last.
-	assert.Equal(t, []string{"added new", "retiring act", "retired act", "retired dra", "retiring new"}, ops)
+	f := registry.Pool{Groups: []registry.PoolGroup{{Name: "dra", State: "active"}}}
+	_, err := registry.PlanImport(f, have, false)
+	var pe *registry.PoolError
+	require.ErrorAs(t, err, &pe)
+	assert.EqualError(t, poolProblems(f, []int{7}, pe), `line 7: group "dra": state draining cannot become active (a retired or draining group never becomes active again; delete it and add it anew)`)
 
-	_, err = planImport(poolFile{Groups: []fileGroup{{Name: "dra", State: "active"}}}, []int{7}, have, false)
-	assert.EqualError(t, err, `line 7: group "dra": state draining cannot become active (a retired or draining group never becomes active again; delete it and add it anew)`)
+	f = registry.Pool{Groups: []registry.PoolGroup{
+		{Name: "act", Config: map[string]string{"k": "v"}},
+		{Name: "new", Config: map[string]string{"k": "****zzzz"}, SecretKeys: []string{"k"}},
+		{Name: "act"},
+	}}
+	_, err = registry.PlanImport(f, have, false)
+	require.ErrorAs(t, err, &pe)
+	assert.EqualError(t, poolProblems(f, []int{2, 5, 9}, pe), `line 2: group "act": config.k is secret in the pool and import cannot un-mark it (run 'allot group update act --unset k' first, then import); `+
+		`line 5: group "new": config.k holds a masked secret ("****zzzz") that matches no stored value; export with --reveal, or put the real value in the file; `+
+		`line 9: group "act": listed twice (first at line 2)`)
 }

@@ -638,7 +638,7 @@ func historyRows(versions []registry.Group, now time.Time) [][]string {
 	for i, g := range versions {
 		changes := "created"
 		if i+1 < len(versions) {
-			changes = summarizeChanges(diffGroups(versions[i+1], g))
+			changes = summarizeChanges(registry.DiffGroups(versions[i+1], g))
 		} else if g.Version > 1 {
 			changes = "(older versions not kept)"
 		}

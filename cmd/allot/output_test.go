@@ -123,14 +123,14 @@ func TestGoldenTables(t *testing.T) {
 func TestGoldenImportDiff(t *testing.T) {
 	have := goldenGroups()
 	have[0].Config["api_key"] = "sk-live-000000wxyz"
-	f := exportFile(have, false)
+	f := registry.ExportPool(have, false)
 	w := 3.0
 	f.Groups[0].Weight = &w
 	f.Groups[0].Config["model"] = "gpt-5.1"
 	f.Groups[0].Config["region"] = "eu"
 	delete(f.Groups[0].Config, "endpoint")
-	f.Groups = append(f.Groups[:1], fileGroup{Name: "mistral-1", Quota: "60/s", Config: map[string]string{"k": "v"}, SecretKeys: []string{"k"}})
-	p, err := planImport(f, nil, have, true)
+	f.Groups = append(f.Groups[:1], registry.PoolGroup{Name: "mistral-1", Quota: "60/s", Config: map[string]string{"k": "v"}, SecretKeys: []string{"k"}})
+	p, err := registry.PlanImport(f, have, true)
 	require.NoError(t, err)
 	golden(t, "import_diff", strings.Join(importLines(p), "\n")+"\n")
 }

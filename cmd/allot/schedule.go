@@ -94,7 +94,7 @@ func maskSchedule(s registry.Scheduled, groupSecrets []string, reveal bool) regi
 	set := maps.Clone(s.Change.Set)
 	for k := range set {
 		if slices.Contains(s.Change.Secret, k) || slices.Contains(groupSecrets, k) {
-			set[k] = masked
+			set[k] = registry.MaskPrefix
 		}
 	}
 	s.Change.Set = set
