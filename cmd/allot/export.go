@@ -35,28 +35,24 @@ masked unless --reveal: such a file re-imports cleanly over the same pool
 		Example: "  allot export > pool.yaml\n  allot export --reveal -o json > pool-with-secrets.json",
 		Args:    exactArgs(),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			ctx, cancel := a.ctx(cmd)
-			defer cancel()
-			reg, err := a.registry(ctx)
-			if err != nil {
+			return a.withRegistry(cmd, func(ctx context.Context, reg *registry.Registry) error {
+				f, err := reg.Export(ctx, reveal)
+				if err != nil {
+					return err
+				}
+				if !reveal && slices.ContainsFunc(f.Groups, func(g registry.PoolGroup) bool { return len(g.SecretKeys) > 0 }) {
+					fmt.Fprintln(a.stderr, "allot: warning: secret values are masked, so this file cannot restore them; use --reveal to include them (and keep the file safe)")
+				}
+				if a.output == "json" {
+					return writeJSON(a.stdout, f)
+				}
+				b, err := toYAML(f)
+				if err != nil {
+					return err
+				}
+				_, err = a.stdout.Write(b)
 				return err
-			}
-			f, err := reg.Export(ctx, reveal)
-			if err != nil {
-				return err
-			}
-			if !reveal && slices.ContainsFunc(f.Groups, func(g registry.PoolGroup) bool { return len(g.SecretKeys) > 0 }) {
-				fmt.Fprintln(a.stderr, "allot: warning: secret values are masked, so this file cannot restore them; use --reveal to include them (and keep the file safe)")
-			}
-			if a.output == "json" {
-				return writeJSON(a.stdout, f)
-			}
-			b, err := toYAML(f)
-			if err != nil {
-				return err
-			}
-			_, err = a.stdout.Write(b)
-			return err
+			})
 		},
 	}
 	cmd.Flags().BoolVar(&reveal, "reveal", false, "write secret values in clear")
@@ -237,41 +233,37 @@ stored secret of an existing group and are refused for a new one.`,
 			if err != nil {
 				return fmt.Errorf("%s: %w; nothing written", path, err)
 			}
-			ctx, cancel := a.ctx(cmd)
-			defer cancel()
-			reg, err := a.registry(ctx)
-			if err != nil {
-				return err
-			}
-			have, err := reg.List(ctx)
-			if err != nil {
-				return err
-			}
-			p, err := registry.PlanImport(f, have, prune)
-			var pe *registry.PoolError
-			if errors.As(err, &pe) {
-				err = poolProblems(f, lines, pe)
-			}
-			if err != nil {
-				return fmt.Errorf("%s: %w; nothing written", path, err)
-			}
-			if len(p.Kept) > 0 {
-				fmt.Fprintf(a.stderr, "allot: note: %d groups not in %s are kept (use --prune to delete them): %s\n", len(p.Kept), path, strings.Join(p.Kept, ", "))
-			}
-			if !dryRun {
-				if err := a.applyImport(ctx, reg, p); err != nil {
+			return a.withRegistry(cmd, func(ctx context.Context, reg *registry.Registry) error {
+				have, err := reg.List(ctx)
+				if err != nil {
 					return err
 				}
-			}
-			return a.print(importReport{DryRun: dryRun, ImportPlan: p}, func() table {
-				t := table{title: importLines(p)}
-				switch {
-				case dryRun:
-					t.footer = []string{"dry run: nothing written"}
-				case p.Writes() > 0:
-					t.footer = []string{"applied"}
+				p, err := registry.PlanImport(f, have, prune)
+				var pe *registry.PoolError
+				if errors.As(err, &pe) {
+					err = poolProblems(f, lines, pe)
 				}
-				return t
+				if err != nil {
+					return fmt.Errorf("%s: %w; nothing written", path, err)
+				}
+				if len(p.Kept) > 0 {
+					fmt.Fprintf(a.stderr, "allot: note: %d groups not in %s are kept (use --prune to delete them): %s\n", len(p.Kept), path, strings.Join(p.Kept, ", "))
+				}
+				if !dryRun {
+					if err := a.applyImport(ctx, reg, p); err != nil {
+						return err
+					}
+				}
+				return a.print(importReport{DryRun: dryRun, ImportPlan: p}, func() table {
+					t := table{title: importLines(p)}
+					switch {
+					case dryRun:
+						t.footer = []string{"dry run: nothing written"}
+					case p.Writes() > 0:
+						t.footer = []string{"applied"}
+					}
+					return t
+				})
 			})
 		},
 	}

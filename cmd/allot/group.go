@@ -147,11 +147,7 @@ func groupView(g registry.Group, nodes []string, reveal bool) allocator.GroupVie
 
 // holders returns the nodes holding each group according to the live status.
 func (a *app) holders(ctx context.Context) (map[string][]string, error) {
-	reg, hb, err := a.pool(ctx)
-	if err != nil {
-		return nil, err
-	}
-	st, err := allocator.Inspect(ctx, reg, hb)
+	st, err := a.inspect(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -221,18 +217,14 @@ func newGroupAddCommand(a *app) *cobra.Command {
 					return usageErrorf("config key %q holds a masked secret value; give the real one with --secret %s=VALUE", k, k)
 				}
 			}
-			ctx, cancel := a.ctx(cmd)
-			defer cancel()
-			reg, err := a.registry(ctx)
-			if err != nil {
-				return err
-			}
-			g, err := reg.Add(ctx, name, c, a.by())
-			if err != nil {
-				return groupError(name, err)
-			}
-			return a.print(groupView(g, nil, false), func() table {
-				return table{title: []string{fmt.Sprintf("group %q added (version %d)", g.Name, g.Version)}}
+			return a.withRegistry(cmd, func(ctx context.Context, reg *registry.Registry) error {
+				g, err := reg.Add(ctx, name, c, a.by())
+				if err != nil {
+					return groupError(name, err)
+				}
+				return a.print(groupView(g, nil, false), func() table {
+					return table{title: []string{fmt.Sprintf("group %q added (version %d)", g.Name, g.Version)}}
+				})
 			})
 		},
 	}
@@ -390,21 +382,17 @@ func newGroupUpdateCommand(a *app) *cobra.Command {
 					return err
 				}
 			}
-			ctx, cancel := a.ctx(cmd)
-			defer cancel()
-			reg, err := a.registry(ctx)
-			if err != nil {
-				return err
-			}
-			if !when.IsZero() {
-				return a.schedule(ctx, reg, registry.Scheduled{At: when, Group: name, Op: registry.OpUpdate, Change: c, By: a.by()})
-			}
-			g, err := reg.Update(ctx, name, c, a.by())
-			if err != nil {
-				return groupError(name, err)
-			}
-			return a.print(groupView(g, nil, false), func() table {
-				return table{title: []string{fmt.Sprintf("group %q updated (version %d)", g.Name, g.Version)}}
+			return a.withRegistry(cmd, func(ctx context.Context, reg *registry.Registry) error {
+				if !when.IsZero() {
+					return a.schedule(ctx, reg, registry.Scheduled{At: when, Group: name, Op: registry.OpUpdate, Change: c, By: a.by()})
+				}
+				g, err := reg.Update(ctx, name, c, a.by())
+				if err != nil {
+					return groupError(name, err)
+				}
+				return a.print(groupView(g, nil, false), func() table {
+					return table{title: []string{fmt.Sprintf("group %q updated (version %d)", g.Name, g.Version)}}
+				})
 			})
 		},
 	}
@@ -463,22 +451,18 @@ func newGroupGetCommand(a *app) *cobra.Command {
 			if err := checkName(name); err != nil {
 				return err
 			}
-			ctx, cancel := a.ctx(cmd)
-			defer cancel()
-			reg, err := a.registry(ctx)
-			if err != nil {
-				return err
-			}
-			g, err := reg.Get(ctx, name)
-			if err != nil {
-				return groupError(name, err)
-			}
-			h, err := a.holders(ctx)
-			if err != nil {
-				return err
-			}
-			v := groupView(g, h[name], reveal)
-			return a.print(v, func() table { return table{rows: groupDetailRows(v, a.now())} })
+			return a.withRegistry(cmd, func(ctx context.Context, reg *registry.Registry) error {
+				g, err := reg.Get(ctx, name)
+				if err != nil {
+					return groupError(name, err)
+				}
+				h, err := a.holders(ctx)
+				if err != nil {
+					return err
+				}
+				v := groupView(g, h[name], reveal)
+				return a.print(v, func() table { return table{rows: groupDetailRows(v, a.now())} })
+			})
 		},
 	}
 	cmd.Flags().BoolVar(&reveal, "reveal", false, "show secret config values")
@@ -539,30 +523,26 @@ func newGroupListCommand(a *app) *cobra.Command {
 		Short:   "List every group of the pool",
 		Args:    exactArgs(),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			ctx, cancel := a.ctx(cmd)
-			defer cancel()
-			reg, err := a.registry(ctx)
-			if err != nil {
-				return err
-			}
-			groups, err := reg.List(ctx)
-			if err != nil {
-				return err
-			}
-			h, err := a.holders(ctx)
-			if err != nil {
-				return err
-			}
-			views := make([]allocator.GroupView, 0, len(groups))
-			for _, g := range groups {
-				views = append(views, groupView(g, h[g.Name], false))
-			}
-			return a.print(views, func() table {
-				t := table{header: groupHeader, rows: groupRows(views, a.now())}
-				if len(views) == 0 {
-					t = table{title: []string{"no groups (add one with 'allot group add NAME')"}}
+			return a.withRegistry(cmd, func(ctx context.Context, reg *registry.Registry) error {
+				groups, err := reg.List(ctx)
+				if err != nil {
+					return err
 				}
-				return t
+				h, err := a.holders(ctx)
+				if err != nil {
+					return err
+				}
+				views := make([]allocator.GroupView, 0, len(groups))
+				for _, g := range groups {
+					views = append(views, groupView(g, h[g.Name], false))
+				}
+				return a.print(views, func() table {
+					t := table{header: groupHeader, rows: groupRows(views, a.now())}
+					if len(views) == 0 {
+						t = table{title: []string{"no groups (add one with 'allot group add NAME')"}}
+					}
+					return t
+				})
 			})
 		},
 	}
@@ -600,28 +580,24 @@ func newGroupHistoryCommand(a *app) *cobra.Command {
 			if err := checkName(name); err != nil {
 				return err
 			}
-			ctx, cancel := a.ctx(cmd)
-			defer cancel()
-			reg, err := a.registry(ctx)
-			if err != nil {
-				return err
-			}
-			versions, err := reg.History(ctx, name)
-			if err != nil {
-				return groupError(name, err)
-			}
-			if len(versions) == 0 {
-				return groupError(name, registry.ErrNotFound)
-			}
-			shown := make([]registry.Group, len(versions))
-			for i, g := range versions {
-				shown[i] = g
-				if !reveal {
-					shown[i] = g.Masked()
+			return a.withRegistry(cmd, func(ctx context.Context, reg *registry.Registry) error {
+				versions, err := reg.History(ctx, name)
+				if err != nil {
+					return groupError(name, err)
 				}
-			}
-			return a.print(shown, func() table {
-				return table{header: historyHeader, rows: historyRows(versions, a.now()), fit: true}
+				if len(versions) == 0 {
+					return groupError(name, registry.ErrNotFound)
+				}
+				shown := make([]registry.Group, len(versions))
+				for i, g := range versions {
+					shown[i] = g
+					if !reveal {
+						shown[i] = g.Masked()
+					}
+				}
+				return a.print(shown, func() table {
+					return table{header: historyHeader, rows: historyRows(versions, a.now()), fit: true}
+				})
 			})
 		},
 	}
@@ -670,23 +646,19 @@ func newGroupRollbackCommand(a *app) *cobra.Command {
 			if to <= 0 {
 				return usageErrorf("invalid --to %d: versions start at 1", to)
 			}
-			ctx, cancel := a.ctx(cmd)
-			defer cancel()
-			reg, err := a.registry(ctx)
-			if err != nil {
-				return err
-			}
-			g, err := reg.Rollback(ctx, name, to, a.by())
-			if errors.Is(err, registry.ErrNotFound) {
-				if _, gerr := reg.Get(ctx, name); gerr == nil {
-					return fmt.Errorf("group %q has no version %d (see 'allot group history %s')", name, to, name)
+			return a.withRegistry(cmd, func(ctx context.Context, reg *registry.Registry) error {
+				g, err := reg.Rollback(ctx, name, to, a.by())
+				if errors.Is(err, registry.ErrNotFound) {
+					if _, gerr := reg.Get(ctx, name); gerr == nil {
+						return fmt.Errorf("group %q has no version %d (see 'allot group history %s')", name, to, name)
+					}
 				}
-			}
-			if err != nil {
-				return groupError(name, err)
-			}
-			return a.print(groupView(g, nil, false), func() table {
-				return table{title: []string{fmt.Sprintf("group %q rolled back to the settings of version %d (now version %d)", name, to, g.Version)}}
+				if err != nil {
+					return groupError(name, err)
+				}
+				return a.print(groupView(g, nil, false), func() table {
+					return table{title: []string{fmt.Sprintf("group %q rolled back to the settings of version %d (now version %d)", name, to, g.Version)}}
+				})
 			})
 		},
 	}
@@ -831,17 +803,13 @@ func newGroupDeleteCommand(a *app) *cobra.Command {
 			if err := checkName(name); err != nil {
 				return err
 			}
-			ctx, cancel := a.ctx(cmd)
-			defer cancel()
-			reg, err := a.registry(ctx)
-			if err != nil {
-				return err
-			}
-			if err := reg.Delete(ctx, name, a.by()); err != nil {
-				return groupError(name, err)
-			}
-			return a.print(map[string]any{"name": name, "deleted": true}, func() table {
-				return table{title: []string{fmt.Sprintf("group %q deleted", name)}}
+			return a.withRegistry(cmd, func(ctx context.Context, reg *registry.Registry) error {
+				if err := reg.Delete(ctx, name, a.by()); err != nil {
+					return groupError(name, err)
+				}
+				return a.print(map[string]any{"name": name, "deleted": true}, func() table {
+					return table{title: []string{fmt.Sprintf("group %q deleted", name)}}
+				})
 			})
 		},
 	}

@@ -289,6 +289,29 @@ func (a *app) pool(ctx context.Context) (*registry.Registry, *heartbeat.Tracker,
 	return reg, hb, nil
 }
 
+// withRegistry runs fn with the command's context (bounded by --timeout)
+// and the namespace's registry: the frame of every command that only needs
+// the registry.
+func (a *app) withRegistry(cmd *cobra.Command, fn func(ctx context.Context, reg *registry.Registry) error) error {
+	ctx, cancel := a.ctx(cmd)
+	defer cancel()
+	reg, err := a.registry(ctx)
+	if err != nil {
+		return err
+	}
+	return fn(ctx, reg)
+}
+
+// inspect reads the pool's status: groups with their holders and targets,
+// live nodes, standby.
+func (a *app) inspect(ctx context.Context) (allocator.Status, error) {
+	reg, hb, err := a.pool(ctx)
+	if err != nil {
+		return allocator.Status{}, err
+	}
+	return allocator.Inspect(ctx, reg, hb)
+}
+
 // close releases the Redis client.
 func (a *app) close() {
 	if a.client != nil {

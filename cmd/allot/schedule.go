@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"maps"
@@ -28,33 +29,29 @@ func newScheduleCommand(a *app) *cobra.Command {
 		Short:   "List pending scheduled changes, soonest first",
 		Args:    exactArgs(),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			ctx, cancel := a.ctx(cmd)
-			defer cancel()
-			reg, err := a.registry(ctx)
-			if err != nil {
-				return err
-			}
-			items, err := reg.Schedules(ctx)
-			if err != nil {
-				return err
-			}
-			groups, err := reg.List(ctx)
-			if err != nil {
-				return err
-			}
-			secret := map[string][]string{}
-			for _, g := range groups {
-				secret[g.Name] = g.SecretKeys
-			}
-			shown := make([]registry.Scheduled, len(items))
-			for i, s := range items {
-				shown[i] = maskSchedule(s, secret[s.Group], reveal)
-			}
-			return a.print(shown, func() table {
-				if len(shown) == 0 {
-					return table{title: []string{"no scheduled changes"}}
+			return a.withRegistry(cmd, func(ctx context.Context, reg *registry.Registry) error {
+				items, err := reg.Schedules(ctx)
+				if err != nil {
+					return err
 				}
-				return table{header: scheduleHeader, rows: scheduleRows(shown), fit: true}
+				groups, err := reg.List(ctx)
+				if err != nil {
+					return err
+				}
+				secret := map[string][]string{}
+				for _, g := range groups {
+					secret[g.Name] = g.SecretKeys
+				}
+				shown := make([]registry.Scheduled, len(items))
+				for i, s := range items {
+					shown[i] = maskSchedule(s, secret[s.Group], reveal)
+				}
+				return a.print(shown, func() table {
+					if len(shown) == 0 {
+						return table{title: []string{"no scheduled changes"}}
+					}
+					return table{header: scheduleHeader, rows: scheduleRows(shown), fit: true}
+				})
 			})
 		},
 	}
@@ -65,20 +62,16 @@ func newScheduleCommand(a *app) *cobra.Command {
 		Args:  exactArgs("ID"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			id := args[0]
-			ctx, cancel := a.ctx(cmd)
-			defer cancel()
-			reg, err := a.registry(ctx)
-			if err != nil {
-				return err
-			}
-			if err := reg.CancelSchedule(ctx, id); err != nil {
-				if errors.Is(err, registry.ErrNotFound) {
-					return fmt.Errorf("scheduled change %q not found: already applied or cancelled? (see 'allot schedule list')", id)
+			return a.withRegistry(cmd, func(ctx context.Context, reg *registry.Registry) error {
+				if err := reg.CancelSchedule(ctx, id); err != nil {
+					if errors.Is(err, registry.ErrNotFound) {
+						return fmt.Errorf("scheduled change %q not found: already applied or cancelled? (see 'allot schedule list')", id)
+					}
+					return err
 				}
-				return err
-			}
-			return a.print(map[string]any{"id": id, "cancelled": true}, func() table {
-				return table{title: []string{fmt.Sprintf("scheduled change %s cancelled", id)}}
+				return a.print(map[string]any{"id": id, "cancelled": true}, func() table {
+					return table{title: []string{fmt.Sprintf("scheduled change %s cancelled", id)}}
+				})
 			})
 		},
 	})

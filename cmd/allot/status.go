@@ -20,11 +20,7 @@ func newStatusCommand(a *app) *cobra.Command {
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx, cancel := a.ctx(cmd)
 			defer cancel()
-			reg, hb, err := a.pool(ctx)
-			if err != nil {
-				return err
-			}
-			st, err := allocator.Inspect(ctx, reg, hb)
+			st, err := a.inspect(ctx)
 			if err != nil {
 				return err
 			}
