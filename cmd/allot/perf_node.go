@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"math/rand/v2"
-	"net"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -15,6 +14,7 @@ import (
 	"github.com/allot-io/allot/allocator"
 	"github.com/allot-io/allot/client"
 	"github.com/allot-io/allot/heartbeat"
+	"github.com/allot-io/allot/internal/killswitch"
 	"github.com/allot-io/allot/internal/redisurl"
 	"github.com/allot-io/allot/registry"
 )
@@ -58,48 +58,13 @@ type perfNode interface {
 // errKilled is what a killed node's Redis calls fail with.
 var errKilled = errors.New("perf: node killed")
 
-// killSwitch is a go-redis hook failing every call and dial once killed, so
-// a real client.Client can be crashed without letting it leave.
-type killSwitch struct{ killed atomic.Bool }
-
-func (k *killSwitch) DialHook(next redis.DialHook) redis.DialHook {
-	return func(ctx context.Context, network, addr string) (net.Conn, error) {
-		if k.killed.Load() {
-			return nil, errKilled
-		}
-		return next(ctx, network, addr)
-	}
-}
-
-func (k *killSwitch) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
-	return func(ctx context.Context, cmd redis.Cmder) error {
-		if k.killed.Load() {
-			cmd.SetErr(errKilled)
-			return errKilled
-		}
-		return next(ctx, cmd)
-	}
-}
-
-func (k *killSwitch) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
-	return func(ctx context.Context, cmds []redis.Cmder) error {
-		if k.killed.Load() {
-			for _, c := range cmds {
-				c.SetErr(errKilled)
-			}
-			return errKilled
-		}
-		return next(ctx, cmds)
-	}
-}
-
 // clientNode is a real client.Client on a Redis client of its own (a small
 // pool, as a node process would have), so it can be killed alone.
 type clientNode struct {
 	h        *perfHarness
 	nid, nip string
 	rdb      redis.UniversalClient
-	sw       *killSwitch
+	sw       *killswitch.Switch
 	c        *client.Client
 	v        atomic.Pointer[nodeView]
 }
@@ -109,7 +74,7 @@ func newClientNode(h *perfHarness, id, ip string) (*clientNode, error) {
 	if err != nil {
 		return nil, err
 	}
-	sw := &killSwitch{}
+	sw := killswitch.New(errKilled)
 	rdb.AddHook(sw)
 	rdb.AddHook(h.counter)
 	c, err := client.New(rdb,
@@ -135,11 +100,11 @@ func (n *clientNode) id() string                      { return n.nid }
 func (n *clientNode) ip() string                      { return n.nip }
 func (n *clientNode) view() *nodeView                 { return n.v.Load() }
 func (n *clientNode) start(ctx context.Context) error { return n.c.Start(ctx) }
-func (n *clientNode) kill()                           { n.sw.killed.Store(true) }
+func (n *clientNode) kill()                           { n.sw.Kill() }
 func (n *clientNode) leave(ctx context.Context) error { return n.c.Close(ctx) }
 
 func (n *clientNode) close(ctx context.Context) {
-	n.sw.killed.Store(true) // Close must not leave: the namespace is dropped anyway.
+	n.sw.Kill() // Close must not leave: the namespace is dropped anyway.
 	_ = n.c.Close(ctx)
 	_ = n.rdb.Close()
 }

@@ -22,6 +22,7 @@ import (
 
 	"github.com/allot-io/allot/client"
 	"github.com/allot-io/allot/heartbeat"
+	"github.com/allot-io/allot/internal/killswitch"
 	"github.com/allot-io/allot/registry"
 )
 
@@ -410,7 +411,7 @@ func (s *allotStrategy) teardown(ctx context.Context, b *bench) {
 
 func (s *allotStrategy) start(ctx context.Context, b *bench, n *node) error {
 	rdb := redis.NewClient(b.cfg.Redis)
-	sw := &killSwitch{}
+	sw := killswitch.New(errKilled)
 	rdb.AddHook(sw)
 	c, err := client.New(rdb, client.WithNamespace(s.ns), client.WithNodeID(fmt.Sprintf("node-%03d", n.id)),
 		client.WithIP(n.ip), client.WithHeartbeat(b.cfg.Heartbeat))
@@ -431,10 +432,10 @@ func (s *allotStrategy) start(ctx context.Context, b *bench, n *node) error {
 		_ = rdb.Close()
 		return err
 	}
-	n.crash = func() { sw.killed.Store(true) } // a crashed process talks to nobody
+	n.crash = sw.Kill // a crashed process talks to nobody
 	n.leave = func(ctx context.Context) { _ = c.Close(ctx) }
 	n.closeFn = func(ctx context.Context) {
-		sw.killed.Store(true)
+		sw.Kill()
 		_ = c.Close(ctx)
 		_ = rdb.Close()
 	}
@@ -579,38 +580,3 @@ func runLocal(ctx context.Context, b *bench, n *node, pick func() string) {
 
 // errKilled is what a crashed allot node's Redis calls fail with.
 var errKilled = errors.New("quota-bench: node crashed")
-
-// killSwitch fails every Redis call and dial of a node once it crashed, so
-// the client cannot leave the pool: its groups move only when its TTL ends.
-type killSwitch struct{ killed atomic.Bool }
-
-func (k *killSwitch) DialHook(next redis.DialHook) redis.DialHook {
-	return func(ctx context.Context, network, addr string) (net.Conn, error) {
-		if k.killed.Load() {
-			return nil, errKilled
-		}
-		return next(ctx, network, addr)
-	}
-}
-
-func (k *killSwitch) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
-	return func(ctx context.Context, cmd redis.Cmder) error {
-		if k.killed.Load() {
-			cmd.SetErr(errKilled)
-			return errKilled
-		}
-		return next(ctx, cmd)
-	}
-}
-
-func (k *killSwitch) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
-	return func(ctx context.Context, cmds []redis.Cmder) error {
-		if k.killed.Load() {
-			for _, c := range cmds {
-				c.SetErr(errKilled)
-			}
-			return errKilled
-		}
-		return next(ctx, cmds)
-	}
-}

@@ -5,16 +5,15 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"slices"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 
 	"github.com/allot-io/allot/client"
 	"github.com/allot-io/allot/heartbeat"
+	"github.com/allot-io/allot/internal/killswitch"
 )
 
 // DefaultHeartbeat is the fast beat of demo nodes, so moves show within
@@ -49,7 +48,7 @@ type Fleet struct {
 type demoNode struct {
 	id, ip  string
 	rdb     *redis.Client
-	crashed *atomic.Bool
+	crashed *killswitch.Switch
 	c       *client.Client
 }
 
@@ -91,9 +90,9 @@ func (f *Fleet) Add(ctx context.Context) (Node, error) {
 	}
 	f.next++
 	n := f.next
-	crashed := new(atomic.Bool)
+	crashed := killswitch.New(errCrashed)
 	rdb := redis.NewClient(&redis.Options{Addr: f.addr, Protocol: 2, PoolSize: 4, MaxRetries: -1})
-	rdb.AddHook(crashHook{crashed})
+	rdb.AddHook(crashed)
 	d := &demoNode{id: fmt.Sprintf("demo-%d", n), ip: fmt.Sprintf("10.0.%d.%d", (n-1)/254, (n-1)%254+1), rdb: rdb, crashed: crashed}
 	f.nodes[d.id] = d
 	f.mu.Unlock()
@@ -124,7 +123,7 @@ func (f *Fleet) start(ctx context.Context, d *demoNode) error {
 		f.mu.Unlock()
 		return nil
 	}
-	d.crashed.Store(false)
+	d.crashed.Revive()
 	c, err := client.New(d.rdb, client.WithNamespace(f.ns), client.WithNodeID(d.id), client.WithIP(d.ip),
 		client.WithHeartbeat(f.hb), client.WithLogger(f.log))
 	if err != nil {
@@ -157,7 +156,7 @@ func (f *Fleet) Stop(ctx context.Context, id string, graceful bool) error {
 	c := d.c
 	d.c = nil
 	if c != nil && !graceful {
-		d.crashed.Store(true)
+		d.crashed.Kill()
 	}
 	f.mu.Unlock()
 	if c == nil {
@@ -239,38 +238,4 @@ func (f *Fleet) Close(ctx context.Context) error {
 	}
 	wg.Wait()
 	return nil
-}
-
-// crashHook fails every command of a stopped node, as if its process died.
-type crashHook struct{ crashed *atomic.Bool }
-
-func (h crashHook) DialHook(next redis.DialHook) redis.DialHook {
-	return func(ctx context.Context, network, addr string) (net.Conn, error) {
-		if h.crashed.Load() {
-			return nil, errCrashed
-		}
-		return next(ctx, network, addr)
-	}
-}
-
-func (h crashHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
-	return func(ctx context.Context, cmd redis.Cmder) error {
-		if h.crashed.Load() {
-			cmd.SetErr(errCrashed)
-			return errCrashed
-		}
-		return next(ctx, cmd)
-	}
-}
-
-func (h crashHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
-	return func(ctx context.Context, cmds []redis.Cmder) error {
-		if h.crashed.Load() {
-			for _, c := range cmds {
-				c.SetErr(errCrashed)
-			}
-			return errCrashed
-		}
-		return next(ctx, cmds)
-	}
 }
