@@ -215,13 +215,7 @@ stored secret of an existing group and are refused for a new one.`,
 		Args:    exactArgs("FILE"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			path := args[0]
-			var data []byte
-			var err error
-			if path == "-" {
-				data, err = readAll(a.stdin)
-			} else {
-				data, err = os.ReadFile(path)
-			}
+			data, err := a.readInput(path)
 			if err != nil {
 				var pe *fs.PathError
 				if errors.As(err, &pe) {
@@ -289,6 +283,14 @@ func (a *app) applyImport(ctx context.Context, reg *registry.Registry, p registr
 		kept[i] = w.String()
 	}
 	return fmt.Errorf("%w; %d writes undone, these remain: %s", cause, ae.Undone, strings.Join(kept, "; "))
+}
+
+// readInput reads the file at path, or stdin for "-".
+func (a *app) readInput(path string) ([]byte, error) {
+	if path == "-" {
+		return readAll(a.stdin)
+	}
+	return os.ReadFile(path)
 }
 
 // readAll reads r up to a sane limit for a pool file.

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"maps"
-	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -282,13 +281,7 @@ type groupDoc struct {
 
 // readGroupFile reads --from-file: "-" is stdin.
 func readGroupFile(a *app, path, name string) (registry.Change, error) {
-	var data []byte
-	var err error
-	if path == "-" {
-		data, err = readAll(a.stdin)
-	} else {
-		data, err = os.ReadFile(path)
-	}
+	data, err := a.readInput(path)
 	if err != nil {
 		return registry.Change{}, fmt.Errorf("read --from-file: %w", err)
 	}
