@@ -159,6 +159,33 @@ type Result struct {
 	Took time.Duration
 }
 
+// Summary is a Result as `allot rebalance -o json` and POST /v1/rebalance
+// show it: lists are never null, the duration is in milliseconds.
+type Summary struct {
+	Epoch   int64    `json:"epoch"`
+	Changed bool     `json:"changed"`
+	Moved   int      `json:"moved"`
+	Reaped  []string `json:"reaped"`
+	Retired []string `json:"retired"`
+	Applied int      `json:"applied"`
+	Waiting int      `json:"waiting"`
+	TookMS  float64  `json:"took_ms"`
+}
+
+// Summary returns r in its shown form.
+func (r Result) Summary() Summary {
+	orEmpty := func(xs []string) []string {
+		if xs == nil {
+			return []string{}
+		}
+		return xs
+	}
+	return Summary{
+		Epoch: r.Epoch, Changed: r.Changed, Moved: r.Moved, Reaped: orEmpty(r.Reaped), Retired: orEmpty(r.Retired),
+		Applied: r.Applied, Waiting: r.Waiting, TookMS: float64(r.Took.Microseconds()) / 1000,
+	}
+}
+
 // Counts are the outcomes of every Run of this Rebalancer so far.
 type Counts struct{ OK, Stale, Failed, Locked int64 }
 

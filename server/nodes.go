@@ -54,18 +54,6 @@ type NodeAssignment struct {
 	TTLMS      int64       `json:"ttl_ms"`
 }
 
-// rebalanceReply is the answer of POST /v1/rebalance.
-type rebalanceReply struct {
-	Epoch   int64    `json:"epoch"`
-	Changed bool     `json:"changed"`
-	Moved   int      `json:"moved"`
-	Reaped  []string `json:"reaped"`
-	Retired []string `json:"retired"`
-	Applied int      `json:"applied"`
-	Waiting int      `json:"waiting"`
-	TookMS  float64  `json:"took_ms"`
-}
-
 func (s *Server) status(w http.ResponseWriter, r *http.Request) error {
 	st, err := allocator.Inspect(r.Context(), s.reg, s.hb)
 	if err != nil {
@@ -97,12 +85,7 @@ func (s *Server) rebalanceNow(w http.ResponseWriter, r *http.Request) error {
 	for {
 		res, err := s.rebalance(ctx)
 		if err == nil {
-			writeJSON(w, http.StatusOK, rebalanceReply{
-				Epoch: res.Epoch, Changed: res.Changed, Moved: res.Moved,
-				Reaped: nonNil(res.Reaped), Retired: nonNil(res.Retired),
-				Applied: res.Applied, Waiting: res.Waiting,
-				TookMS: float64(res.Took.Microseconds()) / 1000,
-			})
+			writeJSON(w, http.StatusOK, res.Summary())
 			return nil
 		}
 		if !errors.Is(err, allocator.ErrLocked) && !errors.Is(err, registry.ErrStaleEpoch) {
@@ -116,13 +99,6 @@ func (s *Server) rebalanceNow(w http.ResponseWriter, r *http.Request) error {
 		case <-t.C:
 		}
 	}
-}
-
-func nonNil(xs []string) []string {
-	if xs == nil {
-		return []string{}
-	}
-	return xs
 }
 
 func (s *Server) nodeHeartbeat(w http.ResponseWriter, r *http.Request) error {

@@ -117,7 +117,7 @@ func TestGoldenTables(t *testing.T) {
 	golden(t, "schedule_list", render(t, table{header: scheduleHeader, rows: scheduleRows(sched), fit: true}))
 	golden(t, "event", eventLine(registry.Event{ID: "1772366400000-0", Type: "group.updated", Group: "openai-1", Version: 8, By: "cli:ana@ops-1", At: goldenNow})+"\n"+
 		eventLine(registry.Event{ID: "1772366400001-0", Type: "assignment", Epoch: 43, By: "rebalancer", At: goldenNow.Add(time.Millisecond)})+"\n")
-	golden(t, "rebalance", strings.Join(rebalanceLines(rebalanceOutput{Epoch: 43, Changed: true, Moved: 2, Reaped: []string{"node-x"}, Retired: []string{"old"}, Applied: 1, TookMS: 3.25}), "\n")+"\n")
+	golden(t, "rebalance", strings.Join(rebalanceLines(allocator.Summary{Epoch: 43, Changed: true, Moved: 2, Reaped: []string{"node-x"}, Retired: []string{"old"}, Applied: 1, TookMS: 3.25}), "\n")+"\n")
 }
 
 func TestGoldenImportDiff(t *testing.T) {

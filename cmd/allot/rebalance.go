@@ -11,18 +11,6 @@ import (
 
 func init() { commandFactories = append(commandFactories, newRebalanceCommand) }
 
-// rebalanceOutput is the JSON/YAML of `allot rebalance`.
-type rebalanceOutput struct {
-	Epoch   int64    `json:"epoch"`
-	Changed bool     `json:"changed"`
-	Moved   int      `json:"moved"`
-	Reaped  []string `json:"reaped"`
-	Retired []string `json:"retired"`
-	Applied int      `json:"applied"`
-	Waiting int      `json:"waiting"`
-	TookMS  float64  `json:"took_ms"`
-}
-
 func newRebalanceCommand(a *app) *cobra.Command {
 	return &cobra.Command{
 		Use:   "rebalance",
@@ -43,28 +31,14 @@ lock the command fails and that planner does the work.`,
 			if err != nil {
 				return groupError("", err)
 			}
-			out := rebalanceResult(res)
+			out := res.Summary()
 			return a.print(out, func() table { return table{title: rebalanceLines(out)} })
 		},
 	}
 }
 
-func rebalanceResult(r allocator.Result) rebalanceOutput {
-	out := rebalanceOutput{
-		Epoch: r.Epoch, Changed: r.Changed, Moved: r.Moved, Reaped: r.Reaped, Retired: r.Retired,
-		Applied: r.Applied, Waiting: r.Waiting, TookMS: float64(r.Took.Microseconds()) / 1000,
-	}
-	if out.Reaped == nil {
-		out.Reaped = []string{}
-	}
-	if out.Retired == nil {
-		out.Retired = []string{}
-	}
-	return out
-}
-
 // rebalanceLines is the table output of `allot rebalance`.
-func rebalanceLines(r rebalanceOutput) []string {
+func rebalanceLines(r allocator.Summary) []string {
 	head := fmt.Sprintf("epoch %d: unchanged (took %.1fms)", r.Epoch, r.TookMS)
 	if r.Changed {
 		head = fmt.Sprintf("epoch %d: new assignment, %d nodes moved (took %.1fms)", r.Epoch, r.Moved, r.TookMS)

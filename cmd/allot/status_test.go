@@ -35,7 +35,7 @@ func TestStatusNodeListRebalance(t *testing.T) {
 	mustRun(t, url, "group", "add", "solo", "--max-nodes", "1")
 	beatNodes(t, s, nil, "n1", "n2", "n3", "n4", "n5")
 
-	var res rebalanceOutput
+	var res allocator.Summary
 	require.NoError(t, json.Unmarshal([]byte(mustRun(t, url, "rebalance", "-o", "json")), &res))
 	assert.True(t, res.Changed)
 	assert.Equal(t, int64(1), res.Epoch)
