@@ -143,7 +143,7 @@ func perfTable(r perfResult) table {
 	if r.mode != "sim" {
 		t.footer = append(t.footer, "round trips: every command of the nodes' Redis clients; pub/sub pings on quiet subscriptions are not counted")
 	} else {
-		t.footer = append(t.footer, "simulated nodes beat, read their assignment and rebalance like client.Client, but share one events subscription and skip the client's read of the whole assignment for shares")
+		t.footer = append(t.footer, "simulated nodes beat, read their assignment and rebalance like client.Client, but share one Redis client and one events subscription")
 	}
 	for _, m := range []struct {
 		n    int

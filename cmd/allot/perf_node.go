@@ -113,9 +113,8 @@ func (n *clientNode) close(ctx context.Context) {
 // fit one process: the same beat (one round trip per interval), the same
 // read of its assignment when the beat's epoch or revision moves or an
 // event names it, and the same rebalance when the beat asks for one. It
-// differs from the client in three ways: it shares one pooled Redis client
-// and one events subscription with every other simulated node, and it does
-// not read the whole assignment to compute shares.
+// differs from the client in two ways: it shares one pooled Redis client and
+// one events subscription with every other simulated node.
 type simNode struct {
 	h        *perfHarness
 	nid, nip string
