@@ -79,11 +79,9 @@ func (c *Client) listen(ctx context.Context, resumed bool) error {
 // onEvent wakes a fetch for an assignment change or a change of a group
 // this node holds.
 func (c *Client) onEvent(payload string) {
-	// Most events (joins, schedules) concern nobody in particular; skip them
-	// before paying for a JSON decode. A leave or reap that removed a
-	// committed entry moved the epoch (the survivors' shares changed).
-	if !strings.Contains(payload, `"assignment"`) && !strings.Contains(payload, `"group.`) &&
-		!strings.Contains(payload, `"node.left"`) && !strings.Contains(payload, `"node.reaped"`) {
+	// Most events (joins, leaves, schedules) concern nobody in particular;
+	// skip them before paying for a JSON decode.
+	if !strings.Contains(payload, `"assignment"`) && !strings.Contains(payload, `"group.`) {
 		return
 	}
 	ev, err := registry.ParseEvent(payload)
@@ -92,7 +90,7 @@ func (c *Client) onEvent(payload string) {
 		return
 	}
 	switch {
-	case ev.Type == registry.EventAssignment || ev.Type == registry.EventNodeLeft || ev.Type == registry.EventNodeReaped:
+	case ev.Type == registry.EventAssignment:
 		c.mu.Lock()
 		known := c.raw != nil && !c.fromCache && c.raw.Epoch >= ev.Epoch
 		c.mu.Unlock()

@@ -2,10 +2,10 @@
 --
 -- forget drops a gone node from the committed assignment at once, so a node
 -- that comes back can never read its old groups from it, and keeps the holder
--- counts true. It reports whether it removed a committed entry: the caller
--- then bumps the epoch once, since the assignment changed (the nodes still
--- holding those groups have a new share, and a plan computed before the
--- removal is stale).
+-- counts true. When it removes a committed entry it marks the assignment
+-- dirty (:state dirty): the next commit then bumps the epoch even if no entry
+-- differs, so the nodes still holding those groups learn their new share —
+-- with the plan that replaces the node, not in a refetch storm of their own.
 --
 -- KEYS[5] :assign  HASH node ID -> groups (the node's entry is removed)
 -- KEYS[6] :revoked HASH node ID -> revoked entries (likewise)
@@ -20,6 +20,7 @@ local function forget(id)
     if redis.call('HINCRBY', KEYS[7], g, -1) <= 0 then redis.call('HDEL', KEYS[7], g) end
   end
   redis.call('HDEL', KEYS[5], id)
+  redis.call('HSET', KEYS[2], 'dirty', 1)
   return true
 end
 

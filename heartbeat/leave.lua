@@ -16,12 +16,8 @@ if redis.call('ZREM', KEYS[1], ARGV[1]) == 0 then
   return 0
 end
 redis.call('HDEL', KEYS[3], ARGV[1])
-local epoch
-if forget(ARGV[1]) then
-  epoch = redis.call('HINCRBY', KEYS[2], 'epoch', 1)
-else
-  epoch = tonumber(redis.call('HGET', KEYS[2], 'epoch') or '0') or 0
-end
+forget(ARGV[1])
+local epoch = tonumber(redis.call('HGET', KEYS[2], 'epoch') or '0') or 0
 redis.call('HINCRBY', KEYS[2], 'mver', 1)
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)

@@ -19,18 +19,12 @@ local dead = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. string.format('
 if #dead == 0 then
   return dead
 end
-local moved = false
 for _, id in ipairs(dead) do
   redis.call('ZREM', KEYS[1], id)
   redis.call('HDEL', KEYS[4], id)
-  moved = forget(id) or moved
+  forget(id)
 end
-local epoch
-if moved then
-  epoch = redis.call('HINCRBY', KEYS[2], 'epoch', 1)
-else
-  epoch = tonumber(redis.call('HGET', KEYS[2], 'epoch') or '0') or 0
-end
+local epoch = tonumber(redis.call('HGET', KEYS[2], 'epoch') or '0') or 0
 for _, id in ipairs(dead) do
   local xid = redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[3], '*',
     'type', 'node.reaped', 'group', '', 'node', id, 'epoch', epoch,

@@ -7,7 +7,8 @@
 -- entries written. When nothing differs from what is stored only prev/pmver
 -- are recorded: no epoch bump, no event.
 --
--- KEYS[1] :state   HASH epoch, prev, pmver
+-- KEYS[1] :state   HASH epoch, prev, pmver, dirty (set by a reap or leave
+--                  that removed an entry: the next commit bumps the epoch)
 -- KEYS[2] :assign  HASH node ID -> comma-joined sorted groups ("" = standby)
 -- KEYS[3] :revoked HASH node ID -> comma-joined revoked entries "group@epoch"
 --                  (the rebalancer's, stored as given, never filtered)
@@ -27,7 +28,8 @@
 --             IDs, then RS (node, entries) pairs, then RD node IDs
 --
 -- Reply: {"stale", current epoch} | {"same", epoch} | {"ok", new epoch}
-local epoch = tonumber(redis.call('HGET', KEYS[1], 'epoch') or '0') or 0
+local st = redis.call('HMGET', KEYS[1], 'epoch', 'dirty')
+local epoch = tonumber(st[1] or '0') or 0
 if epoch ~= tonumber(ARGV[1]) then
   return {'stale', num(epoch)}
 end
@@ -69,7 +71,9 @@ local function count(v, delta)
   end
 end
 
-local changed = false
+-- A reap or leave removed entries since the last commit: the survivors'
+-- holder counts changed, so this commit is a change even if no entry differs.
+local changed = st[2] ~= false and st[2] ~= nil
 for _ = 1, ns do
   local id, v = ARGV[i], drop_missing(ARGV[i + 1])
   local old = redis.call('HGET', KEYS[2], id)
@@ -108,6 +112,7 @@ redis.call('HSET', KEYS[1], 'prev', ARGV[2], 'pmver', ARGV[3])
 if not changed then
   return {'same', num(epoch)}
 end
+redis.call('HDEL', KEYS[1], 'dirty')
 epoch = redis.call('HINCRBY', KEYS[1], 'epoch', 1)
 emit(KEYS[5], ARGV[5], ARGV[6], 'assignment', '', '', ARGV[4], epoch, 0, now_ms())
 return {'ok', num(epoch)}
