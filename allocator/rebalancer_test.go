@@ -15,6 +15,7 @@ import (
 
 	"github.com/allot-io/allot/heartbeat"
 	"github.com/allot-io/allot/internal/redistest"
+	"github.com/allot-io/allot/internal/redisurl"
 	"github.com/allot-io/allot/registry"
 )
 
@@ -305,4 +306,44 @@ func TestRunReturnsErrLockedWhileAnotherPlans(t *testing.T) {
 	_, err := other.Run(ctx)
 	require.NoError(t, err)
 	assert.Equal(t, int64(1), p.rb.Counts().Locked)
+}
+
+// TestRebalancerFromEveryURLForm runs the whole coordination — group write,
+// beats, plan, commit, status — through clients opened from one URL each, as
+// the CLI, `allot serve` and client.FromEnv open them: Sentinel, TLS and an
+// ACL user.
+func TestRebalancerFromEveryURLForm(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		url  func(t *testing.T) string
+	}{
+		{"sentinel", func(t *testing.T) string { return redistest.StartSentinel(t).URL() }},
+		{"tls", func(t *testing.T) string {
+			s := redistest.Start(t, redistest.WithTLS())
+			return s.URL() + "?ca_file=" + s.CAFile()
+		}},
+		{"acl", func(t *testing.T) string {
+			return redistest.Start(t, redistest.WithPassword("allot", "s3cret")).URL()
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := context.Background()
+			rdb, err := redisurl.Open(tc.url(t))
+			require.NoError(t, err)
+			t.Cleanup(func() { _ = rdb.Close() })
+			p := newPool(t, rdb)
+			p.addGroup(t, "a", 1, 0)
+			p.addGroup(t, "b", 1, 1)
+			p.beat(t, heartbeat.Beat{Node: "n1"})
+			p.beat(t, heartbeat.Beat{Node: "n2"})
+
+			res, err := p.rb.Run(ctx)
+			require.NoError(t, err)
+			assert.True(t, res.Changed)
+			st, err := Inspect(ctx, p.reg, p.hb)
+			require.NoError(t, err)
+			assert.True(t, st.Balanced)
+			assert.Empty(t, st.Standby)
+		})
+	}
 }
