@@ -2,6 +2,7 @@ package heartbeat
 
 import (
 	"context"
+	"errors"
 	_ "embed"
 	"fmt"
 	"io"
@@ -190,34 +191,55 @@ type Node struct {
 // Live returns the live nodes (last beat within the TTL, by server time)
 // sorted by ID, and the server time they were judged at. One round trip.
 func (t *Tracker) Live(ctx context.Context) ([]Node, time.Time, error) {
-	res, err := liveScript.Run(ctx, t.rdb, []string{t.nodes, t.members}, t.ttl).Slice()
+	var liveCmd *redis.Cmd
+	var recordsCmd *redis.MapStringStringCmd
+	for attempt := 0; ; attempt++ {
+		pipe := t.rdb.Pipeline()
+		liveCmd = liveScript.EvalSha(ctx, pipe, []string{t.nodes}, t.ttl)
+		recordsCmd = pipe.HGetAll(ctx, t.members)
+		_, err := pipe.Exec(ctx)
+		if err == nil || errors.Is(err, redis.Nil) {
+			break
+		}
+		if !isNoScript(err) || attempt > 0 {
+			return nil, time.Time{}, fmt.Errorf("heartbeat: live: %w", err)
+		}
+		// A pipeline cannot fall back from EVALSHA to EVAL by itself: the
+		// script cache was empty (a restarted server), so load it once.
+		if err := liveScript.Load(ctx, t.rdb).Err(); err != nil {
+			return nil, time.Time{}, fmt.Errorf("heartbeat: live: %w", err)
+		}
+	}
+	res, err := liveCmd.Slice()
 	if err != nil {
 		return nil, time.Time{}, fmt.Errorf("heartbeat: live: %w", err)
 	}
-	if len(res) != 3 {
+	if len(res) != 2 {
 		return nil, time.Time{}, fmt.Errorf("heartbeat: live: unexpected reply of %d values", len(res))
 	}
 	nowMS, ok1 := res[0].(int64)
 	seenList, ok2 := res[1].(string)
-	recordList, ok3 := res[2].(string)
-	if !ok1 || !ok2 || !ok3 {
+	if !ok1 || !ok2 {
 		return nil, time.Time{}, fmt.Errorf("heartbeat: live: unexpected reply shape")
 	}
-	seen, records := splitLines(seenList), splitLines(recordList)
-	if len(seen)%2 != 0 || len(records)%2 != 0 {
+	seen := splitLines(seenList)
+	if len(seen)%2 != 0 {
 		return nil, time.Time{}, fmt.Errorf("heartbeat: live: unexpected reply shape")
 	}
-	byID := make(map[string]string, len(records)/2)
-	for i := 0; i < len(records); i += 2 {
-		byID[records[i]] = records[i+1]
-	}
-	nodes := make([]Node, 0, len(seen)/2)
+	byID := recordsCmd.Val()
+	// Sort the small (id, score) pairs, not the Nodes built from them.
+	type entry struct{ id, score string }
+	entries := make([]entry, 0, len(seen)/2)
 	for i := 0; i < len(seen); i += 2 {
-		n := parseRecord(byID[seen[i]])
-		n.ID, n.LastSeen = seen[i], time.UnixMilli(parseMS(seen[i+1]))
-		nodes = append(nodes, n)
+		entries = append(entries, entry{seen[i], seen[i+1]})
 	}
-	slices.SortFunc(nodes, func(a, b Node) int { return strings.Compare(a.ID, b.ID) })
+	slices.SortFunc(entries, func(a, b entry) int { return strings.Compare(a.id, b.id) })
+	nodes := make([]Node, len(entries))
+	for i, e := range entries {
+		n := &nodes[i]
+		*n = parseRecord(byID[e.id])
+		n.ID, n.LastSeen = e.id, time.UnixMilli(parseMS(e.score))
+	}
 	return nodes, time.UnixMilli(nowMS), nil
 }
 
@@ -288,6 +310,12 @@ func validateField(what, v string) error {
 }
 
 // splitLines splits a newline-joined list ("" = empty).
+// isNoScript reports whether err is Redis's NOSCRIPT (EVALSHA of an unknown
+// script; a pipeline cannot fall back to EVAL by itself).
+func isNoScript(err error) bool {
+	return err != nil && strings.HasPrefix(err.Error(), "NOSCRIPT")
+}
+
 func splitLines(s string) []string {
 	if s == "" {
 		return nil
