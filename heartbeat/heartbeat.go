@@ -2,8 +2,8 @@ package heartbeat
 
 import (
 	"context"
-	"errors"
 	_ "embed"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
