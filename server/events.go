@@ -7,32 +7,12 @@ import (
 	"net/http"
 	"regexp"
 	"time"
-
-	"github.com/allot-io/allot/registry"
 )
 
 // sseBatch is how many events one read of the log returns at most.
 const sseBatch = 100
 
 var streamIDPattern = regexp.MustCompile(`^[0-9]+(-[0-9]+)?$`)
-
-// EventJSON is the data of one Server-Sent Event: the registry.Event fields,
-// with at in Unix milliseconds like the pub/sub payload.
-type EventJSON struct {
-	ID      string `json:"id"`
-	Type    string `json:"type"`
-	Group   string `json:"group"`
-	Node    string `json:"node"`
-	By      string `json:"by"`
-	Epoch   int64  `json:"epoch"`
-	Version int64  `json:"version"`
-	At      int64  `json:"at"`
-}
-
-func eventJSON(e registry.Event) EventJSON {
-	return EventJSON{ID: e.ID, Type: e.Type, Group: e.Group, Node: e.Node, By: e.By,
-		Epoch: e.Epoch, Version: e.Version, At: e.At.UnixMilli()}
-}
 
 // events streams the event log as Server-Sent Events: "id:" is the stream
 // entry ID, "event:" the type, "data:" the JSON. It starts after the
@@ -79,7 +59,7 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) error {
 	failing := false
 	for {
 		for _, e := range evs {
-			b, _ := json.Marshal(eventJSON(e))
+			b, _ := json.Marshal(e) // registry.Event: snake_case, at in Unix ms
 			if _, err := fmt.Fprintf(w, "id: %s\nevent: %s\ndata: %s\n\n", e.ID, e.Type, b); err != nil {
 				return nil
 			}
