@@ -53,18 +53,14 @@ type Client struct {
 	// lease and join rules below remove capped groups from it.
 	raw       *Assignment
 	fromCache bool
-	// trusted means raw's capped groups may be used: raw was read after this
-	// node's membership settled and within the current lease.
+	// trusted means raw's capped groups may be used: raw was read within the
+	// current lease. (A node that re-registers needs no wait: reap and leave
+	// removed its entry, and a commit writes entries only for registered
+	// nodes, so what it reads was planned with it live.)
 	trusted bool
-	// gen is +1 whenever capped groups lose their footing (lease lapsed,
-	// node re-registered); reads and rebalances started in an older
-	// generation prove nothing about the current one.
+	// gen is +1 whenever the lease lapses; a read started in an older
+	// generation proves nothing about the current one.
 	gen uint64
-	// settled means the latest committed plan was made with this node live,
-	// so no planner still at work can hand this node's capped groups to
-	// another node. False from a beat that (re)registered the node until a
-	// rebalance of its own succeeds or a beat says no work is pending.
-	settled bool
 	// leaseUntil is when the last successful beat was sent + TTL: the
 	// server cannot reap this node before then.
 	leaseUntil time.Time
@@ -146,7 +142,6 @@ func New(rdb redis.UniversalClient, opts ...Option) (*Client, error) {
 		rb:           allocator.NewRebalancer(rdb, reg, hb, allocator.WithPlanner(o.nodeID), allocator.WithRebalancerLogger(o.log)),
 		limiter:      redis_rate.NewLimiter(rdb),
 		log:          o.log.With("ns", o.namespace, "node", o.nodeID),
-		settled:      true,
 		ctx:          ctx,
 		cancel:       cancel,
 		dispatchStop: make(chan struct{}),

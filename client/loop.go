@@ -160,18 +160,6 @@ func (c *Client) beat(ctx context.Context) (heartbeat.Reply, error) {
 	if until := sent.Add(c.o.heartbeat.TTL); until.After(c.leaseUntil) {
 		c.leaseUntil = until
 	}
-	switch {
-	case reply.Joined:
-		// (Re)registered: a planner that read the pool before this beat may
-		// still hand our capped groups to someone else, so hold none until
-		// a plan made with us live is committed.
-		c.settled = false
-		c.trusted = false
-		c.gen++
-		c.publishLocked()
-	case !reply.Work && !c.settled:
-		c.settled = true
-	}
 	c.mu.Unlock()
 	signal(c.wakeLease)
 	return reply, nil
@@ -197,8 +185,7 @@ func (c *Client) needFetch(reply heartbeat.Reply) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.raw == nil || c.fromCache ||
-		reply.Epoch != c.raw.Epoch || reply.Rev != c.lastRev ||
-		(c.settled && !c.trusted)
+		reply.Epoch != c.raw.Epoch || reply.Rev != c.lastRev || !c.trusted
 }
 
 // rebalanceAsync runs the rebalancer on its own goroutine, at most one at
@@ -208,14 +195,11 @@ func (c *Client) rebalanceAsync(thenFetch bool) bool {
 	if !c.rebalancing.CompareAndSwap(false, true) {
 		return false
 	}
-	c.mu.Lock()
-	gen := c.gen
-	c.mu.Unlock()
 	c.workers.Add(1)
 	go func() {
 		defer c.workers.Done()
 		defer c.rebalancing.Store(false)
-		c.rebalance(c.ctx, gen)
+		c.rebalance(c.ctx)
 		if thenFetch {
 			signal(c.wakeFetch)
 		}
@@ -223,20 +207,11 @@ func (c *Client) rebalanceAsync(thenFetch bool) bool {
 	return true
 }
 
-// rebalance runs one plan. A plan of our own that succeeds was made with
-// this node live (the beat that asked for it came first), which settles a
-// fresh registration made in generation gen.
-func (c *Client) rebalance(ctx context.Context, gen uint64) {
+// rebalance runs one plan; another planner holding the lock is normal.
+func (c *Client) rebalance(ctx context.Context) {
 	_, err := c.rb.Run(ctx)
 	switch {
-	case err == nil:
-		c.mu.Lock()
-		if gen == c.gen && !c.settled {
-			c.settled = true
-			signal(c.wakeFetch)
-		}
-		c.mu.Unlock()
-	case errors.Is(err, allocator.ErrLocked), ctx.Err() != nil:
+	case err == nil, errors.Is(err, allocator.ErrLocked), ctx.Err() != nil:
 	default:
 		c.log.Debug("allot: rebalance failed", "err", err)
 	}
@@ -245,7 +220,7 @@ func (c *Client) rebalance(ctx context.Context, gen uint64) {
 // fetch reads the node's assignment and publishes it.
 func (c *Client) fetch(ctx context.Context) error {
 	c.mu.Lock()
-	gen, settled, rev := c.gen, c.settled, c.seenRev
+	gen, rev := c.gen, c.seenRev
 	c.mu.Unlock()
 
 	fctx, cancel := context.WithTimeout(ctx, c.callTimeout())
@@ -275,7 +250,7 @@ func (c *Client) fetch(ctx context.Context) error {
 	c.mu.Lock()
 	changed := c.raw == nil || c.fromCache || !c.raw.same(*a)
 	c.raw, c.fromCache = a, false
-	c.trusted = settled && gen == c.gen
+	c.trusted = gen == c.gen
 	c.lastRev = rev // the read started after the beat that saw rev
 	c.publishLocked()
 	c.mu.Unlock()

@@ -201,7 +201,7 @@ func (r *Registry) Commit(ctx context.Context, c Commit) (epoch int64, changed b
 		}
 	}
 	res, err := commitScript.Run(ctx, r.rdb,
-		[]string{k.State(), k.Assign(), k.Revoked(), k.Groups(), k.Log(), k.Holders()}, args...).StringSlice()
+		[]string{k.State(), k.Assign(), k.Revoked(), k.Groups(), k.Log(), k.Holders(), k.Nodes()}, args...).StringSlice()
 	if err != nil {
 		return 0, false, wrap(err, "commit assignment")
 	}

@@ -5,15 +5,23 @@ import (
 	"fmt"
 	"testing"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
+	"github.com/allot-io/allot/internal/keys"
 	"github.com/allot-io/allot/internal/redistest"
 	"github.com/allot-io/allot/registry"
 )
 
 // pool10k adds 1k groups and returns two different 10k-node assignments of them.
-func pool10k(b *testing.B, reg *registry.Registry) (a, c map[string][]string) {
+func pool10k(b *testing.B, rdb redis.UniversalClient, reg *registry.Registry) (a, c map[string][]string) {
 	ctx := context.Background()
+	pipe := rdb.Pipeline() // register the nodes, as their first beats would
+	for n := range 10000 {
+		pipe.ZAdd(ctx, keys.New("").Nodes(), redis.Z{Score: 1, Member: fmt.Sprintf("node-%05d", n)})
+	}
+	_, err := pipe.Exec(ctx)
+	require.NoError(b, err)
 	const nodes, groups = 10000, 1000
 	for g := range groups {
 		_, err := reg.Add(ctx, fmt.Sprintf("group-%04d", g), registry.Change{Set: map[string]string{"api_key": "k"}}, "bench")
@@ -32,9 +40,10 @@ func pool10k(b *testing.B, reg *registry.Registry) (a, c map[string][]string) {
 // node changed group (the worst case; Commit reads the base itself).
 func BenchmarkCommit10k(b *testing.B) {
 	ctx := context.Background()
-	reg := registry.New(redistest.Start(b).Client(b))
+	rdb := redistest.Start(b).Client(b)
+	reg := registry.New(rdb)
 	plans := [2]map[string][]string{}
-	plans[0], plans[1] = pool10k(b, reg)
+	plans[0], plans[1] = pool10k(b, rdb, reg)
 	b.ResetTimer()
 	for i := range b.N {
 		c, err := reg.Counters(ctx)
@@ -49,8 +58,9 @@ func BenchmarkCommit10k(b *testing.B) {
 // (an empty diff: no write, no epoch bump; Commit reads the base itself).
 func BenchmarkCommitUnchanged10k(b *testing.B) {
 	ctx := context.Background()
-	reg := registry.New(redistest.Start(b).Client(b))
-	plan, _ := pool10k(b, reg)
+	rdb := redistest.Start(b).Client(b)
+	reg := registry.New(rdb)
+	plan, _ := pool10k(b, rdb, reg)
 	c, err := reg.Counters(ctx)
 	require.NoError(b, err)
 	_, _, err = reg.Commit(ctx, registry.Commit{From: c, Nodes: plan})
@@ -68,8 +78,9 @@ func BenchmarkCommitUnchanged10k(b *testing.B) {
 // BenchmarkAssignment10k reads the whole 10k-node assignment.
 func BenchmarkAssignment10k(b *testing.B) {
 	ctx := context.Background()
-	reg := registry.New(redistest.Start(b).Client(b))
-	plan, _ := pool10k(b, reg)
+	rdb := redistest.Start(b).Client(b)
+	reg := registry.New(rdb)
+	plan, _ := pool10k(b, rdb, reg)
 	_, _, err := reg.Commit(ctx, registry.Commit{Nodes: plan})
 	require.NoError(b, err)
 	b.ResetTimer()
@@ -83,8 +94,9 @@ func BenchmarkAssignment10k(b *testing.B) {
 // BenchmarkNodeAssignment reads one node's epoch and group documents.
 func BenchmarkNodeAssignment(b *testing.B) {
 	ctx := context.Background()
-	reg := registry.New(redistest.Start(b).Client(b))
-	plan, _ := pool10k(b, reg)
+	rdb := redistest.Start(b).Client(b)
+	reg := registry.New(rdb)
+	plan, _ := pool10k(b, rdb, reg)
 	_, _, err := reg.Commit(ctx, registry.Commit{Nodes: plan})
 	require.NoError(b, err)
 	b.ResetTimer()

@@ -15,6 +15,11 @@
 -- KEYS[4] :groups  SET group names
 -- KEYS[5] :log     STREAM events
 -- KEYS[6] :holders HASH group -> number of nodes assigned it
+-- KEYS[7] :nodes   ZSET registered nodes (heartbeat's): an entry is written
+--                  only for a node still registered, so a node reaped or gone
+--                  since the plan was read never gets one back — when it
+--                  re-registers it can only read entries of plans that saw it
+--                  live, with no commit in between
 -- ARGV[1]  epoch the plan was computed from
 -- ARGV[2]  rev the plan was computed from (stored as prev)
 -- ARGV[3]  mver the plan was computed from (stored as pmver)
@@ -77,7 +82,14 @@ local changed = st[2] ~= false and st[2] ~= nil
 for _ = 1, ns do
   local id, v = ARGV[i], drop_missing(ARGV[i + 1])
   local old = redis.call('HGET', KEYS[2], id)
-  if old ~= v then
+  if not redis.call('ZSCORE', KEYS[7], id) then
+    -- Gone since the plan was read (its entry was already removed then).
+    if old then
+      count(old, -1)
+      redis.call('HDEL', KEYS[2], id)
+      changed = true
+    end
+  elseif old ~= v then
     count(old, -1)
     count(v, 1)
     redis.call('HSET', KEYS[2], id, v)
@@ -95,7 +107,7 @@ for _ = 1, nd do
   i = i + 1
 end
 for _ = 1, rs do
-  if redis.call('HGET', KEYS[3], ARGV[i]) ~= ARGV[i + 1] then
+  if redis.call('ZSCORE', KEYS[7], ARGV[i]) and redis.call('HGET', KEYS[3], ARGV[i]) ~= ARGV[i + 1] then
     redis.call('HSET', KEYS[3], ARGV[i], ARGV[i + 1])
     changed = true
   end

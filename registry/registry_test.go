@@ -37,6 +37,15 @@ func newEnv(t *testing.T, rdb redis.UniversalClient, opts ...registry.Option) en
 	return env{rdb: rdb, ns: ns, reg: registry.New(rdb, opts...), k: keys.New(ns)}
 }
 
+// register adds node IDs to the namespace's live-node set, as their first
+// beats would: Commit writes entries only for registered nodes.
+func (e env) register(t *testing.T, ids ...string) {
+	t.Helper()
+	for _, id := range ids {
+		require.NoError(t, e.rdb.ZAdd(context.Background(), e.k.Nodes(), redis.Z{Score: 1, Member: id}).Err())
+	}
+}
+
 // canonical renders a key's type and content in a form that does not depend
 // on the encoding (DUMP of a set changes across a restart).
 func canonical(ctx context.Context, c *redis.Client, key string) (string, error) {
@@ -579,11 +588,14 @@ func testCommit(t *testing.T, rdb redis.UniversalClient) {
 	require.NoError(t, err)
 	assert.Equal(t, registry.Counters{Rev: 3}, c0)
 
+	e.register(t, "n1", "n2", "n3")
 	plan := registry.Commit{From: c0, By: "planner",
-		Nodes:   map[string][]string{"n1": {"b", "a"}, "n2": {"c"}, "n3": nil},
-		Revoked: map[string][]string{"n2": {"a@0"}, "n3": {}}}
+		Nodes:   map[string][]string{"n1": {"b", "a"}, "n2": {"c"}, "n3": nil, "gone": {"a"}},
+		Revoked: map[string][]string{"n2": {"a@0"}, "n3": {}, "gone": {"b@0"}}}
 	epoch, changed, err := e.reg.Commit(ctx, plan)
 	require.NoError(t, err)
+	delete(plan.Nodes, "gone") // never registered (or reaped since the plan was read): no entry
+	delete(plan.Revoked, "gone")
 	assert.True(t, changed)
 	assert.Equal(t, int64(1), epoch)
 
@@ -737,6 +749,7 @@ func TestAOFKillRestart(t *testing.T) {
 	require.NoError(t, err)
 	c, err := e.reg.Counters(ctx)
 	require.NoError(t, err)
+	e.register(t, "n1")
 	_, _, err = e.reg.Commit(ctx, registry.Commit{From: c, Nodes: map[string][]string{"n1": {"g0", "g2"}}})
 	require.NoError(t, err)
 	want := e.dump(t)
