@@ -120,7 +120,7 @@ func TestRebalancerAssignsEveryLiveNode(t *testing.T) {
 
 			// A leaving node is out of the committed assignment at once: the
 			// holder count drops and it can never read its old groups again.
-			require.NoError(t, p.hb.Leave(ctx, searchers[0]))
+			require.NoError(t, p.hb.Leave(ctx, searchers[0], ""))
 			view, err = p.reg.NodeAssignment(ctx, searchers[0])
 			require.NoError(t, err)
 			assert.Empty(t, view.Groups)

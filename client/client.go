@@ -48,6 +48,14 @@ type Client struct {
 	closing bool // Close published the final empty assignment: no more publishes
 	joined  bool // a beat succeeded, so Close must leave
 	lastErr error
+	// session is this Start's random session (heartbeat.NewSession): the
+	// node ID is ours only while the beats of this session hold it. Set by
+	// Start before the workers run, read-only after.
+	session string
+	// displaced means the node ID was taken by another process's session
+	// after this one had joined: nothing is published until a beat of this
+	// session succeeds again.
+	displaced bool
 
 	// raw is the last assignment read from Redis (or the cache), before the
 	// lease and join rules below remove capped groups from it.
@@ -119,6 +127,9 @@ func New(rdb redis.UniversalClient, opts ...Option) (*Client, error) {
 	if err := heartbeat.ValidateNodeID(o.nodeID); err != nil {
 		return nil, fmt.Errorf("%w: node id: %w", ErrInvalidOption, err)
 	}
+	if err := heartbeat.ValidateIP(o.ip); err != nil {
+		return nil, fmt.Errorf("%w: node ip: %w", ErrInvalidOption, err)
+	}
 	if o.preferred != "" {
 		if err := registry.ValidateName(o.preferred); err != nil {
 			return nil, fmt.Errorf("%w: preferred group: %w", ErrInvalidOption, err)
@@ -162,6 +173,9 @@ func (c *Client) NodeID() string { return c.o.nodeID }
 func (c *Client) Namespace() string { return c.o.namespace }
 
 // Start joins the pool and returns once the first assignment is known:
+// with a new random session, so a second process using the same node ID
+// is refused (heartbeat.ErrNodeIDInUse) and waits, retrying every interval,
+// until the first one leaves or expires — two processes never share an ID.
 // read from Redis, or — when Redis cannot be reached and a cache directory
 // is set — loaded from the disk cache (logged as "starting from cached
 // assignment"; the node keeps retrying in the background and capped groups
@@ -178,6 +192,7 @@ func (c *Client) Start(ctx context.Context) error {
 		return ErrAlreadyStarted
 	}
 	c.started = true
+	c.session = heartbeat.NewSession()
 	c.mu.Unlock()
 
 	c.workers.Add(4)
@@ -275,9 +290,13 @@ func (c *Client) Close(ctx context.Context) error {
 		<-c.dispatchDone
 
 		if joined {
-			if err := c.hb.Leave(ctx, c.o.nodeID); err != nil {
+			err := c.hb.Leave(ctx, c.o.nodeID, c.session)
+			switch {
+			case errors.Is(err, heartbeat.ErrWrongSession):
+				// Another process took the ID over: it is not ours to leave.
+			case err != nil:
 				errs = append(errs, fmt.Errorf("client: leave: %w", err))
-			} else {
+			default:
 				c.rebalanceAfterLeave(ctx)
 			}
 		}

@@ -24,6 +24,7 @@ func (c *Client) beatLoop() {
 	defer timer.Stop()
 	failures := 0
 	triedCache := false
+	inUseLogged := false
 	for {
 		select {
 		case <-ctx.Done():
@@ -40,12 +41,21 @@ func (c *Client) beatLoop() {
 				c.log.Info("allot: redis reachable again", "failures", failures)
 			}
 			failures = 0
+			inUseLogged = false
 			iv := c.o.heartbeat.Interval
 			timer.Reset(iv - c.o.jitter(iv/10))
 			continue
 		}
 		if ctx.Err() != nil {
 			return
+		}
+		if inUse := (*heartbeat.InUseError)(nil); errors.As(err, &inUse) {
+			// Redis is fine; the ID is another process's until it leaves or
+			// expires. Retry each interval (no cache: this is not an outage).
+			c.idInUse(err, !inUseLogged, inUse)
+			inUseLogged = true
+			timer.Reset(c.o.heartbeat.Interval)
+			continue
 		}
 		failures++
 		c.mu.Lock()
@@ -60,6 +70,23 @@ func (c *Client) beatLoop() {
 			c.startFromCache()
 		}
 		timer.Reset(c.backoff(failures))
+	}
+}
+
+// idInUse records a beat refused because another session holds the node
+// ID. A node that had joined was displaced (it went a TTL without a beat and
+// another process took the ID): it stops using every group at once.
+func (c *Client) idInUse(err error, log bool, inUse *heartbeat.InUseError) {
+	c.mu.Lock()
+	c.lastErr = err
+	if c.joined && !c.displaced {
+		c.displaced = true
+		c.publishLocked()
+	}
+	c.mu.Unlock()
+	if log {
+		c.log.Warn("allot: node id in use by another process; waiting for it to leave or expire",
+			"node", c.o.nodeID, "held_for_at_least", inUse.Remaining)
 	}
 }
 
@@ -146,7 +173,7 @@ func (c *Client) beat(ctx context.Context) (heartbeat.Reply, error) {
 	sent := c.o.now()
 	bctx, cancel := context.WithTimeout(ctx, c.callTimeout())
 	reply, err := c.hb.Beat(bctx, heartbeat.Beat{
-		Node: c.o.nodeID, IP: c.o.ip, Preferred: c.o.preferred, Held: held, Ack: ack,
+		Node: c.o.nodeID, Session: c.session, IP: c.o.ip, Preferred: c.o.preferred, Held: held, Ack: ack,
 	})
 	cancel()
 	if err != nil {
@@ -156,6 +183,13 @@ func (c *Client) beat(ctx context.Context) (heartbeat.Reply, error) {
 	c.mu.Lock()
 	c.joined = true
 	c.lapsed = false
+	if c.displaced {
+		// The ID is ours again; what was read meanwhile was another
+		// process's assignment.
+		c.displaced = false
+		c.trusted = false
+		c.gen++
+	}
 	c.seenRev = reply.Rev
 	if until := sent.Add(c.o.heartbeat.TTL); until.After(c.leaseUntil) {
 		c.leaseUntil = until
@@ -270,7 +304,10 @@ func (c *Client) publishLocked() {
 		return
 	}
 	next := *c.raw
-	if !c.trusted || !c.o.now().Before(c.leaseUntil) {
+	switch {
+	case c.displaced:
+		next = Assignment{Epoch: next.Epoch}
+	case !c.trusted || !c.o.now().Before(c.leaseUntil):
 		next = next.withoutCapped()
 	}
 	var old Assignment

@@ -3,7 +3,8 @@
 --
 -- KEYS[1] :nodes    ZSET node ID -> last beat (ms, server time)
 -- KEYS[2] :state    HASH epoch, rev, mver, prev, pmver
--- KEYS[3] :members  HASH node ID -> "joined\tip\tpreferred\theld\tack"
+-- KEYS[3] :members  HASH node ID ->
+--                   "joined\tip\tpreferred\theld\tack\tsession\tpref_at\tpref_wait"
 -- KEYS[4] :log      STREAM of events
 -- KEYS[5] :schedule ZSET scheduled change IDs -> due time (ms)
 -- KEYS[6] :revoked  HASH node ID -> groups revoked but maybe still in use
@@ -15,38 +16,75 @@
 -- ARGV[6] TTL in ms
 -- ARGV[7] events channel
 -- ARGV[8] approximate MAXLEN of the log stream
+-- ARGV[9] session of the beating process
+-- ARGV[10] heartbeat interval in ms (at most one preferred-caused mver bump per interval)
 --
--- Reply: {epoch, rev, work (0|1), joined (0|1), now (ms)}
+-- Reply: {epoch, rev, work (0|1), joined (0|1), now (ms)}, or
+-- {-1, until (ms), now (ms)} when the ID is live under another session: then
+-- nothing is written, and the ID stays taken until `until` unless its owner
+-- beats again.
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local nowStr = string.format('%.0f', now)
 local id = ARGV[1]
+local session = ARGV[9]
+local ttl = tonumber(ARGV[6])
 
--- The node's record without its joined time; compared with the stored one so
--- that most beats, which change nothing but the score, write nothing else
--- (every write is replicated).
-local rec = ARGV[2] .. '\t' .. ARGV[3] .. '\t' .. ARGV[4] .. '\t' .. ARGV[5]
-local joined = 0
-local bump = false
-local old = redis.call('HGET', KEYS[3], id)
-if redis.call('ZADD', KEYS[1], nowStr, id) == 1 or not old then
-  joined = 1
-  bump = true
-  redis.call('HSET', KEYS[3], id, nowStr .. '\t' .. rec)
-else
-  local tab = string.find(old, '\t', 1, true)
-  local body = string.sub(old, tab + 1)
-  if body ~= rec then
-    -- Fields of body: ip, preferred, held, ack. A new preferred group is a
-    -- membership change.
-    local p1 = string.find(body, '\t', 1, true)
-    local p2 = string.find(body, '\t', p1 + 1, true)
-    if string.sub(body, p1 + 1, p2 - 1) ~= ARGV[3] then
-      bump = true
+-- fields splits a record at its tabs.
+local function fields(s)
+  local f, i = {}, 1
+  while true do
+    local j = string.find(s, '\t', i, true)
+    if not j then
+      f[#f + 1] = string.sub(s, i)
+      return f
     end
-    redis.call('HSET', KEYS[3], id, string.sub(old, 1, tab) .. rec)
+    f[#f + 1] = string.sub(s, i, j - 1)
+    i = j + 1
   end
 end
+
+local old = redis.call('HGET', KEYS[3], id)
+local seen = redis.call('ZSCORE', KEYS[1], id)
+local f = old and fields(old) or {}
+local sameSession = (f[6] or '') == session
+-- A live ID belongs to its session: another process beating with it is
+-- refused before anything is written, so two processes never share an ID.
+-- An expired one (past the TTL, not yet reaped) may be taken over.
+if old and seen and not sameSession and tonumber(seen) >= now - ttl then
+  return {-1, tonumber(seen) + ttl, now}
+end
+
+-- The fields every beat sends; the rest of the record is the script's own.
+local sent = ARGV[2] .. '\t' .. ARGV[3] .. '\t' .. ARGV[4] .. '\t' .. ARGV[5] .. '\t' .. session
+local joined = 0
+local bump = false
+if not old or not seen or not sameSession then
+  -- A new node, or a new session taking over an expired ID: a join. The
+  -- join's mver bump counts as the preferred group's, for the rate limit.
+  joined = 1
+  bump = true
+  redis.call('HSET', KEYS[3], id, nowStr .. '\t' .. sent .. '\t' .. nowStr .. '\t')
+else
+  -- A new preferred group is a membership change, but bumps mver (which
+  -- makes every node's next beat ask for a rebalance) at most once per
+  -- interval: a change inside the window waits (pref_wait = 1) and is
+  -- bumped by the first beat after it, so it is still honoured.
+  local prefAt = tonumber(f[7] or '') or 0
+  local wait = f[8] == '1' or f[3] ~= ARGV[3]
+  if wait and now - prefAt >= tonumber(ARGV[10]) then
+    bump = true
+    wait = false
+    prefAt = now
+  end
+  local rec = f[1] .. '\t' .. sent .. '\t' .. string.format('%.0f', prefAt) .. '\t' .. (wait and '1' or '')
+  -- Most beats change nothing but the score and write nothing else (every
+  -- write is replicated).
+  if rec ~= old then
+    redis.call('HSET', KEYS[3], id, rec)
+  end
+end
+redis.call('ZADD', KEYS[1], nowStr, id)
 if bump then
   redis.call('HINCRBY', KEYS[2], 'mver', 1)
 end
@@ -74,7 +112,7 @@ if mver ~= pmver or rev ~= prev then
   work = 1
 else
   local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
-  if #oldest == 2 and (tonumber(oldest[2]) or now) < now - tonumber(ARGV[6]) then
+  if #oldest == 2 and (tonumber(oldest[2]) or now) < now - ttl then
     work = 1
   else
     local due = redis.call('ZRANGE', KEYS[5], 0, 0, 'WITHSCORES')

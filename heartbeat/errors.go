@@ -1,6 +1,10 @@
 package heartbeat
 
-import "errors"
+import (
+	"errors"
+	"fmt"
+	"time"
+)
 
 var (
 	// ErrInvalidConfig is returned by Config.Validate and New for a Config
@@ -10,7 +14,36 @@ var (
 
 	// ErrInvalidNode is returned for a node ID that cannot be stored (empty,
 	// longer than MaxNodeIDLen bytes, not UTF-8, or containing a control
-	// character, a comma or whitespace), or for a held group name containing a
-	// comma.
+	// character, a comma or whitespace), an IP that does not parse, a
+	// preferred group that is not a valid group name, a held group name
+	// containing a comma, or a malformed session.
 	ErrInvalidNode = errors.New("heartbeat: invalid node")
+
+	// ErrNodeIDInUse is returned by Beat when the node ID is live under
+	// another session: another process is using it. Nothing was recorded;
+	// the ID frees up when that session leaves or stops beating for a TTL.
+	// The error is an *InUseError, which says for how long at least.
+	ErrNodeIDInUse = errors.New("heartbeat: node id in use by another session")
+
+	// ErrWrongSession is returned by Leave and CheckSession when the node's
+	// record belongs to another session (or, for CheckSession, when the
+	// node has no record): the caller is not the process that holds the ID.
+	ErrWrongSession = errors.New("heartbeat: wrong session for node")
 )
+
+// InUseError is the error of a beat refused because the node ID is live
+// under another session. It matches ErrNodeIDInUse with errors.Is.
+type InUseError struct {
+	// Node is the refused node ID.
+	Node string
+	// Remaining is how long the other session still holds the ID if it does
+	// not beat again (measured on the Redis server's clock).
+	Remaining time.Duration
+}
+
+func (e *InUseError) Error() string {
+	return fmt.Sprintf("%v: node %q is live under another session for at least %v more", ErrNodeIDInUse, e.Node, e.Remaining)
+}
+
+// Unwrap makes errors.Is(err, ErrNodeIDInUse) true.
+func (e *InUseError) Unwrap() error { return ErrNodeIDInUse }

@@ -2,11 +2,14 @@ package heartbeat
 
 import (
 	"context"
+	"crypto/rand"
 	_ "embed"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"net/netip"
 	"slices"
 	"strconv"
 	"strings"
@@ -17,10 +20,15 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/allot-io/allot/internal/keys"
+	"github.com/allot-io/allot/registry"
 )
 
 // MaxNodeIDLen is the longest node ID accepted, in bytes.
 const MaxNodeIDLen = 128
+
+// MaxSessionLen is the longest session accepted, in bytes. NewSession makes
+// 16 hex characters.
+const MaxSessionLen = 64
 
 // logMaxLen caps the :log stream (MAXLEN ~).
 const logMaxLen = 10000
@@ -55,6 +63,7 @@ type Tracker struct {
 	keys keys.Keys
 	cfg  Config
 	ttl  int64 // cfg.TTL in ms
+	iv   int64 // cfg.Interval in ms
 	log  *slog.Logger
 
 	// Key names built once: a beat is the hot path.
@@ -93,6 +102,7 @@ func New(rdb redis.UniversalClient, ns string, cfg Config, opts ...Option) (*Tra
 		keys: keys.New(ns),
 		cfg:  cfg,
 		ttl:  cfg.TTL.Milliseconds(),
+		iv:   cfg.Interval.Milliseconds(),
 		log:  slog.New(slog.NewTextHandler(io.Discard, nil)),
 	}
 	k := t.keys
@@ -112,10 +122,18 @@ func (t *Tracker) Config() Config { return t.cfg }
 type Beat struct {
 	// Node is the node ID (see ValidateNodeID).
 	Node string
-	// IP is the node's address; it feeds the allocator's IP hash.
+	// Session identifies the process beating for Node (see NewSession): a
+	// live ID belongs to one session, and a beat from another one is
+	// refused with ErrNodeIDInUse. "" is a session like any other (tools
+	// and tests that never share an ID); a process should use NewSession.
+	Session string
+	// IP is the node's address; it feeds the allocator's IP hash. It must
+	// parse as an IP address ("" = unknown).
 	IP string
-	// Preferred is the group the node asks to be pinned to ("" = none).
-	// Changing it counts as a membership change (mver++).
+	// Preferred is the group the node asks to be pinned to ("" = none); it
+	// must be a valid group name. Changing it counts as a membership change
+	// (mver++), at most once per interval: a change within an interval of
+	// the last one is applied by the first beat after it.
 	Preferred string
 	// Held lists the groups the node is using right now (any order).
 	Held []string
@@ -141,27 +159,24 @@ type Reply struct {
 
 // Beat records one beat of b.Node in exactly one round trip and returns the
 // state the node needs to notice a change. The first beat of a node (or the
-// first after it was reaped or left) joins it: mver++ and a node.joined event.
+// first after it was reaped or left, or a new session's first beat after the
+// old one expired) joins it: mver++ and a node.joined event. A beat for an
+// ID live under another session records nothing and returns an *InUseError
+// (ErrNodeIDInUse); an invalid beat returns ErrInvalidNode.
 func (t *Tracker) Beat(ctx context.Context, b Beat) (Reply, error) {
-	if err := ValidateNodeID(b.Node); err != nil {
-		return Reply{}, err
-	}
-	held, err := joinHeld(b.Held)
+	held, err := b.validate()
 	if err != nil {
-		return Reply{}, err
-	}
-	if err := validateField("ip", b.IP); err != nil {
-		return Reply{}, err
-	}
-	if err := validateField("preferred group", b.Preferred); err != nil {
 		return Reply{}, err
 	}
 	res, err := beatScript.Run(ctx, t.rdb,
 		[]string{t.nodes, t.state, t.members, t.logKey, t.schedule, t.revoked},
-		b.Node, b.IP, b.Preferred, held, b.Ack, t.ttl, t.events, logMaxLen,
+		b.Node, b.IP, b.Preferred, held, b.Ack, t.ttl, t.events, logMaxLen, b.Session, t.iv,
 	).Int64Slice()
 	if err != nil {
 		return Reply{}, fmt.Errorf("heartbeat: beat %q: %w", b.Node, err)
+	}
+	if len(res) == 3 && res[0] == -1 {
+		return Reply{Now: time.UnixMilli(res[2])}, &InUseError{Node: b.Node, Remaining: time.Duration(res[1]-res[2]) * time.Millisecond}
 	}
 	if len(res) != 5 {
 		return Reply{}, fmt.Errorf("heartbeat: beat %q: unexpected reply of %d values", b.Node, len(res))
@@ -262,21 +277,131 @@ func (t *Tracker) Reap(ctx context.Context) ([]string, error) {
 }
 
 // Leave deregisters node id at once (mver++, node.left event), so its groups
-// can move without waiting for the TTL. Leaving an unknown node is a no-op.
-func (t *Tracker) Leave(ctx context.Context, id string) error {
+// can move without waiting for the TTL. Only the session that holds the ID
+// may: for a node whose record holds another session it changes nothing and
+// returns ErrWrongSession. Leaving an unknown node is a no-op.
+func (t *Tracker) Leave(ctx context.Context, id, session string) error {
+	if err := ValidateSession(session); err != nil {
+		return err
+	}
+	return t.leave(ctx, id, session, false)
+}
+
+// Evict deregisters node id like Leave, whatever its session: an operator's
+// removal of a node. The process behind it, if any, re-joins with its next
+// beat.
+func (t *Tracker) Evict(ctx context.Context, id string) error {
+	return t.leave(ctx, id, "", true)
+}
+
+func (t *Tracker) leave(ctx context.Context, id, session string, force bool) error {
 	if err := ValidateNodeID(id); err != nil {
 		return err
 	}
 	k := t.keys
+	forceArg := "0"
+	if force {
+		forceArg = "1"
+	}
 	left, err := leaveScript.Run(ctx, t.rdb, []string{k.Nodes(), k.State(), k.Members(), k.Log(), k.Assign(), k.Revoked(), k.Holders()},
-		id, k.Events(), logMaxLen).Int64()
+		id, k.Events(), logMaxLen, session, forceArg).Int64()
 	if err != nil {
 		return fmt.Errorf("heartbeat: leave %q: %w", id, err)
 	}
-	if left == 1 {
-		t.log.Info("node left", "node", id)
+	switch left {
+	case -1:
+		return fmt.Errorf("%w %q: it belongs to another session", ErrWrongSession, id)
+	case 1:
+		t.log.Info("node left", "node", id, "evicted", force)
 	}
 	return nil
+}
+
+// CheckSession reports whether session holds node id: nil when the node's
+// record carries session (live, or expired and not yet taken over), an error
+// wrapping ErrWrongSession when the record holds another session or the
+// node is unknown. One round trip.
+func (t *Tracker) CheckSession(ctx context.Context, id, session string) error {
+	if err := ValidateNodeID(id); err != nil {
+		return err
+	}
+	if err := ValidateSession(session); err != nil {
+		return err
+	}
+	rec, err := t.rdb.HGet(ctx, t.members, id).Result()
+	if errors.Is(err, redis.Nil) {
+		return fmt.Errorf("%w %q: the node is not registered (send a heartbeat first)", ErrWrongSession, id)
+	}
+	if err != nil {
+		return fmt.Errorf("heartbeat: check session of %q: %w", id, err)
+	}
+	if recordSession(rec) != session {
+		return fmt.Errorf("%w %q", ErrWrongSession, id)
+	}
+	return nil
+}
+
+// NewSession returns a fresh random session: 16 hex characters from
+// crypto/rand, so another process cannot guess it.
+func NewSession() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails (it panics instead)
+	return hex.EncodeToString(b[:])
+}
+
+// ValidateSession reports whether s can be used as a session: at most
+// MaxSessionLen bytes of ASCII letters, digits, '-' and '_' ("" is allowed
+// in the Go API). The error wraps ErrInvalidNode.
+func ValidateSession(s string) error {
+	if len(s) > MaxSessionLen {
+		return fmt.Errorf("%w: session of %d bytes is longer than %d", ErrInvalidNode, len(s), MaxSessionLen)
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c == '-' || c == '_') {
+			return fmt.Errorf("%w: session contains %q (letters, digits, '-' and '_' only)", ErrInvalidNode, c)
+		}
+	}
+	return nil
+}
+
+// validate checks everything a beat stores and returns the joined held list.
+func (b Beat) validate() (string, error) {
+	if err := ValidateNodeID(b.Node); err != nil {
+		return "", err
+	}
+	if err := ValidateSession(b.Session); err != nil {
+		return "", err
+	}
+	if err := ValidateIP(b.IP); err != nil {
+		return "", err
+	}
+	if b.Preferred != "" {
+		if err := registry.ValidateName(b.Preferred); err != nil {
+			return "", fmt.Errorf("%w: preferred group: %w", ErrInvalidNode, err)
+		}
+	}
+	return joinHeld(b.Held)
+}
+
+// ValidateIP reports whether ip is a node address: "" (unknown) or an IPv4
+// or IPv6 address as net/netip parses it. The error wraps ErrInvalidNode.
+func ValidateIP(ip string) error {
+	if ip == "" {
+		return nil
+	}
+	if _, err := netip.ParseAddr(ip); err != nil {
+		return fmt.Errorf("%w: ip %q is not an IP address", ErrInvalidNode, truncate(ip, 64))
+	}
+	return validateField("ip", ip) // zones are free text
+}
+
+// truncate shortens s for an error message.
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "…"
 }
 
 // ValidateNodeID reports whether id can be used as a node ID: non-empty, at
@@ -323,11 +448,12 @@ func splitLines(s string) []string {
 	return strings.Split(s, "\n")
 }
 
-// parseRecord reads a :members record, "joined\tip\tpreferred\theld\tack".
-// Missing fields stay zero.
+// parseRecord reads a :members record,
+// "joined\tip\tpreferred\theld\tack\tsession\tpref_at\tpref_wait" (the
+// last three are beat.lua's own). Missing fields stay zero.
 func parseRecord(rec string) Node {
 	var n Node
-	f := strings.SplitN(rec, "\t", 5)
+	f := strings.SplitN(rec, "\t", 6)
 	for len(f) < 5 {
 		f = append(f, "")
 	}
@@ -336,6 +462,16 @@ func parseRecord(rec string) Node {
 	}
 	n.IP, n.Preferred, n.Held, n.Ack = f[1], f[2], splitHeld(f[3]), parseMS(f[4])
 	return n
+}
+
+// recordSession returns the session field of a :members record ("" for a
+// record written before sessions existed).
+func recordSession(rec string) string {
+	f := strings.SplitN(rec, "\t", 7)
+	if len(f) < 6 {
+		return ""
+	}
+	return f[5]
 }
 
 // joinHeld sorts, dedupes and comma-joins held group names.

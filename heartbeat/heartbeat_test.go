@@ -74,8 +74,9 @@ func (e env) member(t *testing.T, id string) map[string]string {
 	rec, err := e.rdb.HGet(context.Background(), e.k.Members(), id).Result()
 	require.NoError(t, err)
 	f := strings.Split(rec, "\t")
-	require.Len(t, f, 5, "record %q", rec)
-	return map[string]string{"joined": f[0], "ip": f[1], "preferred": f[2], "held": f[3], "ack": f[4]}
+	require.Len(t, f, 8, "record %q", rec)
+	return map[string]string{"joined": f[0], "ip": f[1], "preferred": f[2], "held": f[3], "ack": f[4],
+		"session": f[5], "pref_at": f[6], "pref_wait": f[7]}
 }
 
 func (e env) logEntries(t *testing.T) []redis.XMessage {
@@ -174,8 +175,13 @@ func testPreferredBumpsMVer(t *testing.T, rdb redis.UniversalClient) {
 		{"", 4},
 	}
 	for i, s := range steps {
-		_, err := e.tr.Beat(ctx, heartbeat.Beat{Node: "n1", Preferred: s.preferred})
-		require.NoError(t, err)
+		// A change within an interval of the last bump waits for a later
+		// beat (rate limit, see session_test.go): beat until it lands.
+		require.Eventually(t, func() bool {
+			_, err := e.tr.Beat(ctx, heartbeat.Beat{Node: "n1", Preferred: s.preferred})
+			require.NoError(t, err)
+			return e.state(t, "mver") >= s.mver
+		}, waitFor, tick, "step %d (preferred %q)", i, s.preferred)
 		assert.Equal(t, s.mver, e.state(t, "mver"), "step %d (preferred %q)", i, s.preferred)
 	}
 	// Other fields do not count as membership changes.
@@ -194,6 +200,9 @@ func testPreferredBumpsMVer(t *testing.T, rdb redis.UniversalClient) {
 		require.NoError(t, err)
 		h := e.member(t, "n1")
 		delete(h, "joined")
+		delete(h, "session")
+		delete(h, "pref_at")
+		delete(h, "pref_wait")
 		held := append([]string(nil), b.Held...)
 		slices.Sort(held)
 		assert.Equal(t, map[string]string{
@@ -356,7 +365,7 @@ func testLeave(t *testing.T, rdb redis.UniversalClient) {
 		_, err := e.tr.Beat(ctx, heartbeat.Beat{Node: id, Held: []string{"g"}})
 		require.NoError(t, err)
 	}
-	require.NoError(t, e.tr.Leave(ctx, "a"))
+	require.NoError(t, e.tr.Leave(ctx, "a", ""))
 	assert.Equal(t, int64(3), e.state(t, "mver"))
 	members, err := rdb.ZRange(ctx, e.k.Nodes(), 0, -1).Result()
 	require.NoError(t, err)
@@ -371,12 +380,12 @@ func testLeave(t *testing.T, rdb redis.UniversalClient) {
 	assert.Equal(t, "a", msgs[2].Values["by"])
 
 	// Leaving twice, or leaving an unknown node, is a no-op.
-	require.NoError(t, e.tr.Leave(ctx, "a"))
-	require.NoError(t, e.tr.Leave(ctx, "never-seen"))
+	require.NoError(t, e.tr.Leave(ctx, "a", ""))
+	require.NoError(t, e.tr.Leave(ctx, "never-seen", ""))
 	assert.Equal(t, int64(3), e.state(t, "mver"))
 	assert.Len(t, e.logEntries(t), 3)
 
-	assert.ErrorIs(t, e.tr.Leave(ctx, ""), heartbeat.ErrInvalidNode)
+	assert.ErrorIs(t, e.tr.Leave(ctx, "", ""), heartbeat.ErrInvalidNode)
 }
 
 // roundTrips counts every command and pipeline sent through a client.

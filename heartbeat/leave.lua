@@ -1,16 +1,29 @@
 -- leave.lua: deregister a node that is closing, so its groups move at once.
--- Leaving an unknown node changes nothing.
+-- Leaving an unknown node changes nothing; a node whose record holds another
+-- session is left alone (a stranger cannot remove a node) unless forced.
 --
 -- KEYS[1] :nodes     ZSET node ID -> last beat
 -- KEYS[2] :state     HASH (mver is bumped if the node was live)
--- KEYS[3] :members   HASH node ID -> record
+-- KEYS[3] :members   HASH node ID -> record (session = 6th tab-separated field)
 -- KEYS[4] :log       STREAM of events
 -- KEYS[5..7] :assign, :revoked, :holders (see forget.lua)
 -- ARGV[1] node ID
 -- ARGV[2] events channel
 -- ARGV[3] approximate MAXLEN of the log stream
+-- ARGV[4] session of the leaving process
+-- ARGV[5] "1" = leave whatever the session (an operator's eviction)
 --
--- Reply: 1 if the node was removed, 0 if it was unknown.
+-- Reply: 1 if the node was removed, 0 if it was unknown, -1 if it belongs to
+-- another session (nothing changed).
+if ARGV[5] ~= '1' then
+  local rec = redis.call('HGET', KEYS[3], ARGV[1])
+  if rec then
+    local _, _, session = string.find(rec, '^[^\t]*\t[^\t]*\t[^\t]*\t[^\t]*\t[^\t]*\t([^\t]*)')
+    if (session or '') ~= ARGV[4] then
+      return -1
+    end
+  end
+end
 if redis.call('ZREM', KEYS[1], ARGV[1]) == 0 then
   redis.call('HDEL', KEYS[3], ARGV[1])
   return 0

@@ -262,7 +262,7 @@ func (n *simNode) leave(ctx context.Context) error {
 	n.halt()
 	n.v.Store(&nodeView{at: time.Now()})
 	n.h.viewChanged()
-	if err := n.h.nodeHB.Leave(ctx, n.nid); err != nil {
+	if err := n.h.nodeHB.Leave(ctx, n.nid, ""); err != nil {
 		return err
 	}
 	deadline := time.Now().Add(n.h.cfg.interval)

@@ -181,6 +181,8 @@ func (s *Server) configText() string {
 		line("port %d", s.port)
 	}
 	line(`save ""`)
+	// Security tests compare DEBUG DIGEST before and after a refused call.
+	line("enable-debug-command local")
 	// Replicas sync at once instead of waiting for more replicas to batch.
 	line("repl-diskless-sync-delay 0")
 	if s.cfg.aof {
