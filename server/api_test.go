@@ -91,6 +91,12 @@ func (r reply) code() string {
 // do sends a request; body is JSON-encoded unless it is a string or []byte.
 func (a *api) do(method, path, token string, body any) reply {
 	a.t.Helper()
+	return a.doSession(method, path, token, "", body)
+}
+
+// doSession is do with a node session in the Allot-Session header ("" = none).
+func (a *api) doSession(method, path, token, session string, body any) reply {
+	a.t.Helper()
 	var rd io.Reader
 	switch b := body.(type) {
 	case nil:
@@ -107,6 +113,9 @@ func (a *api) do(method, path, token string, body any) reply {
 	require.NoError(a.t, err)
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	if session != "" {
+		req.Header.Set(server.SessionHeader, session)
 	}
 	res, err := a.ts.Client().Do(req)
 	require.NoError(a.t, err)
@@ -322,8 +331,11 @@ func TestRoles(t *testing.T) {
 		{"GET", "/v1/nodes/n1/assignment?wait=0s", readToken, nil, 403},
 		{"DELETE", "/v1/nodes/n1", readToken, nil, 403},
 		{"POST", "/v1/nodes/n1/heartbeat", nodeToken, `{"ip":"10.0.0.1"}`, 200},
-		{"GET", "/v1/nodes/n1/assignment?wait=0s", nodeToken, nil, 200},
-		{"DELETE", "/v1/nodes/n1", nodeToken, nil, 204},
+		// The node token alone (no Allot-Session) reads and removes nothing.
+		{"GET", "/v1/nodes/n1/assignment?wait=0s", nodeToken, nil, 403},
+		{"DELETE", "/v1/nodes/n1", nodeToken, nil, 403},
+		{"GET", "/v1/nodes/n1/assignment?wait=0s", adminToken, nil, 200},
+		{"DELETE", "/v1/nodes/n1", adminToken, nil, 204},
 		{"POST", "/v1/nodes/n2/heartbeat", adminToken, `{}`, 200},
 		{"PATCH", "/v1/groups/g2", adminToken, `{"weight":2}`, 200},
 		{"POST", "/v1/rebalance", adminToken, nil, 200},
@@ -411,9 +423,10 @@ func TestRebalanceEndpoint(t *testing.T) {
 
 // nodeAssignment is the answer of the node protocol.
 type nodeAssignment struct {
-	Epoch  int64  `json:"epoch"`
-	Node   string `json:"node"`
-	Groups []struct {
+	Epoch   int64  `json:"epoch"`
+	Node    string `json:"node"`
+	Session string `json:"session"`
+	Groups  []struct {
 		Name       string            `json:"name"`
 		Version    int64             `json:"version"`
 		Config     map[string]string `json:"config"`
@@ -430,12 +443,18 @@ func TestNodeProtocol(t *testing.T) {
 	a.addGroup("maps", registry.Change{Set: map[string]string{"api_key": "maps-key-0123456789"}, Secret: []string{"api_key"},
 		Quota: new("600/m")})
 
+	sessions := map[string]string{}
 	beat := func(id string, ack int64, held ...string) nodeAssignment {
 		t.Helper()
-		r := a.do("POST", "/v1/nodes/"+id+"/heartbeat", nodeToken, map[string]any{"ip": "10.0.0." + id[1:], "held": held, "ack": ack})
+		r := a.doSession("POST", "/v1/nodes/"+id+"/heartbeat", nodeToken, sessions[id], map[string]any{"ip": "10.0.0." + id[1:], "held": held, "ack": ack})
 		require.Equal(t, http.StatusOK, r.status, "%s", r.body)
 		var na nodeAssignment
 		r.json(t, &na)
+		require.NotEmpty(t, na.Session)
+		if s, ok := sessions[id]; ok {
+			require.Equal(t, s, na.Session, "the session stays")
+		}
+		sessions[id] = na.Session
 		return na
 	}
 
@@ -454,7 +473,7 @@ func TestNodeProtocol(t *testing.T) {
 	assert.Equal(t, "600/m", g.QuotaShare)
 
 	// A long poll answers at once when the epoch is already past `after`.
-	r := a.do("GET", "/v1/nodes/n1/assignment?after=0&wait=5s", nodeToken, nil)
+	r := a.doSession("GET", "/v1/nodes/n1/assignment?after=0&wait=5s", nodeToken, sessions["n1"], nil)
 	require.Equal(t, http.StatusOK, r.status)
 	var polled nodeAssignment
 	r.json(t, &polled)
@@ -462,7 +481,7 @@ func TestNodeProtocol(t *testing.T) {
 
 	// A long poll at the current epoch times out with the current assignment.
 	start := time.Now()
-	r = a.do("GET", "/v1/nodes/n1/assignment?after="+itoa(na.Epoch)+"&wait=200ms", nodeToken, nil)
+	r = a.doSession("GET", "/v1/nodes/n1/assignment?after="+itoa(na.Epoch)+"&wait=200ms", nodeToken, sessions["n1"], nil)
 	require.Equal(t, http.StatusOK, r.status)
 	r.json(t, &polled)
 	assert.Equal(t, na.Epoch, polled.Epoch)
@@ -470,8 +489,9 @@ func TestNodeProtocol(t *testing.T) {
 
 	// A long poll wakes when a second node joins and the group is shared.
 	done := make(chan reply, 1)
+	s1 := sessions["n1"]
 	go func() {
-		done <- a.do("GET", "/v1/nodes/n1/assignment?after="+itoa(na.Epoch)+"&wait=50s", nodeToken, nil)
+		done <- a.doSession("GET", "/v1/nodes/n1/assignment?after="+itoa(na.Epoch)+"&wait=50s", nodeToken, s1, nil)
 	}()
 	beat("n2", 0)
 	select {
@@ -487,7 +507,7 @@ func TestNodeProtocol(t *testing.T) {
 	assert.Equal(t, "300/m", polled.Groups[0].QuotaShare)
 
 	// Leaving moves the group at once.
-	r = a.do("DELETE", "/v1/nodes/n2", nodeToken, nil)
+	r = a.doSession("DELETE", "/v1/nodes/n2", nodeToken, sessions["n2"], nil)
 	require.Equal(t, http.StatusNoContent, r.status, "%s", r.body)
 	require.Eventually(t, func() bool {
 		na = beat("n1", polled.Epoch, "maps")

@@ -3,6 +3,7 @@ package server_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -34,19 +35,26 @@ func BenchmarkHeartbeat(b *testing.B) {
 		require.NoError(b, err)
 	}
 	c := ts.Client()
+	sessions := make([]string, 100) // each node's session, from its first answer
 	beat := func(id int) {
 		body := fmt.Sprintf(`{"ip":"10.0.0.%d"}`, id%250)
 		req, _ := http.NewRequest("POST", fmt.Sprintf("%s/v1/nodes/n%d/heartbeat", ts.URL, id), bytes.NewBufferString(body))
 		req.Header.Set("Authorization", "Bearer "+nodeToken)
+		if sessions[id] != "" {
+			req.Header.Set(server.SessionHeader, sessions[id])
+		}
 		res, err := c.Do(req)
 		if err != nil {
 			b.Fatal(err)
 		}
+		var a server.NodeAssignment
+		_ = json.NewDecoder(res.Body).Decode(&a)
 		_, _ = io.Copy(io.Discard, res.Body)
 		res.Body.Close()
 		if res.StatusCode != http.StatusOK {
 			b.Fatalf("status %d", res.StatusCode)
 		}
+		sessions[id] = a.Session
 	}
 	for i := range 100 {
 		beat(i)

@@ -120,7 +120,7 @@ func TestCloseEndsStreams(t *testing.T) {
 	br, stop := a.openEvents("")
 	defer stop()
 	poll := make(chan reply, 1)
-	go func() { poll <- a.do("GET", "/v1/nodes/n1/assignment?after=99&wait=60s", nodeToken, nil) }()
+	go func() { poll <- a.do("GET", "/v1/nodes/n1/assignment?after=99&wait=60s", adminToken, nil) }()
 
 	require.NoError(t, a.srv.Close())
 	_, err := br.ReadString(0) // reads until the stream ends

@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"net/http"
 	"strconv"
@@ -12,6 +13,11 @@ import (
 	"github.com/allot-io/allot/heartbeat"
 	"github.com/allot-io/allot/registry"
 )
+
+// SessionHeader carries a node's session in the HTTP node protocol: the
+// heartbeat answer gives it (NodeAssignment.Session), and every later
+// heartbeat, assignment read and DELETE of that node must send it.
+const SessionHeader = "Allot-Session"
 
 // beatRequest is the body of POST /v1/nodes/{id}/heartbeat.
 type beatRequest struct {
@@ -47,8 +53,11 @@ type NodeGroup struct {
 
 // NodeAssignment is the answer of the heartbeat and assignment routes.
 type NodeAssignment struct {
-	Epoch      int64       `json:"epoch"`
-	Node       string      `json:"node"`
+	Epoch int64  `json:"epoch"`
+	Node  string `json:"node"`
+	// Session is the node's session, in heartbeat answers only: send it
+	// back in the Allot-Session header from then on.
+	Session    string      `json:"session,omitempty"`
 	Groups     []NodeGroup `json:"groups"`
 	IntervalMS int64       `json:"interval_ms"`
 	TTLMS      int64       `json:"ttl_ms"`
@@ -107,11 +116,29 @@ func (s *Server) nodeHeartbeat(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	id := r.PathValue("id")
+	if err := heartbeat.ValidateNodeID(id); err != nil {
+		return err
+	}
+	// The first heartbeat of a process opens a session; later ones send it.
+	session := r.Header.Get(SessionHeader)
+	fresh := session == ""
+	if fresh {
+		session = heartbeat.NewSession()
+	} else if heartbeat.ValidateSession(session) != nil {
+		return errSession("malformed %s header", SessionHeader)
+	}
 	if req.IP == "" {
 		req.IP, _, _ = net.SplitHostPort(r.RemoteAddr)
 	}
-	rep, err := s.hb.Beat(r.Context(), heartbeat.Beat{Node: id, IP: req.IP, Preferred: req.Preferred, Held: req.Held, Ack: req.Ack})
-	if err != nil {
+	rep, err := s.hb.Beat(r.Context(), heartbeat.Beat{Node: id, Session: session, IP: req.IP, Preferred: req.Preferred, Held: req.Held, Ack: req.Ack})
+	var inUse *heartbeat.InUseError
+	switch {
+	case errors.As(err, &inUse) && fresh:
+		return errConflict("node %q is in use by another process (live for at least %v more unless it beats again); "+
+			"retry later or use another node id", id, inUse.Remaining.Round(time.Millisecond))
+	case errors.As(err, &inUse):
+		return errSession("wrong %s for node %q: another process holds it; re-join without the header", SessionHeader, id)
+	case err != nil:
 		return err
 	}
 	s.metrics.beats.Inc()
@@ -125,8 +152,28 @@ func (s *Server) nodeHeartbeat(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	a.Session = session
 	writeJSON(w, http.StatusOK, a)
 	return nil
+}
+
+// checkSession lets a request act on node id only with the node's session
+// in the Allot-Session header: the node token alone cannot read or remove
+// another node. The admin role (and the open mode, where every request is
+// admin) may omit the header; a header that is sent is always checked.
+func (s *Server) checkSession(r *http.Request, id string) error {
+	session := r.Header.Get(SessionHeader)
+	if session == "" {
+		if roleOf(r.Context()) == roleAdmin {
+			return nil
+		}
+		return errSession("missing %s header: send the session of node %q's heartbeat answer", SessionHeader, id)
+	}
+	err := s.hb.CheckSession(r.Context(), id, session)
+	if errors.Is(err, heartbeat.ErrWrongSession) || errors.Is(err, heartbeat.ErrInvalidNode) {
+		return errSession("wrong %s for node %q; re-join with a heartbeat without the header", SessionHeader, id)
+	}
+	return err
 }
 
 // nodeAssignment long-polls: it answers once the epoch is past ?after= (at
@@ -135,6 +182,9 @@ func (s *Server) nodeHeartbeat(w http.ResponseWriter, r *http.Request) error {
 func (s *Server) nodeAssignment(w http.ResponseWriter, r *http.Request) error {
 	id := r.PathValue("id")
 	if err := heartbeat.ValidateNodeID(id); err != nil {
+		return err
+	}
+	if err := s.checkSession(r, id); err != nil {
 		return err
 	}
 	q := r.URL.Query()
@@ -185,9 +235,26 @@ func (s *Server) nodeAssignment(w http.ResponseWriter, r *http.Request) error {
 	}
 }
 
+// nodeLeave removes a node: with its session (Allot-Session), or without
+// one as admin — an operator evicting a node; the process behind it, if
+// still running, re-joins with its next heartbeat.
 func (s *Server) nodeLeave(w http.ResponseWriter, r *http.Request) error {
 	id := r.PathValue("id")
-	if err := s.hb.Leave(r.Context(), id); err != nil {
+	if err := heartbeat.ValidateNodeID(id); err != nil {
+		return err
+	}
+	session := r.Header.Get(SessionHeader)
+	var err error
+	if session == "" && roleOf(r.Context()) == roleAdmin {
+		err = s.hb.Evict(r.Context(), id)
+	} else if err = s.checkSession(r, id); err == nil {
+		err = s.hb.Leave(r.Context(), id, session)
+		if errors.Is(err, heartbeat.ErrWrongSession) {
+			// Taken over between the check and the leave.
+			return errSession("wrong %s for node %q", SessionHeader, id)
+		}
+	}
+	if err != nil {
 		return err
 	}
 	s.log.Info("node left", "node", id)
@@ -218,4 +285,10 @@ func (s *Server) assignment(ctx context.Context, id string) (NodeAssignment, err
 		a.Groups = append(a.Groups, ng)
 	}
 	return a, nil
+}
+
+// errSession is the 403 of a node protocol request without the node's
+// session.
+func errSession(format string, a ...any) *apiError {
+	return &apiError{status: http.StatusForbidden, code: CodeForbidden, message: fmt.Sprintf(format, a...)}
 }

@@ -29,9 +29,9 @@ func TestStreamsOutliveServerTimeouts(t *testing.T) {
 	defer stop()
 	start := time.Now()
 	poll := make(chan reply, 1)
-	go func() { poll <- a.do("GET", "/v1/nodes/n1/assignment?after=0&wait=60s", nodeToken, nil) }()
+	go func() { poll <- a.do("GET", "/v1/nodes/n1/assignment?after=0&wait=60s", adminToken, nil) }()
 	// Wait past both timeouts without sleeping: a long poll that must time out.
-	r := a.do("GET", "/v1/nodes/n2/assignment?after=1000&wait=1s", nodeToken, nil)
+	r := a.do("GET", "/v1/nodes/n2/assignment?after=1000&wait=1s", adminToken, nil)
 	require.Equal(t, http.StatusOK, r.status, "%s", r.body)
 	require.Greater(t, time.Since(start), 900*time.Millisecond)
 

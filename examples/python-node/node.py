@@ -7,6 +7,10 @@ It speaks allot's HTTP node protocol to `allot serve`:
   GET    /v1/nodes/{id}/assignment?after=E&wait=D   long-poll for an assignment newer than E
   DELETE /v1/nodes/{id}                        leave: its groups move at once
 
+The first heartbeat's answer carries a `session`; every later request sends it
+in the Allot-Session header. A node ID is one process's at a time: while
+another live process holds it, joining answers 409 and the node waits.
+
 Environment:
   ALLOT_URL         server URL (default http://127.0.0.1:7070)
   ALLOT_NODE_ID     node ID (default: host name)
@@ -31,8 +35,22 @@ import urllib.request
 DEFAULT_URL = "http://127.0.0.1:7070"
 
 
+# Retry delays while the server is unreachable: doubling from the first to
+# the cap, so a long outage costs the server little when it comes back.
+BACKOFF_FIRST = 0.5
+BACKOFF_MAX = 10.0
+
+
 class Stop(Exception):
     """Raised by the signal handler to break out of a blocking call."""
+
+
+class HTTPStatusError(RuntimeError):
+    """The server answered with an error status."""
+
+    def __init__(self, status, message):
+        super().__init__(message)
+        self.status = status
 
 
 class Node:
@@ -46,6 +64,8 @@ class Node:
         self.groups = []  # [{"name", "version", "config", "share", "quota"}]
         self.interval = 2.0  # seconds; the server tells us the real value
         self.ttl = 6.0
+        self.session = ""  # ours once the first heartbeat answers
+        self.waiting_logged = False
 
     # ---- HTTP ----
 
@@ -57,6 +77,8 @@ class Node:
             req.add_header("Content-Type", "application/json")
         if self.token:
             req.add_header("Authorization", "Bearer " + self.token)
+        if self.session:
+            req.add_header("Allot-Session", self.session)
         try:
             with urllib.request.urlopen(req, timeout=timeout) as resp:
                 raw = resp.read()
@@ -68,7 +90,7 @@ class Node:
                 msg = "%s: %s" % (err.get("code"), err.get("message"))
             except (ValueError, KeyError, TypeError):
                 msg = raw.decode(errors="replace").strip() or e.reason
-            raise RuntimeError("%s %s: HTTP %d %s" % (method, path, e.code, msg)) from None
+            raise HTTPStatusError(e.code, "%s %s: HTTP %d %s" % (method, path, e.code, msg)) from None
 
     def _path(self, suffix=""):
         return "/v1/nodes/" + urllib.parse.quote(self.id, safe="") + suffix
@@ -76,29 +98,66 @@ class Node:
     # ---- protocol ----
 
     def beat(self):
-        """One heartbeat: tells the server what we hold, gets our assignment."""
+        """One heartbeat: tells the server what we hold, gets our assignment.
+
+        Returns False when the node ID is in use by another live process
+        (HTTP 409): the caller waits an interval and tries again."""
         body = {
             "ip": self.ip,
             "preferred": self.preferred,
             "held": [g["name"] for g in self.groups],
             "ack": self.epoch,
         }
-        _, reply = self._request("POST", self._path("/heartbeat"), body)
+        try:
+            _, reply = self._request("POST", self._path("/heartbeat"), body)
+        except HTTPStatusError as e:
+            if e.status == 403 and self.session:
+                # Our session is gone: we went silent past the TTL and another
+                # process took the ID. Its groups are not ours: stop using
+                # them, then join again with a new session.
+                self._displaced(e)
+                return self.beat()
+            elif e.status == 409:
+                if not self.waiting_logged:
+                    print("waiting: %s" % e, file=sys.stderr, flush=True)
+                    self.waiting_logged = True
+                return False
+            else:
+                raise
+        self.waiting_logged = False
+        self.session = reply.get("session") or self.session
         if reply.get("interval_ms"):
             self.interval = reply["interval_ms"] / 1000.0
         if reply.get("ttl_ms"):
             self.ttl = reply["ttl_ms"] / 1000.0
         self._apply(reply)
+        return True
+
+    def _displaced(self, err):
+        print("session lost (%s); re-joining" % err, file=sys.stderr, flush=True)
+        self.session = ""
+        self.epoch = 0
+        if self.groups:
+            self.groups = []
+            on_change(self)
 
     def wait_for_change(self, seconds):
         """Long-polls for an assignment newer than ours, for at most `seconds`."""
         ms = max(1, int(seconds * 1000))
         path = self._path("/assignment?after=%d&wait=%dms" % (self.epoch, ms))
-        status, reply = self._request("GET", path, timeout=seconds + 10.0)
+        try:
+            status, reply = self._request("GET", path, timeout=seconds + 10.0)
+        except HTTPStatusError as e:
+            if e.status != 403:
+                raise
+            self._displaced(e)  # the next beat joins again
+            return
         if status == 200 and reply:
             self._apply(reply)
 
     def leave(self):
+        if not self.session:
+            return  # never joined, or the ID is another process's now
         try:
             self._request("DELETE", self._path(), timeout=5.0)
             print("left", flush=True)
@@ -121,23 +180,26 @@ class Node:
 
     def run(self):
         """Beats every interval and long-polls in between, until Stop."""
-        backoff = 0.5
+        backoff = BACKOFF_FIRST
         next_beat = 0.0
         while True:
             try:
                 if time.monotonic() >= next_beat:
-                    self.beat()
+                    joined = self.beat()
                     next_beat = time.monotonic() + self.interval
-                    backoff = 0.5
+                    backoff = BACKOFF_FIRST
+                    if not joined:
+                        time.sleep(self.interval)  # the ID is taken: wait
+                        continue
                 remaining = next_beat - time.monotonic()
-                if remaining > 0.05:
+                if remaining > 0.05 and self.session:
                     self.wait_for_change(remaining)
             except (OSError, RuntimeError, ValueError) as e:
                 # Keep serving the current assignment; the server moves our
                 # groups if we stay silent past the TTL.
                 print("error: %s (retrying in %.1fs)" % (e, backoff), file=sys.stderr, flush=True)
                 time.sleep(backoff)
-                backoff = min(backoff * 2, self.interval)
+                backoff = min(backoff * 2, BACKOFF_MAX)
                 next_beat = 0.0
 
 
