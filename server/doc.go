@@ -29,14 +29,20 @@
 //	GET    /v1/export[?format=yaml|json]       read   → Pool (YAML unless Accept/format says JSON)
 //	POST   /v1/import[?dry_run=true&prune=true] admin Pool (YAML or JSON) → ImportReport
 //	GET    /v1/events                          read   SSE; resume with Last-Event-ID (or ?after=ID, 0 = whole log)
-//	POST   /v1/nodes/{id}/heartbeat            node   {ip, preferred, held, ack} → NodeAssignment
-//	GET    /v1/nodes/{id}/assignment           node   ?after=EPOCH&wait=30s (≤ 60s) → NodeAssignment
-//	DELETE /v1/nodes/{id}                      node   → 204 (leave: its groups move at once)
+//	POST   /v1/nodes/{id}/heartbeat            node   {ip, preferred, held, ack} → NodeAssignment with session (409: ID live under another session)
+//	GET    /v1/nodes/{id}/assignment           node*  ?after=EPOCH&wait=30s (≤ 60s) → NodeAssignment
+//	DELETE /v1/nodes/{id}                      node*  → 204 (leave: its groups move at once; admin without session: evict)
 //	GET    /v1/dev/nodes                       read   dev mode only → [DevNode]
 //	POST   /v1/dev/nodes                       admin  dev mode only: add a demo node → 201 DevNode
 //	POST   /v1/dev/nodes/{id}/stop[?graceful=true] admin  crash (TTL reap) or leave → DevNode
 //	POST   /v1/dev/nodes/{id}/start            admin  → DevNode
 //	GET    /                                   public web UI
+//
+// Node sessions: the first heartbeat of a process (no Allot-Session header)
+// opens a session and answers it in "session"; later heartbeats and the
+// routes marked node* must send it in the Allot-Session header — missing or
+// wrong → 403, so the node token alone cannot read or remove another node.
+// The admin token may omit the header (an operator's eviction or read).
 //
 // Times in "at" are RFC 3339 or a duration from now ("10m"). Every error is
 // {"error":{"code","message"}} with a stable code: bad_request (400),
