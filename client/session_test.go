@@ -176,3 +176,15 @@ func TestSameNodeIDAfterKill(t *testing.T) {
 	assert.True(t, h.holds(next))
 	h.check(t)
 }
+
+// A node IP that does not parse is refused by New, before any I/O.
+func TestNewRefusesBadIP(t *testing.T) {
+	rdb := newPool(t).rdb
+	for _, ip := range []string{"not-an-ip", "10.0.0.256", "10.0.0.1:80", "10.0.0.1\t"} {
+		_, err := New(rdb, WithNodeID("n1"), WithIP(ip))
+		assert.ErrorIs(t, err, ErrInvalidOption, ip)
+		assert.ErrorIs(t, err, heartbeat.ErrInvalidNode, ip)
+	}
+	_, err := New(rdb, WithNodeID("n1"), WithIP("2001:db8::1"))
+	assert.NoError(t, err)
+}
