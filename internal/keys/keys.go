@@ -59,8 +59,11 @@ func (k Keys) History(name string) string { return k.prefix + ":history:" + name
 func (k Keys) Nodes() string { return k.prefix + ":nodes" }
 
 // Members is a HASH node ID -> the node's record as its beats stored it,
-// tab-separated: joined (ms), ip, preferred, held (comma-joined), ack. One hash
-// rather than a key per node lets a planner read 10k nodes in one HGETALL.
+// tab-separated: joined (ms), ip, preferred, held (comma-joined), ack, session
+// (the process holding the ID), pref_at (ms of its last join or
+// preferred-caused mver bump) and pref_wait ("1" while a preferred change
+// waits for its bump). One hash rather than a key per node lets a planner
+// read 10k nodes in one HGETALL.
 func (k Keys) Members() string { return k.prefix + ":members" }
 
 // Assign is a HASH node ID -> comma-separated sorted group names of the
