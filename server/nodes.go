@@ -245,12 +245,15 @@ func (s *Server) nodeLeave(w http.ResponseWriter, r *http.Request) error {
 	}
 	session := r.Header.Get(SessionHeader)
 	var err error
-	if session == "" && roleOf(r.Context()) == roleAdmin {
+	switch {
+	case session == "" && roleOf(r.Context()) == roleAdmin:
 		err = s.hb.Evict(r.Context(), id)
-	} else if err = s.checkSession(r, id); err == nil {
+	case session == "":
+		return errSession("missing %s header: send the session of node %q's heartbeat answer", SessionHeader, id)
+	default:
+		// The script checks the session; leaving an unknown node is a no-op.
 		err = s.hb.Leave(r.Context(), id, session)
-		if errors.Is(err, heartbeat.ErrWrongSession) {
-			// Taken over between the check and the leave.
+		if errors.Is(err, heartbeat.ErrWrongSession) || errors.Is(err, heartbeat.ErrInvalidNode) {
 			return errSession("wrong %s for node %q", SessionHeader, id)
 		}
 	}

@@ -114,12 +114,15 @@ func TestNodeTokenCannotUseAnotherNode(t *testing.T) {
 // An operator (admin token) may remove a node without its session.
 func TestAdminEvictsNode(t *testing.T) {
 	a := newAPI(t, server.WithTokens(testTokens), server.WithHeartbeat(slowLoop))
-	a.join("n1")
+	session := a.join("n1")
 	r := a.do("DELETE", "/v1/nodes/n1", nodeToken, nil)
 	require.Equal(t, http.StatusForbidden, r.status)
 	r = a.do("DELETE", "/v1/nodes/n1", adminToken, nil)
 	require.Equal(t, http.StatusNoContent, r.status, "%s", r.body)
 	r = a.do("GET", "/v1/nodes", adminToken, nil)
 	assert.NotContains(t, string(r.body), `"n1"`)
+	// The evicted process's own leave, now of an unknown node, is a no-op.
+	r = a.doSession("DELETE", "/v1/nodes/n1", nodeToken, session, nil)
+	assert.Equal(t, http.StatusNoContent, r.status, "%s", r.body)
 	a.join("n1") // free again
 }
