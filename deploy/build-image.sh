@@ -61,7 +61,7 @@ ctx=$(mktemp -d)
 trap 'rm -rf "$ctx"' EXIT
 
 start=$(date +%s)
-CGO_ENABLED=0 GOOS=linux "$GO" build -trimpath \
+CGO_ENABLED=0 GOOS=linux "$GO" build -trimpath -buildvcs=auto \
 	-ldflags "-s -w -X main.version=$VERSION" -o "$ctx/$bin" "$pkg"
 cp "$CA_BUNDLE" "$ctx/ca-certificates.crt"
 
