@@ -277,11 +277,32 @@ func TestServeInContainer(t *testing.T) {
 	assert.Contains(t, out, `"search-a"`)
 	assert.NotContains(t, out, secret, "group list masks secrets")
 
+	// An open event stream, as the UI keeps one: shutdown must end it, not
+	// wait for it.
+	req, err = http.NewRequest(http.MethodGet, base+"/v1/events", nil)
+	require.NoError(t, err)
+	req.Header.Set("Authorization", "Bearer "+admin)
+	stream, err := (&http.Client{}).Do(req)
+	require.NoError(t, err)
+	defer stream.Body.Close()
+	require.Equal(t, http.StatusOK, stream.StatusCode)
+	streamEnded := make(chan struct{})
+	go func() {
+		defer close(streamEnded)
+		_, _ = io.Copy(io.Discard, stream.Body)
+	}()
+
 	// SIGTERM (podman stop) ends it gracefully: exit 0 within its shutdown
 	// timeout, not podman's SIGKILL after --time.
 	stop := podman(t, commandTimeout, "stop", "--time", "60", name)
 	require.Equal(t, 0, stop.code, stop.stderr)
+	t.Logf("podman stop (SIGTERM) of allot serve took %v", stop.took.Round(time.Millisecond))
 	assert.Less(t, stop.took, serveShutdownTimeout+podmanOverhead, "podman stop took %v", stop.took)
+	select {
+	case <-streamEnded:
+	case <-time.After(podmanOverhead):
+		assert.Fail(t, "the event stream is still open after serve stopped")
+	}
 	assert.Equal(t, "0", strings.TrimSpace(mustPodman(t, "inspect", "--format", "{{.State.ExitCode}}", name)),
 		"exit code after SIGTERM; log:\n%s", logs())
 	l := logs()
