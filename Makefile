@@ -37,3 +37,13 @@ build:
 .PHONY: chaos
 chaos:
 	ALLOT_CHAOS=long $(GO) test -race -count=1 -timeout 60m ./e2e/ -run Chaos -v
+
+# image builds the container image allot:<version> and allot:latest (a static
+# binary FROM scratch, no registry pull) with podman, else docker, and prints
+# its size (limit 40 MB); image-node builds allot-node from examples/node.
+# See deploy/build-image.sh and README's "Deploy".
+.PHONY: image image-node
+image:
+	@bash deploy/build-image.sh allot
+image-node:
+	@bash deploy/build-image.sh node

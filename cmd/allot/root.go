@@ -218,7 +218,18 @@ func (a *app) rdb(ctx context.Context) (redis.UniversalClient, error) {
 	if err != nil {
 		return nil, usageErrorf("invalid --redis %s: %s", a.maskedURL(), oneLine(err.Error()))
 	}
-	if err := c.Ping(ctx).Err(); err != nil {
+	// Wait for the PING no longer than ctx: go-redis bounds a dial and its
+	// handshake by its own DialTimeout (5s), not by ctx, so a Redis that
+	// accepts but never answers would outlast --timeout. A PING left behind
+	// ends within that DialTimeout once Close has run.
+	pinged := make(chan error, 1)
+	go func() { pinged <- c.Ping(ctx).Err() }()
+	select {
+	case err = <-pinged:
+	case <-ctx.Done():
+		err = ctx.Err()
+	}
+	if err != nil {
 		_ = c.Close()
 		if ctx.Err() != nil && !isConnError(err) {
 			err = ctx.Err()

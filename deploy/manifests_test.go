@@ -1,0 +1,403 @@
+package deploy_test
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.yaml.in/yaml/v3"
+
+	"github.com/allot-io/allot/client"
+)
+
+// The shapes below name only the fields the tests check; unknown fields are
+// ignored, so the checks below say explicitly what must be there.
+
+// object is any Kubernetes object.
+type object struct {
+	APIVersion string `yaml:"apiVersion"`
+	Kind       string `yaml:"kind"`
+	Metadata   struct {
+		Name   string            `yaml:"name"`
+		Labels map[string]string `yaml:"labels"`
+	} `yaml:"metadata"`
+	// The kind-specific parts, decoded by kind.
+	Spec       yaml.Node         `yaml:"spec"`
+	StringData map[string]string `yaml:"stringData"`
+}
+
+type selector struct {
+	MatchLabels map[string]string `yaml:"matchLabels"`
+}
+
+type deploymentSpec struct {
+	Replicas int      `yaml:"replicas"`
+	Selector selector `yaml:"selector"`
+	Template struct {
+		Metadata struct {
+			Labels map[string]string `yaml:"labels"`
+		} `yaml:"metadata"`
+		Spec podSpec `yaml:"spec"`
+	} `yaml:"template"`
+}
+
+type podSpec struct {
+	TerminationGracePeriodSeconds *int `yaml:"terminationGracePeriodSeconds"`
+	SecurityContext               struct {
+		RunAsNonRoot *bool `yaml:"runAsNonRoot"`
+		RunAsUser    int   `yaml:"runAsUser"`
+	} `yaml:"securityContext"`
+	Containers []containerSpec `yaml:"containers"`
+}
+
+type containerSpec struct {
+	Name  string   `yaml:"name"`
+	Image string   `yaml:"image"`
+	Args  []string `yaml:"args"`
+	Ports []struct {
+		Name          string `yaml:"name"`
+		ContainerPort int    `yaml:"containerPort"`
+	} `yaml:"ports"`
+	Env            []envVar `yaml:"env"`
+	LivenessProbe  *probe   `yaml:"livenessProbe"`
+	ReadinessProbe *probe   `yaml:"readinessProbe"`
+	Lifecycle      struct {
+		PreStop *struct {
+			Sleep *struct {
+				Seconds int `yaml:"seconds"`
+			} `yaml:"sleep"`
+		} `yaml:"preStop"`
+	} `yaml:"lifecycle"`
+	Resources struct {
+		Requests map[string]string `yaml:"requests"`
+		Limits   map[string]string `yaml:"limits"`
+	} `yaml:"resources"`
+	SecurityContext struct {
+		AllowPrivilegeEscalation *bool `yaml:"allowPrivilegeEscalation"`
+		ReadOnlyRootFilesystem   *bool `yaml:"readOnlyRootFilesystem"`
+		Capabilities             struct {
+			Drop []string `yaml:"drop"`
+		} `yaml:"capabilities"`
+	} `yaml:"securityContext"`
+}
+
+type envVar struct {
+	Name      string  `yaml:"name"`
+	Value     *string `yaml:"value"`
+	ValueFrom *struct {
+		SecretKeyRef *struct {
+			Name     string `yaml:"name"`
+			Key      string `yaml:"key"`
+			Optional bool   `yaml:"optional"`
+		} `yaml:"secretKeyRef"`
+		FieldRef *struct {
+			FieldPath string `yaml:"fieldPath"`
+		} `yaml:"fieldRef"`
+	} `yaml:"valueFrom"`
+}
+
+type probe struct {
+	HTTPGet *struct {
+		Path string `yaml:"path"`
+		Port string `yaml:"port"`
+	} `yaml:"httpGet"`
+}
+
+type serviceSpec struct {
+	Selector map[string]string `yaml:"selector"`
+	Ports    []struct {
+		Port       int    `yaml:"port"`
+		TargetPort string `yaml:"targetPort"`
+	} `yaml:"ports"`
+}
+
+type pdbSpec struct {
+	MinAvailable int      `yaml:"minAvailable"`
+	Selector     selector `yaml:"selector"`
+}
+
+// documents parses every YAML document of path; an empty or unparsable one
+// fails the test.
+func documents(t *testing.T, path string) []*yaml.Node {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	require.NoError(t, err)
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	var docs []*yaml.Node
+	for {
+		var n yaml.Node
+		err := dec.Decode(&n)
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		require.NoError(t, err, "%s, document %d", path, len(docs)+1)
+		require.NotEmpty(t, n.Content, "%s: document %d is empty", path, len(docs)+1)
+		require.Equal(t, yaml.MappingNode, n.Content[0].Kind, "%s: document %d is not a mapping", path, len(docs)+1)
+		docs = append(docs, &n)
+	}
+	require.NotEmpty(t, docs, "%s has no YAML document", path)
+	return docs
+}
+
+// yamlFiles lists every YAML file under deploy/.
+func yamlFiles(t *testing.T) []string {
+	t.Helper()
+	var files []string
+	require.NoError(t, filepath.WalkDir(".", func(path string, d fs.DirEntry, err error) error {
+		if err == nil && !d.IsDir() && (strings.HasSuffix(path, ".yaml") || strings.HasSuffix(path, ".yml")) {
+			files = append(files, path)
+		}
+		return err
+	}))
+	return files
+}
+
+// manifests decodes every Kubernetes object under kubernetes/, by kind/name.
+func manifests(t *testing.T) map[string]object {
+	t.Helper()
+	objs := map[string]object{}
+	paths, err := filepath.Glob("kubernetes/*.yaml")
+	require.NoError(t, err)
+	require.NotEmpty(t, paths)
+	for _, path := range paths {
+		for i, doc := range documents(t, path) {
+			var o object
+			require.NoError(t, doc.Decode(&o), "%s, document %d", path, i+1)
+			require.NotEmpty(t, o.APIVersion, "%s, document %d: apiVersion", path, i+1)
+			require.NotEmpty(t, o.Kind, "%s, document %d: kind", path, i+1)
+			require.NotEmpty(t, o.Metadata.Name, "%s, document %d: metadata.name", path, i+1)
+			id := o.Kind + "/" + o.Metadata.Name
+			require.NotContains(t, objs, id, "%s defined twice", id)
+			objs[id] = o
+		}
+	}
+	return objs
+}
+
+func spec[T any](t *testing.T, objs map[string]object, id string) T {
+	t.Helper()
+	o, ok := objs[id]
+	require.True(t, ok, "no %s in deploy/kubernetes", id)
+	var s T
+	require.NoError(t, o.Spec.Decode(&s), id)
+	return s
+}
+
+func TestEveryYAMLDocumentParses(t *testing.T) {
+	files := yamlFiles(t)
+	for _, want := range []string{"compose.yaml", "kubernetes/serve.yaml", "kubernetes/node.yaml", "kubernetes/secrets.example.yaml"} {
+		assert.Contains(t, files, want)
+	}
+	for _, f := range files {
+		documents(t, f)
+	}
+}
+
+// env finds the variable name of c; it fails the test when it is missing.
+func env(t *testing.T, c containerSpec, name string) envVar {
+	t.Helper()
+	for _, e := range c.Env {
+		if e.Name == name {
+			return e
+		}
+	}
+	require.Failf(t, "missing env", "container %s has no %s", c.Name, name)
+	return envVar{}
+}
+
+// fromSecret checks that e comes from a key of one of the example Secrets.
+func fromSecret(t *testing.T, objs map[string]object, e envVar, optional bool) {
+	t.Helper()
+	require.NotNil(t, e.ValueFrom, "%s must come from a Secret", e.Name)
+	require.NotNil(t, e.ValueFrom.SecretKeyRef, "%s must come from a Secret", e.Name)
+	assert.Nil(t, e.Value, "%s has a literal value", e.Name)
+	ref := e.ValueFrom.SecretKeyRef
+	assert.Equal(t, optional, ref.Optional, "%s: optional", e.Name)
+	secret, ok := objs["Secret/"+ref.Name]
+	require.True(t, ok, "%s reads Secret %s, which secrets.example.yaml does not define", e.Name, ref.Name)
+	assert.Contains(t, secret.StringData, ref.Key, "%s reads key %s of Secret %s", e.Name, ref.Key, ref.Name)
+}
+
+// fromField checks that e comes from the downward API field path.
+func fromField(t *testing.T, e envVar, path string) {
+	t.Helper()
+	require.NotNil(t, e.ValueFrom, "%s must come from the downward API", e.Name)
+	require.NotNil(t, e.ValueFrom.FieldRef, "%s must come from the downward API", e.Name)
+	assert.Equal(t, path, e.ValueFrom.FieldRef.FieldPath, e.Name)
+}
+
+// hardened checks what every pod of allot runs with: the image's non-root
+// user, no privilege escalation, no capabilities, a read-only root, and
+// resources.
+func hardened(t *testing.T, id string, p podSpec) containerSpec {
+	t.Helper()
+	require.NotNil(t, p.SecurityContext.RunAsNonRoot, "%s: runAsNonRoot", id)
+	assert.True(t, *p.SecurityContext.RunAsNonRoot, "%s: runAsNonRoot", id)
+	assert.Equal(t, 65532, p.SecurityContext.RunAsUser, "%s: the image's USER", id)
+	require.Len(t, p.Containers, 1, id)
+	c := p.Containers[0]
+	require.NotNil(t, c.SecurityContext.AllowPrivilegeEscalation, id)
+	assert.False(t, *c.SecurityContext.AllowPrivilegeEscalation, "%s: allowPrivilegeEscalation", id)
+	require.NotNil(t, c.SecurityContext.ReadOnlyRootFilesystem, id)
+	assert.True(t, *c.SecurityContext.ReadOnlyRootFilesystem, "%s: readOnlyRootFilesystem", id)
+	assert.Equal(t, []string{"ALL"}, c.SecurityContext.Capabilities.Drop, "%s: capabilities", id)
+	assert.NotEmpty(t, c.Resources.Requests["cpu"], "%s: cpu request", id)
+	assert.NotEmpty(t, c.Resources.Requests["memory"], "%s: memory request", id)
+	assert.NotEmpty(t, c.Resources.Limits["memory"], "%s: memory limit", id)
+	return c
+}
+
+// selects reports whether every label of sel is on labels.
+func selects(sel, labels map[string]string) bool {
+	if len(sel) == 0 {
+		return false
+	}
+	for k, v := range sel {
+		if labels[k] != v {
+			return false
+		}
+	}
+	return true
+}
+
+func TestKubernetesServe(t *testing.T) {
+	objs := manifests(t)
+	d := spec[deploymentSpec](t, objs, "Deployment/allot")
+	pods := d.Template.Metadata.Labels
+	assert.True(t, selects(d.Selector.MatchLabels, pods), "the Deployment's selector matches its pods")
+	c := hardened(t, "Deployment/allot", d.Template.Spec)
+
+	assert.Regexp(t, `^allot:`, c.Image)
+	require.NotEmpty(t, c.Args)
+	assert.Equal(t, "serve", c.Args[0])
+	assert.Contains(t, strings.Join(c.Args, " "), "--listen 0.0.0.0:7070")
+	require.Len(t, c.Ports, 1)
+	assert.Equal(t, 7070, c.Ports[0].ContainerPort)
+	assert.Equal(t, "http", c.Ports[0].Name)
+
+	require.NotNil(t, c.LivenessProbe)
+	require.NotNil(t, c.LivenessProbe.HTTPGet, "liveness is an HTTP GET")
+	assert.Equal(t, "/healthz", c.LivenessProbe.HTTPGet.Path)
+	assert.Equal(t, "http", c.LivenessProbe.HTTPGet.Port)
+	require.NotNil(t, c.ReadinessProbe)
+	require.NotNil(t, c.ReadinessProbe.HTTPGet, "readiness is an HTTP GET")
+	assert.Equal(t, "/readyz", c.ReadinessProbe.HTTPGet.Path)
+	assert.Equal(t, "http", c.ReadinessProbe.HTTPGet.Port)
+
+	fromSecret(t, objs, env(t, c, client.EnvRedisURL), false)
+	fromSecret(t, objs, env(t, c, "ALLOT_ADMIN_TOKEN"), false)
+	fromSecret(t, objs, env(t, c, "ALLOT_READ_TOKEN"), true)
+	fromSecret(t, objs, env(t, c, "ALLOT_NODE_TOKEN"), true)
+
+	// SIGTERM: the preStop sleep, then serve's own 10s shutdown, fit in the
+	// grace period.
+	require.NotNil(t, c.Lifecycle.PreStop, "preStop")
+	require.NotNil(t, c.Lifecycle.PreStop.Sleep, "preStop sleep (the image has no shell)")
+	grace := d.Template.Spec.TerminationGracePeriodSeconds
+	require.NotNil(t, grace, "terminationGracePeriodSeconds")
+	assert.Greater(t, *grace, c.Lifecycle.PreStop.Sleep.Seconds+int(serveShutdownTimeout.Seconds()))
+
+	svc := spec[serviceSpec](t, objs, "Service/allot")
+	assert.True(t, selects(svc.Selector, pods), "the Service selects serve's pods")
+	require.Len(t, svc.Ports, 1)
+	assert.Equal(t, "http", svc.Ports[0].TargetPort)
+
+	pdb := spec[pdbSpec](t, objs, "PodDisruptionBudget/allot")
+	assert.True(t, selects(pdb.Selector.MatchLabels, pods), "the PodDisruptionBudget selects serve's pods")
+	assert.GreaterOrEqual(t, pdb.MinAvailable, 1)
+	assert.Less(t, pdb.MinAvailable, d.Replicas, "a drain can still evict one replica")
+	assert.Equal(t, "policy/v1", objs["PodDisruptionBudget/allot"].APIVersion)
+}
+
+func TestKubernetesNode(t *testing.T) {
+	objs := manifests(t)
+	d := spec[deploymentSpec](t, objs, "Deployment/allot-node")
+	pods := d.Template.Metadata.Labels
+	assert.True(t, selects(d.Selector.MatchLabels, pods), "the Deployment's selector matches its pods")
+	serve := spec[deploymentSpec](t, objs, "Deployment/allot")
+	assert.False(t, selects(serve.Selector.MatchLabels, pods), "serve's selector must not take the node pods")
+	assert.False(t, selects(spec[serviceSpec](t, objs, "Service/allot").Selector, pods), "the Service must not route to nodes")
+	c := hardened(t, "Deployment/allot-node", d.Template.Spec)
+
+	assert.Regexp(t, `^allot-node:`, c.Image)
+	fromSecret(t, objs, env(t, c, client.EnvRedisURL), false)
+	fromField(t, env(t, c, client.EnvNodeID), "metadata.name")
+	fromField(t, env(t, c, client.EnvNodeIP), "status.podIP")
+
+	// SIGTERM -> Close -> leave; examples/node gives Close 10s.
+	grace := d.Template.Spec.TerminationGracePeriodSeconds
+	require.NotNil(t, grace, "terminationGracePeriodSeconds")
+	assert.Greater(t, *grace, 10)
+}
+
+// composeFile is the part of compose.yaml the tests check.
+type composeFile struct {
+	Services map[string]struct {
+		Image       string            `yaml:"image"`
+		Command     []string          `yaml:"command"`
+		Environment map[string]string `yaml:"environment"`
+		DependsOn   map[string]struct {
+			Condition string `yaml:"condition"`
+		} `yaml:"depends_on"`
+		Ports           []string `yaml:"ports"`
+		StopGracePeriod string   `yaml:"stop_grace_period"`
+		Healthcheck     *struct {
+			Test []string `yaml:"test"`
+		} `yaml:"healthcheck"`
+	} `yaml:"services"`
+}
+
+func TestCompose(t *testing.T) {
+	docs := documents(t, "compose.yaml")
+	require.Len(t, docs, 1)
+	var c composeFile
+	require.NoError(t, docs[0].Decode(&c))
+
+	redis, ok := c.Services["redis"]
+	require.True(t, ok, "a redis service")
+	assert.NotNil(t, redis.Healthcheck, "redis has a healthcheck the others wait for")
+
+	serve, ok := c.Services["allot"]
+	require.True(t, ok, "an allot service")
+	assert.Equal(t, "allot:latest", serve.Image)
+	assert.Equal(t, []string{"serve", "--listen", "0.0.0.0:7070"}, serve.Command)
+	assert.Equal(t, "redis://redis:6379/0", serve.Environment[client.EnvRedisURL])
+	assert.Contains(t, serve.Environment["ALLOT_ADMIN_TOKEN"], ":?", "the admin token is required from the caller")
+	assert.Equal(t, []string{"127.0.0.1:7070:7070"}, serve.Ports, "published on loopback only")
+	assert.Equal(t, "service_healthy", serve.DependsOn["redis"].Condition)
+
+	ids := map[string]bool{}
+	for _, name := range []string{"node-1", "node-2", "node-3"} {
+		n, ok := c.Services[name]
+		require.True(t, ok, "service %s", name)
+		assert.Equal(t, "allot-node:latest", n.Image, name)
+		assert.Equal(t, "redis://redis:6379/0", n.Environment[client.EnvRedisURL], name)
+		ids[n.Environment[client.EnvNodeID]] = true
+		assert.NotEmpty(t, n.StopGracePeriod, "%s: time to leave on SIGTERM", name)
+		assert.Equal(t, "service_healthy", n.DependsOn["redis"].Condition, name)
+	}
+	assert.Len(t, ids, 3, "three distinct node IDs")
+}
+
+// TestReadmeNamesDeployFiles: every deploy/ path README.md names exists, and
+// README names the files of the deploy section.
+func TestReadmeNamesDeployFiles(t *testing.T) {
+	readme, err := os.ReadFile("../README.md")
+	require.NoError(t, err)
+	named := regexp.MustCompile(`deploy/[A-Za-z0-9_./-]*[A-Za-z0-9_]`).FindAllString(string(readme), -1)
+	for _, want := range []string{"deploy/kubernetes/serve.yaml", "deploy/kubernetes/node.yaml", "deploy/compose.yaml"} {
+		assert.Contains(t, named, want)
+	}
+	for _, p := range named {
+		_, err := os.Stat(filepath.Join("..", p))
+		assert.NoError(t, err, "README names %s", p)
+	}
+}
