@@ -63,7 +63,7 @@ func (s *Server) routes() http.Handler {
 	})
 	mux.Handle("GET /", webHandler())
 
-	return s.count(s.jsonMisses(mux))
+	return s.count(s.browserSafe(s.jsonMisses(mux)))
 }
 
 // jsonMisses answers requests no route matches (404, or 405 when another
