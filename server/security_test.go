@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"log/slog"
 	"net/http"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -245,3 +246,44 @@ func TestEventStreamCap(t *testing.T) {
 
 var _ = strings.Contains
 var _ = registry.MaskPrefix
+
+// aliasBomb is a pool document of about size bytes that expands to
+// gigabytes when its aliases are followed.
+func aliasBomb(size int) []byte {
+	var b bytes.Buffer
+	b.WriteString("a: &a [x,x,x,x,x,x,x,x,x,x]\nb: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a,*a]\ngroups: [")
+	for b.Len() < size-8 {
+		b.WriteString("*b,")
+	}
+	b.WriteString("*b]\n")
+	return b.Bytes()
+}
+
+// TestImportCannotExplode: a YAML alias bomb is refused before it is
+// expanded, in a few MB; a body over 8 MiB is refused at 8 MiB.
+func TestImportCannotExplode(t *testing.T) {
+	log, logs := debugLog()
+	a := newAPI(t, server.WithLogger(log))
+	a.addGroup("victim", secretChange("api_key", secretValue))
+	before := a.settled()
+
+	small := "a: &a {name: x}\ngroups: [*a]\n"
+	r := a.do("POST", "/v1/import?prune=true", "", small)
+	a.refused(r, 400, "bad_request", before)
+	assert.Contains(t, string(r.body), "line 2: YAML aliases (*name) are not allowed")
+
+	bomb := aliasBomb(server.MaxImportBytes)
+	runtime.GC()
+	var m0, m1 runtime.MemStats
+	runtime.ReadMemStats(&m0)
+	r = a.do("POST", "/v1/import?prune=true", "", bomb)
+	runtime.ReadMemStats(&m1)
+	a.refused(r, 400, "bad_request", before)
+	alloc := m1.TotalAlloc - m0.TotalAlloc
+	t.Logf("8 MiB alias bomb refused: %d MiB allocated by the whole process", alloc>>20)
+	assert.Less(t, alloc, uint64(100<<20), "refusing an 8 MiB import allocated %d MiB", alloc>>20)
+
+	over := append(bytes.Repeat([]byte("#"), server.MaxImportBytes), "\ngroups: []\n"...)
+	a.refused(a.do("POST", "/v1/import?prune=true", "", over), 413, "too_large", before)
+	assert.NotContains(t, logs.String(), secretValue)
+}

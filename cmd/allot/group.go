@@ -15,6 +15,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/allot-io/allot/allocator"
+	"github.com/allot-io/allot/internal/yamlguard"
 	"github.com/allot-io/allot/registry"
 )
 
@@ -295,6 +296,9 @@ func readGroupFile(a *app, path, name string) (registry.Change, error) {
 // parseGroupFile turns a YAML or JSON document into a Change: either a
 // group document (it has a "config" map) or a plain map of config values.
 func parseGroupFile(data []byte, name string) (registry.Change, error) {
+	if err := yamlguard.Check(data); err != nil {
+		return registry.Change{}, err
+	}
 	var root yaml.Node
 	if err := yaml.Unmarshal(data, &root); err != nil {
 		return registry.Change{}, yamlError(err)
