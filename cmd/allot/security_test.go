@@ -81,3 +81,67 @@ func TestImportBombMemory(t *testing.T) {
 	t.Logf("allot import of an 8 MiB alias bomb: %d MiB allocated", alloc>>20)
 	assert.Less(t, alloc, uint64(100<<20))
 }
+
+// TestSecretHistoryCLI: `group history` (any output) never shows a value
+// stored before its key was marked; rollback keeps the mark; only
+// `group update --unsecret` removes it, as a new version.
+func TestSecretHistoryCLI(t *testing.T) {
+	s := redistest.Start(t)
+	url := s.URL()
+	mustRun(t, url, "group", "add", "late", "--set", "api_key="+secretValue)
+	mustRun(t, url, "group", "update", "late", "--secret", "api_key")
+	for _, o := range []string{"table", "json", "yaml"} {
+		out := mustRun(t, url, "group", "history", "late", "-o", o)
+		assert.NotContains(t, out, secretValue, "-o %s", o)
+		assert.NotContains(t, out, "0123456789ab", "-o %s", o)
+	}
+	mustRun(t, url, "group", "rollback", "late", "--to", "1")
+	out := mustRun(t, url, "group", "get", "late", "-o", "json")
+	assert.NotContains(t, out, secretValue, "rollback dropped the mark")
+
+	_, errOut, code := runCLI(t, url, "group", "update", "late", "--unsecret", "api_key", "--secret", "api_key")
+	assert.Equal(t, exitUsage, code)
+	assert.Contains(t, oneStderrLine(t, errOut), "both --secret and --unsecret")
+	out = mustRun(t, url, "group", "update", "late", "--unsecret", "api_key", "-o", "json")
+	assert.Contains(t, out, secretValue, "unsecret shows the value from now on")
+	out = mustRun(t, url, "group", "history", "late")
+	assert.Contains(t, out, "secret_keys api_key→-", "the unsecret is a version of its own")
+	out = mustRun(t, url, "group", "history", "late", "-o", "json")
+	assert.NotContains(t, out, secretValue, "a kept version had the mark: the history masks the key in all of them")
+}
+
+// TestTableEscapesControls: a stored value cannot forge table lines or
+// send escape sequences to the terminal; JSON keeps the value as it is.
+func TestTableEscapesControls(t *testing.T) {
+	s := redistest.Start(t)
+	url := s.URL()
+	evil := "ok\nforged-row  active  1\x1b[2J\x1b]0;pwned\x07\u202etxt.exe\tcol"
+	mustRun(t, url, "group", "add", "evil", "--set", "note="+evil)
+	out := mustRun(t, url, "group", "get", "evil")
+	assert.NotContains(t, out, "\x1b")
+	assert.NotContains(t, out, "\x07")
+	assert.NotContains(t, out, "\u202e")
+	assert.NotContains(t, out, "\nforged-row")
+	assert.Contains(t, out, `ok\nforged-row  active  1\x1b[2J\x1b]0;pwned\x07\u202etxt.exe\tcol`)
+	js := mustRun(t, url, "group", "get", "evil", "-o", "json")
+	assert.Contains(t, js, "\"note\": \"ok\\nforged-row  active  1\\u001b[2J\\u001b]0;pwned\\u0007\u202etxt.exe\\tcol\"", "JSON keeps the value, escaped as JSON")
+
+	_, errOut, code := runCLI(t, url, "group", "update", "evil", "--set", "bad=\xff")
+	assert.Equal(t, exitUsage, code)
+	assert.Contains(t, oneStderrLine(t, errOut), "not valid UTF-8")
+}
+
+func TestEscapeControl(t *testing.T) {
+	for in, want := range map[string]string{
+		"plain value ✓": "plain value ✓",
+		"a\nb":          `a\nb`,
+		"\x1b[31mred":   `\x1b[31mred`,
+		"\x9bC1":        `\x9bC1`, // an invalid byte on its own
+		"\u009bC1":      `\u009bC1`,
+		"\u202eabc":     `\u202eabc`,
+		"tab\there":     `tab\there`,
+		"del\x7f":       `del\x7f`,
+	} {
+		assert.Equal(t, want, escapeControl(in), "%q", in)
+	}
+}
