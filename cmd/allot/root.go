@@ -26,6 +26,8 @@ import (
 const (
 	defaultRedisURL = "redis://127.0.0.1:6379"
 	defaultTimeout  = 10 * time.Second
+	// connectTimeout bounds the first PING of a command, whatever --timeout.
+	connectTimeout = defaultTimeout
 )
 
 // commandFactories builds the top-level commands. Each noun file appends its
@@ -129,7 +131,7 @@ Every command talks to the Redis of --redis (env ALLOT_REDIS_URL) in the pool
 	pf.StringVar(&a.redisURL, "redis", "", "Redis URL: redis://[user:pass@]host:port/db, rediss:// for TLS, several addr= for Cluster, master_name= for Sentinel (env ALLOT_REDIS_URL, default "+defaultRedisURL+")")
 	pf.StringVar(&a.namespace, "namespace", "", "pool namespace (env ALLOT_NAMESPACE, default \""+keys.DefaultNamespace+"\")")
 	pf.StringVarP(&a.output, "output", "o", "table", "output format: table, json or yaml")
-	pf.DurationVar(&a.timeout, "timeout", defaultTimeout, "how long a command may wait for Redis (0 = no limit)")
+	pf.DurationVar(&a.timeout, "timeout", defaultTimeout, "how long a command may wait for Redis (0 = no limit once connected; connecting takes at most 10s)")
 
 	for _, f := range commandFactories {
 		root.AddCommand(f(a))
@@ -218,8 +220,13 @@ func (a *app) rdb(ctx context.Context) (redis.UniversalClient, error) {
 	if err != nil {
 		return nil, usageErrorf("invalid --redis %s: %s", a.maskedURL(), oneLine(err.Error()))
 	}
-	if err := c.Ping(ctx).Err(); err != nil {
+	// The first contact is bounded even with --timeout 0 ("no limit" is
+	// for the command's work, not for finding out that Redis is not there).
+	pctx, cancel := context.WithTimeout(ctx, connectTimeout)
+	defer cancel()
+	if err := c.Ping(pctx).Err(); err != nil {
 		_ = c.Close()
+		ctx = pctx
 		if ctx.Err() != nil && !isConnError(err) {
 			err = ctx.Err()
 		}

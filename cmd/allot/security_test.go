@@ -6,6 +6,7 @@ import (
 	"runtime"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -144,4 +145,19 @@ func TestEscapeControl(t *testing.T) {
 	} {
 		assert.Equal(t, want, escapeControl(in), "%q", in)
 	}
+}
+
+// TestTLSToPlainPort: `--redis rediss://` naming a plain port fails within
+// the dial timeout, in one line saying why, even with --timeout 0.
+func TestTLSToPlainPort(t *testing.T) {
+	plain := redistest.Start(t)
+	url := strings.Replace(plain.URL(), "redis://", "rediss://", 1) + "?dial_timeout=1s"
+	start := time.Now()
+	_, errOut, code := runCLI(t, url, "--timeout", "0", "group", "list")
+	took := time.Since(start)
+	assert.Equal(t, exitFailure, code)
+	line := oneStderrLine(t, errOut)
+	assert.Contains(t, line, "cannot reach redis at rediss://")
+	assert.Contains(t, line, "TLS handshake failed (is that a TLS port? rediss:// needs one)")
+	assert.Less(t, took, 3*time.Second)
 }
