@@ -200,7 +200,9 @@ func (s *scanner) node(c byte, col int) error {
 		}
 	case '-', '?', ':':
 		if s.blankAfter() {
-			if c != ':' {
+			if c != ':' || s.keyCol < 0 {
+				// "- " and "? " open a node at this column, and so does a
+				// ": " first on its line (the value of a "? " key).
 				s.keyCol = col
 			}
 			s.i++
