@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -43,7 +44,7 @@ func (s *Server) checkBrowser(r *http.Request) *apiError {
 	}
 	navigation := (r.Method == http.MethodGet || r.Method == http.MethodHead) &&
 		r.Header.Get("Sec-Fetch-Mode") == "navigate"
-	if origin := r.Header.Get("Origin"); origin != "" && !sameOrigin(origin, r.Host) {
+	if origin := r.Header.Get("Origin"); origin != "" && !sameOrigin(origin, r.Host) && !s.originAllowed(origin) {
 		return &apiError{status: http.StatusForbidden, code: CodeCrossOrigin,
 			message: "cross-origin request refused: Origin " + quoteHost(origin) + " is not this server"}
 	}
@@ -106,6 +107,25 @@ func sameOrigin(origin, host string) bool {
 	return strings.EqualFold(u.Host, host) || strings.EqualFold(withDefaultPort(u), host)
 }
 
+// originAllowed reports whether origin names an allowed host that is not a
+// loopback name. Behind a proxy that rewrites Host, the page's origin is
+// the public name, given with --allowed-host; loopback names never qualify,
+// or a dev server on another local port would pass.
+func (s *Server) originAllowed(origin string) bool {
+	u, err := url.Parse(origin)
+	if err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
+		return false
+	}
+	host := normalizeHost(u.Hostname())
+	if host == "localhost" || strings.HasSuffix(host, ".localhost") {
+		return false
+	}
+	if ip := net.ParseIP(host); ip != nil && ip.IsLoopback() {
+		return false
+	}
+	return slices.Contains(s.allowedHosts, host)
+}
+
 // withDefaultPort is u's host with the scheme's port made explicit.
 func withDefaultPort(u *url.URL) string {
 	if u.Port() != "" {
@@ -135,12 +155,7 @@ func (s *Server) hostAllowed(hostport string) bool {
 	if ip := net.ParseIP(host); ip != nil && ip.IsLoopback() {
 		return true
 	}
-	for _, a := range s.allowedHosts {
-		if host == a {
-			return true
-		}
-	}
-	return false
+	return slices.Contains(s.allowedHosts, host)
 }
 
 // normalizeHost turns an allowed host as given ("Example.com",

@@ -212,6 +212,17 @@ func TestAllowedHosts(t *testing.T) {
 	pinned := newAPI(t, server.WithTokens(testTokens), server.WithAllowedHosts("allot.internal"))
 	assert.Equal(t, http.StatusOK, hostStatus(pinned, "allot.internal:7070", readToken))
 	assert.Equal(t, http.StatusMisdirectedRequest, hostStatus(pinned, "evil.example", readToken))
+
+	// Behind a proxy that rewrites Host, the page's Origin is the public
+	// name: allowed when given with --allowed-host, never a loopback one.
+	proxied := newAPI(t, server.WithAllowedHosts("allot.example.com", "127.0.0.1"))
+	origin := func(o string) int {
+		return proxied.send("POST", "/v1/rebalance", "", map[string]any{}, http.Header{"Origin": {o}}).status
+	}
+	assert.Equal(t, http.StatusOK, origin("https://allot.example.com"))
+	assert.Equal(t, http.StatusForbidden, origin("https://evil.example"))
+	assert.Equal(t, http.StatusForbidden, origin("http://127.0.0.1:3000"), "another local port")
+	assert.Equal(t, http.StatusForbidden, origin("http://localhost:3000"))
 }
 
 // TestEventIDOutOfRange: a stream ID Redis cannot parse is the client's
