@@ -67,7 +67,9 @@ func execute(ctx context.Context, args []string, e env) int {
 	if err == nil {
 		return exitOK
 	}
-	fmt.Fprintf(e.stderr, "allot: %s\n", a.describe(err))
+	// Messages quote input (file lines, flag values): escape what a
+	// terminal would act on.
+	fmt.Fprintf(e.stderr, "allot: %s\n", escapeControl(a.describe(err)))
 	return exitCode(err)
 }
 

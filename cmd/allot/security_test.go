@@ -161,3 +161,13 @@ func TestTLSToPlainPort(t *testing.T) {
 	assert.Contains(t, line, "TLS handshake failed (is that a TLS port? rediss:// needs one)")
 	assert.Less(t, took, 3*time.Second)
 }
+
+// TestErrorsEscapeControls: an error quoting what was typed (cobra's
+// "unknown flag") cannot drive the terminal either.
+func TestErrorsEscapeControls(t *testing.T) {
+	_, errOut, code := runCLI(t, "redis://127.0.0.1:1", "status", "--\x1b]0;pwned\x07")
+	assert.Equal(t, exitUsage, code)
+	line := oneStderrLine(t, errOut)
+	assert.NotContains(t, line, "\x1b")
+	assert.Contains(t, line, `unknown flag: --\x1b]0;pwned\x07`)
+}
