@@ -25,17 +25,22 @@ const (
 // Check refuses data that is larger than MaxBytes, uses a YAML alias, or
 // holds more than MaxValues values. It first scans the bytes without
 // parsing (constant memory), so a hostile file is refused before the
-// decoder builds anything; then, for the rest, it parses once into a node
-// tree (no alias is expanded there) and walks it for any alias the scan
-// could not see. Errors are *Error naming the line, or ErrTooLarge; a
+// decoder builds anything. Only when a '*' stands where an alias could
+// start, inside text the scan took for a quoted or block scalar, does it
+// also parse once into a node tree (no alias is expanded there) and walk
+// it for an alias the scan could not see. Errors are *Error naming the line, or ErrTooLarge; a
 // document that does not parse is left to the caller's decoder, which
 // reports it in its own words.
 func Check(data []byte) error {
 	if len(data) > MaxBytes {
 		return ErrTooLarge
 	}
-	if err := scan(data); err != nil {
+	stars, err := scan(data)
+	if err != nil {
 		return err
+	}
+	if stars == 0 {
+		return nil // no '*' stands where an alias could start: none can exist
 	}
 	var root yaml.Node
 	dec := yaml.NewDecoder(bytes.NewReader(data))
@@ -77,16 +82,18 @@ type scanner struct {
 	values    int
 }
 
-// scan runs the scanner over data.
-func scan(data []byte) error {
+// scan runs the scanner over data and returns how many '*' stand where an
+// alias could start, in text the scanner took for scalars.
+func scan(data []byte) (int, error) {
 	s := &scanner{data: data, line: 1, nodeStart: true, keyCol: -1}
 	if err := s.run(); err != nil {
-		return err
+		return 0, err
 	}
-	if n := starLike(data); n > maxStarLike {
-		return &Error{Line: 1, Err: ErrAlias}
+	n := starLike(data)
+	if n > maxStarLike {
+		return n, &Error{Line: 1, Err: ErrAlias}
 	}
-	return nil
+	return n, nil
 }
 
 func (s *scanner) fail(err error) error { return &Error{Line: s.line, Err: err} }
@@ -347,7 +354,7 @@ func starLike(data []byte) int {
 			continue
 		}
 		switch data[j] {
-		case '\n', '[', '{', ',', ':', '-', '?':
+		case '\n', '\r', '[', '{', ',', ':', '-', '?':
 			n++
 		}
 	}

@@ -31,6 +31,7 @@ func TestCheckRefusesAliases(t *testing.T) {
 		// The scanner takes the continuation line for a quoted scalar that
 		// never ends; the parse that confirms the scan finds the alias.
 		{"misleading quote", "a: &x plain\n  \"start\nb: *x\n", 3},
+		{"carriage returns", "a: &x v\rb:\r  *x\r", 1},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
