@@ -61,7 +61,10 @@ Tokens come from ALLOT_ADMIN_TOKEN (everything), ALLOT_READ_TOKEN (GET routes,
 secrets masked) and ALLOT_NODE_TOKEN (node protocol), sent as
 "Authorization: Bearer TOKEN". Without any token every route is open, so serve
 listens on 127.0.0.1 by default and refuses another address unless
-ALLOT_ADMIN_TOKEN is set.
+ALLOT_ADMIN_TOKEN is set (at least 16 bytes). Other web sites cannot drive it
+through a browser: a Host that is not loopback, the listen address or an
+--allowed-host gets 421, another Origin 403, a write that is not JSON 415
+(see docs/security.md).
 
 --dev runs on an embedded in-memory Redis (state is lost on exit) with sample
 groups and --demo-nodes simulated nodes, so it works with nothing installed.`,
