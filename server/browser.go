@@ -40,13 +40,13 @@ func (s *Server) browserSafe(next http.Handler) http.Handler {
 func (s *Server) checkBrowser(r *http.Request) *apiError {
 	if s.checkHost && !s.hostAllowed(r.Host) {
 		return &apiError{status: http.StatusMisdirectedRequest, code: CodeMisdirected,
-			message: "host " + quoteHost(r.Host) + " is not served here: use localhost, the listen address, or allow it with --allowed-host"}
+			message: "host " + quoteHeader(r.Host) + " is not served here: use localhost, the listen address, or allow it with --allowed-host"}
 	}
 	navigation := (r.Method == http.MethodGet || r.Method == http.MethodHead) &&
 		r.Header.Get("Sec-Fetch-Mode") == "navigate"
 	if origin := r.Header.Get("Origin"); origin != "" && !sameOrigin(origin, r.Host) && !s.originAllowed(origin) {
 		return &apiError{status: http.StatusForbidden, code: CodeCrossOrigin,
-			message: "cross-origin request refused: Origin " + quoteHost(origin) + " is not this server"}
+			message: "cross-origin request refused: Origin " + quoteHeader(origin) + " is not this server"}
 	}
 	if r.Header.Get("Sec-Fetch-Site") == "cross-site" && !navigation {
 		return &apiError{status: http.StatusForbidden, code: CodeCrossOrigin,
@@ -58,7 +58,7 @@ func (s *Server) checkBrowser(r *http.Request) *apiError {
 			want += " or application/yaml"
 		}
 		return &apiError{status: http.StatusUnsupportedMediaType, code: CodeUnsupportedMedia,
-			message: "Content-Type " + quoteHost(r.Header.Get("Content-Type")) + " not accepted: send " + want}
+			message: "Content-Type " + quoteHeader(r.Header.Get("Content-Type")) + " not accepted: send " + want}
 	}
 	return nil
 }
@@ -168,9 +168,9 @@ func normalizeHost(h string) string {
 	return strings.ToLower(strings.TrimSuffix(strings.Trim(h, "[]"), "."))
 }
 
-// quoteHost quotes a header value for an error message, cut short so a
+// quoteHeader quotes a header value for an error message, cut short so a
 // hostile header cannot fill the log.
-func quoteHost(v string) string {
+func quoteHeader(v string) string {
 	const limit = 100
 	if len(v) > limit {
 		v = v[:limit] + "…"

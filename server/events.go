@@ -34,7 +34,7 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) error {
 		}
 		after = last
 	} else if !validStreamID(after) {
-		return errBadRequest("event ID %s: want a stream ID like 1712345678901-0", quoteHost(after))
+		return errBadRequest("event ID %s: want a stream ID like 1712345678901-0", quoteHeader(after))
 	}
 	select {
 	case s.streams <- struct{}{}:
