@@ -203,6 +203,9 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 // decodeJSON reads one JSON value from the body (at most limit bytes),
 // refusing unknown fields. An empty body is an error unless allowEmpty.
 func decodeJSON(w http.ResponseWriter, r *http.Request, limit int64, v any, allowEmpty bool) error {
+	if r.ContentLength > limit {
+		return errTooLarge(limit) // before reading a byte
+	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
 	if err != nil {
 		var mbe *http.MaxBytesError

@@ -155,6 +155,9 @@ var goTypeSuffix = regexp.MustCompile(` in type \w+\.\w+`)
 // read up to MaxImportBytes and checked by yamlguard before the decoder
 // sees it, so aliases cannot expand it.
 func decodePool(w http.ResponseWriter, r *http.Request) (Pool, error) {
+	if r.ContentLength > MaxImportBytes {
+		return Pool{}, errTooLarge(MaxImportBytes) // before reading a byte
+	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxImportBytes))
 	if err != nil {
 		var mbe *http.MaxBytesError

@@ -1,12 +1,15 @@
 package server_test
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"runtime"
 	"slices"
@@ -364,4 +367,25 @@ func TestSecretsStaySecret(t *testing.T) {
 	assert.NotEqual(t, before, digest(t, a.rdb))
 
 	assert.NotContains(t, logs.String(), secretValue, "a secret reached the log")
+}
+
+// TestDeclaredSizeRefusedFirst: a body declared larger than the limit is
+// refused before a byte of it is read.
+func TestDeclaredSizeRefusedFirst(t *testing.T) {
+	a := newAPI(t)
+	for _, tc := range []struct{ path, ctype string }{
+		{"/v1/import", "application/yaml"},
+		{"/v1/groups", "application/json"},
+	} {
+		conn, err := net.Dial("tcp", strings.TrimPrefix(a.ts.URL, "http://"))
+		require.NoError(t, err)
+		require.NoError(t, conn.SetDeadline(time.Now().Add(5*time.Second)))
+		_, err = fmt.Fprintf(conn, "POST %s HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: %s\r\nContent-Length: 1073741824\r\n\r\n", tc.path, tc.ctype)
+		require.NoError(t, err)
+		res, err := http.ReadResponse(bufio.NewReader(conn), nil)
+		require.NoError(t, err, "no answer without the body")
+		assert.Equal(t, http.StatusRequestEntityTooLarge, res.StatusCode, tc.path)
+		res.Body.Close()
+		conn.Close()
+	}
 }
