@@ -91,6 +91,9 @@ type Change struct {
 	Unset []string `json:"unset,omitempty"`
 	// Secret lists config keys whose values are secret (masked in outputs).
 	Secret []string `json:"secret,omitempty"`
+	// Unsecret lists secret config keys whose mark is removed: the only way
+	// a mark goes (an admin's act; Rollback and import keep marks).
+	Unsecret []string `json:"unsecret,omitempty"`
 	// Weight replaces the weight (> 0).
 	Weight *float64 `json:"weight,omitempty"`
 	// MaxNodes replaces max_nodes (0 = unlimited).
@@ -107,7 +110,7 @@ func (c Change) IsZero() bool { return !c.Edits() && c.IfVersion == 0 }
 
 // Edits reports whether c changes anything (IfVersion is only a condition).
 func (c Change) Edits() bool {
-	return len(c.Set) > 0 || len(c.Unset) > 0 || len(c.Secret) > 0 ||
+	return len(c.Set) > 0 || len(c.Unset) > 0 || len(c.Secret) > 0 || len(c.Unsecret) > 0 ||
 		c.Weight != nil || c.MaxNodes != nil || c.Quota != nil
 }
 
@@ -136,6 +139,15 @@ func (c Change) apply(g Group) (Group, error) {
 		if !slices.Contains(n.SecretKeys, k) {
 			n.SecretKeys = append(n.SecretKeys, k)
 		}
+	}
+	for _, k := range c.Unsecret {
+		if slices.Contains(c.Secret, k) {
+			return Group{}, fmt.Errorf("%w: key %q both marked and unmarked secret", ErrInvalidConfig, k)
+		}
+		if !slices.Contains(n.SecretKeys, k) {
+			return Group{}, fmt.Errorf("%w: key %q is not secret", ErrInvalidConfig, k)
+		}
+		n.SecretKeys = slices.DeleteFunc(n.SecretKeys, func(s string) bool { return s == k })
 	}
 	slices.Sort(n.SecretKeys)
 	if c.Weight != nil {
@@ -178,6 +190,9 @@ func (g *Group) normalize() error {
 		if k == "" {
 			return fmt.Errorf("%w: empty key", ErrInvalidConfig)
 		}
+	}
+	if err := validUTF8(g.Config); err != nil {
+		return err
 	}
 	for _, k := range g.SecretKeys {
 		if _, ok := g.Config[k]; !ok {

@@ -91,7 +91,10 @@ type GroupChanges struct {
 // weight, max_nodes, quota, config keys (sorted), secret_keys. Values never
 // include a secret: a config key secret in either version shows as
 // MaskPrefix.
-func DiffGroups(old, new Group) []FieldChange {
+//
+// Keys in alsoSecret are masked too: a history passes SecretUnion of its
+// versions, so a value stored before its key was marked never shows.
+func DiffGroups(old, new Group, alsoSecret ...string) []FieldChange {
 	var out []FieldChange
 	add := func(field, o, n string) {
 		if o != n {
@@ -113,7 +116,7 @@ func DiffGroups(old, new Group) []FieldChange {
 		if inOld && inNew && ov == nv {
 			continue
 		}
-		secret := old.IsSecret(k) || new.IsSecret(k)
+		secret := old.IsSecret(k) || new.IsSecret(k) || slices.Contains(alsoSecret, k)
 		show := func(v string, present bool) *string {
 			switch {
 			case !present:
@@ -320,6 +323,9 @@ func desiredGroup(pg PoolGroup, cur Group, exists bool) (want Group, key string,
 			return want, "", problem(ErrInvalidConfig, "config has an empty key")
 		}
 		want.Config[k] = v
+	}
+	if err := validUTF8(want.Config); err != nil {
+		return want, "", problem(ErrInvalidConfig, "config is not valid UTF-8")
 	}
 	want.SecretKeys = []string{}
 	for _, k := range pg.SecretKeys {

@@ -334,7 +334,9 @@ func (r *Registry) history(ctx context.Context, name string) ([]Group, error) {
 }
 
 // Rollback makes a new version of group name with the weight, max_nodes,
-// quota, config and secret keys of an earlier version. The state is kept.
+// quota and config of an earlier version. The state is kept, and so are
+// the secret marks: the new version's secret keys are the earlier
+// version's and the current one's (for the keys it holds).
 func (r *Registry) Rollback(ctx context.Context, name string, version int64, by string) (Group, error) {
 	g, err := r.rollback(ctx, name, version, by)
 	return g, wrap(err, "roll back group %q to version %d", name, version)
@@ -353,7 +355,9 @@ func (r *Registry) rollback(ctx context.Context, name string, version int64, by 
 	return r.modify(ctx, name, 0, claim{}, func(cur Group) (write, error) {
 		n := cur.clone()
 		n.Weight, n.MaxNodes, n.Quota = old.Weight, old.MaxNodes, old.Quota
-		n.Config, n.SecretKeys = old.Config, old.SecretKeys
+		// The marks of now stay: rolling back to a version from before a
+		// key was marked must not show its value (see secrets.go).
+		n.Config, n.SecretKeys = old.Config, keepMarks(cur, old)
 		if err := n.normalize(); err != nil {
 			return write{}, err
 		}

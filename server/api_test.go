@@ -88,20 +88,33 @@ func (r reply) code() string {
 	return e.Error.Code
 }
 
-// do sends a request; body is JSON-encoded unless it is a string or []byte.
+// do sends a request; body is JSON-encoded unless it is a string or []byte,
+// and sent with the Content-Type the web UI would give it.
 func (a *api) do(method, path, token string, body any) reply {
 	a.t.Helper()
-	return a.doSession(method, path, token, "", body)
+	return a.send(method, path, token, body, nil)
 }
 
 // doSession is do with a node session in the Allot-Session header ("" = none).
 func (a *api) doSession(method, path, token, session string, body any) reply {
 	a.t.Helper()
+	return a.send(method, path, token, body, http.Header{server.SessionHeader: {session}})
+}
+
+// send is do with extra request headers; a Content-Type among them
+// replaces the one do picks ("" sends none).
+func (a *api) send(method, path, token string, body any, header http.Header) reply {
+	a.t.Helper()
 	var rd io.Reader
+	ctype := "application/json"
 	switch b := body.(type) {
 	case nil:
+		ctype = ""
 	case string:
 		rd = strings.NewReader(b)
+		if t := strings.TrimSpace(b); t != "" && t[0] != '{' && t[0] != '[' {
+			ctype = "application/yaml"
+		}
 	case []byte:
 		rd = bytes.NewReader(b)
 	default:
@@ -111,11 +124,19 @@ func (a *api) doSession(method, path, token, session string, body any) reply {
 	}
 	req, err := http.NewRequest(method, a.ts.URL+path, rd)
 	require.NoError(a.t, err)
+	if ctype != "" {
+		req.Header.Set("Content-Type", ctype)
+	}
+	for k, vs := range header {
+		req.Header.Del(k)
+		for _, v := range vs {
+			if v != "" {
+				req.Header.Add(k, v)
+			}
+		}
+	}
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
-	}
-	if session != "" {
-		req.Header.Set(server.SessionHeader, session)
 	}
 	res, err := a.ts.Client().Do(req)
 	require.NoError(a.t, err)

@@ -40,6 +40,7 @@ func BenchmarkHeartbeat(b *testing.B) {
 		body := fmt.Sprintf(`{"ip":"10.0.0.%d"}`, id%250)
 		req, _ := http.NewRequest("POST", fmt.Sprintf("%s/v1/nodes/n%d/heartbeat", ts.URL, id), bytes.NewBufferString(body))
 		req.Header.Set("Authorization", "Bearer "+nodeToken)
+		req.Header.Set("Content-Type", "application/json")
 		if sessions[id] != "" {
 			req.Header.Set(server.SessionHeader, sessions[id])
 		}

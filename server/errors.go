@@ -40,6 +40,13 @@ const (
 	CodeUnavailable  = "unavailable"  // 503: Redis unreachable
 )
 
+// Error codes of the browser-safety checks (see browserSafe).
+const (
+	CodeUnsupportedMedia = "unsupported_media_type" // 415: a write whose body is not JSON (import: or YAML)
+	CodeMisdirected      = "misdirected"            // 421: the Host names no host this server answers for
+	CodeCrossOrigin      = "cross_origin"           // 403: a request from another web site's page
+)
+
 // apiError is an error with the HTTP status and code it is answered with.
 type apiError struct {
 	status  int

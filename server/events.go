@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"net/http"
 	"regexp"
+	"strconv"
+	"strings"
 	"time"
 )
 
@@ -31,8 +33,15 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) error {
 			return err
 		}
 		after = last
-	} else if !streamIDPattern.MatchString(after) {
-		return errBadRequest("event ID %q: want a stream ID like 1712345678901-0", after)
+	} else if !validStreamID(after) {
+		return errBadRequest("event ID %s: want a stream ID like 1712345678901-0", quoteHeader(after))
+	}
+	select {
+	case s.streams <- struct{}{}:
+		defer func() { <-s.streams }()
+	default:
+		return &apiError{status: http.StatusServiceUnavailable, code: CodeUnavailable,
+			message: fmt.Sprintf("too many event streams open (%d); try again later", cap(s.streams))}
 	}
 	wake := s.changed.wait()
 	first, err := s.reg.Events(ctx, after, sseBatch, 0)
@@ -99,6 +108,25 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) error {
 		}
 		failing = false
 	}
+}
+
+// validStreamID reports whether id is a Redis stream ID ("MS" or
+// "MS-SEQ") whose parts fit 64 bits: Redis answers anything else with an
+// error, which must be the client's 400, not a 500.
+func validStreamID(id string) bool {
+	if !streamIDPattern.MatchString(id) {
+		return false
+	}
+	ms, seq, _ := strings.Cut(id, "-")
+	if _, err := strconv.ParseUint(ms, 10, 64); err != nil {
+		return false
+	}
+	if seq != "" {
+		if _, err := strconv.ParseUint(seq, 10, 64); err != nil {
+			return false
+		}
+	}
+	return true
 }
 
 // lastEventID is the ID of the newest event in the log ("0" when empty), so

@@ -26,6 +26,7 @@ type updateRequest struct {
 	Set       map[string]string `json:"set"`
 	Unset     []string          `json:"unset"`
 	Secret    []string          `json:"secret"`
+	Unsecret  []string          `json:"unsecret"`
 	Weight    *float64          `json:"weight"`
 	MaxNodes  *int              `json:"max_nodes"`
 	Quota     *string           `json:"quota"`
@@ -34,7 +35,7 @@ type updateRequest struct {
 }
 
 func (u updateRequest) change() registry.Change {
-	return registry.Change{Set: u.Set, Unset: u.Unset, Secret: u.Secret, Weight: u.Weight,
+	return registry.Change{Set: u.Set, Unset: u.Unset, Secret: u.Secret, Unsecret: u.Unsecret, Weight: u.Weight,
 		MaxNodes: u.MaxNodes, Quota: u.Quota, IfVersion: u.IfVersion}
 }
 
@@ -153,6 +154,9 @@ func (s *Server) updateGroup(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	s.log.Info("group updated", "group", g.Name, "version", g.Version, "by", actor(r))
+	if len(c.Unsecret) > 0 {
+		s.log.Warn("secret marks removed", "group", g.Name, "keys", c.Unsecret, "version", g.Version, "by", actor(r))
+	}
 	holders, err := s.liveHolders(r.Context())
 	if err != nil {
 		return err
@@ -214,14 +218,10 @@ func (s *Server) groupHistory(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	out := make([]registry.Group, 0, len(hist))
-	for _, g := range hist {
-		if !show {
-			g = g.Masked()
-		}
-		out = append(out, g)
+	if !show {
+		hist = registry.MaskHistory(hist)
 	}
-	writeJSON(w, http.StatusOK, out)
+	writeJSON(w, http.StatusOK, hist)
 	return nil
 }
 

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"io"
@@ -8,6 +9,7 @@ import (
 	"net/http"
 	"strconv"
 	"time"
+	"unicode/utf8"
 )
 
 // handlerFunc is a route handler: it writes its answer or returns the error
@@ -63,7 +65,7 @@ func (s *Server) routes() http.Handler {
 	})
 	mux.Handle("GET /", webHandler())
 
-	return s.count(s.jsonMisses(mux))
+	return s.count(s.browserSafe(s.jsonMisses(mux)))
 }
 
 // jsonMisses answers requests no route matches (404, or 405 when another
@@ -201,8 +203,21 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 // decodeJSON reads one JSON value from the body (at most limit bytes),
 // refusing unknown fields. An empty body is an error unless allowEmpty.
 func decodeJSON(w http.ResponseWriter, r *http.Request, limit int64, v any, allowEmpty bool) error {
-	r.Body = http.MaxBytesReader(w, r.Body, limit)
-	dec := json.NewDecoder(r.Body)
+	if r.ContentLength > limit {
+		return errTooLarge(limit) // before reading a byte
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return errTooLarge(mbe.Limit)
+		}
+		return errBadRequest("read body: %v", err)
+	}
+	if err := checkUTF8(body); err != nil {
+		return err
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
 		var mbe *http.MaxBytesError
@@ -223,6 +238,37 @@ func decodeJSON(w http.ResponseWriter, r *http.Request, limit int64, v any, allo
 			return errTooLarge(mbe.Limit)
 		}
 		return errBadRequest("malformed JSON body: data after the JSON value")
+	}
+	return nil
+}
+
+// checkUTF8 refuses a JSON body that is not valid UTF-8 or escapes half a
+// UTF-16 surrogate pair: encoding/json would silently store U+FFFD in
+// place of such text, a value that is not the one sent.
+func checkUTF8(body []byte) error {
+	if !utf8.Valid(body) {
+		return errBadRequest("request body is not valid UTF-8")
+	}
+	for i := 0; i+6 <= len(body); i++ {
+		if body[i] != '\\' {
+			continue
+		}
+		if body[i+1] != 'u' {
+			i++ // an escaped character, maybe a backslash
+			continue
+		}
+		r, err := strconv.ParseUint(string(body[i+2:i+6]), 16, 32)
+		if err != nil || r < 0xd800 || r > 0xdfff {
+			continue
+		}
+		if r >= 0xdc00 || i+12 > len(body) || body[i+6] != '\\' || body[i+7] != 'u' {
+			return errBadRequest("request body escapes an unpaired UTF-16 surrogate (\\u%04x)", r)
+		}
+		lo, err := strconv.ParseUint(string(body[i+8:i+12]), 16, 32)
+		if err != nil || lo < 0xdc00 || lo > 0xdfff {
+			return errBadRequest("request body escapes an unpaired UTF-16 surrogate (\\u%04x)", r)
+		}
+		i += 11
 	}
 	return nil
 }

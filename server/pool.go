@@ -13,6 +13,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/allot-io/allot/internal/yamlguard"
 	"github.com/allot-io/allot/registry"
 )
 
@@ -150,8 +151,13 @@ func (s *Server) importPool(w http.ResponseWriter, r *http.Request) error {
 var goTypeSuffix = regexp.MustCompile(` in type \w+\.\w+`)
 
 // decodePool reads a YAML or JSON Pool strictly (JSON is YAML; unknown
-// fields, a second document or no groups list are refused).
+// fields, a second document or no groups list are refused). The body is
+// read up to MaxImportBytes and checked by yamlguard before the decoder
+// sees it, so aliases cannot expand it.
 func decodePool(w http.ResponseWriter, r *http.Request) (Pool, error) {
+	if r.ContentLength > MaxImportBytes {
+		return Pool{}, errTooLarge(MaxImportBytes) // before reading a byte
+	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxImportBytes))
 	if err != nil {
 		var mbe *http.MaxBytesError
@@ -159,6 +165,12 @@ func decodePool(w http.ResponseWriter, r *http.Request) (Pool, error) {
 			return Pool{}, errTooLarge(mbe.Limit)
 		}
 		return Pool{}, errBadRequest("read body: %v", err)
+	}
+	if err := yamlguard.Check(body); err != nil {
+		if errors.Is(err, yamlguard.ErrTooLarge) {
+			return Pool{}, errTooLarge(MaxImportBytes)
+		}
+		return Pool{}, errBadRequest("malformed pool document: %v", err)
 	}
 	var p Pool
 	dec := yaml.NewDecoder(bytes.NewReader(body))

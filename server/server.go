@@ -28,6 +28,9 @@ const (
 	MaxLongPoll = 60 * time.Second
 	// DefaultLongPoll is the wait of GET /v1/nodes/{id}/assignment without ?wait=.
 	DefaultLongPoll = 30 * time.Second
+	// DefaultMaxStreams is how many event streams may be open at once
+	// unless WithMaxStreams says otherwise.
+	DefaultMaxStreams = 64
 	// SSEPing is how often an idle event stream gets a comment line, so
 	// proxies keep it open and clients notice a dead server.
 	SSEPing = 15 * time.Second
@@ -56,6 +59,10 @@ type Server struct {
 	metrics *metrics
 	handler http.Handler
 
+	checkHost    bool          // refuse requests whose Host is not ours
+	allowedHosts []string      // normalized; loopback names are always allowed
+	streams      chan struct{} // one slot per open event stream
+
 	nudge   chan struct{} // cap 1: "rebalance soon"
 	changed *signal       // fired on every pub/sub event
 	failing atomic.Bool   // the last rebalance failed
@@ -77,6 +84,9 @@ type options struct {
 	hb     heartbeat.Config
 	dev    DevController
 	reg    *registry.Registry
+
+	allowedHosts []string
+	maxStreams   int
 }
 
 // WithNamespace selects the namespace (pool) served. default: "default".
@@ -109,6 +119,21 @@ func WithDev(d DevController) Option { return func(o *options) { o.dev = d } }
 // creating its own registry. default: registry.New(rdb, namespace, logger).
 func WithRegistry(reg *registry.Registry) Option { return func(o *options) { o.reg = reg } }
 
+// WithAllowedHosts adds host names (or addresses; a port is ignored) that
+// the Host header may name besides the loopback names, such as the listen
+// address or the name a proxy forwards. In open mode (no tokens) every
+// request's Host is checked against them, which stops DNS rebinding; with
+// tokens the check runs only when this option names hosts.
+// default: none (loopback names only).
+func WithAllowedHosts(hosts ...string) Option {
+	return func(o *options) { o.allowedHosts = append(o.allowedHosts, hosts...) }
+}
+
+// WithMaxStreams caps the event streams (GET /v1/events) open at once;
+// one more is answered 503. n <= 0 means DefaultMaxStreams.
+// default: DefaultMaxStreams (64).
+func WithMaxStreams(n int) Option { return func(o *options) { o.maxStreams = n } }
+
 // New returns a Server on rdb. It subscribes to the namespace's events at
 // once (the subscription reconnects on its own); Run starts rebalancing.
 func New(rdb redis.UniversalClient, opts ...Option) (*Server, error) {
@@ -129,6 +154,15 @@ func New(rdb redis.UniversalClient, opts ...Option) (*Server, error) {
 	if err := o.tokens.validate(); err != nil {
 		return nil, err
 	}
+	if o.maxStreams <= 0 {
+		o.maxStreams = DefaultMaxStreams
+	}
+	var hosts []string
+	for _, h := range o.allowedHosts {
+		if h = normalizeHost(h); h != "" && h != "0.0.0.0" && h != "::" {
+			hosts = append(hosts, h)
+		}
+	}
 	log := o.log.With("ns", o.ns)
 	if o.reg == nil {
 		o.reg = registry.New(rdb, registry.WithNamespace(o.ns), registry.WithLogger(log))
@@ -139,18 +173,22 @@ func New(rdb redis.UniversalClient, opts ...Option) (*Server, error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &Server{
-		rdb:     rdb,
-		keys:    keys.New(o.ns),
-		reg:     o.reg,
-		hb:      hb,
-		log:     log,
-		dev:     o.dev,
-		tokens:  o.tokens,
-		hbCfg:   o.hb,
-		nudge:   make(chan struct{}, 1),
-		changed: newSignal(),
-		ctx:     ctx,
-		cancel:  cancel,
+		rdb:    rdb,
+		keys:   keys.New(o.ns),
+		reg:    o.reg,
+		hb:     hb,
+		log:    log,
+		dev:    o.dev,
+		tokens: o.tokens,
+		hbCfg:  o.hb,
+
+		checkHost:    o.tokens.Open() || len(hosts) > 0,
+		allowedHosts: hosts,
+		streams:      make(chan struct{}, o.maxStreams),
+		nudge:        make(chan struct{}, 1),
+		changed:      newSignal(),
+		ctx:          ctx,
+		cancel:       cancel,
 	}
 	s.rebal = allocator.NewRebalancer(rdb, s.reg, hb,
 		allocator.WithPlanner("allot serve"), allocator.WithRebalancerLogger(log))

@@ -16,6 +16,7 @@ import (
 	"github.com/spf13/cobra"
 	"gopkg.in/yaml.v3"
 
+	"github.com/allot-io/allot/internal/yamlguard"
 	"github.com/allot-io/allot/registry"
 )
 
@@ -73,6 +74,9 @@ type importReport struct {
 // line of each group.
 func parsePoolFile(data []byte) (registry.Pool, []int, error) {
 	var f registry.Pool
+	if err := yamlguard.Check(data); err != nil {
+		return f, nil, err
+	}
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
 	if err := dec.Decode(&f); err != nil {
@@ -285,20 +289,31 @@ func (a *app) applyImport(ctx context.Context, reg *registry.Registry, p registr
 	return fmt.Errorf("%w; %d writes undone, these remain: %s", cause, ae.Undone, strings.Join(kept, "; "))
 }
 
-// readInput reads the file at path, or stdin for "-".
+// readInput reads the file at path, or stdin for "-", refusing more than
+// yamlguard.MaxBytes before reading it (a file's size is checked first).
 func (a *app) readInput(path string) ([]byte, error) {
 	if path == "-" {
 		return readAll(a.stdin)
 	}
-	return os.ReadFile(path)
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	if st, err := f.Stat(); err == nil && st.Mode().IsRegular() && st.Size() > yamlguard.MaxBytes {
+		return nil, fmt.Errorf("%w (%d MiB)", errInputTooLarge, st.Size()>>20)
+	}
+	return readAll(f)
 }
 
-// readAll reads r up to a sane limit for a pool file.
+// errInputTooLarge means an input file or stdin is over the import limit.
+var errInputTooLarge = fmt.Errorf("larger than the %d MiB limit of a pool or group file", yamlguard.MaxBytes>>20)
+
+// readAll reads r up to the import limit, and no further.
 func readAll(r io.Reader) ([]byte, error) {
-	const limit = 64 << 20
-	b, err := io.ReadAll(io.LimitReader(r, limit+1))
-	if err == nil && len(b) > limit {
-		return nil, fmt.Errorf("input larger than %d MiB", limit>>20)
+	b, err := io.ReadAll(io.LimitReader(r, yamlguard.MaxBytes+1))
+	if err == nil && len(b) > yamlguard.MaxBytes {
+		return nil, errInputTooLarge
 	}
 	return b, err
 }

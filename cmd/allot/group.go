@@ -15,6 +15,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/allot-io/allot/allocator"
+	"github.com/allot-io/allot/internal/yamlguard"
 	"github.com/allot-io/allot/registry"
 )
 
@@ -48,6 +49,7 @@ func newGroupCommand(a *app) *cobra.Command {
 // changeFlags are the flags that describe a registry.Change.
 type changeFlags struct {
 	set, unset, secret []string
+	unsecret           []string
 	weight             float64
 	maxNodes           int
 	quota              string
@@ -58,6 +60,7 @@ func (f *changeFlags) register(cmd *cobra.Command, withUnset bool) {
 	fs.StringArrayVar(&f.set, "set", nil, "set config key to value, `k=v` (repeatable)")
 	if withUnset {
 		fs.StringArrayVar(&f.unset, "unset", nil, "remove config `key` (repeatable)")
+		fs.StringArrayVar(&f.unsecret, "unsecret", nil, "remove the secret mark of config `key`, showing its value from now on (repeatable; recorded in the history)")
 	}
 	fs.StringArrayVar(&f.secret, "secret", nil, "mark config key as secret, `k` or k=v to set it too (repeatable); secret values are masked in every output")
 	fs.Float64Var(&f.weight, "weight", 1, "the group's share of the pool, e.g. its quota (> 0)")
@@ -101,6 +104,15 @@ func (f *changeFlags) change(cmd *cobra.Command) (registry.Change, error) {
 			return c, usageErrorf("config key %q is both set and unset", k)
 		}
 		c.Unset = append(c.Unset, k)
+	}
+	for _, k := range f.unsecret {
+		if k == "" || strings.Contains(k, "=") {
+			return c, usageErrorf("invalid --unsecret %q: want a config key", k)
+		}
+		if slices.Contains(c.Secret, k) {
+			return c, usageErrorf("config key %q is both --secret and --unsecret", k)
+		}
+		c.Unsecret = append(c.Unsecret, k)
 	}
 	fs := cmd.Flags()
 	if fs.Changed("weight") {
@@ -295,6 +307,9 @@ func readGroupFile(a *app, path, name string) (registry.Change, error) {
 // parseGroupFile turns a YAML or JSON document into a Change: either a
 // group document (it has a "config" map) or a plain map of config values.
 func parseGroupFile(data []byte, name string) (registry.Change, error) {
+	if err := yamlguard.Check(data); err != nil {
+		return registry.Change{}, err
+	}
 	var root yaml.Node
 	if err := yaml.Unmarshal(data, &root); err != nil {
 		return registry.Change{}, yamlError(err)
@@ -581,12 +596,9 @@ func newGroupHistoryCommand(a *app) *cobra.Command {
 				if len(versions) == 0 {
 					return groupError(name, registry.ErrNotFound)
 				}
-				shown := make([]registry.Group, len(versions))
-				for i, g := range versions {
-					shown[i] = g
-					if !reveal {
-						shown[i] = g.Masked()
-					}
+				shown := versions
+				if !reveal {
+					shown = registry.MaskHistory(versions)
 				}
 				return a.print(shown, func() table {
 					return table{header: historyHeader, rows: historyRows(versions, a.now()), fit: true}
@@ -601,13 +613,15 @@ func newGroupHistoryCommand(a *app) *cobra.Command {
 var historyHeader = []string{"VER", "STATE", "UPDATED", "BY", "CHANGES"}
 
 // historyRows is the table of `group history`: versions newest first, each
-// with what it changed from the one before. Secret values never appear.
+// with what it changed from the one before. Secret values never appear,
+// not even those stored before their key was marked.
 func historyRows(versions []registry.Group, now time.Time) [][]string {
+	secret := registry.SecretUnion(versions)
 	rows := make([][]string, 0, len(versions))
 	for i, g := range versions {
 		changes := "created"
 		if i+1 < len(versions) {
-			changes = summarizeChanges(registry.DiffGroups(versions[i+1], g))
+			changes = summarizeChanges(registry.DiffGroups(versions[i+1], g, secret...))
 		} else if g.Version > 1 {
 			changes = "(older versions not kept)"
 		}

@@ -41,8 +41,11 @@ func (a *app) print(v any, t func() table) error {
 	return writeTable(a.stdout, t())
 }
 
-// writeTable renders t with columns two spaces apart.
+// writeTable renders t with columns two spaces apart. Every text is
+// passed through escapeControl first, so a stored value cannot forge lines
+// or columns of the table or send escape sequences to the terminal.
 func writeTable(w io.Writer, t table) error {
+	t = t.escaped()
 	var b bytes.Buffer
 	for _, l := range t.title {
 		b.WriteString(l + "\n")
@@ -73,6 +76,76 @@ func writeTable(w io.Writer, t table) error {
 	}
 	_, err := io.WriteString(w, strings.Join(lines, "\n"))
 	return err
+}
+
+// escaped returns t with escapeControl applied to every text.
+func (t table) escaped() table {
+	esc := func(xs []string) []string {
+		out := make([]string, len(xs))
+		for i, x := range xs {
+			out[i] = escapeControl(x)
+		}
+		return out
+	}
+	t.title, t.header, t.footer = esc(t.title), esc(t.header), esc(t.footer)
+	rows := make([][]string, len(t.rows))
+	for i, r := range t.rows {
+		rows[i] = esc(r)
+	}
+	t.rows = rows
+	return t
+}
+
+// escapeControl writes the characters of s that a terminal would act on —
+// control characters (line breaks and tabs included), DEL, C1 controls,
+// bidirectional overrides — and bytes that are not UTF-8 as Go escapes
+// (\n, \t, \x1b, \u202e), leaving everything else as it is.
+func escapeControl(s string) string {
+	clean := true
+	for _, r := range s {
+		if unsafeRune(r) {
+			clean = false
+			break
+		}
+	}
+	if clean {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); {
+		r, size := utf8.DecodeRuneInString(s[i:])
+		switch {
+		case r == utf8.RuneError && size <= 1:
+			fmt.Fprintf(&b, "\\x%02x", s[i])
+		case r == '\n':
+			b.WriteString("\\n")
+		case r == '\r':
+			b.WriteString("\\r")
+		case r == '\t':
+			b.WriteString("\\t")
+		case r < 0x80 && unsafeRune(r):
+			fmt.Fprintf(&b, "\\x%02x", r)
+		case unsafeRune(r):
+			fmt.Fprintf(&b, "\\u%04x", r)
+		default:
+			b.WriteString(s[i : i+size])
+		}
+		i += size
+	}
+	return b.String()
+}
+
+// unsafeRune reports whether r must not reach a terminal as it is.
+func unsafeRune(r rune) bool {
+	switch {
+	case r == utf8.RuneError:
+		return true // also what an invalid byte decodes to
+	case r < 0x20, r == 0x7f, r >= 0x80 && r < 0xa0:
+		return true
+	case r >= 0x202a && r <= 0x202e, r >= 0x2066 && r <= 0x2069, r == 0x200e, r == 0x200f, r == 0x061c:
+		return true // bidirectional overrides can reorder what is shown
+	}
+	return false
 }
 
 // colGap is the space between table columns.

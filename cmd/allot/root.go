@@ -26,6 +26,8 @@ import (
 const (
 	defaultRedisURL = "redis://127.0.0.1:6379"
 	defaultTimeout  = 10 * time.Second
+	// connectTimeout bounds the first PING of a command, whatever --timeout.
+	connectTimeout = defaultTimeout
 )
 
 // commandFactories builds the top-level commands. Each noun file appends its
@@ -65,7 +67,9 @@ func execute(ctx context.Context, args []string, e env) int {
 	if err == nil {
 		return exitOK
 	}
-	fmt.Fprintf(e.stderr, "allot: %s\n", a.describe(err))
+	// Messages quote input (file lines, flag values): escape what a
+	// terminal would act on.
+	fmt.Fprintf(e.stderr, "allot: %s\n", escapeControl(a.describe(err)))
 	return exitCode(err)
 }
 
@@ -129,7 +133,7 @@ Every command talks to the Redis of --redis (env ALLOT_REDIS_URL) in the pool
 	pf.StringVar(&a.redisURL, "redis", "", "Redis URL: redis://[user:pass@]host:port/db, rediss:// for TLS, several addr= for Cluster, master_name= for Sentinel (env ALLOT_REDIS_URL, default "+defaultRedisURL+")")
 	pf.StringVar(&a.namespace, "namespace", "", "pool namespace (env ALLOT_NAMESPACE, default \""+keys.DefaultNamespace+"\")")
 	pf.StringVarP(&a.output, "output", "o", "table", "output format: table, json or yaml")
-	pf.DurationVar(&a.timeout, "timeout", defaultTimeout, "how long a command may wait for Redis (0 = no limit)")
+	pf.DurationVar(&a.timeout, "timeout", defaultTimeout, "how long a command may wait for Redis (0 = no limit once connected; connecting takes at most 10s)")
 
 	for _, f := range commandFactories {
 		root.AddCommand(f(a))
@@ -218,19 +222,24 @@ func (a *app) rdb(ctx context.Context) (redis.UniversalClient, error) {
 	if err != nil {
 		return nil, usageErrorf("invalid --redis %s: %s", a.maskedURL(), oneLine(err.Error()))
 	}
-	// Wait for the PING no longer than ctx: go-redis bounds a dial and its
+	// The first contact is bounded even with --timeout 0 ("no limit" is
+	// for the command's work, not for finding out that Redis is not there).
+	// Wait for the PING no longer than that: go-redis bounds a dial and its
 	// handshake by its own DialTimeout (5s), not by ctx, so a Redis that
 	// accepts but never answers would outlast --timeout. A PING left behind
 	// ends within that DialTimeout once Close has run.
+	pctx, cancel := context.WithTimeout(ctx, connectTimeout)
+	defer cancel()
 	pinged := make(chan error, 1)
-	go func() { pinged <- c.Ping(ctx).Err() }()
+	go func() { pinged <- c.Ping(pctx).Err() }()
 	select {
 	case err = <-pinged:
-	case <-ctx.Done():
-		err = ctx.Err()
+	case <-pctx.Done():
+		err = pctx.Err()
 	}
 	if err != nil {
 		_ = c.Close()
+		ctx = pctx
 		if ctx.Err() != nil && !isConnError(err) {
 			err = ctx.Err()
 		}

@@ -122,6 +122,9 @@ func changeSummary(s registry.Scheduled) string {
 			parts = append(parts, "secret "+k)
 		}
 	}
+	for _, k := range c.Unsecret {
+		parts = append(parts, "unsecret "+k)
+	}
 	if c.Weight != nil {
 		parts = append(parts, "weight "+num(*c.Weight))
 	}

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
@@ -36,7 +37,14 @@ type serveOptions struct {
 	demoNodes int
 	logFormat string
 	logLevel  string
+	// allowedHosts are extra names the Host header may carry (--allowed-host).
+	allowedHosts []string
+	maxStreams   int
 }
+
+// minAdminToken is the shortest admin token accepted on a non-loopback
+// address: anything shorter can be guessed over the network.
+const minAdminToken = 16
 
 func newServeCmd(a *app) *cobra.Command {
 	o := serveOptions{}
@@ -53,7 +61,10 @@ Tokens come from ALLOT_ADMIN_TOKEN (everything), ALLOT_READ_TOKEN (GET routes,
 secrets masked) and ALLOT_NODE_TOKEN (node protocol), sent as
 "Authorization: Bearer TOKEN". Without any token every route is open, so serve
 listens on 127.0.0.1 by default and refuses another address unless
-ALLOT_ADMIN_TOKEN is set.
+ALLOT_ADMIN_TOKEN is set (at least 16 bytes). Other web sites cannot drive it
+through a browser: a Host that is not loopback, the listen address or an
+--allowed-host gets 421, another Origin 403, a write that is not JSON 415
+(see docs/security.md).
 
 --dev runs on an embedded in-memory Redis (state is lost on exit) with sample
 groups and --demo-nodes simulated nodes, so it works with nothing installed.`,
@@ -72,6 +83,8 @@ groups and --demo-nodes simulated nodes, so it works with nothing installed.`,
 	f.IntVar(&o.demoNodes, "demo-nodes", defaultDemoNodes, "simulated nodes to run with --dev")
 	f.StringVar(&o.logFormat, "log-format", "text", "log format: text or json")
 	f.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	f.StringArrayVar(&o.allowedHosts, "allowed-host", nil, "also answer requests whose Host header names `host` (repeatable; loopback names and the --listen address always work); stops DNS rebinding")
+	f.IntVar(&o.maxStreams, "max-streams", server.DefaultMaxStreams, "most event streams (/v1/events) open at once; more get 503")
 	return cmd
 }
 
@@ -98,10 +111,32 @@ func checkListen(addr string, tokens server.Tokens) error {
 	if err != nil {
 		return usageErrorf("invalid --listen %q: want host:port, e.g. %s", addr, defaultListen)
 	}
-	if tokens.Admin != "" || isLoopback(host) {
+	if isLoopback(host) {
 		return nil
 	}
-	return usageErrorf("refusing to listen on %s without ALLOT_ADMIN_TOKEN: set the token(s) or listen on 127.0.0.1", addr)
+	if tokens.Admin == "" {
+		return usageErrorf("refusing to listen on %s without ALLOT_ADMIN_TOKEN: set the token(s) or listen on 127.0.0.1", addr)
+	}
+	if len(tokens.Admin) < minAdminToken {
+		return usageErrorf("refusing to listen on %s with an ALLOT_ADMIN_TOKEN of %d bytes: use at least %d random bytes (e.g. openssl rand -hex 32)", addr, len(tokens.Admin), minAdminToken)
+	}
+	return nil
+}
+
+// serveHosts is what the server gets as allowed hosts: the --allowed-host
+// names and, when the Host is checked at all (open mode, or names given),
+// the host of the listen address.
+func serveHosts(listen string, allowed []string, tokens server.Tokens) ([]string, error) {
+	for _, h := range allowed {
+		if strings.TrimSpace(h) == "" || strings.ContainsAny(h, "/ \t@") {
+			return nil, usageErrorf("invalid --allowed-host %q: want a host name or address, e.g. allot.example.com", h)
+		}
+	}
+	if len(allowed) == 0 && !tokens.Open() {
+		return nil, nil
+	}
+	host, _, _ := net.SplitHostPort(listen)
+	return append(slices.Clone(allowed), host), nil
 }
 
 // isLoopback reports whether host only reaches this machine. An empty host
@@ -132,6 +167,13 @@ func (a *app) serve(ctx context.Context, o serveOptions) error {
 	if err := checkListen(o.listen, tokens); err != nil {
 		return err
 	}
+	hosts, err := serveHosts(o.listen, o.allowedHosts, tokens)
+	if err != nil {
+		return err
+	}
+	if o.maxStreams <= 0 {
+		return usageErrorf("invalid --max-streams %d: must be > 0", o.maxStreams)
+	}
 
 	var (
 		rdb redis.UniversalClient
@@ -158,7 +200,8 @@ func (a *app) serve(ctx context.Context, o serveOptions) error {
 
 	var fleet *devredis.Fleet
 	opts := []server.Option{server.WithNamespace(a.namespace), server.WithTokens(tokens),
-		server.WithLogger(log), server.WithHeartbeat(hb)}
+		server.WithLogger(log), server.WithHeartbeat(hb),
+		server.WithAllowedHosts(hosts...), server.WithMaxStreams(o.maxStreams)}
 	if o.dev {
 		fleet = devredis.NewFleet(dev.Addr(), devredis.WithNamespace(a.namespace),
 			devredis.WithHeartbeat(hb), devredis.WithLogger(log.With("component", "demo")))

@@ -3,11 +3,14 @@ package main
 import (
 	"context"
 	"io"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -287,9 +290,63 @@ func TestBrowserUI(t *testing.T) {
 	assert.Equal(t, registry.Retired, g.State)
 
 	p.screenshot(screenshotPath)
-
 	assert.Empty(t, p.consoleErrors(), "browser console errors (CSP violations show up here)")
+
+	// Every write above went through the browser-safety checks (same
+	// origin, JSON or YAML). They are on: the same page sending text/plain
+	// is refused.
+	assert.Equal(t, 415, evalAsync[int](p, `fetch('/v1/rebalance', {method: 'POST', body: '{}', headers: {'Content-Type': 'text/plain'}}).then(r => r.status)`))
+	assert.Equal(t, 200, evalAsync[int](p, `fetch('/v1/rebalance', {method: 'POST', body: '{}', headers: {'Content-Type': 'application/json'}}).then(r => r.status)`))
+
+	// A page of another origin fires what a form or a no-cors fetch can
+	// send without a preflight: a text/plain import with prune, a scheduled
+	// delete. The pool is untouched.
+	before, err := reg.List(ctx)
+	require.NoError(t, err)
+	require.NotEmpty(t, before)
+	attackPage(t, p, url)
+	after, err := reg.List(ctx)
+	require.NoError(t, err)
+	assert.Len(t, after, len(before), "a page of another origin changed the pool")
+	sched, err := reg.Schedules(ctx)
+	require.NoError(t, err)
+	assert.Empty(t, sched, "a page of another origin scheduled a change")
+
 	assert.Equal(t, exitOK, stop())
+}
+
+// evalAsync evaluates a JS expression that yields a promise and returns
+// what it resolves to.
+func evalAsync[T any](p *page, js string) T {
+	p.t.Helper()
+	ctx, cancel := context.WithTimeout(p.ctx, browserWait)
+	defer cancel()
+	v, err := chromedp.Run(ctx, chromedp.Evaluate[T](js, chromedp.EvalAwaitPromise))
+	require.NoError(p.t, err, "evaluate %s", js)
+	return v
+}
+
+// attackPage loads, in p, a page of another origin that sends the writes a
+// hostile web site would send to the allot server at target, and waits
+// until they have been answered.
+func attackPage(t *testing.T, p *page, target string) {
+	t.Helper()
+	page := `<!doctype html><title>attack</title><script>
+const t = ` + strconv.Quote(target) + `;
+Promise.allSettled([
+  fetch(t + '/v1/import?prune=true', {method: 'POST', mode: 'no-cors', body: '{"groups":[]}'}),
+  fetch(t + '/v1/import?prune=true', {method: 'POST', mode: 'no-cors', body: '{"groups":[]}', headers: {'Content-Type': 'text/plain'}}),
+  fetch(t + '/v1/schedule', {method: 'POST', mode: 'no-cors', body: '{"group":"search-a","op":"delete","at":"1s"}'}),
+  fetch(t + '/v1/groups/search-a', {method: 'DELETE', mode: 'no-cors'}),
+]).then(() => { document.title = 'done'; });
+</script>`
+	evil := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/html")
+		_, _ = io.WriteString(w, page)
+	}))
+	t.Cleanup(evil.Close)
+	p.do("attack page", chromedp.Navigate(evil.URL+"/"))
+	p.until("attack sent", `document.title === 'done'`)
 }
 
 // TestBrowserToken checks the token flow on `allot serve --dev` with

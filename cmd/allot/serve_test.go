@@ -162,6 +162,8 @@ func TestServeUsage(t *testing.T) {
 		{[]string{"--dev", "--demo-nodes", "-1"}, "invalid --demo-nodes"},
 		{[]string{"--dev", "--log-level", "loud"}, "invalid --log-level"},
 		{[]string{"--dev", "--log-format", "xml"}, "invalid --log-format"},
+		{[]string{"--dev", "--allowed-host", "http://x/"}, "invalid --allowed-host"},
+		{[]string{"--dev", "--max-streams", "0"}, "invalid --max-streams"},
 	}
 	for _, tt := range tests {
 		var out, errb syncBuffer
@@ -170,6 +172,41 @@ func TestServeUsage(t *testing.T) {
 		assert.Contains(t, errb.String(), tt.want)
 		assert.Equal(t, 1, strings.Count(errb.String(), "\n"), "one line: %q", errb.String())
 	}
+}
+
+// TestServeShortAdminToken: a short admin token is refused beyond
+// loopback, in one line that says how to make a good one.
+func TestServeShortAdminToken(t *testing.T) {
+	getenv := func(k string) string {
+		if k == "ALLOT_ADMIN_TOKEN" {
+			return "hunter2"
+		}
+		return testEnv(k)
+	}
+	var out, errb syncBuffer
+	code := execute(t.Context(), []string{"serve", "--listen", "0.0.0.0:0"}, env{stdout: &out, stderr: &errb, getenv: getenv})
+	assert.Equal(t, exitUsage, code)
+	assert.Equal(t, "allot: refusing to listen on 0.0.0.0:0 with an ALLOT_ADMIN_TOKEN of 7 bytes: use at least 16 random bytes (e.g. openssl rand -hex 32)\n", errb.String())
+	assert.NotContains(t, errb.String(), "hunter2")
+}
+
+// TestServeHostCheck: `serve --dev` answers loopback names and
+// --allowed-host names, and refuses any other Host (DNS rebinding).
+func TestServeHostCheck(t *testing.T) {
+	url, _, stop := startServe(t, testEnv, "--dev", "--listen", "127.0.0.1:0", "--demo-nodes", "0", "--allowed-host", "allot.test")
+	status := func(host string) int {
+		req, err := http.NewRequest("GET", url+"/v1/status", nil)
+		require.NoError(t, err)
+		req.Host = host
+		res, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		res.Body.Close()
+		return res.StatusCode
+	}
+	assert.Equal(t, http.StatusOK, status("localhost:7070"))
+	assert.Equal(t, http.StatusOK, status("allot.test:7070"))
+	assert.Equal(t, http.StatusMisdirectedRequest, status("rebind.evil.example:7070"))
+	assert.Equal(t, exitOK, stop())
 }
 
 func TestCheckListen(t *testing.T) {
@@ -184,8 +221,11 @@ func TestCheckListen(t *testing.T) {
 		{"[::1]:7070", open, true},
 		{"0.0.0.0:7070", open, false},
 		{"10.1.2.3:7070", server.Tokens{Read: "r"}, false},
-		{"10.1.2.3:7070", server.Tokens{Admin: "a"}, true},
-		{":7070", server.Tokens{Admin: "a"}, true},
+		{"10.1.2.3:7070", server.Tokens{Admin: "a"}, false}, // guessable over the network
+		{"10.1.2.3:7070", server.Tokens{Admin: "fifteen-bytes.."}, false},
+		{"10.1.2.3:7070", server.Tokens{Admin: "sixteen-bytes..."}, true},
+		{":7070", server.Tokens{Admin: "admin-0123456789"}, true},
+		{"127.0.0.1:7070", server.Tokens{Admin: "a"}, true}, // loopback: only this machine
 	} {
 		err := checkListen(tt.addr, tt.tokens)
 		assert.Equal(t, tt.ok, err == nil, "%s %+v: %v", tt.addr, tt.tokens, err)

@@ -13,6 +13,11 @@ var (
 	// ErrCAFileWithoutTLS is returned for ca_file on a redis:// URL (use
 	// rediss:// for TLS).
 	ErrCAFileWithoutTLS = errors.New("redisurl: ca_file needs a rediss:// URL")
+
+	// ErrTLSHandshake is returned by the dial of a TLS client whose server
+	// did not complete a TLS handshake within the dial timeout: most often
+	// a rediss:// URL pointing at a plain (non-TLS) port.
+	ErrTLSHandshake = errors.New("redisurl: TLS handshake failed (is that a TLS port? rediss:// needs one)")
 )
 
 // ParseError is returned for a URL that cannot be used. URL is already

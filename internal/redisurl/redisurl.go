@@ -1,10 +1,12 @@
 package redisurl
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"net"
 	"net/url"
 	"os"
 	"strings"
@@ -215,7 +217,70 @@ func parse(rawURL string, opts ...Option) (*parsed, error) {
 	if s.poolSize > 0 {
 		*poolSize = s.poolSize
 	}
+	if *tlsCfg != nil {
+		p.boundTLSDial()
+	}
 	return p, nil
+}
+
+// defaultDialTimeout is go-redis's dial timeout, used before the client
+// has filled in its default.
+const defaultDialTimeout = 5 * time.Second
+
+// boundTLSDial makes a TLS dial fail within the dial timeout. go-redis's
+// own TLS dial ignores the caller's context during the handshake and is
+// retried 5 times, so a rediss:// URL that names a plain port (whose
+// server never answers the ClientHello) hung for 25 s, whatever the
+// caller's deadline. Here the handshake is bounded by the dial timeout and
+// by ctx, its failure says what it was (ErrTLSHandshake), and the dial is
+// tried once: the callers retry on their own schedule.
+func (p *parsed) boundTLSDial() {
+	switch p.kind {
+	case Standalone:
+		o := p.simple
+		if o.Dialer == nil {
+			o.Dialer = tlsDialer(func() (*tls.Config, time.Duration) { return o.TLSConfig, o.DialTimeout })
+		}
+		if o.DialerRetries == 0 {
+			o.DialerRetries = 1
+		}
+	case Cluster:
+		o := p.cluster
+		if o.Dialer == nil {
+			o.Dialer = tlsDialer(func() (*tls.Config, time.Duration) { return o.TLSConfig, o.DialTimeout })
+		}
+		if o.DialerRetries == 0 {
+			o.DialerRetries = 1
+		}
+	case Sentinel:
+		if p.failover.DialerRetries == 0 {
+			p.failover.DialerRetries = 1
+		}
+	}
+}
+
+// tlsDialer dials TCP and completes the TLS handshake, both within the
+// dial timeout and ctx. cfg is read at dial time, once the client has
+// settled its options.
+func tlsDialer(cfg func() (*tls.Config, time.Duration)) func(context.Context, string, string) (net.Conn, error) {
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		tc, timeout := cfg()
+		if timeout <= 0 {
+			timeout = defaultDialTimeout
+		}
+		ctx, cancel := context.WithTimeout(ctx, timeout)
+		defer cancel()
+		d := &tls.Dialer{NetDialer: &net.Dialer{KeepAlive: 5 * time.Minute}, Config: tc}
+		c, err := d.DialContext(ctx, network, addr)
+		if err == nil {
+			return c, nil
+		}
+		var oe *net.OpError
+		if errors.As(err, &oe) && oe.Op == "dial" {
+			return nil, err // no TCP connection: the usual dial error
+		}
+		return nil, fmt.Errorf("%w: %s: %w", ErrTLSHandshake, addr, err)
+	}
 }
 
 // loadCA reads a PEM bundle into a new pool.

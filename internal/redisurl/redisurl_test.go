@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -220,4 +221,32 @@ func TestOpenConnects(t *testing.T) {
 		require.NoError(t, rdb.Set(ctx, "{a}k", "v", 0).Err())
 		require.NoError(t, rdb.Set(ctx, "{b}k", "v", 0).Err())
 	})
+}
+
+// TestTLSToPlainPortFailsFast: a rediss:// URL naming a plain port used to
+// hang 25 s (five handshakes the caller's deadline did not stop); it fails
+// within one dial timeout with an error that says why, even without a
+// deadline.
+func TestTLSToPlainPortFailsFast(t *testing.T) {
+	plain := redistest.Start(t)
+	for _, tc := range []struct {
+		name, url string
+	}{
+		{"standalone", strings.Replace(plain.URL(), "redis://", "rediss://", 1) + "?dial_timeout=1s"},
+		{"cluster", "rediss://" + plain.Addr() + "?addr=" + plain.Addr() + "&dial_timeout=1s"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := Open(tc.url)
+			require.NoError(t, err)
+			defer c.Close()
+			start := time.Now()
+			err = c.Ping(context.Background()).Err()
+			took := time.Since(start)
+			require.Error(t, err)
+			assert.Less(t, took, 2500*time.Millisecond, "took %v: %v", took, err)
+			if tc.name == "standalone" {
+				assert.ErrorIs(t, err, ErrTLSHandshake)
+			}
+		})
+	}
 }
