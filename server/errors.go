@@ -64,10 +64,6 @@ func errNotFound(format string, a ...any) *apiError {
 	return &apiError{status: http.StatusNotFound, code: CodeNotFound, message: fmt.Sprintf(format, a...)}
 }
 
-func errConflict(format string, a ...any) *apiError {
-	return &apiError{status: http.StatusConflict, code: CodeConflict, message: fmt.Sprintf(format, a...)}
-}
-
 func errTooLarge(limit int64) *apiError {
 	return &apiError{status: http.StatusRequestEntityTooLarge, code: CodeTooLarge,
 		message: fmt.Sprintf("request body larger than %d bytes", limit)}
