@@ -68,9 +68,6 @@ func (s *Server) addSchedule(w http.ResponseWriter, r *http.Request) error {
 	default:
 		return errInvalid("op %q: want update, retire or delete", req.Op)
 	}
-	if req.At == "" {
-		return errInvalid("at is required: an RFC 3339 time or a duration from now")
-	}
 	sc := registry.Scheduled{Group: req.Group, Op: req.Op, Change: req.Change}
 	if req.DrainTimeout != "" {
 		d, err := time.ParseDuration(req.DrainTimeout)
@@ -84,9 +81,9 @@ func (s *Server) addSchedule(w http.ResponseWriter, r *http.Request) error {
 
 // schedule stores sc due at `at` and answers the stored item.
 func (s *Server) schedule(w http.ResponseWriter, r *http.Request, sc registry.Scheduled, at string, show bool) error {
-	when, err := parseWhen(at, time.Now())
+	when, err := registry.ParseAt(at, time.Now())
 	if err != nil {
-		return err
+		return errInvalid("at: %s", registry.Reason(err))
 	}
 	sc.At, sc.By = when, actor(r)
 	stored, err := s.reg.Schedule(r.Context(), sc)

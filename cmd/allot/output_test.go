@@ -164,9 +164,10 @@ func TestParseAt(t *testing.T) {
 		{in: "2026-03-01T14:00:00+01:00", want: now.Add(time.Hour)},
 		{in: "2026-03-01T12:00:00Z", err: "is in the past"},
 		{in: "+0s", err: "not in the future"},
-		{in: "10m", err: "want RFC 3339"},
-		{in: "+soon", err: "want RFC 3339"},
-		{in: "", err: "want RFC 3339"},
+		{in: "10m", want: now.Add(10 * time.Minute)},
+		{in: "+soon", err: "want an RFC 3339 time"},
+		{in: "", err: "no time given"},
+		{in: "+9000h", err: "more than a year ahead"},
 	} {
 		got, err := parseAt(tc.in, now)
 		if tc.err != "" {

@@ -220,10 +220,10 @@ func (a *app) rdb(ctx context.Context) (redis.UniversalClient, error) {
 	}
 	if err := c.Ping(ctx).Err(); err != nil {
 		_ = c.Close()
-		if ctx.Err() != nil && !isConnError(err) {
+		if ctx.Err() != nil && !registry.IsUnavailable(err) {
 			err = ctx.Err()
 		}
-		return nil, fmt.Errorf("cannot reach redis at %s (%s)", a.maskedURL(), oneLine(err.Error()))
+		return nil, &unreachableError{url: a.maskedURL(), err: err}
 	}
 	a.client = c
 	return c, nil

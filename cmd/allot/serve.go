@@ -124,11 +124,7 @@ func (a *app) serve(ctx context.Context, o serveOptions) error {
 	if o.demoNodes < 0 {
 		return usageErrorf("invalid --demo-nodes %d: must be >= 0", o.demoNodes)
 	}
-	tokens := server.Tokens{
-		Admin: strings.TrimSpace(a.getenv("ALLOT_ADMIN_TOKEN")),
-		Read:  strings.TrimSpace(a.getenv("ALLOT_READ_TOKEN")),
-		Node:  strings.TrimSpace(a.getenv("ALLOT_NODE_TOKEN")),
-	}
+	tokens := server.TokensFrom(a.getenv)
 	if err := checkListen(o.listen, tokens); err != nil {
 		return err
 	}
