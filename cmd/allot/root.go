@@ -242,7 +242,9 @@ func (a *app) registry(ctx context.Context) (*registry.Registry, error) {
 	return a.reg, nil
 }
 
-// tracker returns the heartbeat tracker of the namespace (default config).
+// tracker returns the heartbeat tracker of the namespace, with the
+// namespace's heartbeat settings (heartbeat.LoadConfig): a rebalance run
+// from the CLI reaps by the TTL the nodes use.
 func (a *app) tracker(ctx context.Context) (*heartbeat.Tracker, error) {
 	if a.hb != nil {
 		return a.hb, nil
@@ -251,7 +253,11 @@ func (a *app) tracker(ctx context.Context) (*heartbeat.Tracker, error) {
 	if err != nil {
 		return nil, err
 	}
-	hb, err := heartbeat.New(c, a.namespace, heartbeat.DefaultConfig(), heartbeat.WithLogger(a.log))
+	cfg, _, err := heartbeat.LoadConfig(ctx, c, a.namespace)
+	if err != nil {
+		return nil, err
+	}
+	hb, err := heartbeat.New(c, a.namespace, cfg, heartbeat.WithLogger(a.log))
 	if err != nil {
 		return nil, err
 	}

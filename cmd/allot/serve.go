@@ -16,6 +16,7 @@ import (
 
 	"github.com/allot-io/allot/cmd/allot/devredis"
 	"github.com/allot-io/allot/heartbeat"
+	"github.com/allot-io/allot/internal/keys"
 	"github.com/allot-io/allot/server"
 )
 
@@ -114,6 +115,16 @@ func isLoopback(host string) bool {
 	return ip != nil && ip.IsLoopback()
 }
 
+// devExports is the shell line that points the CLI and nodes at the dev
+// Redis: what `allot serve --dev` prints on stdout.
+func devExports(url, ns string) string {
+	line := "export ALLOT_REDIS_URL=" + url
+	if ns != "" && ns != keys.DefaultNamespace {
+		line += " ALLOT_NAMESPACE=" + ns
+	}
+	return line
+}
+
 // serve runs the server until ctx is done (SIGINT/SIGTERM), then shuts down
 // gracefully.
 func (a *app) serve(ctx context.Context, o serveOptions) error {
@@ -141,11 +152,20 @@ func (a *app) serve(ctx context.Context, o serveOptions) error {
 		defer dev.Close()
 		c := dev.Client()
 		defer c.Close()
-		rdb, hb = c, devredis.DefaultHeartbeat
-		fmt.Fprintf(a.stderr, "allot serve: dev mode: in-memory Redis, state is lost on exit (use it with --redis %s)\n", dev.URL())
+		rdb = c
+		// The demo nodes beat fast; the namespace settings say so, so the
+		// CLI and nodes pointed at this Redis use the same.
+		if hb, err = heartbeat.Resolve(ctx, rdb, a.namespace, &devredis.DefaultHeartbeat); err != nil {
+			return err
+		}
+		fmt.Fprintf(a.stderr, "allot serve: dev mode: in-memory Redis, state is lost on exit; point the CLI and nodes at it with:\n")
+		fmt.Fprintf(a.stdout, "%s\n", devExports(dev.URL(), a.namespace))
 	} else {
 		cctx, cancel := context.WithTimeout(ctx, max(a.timeout, time.Second))
 		rdb, err = a.rdb(cctx)
+		if err == nil {
+			hb, _, err = heartbeat.LoadConfig(cctx, rdb, a.namespace)
+		}
 		cancel()
 		if err != nil {
 			return err
