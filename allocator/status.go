@@ -20,6 +20,9 @@ type Status struct {
 	Standby   []string      `json:"standby"`
 	// Waiting counts capped-group grants held back until a holder releases.
 	Waiting int `json:"waiting"`
+	// Unserved lists the active groups no live node holds (sorted): with no
+	// nodes at all the pool is "balanced" yet serves nothing.
+	Unserved []string `json:"unserved"`
 }
 
 // GroupStatus is one group in a Status.
@@ -99,6 +102,12 @@ func (st state) status() Status {
 			gs.Share = 1 / float64(len(h))
 		}
 		s.Groups = append(s.Groups, gs)
+	}
+	s.Unserved = []string{}
+	for _, g := range s.Groups {
+		if g.State == string(registry.Active) && len(g.Nodes) == 0 {
+			s.Unserved = append(s.Unserved, g.Name)
+		}
 	}
 	s.Waiting = st.next().waiting
 	s.Balanced = s.Waiting == 0 && Balanced(groups, nodes, current)

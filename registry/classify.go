@@ -24,7 +24,18 @@ func IsUnavailable(err error) bool {
 	if err == nil {
 		return false
 	}
-	var ne net.Error // *net.OpError, *net.DNSError, context.DeadlineExceeded…
+	var oe *net.OpError
+	if errors.As(err, &oe) {
+		return true
+	}
+	// syscall.Errno satisfies net.Error too: only the errnos of a broken
+	// connection count (ENOENT reading a file is not Redis being away).
+	var errno syscall.Errno
+	if errors.As(err, &errno) {
+		return errno == syscall.ECONNREFUSED || errno == syscall.ECONNRESET ||
+			errno == syscall.EPIPE || errno == syscall.ECONNABORTED || errno == syscall.ETIMEDOUT
+	}
+	var ne net.Error // *net.DNSError, context.DeadlineExceeded, go-redis timeouts…
 	if errors.As(err, &ne) {
 		return true
 	}

@@ -61,7 +61,8 @@ func TestIsUnavailable(t *testing.T) {
 	}
 	for _, err := range []error{
 		nil, ErrNotFound, errors.New("ERR unknown command"), redis.Nil,
-		&os.PathError{Op: "open", Path: "nofile.yaml", Err: os.ErrNotExist},
+		&os.PathError{Op: "open", Path: "nofile.yaml", Err: syscall.ENOENT},
+		fmt.Errorf("read nofile.yaml: %w", syscall.ENOENT),
 		wrap(ErrInvalidWeight, "update group %q", "x"),
 	} {
 		assert.False(t, IsUnavailable(err), "%v", err)

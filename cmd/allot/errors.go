@@ -58,10 +58,6 @@ func exitCode(err error) int {
 	if errors.As(err, &ee) {
 		return ee.code
 	}
-	// Cobra reports an unknown top-level command as a plain error.
-	if strings.HasPrefix(err.Error(), "unknown command ") {
-		return exitUsage
-	}
 	if registry.IsInvalidInput(err) {
 		return exitUsage
 	}

@@ -189,6 +189,12 @@ func TestImportInvalidWritesNothing(t *testing.T) {
 	_, errOut, code := runCLI(t, url, "import", filepath.Join(t.TempDir(), "missing.yaml"))
 	assert.Equal(t, exitFailure, code)
 	assert.Contains(t, errOut, "missing.yaml: no such file or directory")
+	assert.NotContains(t, errOut, "redis")
+	// The file is read before Redis is needed: a missing file is named even
+	// when Redis is away.
+	_, errOut, code = runCLI(t, "redis://127.0.0.1:1", "import", "nofile.yaml")
+	assert.Equal(t, exitFailure, code)
+	assert.Equal(t, "allot: read nofile.yaml: no such file or directory\n", errOut)
 }
 
 func TestImportUndoesPartialWrites(t *testing.T) {

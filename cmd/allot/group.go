@@ -281,11 +281,20 @@ func newGroupUpdateCommand(a *app) *cobra.Command {
 				if !when.IsZero() {
 					return a.schedule(ctx, reg, registry.Scheduled{At: when, Group: name, Op: registry.OpUpdate, Change: c, By: a.by()})
 				}
+				before, err := reg.Get(ctx, name)
+				if err != nil {
+					return groupError(name, err)
+				}
 				g, err := reg.Update(ctx, name, c, a.by())
 				if err != nil {
 					return groupError(name, err)
 				}
 				return a.print(allocator.View(g, nil, false), func() table {
+					if g.Version == before.Version {
+						// The registry writes no version for a change that
+						// changes nothing.
+						return table{title: []string{fmt.Sprintf("group %q unchanged: it already had these settings (version %d)", g.Name, g.Version)}}
+					}
 					return table{title: []string{fmt.Sprintf("group %q updated (version %d)", g.Name, g.Version)}}
 				})
 			})
@@ -644,9 +653,13 @@ func (a *app) waitRetired(ctx context.Context, name string, g registry.Group) (r
 // --- delete ---
 
 func newGroupDeleteCommand(a *app) *cobra.Command {
-	return &cobra.Command{
-		Use:               "delete NAME",
-		Short:             "Remove a group and its history now; its nodes get other groups",
+	var yes bool
+	cmd := &cobra.Command{
+		Use:   "delete NAME",
+		Short: "Remove a group and its history now; its nodes get other groups",
+		Long: `Delete removes a group and its history at once; the nodes holding it move to
+other groups. A group that live nodes hold needs --yes (on a terminal, a
+prompt asks instead): retiring it ('allot group retire') drains it first.`,
 		Args:              exactArgs("NAME"),
 		ValidArgsFunction: a.completeGroups,
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -655,6 +668,15 @@ func newGroupDeleteCommand(a *app) *cobra.Command {
 				return err
 			}
 			return a.withRegistry(cmd, func(ctx context.Context, reg *registry.Registry) error {
+				if !yes {
+					h, err := a.holders(ctx)
+					if err != nil {
+						return err
+					}
+					if held := h[name]; len(held) > 0 && !a.confirm(fmt.Sprintf("group %q is held by %d node(s): %s; delete it now? [y/N] ", name, len(held), list(held))) {
+						return usageErrorf("group %q is held by %d node(s) (%s); nothing deleted: add --yes to delete it now, or retire it to drain it first", name, len(held), list(held))
+					}
+				}
 				if err := reg.Delete(ctx, name, a.by()); err != nil {
 					return groupError(name, err)
 				}
@@ -664,4 +686,6 @@ func newGroupDeleteCommand(a *app) *cobra.Command {
 			})
 		},
 	}
+	cmd.Flags().BoolVarP(&yes, "yes", "y", false, "delete even when nodes hold the group")
+	return cmd
 }

@@ -11,6 +11,9 @@ import (
 func init() { commandFactories = append(commandFactories, newVersionCommand) }
 
 // version is set at build time: go build -ldflags "-X main.version=v1.2.3".
+// Without it buildVersion falls back to the module version the go command
+// stamped (`go install …@v1.2.3`, or a pseudo-version from the VCS), and to
+// "dev" only when there is none.
 var version = "dev"
 
 // versionInfo is the JSON/YAML of `allot version`.
@@ -35,6 +38,15 @@ func buildVersion() versionInfo {
 	return v
 }
 
+// line is the version as `allot version` and `allot --version` print it,
+// after "allot ".
+func (v versionInfo) line() string {
+	if v.Commit != "" {
+		return fmt.Sprintf("%s (%s, commit %.12s)", v.Version, v.Go, v.Commit)
+	}
+	return fmt.Sprintf("%s (%s)", v.Version, v.Go)
+}
+
 func newVersionCommand(a *app) *cobra.Command {
 	return &cobra.Command{
 		Use:   "version",
@@ -43,11 +55,7 @@ func newVersionCommand(a *app) *cobra.Command {
 		RunE: func(*cobra.Command, []string) error {
 			v := buildVersion()
 			return a.print(v, func() table {
-				line := fmt.Sprintf("allot %s (%s)", v.Version, v.Go)
-				if v.Commit != "" {
-					line = fmt.Sprintf("allot %s (%s, commit %.12s)", v.Version, v.Go, v.Commit)
-				}
-				return table{title: []string{line}}
+				return table{title: []string{"allot " + v.line()}}
 			})
 		},
 	}
