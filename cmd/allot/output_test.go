@@ -151,6 +151,14 @@ func TestYAMLKeepsJSONNamesAndOrder(t *testing.T) {
 	assert.Contains(t, string(b), "secret_keys:\n  - api_key\n")
 }
 
+// TestEventLineColumns: every known event type keeps the columns aligned.
+func TestEventLineColumns(t *testing.T) {
+	for _, typ := range eventTypes {
+		line := eventLine(registry.Event{Type: typ, Group: "g", At: goldenNow})
+		assert.Equal(t, len("2006-01-02 15:04:05 ")+eventTypeWidth+len(" group=g"), len(line), line)
+	}
+}
+
 func TestParseAt(t *testing.T) {
 	now := goldenNow
 	for _, tc := range []struct {
