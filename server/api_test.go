@@ -128,7 +128,7 @@ func secretChange(key, value string) registry.Change {
 	return registry.Change{Set: map[string]string{key: value, "region": "eu"}, Secret: []string{key}}
 }
 
-// groupJSON is the group JSON of DESIGN.md.
+// groupJSON is the group JSON of docs/design.md.
 type groupJSON struct {
 	Name       string            `json:"name"`
 	Version    int64             `json:"version"`
