@@ -178,6 +178,9 @@ func (c *Client) Start(ctx context.Context) error {
 		return ErrAlreadyStarted
 	}
 	c.mu.Unlock()
+	if c.o.logSet {
+		routeRedisLogger(c.log)
+	}
 	if err := c.resolveHeartbeat(ctx); err != nil {
 		return err
 	}

@@ -27,7 +27,10 @@ type options struct {
 	// heartbeatSet is true when WithHeartbeat was given: Start then checks
 	// it against the namespace settings instead of adopting them.
 	heartbeatSet bool
-	log          *slog.Logger
+	// logSet is true when WithLogger was given: Start then routes go-redis's
+	// own log lines to it.
+	logSet bool
+	log    *slog.Logger
 
 	// now is the monotonic clock leases are measured with. Tests replace it.
 	now func() time.Time
@@ -92,12 +95,15 @@ func WithHeartbeat(cfg heartbeat.Config) Option {
 	return func(o *options) { o.heartbeat, o.heartbeatSet = cfg, true }
 }
 
-// WithLogger sets the logger. Config values are never logged.
+// WithLogger sets the logger. Config values are never logged. Start also
+// routes go-redis's own log lines (dial and pool errors) to it at warn
+// level; go-redis has one logger per process, so with several clients the
+// last one started gets them all.
 // default: discard.
 func WithLogger(l *slog.Logger) Option {
 	return func(o *options) {
 		if l != nil {
-			o.log = l
+			o.log, o.logSet = l, true
 		}
 	}
 }
