@@ -10,6 +10,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"time"
 
 	"go.yaml.in/yaml/v3"
 
@@ -120,7 +121,11 @@ func (s *Server) importPool(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	plan, err := registry.PlanImport(p, have, prune)
+	pending, err := s.reg.Schedules(r.Context())
+	if err != nil {
+		return err
+	}
+	plan, err := registry.PlanImport(p, have, prune, registry.WithPending(pending, time.Now()))
 	var pe *registry.PoolError
 	if errors.As(err, &pe) {
 		return poolProblems(pe)
