@@ -89,9 +89,10 @@ func groupError(name string, err error) error {
 // describe renders err as the one line printed after "allot: ".
 func (a *app) describe(err error) string {
 	switch {
+	case errors.As(err, new(*unreachableError)):
+		// Already says where and why.
 	case errors.Is(err, context.DeadlineExceeded):
 		return fmt.Sprintf("no answer from redis at %s within %v (raise --timeout)", a.maskedURL(), a.timeout)
-	case errors.As(err, new(*unreachableError)):
 	case registry.IsUnavailable(err):
 		return (&unreachableError{url: a.maskedURL(), err: err}).Error()
 	}
