@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"testing"
 	"time"
@@ -222,4 +223,15 @@ func TestAge(t *testing.T) {
 		assert.Equal(t, want, age(goldenNow, goldenNow.Add(-d)), d)
 	}
 	assert.Equal(t, "-", age(goldenNow, time.Time{}))
+}
+
+func TestVersionFallsBackToModuleVersion(t *testing.T) {
+	installed := &debug.BuildInfo{Main: debug.Module{Version: "v1.4.0"}}
+	assert.Equal(t, "v1.4.0", versionOf("dev", installed).Version, "go install …@v1.4.0, no ldflags")
+	assert.Equal(t, "v2.0.0", versionOf("v2.0.0", installed).Version, "the ldflags stamp wins")
+	devel := &debug.BuildInfo{Main: debug.Module{Version: "(devel)"}, Settings: []debug.BuildSetting{{Key: "vcs.revision", Value: "abc123"}}}
+	v := versionOf("dev", devel)
+	assert.Equal(t, "dev", v.Version)
+	assert.Equal(t, "abc123", v.Commit)
+	assert.Equal(t, "dev", versionOf("dev", nil).Version)
 }

@@ -24,15 +24,25 @@ type versionInfo struct {
 }
 
 func buildVersion() versionInfo {
-	v := versionInfo{Version: version, Go: runtime.Version()}
-	if bi, ok := debug.ReadBuildInfo(); ok {
-		if v.Version == "dev" && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
-			v.Version = bi.Main.Version
-		}
-		for _, s := range bi.Settings {
-			if s.Key == "vcs.revision" {
-				v.Commit = s.Value
-			}
+	bi, _ := debug.ReadBuildInfo()
+	return versionOf(version, bi)
+}
+
+// versionOf is the version of a binary stamped with ldflag (-X main.version)
+// and built as bi says (nil: no build info): the stamp, else the module
+// version the go command recorded (`go install …@v1.2.3`, or a pseudo-version
+// from the VCS), else "dev"; plus the VCS revision when recorded.
+func versionOf(ldflag string, bi *debug.BuildInfo) versionInfo {
+	v := versionInfo{Version: ldflag, Go: runtime.Version()}
+	if bi == nil {
+		return v
+	}
+	if v.Version == "dev" && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+		v.Version = bi.Main.Version
+	}
+	for _, s := range bi.Settings {
+		if s.Key == "vcs.revision" {
+			v.Commit = s.Value
 		}
 	}
 	return v
