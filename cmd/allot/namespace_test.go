@@ -6,10 +6,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/allot-io/allot/heartbeat"
+	"github.com/allot-io/allot/internal/keys"
 	"github.com/allot-io/allot/internal/redistest"
 )
 
@@ -59,4 +61,37 @@ func TestNamespaceSetList(t *testing.T) {
 	cfg, _, err := heartbeat.LoadConfig(context.Background(), rdb, "")
 	require.NoError(t, err)
 	assert.Equal(t, heartbeat.Config{Interval: time.Second, TTL: 3 * time.Second}, cfg)
+}
+
+// TestRebalanceReapsByNamespaceTTL: `allot rebalance` judges nodes by the
+// namespace's TTL, not the default 6 s — a node on a 10 s interval whose
+// last beat is 7 s old is live.
+func TestRebalanceReapsByNamespaceTTL(t *testing.T) {
+	s := redistest.Start(t)
+	url := s.URL()
+	rdb := s.Client(t)
+	ctx := context.Background()
+	mustRun(t, url, "group", "add", "g")
+	mustRun(t, url, "namespace", "set", "--interval", "10s", "--ttl", "30s")
+	slow := heartbeat.Config{Interval: 10 * time.Second, TTL: 30 * time.Second}
+	hb, err := heartbeat.New(rdb, "", slow)
+	require.NoError(t, err)
+	_, err = hb.Beat(ctx, heartbeat.Beat{Node: "slow-1", IP: "10.0.0.1"})
+	require.NoError(t, err)
+	// Back-date its beat by 7 s of server time: past the default TTL, well
+	// within the namespace's.
+	now, err := rdb.Time(ctx).Result()
+	require.NoError(t, err)
+	require.NoError(t, rdb.ZAdd(ctx, keys.New("").Nodes(), redis.Z{Score: float64(now.Add(-7 * time.Second).UnixMilli()), Member: "slow-1"}).Err())
+
+	mustRun(t, url, "rebalance")
+	assert.Contains(t, mustRun(t, url, "node", "list"), "slow-1")
+	var g struct{ Nodes []string }
+	require.NoError(t, json.Unmarshal([]byte(mustRun(t, url, "group", "get", "g", "-o", "json")), &g))
+	assert.Equal(t, []string{"slow-1"}, g.Nodes)
+
+	// The same beat age with the default settings is a dead node.
+	require.NoError(t, rdb.Del(ctx, keys.New("").Settings()).Err())
+	mustRun(t, url, "rebalance")
+	assert.Equal(t, "no live nodes\n", mustRun(t, url, "node", "list"))
 }
