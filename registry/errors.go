@@ -74,8 +74,7 @@ func Reason(err error) string {
 	if err == nil {
 		return ""
 	}
-	var oe *opError
-	if errors.As(err, &oe) && err.Error() == oe.Error() {
+	if oe, ok := err.(*opError); ok {
 		return strings.TrimPrefix(oe.err.Error(), "registry: ")
 	}
 	return strings.TrimPrefix(err.Error(), "registry: ")
