@@ -2,12 +2,13 @@
 
 GO ?= go
 
-.PHONY: test deps bench build
+.PHONY: test deps bench build tidy
 
 # test installs what is missing (deps), fails on unformatted files, then vets,
-# then runs every test with the race detector against real redis-server
-# processes (see internal/redistest).
-test: deps
+# then checks that go.mod/go.sum are tidy (both modules), then runs every test
+# with the race detector against real redis-server processes (see
+# internal/redistest).
+test: deps tidy
 	@unformatted="$$(gofmt -l .)"; \
 	if [ -n "$$unformatted" ]; then \
 		echo "gofmt -l lists files that need formatting (run gofmt -w):"; \
@@ -16,6 +17,13 @@ test: deps
 	fi
 	$(GO) vet ./...
 	$(GO) test -race -count=1 ./...
+
+# tidy fails when `go mod tidy` would change go.mod or go.sum (of the module or
+# of the separate bench module): every dependency is listed once, direct ones
+# without `// indirect`.
+tidy:
+	$(GO) mod tidy -diff
+	cd bench && $(GO) mod tidy -diff
 
 # deps installs redis-server and chromium with apt-get when they are missing.
 deps:

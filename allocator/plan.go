@@ -45,10 +45,10 @@ const (
 
 // candidateWindow bounds how many groups with room a placed node compares
 // (see Plan). With at most this many groups with room, the rule is exactly the
-// DESIGN.md rule.
+// docs/design.md rule.
 const candidateWindow = 16
 
-// Plan returns the assignment of groups to nodes that DESIGN.md "Allocation"
+// Plan returns the assignment of groups to nodes that docs/design.md "Allocation"
 // describes, moving as few nodes as possible away from prev.
 //
 // Plan is pure and deterministic: the result depends only on the sets of
@@ -74,7 +74,7 @@ const candidateWindow = 16
 // score first; the surplus is released. Released, new and orphaned nodes, in
 // ID order, each take a group with remaining room: the one with the highest
 // score (ties: name) among the candidate groups. When at most 16 groups have
-// room the candidates are all of them: exactly the DESIGN.md rule. That covers
+// room the candidates are all of them: exactly the docs/design.md rule. That covers
 // every pool of at most 16 groups and the usual single change (a join or a
 // leave typically leaves one group with room). With more groups with room
 // (a fresh plan, deleting a group held by many nodes) the candidates are the
@@ -134,7 +134,7 @@ func Targets(groups []Group, nodes []Node) map[string]int {
 	return out
 }
 
-// Balanced reports whether a satisfies DESIGN.md's balance rules for these
+// Balanced reports whether a satisfies docs/design.md's balance rules for these
 // groups and nodes, ignoring entries of a for unknown nodes or groups. When
 // nodes >= groups, every node holds at most one group and every group has
 // exactly its Targets count. When nodes < groups, every group has exactly one

@@ -16,7 +16,7 @@ import (
 	"github.com/allot-io/allot/allocator"
 )
 
-// score is DESIGN.md's s(n, g), computed independently of the package.
+// score is docs/design.md's s(n, g), computed independently of the package.
 func score(ip, group string) uint64 { return xxhash.Sum64String(ip + "/" + group) }
 
 // higher reports whether node a beats node b for group g: higher score, then

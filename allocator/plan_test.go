@@ -364,7 +364,7 @@ func TestMoved(t *testing.T) {
 }
 
 // TestPlanMatchesReference checks Plan against a direct, slow transcription
-// of DESIGN.md's rules on pools small enough (<= 16 groups with room) for the
+// of docs/design.md's rules on pools small enough (<= 16 groups with room) for the
 // placement rule to be the exact one.
 func TestPlanMatchesReference(t *testing.T) {
 	r := rand.New(rand.NewPCG(5, 6))
@@ -473,7 +473,7 @@ func referenceTargets(v view) map[string]int {
 	return count
 }
 
-// referencePlan is DESIGN.md "Allocation" written out the slow, obvious way.
+// referencePlan is docs/design.md "Allocation" written out the slow, obvious way.
 func referencePlan(groups []allocator.Group, nodes []allocator.Node, prev allocator.Assignment) allocator.Assignment {
 	v := newView(groups, nodes)
 	out := allocator.Assignment{}

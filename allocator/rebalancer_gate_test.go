@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -172,7 +173,7 @@ func TestGateCapNeverExceeded(t *testing.T) {
 				for _, n := range nodes {
 					st.nodes = append(st.nodes, heartbeat.Node{ID: n.id, IP: n.ip, Preferred: n.preferred, Held: n.held, Ack: n.ack})
 				}
-				slices.SortFunc(st.nodes, func(a, b heartbeat.Node) int { return compareStrings(a.ID, b.ID) })
+				slices.SortFunc(st.nodes, func(a, b heartbeat.Node) int { return strings.Compare(a.ID, b.ID) })
 				commit(&st, st.next())
 			}
 			for _, g := range groups {
@@ -189,14 +190,4 @@ func TestGateCapNeverExceeded(t *testing.T) {
 			}
 		}
 	}
-}
-
-func compareStrings(a, b string) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }

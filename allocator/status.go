@@ -20,6 +20,9 @@ type Status struct {
 	Standby   []string      `json:"standby"`
 	// Waiting counts capped-group grants held back until a holder releases.
 	Waiting int `json:"waiting"`
+	// Unserved lists the active groups no live node holds (sorted): with no
+	// nodes at all the pool is "balanced" yet serves nothing.
+	Unserved []string `json:"unserved"`
 }
 
 // GroupStatus is one group in a Status.
@@ -100,24 +103,57 @@ func (st state) status() Status {
 		}
 		s.Groups = append(s.Groups, gs)
 	}
+	s.Unserved = []string{}
+	for _, g := range s.Groups {
+		if g.State == string(registry.Active) && len(g.Nodes) == 0 {
+			s.Unserved = append(s.Unserved, g.Name)
+		}
+	}
 	s.Waiting = st.next().waiting
 	s.Balanced = s.Waiting == 0 && Balanced(groups, nodes, current)
 	return s
 }
 
-// GroupViews pairs each group with the nodes holding it according to s.
-func (s Status) GroupViews(groups []registry.Group) []GroupView {
+// View is group g as the CLI and the HTTP API show it: masked unless reveal
+// (an admin asked for the secret values), with the IDs of the live nodes
+// holding it (never nil, so JSON shows []).
+func View(g registry.Group, nodes []string, reveal bool) GroupView {
+	if !reveal {
+		g = g.Masked()
+	}
+	if nodes == nil {
+		nodes = []string{}
+	}
+	return GroupView{Group: g, Nodes: nodes}
+}
+
+// Holders maps each group to the IDs of the live nodes holding it, sorted.
+// A committed entry of a node that died and is not reaped yet is no holder.
+func (s Status) Holders() map[string][]string {
 	holders := make(map[string][]string, len(s.Groups))
 	for _, g := range s.Groups {
 		holders[g.Name] = g.Nodes
 	}
+	return holders
+}
+
+// Holders reads the pool and maps each group to the IDs of the live nodes
+// holding it, as Inspect counts them. It only reads.
+func Holders(ctx context.Context, reg *registry.Registry, hb *heartbeat.Tracker) (map[string][]string, error) {
+	st, err := Inspect(ctx, reg, hb)
+	if err != nil {
+		return nil, err
+	}
+	return st.Holders(), nil
+}
+
+// GroupViews pairs each group with the nodes holding it according to s,
+// unmasked (the caller masks, or uses View).
+func (s Status) GroupViews(groups []registry.Group) []GroupView {
+	holders := s.Holders()
 	out := make([]GroupView, 0, len(groups))
 	for _, g := range groups {
-		h := holders[g.Name]
-		if h == nil {
-			h = []string{}
-		}
-		out = append(out, GroupView{Group: g, Nodes: h})
+		out = append(out, View(g, holders[g.Name], true))
 	}
 	return out
 }

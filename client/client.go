@@ -191,6 +191,22 @@ func (c *Client) Start(ctx context.Context) error {
 		c.mu.Unlock()
 		return ErrAlreadyStarted
 	}
+	c.mu.Unlock()
+	if c.o.logSet {
+		routeRedisLogger(c.log)
+	}
+	if err := c.resolveHeartbeat(ctx); err != nil {
+		return err
+	}
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return ErrClosed
+	}
+	if c.started {
+		c.mu.Unlock()
+		return ErrAlreadyStarted
+	}
 	c.started = true
 	c.session = heartbeat.NewSession()
 	c.mu.Unlock()
@@ -217,6 +233,41 @@ func (c *Client) Start(ctx context.Context) error {
 		}
 		return fmt.Errorf("%w: %w", ErrNoAssignment, ctx.Err())
 	}
+}
+
+// resolveHeartbeat reads the namespace's heartbeat settings before any
+// goroutine starts (heartbeat.Resolve): a node adopts them unless
+// WithHeartbeat was given, and then they must agree. When Redis cannot be
+// reached the node starts on its configured Config (its disk cache may carry
+// it through the outage) and logs why.
+func (c *Client) resolveHeartbeat(ctx context.Context) error {
+	var want *heartbeat.Config
+	if c.o.heartbeatSet {
+		want = &c.o.heartbeat
+	}
+	// Bounded: a node starting while Redis is down must reach its disk
+	// cache quickly.
+	rctx, cancel := context.WithTimeout(ctx, c.o.heartbeat.Interval)
+	defer cancel()
+	cfg, err := heartbeat.Resolve(rctx, c.rdb, c.o.namespace, want)
+	switch {
+	case err == nil:
+	case registry.IsUnavailable(err):
+		c.log.Warn("cannot read the namespace settings; using the configured heartbeat", "interval", c.o.heartbeat.Interval, "ttl", c.o.heartbeat.TTL, "err", err)
+		return nil
+	default:
+		return fmt.Errorf("%w: %w", ErrInvalidOption, err)
+	}
+	if cfg == c.o.heartbeat {
+		return nil
+	}
+	hb, err := heartbeat.New(c.rdb, c.o.namespace, cfg, heartbeat.WithLogger(c.o.log))
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalidOption, err)
+	}
+	c.o.heartbeat, c.hb = cfg, hb
+	c.rb = allocator.NewRebalancer(c.rdb, c.reg, hb, allocator.WithPlanner(c.o.nodeID), allocator.WithRebalancerLogger(c.o.log))
+	return nil
 }
 
 // Assignment returns the current assignment. It takes no lock and

@@ -24,7 +24,13 @@ type options struct {
 	preferred string
 	cacheDir  string
 	heartbeat heartbeat.Config
-	log       *slog.Logger
+	// heartbeatSet is true when WithHeartbeat was given: Start then checks
+	// it against the namespace settings instead of adopting them.
+	heartbeatSet bool
+	// logSet is true when WithLogger was given: Start then routes go-redis's
+	// own log lines to it.
+	logSet bool
+	log    *slog.Logger
 
 	// now is the monotonic clock leases are measured with. Tests replace it.
 	now func() time.Time
@@ -79,18 +85,25 @@ func WithCacheDir(dir string) Option {
 	return func(o *options) { o.cacheDir = dir }
 }
 
-// WithHeartbeat sets the beat interval and TTL; every node of a namespace
-// must use the same. default: heartbeat.DefaultConfig() (2 s, 6 s).
+// WithHeartbeat sets the beat interval and TTL. They belong to the
+// namespace (`allot namespace set`): Start fails with an error wrapping
+// heartbeat.ErrConfigMismatch when the namespace stores other values, and
+// stores cfg when it stores none yet. default: the namespace's settings,
+// read at Start (heartbeat.DefaultConfig(), 2 s and 6 s, when none are
+// stored or Redis cannot be reached).
 func WithHeartbeat(cfg heartbeat.Config) Option {
-	return func(o *options) { o.heartbeat = cfg }
+	return func(o *options) { o.heartbeat, o.heartbeatSet = cfg, true }
 }
 
-// WithLogger sets the logger. Config values are never logged.
+// WithLogger sets the logger. Config values are never logged. Start also
+// routes go-redis's own log lines (dial and pool errors) to it at warn
+// level; go-redis has one logger per process, so with several clients the
+// last one started gets them all.
 // default: discard.
 func WithLogger(l *slog.Logger) Option {
 	return func(o *options) {
 		if l != nil {
-			o.log = l
+			o.log, o.logSet = l, true
 		}
 	}
 }

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"cmp"
 	"fmt"
 	"slices"
 	"sort"
@@ -419,7 +420,7 @@ func (c *checker) run() ([]violation, stats) {
 	out = append(out, c.checkSupply(&st)...)
 	out = append(out, c.checkReassign(&st)...)
 	out = append(out, c.checkProcesses(&st)...)
-	slices.SortFunc(out, func(a, b violation) int { return cmpInt(a.t, b.t) })
+	slices.SortFunc(out, func(a, b violation) int { return cmp.Compare(a.t, b.t) })
 	return out, st
 }
 
@@ -468,7 +469,7 @@ func (c *checker) history(v violation) string {
 			lines = append(lines, line{e.t, fmt.Sprintf("%s %s %s", e.node, e.kind, e.detail)})
 		}
 	}
-	slices.SortStableFunc(lines, func(a, b line) int { return cmpInt(a.t, b.t) })
+	slices.SortStableFunc(lines, func(a, b line) int { return cmp.Compare(a.t, b.t) })
 	if len(lines) > 300 {
 		lines = lines[len(lines)-300:]
 	}

@@ -11,10 +11,10 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// nodeBin is the examples/node binary TestMain builds.
+// nodeBin is the e2e/chaosnode binary TestMain builds.
 var nodeBin string
 
-// TestMain builds examples/node once, without -race: the library's race
+// TestMain builds e2e/chaosnode once, without -race: the library's race
 // freedom is covered by its unit tests, and a race build of dozens of
 // processes would starve a 2-core machine.
 func TestMain(m *testing.M) {
@@ -32,10 +32,10 @@ func runMain(m *testing.M) int {
 	}
 	defer os.RemoveAll(dir)
 	nodeBin = filepath.Join(dir, "node")
-	cmd := exec.Command("go", "build", "-o", nodeBin, "github.com/allot-io/allot/examples/node")
+	cmd := exec.Command("go", "build", "-o", nodeBin, "github.com/allot-io/allot/e2e/chaosnode")
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 	if err := cmd.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "e2e: build examples/node:", err)
+		fmt.Fprintln(os.Stderr, "e2e: build e2e/chaosnode:", err)
 		return 1
 	}
 	return m.Run()

@@ -432,7 +432,7 @@ func (p *pool) get(ctx context.Context, name string) (registry.Group, error) {
 }
 
 // settle waits (polling, up to limit) for invariant 3: the pool is
-// balanced per DESIGN.md (allocator.Inspect), every active group has
+// balanced per docs/design.md (allocator.Inspect), every active group has
 // exactly its target node count, the live nodes are exactly the running
 // processes, and every running node's last report equals its committed
 // groups at the registry's versions.

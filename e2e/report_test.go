@@ -3,6 +3,7 @@ package e2e
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -79,16 +80,6 @@ func readReports(p *proc) ([]report, error) {
 		r.proc = p
 		out = append(out, r)
 	}
-	slices.SortStableFunc(out, func(a, b report) int { return cmpInt(a.T, b.T) })
+	slices.SortStableFunc(out, func(a, b report) int { return cmp.Compare(a.T, b.T) })
 	return out, nil
-}
-
-func cmpInt(a, b int64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }

@@ -6,6 +6,11 @@ import (
 	"time"
 )
 
+// ErrConfigMismatch means a process was configured with a heartbeat Config
+// that differs from the one stored for its namespace (`allot namespace set`):
+// a reaper would judge its nodes by a TTL they do not use.
+var ErrConfigMismatch = errors.New("heartbeat: config differs from the namespace settings")
+
 var (
 	// ErrInvalidConfig is returned by Config.Validate and New for a Config
 	// that cannot work (Interval <= 0, or TTL shorter than 3 × Interval), and

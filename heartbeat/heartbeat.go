@@ -19,6 +19,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/allot-io/allot/internal/assignlua"
 	"github.com/allot-io/allot/internal/keys"
 	"github.com/allot-io/allot/registry"
 )
@@ -42,17 +43,13 @@ var (
 	liveLua    string
 	liveScript = redis.NewScript(liveLua)
 
-	// forget.lua is a prelude of the scripts that remove nodes.
-	//go:embed forget.lua
-	forgetLua string
-
 	//go:embed reap.lua
 	reapLua    string
-	reapScript = redis.NewScript(forgetLua + reapLua)
+	reapScript = redis.NewScript(assignlua.Forget + reapLua)
 
 	//go:embed leave.lua
 	leaveLua    string
-	leaveScript = redis.NewScript(forgetLua + leaveLua)
+	leaveScript = redis.NewScript(assignlua.Forget + leaveLua)
 )
 
 // Tracker records the beats of the nodes of one namespace and judges their

@@ -66,6 +66,20 @@ func (e *opError) Error() string {
 
 func (e *opError) Unwrap() error { return e.err }
 
+// Reason is err's message as a front end shows it to a user who already knows
+// what they asked for: when err carries the operation context registry adds
+// (`registry: update group "x": …`) only the reason after it, and never the
+// "registry: " prefix. Errors of other packages keep their message.
+func Reason(err error) string {
+	if err == nil {
+		return ""
+	}
+	if oe, ok := err.(*opError); ok {
+		return strings.TrimPrefix(oe.err.Error(), "registry: ")
+	}
+	return strings.TrimPrefix(err.Error(), "registry: ")
+}
+
 // wrap adds the operation to err (nil stays nil).
 func wrap(err error, format string, args ...any) error {
 	if err == nil {

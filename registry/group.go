@@ -86,23 +86,23 @@ func (g Group) clone() Group {
 // as is.
 type Change struct {
 	// Set adds or replaces config values.
-	Set map[string]string `json:"set,omitempty"`
+	Set map[string]string `json:"set,omitempty" yaml:"set,omitempty"`
 	// Unset removes config keys (and their secret mark).
-	Unset []string `json:"unset,omitempty"`
+	Unset []string `json:"unset,omitempty" yaml:"unset,omitempty"`
 	// Secret lists config keys whose values are secret (masked in outputs).
-	Secret []string `json:"secret,omitempty"`
+	Secret []string `json:"secret,omitempty" yaml:"secret,omitempty"`
 	// Unsecret lists secret config keys whose mark is removed: the only way
 	// a mark goes (an admin's act; Rollback and import keep marks).
-	Unsecret []string `json:"unsecret,omitempty"`
+	Unsecret []string `json:"unsecret,omitempty" yaml:"unsecret,omitempty"`
 	// Weight replaces the weight (> 0).
-	Weight *float64 `json:"weight,omitempty"`
+	Weight *float64 `json:"weight,omitempty" yaml:"weight,omitempty"`
 	// MaxNodes replaces max_nodes (0 = unlimited).
-	MaxNodes *int `json:"max_nodes,omitempty"`
+	MaxNodes *int `json:"max_nodes,omitempty" yaml:"max_nodes,omitempty"`
 	// Quota replaces the quota; "" clears it.
-	Quota *string `json:"quota,omitempty"`
+	Quota *string `json:"quota,omitempty" yaml:"quota,omitempty"`
 	// IfVersion, when not 0, makes the change fail with ErrVersionMismatch
 	// unless the group is at exactly this version.
-	IfVersion int64 `json:"if_version,omitempty"`
+	IfVersion int64 `json:"if_version,omitempty" yaml:"if_version,omitempty"`
 }
 
 // IsZero reports whether every field of c is empty (IfVersion included).

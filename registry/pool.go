@@ -26,6 +26,8 @@ const DefaultUndoTimeout = 10 * time.Second
 // field names (JSON and YAML) are the file format.
 type Pool struct {
 	Groups []PoolGroup `json:"groups" yaml:"groups"`
+	// Schedules are the pending scheduled changes (see PoolSchedule).
+	Schedules []PoolSchedule `json:"schedules,omitempty" yaml:"schedules,omitempty"`
 }
 
 // PoolGroup is one group of a Pool. Omitted fields take their defaults
@@ -68,7 +70,13 @@ func (r *Registry) Export(ctx context.Context, reveal bool) (Pool, error) {
 	if err != nil {
 		return Pool{}, err
 	}
-	return ExportPool(groups, reveal), nil
+	items, err := r.Schedules(ctx)
+	if err != nil {
+		return Pool{}, err
+	}
+	p := ExportPool(groups, reveal)
+	p.Schedules = ExportSchedules(items, groups, reveal)
+	return p, nil
 }
 
 // FieldChange is one field that differs between two versions of a group.
@@ -146,9 +154,14 @@ type ImportPlan struct {
 	Unchanged int `json:"unchanged" yaml:"unchanged"`
 	// Kept are the stored groups the document lacks, left alone (no prune).
 	Kept []string `json:"kept" yaml:"kept"`
+	// Schedules reports the document's scheduled changes (see PoolSchedule).
+	Schedules ScheduleImport `json:"schedules" yaml:"schedules"`
 
 	added map[string]Group
 	steps []importStep
+	// schedules are the document's scheduled changes, checked by PlanImport;
+	// Apply adds those not pending already.
+	schedules []Scheduled
 }
 
 // AddedGroup returns the settings group name is created with, for a name
@@ -160,7 +173,7 @@ func (p ImportPlan) AddedGroup(name string) (Group, bool) {
 
 // Writes counts the registry writes Apply makes (0: the pool already
 // matches the document).
-func (p ImportPlan) Writes() int { return len(p.steps) }
+func (p ImportPlan) Writes() int { return len(p.steps) + len(p.schedules) }
 
 // importOp is one kind of registry write of an import.
 type importOp int
@@ -206,7 +219,11 @@ type importStep struct {
 // A masked secret value (as written by ExportPool without reveal) keeps the
 // stored value when it matches it. It does no I/O. When any group is
 // invalid it returns a *PoolError naming every problem.
-func PlanImport(p Pool, have []Group, prune bool) (ImportPlan, error) {
+func PlanImport(p Pool, have []Group, prune bool, opts ...PlanOption) (ImportPlan, error) {
+	cfg := planConfig{now: time.Now()}
+	for _, o := range opts {
+		o(&cfg)
+	}
 	plan := ImportPlan{Added: []string{}, Changed: []GroupChanges{}, Removed: []string{}, Kept: []string{},
 		added: map[string]Group{}}
 	stored := make(map[string]Group, len(have))
@@ -276,6 +293,19 @@ func PlanImport(p Pool, have []Group, prune bool) (ImportPlan, error) {
 		default:
 			plan.Kept = append(plan.Kept, g.Name)
 		}
+	}
+	fileSecrets := make(map[string][]string, len(p.Groups))
+	for _, pg := range p.Groups {
+		fileSecrets[pg.Name] = pg.SecretKeys
+	}
+	known := func(g string) bool {
+		_, listed := seen[g]
+		_, exists := stored[g]
+		return listed || (exists && !prune)
+	}
+	secrets := func(g string) []string { return slices.Concat(stored[g].SecretKeys, fileSecrets[g]) }
+	if err := plan.planSchedules(p.Schedules, cfg, known, secrets); err != nil {
+		return ImportPlan{}, err
 	}
 	// Reversible writes first, so a failure among them can be undone whole.
 	plan.steps = slices.Concat(adds, updates, states, deletes)
@@ -461,6 +491,11 @@ func (p ImportPlan) Apply(ctx context.Context, reg *Registry, by string, opts ..
 			return ae
 		}
 		done = append(done, s)
+	}
+	if f := p.addSchedules(ctx, reg, by, p.schedules); f != nil {
+		ae := &ApplyError{Group: f.group, Err: f.err}
+		undo(ctx, reg, cfg, done, ae)
+		return ae
 	}
 	return nil
 }

@@ -119,7 +119,7 @@ func TestPlanImport(t *testing.T) {
 
 	b, err := json.Marshal(p)
 	require.NoError(t, err)
-	assert.True(t, strings.HasPrefix(string(b), `{"added":["delta"],"changed":[{"name":"alpha","fields":[{"field":"config.endpoint","old":"https://a","new":"https://a2"}]}],"removed":["beta","gamma"],"unchanged":0,"kept":[]}`), "%s", b)
+	assert.True(t, strings.HasPrefix(string(b), `{"added":["delta"],"changed":[{"name":"alpha","fields":[{"field":"config.endpoint","old":"https://a","new":"https://a2"}]}],"removed":["beta","gamma"],"unchanged":0,"kept":[],"schedules":{"added":0,"pending":0,"expired":0}}`), "%s", b)
 }
 
 func TestPlanImportProblems(t *testing.T) {

@@ -1,6 +1,7 @@
 package registry
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -8,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -164,22 +166,9 @@ func (r *Registry) Schedules(ctx context.Context) ([]Scheduled, error) {
 		out = append(out, s)
 	}
 	slices.SortFunc(out, func(a, b Scheduled) int {
-		if c := a.At.Compare(b.At); c != 0 {
-			return c
-		}
-		return cmpString(a.ID, b.ID)
+		return cmp.Or(a.At.Compare(b.At), strings.Compare(a.ID, b.ID))
 	})
 	return out, nil
-}
-
-func cmpString(a, b string) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // CancelSchedule removes a pending scheduled change (ErrNotFound if it is not

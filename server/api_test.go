@@ -158,7 +158,7 @@ func secretChange(key, value string) registry.Change {
 	return registry.Change{Set: map[string]string{key: value, "region": "eu"}, Secret: []string{key}}
 }
 
-// groupJSON is the group JSON of DESIGN.md.
+// groupJSON is the group JSON of docs/design.md.
 type groupJSON struct {
 	Name       string            `json:"name"`
 	Version    int64             `json:"version"`
@@ -233,6 +233,13 @@ func TestGroupLifecycle(t *testing.T) {
 		return err == nil && got.State == registry.Retired
 	}, 10*time.Second, 20*time.Millisecond)
 
+	// ?wait=true answers only once the group is retired.
+	a.addGroup("search-b", registry.Change{})
+	r = a.do("POST", "/v1/groups/search-b/retire?wait=true", "", map[string]any{"drain_timeout": "1m"})
+	require.Equal(t, http.StatusOK, r.status, "%s", r.body)
+	r.json(t, &g)
+	assert.Equal(t, "retired", g.State)
+
 	r = a.do("DELETE", "/v1/groups/search-a", "", nil)
 	assert.Equal(t, http.StatusNoContent, r.status)
 	r = a.do("GET", "/v1/groups/search-a", "", nil)
@@ -270,12 +277,16 @@ func TestErrors(t *testing.T) {
 		{"history unknown", "GET", "/v1/groups/nope/history", nil, 404, "not_found"},
 		{"rollback unknown version", "POST", "/v1/groups/taken/rollback", `{"version":99}`, 404, "not_found"},
 		{"rollback no version", "POST", "/v1/groups/taken/rollback", `{}`, 422, "invalid"},
+		{"retire wait with at", "POST", "/v1/groups/taken/retire?wait=true", `{"at":"1h"}`, 422, "invalid"},
 		{"bad drain timeout", "POST", "/v1/groups/taken/retire", `{"drain_timeout":"soon"}`, 422, "invalid"},
 		{"bad reveal", "GET", "/v1/groups?reveal=maybe", nil, 400, "bad_request"},
 		{"unknown route", "GET", "/v1/nothing", nil, 404, "not_found"},
 		{"wrong method", "PUT", "/v1/groups", `{}`, 405, "bad_request"},
 		{"bad schedule op", "POST", "/v1/schedule", `{"group":"taken","op":"explode","at":"1h"}`, 422, "invalid"},
 		{"bad schedule time", "POST", "/v1/schedule", `{"group":"taken","op":"delete","at":"someday"}`, 422, "invalid"},
+		{"past schedule time", "POST", "/v1/schedule", `{"group":"taken","op":"delete","at":"2020-01-01T00:00:00Z"}`, 422, "invalid"},
+		{"schedule time years ahead", "POST", "/v1/schedule", `{"group":"taken","op":"delete","at":"20000h"}`, 422, "invalid"},
+		{"no schedule time", "POST", "/v1/schedule", `{"group":"taken","op":"delete"}`, 422, "invalid"},
 		{"cancel unknown schedule", "DELETE", "/v1/schedule/nope", nil, 404, "not_found"},
 		{"bad long poll", "GET", "/v1/nodes/n1/assignment?after=x", nil, 400, "bad_request"},
 		{"bad node id", "POST", "/v1/nodes/a,b/heartbeat", `{}`, 422, "invalid"},

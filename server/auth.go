@@ -21,12 +21,18 @@ type Tokens struct {
 	Node string
 }
 
-// TokensFromEnv reads ALLOT_ADMIN_TOKEN, ALLOT_READ_TOKEN and ALLOT_NODE_TOKEN.
-func TokensFromEnv() Tokens {
+// TokensFromEnv reads ALLOT_ADMIN_TOKEN, ALLOT_READ_TOKEN and ALLOT_NODE_TOKEN
+// from the process environment (see TokensFrom).
+func TokensFromEnv() Tokens { return TokensFrom(os.Getenv) }
+
+// TokensFrom reads ALLOT_ADMIN_TOKEN, ALLOT_READ_TOKEN and ALLOT_NODE_TOKEN
+// through getenv, trimming surrounding space (a token pasted with a newline
+// is still the token). `allot serve` reads its tokens here.
+func TokensFrom(getenv func(string) string) Tokens {
 	return Tokens{
-		Admin: strings.TrimSpace(os.Getenv("ALLOT_ADMIN_TOKEN")),
-		Read:  strings.TrimSpace(os.Getenv("ALLOT_READ_TOKEN")),
-		Node:  strings.TrimSpace(os.Getenv("ALLOT_NODE_TOKEN")),
+		Admin: strings.TrimSpace(getenv("ALLOT_ADMIN_TOKEN")),
+		Read:  strings.TrimSpace(getenv("ALLOT_READ_TOKEN")),
+		Node:  strings.TrimSpace(getenv("ALLOT_NODE_TOKEN")),
 	}
 }
 

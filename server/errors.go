@@ -1,15 +1,9 @@
 package server
 
 import (
-	"context"
 	"errors"
 	"fmt"
-	"io"
-	"net"
 	"net/http"
-	"syscall"
-
-	"github.com/redis/go-redis/v9"
 
 	"github.com/allot-io/allot/allocator"
 	"github.com/allot-io/allot/heartbeat"
@@ -94,27 +88,13 @@ func toAPIError(err error) *apiError {
 		return &apiError{status: http.StatusNotFound, code: CodeNotFound, message: err.Error(), err: err}
 	case errors.Is(err, registry.ErrExists), errors.Is(err, registry.ErrVersionMismatch),
 		errors.Is(err, registry.ErrInvalidState), errors.Is(err, registry.ErrConflict),
-		errors.Is(err, registry.ErrStaleEpoch), errors.Is(err, allocator.ErrLocked):
+		errors.Is(err, registry.ErrStaleEpoch), errors.Is(err, allocator.ErrLocked),
+		errors.Is(err, allocator.ErrRetireTimeout):
 		return &apiError{status: http.StatusConflict, code: CodeConflict, message: err.Error(), err: err}
-	case errors.Is(err, registry.ErrInvalidName), errors.Is(err, registry.ErrInvalidWeight),
-		errors.Is(err, registry.ErrInvalidMaxNodes), errors.Is(err, registry.ErrInvalidQuota),
-		errors.Is(err, registry.ErrConfigTooLarge), errors.Is(err, registry.ErrInvalidConfig),
-		errors.Is(err, registry.ErrInvalidSchedule), errors.Is(err, heartbeat.ErrInvalidNode):
+	case registry.IsInvalidInput(err), errors.Is(err, heartbeat.ErrInvalidNode), errors.Is(err, heartbeat.ErrInvalidConfig):
 		return &apiError{status: http.StatusUnprocessableEntity, code: CodeInvalid, message: err.Error(), err: err}
-	case isUnavailable(err):
+	case registry.IsUnavailable(err):
 		return &apiError{status: http.StatusServiceUnavailable, code: CodeUnavailable, message: "redis unavailable", err: err}
 	}
 	return &apiError{status: http.StatusInternalServerError, code: CodeInternal, message: "internal error", err: err}
-}
-
-// isUnavailable reports whether err means Redis could not be reached (as
-// opposed to Redis answering with an error).
-func isUnavailable(err error) bool {
-	var ne net.Error
-	var oe *net.OpError
-	return errors.As(err, &ne) || errors.As(err, &oe) ||
-		errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET) ||
-		errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
-		errors.Is(err, redis.ErrClosed) || errors.Is(err, redis.ErrPoolTimeout) ||
-		errors.Is(err, context.DeadlineExceeded)
 }

@@ -49,29 +49,9 @@ type rollbackRequest struct {
 	Version int64 `json:"version"`
 }
 
-// liveHolders returns the live nodes holding each group, as `allot status`
-// counts them (a dead node not reaped yet holds nothing).
+// liveHolders returns the live nodes holding each group (allocator.Holders).
 func (s *Server) liveHolders(ctx context.Context) (map[string][]string, error) {
-	st, err := allocator.Inspect(ctx, s.reg, s.hb)
-	if err != nil {
-		return nil, err
-	}
-	m := make(map[string][]string, len(st.Groups))
-	for _, g := range st.Groups {
-		m[g.Name] = g.Nodes
-	}
-	return m, nil
-}
-
-// view returns the group JSON of DESIGN.md, masked unless shown.
-func view(g registry.Group, nodes []string, show bool) allocator.GroupView {
-	if !show {
-		g = g.Masked()
-	}
-	if nodes == nil {
-		nodes = []string{}
-	}
-	return allocator.GroupView{Group: g, Nodes: nodes}
+	return allocator.Holders(ctx, s.reg, s.hb)
 }
 
 func (s *Server) listGroups(w http.ResponseWriter, r *http.Request) error {
@@ -89,7 +69,7 @@ func (s *Server) listGroups(w http.ResponseWriter, r *http.Request) error {
 	}
 	out := make([]allocator.GroupView, 0, len(groups))
 	for _, g := range groups {
-		out = append(out, view(g, holders[g.Name], show))
+		out = append(out, allocator.View(g, holders[g.Name], show))
 	}
 	writeJSON(w, http.StatusOK, out)
 	return nil
@@ -108,7 +88,7 @@ func (s *Server) getGroup(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, view(g, holders[g.Name], show))
+	writeJSON(w, http.StatusOK, allocator.View(g, holders[g.Name], show))
 	return nil
 }
 
@@ -128,7 +108,7 @@ func (s *Server) addGroup(w http.ResponseWriter, r *http.Request) error {
 	}
 	s.log.Info("group added", "group", g.Name, "version", g.Version, "by", actor(r))
 	w.Header().Set("Location", "/v1/groups/"+g.Name)
-	writeJSON(w, http.StatusCreated, view(g, nil, show))
+	writeJSON(w, http.StatusCreated, allocator.View(g, nil, show))
 	return nil
 }
 
@@ -161,7 +141,7 @@ func (s *Server) updateGroup(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, view(g, holders[g.Name], show))
+	writeJSON(w, http.StatusOK, allocator.View(g, holders[g.Name], show))
 	return nil
 }
 
@@ -191,8 +171,15 @@ func (s *Server) retireGroup(w http.ResponseWriter, r *http.Request) error {
 			return errInvalid("drain_timeout %q: want a positive duration like 5m", req.DrainTimeout)
 		}
 	}
+	wait, err := boolParam(r, "wait")
+	if err != nil {
+		return err
+	}
 	name := r.PathValue("name")
 	if req.At != "" {
+		if wait {
+			return errInvalid("wait cannot be combined with at")
+		}
 		return s.schedule(w, r, registry.Scheduled{Group: name, Op: registry.OpRetire, Drain: drain}, req.At, show)
 	}
 	g, err := s.reg.Retire(r.Context(), name, drain, actor(r))
@@ -201,11 +188,18 @@ func (s *Server) retireGroup(w http.ResponseWriter, r *http.Request) error {
 	}
 	s.log.Info("group retiring", "group", g.Name, "version", g.Version, "by", actor(r))
 	s.Nudge()
+	if wait {
+		// ?wait=true answers once the group is retired (the same wait as
+		// `allot group retire --wait`); the request's deadline bounds it.
+		if g, err = s.rebal.WaitRetired(r.Context(), name, 0); err != nil {
+			return err
+		}
+	}
 	holders, err := s.liveHolders(r.Context())
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, view(g, holders[g.Name], show))
+	writeJSON(w, http.StatusOK, allocator.View(g, holders[g.Name], show))
 	return nil
 }
 
@@ -246,6 +240,6 @@ func (s *Server) rollbackGroup(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, view(g, holders[g.Name], show))
+	writeJSON(w, http.StatusOK, allocator.View(g, holders[g.Name], show))
 	return nil
 }

@@ -8,7 +8,6 @@ import (
 	"net"
 	"net/http"
 	"strconv"
-	"time"
 	"unicode/utf8"
 )
 
@@ -306,17 +305,6 @@ func actor(r *http.Request) string {
 		host = r.RemoteAddr
 	}
 	return "api@" + host
-}
-
-// parseWhen parses a schedule time: RFC 3339, or a duration from now ("10m").
-func parseWhen(s string, now time.Time) (time.Time, error) {
-	if t, err := time.Parse(time.RFC3339, s); err == nil {
-		return t, nil
-	}
-	if d, err := time.ParseDuration(s); err == nil && d > 0 {
-		return now.Add(d), nil
-	}
-	return time.Time{}, errInvalid("at %q: want an RFC 3339 time (2030-01-02T15:04:05Z) or a duration from now (10m)", s)
 }
 
 func (s *Server) healthz(w http.ResponseWriter, r *http.Request) error {

@@ -10,8 +10,9 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"time"
 
-	"gopkg.in/yaml.v3"
+	"go.yaml.in/yaml/v3"
 
 	"github.com/allot-io/allot/internal/yamlguard"
 	"github.com/allot-io/allot/registry"
@@ -121,7 +122,11 @@ func (s *Server) importPool(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	plan, err := registry.PlanImport(p, have, prune)
+	pending, err := s.reg.Schedules(r.Context())
+	if err != nil {
+		return err
+	}
+	plan, err := registry.PlanImport(p, have, prune, registry.WithPending(pending, time.Now()))
 	var pe *registry.PoolError
 	if errors.As(err, &pe) {
 		return poolProblems(pe)

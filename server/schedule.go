@@ -39,7 +39,7 @@ func (s *Server) listSchedule(w http.ResponseWriter, r *http.Request) error {
 	out := make([]registry.Scheduled, 0, len(items))
 	for _, it := range items {
 		if !show {
-			it = maskScheduled(it, secrets[it.Group])
+			it = it.Masked(secrets[it.Group])
 		}
 		out = append(out, it)
 	}
@@ -68,9 +68,6 @@ func (s *Server) addSchedule(w http.ResponseWriter, r *http.Request) error {
 	default:
 		return errInvalid("op %q: want update, retire or delete", req.Op)
 	}
-	if req.At == "" {
-		return errInvalid("at is required: an RFC 3339 time or a duration from now")
-	}
 	sc := registry.Scheduled{Group: req.Group, Op: req.Op, Change: req.Change}
 	if req.DrainTimeout != "" {
 		d, err := time.ParseDuration(req.DrainTimeout)
@@ -84,9 +81,9 @@ func (s *Server) addSchedule(w http.ResponseWriter, r *http.Request) error {
 
 // schedule stores sc due at `at` and answers the stored item.
 func (s *Server) schedule(w http.ResponseWriter, r *http.Request, sc registry.Scheduled, at string, show bool) error {
-	when, err := parseWhen(at, time.Now())
+	when, err := registry.ParseAt(at, time.Now())
 	if err != nil {
-		return err
+		return errInvalid("at: %s", registry.Reason(err))
 	}
 	sc.At, sc.By = when, actor(r)
 	stored, err := s.reg.Schedule(r.Context(), sc)
@@ -99,7 +96,7 @@ func (s *Server) schedule(w http.ResponseWriter, r *http.Request, sc registry.Sc
 		if g, err := s.reg.Get(r.Context(), stored.Group); err == nil {
 			secret = g.SecretKeys
 		}
-		stored = maskScheduled(stored, secret)
+		stored = stored.Masked(secret)
 	}
 	w.Header().Set("Location", "/v1/schedule/"+stored.ID)
 	writeJSON(w, http.StatusCreated, stored)
@@ -114,21 +111,4 @@ func (s *Server) cancelSchedule(w http.ResponseWriter, r *http.Request) error {
 	s.log.Info("schedule cancelled", "id", id, "by", actor(r))
 	w.WriteHeader(http.StatusNoContent)
 	return nil
-}
-
-// maskScheduled masks the values a scheduled update sets for keys that are
-// secret in the group now or are made secret by the change itself.
-func maskScheduled(sc registry.Scheduled, groupSecrets []string) registry.Scheduled {
-	if len(sc.Change.Set) == 0 {
-		return sc
-	}
-	keys := append(append([]string{}, groupSecrets...), sc.Change.Secret...)
-	var present []string
-	for _, k := range keys {
-		if _, ok := sc.Change.Set[k]; ok {
-			present = append(present, k)
-		}
-	}
-	sc.Change.Set = registry.Group{Config: sc.Change.Set, SecretKeys: present}.Masked().Config
-	return sc
 }

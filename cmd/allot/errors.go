@@ -4,10 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"net"
 	"strings"
-	"syscall"
 
 	"github.com/allot-io/allot/allocator"
 	"github.com/allot-io/allot/registry"
@@ -61,38 +58,10 @@ func exitCode(err error) int {
 	if errors.As(err, &ee) {
 		return ee.code
 	}
-	// Cobra reports an unknown top-level command as a plain error.
-	if strings.HasPrefix(err.Error(), "unknown command ") {
-		return exitUsage
-	}
-	if isInvalidInput(err) {
+	if registry.IsInvalidInput(err) {
 		return exitUsage
 	}
 	return exitFailure
-}
-
-// isInvalidInput reports registry validation errors: the user asked for
-// something the registry's rules forbid, which is a usage error.
-func isInvalidInput(err error) bool {
-	for _, target := range []error{
-		registry.ErrInvalidName, registry.ErrInvalidWeight, registry.ErrInvalidMaxNodes,
-		registry.ErrInvalidQuota, registry.ErrConfigTooLarge, registry.ErrInvalidConfig,
-		registry.ErrInvalidSchedule,
-	} {
-		if errors.Is(err, target) {
-			return true
-		}
-	}
-	return false
-}
-
-// isConnError reports errors that mean Redis could not be talked to.
-func isConnError(err error) bool {
-	var ne net.Error
-	var oe *net.OpError
-	return errors.As(err, &oe) || errors.As(err, &ne) ||
-		errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET) ||
-		errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, net.ErrClosed)
 }
 
 // groupError turns a registry error about group name into a line that
@@ -110,7 +79,7 @@ func groupError(name string, err error) error {
 	case errors.Is(err, registry.ErrConflict):
 		return fmt.Errorf("group %q: too many concurrent writers; nothing written (retry)", name)
 	case errors.Is(err, registry.ErrInvalidState):
-		return fmt.Errorf("group %q: %w (see 'allot group get %s')", name, err, name)
+		return &shownError{msg: fmt.Sprintf("group %q: %s (see 'allot group get %s')", name, registry.Reason(err), name), err: err}
 	case errors.Is(err, allocator.ErrLocked):
 		return errLocked
 	}
@@ -120,12 +89,48 @@ func groupError(name string, err error) error {
 // describe renders err as the one line printed after "allot: ".
 func (a *app) describe(err error) string {
 	switch {
+	case errors.As(err, new(*unreachableError)):
+		// Already says where and why.
 	case errors.Is(err, context.DeadlineExceeded):
 		return fmt.Sprintf("no answer from redis at %s within %v (raise --timeout)", a.maskedURL(), a.timeout)
-	case isConnError(err) && !strings.Contains(err.Error(), "cannot reach redis"):
-		return fmt.Sprintf("cannot reach redis at %s (%s)", a.maskedURL(), oneLine(err.Error()))
+	case registry.IsUnavailable(err):
+		return (&unreachableError{url: a.maskedURL(), err: err}).Error()
 	}
-	return oneLine(err.Error())
+	return oneLine(trimPackage(err))
+}
+
+// shownError is an error with the line a user sees instead of its cause's
+// message; errors.Is/As still reach the cause.
+type shownError struct {
+	msg string
+	err error
+}
+
+func (e *shownError) Error() string { return e.msg }
+func (e *shownError) Unwrap() error { return e.err }
+
+// unreachableError says Redis could not be reached at url; it keeps the cause.
+type unreachableError struct {
+	url string
+	err error
+}
+
+func (e *unreachableError) Error() string {
+	return fmt.Sprintf("cannot reach redis at %s (%s)", e.url, oneLine(e.err.Error()))
+}
+
+func (e *unreachableError) Unwrap() error { return e.err }
+
+// trimPackage drops the package prefix of a library error ("allocator: ",
+// "heartbeat: ") from a message shown to a user: it names the code, not the
+// problem. Registry errors lose their operation context too (the user typed
+// the operation): see registry.Reason.
+func trimPackage(err error) string {
+	msg := registry.Reason(err)
+	for _, pkg := range []string{"allocator: ", "heartbeat: ", "redisurl: "} {
+		msg = strings.TrimPrefix(msg, pkg)
+	}
+	return msg
 }
 
 // oneLine folds a multi-line message into one line.

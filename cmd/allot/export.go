@@ -14,7 +14,7 @@ import (
 	"strings"
 
 	"github.com/spf13/cobra"
-	"gopkg.in/yaml.v3"
+	"go.yaml.in/yaml/v3"
 
 	"github.com/allot-io/allot/internal/yamlguard"
 	"github.com/allot-io/allot/registry"
@@ -196,6 +196,9 @@ func importLines(p registry.ImportPlan) []string {
 		out = append(out, fmt.Sprintf("%d added, %d changed, %d removed, %d unchanged",
 			len(p.Added), len(p.Changed), len(p.Removed), p.Unchanged))
 	}
+	if sc := p.Schedules; sc.Added+sc.Pending+sc.Expired > 0 {
+		out = append(out, fmt.Sprintf("scheduled changes: %d added, %d already pending, %d expired (skipped)", sc.Added, sc.Pending, sc.Expired))
+	}
 	return out
 }
 
@@ -236,7 +239,11 @@ stored secret of an existing group and are refused for a new one.`,
 				if err != nil {
 					return err
 				}
-				p, err := registry.PlanImport(f, have, prune)
+				pending, err := reg.Schedules(ctx)
+				if err != nil {
+					return err
+				}
+				p, err := registry.PlanImport(f, have, prune, registry.WithPending(pending, a.now()))
 				var pe *registry.PoolError
 				if errors.As(err, &pe) {
 					err = poolProblems(f, lines, pe)

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -189,6 +190,12 @@ func TestImportInvalidWritesNothing(t *testing.T) {
 	_, errOut, code := runCLI(t, url, "import", filepath.Join(t.TempDir(), "missing.yaml"))
 	assert.Equal(t, exitFailure, code)
 	assert.Contains(t, errOut, "missing.yaml: no such file or directory")
+	assert.NotContains(t, errOut, "redis")
+	// The file is read before Redis is needed: a missing file is named even
+	// when Redis is away.
+	_, errOut, code = runCLI(t, "redis://127.0.0.1:1", "import", "nofile.yaml")
+	assert.Equal(t, exitFailure, code)
+	assert.Equal(t, "allot: read nofile.yaml: no such file or directory\n", errOut)
 }
 
 func TestImportUndoesPartialWrites(t *testing.T) {
@@ -252,4 +259,41 @@ func TestImportProblemLines(t *testing.T) {
 	assert.EqualError(t, poolProblems(f, []int{2, 5, 9}, pe), `line 2: group "act": config.k is secret in the pool and import cannot un-mark it (run 'allot group update act --unset k' first, then import); `+
 		`line 5: group "new": config.k holds a masked secret ("****zzzz") that matches no stored value; export with --reveal, or put the real value in the file; `+
 		`line 9: group "act": listed twice (first at line 2)`)
+}
+
+// TestExportImportSchedules: export carries pending scheduled changes and
+// import restores them, once.
+func TestExportImportSchedules(t *testing.T) {
+	src := redistest.Start(t).URL()
+	mustRun(t, src, "group", "add", "g", "--secret", "api_key="+secretValue)
+	mustRun(t, src, "group", "update", "g", "--set", "region=eu", "--at", "+1h")
+	mustRun(t, src, "group", "retire", "g", "--at", "+2h", "--drain-timeout", "3m")
+	exported := mustRun(t, src, "export")
+	assert.Contains(t, exported, "schedules:")
+	assert.Contains(t, exported, "region: eu")
+	assert.Contains(t, exported, "drain_timeout: 3m0s")
+
+	// Re-importing over the same pool adds nothing.
+	out := mustRun(t, src, "import", writeFile(t, exported))
+	assert.Contains(t, out, "scheduled changes: 0 added, 2 already pending, 0 expired (skipped)")
+	assert.Len(t, listSchedules(t, src), 2)
+
+	// Into an empty pool (secrets revealed, so the group can be created),
+	// both come back.
+	dst := redistest.Start(t).URL()
+	out = mustRun(t, dst, "import", writeFile(t, mustRun(t, src, "export", "--reveal")))
+	assert.Contains(t, out, "scheduled changes: 2 added, 0 already pending, 0 expired (skipped)")
+	got := listSchedules(t, dst)
+	require.Len(t, got, 2)
+	assert.Equal(t, registry.OpUpdate, got[0].Op)
+	assert.Equal(t, "eu", got[0].Change.Set["region"])
+	assert.Equal(t, registry.OpRetire, got[1].Op)
+	assert.Equal(t, 3*time.Minute, got[1].Drain)
+}
+
+func listSchedules(t *testing.T, url string) []registry.Scheduled {
+	t.Helper()
+	var items []registry.Scheduled
+	require.NoError(t, json.Unmarshal([]byte(mustRun(t, url, "schedule", "list", "-o", "json", "--reveal")), &items))
+	return items
 }

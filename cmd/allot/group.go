@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-	"gopkg.in/yaml.v3"
+	"go.yaml.in/yaml/v3"
 
 	"github.com/allot-io/allot/allocator"
 	"github.com/allot-io/allot/internal/yamlguard"
@@ -21,11 +21,8 @@ import (
 
 func init() { commandFactories = append(commandFactories, newGroupCommand) }
 
-// Poll interval and slack of `group retire --wait`.
-const (
-	retirePoll  = 500 * time.Millisecond
-	retireSlack = 30 * time.Second
-)
+// retirePoll is the poll interval of `group retire --wait`.
+const retirePoll = 500 * time.Millisecond
 
 func newGroupCommand(a *app) *cobra.Command {
 	cmd := noun(&cobra.Command{
@@ -46,97 +43,6 @@ func newGroupCommand(a *app) *cobra.Command {
 	return cmd
 }
 
-// changeFlags are the flags that describe a registry.Change.
-type changeFlags struct {
-	set, unset, secret []string
-	unsecret           []string
-	weight             float64
-	maxNodes           int
-	quota              string
-}
-
-func (f *changeFlags) register(cmd *cobra.Command, withUnset bool) {
-	fs := cmd.Flags()
-	fs.StringArrayVar(&f.set, "set", nil, "set config key to value, `k=v` (repeatable)")
-	if withUnset {
-		fs.StringArrayVar(&f.unset, "unset", nil, "remove config `key` (repeatable)")
-		fs.StringArrayVar(&f.unsecret, "unsecret", nil, "remove the secret mark of config `key`, showing its value from now on (repeatable; recorded in the history)")
-	}
-	fs.StringArrayVar(&f.secret, "secret", nil, "mark config key as secret, `k` or k=v to set it too (repeatable); secret values are masked in every output")
-	fs.Float64Var(&f.weight, "weight", 1, "the group's share of the pool, e.g. its quota (> 0)")
-	fs.IntVar(&f.maxNodes, "max-nodes", 0, "most nodes that may hold the group at once (0 = unlimited, 1 = exclusive)")
-	fs.StringVar(&f.quota, "quota", "", `call rate shared by all holders, e.g. "600/m", "10/s", "100/s burst 20" ("" clears)`)
-}
-
-// change builds the Change the flags ask for; unset flags change nothing.
-func (f *changeFlags) change(cmd *cobra.Command) (registry.Change, error) {
-	var c registry.Change
-	for _, kv := range f.set {
-		k, v, ok := strings.Cut(kv, "=")
-		if !ok || k == "" {
-			return c, usageErrorf("invalid --set %q: want key=value", kv)
-		}
-		if c.Set == nil {
-			c.Set = map[string]string{}
-		}
-		c.Set[k] = v
-	}
-	for _, kv := range f.secret {
-		k, v, hasValue := strings.Cut(kv, "=")
-		if k == "" {
-			return c, usageErrorf("invalid --secret %q: want key or key=value", kv)
-		}
-		if hasValue {
-			if c.Set == nil {
-				c.Set = map[string]string{}
-			}
-			c.Set[k] = v
-		}
-		if !slices.Contains(c.Secret, k) {
-			c.Secret = append(c.Secret, k)
-		}
-	}
-	for _, k := range f.unset {
-		if k == "" || strings.Contains(k, "=") {
-			return c, usageErrorf("invalid --unset %q: want a config key", k)
-		}
-		if _, ok := c.Set[k]; ok {
-			return c, usageErrorf("config key %q is both set and unset", k)
-		}
-		c.Unset = append(c.Unset, k)
-	}
-	for _, k := range f.unsecret {
-		if k == "" || strings.Contains(k, "=") {
-			return c, usageErrorf("invalid --unsecret %q: want a config key", k)
-		}
-		if slices.Contains(c.Secret, k) {
-			return c, usageErrorf("config key %q is both --secret and --unsecret", k)
-		}
-		c.Unsecret = append(c.Unsecret, k)
-	}
-	fs := cmd.Flags()
-	if fs.Changed("weight") {
-		w := f.weight
-		c.Weight = &w
-	}
-	if fs.Changed("max-nodes") {
-		n := f.maxNodes
-		c.MaxNodes = &n
-	}
-	if fs.Changed("quota") {
-		q := strings.TrimSpace(f.quota)
-		if q != "" {
-			p, err := registry.ParseQuota(q)
-			if err != nil {
-				return c, usageErrorf("invalid --quota %q: want RATE/UNIT [burst N] with UNIT s, m or h, e.g. 600/m", f.quota)
-			}
-			q = p.String()
-		}
-		c.Quota = &q
-	}
-	return c, nil
-}
-
 // checkName rejects an invalid group name before any I/O.
 func checkName(name string) error {
 	if err := registry.ValidateName(name); err != nil {
@@ -145,28 +51,13 @@ func checkName(name string) error {
 	return nil
 }
 
-// groupView is a group as shown: masked unless reveal.
-func groupView(g registry.Group, nodes []string, reveal bool) allocator.GroupView {
-	if !reveal {
-		g = g.Masked()
-	}
-	if nodes == nil {
-		nodes = []string{}
-	}
-	return allocator.GroupView{Group: g, Nodes: nodes}
-}
-
 // holders returns the nodes holding each group according to the live status.
 func (a *app) holders(ctx context.Context) (map[string][]string, error) {
 	st, err := a.inspect(ctx)
 	if err != nil {
 		return nil, err
 	}
-	h := make(map[string][]string, len(st.Groups))
-	for _, g := range st.Groups {
-		h[g.Name] = g.Nodes
-	}
-	return h, nil
+	return st.Holders(), nil
 }
 
 // completeGroups completes a group name argument from the pool (shell
@@ -233,7 +124,7 @@ func newGroupAddCommand(a *app) *cobra.Command {
 				if err != nil {
 					return groupError(name, err)
 				}
-				return a.print(groupView(g, nil, false), func() table {
+				return a.print(allocator.View(g, nil, false), func() table {
 					return table{title: []string{fmt.Sprintf("group %q added (version %d)", g.Name, g.Version)}}
 				})
 			})
@@ -394,11 +285,20 @@ func newGroupUpdateCommand(a *app) *cobra.Command {
 				if !when.IsZero() {
 					return a.schedule(ctx, reg, registry.Scheduled{At: when, Group: name, Op: registry.OpUpdate, Change: c, By: a.by()})
 				}
+				before, err := reg.Get(ctx, name)
+				if err != nil {
+					return groupError(name, err)
+				}
 				g, err := reg.Update(ctx, name, c, a.by())
 				if err != nil {
 					return groupError(name, err)
 				}
-				return a.print(groupView(g, nil, false), func() table {
+				return a.print(allocator.View(g, nil, false), func() table {
+					if g.Version == before.Version {
+						// The registry writes no version for a change that
+						// changes nothing.
+						return table{title: []string{fmt.Sprintf("group %q unchanged: it already had these settings (version %d)", g.Name, g.Version)}}
+					}
 					return table{title: []string{fmt.Sprintf("group %q updated (version %d)", g.Name, g.Version)}}
 				})
 			})
@@ -419,30 +319,6 @@ func (a *app) schedule(ctx context.Context, reg *registry.Registry, s registry.S
 		return table{title: []string{fmt.Sprintf("scheduled %s of group %q at %s (%s), id %s (cancel with 'allot schedule cancel %s')",
 			got.Op, got.Group, got.At.Local().Format(time.RFC3339), age(a.now(), got.At), got.ID, got.ID)}}
 	})
-}
-
-// parseAt reads --at: RFC 3339, or "+" and a Go duration relative to now.
-// Times not in the future are usage errors.
-func parseAt(s string, now time.Time) (time.Time, error) {
-	s = strings.TrimSpace(s)
-	if rel, ok := strings.CutPrefix(s, "+"); ok {
-		d, err := time.ParseDuration(rel)
-		if err != nil {
-			return time.Time{}, usageErrorf("invalid --at %q: want RFC 3339 (2026-03-01T09:00:00Z) or +DURATION (+10m, +1h30m)", s)
-		}
-		if d <= 0 {
-			return time.Time{}, usageErrorf("--at %q is not in the future", s)
-		}
-		return now.Add(d), nil
-	}
-	t, err := time.Parse(time.RFC3339, s)
-	if err != nil {
-		return time.Time{}, usageErrorf("invalid --at %q: want RFC 3339 (2026-03-01T09:00:00Z) or +DURATION (+10m, +1h30m)", s)
-	}
-	if !t.After(now) {
-		return time.Time{}, usageErrorf("--at %s is in the past (now is %s)", s, now.Format(time.RFC3339))
-	}
-	return t, nil
 }
 
 // --- get ---
@@ -468,7 +344,7 @@ func newGroupGetCommand(a *app) *cobra.Command {
 				if err != nil {
 					return err
 				}
-				v := groupView(g, h[name], reveal)
+				v := allocator.View(g, h[name], reveal)
 				return a.print(v, func() table { return table{rows: groupDetailRows(v, a.now())} })
 			})
 		},
@@ -542,7 +418,7 @@ func newGroupListCommand(a *app) *cobra.Command {
 				}
 				views := make([]allocator.GroupView, 0, len(groups))
 				for _, g := range groups {
-					views = append(views, groupView(g, h[g.Name], false))
+					views = append(views, allocator.View(g, h[g.Name], false))
 				}
 				return a.print(views, func() table {
 					t := table{header: groupHeader, rows: groupRows(views, a.now())}
@@ -663,7 +539,7 @@ func newGroupRollbackCommand(a *app) *cobra.Command {
 				if err != nil {
 					return groupError(name, err)
 				}
-				return a.print(groupView(g, nil, false), func() table {
+				return a.print(allocator.View(g, nil, false), func() table {
 					return table{title: []string{fmt.Sprintf("group %q rolled back to the settings of version %d (now version %d)", name, to, g.Version)}}
 				})
 			})
@@ -722,7 +598,7 @@ With --wait the command returns once the group is retired.`,
 				case cur.State == registry.Draining && wait:
 					g, err = cur, nil
 				case cur.State == registry.Retired && wait:
-					return a.print(groupView(cur, nil, false), func() table {
+					return a.print(allocator.View(cur, nil, false), func() table {
 						return table{title: []string{fmt.Sprintf("group %q retired (version %d)", name, cur.Version)}}
 					})
 				default:
@@ -733,7 +609,7 @@ With --wait the command returns once the group is retired.`,
 				return groupError(name, err)
 			}
 			if !wait {
-				return a.print(groupView(g, nil, false), func() table {
+				return a.print(allocator.View(g, nil, false), func() table {
 					return table{title: []string{fmt.Sprintf("group %q is draining: retired once no node holds it, at the latest %s", name, age(a.now(), g.DrainBy))}}
 				})
 			}
@@ -742,7 +618,7 @@ With --wait the command returns once the group is retired.`,
 			if err != nil {
 				return err
 			}
-			return a.print(groupView(g, nil, false), func() table {
+			return a.print(allocator.View(g, nil, false), func() table {
 				return table{title: []string{fmt.Sprintf("group %q retired (version %d)", name, g.Version)}}
 			})
 		},
@@ -753,56 +629,40 @@ With --wait the command returns once the group is retired.`,
 	return cmd
 }
 
-// waitRetired polls until group name is retired, running the rebalancer on
-// each poll so the drain progresses even when no coordinator is running. It
-// gives up a little after the drain deadline.
-func (a *app) waitRetired(parent context.Context, name string, g registry.Group) (registry.Group, error) {
-	deadline := g.DrainBy
-	if deadline.IsZero() {
-		deadline = a.now().Add(registry.DefaultDrainTimeout)
-	}
-	ctx, cancel := context.WithDeadline(parent, deadline.Add(retireSlack))
-	defer cancel()
+// waitRetired waits until group name is retired (allocator.WaitRetired),
+// turning its errors into lines that say what to do.
+func (a *app) waitRetired(ctx context.Context, name string, g registry.Group) (registry.Group, error) {
 	rb, err := a.rebalancer(ctx)
 	if err != nil {
 		return g, err
 	}
-	reg, _ := a.registry(ctx)
-	tick := time.NewTicker(retirePoll)
-	defer tick.Stop()
-	for {
-		if _, err := rb.Run(ctx); err != nil && !errors.Is(err, allocator.ErrLocked) && !errors.Is(err, registry.ErrStaleEpoch) && ctx.Err() == nil {
-			return g, err
+	got, err := rb.WaitRetired(ctx, name, retirePoll)
+	switch {
+	case err == nil:
+		return got, nil
+	case errors.Is(err, registry.ErrNotFound):
+		return got, fmt.Errorf("group %q was deleted while draining", name)
+	case errors.Is(err, allocator.ErrRetireTimeout):
+		return got, fmt.Errorf("group %q is still %s after its drain deadline %s; is a coordinator running? (see 'allot status')", name, got.State, got.DrainBy.Local().Format(time.RFC3339))
+	case ctx.Err() != nil:
+		if got.State == "" {
+			got = g
 		}
-		cur, err := reg.Get(ctx, name)
-		switch {
-		case errors.Is(err, registry.ErrNotFound):
-			return g, fmt.Errorf("group %q was deleted while draining", name)
-		case err == nil:
-			g = cur
-			if g.State == registry.Retired {
-				return g, nil
-			}
-		case ctx.Err() == nil:
-			return g, err
-		}
-		select {
-		case <-ctx.Done():
-			if parent.Err() != nil {
-				return g, fmt.Errorf("interrupted: group %q is still %s (follow it with 'allot group get %s')", name, g.State, name)
-			}
-			return g, fmt.Errorf("group %q is still %s after its drain deadline %s; is a coordinator running? (see 'allot status')", name, g.State, deadline.Local().Format(time.RFC3339))
-		case <-tick.C:
-		}
+		return got, fmt.Errorf("interrupted: group %q is still %s (follow it with 'allot group get %s')", name, got.State, name)
 	}
+	return got, err
 }
 
 // --- delete ---
 
 func newGroupDeleteCommand(a *app) *cobra.Command {
-	return &cobra.Command{
-		Use:               "delete NAME",
-		Short:             "Remove a group and its history now; its nodes get other groups",
+	var yes bool
+	cmd := &cobra.Command{
+		Use:   "delete NAME",
+		Short: "Remove a group and its history now; its nodes get other groups",
+		Long: `Delete removes a group and its history at once; the nodes holding it move to
+other groups. A group that live nodes hold needs --yes (on a terminal, a
+prompt asks instead): retiring it ('allot group retire') drains it first.`,
 		Args:              exactArgs("NAME"),
 		ValidArgsFunction: a.completeGroups,
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -811,6 +671,15 @@ func newGroupDeleteCommand(a *app) *cobra.Command {
 				return err
 			}
 			return a.withRegistry(cmd, func(ctx context.Context, reg *registry.Registry) error {
+				if !yes {
+					h, err := a.holders(ctx)
+					if err != nil {
+						return err
+					}
+					if held := h[name]; len(held) > 0 && !a.confirm(fmt.Sprintf("group %q is held by %d node(s): %s; delete it now? [y/N] ", name, len(held), list(held))) {
+						return usageErrorf("group %q is held by %d node(s) (%s); nothing deleted: add --yes to delete it now, or retire it to drain it first", name, len(held), list(held))
+					}
+				}
 				if err := reg.Delete(ctx, name, a.by()); err != nil {
 					return groupError(name, err)
 				}
@@ -820,4 +689,6 @@ func newGroupDeleteCommand(a *app) *cobra.Command {
 			})
 		},
 	}
+	cmd.Flags().BoolVarP(&yes, "yes", "y", false, "delete even when nodes hold the group")
+	return cmd
 }

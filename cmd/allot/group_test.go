@@ -11,7 +11,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-	"gopkg.in/yaml.v3"
+	"go.yaml.in/yaml/v3"
 
 	"github.com/allot-io/allot/internal/redistest"
 	"github.com/allot-io/allot/registry"
@@ -173,9 +173,41 @@ func TestGroupUsageErrors(t *testing.T) {
 			assert.Equal(t, exitUsage, code, "stdout %q stderr %q", out, errOut)
 			assert.Contains(t, errOut, tc.want)
 			assert.Equal(t, 1, strings.Count(errOut, "\n"), errOut)
+			// Package prefixes name the code, not the problem.
+			assert.NotContains(t, errOut, "registry:")
+			assert.NotContains(t, errOut, "update group")
 		})
 	}
 	assert.Equal(t, before, dumpKeys(t, s.Client(t)), "usage errors write nothing")
+}
+
+// TestGroupOperatorSurprises: a no-op update says nothing changed, deleting
+// a held group needs --yes, unknown commands get one clean suggestion line.
+func TestGroupOperatorSurprises(t *testing.T) {
+	s := redistest.Start(t)
+	url := s.URL()
+	mustRun(t, url, "group", "add", "g", "--set", "a=1")
+	assert.Equal(t, "group \"g\" updated (version 2)\n", mustRun(t, url, "group", "update", "g", "--set", "a=2"))
+	assert.Equal(t, "group \"g\" unchanged: it already had these settings (version 2)\n", mustRun(t, url, "group", "update", "g", "--set", "a=2"))
+
+	beatNodes(t, s, nil, "n1")
+	mustRun(t, url, "rebalance")
+	_, errOut, code := runCLI(t, url, "group", "delete", "g")
+	assert.Equal(t, exitUsage, code)
+	assert.Equal(t, "allot: group \"g\" is held by 1 node(s) (n1); nothing deleted: add --yes to delete it now, or retire it to drain it first\n", errOut)
+	assert.Equal(t, registry.Active, getGroup(t, url, "g", false).State)
+	assert.Equal(t, "group \"g\" deleted\n", mustRun(t, url, "group", "delete", "g", "--yes"))
+
+	_, errOut, code = runCLI(t, url, "stauts")
+	assert.Equal(t, exitUsage, code)
+	assert.Equal(t, "allot: unknown command \"stauts\" for \"allot\"; did you mean status? (see 'allot --help')\n", errOut)
+	_, errOut, code = runCLI(t, url, "group", "lsit")
+	assert.Equal(t, exitUsage, code)
+	assert.Equal(t, "allot: unknown command \"lsit\" for \"allot group\"; did you mean list? (see 'allot group --help')\n", errOut)
+
+	out := mustRun(t, url, "--version")
+	assert.Regexp(t, `^allot \S+ \(go`, out)
+	assert.Equal(t, out, mustRun(t, url, "version"))
 }
 
 func TestScheduleAtListCancel(t *testing.T) {
@@ -193,7 +225,9 @@ func TestScheduleAtListCancel(t *testing.T) {
 	require.Len(t, items, 2)
 	assert.Equal(t, registry.OpUpdate, items[0].Op)
 	assert.Equal(t, "b", items[0].Change.Set["model"])
-	assert.Equal(t, registry.MaskPrefix, items[0].Change.Set["token"], "secret values are masked")
+	// Masked as everywhere else: the prefix, plus the last 4 of a long value.
+	assert.True(t, strings.HasPrefix(items[0].Change.Set["token"], registry.MaskPrefix), "secret values are masked")
+	assert.Less(t, len(items[0].Change.Set["token"]), 9, "secret values are masked")
 	assert.WithinDuration(t, time.Now().Add(time.Hour), items[0].At, time.Minute)
 	assert.Equal(t, registry.OpRetire, items[1].Op)
 	assert.True(t, at.Equal(items[1].At), "%v != %v", at, items[1].At)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"testing"
 	"time"
@@ -11,7 +12,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-	"gopkg.in/yaml.v3"
+	"go.yaml.in/yaml/v3"
 
 	"github.com/allot-io/allot/allocator"
 	"github.com/allot-io/allot/registry"
@@ -151,6 +152,14 @@ func TestYAMLKeepsJSONNamesAndOrder(t *testing.T) {
 	assert.Contains(t, string(b), "secret_keys:\n  - api_key\n")
 }
 
+// TestEventLineColumns: every known event type keeps the columns aligned.
+func TestEventLineColumns(t *testing.T) {
+	for _, typ := range eventTypes {
+		line := eventLine(registry.Event{Type: typ, Group: "g", At: goldenNow})
+		assert.Equal(t, len("2006-01-02 15:04:05 ")+eventTypeWidth+len(" group=g"), len(line), line)
+	}
+}
+
 func TestParseAt(t *testing.T) {
 	now := goldenNow
 	for _, tc := range []struct {
@@ -164,9 +173,10 @@ func TestParseAt(t *testing.T) {
 		{in: "2026-03-01T14:00:00+01:00", want: now.Add(time.Hour)},
 		{in: "2026-03-01T12:00:00Z", err: "is in the past"},
 		{in: "+0s", err: "not in the future"},
-		{in: "10m", err: "want RFC 3339"},
-		{in: "+soon", err: "want RFC 3339"},
-		{in: "", err: "want RFC 3339"},
+		{in: "10m", want: now.Add(10 * time.Minute)},
+		{in: "+soon", err: "want an RFC 3339 time"},
+		{in: "", err: "no time given"},
+		{in: "+9000h", err: "more than a year ahead"},
 	} {
 		got, err := parseAt(tc.in, now)
 		if tc.err != "" {
@@ -213,4 +223,15 @@ func TestAge(t *testing.T) {
 		assert.Equal(t, want, age(goldenNow, goldenNow.Add(-d)), d)
 	}
 	assert.Equal(t, "-", age(goldenNow, time.Time{}))
+}
+
+func TestVersionFallsBackToModuleVersion(t *testing.T) {
+	installed := &debug.BuildInfo{Main: debug.Module{Version: "v1.4.0"}}
+	assert.Equal(t, "v1.4.0", versionOf("dev", installed).Version, "go install …@v1.4.0, no ldflags")
+	assert.Equal(t, "v2.0.0", versionOf("v2.0.0", installed).Version, "the ldflags stamp wins")
+	devel := &debug.BuildInfo{Main: debug.Module{Version: "(devel)"}, Settings: []debug.BuildSetting{{Key: "vcs.revision", Value: "abc123"}}}
+	v := versionOf("dev", devel)
+	assert.Equal(t, "dev", v.Version)
+	assert.Equal(t, "abc123", v.Commit)
+	assert.Equal(t, "dev", versionOf("dev", nil).Version)
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"fmt"
 	"io"
@@ -121,7 +122,12 @@ Every command talks to the Redis of --redis (env ALLOT_REDIS_URL) in the pool
 		SilenceUsage:      true,
 		SilenceErrors:     true,
 		PersistentPreRunE: a.resolveGlobals,
+		Version:           buildVersion().line(),
 	}
+	root.SetVersionTemplate("allot {{.Version}}\n")
+	// The root is a noun too: an unknown word is a clean usage error with
+	// cobra's suggestion, not cobra's multi-line text.
+	noun(root)
 	root.SetOut(a.stdout)
 	root.SetErr(a.stderr)
 	root.SetIn(a.stdin)
@@ -174,13 +180,37 @@ func (a *app) resolveGlobals(cmd *cobra.Command, _ []string) error {
 // the help and exit 0).
 func noun(cmd *cobra.Command) *cobra.Command {
 	cmd.Args = cobra.ArbitraryArgs
+	cmd.SuggestionsMinimumDistance = 2
 	cmd.RunE = func(c *cobra.Command, args []string) error {
 		if len(args) > 0 {
+			if s := c.SuggestionsFor(args[0]); len(s) > 0 {
+				return usageErrorf("unknown command %q for %q; did you mean %s? (see '%s --help')", args[0], c.CommandPath(), strings.Join(s, " or "), c.CommandPath())
+			}
 			return usageErrorf("unknown command %q for %q (see '%s --help')", args[0], c.CommandPath(), c.CommandPath())
 		}
 		return c.Help()
 	}
 	return cmd
+}
+
+// confirm asks question on the terminal and reports whether the answer is
+// yes. Without a terminal on stdin (a script, a pipe, a test) it asks
+// nothing and says no, so the caller's --yes is the only way.
+func (a *app) confirm(question string) bool {
+	f, ok := a.stdin.(*os.File)
+	if !ok {
+		return false
+	}
+	if fi, err := f.Stat(); err != nil || fi.Mode()&os.ModeCharDevice == 0 {
+		return false
+	}
+	fmt.Fprint(a.stderr, question)
+	line, _ := bufio.NewReader(f).ReadString('\n')
+	switch strings.ToLower(strings.TrimSpace(line)) {
+	case "y", "yes":
+		return true
+	}
+	return false
 }
 
 // exactArgs checks that a command got exactly the named positional arguments.
@@ -240,10 +270,10 @@ func (a *app) rdb(ctx context.Context) (redis.UniversalClient, error) {
 	if err != nil {
 		_ = c.Close()
 		ctx = pctx
-		if ctx.Err() != nil && !isConnError(err) {
+		if ctx.Err() != nil && !registry.IsUnavailable(err) {
 			err = ctx.Err()
 		}
-		return nil, fmt.Errorf("cannot reach redis at %s (%s)", a.maskedURL(), oneLine(err.Error()))
+		return nil, &unreachableError{url: a.maskedURL(), err: err}
 	}
 	a.client = c
 	return c, nil
@@ -262,7 +292,9 @@ func (a *app) registry(ctx context.Context) (*registry.Registry, error) {
 	return a.reg, nil
 }
 
-// tracker returns the heartbeat tracker of the namespace (default config).
+// tracker returns the heartbeat tracker of the namespace, with the
+// namespace's heartbeat settings (heartbeat.LoadConfig): a rebalance run
+// from the CLI reaps by the TTL the nodes use.
 func (a *app) tracker(ctx context.Context) (*heartbeat.Tracker, error) {
 	if a.hb != nil {
 		return a.hb, nil
@@ -271,7 +303,11 @@ func (a *app) tracker(ctx context.Context) (*heartbeat.Tracker, error) {
 	if err != nil {
 		return nil, err
 	}
-	hb, err := heartbeat.New(c, a.namespace, heartbeat.DefaultConfig(), heartbeat.WithLogger(a.log))
+	cfg, _, err := heartbeat.LoadConfig(ctx, c, a.namespace)
+	if err != nil {
+		return nil, err
+	}
+	hb, err := heartbeat.New(c, a.namespace, cfg, heartbeat.WithLogger(a.log))
 	if err != nil {
 		return nil, err
 	}

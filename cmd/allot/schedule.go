@@ -81,17 +81,10 @@ func newScheduleCommand(a *app) *cobra.Command {
 // maskSchedule hides the values a scheduled change sets for secret keys:
 // those it marks secret and those secret in the group now.
 func maskSchedule(s registry.Scheduled, groupSecrets []string, reveal bool) registry.Scheduled {
-	if reveal || len(s.Change.Set) == 0 {
+	if reveal {
 		return s
 	}
-	set := maps.Clone(s.Change.Set)
-	for k := range set {
-		if slices.Contains(s.Change.Secret, k) || slices.Contains(groupSecrets, k) {
-			set[k] = registry.MaskPrefix
-		}
-	}
-	s.Change.Set = set
-	return s
+	return s.Masked(groupSecrets)
 }
 
 var scheduleHeader = []string{"ID", "AT", "GROUP", "OP", "CHANGE"}

@@ -17,6 +17,7 @@ import (
 
 	"github.com/allot-io/allot/cmd/allot/devredis"
 	"github.com/allot-io/allot/heartbeat"
+	"github.com/allot-io/allot/internal/keys"
 	"github.com/allot-io/allot/server"
 )
 
@@ -149,6 +150,16 @@ func isLoopback(host string) bool {
 	return ip != nil && ip.IsLoopback()
 }
 
+// devExports is the shell line that points the CLI and nodes at the dev
+// Redis: what `allot serve --dev` prints on stdout.
+func devExports(url, ns string) string {
+	line := "export ALLOT_REDIS_URL=" + url
+	if ns != "" && ns != keys.DefaultNamespace {
+		line += " ALLOT_NAMESPACE=" + ns
+	}
+	return line
+}
+
 // serve runs the server until ctx is done (SIGINT/SIGTERM), then shuts down
 // gracefully.
 func (a *app) serve(ctx context.Context, o serveOptions) error {
@@ -159,11 +170,7 @@ func (a *app) serve(ctx context.Context, o serveOptions) error {
 	if o.demoNodes < 0 {
 		return usageErrorf("invalid --demo-nodes %d: must be >= 0", o.demoNodes)
 	}
-	tokens := server.Tokens{
-		Admin: strings.TrimSpace(a.getenv("ALLOT_ADMIN_TOKEN")),
-		Read:  strings.TrimSpace(a.getenv("ALLOT_READ_TOKEN")),
-		Node:  strings.TrimSpace(a.getenv("ALLOT_NODE_TOKEN")),
-	}
+	tokens := server.TokensFrom(a.getenv)
 	if err := checkListen(o.listen, tokens); err != nil {
 		return err
 	}
@@ -187,11 +194,20 @@ func (a *app) serve(ctx context.Context, o serveOptions) error {
 		defer dev.Close()
 		c := dev.Client()
 		defer c.Close()
-		rdb, hb = c, devredis.DefaultHeartbeat
-		fmt.Fprintf(a.stderr, "allot serve: dev mode: in-memory Redis, state is lost on exit (use it with --redis %s)\n", dev.URL())
+		rdb = c
+		// The demo nodes beat fast; the namespace settings say so, so the
+		// CLI and nodes pointed at this Redis use the same.
+		if hb, err = heartbeat.Resolve(ctx, rdb, a.namespace, &devredis.DefaultHeartbeat); err != nil {
+			return err
+		}
+		fmt.Fprintf(a.stderr, "allot serve: dev mode: in-memory Redis, state is lost on exit; point the CLI and nodes at it with:\n")
+		fmt.Fprintf(a.stdout, "%s\n", devExports(dev.URL(), a.namespace))
 	} else {
 		cctx, cancel := context.WithTimeout(ctx, max(a.timeout, time.Second))
 		rdb, err = a.rdb(cctx)
+		if err == nil {
+			hb, _, err = heartbeat.LoadConfig(cctx, rdb, a.namespace)
+		}
 		cancel()
 		if err != nil {
 			return err

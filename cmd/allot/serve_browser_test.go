@@ -35,8 +35,8 @@ const (
 // browserWait bounds every wait of the browser tests.
 const browserWait = 15 * time.Second
 
-// devRedisLine is how `serve --dev` names its in-memory Redis on stderr.
-var devRedisLine = regexp.MustCompile(`--redis (redis://[^\s)]+)`)
+// devRedisLine is how `serve --dev` names its in-memory Redis on stdout.
+var devRedisLine = regexp.MustCompile(`export ALLOT_REDIS_URL=(redis://\S+)`)
 
 // chromium finds the browser binary; a missing browser is a failure, never a skip.
 func chromium(t *testing.T) string {
@@ -184,11 +184,11 @@ func chips(group string) string {
 }
 
 // devRegistry opens the registry of the in-memory Redis a `serve --dev`
-// printed on stderr, to check what the UI wrote.
-func devRegistry(t *testing.T, stderr string) *registry.Registry {
+// printed on stdout, to check what the UI wrote.
+func devRegistry(t *testing.T, stdout string) *registry.Registry {
 	t.Helper()
-	m := devRedisLine.FindStringSubmatch(stderr)
-	require.NotNil(t, m, "serve --dev did not print its Redis URL: %s", stderr)
+	m := devRedisLine.FindStringSubmatch(stdout)
+	require.NotNil(t, m, "serve --dev did not print its Redis URL: %s", stdout)
 	opts, err := redis.ParseURL(m[1])
 	require.NoError(t, err)
 	rdb := redis.NewClient(opts)
@@ -204,8 +204,8 @@ func devRegistry(t *testing.T, stderr string) *registry.Registry {
 // keep a screenshot. Any console error or CSP violation fails it.
 func TestBrowserUI(t *testing.T) {
 	p := newPage(t)
-	url, stderr, stop := startServe(t, testEnv, "--dev", "--listen", "127.0.0.1:0", "--demo-nodes", "6")
-	reg := devRegistry(t, stderr.String())
+	url, _, stop := startServe(t, testEnv, "--dev", "--listen", "127.0.0.1:0", "--demo-nodes", "6")
+	reg := devRegistry(t, lastStdout.String())
 	ctx := t.Context()
 
 	// Load: live events, the dev panel, the sample groups on the map. Six

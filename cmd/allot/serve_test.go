@@ -17,7 +17,11 @@ import (
 	"github.com/allot-io/allot/server"
 )
 
-var listeningLine = regexp.MustCompile(`allot serve: listening on (http://\S+)`)
+var (
+	listeningLine = regexp.MustCompile(`allot serve: listening on (http://\S+)`)
+	// lastStdout is the stdout of the latest startServe, for the dev line.
+	lastStdout *syncBuffer
+)
 
 // startServe runs `allot serve args...` in-process and returns its base URL
 // and a stop function that ends it like SIGTERM and returns the exit code.
@@ -25,6 +29,7 @@ func startServe(t *testing.T, getenv func(string) string, args ...string) (strin
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	var out, errb syncBuffer
+	lastStdout = &out
 	code := make(chan int, 1)
 	go func() {
 		code <- execute(ctx, append([]string{"serve"}, args...), env{stdout: &out, stderr: &errb, getenv: getenv})
@@ -83,6 +88,12 @@ func getJSON(t *testing.T, url string, v any) int {
 func TestServeDev(t *testing.T) {
 	url, stderr, stop := startServe(t, testEnv, "--dev", "--listen", "127.0.0.1:0", "--demo-nodes", "3")
 	assert.Contains(t, stderr.String(), "dev mode: in-memory Redis, state is lost on exit")
+	// stdout starts with the line that points the CLI at the dev Redis, and
+	// the CLI given that URL sees the dev pool and its fast heartbeat.
+	m := regexp.MustCompile(`(?m)^export ALLOT_REDIS_URL=(redis://127\.0\.0\.1:\d+)$`).FindStringSubmatch(lastStdout.String())
+	require.NotNil(t, m, lastStdout.String())
+	assert.Contains(t, mustRun(t, m[1], "namespace", "list"), "default  ")
+	assert.Contains(t, mustRun(t, m[1], "namespace", "list"), "500ms     1.5s\n")
 
 	type status struct {
 		Groups []struct {

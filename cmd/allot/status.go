@@ -42,6 +42,13 @@ func statusTable(st allocator.Status) table {
 	if st.Waiting > 0 {
 		t.title = append(t.title, fmt.Sprintf("waiting: %d capped-group grants until a holder releases", st.Waiting))
 	}
+	if n := len(st.Unserved); n > 0 {
+		why := "no node holds them yet"
+		if len(st.Nodes) == 0 {
+			why = "no live nodes: start one, see 'allot node list'"
+		}
+		t.title = append(t.title, fmt.Sprintf("unserved: %d active group(s) held by no node (%s): %s", n, why, list(st.Unserved)))
+	}
 	if len(st.Groups) == 0 {
 		t.header, t.rows = nil, nil
 		t.footer = append(t.footer, "no groups (add one with 'allot group add NAME')")

@@ -108,9 +108,17 @@ func TestStatusStandbyAndEmpty(t *testing.T) {
 	assert.Equal(t, "[]\n", mustRun(t, url, "group", "list", "-o", "json"))
 
 	mustRun(t, url, "group", "add", "only", "--max-nodes", "1")
+	// Active groups and no node: "balanced" says nothing, unserved does.
+	out := mustRun(t, url, "status")
+	assert.Contains(t, out, "unserved: 1 active group(s) held by no node (no live nodes: start one, see 'allot node list'): only\n")
+	var st allocator.Status
+	require.NoError(t, json.Unmarshal([]byte(mustRun(t, url, "status", "-o", "json")), &st))
+	assert.Equal(t, []string{"only"}, st.Unserved)
+
 	beatNodes(t, s, nil, "a", "b")
 	mustRun(t, url, "rebalance")
-	out := mustRun(t, url, "status")
+	out = mustRun(t, url, "status")
+	assert.NotContains(t, out, "unserved")
 	assert.Contains(t, out, "standby 1")
 	assert.True(t, strings.HasSuffix(out, "standby: b\n") || strings.HasSuffix(out, "standby: a\n"), out)
 }

@@ -162,14 +162,33 @@ func (a *app) printEvent(ev registry.Event) error {
 	return err
 }
 
+// eventTypes are the event types watch aligns its columns for; a longer,
+// unknown type still prints, one space after it.
+var eventTypes = []string{
+	registry.EventGroupAdded, registry.EventGroupUpdated, registry.EventGroupRolledBack,
+	registry.EventGroupRetiring, registry.EventGroupRetired, registry.EventGroupDeleted,
+	registry.EventScheduleAdded, registry.EventScheduleCancelled, registry.EventScheduleApplied,
+	registry.EventScheduleDropped, registry.EventAssignment, registry.EventNodeJoined,
+	registry.EventNodeLeft, registry.EventNodeReaped,
+}
+
+// eventTypeWidth is the width of the type column: the longest known type.
+var eventTypeWidth = func() int {
+	w := 0
+	for _, t := range eventTypes {
+		w = max(w, len(t))
+	}
+	return w
+}()
+
 // eventLine renders an event for the table output:
-// "2026-03-01 09:00:00  group.updated     group=a version=3 by=cli:bob@h".
+// "2026-03-01 09:00:00 group.updated      group=a version=3 by=cli:bob@h".
 // Event IDs (for --from) are in the JSON output.
 func eventLine(ev registry.Event) string {
 	var b strings.Builder
 	b.WriteString(ev.At.Local().Format("2006-01-02 15:04:05"))
-	b.WriteString("  ")
-	b.WriteString(fmt.Sprintf("%-17s", ev.Type))
+	b.WriteString(" ")
+	b.WriteString(fmt.Sprintf("%-*s", eventTypeWidth, ev.Type))
 	fields := []struct{ k, v string }{{"group", ev.Group}, {"node", ev.Node}}
 	if ev.Version > 0 {
 		fields = append(fields, struct{ k, v string }{"version", strconv.FormatInt(ev.Version, 10)})

@@ -32,15 +32,6 @@ func run() int {
 	}
 	// Registered before Start, so the first assignment is printed too.
 	c.OnChange(func(_, now client.Assignment) { fmt.Println(now) })
-	report, closeReport, err := openReport(c.NodeID())
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "node:", err)
-		return 1
-	}
-	if report != nil {
-		c.OnChange(report)
-		defer closeReport()
-	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()

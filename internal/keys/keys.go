@@ -7,6 +7,7 @@ package keys
 import (
 	"errors"
 	"regexp"
+	"strings"
 )
 
 // DefaultNamespace is the namespace used when none is given.
@@ -89,6 +90,11 @@ func (k Keys) Schedule() string { return k.prefix + ":schedule" }
 // ScheduleItems is a HASH schedule ID -> JSON of the scheduled change.
 func (k Keys) ScheduleItems() string { return k.prefix + ":schedule:items" }
 
+// Settings is a HASH of the namespace's settings, written by `allot
+// namespace set`: interval_ms and ttl_ms (the heartbeat Config every process
+// of the namespace uses). Absent = defaults.
+func (k Keys) Settings() string { return k.prefix + ":settings" }
+
 // Lock is the redsync mutex that keeps rebalancing to one planner at a time.
 func (k Keys) Lock() string { return k.prefix + ":lock" }
 
@@ -100,3 +106,21 @@ func (k Keys) Log() string { return k.prefix + ":log" }
 
 // Quota is the key prefix of the GCRA limiter of one group.
 func (k Keys) Quota(group string) string { return k.prefix + ":quota:" + group }
+
+// NamespaceOf returns the namespace a key of this package belongs to, and
+// false for a key that is not an allot key (not "{allot:NS}:…").
+func NamespaceOf(key string) (string, bool) {
+	rest, ok := strings.CutPrefix(key, "{allot:")
+	if !ok {
+		return "", false
+	}
+	ns, _, ok := strings.Cut(rest, "}:")
+	if !ok || Validate(ns) != nil {
+		return "", false
+	}
+	return ns, true
+}
+
+// Pattern is the SCAN pattern matching key kind (e.g. "state", "settings")
+// of every namespace: "{allot:*}:kind".
+func Pattern(kind string) string { return "{allot:*}:" + kind }

@@ -1,7 +1,6 @@
 package devredis
 
 import (
-	"context"
 	"fmt"
 	"sync"
 	"time"
@@ -70,12 +69,4 @@ func (r *Redis) Close() {
 		<-r.done
 		r.m.Close()
 	})
-}
-
-// ping is used by tests and Seed to fail early with a clear error.
-func ping(ctx context.Context, rdb redis.UniversalClient) error {
-	if err := rdb.Ping(ctx).Err(); err != nil {
-		return fmt.Errorf("devredis: ping: %w", err)
-	}
-	return nil
 }

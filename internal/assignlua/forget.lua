@@ -1,4 +1,7 @@
--- forget.lua: a prelude of reap.lua and leave.lua (same KEYS layout).
+-- forget.lua: a prelude of heartbeat's reap.lua and leave.lua (same KEYS
+-- layout). It edits registry's committed assignment in registry's format
+-- (see package doc of internal/assignlua): it lives here, not in heartbeat,
+-- so the one copy sits next to its owner's documentation.
 --
 -- forget drops a gone node from the committed assignment at once, so a node
 -- that comes back can never read its old groups from it, and keeps the holder

@@ -1,0 +1,140 @@
+package main
+
+import (
+	"fmt"
+	"strconv"
+
+	"github.com/spf13/cobra"
+
+	"github.com/allot-io/allot/allocator"
+	"github.com/allot-io/allot/heartbeat"
+)
+
+func init() { commandFactories = append(commandFactories, newNamespaceCommand) }
+
+func newNamespaceCommand(a *app) *cobra.Command {
+	cmd := noun(&cobra.Command{
+		Use:     "namespace",
+		Aliases: []string{"namespaces", "ns"},
+		Short:   "List namespaces and set a namespace's heartbeat interval and TTL",
+	})
+	cmd.AddCommand(newNamespaceListCommand(a), newNamespaceSetCommand(a))
+	return cmd
+}
+
+func newNamespaceListCommand(a *app) *cobra.Command {
+	return &cobra.Command{
+		Use:     "list",
+		Aliases: []string{"ls"},
+		Short:   "List every namespace with its nodes, groups and heartbeat settings",
+		Long: `List scans Redis (every master of a Cluster) for the namespaces that have
+state: a group, a node or settings. INTERVAL and TTL marked "(default)" were
+never set with 'allot namespace set'.`,
+		Args: exactArgs(),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx, cancel := a.ctx(cmd)
+			defer cancel()
+			rdb, err := a.rdb(ctx)
+			if err != nil {
+				return err
+			}
+			list, err := allocator.Namespaces(ctx, rdb)
+			if err != nil {
+				return err
+			}
+			return a.print(list, func() table {
+				if len(list) == 0 {
+					return table{title: []string{"no namespaces yet (add a group or start a node)"}}
+				}
+				return table{header: namespaceHeader, rows: namespaceRows(list)}
+			})
+		},
+	}
+}
+
+var namespaceHeader = []string{"NAME", "NODES", "GROUPS", "INTERVAL", "TTL"}
+
+// namespaceRows is the table of `namespace list`.
+func namespaceRows(list []allocator.NamespaceInfo) [][]string {
+	rows := make([][]string, 0, len(list))
+	for _, n := range list {
+		ttl := n.Heartbeat.TTL.String()
+		if !n.Stored {
+			ttl += " (default)"
+		}
+		rows = append(rows, []string{n.Name, strconv.FormatInt(n.Nodes, 10), strconv.FormatInt(n.Groups, 10),
+			n.Heartbeat.Interval.String(), ttl})
+	}
+	return rows
+}
+
+func newNamespaceSetCommand(a *app) *cobra.Command {
+	var (
+		cfg   heartbeat.Config
+		force bool
+	)
+	cmd := &cobra.Command{
+		Use:   "set [--interval 2s] [--ttl 6s]",
+		Short: "Set the heartbeat interval and TTL of the namespace (--namespace)",
+		Long: `Set stores the heartbeat interval and TTL of the namespace in Redis. Every
+process of the namespace reads them when it starts: nodes, 'allot serve',
+'allot rebalance', 'allot check perf'. The TTL must be at least 3 × the
+interval; --interval alone sets the TTL to 3 × interval. A node configured
+with another interval or TTL (WithHeartbeat, ALLOT_HEARTBEAT_*) refuses to
+start.
+
+Running nodes keep the settings they started with until they restart, and a
+reaper would judge them by the new TTL: with registered nodes, set refuses
+unless --force (restart the nodes right after).`,
+		Example: "  allot namespace set --interval 5s --ttl 15s\n  allot --namespace batch namespace set --interval 10s",
+		Args:    exactArgs(),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			fs := cmd.Flags()
+			if !fs.Changed("interval") && !fs.Changed("ttl") {
+				return usageErrorf("nothing to set (give --interval, --ttl or both)")
+			}
+			ctx, cancel := a.ctx(cmd)
+			defer cancel()
+			hb, err := a.tracker(ctx)
+			if err != nil {
+				return err
+			}
+			next := hb.Config()
+			if fs.Changed("interval") {
+				next.Interval = cfg.Interval
+				if !fs.Changed("ttl") {
+					next.TTL = 3 * cfg.Interval
+				}
+			}
+			if fs.Changed("ttl") {
+				next.TTL = cfg.TTL
+			}
+			if err := next.Validate(); err != nil {
+				return usageErrorf("invalid settings: interval %v, ttl %v: the ttl must be >= 3 × the interval, the interval > 0", next.Interval, next.TTL)
+			}
+			nodes, err := hb.Registered(ctx)
+			if err != nil {
+				return err
+			}
+			if nodes > 0 && !force && next != hb.Config() {
+				return fmt.Errorf("namespace %q has %d registered node(s) using interval %v, ttl %v; nothing written (give --force, then restart them)",
+					hb.Namespace(), nodes, hb.Config().Interval, hb.Config().TTL)
+			}
+			rdb, err := a.rdb(ctx)
+			if err != nil {
+				return err
+			}
+			if err := heartbeat.StoreConfig(ctx, rdb, a.namespace, next); err != nil {
+				return err
+			}
+			info := allocator.NamespaceInfo{Name: hb.Namespace(), Nodes: nodes, Heartbeat: next, Stored: true}
+			return a.print(info, func() table {
+				return table{title: []string{fmt.Sprintf("namespace %q: interval %v, ttl %v (processes read it when they start)", info.Name, next.Interval, next.TTL)}}
+			})
+		},
+	}
+	cmd.Flags().DurationVar(&cfg.Interval, "interval", 0, "time between two beats of a node, e.g. 2s")
+	cmd.Flags().DurationVar(&cfg.TTL, "ttl", 0, "how long a silent node stays live, >= 3 × interval, e.g. 6s")
+	cmd.Flags().BoolVar(&force, "force", false, "store even though nodes are registered (restart them right after)")
+	return cmd
+}

@@ -1,0 +1,97 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/allot-io/allot/heartbeat"
+	"github.com/allot-io/allot/internal/keys"
+	"github.com/allot-io/allot/internal/redistest"
+)
+
+func TestNamespaceSetList(t *testing.T) {
+	s := redistest.Start(t)
+	url := s.URL()
+
+	out := mustRun(t, url, "namespace", "list")
+	assert.Equal(t, "no namespaces yet (add a group or start a node)\n", out)
+
+	mustRun(t, url, "group", "add", "g1")
+	out = mustRun(t, url, "namespace", "list")
+	assert.Equal(t, "NAME     NODES  GROUPS  INTERVAL  TTL\ndefault  0      1       2s        6s (default)\n", out)
+
+	out = mustRun(t, url, "namespace", "set", "--interval", "5s")
+	assert.Equal(t, "namespace \"default\": interval 5s, ttl 15s (processes read it when they start)\n", out)
+	mustRun(t, url, "--namespace", "batch", "namespace", "set", "--interval", "10s", "--ttl", "40s")
+
+	var list []map[string]any
+	require.NoError(t, json.Unmarshal([]byte(mustRun(t, url, "namespace", "list", "-o", "json")), &list))
+	require.Len(t, list, 2)
+	assert.Equal(t, map[string]any{"name": "batch", "nodes": 0.0, "groups": 0.0, "interval": "10s", "ttl": "40s", "stored": true}, list[0])
+	assert.Equal(t, map[string]any{"name": "default", "nodes": 0.0, "groups": 1.0, "interval": "5s", "ttl": "15s", "stored": true}, list[1])
+
+	// Bad settings are usage errors and change nothing.
+	for _, args := range [][]string{
+		{"namespace", "set"},
+		{"namespace", "set", "--ttl", "10s"}, // 5s × 3 > 10s
+		{"namespace", "set", "--interval", "0s"},
+		{"namespace", "set", "--interval", "2s", "--ttl", "5s"},
+	} {
+		_, stderr, code := runCLI(t, url, args...)
+		assert.Equal(t, exitUsage, code, "%v: %s", args, stderr)
+	}
+
+	// A registered node refuses a change unless --force: a reaper would
+	// judge it by a TTL it does not use.
+	rdb := s.Client(t)
+	hb, err := heartbeat.New(rdb, "", heartbeat.Config{Interval: 5 * time.Second, TTL: 15 * time.Second})
+	require.NoError(t, err)
+	_, err = hb.Beat(context.Background(), heartbeat.Beat{Node: "n1", IP: "10.0.0.1"})
+	require.NoError(t, err)
+	_, stderr, code := runCLI(t, url, "namespace", "set", "--interval", "1s")
+	assert.Equal(t, exitFailure, code)
+	assert.Contains(t, stderr, "1 registered node(s) using interval 5s, ttl 15s; nothing written")
+	mustRun(t, url, "namespace", "set", "--interval", "1s", "--force")
+	cfg, _, err := heartbeat.LoadConfig(context.Background(), rdb, "")
+	require.NoError(t, err)
+	assert.Equal(t, heartbeat.Config{Interval: time.Second, TTL: 3 * time.Second}, cfg)
+}
+
+// TestRebalanceReapsByNamespaceTTL: `allot rebalance` judges nodes by the
+// namespace's TTL, not the default 6 s — a node on a 10 s interval whose
+// last beat is 7 s old is live.
+func TestRebalanceReapsByNamespaceTTL(t *testing.T) {
+	s := redistest.Start(t)
+	url := s.URL()
+	rdb := s.Client(t)
+	ctx := context.Background()
+	mustRun(t, url, "group", "add", "g")
+	mustRun(t, url, "namespace", "set", "--interval", "10s", "--ttl", "30s")
+	slow := heartbeat.Config{Interval: 10 * time.Second, TTL: 30 * time.Second}
+	hb, err := heartbeat.New(rdb, "", slow)
+	require.NoError(t, err)
+	_, err = hb.Beat(ctx, heartbeat.Beat{Node: "slow-1", IP: "10.0.0.1"})
+	require.NoError(t, err)
+	// Back-date its beat by 7 s of server time: past the default TTL, well
+	// within the namespace's.
+	now, err := rdb.Time(ctx).Result()
+	require.NoError(t, err)
+	require.NoError(t, rdb.ZAdd(ctx, keys.New("").Nodes(), redis.Z{Score: float64(now.Add(-7 * time.Second).UnixMilli()), Member: "slow-1"}).Err())
+
+	mustRun(t, url, "rebalance")
+	assert.Contains(t, mustRun(t, url, "node", "list"), "slow-1")
+	var g struct{ Nodes []string }
+	require.NoError(t, json.Unmarshal([]byte(mustRun(t, url, "group", "get", "g", "-o", "json")), &g))
+	assert.Equal(t, []string{"slow-1"}, g.Nodes)
+
+	// The same beat age with the default settings is a dead node.
+	require.NoError(t, rdb.Del(ctx, keys.New("").Settings()).Err())
+	mustRun(t, url, "rebalance")
+	assert.Equal(t, "no live nodes\n", mustRun(t, url, "node", "list"))
+}
