@@ -29,13 +29,14 @@ type groupBody struct {
 	SecretKeys []string          `json:"secret_keys"`
 	UpdatedBy  string            `json:"updated_by"`
 	DrainBy    time.Time         `json:"drain_by,omitzero"`
+	EjectAfter string            `json:"eject_after,omitempty"`
 }
 
 func encodeGroupBody(g Group) (string, error) {
 	b, err := json.Marshal(groupBody{
 		Name: g.Name, Version: g.Version, State: g.State, Weight: g.Weight,
 		MaxNodes: g.MaxNodes, Quota: g.Quota, Config: g.Config, SecretKeys: g.SecretKeys,
-		UpdatedBy: g.UpdatedBy, DrainBy: g.DrainBy,
+		UpdatedBy: g.UpdatedBy, DrainBy: g.DrainBy, EjectAfter: g.EjectAfter,
 	})
 	return string(b), err
 }
@@ -51,6 +52,10 @@ func decodeGroup(s string) (Group, error) {
 	if g.SecretKeys == nil {
 		g.SecretKeys = []string{}
 	}
+	if g.EjectAfter == "" {
+		g.EjectAfter = DefaultEjectAfter.String() // stored before eject_after existed
+	}
+	g.Health = nil
 	return g, nil
 }
 
@@ -172,7 +177,7 @@ func (r *Registry) modify(ctx context.Context, name string, ifVersion int64, cl 
 // (everything but version, timestamps and author).
 func sameContent(a, b Group) bool {
 	return a.State == b.State && a.Weight == b.Weight && a.MaxNodes == b.MaxNodes &&
-		a.Quota == b.Quota && maps.Equal(a.Config, b.Config) &&
+		a.Quota == b.Quota && a.EjectAfter == b.EjectAfter && maps.Equal(a.Config, b.Config) &&
 		slices.Equal(sortedCopy(a.SecretKeys), sortedCopy(b.SecretKeys))
 }
 
@@ -352,7 +357,7 @@ func (r *Registry) rollback(ctx context.Context, name string, version int64, by 
 	old := hist[i].clone()
 	return r.modify(ctx, name, 0, claim{}, func(cur Group) (write, error) {
 		n := cur.clone()
-		n.Weight, n.MaxNodes, n.Quota = old.Weight, old.MaxNodes, old.Quota
+		n.Weight, n.MaxNodes, n.Quota, n.EjectAfter = old.Weight, old.MaxNodes, old.Quota, old.EjectAfter
 		n.Config, n.SecretKeys = old.Config, old.SecretKeys
 		if err := n.normalize(); err != nil {
 			return write{}, err

@@ -97,3 +97,15 @@ func (k Keys) Log() string { return k.prefix + ":log" }
 
 // Quota is the key prefix of the GCRA limiter of one group.
 func (k Keys) Quota(group string) string { return k.prefix + ":quota:" + group }
+
+// Health is a HASH of one group's key health: cooling_until (Unix ms, Redis
+// server time, only ever extended; the limiter refuses the group until
+// then), state (active | suspended | probing), the failure window, reason,
+// since, next_probe, probe_wait, successes and counters. registry owns it.
+func (k Keys) Health(group string) string { return k.prefix + ":health:" + group }
+
+// Unhealthy is a HASH group -> "state\tcreated" of the groups that are
+// suspended or probing, so a planner reads them all with one HGETALL.
+// created is the group document's created time: an entry left by a deleted
+// group never applies to a new group of the same name.
+func (k Keys) Unhealthy() string { return k.prefix + ":unhealthy" }
