@@ -25,6 +25,9 @@ type options struct {
 	cacheDir  string
 	heartbeat heartbeat.Config
 	log       *slog.Logger
+	// probeAfter is the first wait before a group this node suspends is
+	// probed (health.go).
+	probeAfter time.Duration
 
 	// now is the monotonic clock leases are measured with. Tests replace it.
 	now func() time.Time
@@ -83,6 +86,13 @@ func WithCacheDir(dir string) Option {
 // must use the same. default: heartbeat.DefaultConfig() (2 s, 6 s).
 func WithHeartbeat(cfg heartbeat.Config) Option {
 	return func(o *options) { o.heartbeat = cfg }
+}
+
+// WithProbeAfter sets how long a group this node's reports suspend waits
+// before it is probed (doubling after each failed probe, at most 6 h). Every
+// process of a namespace should use the same. default: 5m.
+func WithProbeAfter(d time.Duration) Option {
+	return func(o *options) { o.probeAfter = d }
 }
 
 // WithLogger sets the logger. Config values are never logged.
