@@ -92,7 +92,8 @@ func toAPIError(err error) *apiError {
 	case errors.Is(err, registry.ErrInvalidName), errors.Is(err, registry.ErrInvalidWeight),
 		errors.Is(err, registry.ErrInvalidMaxNodes), errors.Is(err, registry.ErrInvalidQuota),
 		errors.Is(err, registry.ErrConfigTooLarge), errors.Is(err, registry.ErrInvalidConfig),
-		errors.Is(err, registry.ErrInvalidSchedule), errors.Is(err, heartbeat.ErrInvalidNode):
+		errors.Is(err, registry.ErrInvalidSchedule), errors.Is(err, heartbeat.ErrInvalidNode),
+		errors.Is(err, registry.ErrInvalidEjectAfter), errors.Is(err, registry.ErrInvalidReport):
 		return &apiError{status: http.StatusUnprocessableEntity, code: CodeInvalid, message: err.Error(), err: err}
 	case isUnavailable(err):
 		return &apiError{status: http.StatusServiceUnavailable, code: CodeUnavailable, message: "redis unavailable", err: err}
