@@ -41,6 +41,8 @@ func newGroupCommand(a *app) *cobra.Command {
 		newGroupRollbackCommand(a),
 		newGroupRetireCommand(a),
 		newGroupDeleteCommand(a),
+		newGroupSuspendCommand(a),
+		newGroupResumeCommand(a),
 	)
 	return cmd
 }
@@ -51,6 +53,7 @@ type changeFlags struct {
 	weight             float64
 	maxNodes           int
 	quota              string
+	ejectAfter         string
 }
 
 func (f *changeFlags) register(cmd *cobra.Command, withUnset bool) {
@@ -63,6 +66,7 @@ func (f *changeFlags) register(cmd *cobra.Command, withUnset bool) {
 	fs.Float64Var(&f.weight, "weight", 1, "the group's share of the pool, e.g. its quota (> 0)")
 	fs.IntVar(&f.maxNodes, "max-nodes", 0, "most nodes that may hold the group at once (0 = unlimited, 1 = exclusive)")
 	fs.StringVar(&f.quota, "quota", "", `call rate shared by all holders, e.g. "600/m", "10/s", "100/s burst 20" ("" clears)`)
+	registerEjectAfter(fs, &f.ejectAfter)
 }
 
 // change builds the Change the flags ask for; unset flags change nothing.
@@ -121,6 +125,13 @@ func (f *changeFlags) change(cmd *cobra.Command) (registry.Change, error) {
 			q = p.String()
 		}
 		c.Quota = &q
+	}
+	if fs.Changed("eject-after") {
+		e, err := parseEjectAfterFlag(f.ejectAfter)
+		if err != nil {
+			return c, err
+		}
+		c.EjectAfter = &e
 	}
 	return c, nil
 }
@@ -256,6 +267,9 @@ func mergeChange(base, over registry.Change) registry.Change {
 	if over.Quota != nil {
 		out.Quota = over.Quota
 	}
+	if over.EjectAfter != nil {
+		out.EjectAfter = over.EjectAfter
+	}
 	return out
 }
 
@@ -270,6 +284,7 @@ type groupDoc struct {
 	Quota      string            `yaml:"quota"`
 	Config     map[string]string `yaml:"config"`
 	SecretKeys []string          `yaml:"secret_keys"`
+	EjectAfter string            `yaml:"eject_after"`
 
 	Version   any `yaml:"version"`
 	Nodes     any `yaml:"nodes"`
@@ -277,6 +292,7 @@ type groupDoc struct {
 	Updated   any `yaml:"updated"`
 	UpdatedBy any `yaml:"updated_by"`
 	DrainBy   any `yaml:"drain_by"`
+	Health    any `yaml:"health"`
 }
 
 // readGroupFile reads --from-file: "-" is stdin.
@@ -330,7 +346,7 @@ func parseGroupFile(data []byte, name string) (registry.Change, error) {
 	if d.Name != "" && d.Name != name {
 		return c, fmt.Errorf("the document is group %q, not %q (remove its name or use that name)", d.Name, name)
 	}
-	if d.State != "" && d.State != string(registry.Active) {
+	if d.State != "" && d.State != string(registry.Active) && d.State != string(registry.Suspended) && d.State != string(registry.Probing) {
 		return c, fmt.Errorf("state %q: a new group is always active (retire it afterwards)", d.State)
 	}
 	c.Set = d.Config
@@ -340,6 +356,10 @@ func parseGroupFile(data []byte, name string) (registry.Change, error) {
 	if d.Quota != "" {
 		q := d.Quota
 		c.Quota = &q
+	}
+	if d.EjectAfter != "" {
+		e := d.EjectAfter
+		c.EjectAfter = &e
 	}
 	return c, nil
 }
@@ -449,6 +469,9 @@ func newGroupGetCommand(a *app) *cobra.Command {
 				if err != nil {
 					return groupError(name, err)
 				}
+				if g, err = withHealth(ctx, reg, g); err != nil {
+					return err
+				}
 				h, err := a.holders(ctx)
 				if err != nil {
 					return err
@@ -478,6 +501,7 @@ func groupDetailRows(g allocator.GroupView, now time.Time) [][]string {
 		{"weight:", num(g.Weight)},
 		{"max_nodes:", maxNodes},
 		{"quota:", dash(g.Quota)},
+		{"eject_after:", ejectAfterText(g.EjectAfter)},
 		{"nodes:", nodeCount(g.Nodes)},
 		{"updated:", fmt.Sprintf("%s (%s) by %s", g.Updated.Local().Format(time.RFC3339), age(now, g.Updated), dash(g.UpdatedBy))},
 		{"created:", g.Created.Local().Format(time.RFC3339)},
@@ -485,6 +509,7 @@ func groupDetailRows(g allocator.GroupView, now time.Time) [][]string {
 	if !g.DrainBy.IsZero() {
 		rows = append(rows, []string{"drain_by:", fmt.Sprintf("%s (%s)", g.DrainBy.Local().Format(time.RFC3339), age(now, g.DrainBy))})
 	}
+	rows = append(rows, healthRows(g.Health, now)...)
 	if len(g.Config) == 0 {
 		return append(rows, []string{"config:", "-"})
 	}
@@ -521,6 +546,9 @@ func newGroupListCommand(a *app) *cobra.Command {
 				if err != nil {
 					return err
 				}
+				if groups, err = reg.WithHealth(ctx, groups); err != nil {
+					return err
+				}
 				h, err := a.holders(ctx)
 				if err != nil {
 					return err
@@ -552,7 +580,7 @@ func groupRows(groups []allocator.GroupView, now time.Time) [][]string {
 			maxNodes = strconv.Itoa(g.MaxNodes)
 		}
 		rows = append(rows, []string{
-			g.Name, string(g.State), strconv.FormatInt(g.Version, 10), num(g.Weight), maxNodes,
+			g.Name, healthState(string(g.State), g.Health, now), strconv.FormatInt(g.Version, 10), num(g.Weight), maxNodes,
 			dash(g.Quota), strconv.Itoa(len(g.Nodes)), age(now, g.Updated),
 		})
 	}
