@@ -117,7 +117,7 @@ func newGroupSuspendCommand(a *app) *cobra.Command {
 		Long: `Suspend a group: no node holds it until 'allot group resume'. Nodes also
 suspend a group themselves when its key keeps failing (see --eject-after);
 such a suspension is probed after a while, an operator's is not.`,
-		Example: `  allot group suspend openai-1 --reason "credit ran out"`,
+		Example:           `  allot group suspend openai-1 --reason "credit ran out"`,
 		Args:              exactArgs("NAME"),
 		ValidArgsFunction: a.completeGroups,
 		RunE: func(cmd *cobra.Command, args []string) error {
