@@ -421,3 +421,25 @@ func testReportStorm(t *testing.T, rdb redis.UniversalClient) {
 	assert.Equal(t, 1, transitions)
 	assert.Len(t, eventsOf(t, e, registry.EventGroupSuspended), 1)
 }
+
+func TestPlanImportEjectAfter(t *testing.T) {
+	have := []registry.Group{{Name: "k", Version: 2, State: registry.Active, Weight: 1, Config: map[string]string{}, SecretKeys: []string{}, EjectAfter: "3/1m"}}
+	p, err := registry.PlanImport(registry.Pool{Groups: []registry.PoolGroup{{Name: "k", EjectAfter: "5/30s"}}}, have, false)
+	require.NoError(t, err)
+	require.Len(t, p.Changed, 1)
+	require.Len(t, p.Changed[0].Fields, 1)
+	f := p.Changed[0].Fields[0]
+	assert.Equal(t, "eject_after", f.Field)
+	assert.Equal(t, "3/1m", *f.Old)
+	assert.Equal(t, "5/30s", *f.New)
+
+	p, err = registry.PlanImport(registry.Pool{Groups: []registry.PoolGroup{{Name: "k"}}}, have, false)
+	require.NoError(t, err)
+	assert.Equal(t, 1, p.Unchanged, "absent means the default")
+
+	_, err = registry.PlanImport(registry.Pool{Groups: []registry.PoolGroup{{Name: "k", EjectAfter: "often"}}}, have, false)
+	assert.ErrorIs(t, err, registry.ErrInvalidEjectAfter)
+
+	exported := registry.ExportPool([]registry.Group{{Name: "k", Weight: 1, EjectAfter: "0"}}, false)
+	assert.Equal(t, "0", exported.Groups[0].EjectAfter)
+}
