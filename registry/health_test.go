@@ -283,6 +283,15 @@ func testBadReports(t *testing.T, rdb redis.UniversalClient) {
 	assert.ErrorIs(t, err, registry.ErrInvalidState)
 
 	require.NoError(t, e.reg.Delete(ctx, "k", "t"))
+	for key := range e.dump(t) {
+		assert.NotContains(t, key, ":health:k", "a deleted group's health is dropped")
+	}
+	sched, err := e.reg.Schedules(ctx)
+	require.NoError(t, err)
+	assert.Empty(t, sched, "and its probe")
+	un, err := e.reg.Unhealthy(ctx)
+	require.NoError(t, err)
+	assert.NotContains(t, un, "k")
 	_, err = report(e, "n1", "k", registry.Failure, 0, "x")
 	assert.ErrorIs(t, err, registry.ErrNotFound)
 	g, err := e.reg.Add(ctx, "k", registry.Change{}, "t")
@@ -291,9 +300,9 @@ func testBadReports(t *testing.T, rdb redis.UniversalClient) {
 	require.NoError(t, err)
 	assert.Equal(t, registry.Active, gs[0].State)
 	assert.Equal(t, registry.Health{State: registry.Active}, *gs[0].Health)
-	un, err := e.reg.Unhealthy(ctx)
+	un, err = e.reg.Unhealthy(ctx)
 	require.NoError(t, err)
-	assert.Equal(t, registry.Active, registry.ApplyHealth([]registry.Group{g}, un)[0].State, "the old entry does not apply")
+	assert.Equal(t, registry.Active, registry.ApplyHealth([]registry.Group{g}, un)[0].State)
 }
 
 func testProbe(t *testing.T, rdb redis.UniversalClient) {
@@ -442,4 +451,28 @@ func TestPlanImportEjectAfter(t *testing.T) {
 
 	exported := registry.ExportPool([]registry.Group{{Name: "k", Weight: 1, EjectAfter: "0"}}, false)
 	assert.Equal(t, "0", exported.Groups[0].EjectAfter)
+}
+
+func TestApplyHealth(t *testing.T) {
+	created := time.Date(2026, 11, 30, 3, 0, 0, 0, time.UTC)
+	at := created.Format("2006-01-02T15:04:05.000Z")
+	groups := []registry.Group{
+		{Name: "a", State: registry.Active, Created: created},
+		{Name: "b", State: registry.Active, Created: created},
+		{Name: "c", State: registry.Active, Created: created.Add(time.Second)},
+		{Name: "d", State: registry.Draining, Created: created},
+		{Name: "e", State: registry.Active, Created: created},
+	}
+	un := map[string]registry.UnhealthyEntry{
+		"a": {State: registry.Suspended, Created: at},
+		"b": {State: registry.Probing, Created: at},
+		"c": {State: registry.Suspended, Created: at}, // left by an older group "c"
+		"d": {State: registry.Suspended, Created: at},
+	}
+	var got []registry.State
+	for _, g := range registry.ApplyHealth(groups, un) {
+		got = append(got, g.State)
+	}
+	assert.Equal(t, []registry.State{registry.Suspended, registry.Probing, registry.Active, registry.Draining, registry.Active}, got)
+	assert.Equal(t, registry.Active, groups[0].State, "the input is not modified")
 }

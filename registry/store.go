@@ -424,7 +424,13 @@ func (r *Registry) Delete(ctx context.Context, name string, by string) error {
 }
 
 func (r *Registry) delete(ctx context.Context, name string, by string, cl claim) (Group, error) {
-	return r.modify(ctx, name, 0, cl, func(cur Group) (write, error) {
+	g, err := r.modify(ctx, name, 0, cl, func(cur Group) (write, error) {
 		return write{mode: "delete", event: EventGroupDeleted, by: by, version: cur.Version, unsched: drainJobID(name)}, nil
 	})
+	if err == nil {
+		// The limiter reads cooling_until without knowing the group: a new
+		// group of the same name must not inherit the old key's cooldown.
+		err = r.dropHealth(ctx, name)
+	}
+	return g, err
 }
