@@ -12,13 +12,18 @@ import (
 	"github.com/allot-io/allot/registry"
 )
 
+// NoRetryAfter is Verdict.RetryAfter (and the retryAfter of ReportThrottled)
+// when the upstream gave no usable Retry-After: the pool then cools the
+// group 1 s, doubling on repeats up to 60 s.
+const NoRetryAfter time.Duration = -1
+
 // Verdict is what an upstream answer says about the key that made the call.
 type Verdict struct {
 	// Outcome is throttled, failure or success; "" means the answer says
 	// nothing about the key (5xx, transport errors, other statuses).
 	Outcome registry.Outcome
-	// RetryAfter is the upstream's wait for a throttled answer; < 0 when
-	// it gave none (the pool then cools 1 s, doubling on repeats up to 60 s).
+	// RetryAfter is the upstream's wait for a throttled answer;
+	// NoRetryAfter when it gave none.
 	RetryAfter time.Duration
 	// Reason describes a failure ("HTTP 401 Unauthorized"). It is built
 	// from the status only, never from the body or headers, so it cannot
@@ -28,7 +33,7 @@ type Verdict struct {
 
 // Classify is the rule ObserveHTTP applies to an upstream answer: 429 →
 // throttled (Retry-After in seconds or as an HTTP date, relative to now;
-// none or unreadable → RetryAfter -1), 401 and 403 → failure, 2xx →
+// none or unreadable → NoRetryAfter), 401 and 403 → failure, 2xx →
 // success, anything else and transport errors → nothing (not the key's
 // fault). Pure: no I/O, the clock is an argument.
 func Classify(resp *http.Response, err error, now time.Time) Verdict {
@@ -47,16 +52,16 @@ func Classify(resp *http.Response, err error, now time.Time) Verdict {
 }
 
 // parseRetryAfter reads a Retry-After value: delay-seconds or an HTTP date.
-// Unreadable or missing gives -1; a date in the past gives 0; anything
+// Unreadable or missing gives NoRetryAfter; a date in the past gives 0; anything
 // above registry.MaxRetryAfter is capped there.
 func parseRetryAfter(v string, now time.Time) time.Duration {
 	v = strings.TrimSpace(v)
 	if v == "" {
-		return -1
+		return NoRetryAfter
 	}
 	if n, err := strconv.ParseInt(v, 10, 64); err == nil {
 		if n < 0 {
-			return -1
+			return NoRetryAfter
 		}
 		if n > int64(registry.MaxRetryAfter/time.Second) {
 			return registry.MaxRetryAfter
@@ -65,7 +70,7 @@ func parseRetryAfter(v string, now time.Time) time.Duration {
 	}
 	t, err := http.ParseTime(v)
 	if err != nil {
-		return -1
+		return NoRetryAfter
 	}
 	return min(max(t.Sub(now), 0), registry.MaxRetryAfter)
 }
@@ -91,8 +96,8 @@ func (c *Client) ObserveHTTP(ctx context.Context, group string, resp *http.Respo
 
 // ReportThrottled says the upstream throttled group's key: every holder's
 // calls are refused until the shared cooldown ends (now + retryAfter, Redis
-// server time, only ever extended; retryAfter < 0 means the upstream gave
-// none: 1 s, doubling on repeats up to 60 s; capped at 1 h). One round trip,
+// server time, only ever extended; retryAfter < 0 (NoRetryAfter) means the
+// upstream gave none: 1 s, doubling on repeats up to 60 s; capped at 1 h). One round trip,
 // bounded by ctx; safe for concurrent use.
 func (c *Client) ReportThrottled(ctx context.Context, group string, retryAfter time.Duration) error {
 	return c.report(ctx, group, registry.Throttled, retryAfter, "")
