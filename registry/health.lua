@@ -72,10 +72,21 @@ end
 local state = field('state')
 if state == '' then state = 'active' end
 
+-- The eject window: eject_after "N/<n><unit>"; "0" = never suspend (the
+-- failures of the last minute are still counted for display).
+local spec = doc.eject_after
+if type(spec) ~= 'string' or spec == '' then spec = '3/1m' end
+local limit, span, unit = string.match(spec, '^(%d+)/(%d+)(%a+)$')
+limit = tonumber(limit) or 0
+local window = (tonumber(span) or 0) * (({ms = 1, s = 1000, m = 60000, h = 3600000})[unit or 's'] or 1000)
+if limit == 0 then window = 60000 end
+
+-- fails returns the failure times still inside the window.
 local function fails()
   local out = {}
   for ts in string.gmatch(field('fails'), '[^,]+') do
-    out[#out + 1] = tonumber(ts)
+    local t = tonumber(ts)
+    if t and t > now - window then out[#out + 1] = t end
   end
   return out
 end
@@ -191,20 +202,14 @@ if op == 'failure' then
   if state == 'probing' then
     return suspend(reason, math.min(math.max(numfield('probe_wait'), base) * 2, longest))
   end
-  -- The window: eject_after "N/<n><unit>"; "0" = never suspend.
-  local spec = doc.eject_after
-  if type(spec) ~= 'string' or spec == '' then spec = '3/1m' end
-  local limit, span, unit = string.match(spec, '^(%d+)/(%d+)(%a+)$')
-  limit = tonumber(limit) or 0
-  local window = (tonumber(span) or 0) * ({ms = 1, s = 1000, m = 60000, h = 3600000})[unit or 's']
-  if limit == 0 then window = 60000 end
   local kept = {}
   for _, ts in ipairs(fails()) do
-    if ts > now - window then kept[#kept + 1] = num(ts) end
+    kept[#kept + 1] = num(ts)
   end
   kept[#kept + 1] = num(now)
-  -- Only the newest `limit` failures can matter.
-  local cap = math.max(limit, 1)
+  -- Only the newest `limit` failures can matter (eject_after 0: keep up to
+  -- 100 of the last minute, for display).
+  local cap = limit > 0 and limit or 100
   while #kept > cap do table.remove(kept, 1) end
   redis.call('HSET', KEYS[2], 'fails', table.concat(kept, ','))
   if state == 'active' and limit > 0 and #kept >= limit then

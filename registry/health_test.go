@@ -214,6 +214,7 @@ func testEjectWindow(t *testing.T, rdb redis.UniversalClient) {
 	require.NoError(t, err)
 	assert.Equal(t, registry.Active, h.State)
 	assert.Equal(t, int64(5), h.FailuresTotal)
+	assert.Equal(t, 5, h.Failures, "counted for display, never acted on")
 
 	// Failures outside the window do not add up.
 	holding(t, e, "slow", "2/1s", "n3")
