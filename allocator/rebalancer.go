@@ -64,7 +64,7 @@ type groupCache struct {
 // list returns the groups at revision rev or newer.
 func (c *groupCache) list(ctx context.Context, reg *registry.Registry, rev int64) ([]registry.Group, error) {
 	if c == nil {
-		return reg.List(ctx)
+		return listWithHealth(ctx, reg)
 	}
 	c.mu.Lock()
 	if c.valid && c.rev == rev {
@@ -75,7 +75,7 @@ func (c *groupCache) list(ctx context.Context, reg *registry.Registry, rev int64
 	c.mu.Unlock()
 	// Read after rev was: the content is at least as new as rev, so caching
 	// it under rev never serves anything older than what rev promises.
-	gs, err := reg.List(ctx)
+	gs, err := listWithHealth(ctx, reg)
 	if err != nil {
 		return nil, err
 	}
@@ -83,6 +83,29 @@ func (c *groupCache) list(ctx context.Context, reg *registry.Registry, rev int64
 	c.valid, c.rev, c.groups = true, rev, gs
 	c.mu.Unlock()
 	return gs, nil
+}
+
+// listWithHealth reads the groups with suspended and probing ones marked in
+// State (health changes bump rev, so the cache stays exact).
+func listWithHealth(ctx context.Context, reg *registry.Registry) ([]registry.Group, error) {
+	gs, err := reg.List(ctx)
+	if err != nil {
+		return nil, err
+	}
+	unhealthy, err := reg.Unhealthy(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return registry.ApplyHealth(gs, unhealthy), nil
+}
+
+// planMaxNodes is the cap Plan and the handoff apply: a probing group is
+// handed to exactly one node.
+func planMaxNodes(g registry.Group) int {
+	if g.State == registry.Probing {
+		return 1
+	}
+	return g.MaxNodes
 }
 
 // RebalancerOption configures a Rebalancer.
@@ -336,12 +359,13 @@ func readState(ctx context.Context, reg *registry.Registry, hb *heartbeat.Tracke
 }
 
 // planInputs converts stored groups and live nodes into Plan's inputs: only
-// active groups, only live nodes.
+// active groups (a probing one capped at one node; suspended ones left out),
+// only live nodes.
 func (st state) planInputs() ([]Group, []Node) {
 	groups := make([]Group, 0, len(st.groups))
 	for _, g := range st.groups {
-		if g.State == registry.Active {
-			groups = append(groups, Group{Name: g.Name, Weight: g.Weight, MaxNodes: g.MaxNodes})
+		if g.State == registry.Active || g.State == registry.Probing {
+			groups = append(groups, Group{Name: g.Name, Weight: g.Weight, MaxNodes: planMaxNodes(g)})
 		}
 	}
 	nodes := make([]Node, 0, len(st.nodes))
@@ -376,10 +400,10 @@ func (st state) next() nextState {
 	maxNodes := make(map[string]int)
 	guarded := make(map[string]bool)
 	for _, g := range st.groups {
-		if g.MaxNodes > 0 {
-			maxNodes[g.Name] = g.MaxNodes
+		if m := planMaxNodes(g); m > 0 {
+			maxNodes[g.Name] = m
 		}
-		if g.MaxNodes > 0 || g.State == registry.Draining {
+		if planMaxNodes(g) > 0 || g.State == registry.Draining {
 			guarded[g.Name] = true
 		}
 	}

@@ -39,6 +39,8 @@ type GroupStatus struct {
 	// Share is the fraction of the group's quota each holder gets (1/holders;
 	// 0 when nobody holds it).
 	Share float64 `json:"share"`
+	// Health is the group's key health (cooldown, failures, suspension).
+	Health *registry.Health `json:"health,omitempty"`
 }
 
 // NodeStatus is one live node in a Status.
@@ -64,6 +66,13 @@ func Inspect(ctx context.Context, reg *registry.Registry, hb *heartbeat.Tracker)
 	}
 	s := st.status()
 	s.Namespace = reg.Namespace()
+	withHealth, err := reg.WithHealth(ctx, st.groups)
+	if err != nil {
+		return Status{}, err
+	}
+	for i := range s.Groups {
+		s.Groups[i].Health = withHealth[i].Health
+	}
 	return s, nil
 }
 

@@ -38,6 +38,7 @@ type Client struct {
 	limiter *redis_rate.Limiter
 	log     *slog.Logger
 	quotas  sync.Map // quota text -> redis_rate.Limit
+	cooling sync.Map // group -> time.Time: cooling_until from this node's reports (health.go)
 
 	// cur is what readers see: an immutable snapshot, replaced, never changed.
 	cur atomic.Pointer[Assignment]
@@ -135,6 +136,9 @@ func New(rdb redis.UniversalClient, opts ...Option) (*Client, error) {
 			return nil, fmt.Errorf("%w: preferred group: %w", ErrInvalidOption, err)
 		}
 	}
+	if o.probeAfter < 0 {
+		return nil, fmt.Errorf("%w: negative probe wait %v", ErrInvalidOption, o.probeAfter)
+	}
 	if err := o.heartbeat.Validate(); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidOption, err)
 	}
@@ -142,7 +146,7 @@ func New(rdb redis.UniversalClient, opts ...Option) (*Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidOption, err)
 	}
-	reg := registry.New(rdb, registry.WithNamespace(o.namespace), registry.WithLogger(o.log))
+	reg := registry.New(rdb, registry.WithNamespace(o.namespace), registry.WithLogger(o.log), registry.WithProbeAfter(o.probeAfter))
 	ctx, cancel := context.WithCancel(context.Background())
 	c := &Client{
 		rdb:          rdb,

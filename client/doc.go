@@ -9,6 +9,8 @@
 //	defer c.Close(context.Background())
 //	key, ok := c.Config("api_key")          // lock-free, no allocation
 //	if err := c.Allow(ctx, "alpha"); err != nil { ... } // global GCRA quota
+//	resp, err := http.DefaultClient.Do(req)            // the call, with alpha's key
+//	_ = c.ObserveHTTP(ctx, "alpha", resp, err)          // tell the pool what the upstream said
 //
 // How it behaves:
 //
@@ -30,4 +32,9 @@
 //     is down, without capped groups.
 //   - Close publishes an empty assignment (OnChange fires), leaves, and runs
 //     the rebalancer so the node's groups move at once.
+//   - Key health: ObserveHTTP (or ReportThrottled/ReportFailure/ReportSuccess)
+//     is one script run. A 429 gives the group a shared cooldown every
+//     holder's limiter honours; 401/403 count towards the group's
+//     eject_after, and the report that suspends it makes this node run the
+//     rebalancer at once (off the caller's goroutine) so every holder moves.
 package client

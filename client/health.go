@@ -2,76 +2,191 @@ package client
 
 import (
 	"context"
+	"errors"
 	"fmt"
-	"log/slog"
-	"sync"
+	"net/http"
+	"strconv"
+	"strings"
 	"time"
 
-	"github.com/redis/go-redis/v9"
+	"github.com/allot-io/allot/registry"
 )
 
-// Health is what a node knows about its own standing, from its beats.
-type Health struct {
-	// Connected is true when the last beat reached Redis within two beat
-	// intervals. False means Redis is away (or slow): the node keeps serving
-	// its current assignment and retries with backoff.
-	Connected bool
-	// LeaseValid is true while a beat succeeded less than a TTL ago: the
-	// coordinator cannot reap the node, and it may use its capped groups.
-	// False means the lease is lost (or not yet won): capped groups are
-	// withheld and, once Redis answers, the node re-registers and is
-	// planned again as a new member.
-	LeaseValid bool
-	// LastBeat is when the last successful beat was sent (zero: never).
-	LastBeat time.Time
-	// LeaseUntil is LastBeat + TTL.
-	LeaseUntil time.Time
-	// Err is the last error talking to Redis while not Connected.
-	Err error
+// NoRetryAfter is Verdict.RetryAfter (and the retryAfter of ReportThrottled)
+// when the upstream gave no usable Retry-After: the pool then cools the
+// group 1 s, doubling on repeats up to 60 s.
+const NoRetryAfter time.Duration = -1
+
+// Verdict is what an upstream answer says about the key that made the call.
+type Verdict struct {
+	// Outcome is throttled, failure or success; "" means the answer says
+	// nothing about the key (5xx, transport errors, other statuses).
+	Outcome registry.Outcome
+	// RetryAfter is the upstream's wait for a throttled answer;
+	// NoRetryAfter when it gave none.
+	RetryAfter time.Duration
+	// Reason describes a failure ("HTTP 401 Unauthorized"). It is built
+	// from the status only, never from the body or headers, so it cannot
+	// carry a secret.
+	Reason string
 }
 
-// Health reports the node's standing now. It takes the client's lock
-// briefly; poll it (e.g. from a readiness probe), it never blocks on Redis.
-func (c *Client) Health() Health {
+// Classify is the rule ObserveHTTP applies to an upstream answer: 429 →
+// throttled (Retry-After in seconds or as an HTTP date, relative to now;
+// none or unreadable → NoRetryAfter), 401 and 403 → failure, 2xx →
+// success, anything else and transport errors → nothing (not the key's
+// fault). Pure: no I/O, the clock is an argument.
+func Classify(resp *http.Response, err error, now time.Time) Verdict {
+	if err != nil || resp == nil {
+		return Verdict{}
+	}
+	switch code := resp.StatusCode; {
+	case code == http.StatusTooManyRequests:
+		return Verdict{Outcome: registry.Throttled, RetryAfter: parseRetryAfter(resp.Header.Get("Retry-After"), now)}
+	case code == http.StatusUnauthorized || code == http.StatusForbidden:
+		return Verdict{Outcome: registry.Failure, Reason: "HTTP " + strconv.Itoa(code) + " " + http.StatusText(code)}
+	case code >= 200 && code < 300:
+		return Verdict{Outcome: registry.Success}
+	}
+	return Verdict{}
+}
+
+// parseRetryAfter reads a Retry-After value: delay-seconds or an HTTP date.
+// Unreadable or missing gives NoRetryAfter; a date in the past gives 0; anything
+// above registry.MaxRetryAfter is capped there.
+func parseRetryAfter(v string, now time.Time) time.Duration {
+	v = strings.TrimSpace(v)
+	if v == "" {
+		return NoRetryAfter
+	}
+	if n, err := strconv.ParseInt(v, 10, 64); err == nil {
+		if n < 0 {
+			return NoRetryAfter
+		}
+		if n > int64(registry.MaxRetryAfter/time.Second) {
+			return registry.MaxRetryAfter
+		}
+		return time.Duration(n) * time.Second
+	}
+	t, err := http.ParseTime(v)
+	if err != nil {
+		return NoRetryAfter
+	}
+	return min(max(t.Sub(now), 0), registry.MaxRetryAfter)
+}
+
+// ObserveHTTP tells the pool what the upstream answered to a call made
+// with group's key (resp and err as http.Client.Do returned them), by
+// Classify: a 429 cools the group for every holder, 401/403 count towards
+// its eject_after, 2xx count for a probe. Answers that say nothing about
+// the key cost nothing (no round trip, nil). The body is never read.
+// Errors are those of the Report methods; a caller may ignore them.
+func (c *Client) ObserveHTTP(ctx context.Context, group string, resp *http.Response, err error) error {
+	v := Classify(resp, err, time.Now())
+	switch v.Outcome {
+	case registry.Throttled:
+		return c.ReportThrottled(ctx, group, v.RetryAfter)
+	case registry.Failure:
+		return c.ReportFailure(ctx, group, v.Reason)
+	case registry.Success:
+		return c.ReportSuccess(ctx, group)
+	}
+	return nil
+}
+
+// ReportThrottled says the upstream throttled group's key: every holder's
+// calls are refused until the shared cooldown ends (now + retryAfter, Redis
+// server time, only ever extended; retryAfter < 0 (NoRetryAfter) means the
+// upstream gave none: 1 s, doubling on repeats up to 60 s; capped at 1 h). One round trip,
+// bounded by ctx; safe for concurrent use.
+func (c *Client) ReportThrottled(ctx context.Context, group string, retryAfter time.Duration) error {
+	return c.report(ctx, group, registry.Throttled, retryAfter, "")
+}
+
+// ReportFailure says the upstream refused group's key (revoked, out of
+// credit): failures are counted in a shared window and at the group's
+// eject_after it is suspended and this node runs a rebalance so every holder
+// moves to another group. reason is kept (≤ 200 bytes) and shown in events
+// and the UI: never put a secret in it.
+func (c *Client) ReportFailure(ctx context.Context, group, reason string) error {
+	return c.report(ctx, group, registry.Failure, 0, reason)
+}
+
+// ReportSuccess says a call with group's key worked; three in a row bring a
+// probing group back to active.
+func (c *Client) ReportSuccess(ctx context.Context, group string) error {
+	return c.report(ctx, group, registry.Success, 0, "")
+}
+
+// report runs one report script. Reports about a group the node does not
+// hold return ErrNotHeld without a round trip; the script also checks the
+// node's lease and its holding, as the pool sees them.
+func (c *Client) report(ctx context.Context, group string, o registry.Outcome, retryAfter time.Duration, reason string) error {
+	if !c.Assignment().Holds(group) {
+		return fmt.Errorf("%w: %q", ErrNotHeld, group)
+	}
+	res, err := c.reg.Report(ctx, registry.Report{
+		Node: c.o.nodeID, TTL: c.o.heartbeat.TTL, Group: group, Outcome: o, RetryAfter: retryAfter, Reason: reason,
+	})
+	if errors.Is(err, registry.ErrNotHolder) {
+		return fmt.Errorf("%w: %q (%w)", ErrNotHeld, group, err)
+	}
+	if err != nil {
+		return fmt.Errorf("client: %w", err)
+	}
+	if !res.CoolingUntil.IsZero() {
+		c.cooling.Store(group, res.CoolingUntil)
+	}
+	switch res.Transition {
+	case registry.TransitionSuspended:
+		c.log.Warn("allot: group suspended; rebalancing", "group", group, "reason", registry.TruncateReason(reason))
+		c.rebalanceNow()
+	case registry.TransitionRecovered:
+		c.log.Info("allot: group recovered", "group", group)
+		c.rebalanceNow()
+	}
+	return nil
+}
+
+// rebalanceNow moves the holders of a group this node just suspended (or
+// spreads a recovered one) now rather than at the next beat, as a leave
+// does, without making the reporting caller wait for the plan.
+func (c *Client) rebalanceNow() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	now := c.o.now()
-	h := Health{LeaseUntil: c.leaseUntil}
-	if !c.leaseUntil.IsZero() {
-		h.LastBeat = c.leaseUntil.Add(-c.o.heartbeat.TTL)
-		h.Connected = now.Sub(h.LastBeat) <= 2*c.o.heartbeat.Interval
-		h.LeaseValid = !c.lapsed && now.Before(c.leaseUntil)
+	if c.closed || !c.started {
+		return
 	}
-	if !h.Connected {
-		h.Err = c.lastErr
-	}
-	return h
+	c.workers.Add(1)
+	go func() {
+		defer c.workers.Done()
+		c.rebalanceAfterLeave(c.ctx)
+		signal(c.wakeFetch)
+	}()
 }
 
-// Done is closed once the client stops for good: when Close begins. The
-// client never gives up on its own — while Redis is away it keeps serving
-// its current assignment and reconnects with backoff, and after a lost
-// lease it rejoins — so a node that must react to those watches Health
-// instead. Done lets goroutines that live as long as the client end with
-// it, as etcd's Session.Done does.
-func (c *Client) Done() <-chan struct{} { return c.ctx.Done() }
-
-// slogRedisLogger routes go-redis's internal log lines (dial failures, pool
-// errors during an outage) to a slog.Logger at warn level.
-type slogRedisLogger struct{ log *slog.Logger }
-
-func (l slogRedisLogger) Printf(ctx context.Context, format string, v ...any) {
-	l.log.WarnContext(ctx, fmt.Sprintf(format, v...), "source", "go-redis")
+// Cooling returns when group's shared cooldown ends as far as this node
+// knows from its own reports (lock-free, no round trip), and whether it is
+// still running. Other holders' throttles reach it through Allow, which
+// refuses while the pool's cooldown runs; CoolingUntil reads that value.
+func (c *Client) Cooling(group string) (until time.Time, cooling bool) {
+	v, ok := c.cooling.Load(group)
+	if !ok {
+		return time.Time{}, false
+	}
+	until = v.(time.Time)
+	return until, time.Now().Before(until)
 }
 
-var redisLoggerMu sync.Mutex
-
-// routeRedisLogger points go-redis's logger at l. go-redis has one logger
-// per process (redis.SetLogger is global), so the most recently started
-// client with WithLogger receives every client's lines; without WithLogger
-// go-redis's default (stderr) is left alone.
-func routeRedisLogger(l *slog.Logger) {
-	redisLoggerMu.Lock()
-	defer redisLoggerMu.Unlock()
-	redis.SetLogger(slogRedisLogger{log: l})
+// CoolingUntil reads the end of group's shared cooldown from Redis (zero
+// if it was never throttled): what every holder's limiter checks.
+func (c *Client) CoolingUntil(ctx context.Context, group string) (time.Time, error) {
+	h, err := c.reg.HealthOf(ctx, group)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("client: %w", err)
+	}
+	if !h.CoolingUntil.IsZero() {
+		c.cooling.Store(group, h.CoolingUntil)
+	}
+	return h.CoolingUntil, nil
 }

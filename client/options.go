@@ -31,6 +31,9 @@ type options struct {
 	// own log lines to it.
 	logSet bool
 	log    *slog.Logger
+	// probeAfter is the first wait before a group this node suspends is
+	// probed (health.go).
+	probeAfter time.Duration
 
 	// now is the monotonic clock leases are measured with. Tests replace it.
 	now func() time.Time
@@ -93,6 +96,13 @@ func WithCacheDir(dir string) Option {
 // stored or Redis cannot be reached).
 func WithHeartbeat(cfg heartbeat.Config) Option {
 	return func(o *options) { o.heartbeat, o.heartbeatSet = cfg, true }
+}
+
+// WithProbeAfter sets how long a group this node's reports suspend waits
+// before it is probed (doubling after each failed probe, at most 6 h). Every
+// process of a namespace should use the same. default: 5m.
+func WithProbeAfter(d time.Duration) Option {
+	return func(o *options) { o.probeAfter = d }
 }
 
 // WithLogger sets the logger. Config values are never logged. Start also

@@ -51,6 +51,17 @@ var (
 	// ErrUnmarkSecret means a Pool lists a stored secret config key as not
 	// secret: an import never un-marks a secret (unset the key first).
 	ErrUnmarkSecret = errors.New("registry: import cannot un-mark a secret key")
+	// ErrInvalidEjectAfter means an eject_after that is not "0" or
+	// "N/WINDOW" with N from 1 to 1000 and WINDOW whole seconds from 1s to 24h.
+	ErrInvalidEjectAfter = errors.New(`registry: invalid eject_after (want N/WINDOW like "3/1m", or "0" = never)`)
+	// ErrInvalidReport means a report with an unknown outcome.
+	ErrInvalidReport = errors.New("registry: invalid report")
+	// ErrNodeLapsed means a report came from a node that is not live (never
+	// joined, left, reaped or silent past its TTL): it is ignored.
+	ErrNodeLapsed = errors.New("registry: reporting node is not live; report ignored")
+	// ErrNotHolder means a report came from a node that does not hold the
+	// group: it is ignored.
+	ErrNotHolder = errors.New("registry: reporting node does not hold the group; report ignored")
 )
 
 // opError is an error with the operation it happened in, e.g.

@@ -27,14 +27,23 @@ const (
 	EventNodeJoined        = "node.joined"
 	EventNodeLeft          = "node.left"
 	EventNodeReaped        = "node.reaped"
+	// Key health events carry a Reason.
+	EventGroupThrottled = "group.throttled"
+	EventGroupSuspended = "group.suspended"
+	EventGroupProbing   = "group.probing"
+	EventGroupRecovered = "group.recovered"
+	EventGroupResumed   = "group.resumed"
 )
 
 // Event is one entry of the event log; the same fields are published on the
-// events channel. JSON: id, type, group, node, by, epoch, version, at (Unix ms).
+// events channel. JSON: id, type, group, node, by, epoch, version, at (Unix ms)
+// and, for key health events, reason.
 type Event struct {
 	ID, Type, Group, Node, By string
 	Epoch, Version            int64
 	At                        time.Time
+	// Reason says why (group.suspended, group.throttled); never a secret.
+	Reason string
 }
 
 // eventJSON is the wire form shared with the Lua scripts: at is Unix ms.
@@ -47,11 +56,12 @@ type eventJSON struct {
 	Epoch   int64  `json:"epoch"`
 	Version int64  `json:"version"`
 	At      int64  `json:"at"`
+	Reason  string `json:"reason,omitempty"`
 }
 
 // MarshalJSON encodes e with snake_case fields and at in Unix ms.
 func (e Event) MarshalJSON() ([]byte, error) {
-	j := eventJSON{ID: e.ID, Type: e.Type, Group: e.Group, Node: e.Node, By: e.By, Epoch: e.Epoch, Version: e.Version}
+	j := eventJSON{ID: e.ID, Type: e.Type, Group: e.Group, Node: e.Node, By: e.By, Epoch: e.Epoch, Version: e.Version, Reason: e.Reason}
 	if !e.At.IsZero() {
 		j.At = e.At.UnixMilli()
 	}
@@ -87,7 +97,7 @@ func (e *Event) UnmarshalJSON(b []byte) error {
 		k string
 		p *string
 	}{{"id", &out.ID}, {"type", &out.Type}, {"group", &out.Group}, {"node", &out.Node}, {"by", &out.By},
-		{"epoch", &epoch}, {"version", &version}, {"at", &at}} {
+		{"epoch", &epoch}, {"version", &version}, {"at", &at}, {"reason", &out.Reason}} {
 		if *f.p, err = str(f.k); err != nil {
 			return err
 		}
@@ -176,7 +186,7 @@ func (r *Registry) Events(ctx context.Context, after string, count int64, block 
 
 func eventFromStream(m redis.XMessage) Event {
 	s := func(k string) string { v, _ := m.Values[k].(string); return v }
-	e := Event{ID: m.ID, Type: s("type"), Group: s("group"), Node: s("node"), By: s("by")}
+	e := Event{ID: m.ID, Type: s("type"), Group: s("group"), Node: s("node"), By: s("by"), Reason: s("reason")}
 	e.Epoch, _ = parseNumber(s("epoch"))
 	e.Version, _ = parseNumber(s("version"))
 	e.At, _ = parseAt(s("at"))

@@ -45,6 +45,12 @@ type Group struct {
 	// DrainBy is set while draining: the group is retired at this time even
 	// if a node still holds it.
 	DrainBy time.Time `json:"drain_by,omitzero"`
+	// EjectAfter is how many failure reports within a window suspend the
+	// group ("3/1m"; "0" = never). See ParseEjectAfter.
+	EjectAfter string `json:"eject_after"`
+	// Health is the group's key health when read through WithHealth; never
+	// stored in the group document.
+	Health *Health `json:"health,omitempty"`
 }
 
 // Masked returns a copy whose secret config values are replaced by "****"
@@ -76,6 +82,10 @@ func (g Group) clone() Group {
 		c.Config = map[string]string{}
 	}
 	c.SecretKeys = slices.Clone(g.SecretKeys)
+	if g.Health != nil {
+		h := *g.Health
+		c.Health = &h
+	}
 	if c.SecretKeys == nil {
 		c.SecretKeys = []string{}
 	}
@@ -100,6 +110,9 @@ type Change struct {
 	MaxNodes *int `json:"max_nodes,omitempty" yaml:"max_nodes,omitempty"`
 	// Quota replaces the quota; "" clears it.
 	Quota *string `json:"quota,omitempty" yaml:"quota,omitempty"`
+	// EjectAfter replaces eject_after ("N/WINDOW", "0" = never; "" = the
+	// default 3/1m).
+	EjectAfter *string `json:"eject_after,omitempty" yaml:"eject_after,omitempty"`
 	// IfVersion, when not 0, makes the change fail with ErrVersionMismatch
 	// unless the group is at exactly this version.
 	IfVersion int64 `json:"if_version,omitempty" yaml:"if_version,omitempty"`
@@ -111,7 +124,7 @@ func (c Change) IsZero() bool { return !c.Edits() && c.IfVersion == 0 }
 // Edits reports whether c changes anything (IfVersion is only a condition).
 func (c Change) Edits() bool {
 	return len(c.Set) > 0 || len(c.Unset) > 0 || len(c.Secret) > 0 || len(c.Unsecret) > 0 ||
-		c.Weight != nil || c.MaxNodes != nil || c.Quota != nil
+		c.Weight != nil || c.MaxNodes != nil || c.Quota != nil || c.EjectAfter != nil
 }
 
 // ValidateName reports whether name is a valid group name.
@@ -159,6 +172,9 @@ func (c Change) apply(g Group) (Group, error) {
 	if c.Quota != nil {
 		n.Quota = *c.Quota
 	}
+	if c.EjectAfter != nil {
+		n.EjectAfter = *c.EjectAfter
+	}
 	if err := n.normalize(); err != nil {
 		return Group{}, err
 	}
@@ -183,6 +199,11 @@ func (g *Group) normalize() error {
 		}
 		g.Quota = q.String()
 	}
+	ej, err := ParseEjectAfter(g.EjectAfter)
+	if err != nil {
+		return err
+	}
+	g.EjectAfter = ej.String()
 	if g.Config == nil {
 		g.Config = map[string]string{}
 	}

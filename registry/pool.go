@@ -40,6 +40,9 @@ type PoolGroup struct {
 	Quota      string            `json:"quota,omitempty" yaml:"quota,omitempty"`
 	Config     map[string]string `json:"config,omitempty" yaml:"config,omitempty"`
 	SecretKeys []string          `json:"secret_keys,omitempty" yaml:"secret_keys,omitempty"`
+	// EjectAfter is the failure threshold ("3/1m", "0" = never; absent =
+	// the default 3/1m).
+	EjectAfter string `json:"eject_after,omitempty" yaml:"eject_after,omitempty"`
 }
 
 // ExportPool is the Pool of groups, in their order, with every field
@@ -54,7 +57,7 @@ func ExportPool(groups []Group, reveal bool) Pool {
 		}
 		w, n := g.Weight, g.MaxNodes
 		pg := PoolGroup{Name: g.Name, State: string(stateOrActive(g.State)), Weight: &w, MaxNodes: &n,
-			Quota: g.Quota, Config: g.Config, SecretKeys: sortedCopy(g.SecretKeys)}
+			Quota: g.Quota, Config: g.Config, SecretKeys: sortedCopy(g.SecretKeys), EjectAfter: ejectOrDefault(g.EjectAfter)}
 		if len(pg.Config) == 0 {
 			pg.Config = nil
 		}
@@ -80,7 +83,7 @@ func (r *Registry) Export(ctx context.Context, reveal bool) (Pool, error) {
 }
 
 // FieldChange is one field that differs between two versions of a group.
-// Field is "state", "weight", "max_nodes", "quota", "config.KEY" or
+// Field is "state", "weight", "max_nodes", "quota", "eject_after", "config.KEY" or
 // "secret_keys". Old is nil for an added config key, New for a removed one.
 // Secret config values are shown as MaskPrefix.
 type FieldChange struct {
@@ -96,7 +99,7 @@ type GroupChanges struct {
 }
 
 // DiffGroups lists what changed from old to new, in a stable order: state,
-// weight, max_nodes, quota, config keys (sorted), secret_keys. Values never
+// weight, max_nodes, quota, eject_after, config keys (sorted), secret_keys. Values never
 // include a secret: a config key secret in either version shows as
 // MaskPrefix.
 //
@@ -113,6 +116,7 @@ func DiffGroups(old, new Group, alsoSecret ...string) []FieldChange {
 	add("weight", formatWeight(weightOrDefault(old.Weight)), formatWeight(weightOrDefault(new.Weight)))
 	add("max_nodes", strconv.Itoa(old.MaxNodes), strconv.Itoa(new.MaxNodes))
 	add("quota", old.Quota, new.Quota)
+	add("eject_after", ejectOrDefault(old.EjectAfter), ejectOrDefault(new.EjectAfter))
 	keys := maps.Clone(old.Config)
 	if keys == nil {
 		keys = map[string]string{}
@@ -251,6 +255,7 @@ func PlanImport(p Pool, have []Group, prune bool, opts ...PlanOption) (ImportPla
 			if want.Quota != "" {
 				c.Quota = &want.Quota
 			}
+			c.EjectAfter = &want.EjectAfter
 			adds = append(adds, importStep{op: opAdd, name: want.Name, change: c})
 			switch want.State {
 			case Draining:
@@ -347,6 +352,11 @@ func desiredGroup(pg PoolGroup, cur Group, exists bool) (want Group, key string,
 		}
 		want.Quota = q.String()
 	}
+	ej, err := ParseEjectAfter(pg.EjectAfter)
+	if err != nil {
+		return want, "", problem(ErrInvalidEjectAfter, "invalid eject_after %q: want N/WINDOW like 3/1m, or 0 = never", pg.EjectAfter)
+	}
+	want.EjectAfter = ej.String()
 	want.Config = map[string]string{}
 	for k, v := range pg.Config {
 		if k == "" {
@@ -423,6 +433,9 @@ func contentChange(cur, want Group) Change {
 	}
 	if cur.Quota != want.Quota {
 		c.Quota = &want.Quota
+	}
+	if ejectOrDefault(cur.EjectAfter) != want.EjectAfter {
+		c.EjectAfter = &want.EjectAfter
 	}
 	return c
 }
@@ -541,3 +554,12 @@ func weightOrDefault(w float64) float64 {
 
 // formatWeight renders a weight as the CLI and the API show it: 1, 2.5.
 func formatWeight(w float64) string { return strconv.FormatFloat(w, 'f', -1, 64) }
+
+// ejectOrDefault is the canonical eject_after of a group ("" = the default).
+func ejectOrDefault(s string) string {
+	e, err := ParseEjectAfter(s)
+	if err != nil {
+		return s
+	}
+	return e.String()
+}

@@ -44,7 +44,7 @@ func TestExportPool(t *testing.T) {
 
 	b, err := json.Marshal(p.Groups[1])
 	require.NoError(t, err)
-	assert.JSONEq(t, `{"name":"beta","state":"active","weight":1,"max_nodes":1}`, string(b))
+	assert.JSONEq(t, `{"name":"beta","state":"active","weight":1,"max_nodes":1,"eject_after":"3/1m"}`, string(b))
 }
 
 func TestDiffGroups(t *testing.T) {
@@ -106,7 +106,7 @@ func TestPlanImport(t *testing.T) {
 	d, ok := p.AddedGroup("delta")
 	require.True(t, ok)
 	assert.Equal(t, registry.Group{Name: "delta", State: registry.Retired, Weight: 1, Quota: "600/m",
-		Config: map[string]string{"key": "v"}, SecretKeys: []string{"key"}}, d)
+		Config: map[string]string{"key": "v"}, SecretKeys: []string{"key"}, EjectAfter: "3/1m"}, d)
 	_, ok = p.AddedGroup("alpha")
 	assert.False(t, ok)
 	assert.Equal(t, 4, p.Writes(), "update alpha, add delta, retire and finish delta")

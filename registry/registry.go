@@ -30,6 +30,7 @@ type Registry struct {
 	keys         keys.Keys
 	historyLimit int
 	drainTimeout time.Duration
+	probeAfter   time.Duration
 	log          *slog.Logger
 }
 
@@ -55,6 +56,17 @@ func WithDrainTimeout(d time.Duration) Option {
 	}
 }
 
+// WithProbeAfter sets the first wait before a suspended group is probed
+// (it doubles after every failed probe, up to MaxProbeWait). Every process
+// that reports for a namespace should use the same. default: 5m.
+func WithProbeAfter(d time.Duration) Option {
+	return func(r *Registry) {
+		if d > 0 {
+			r.probeAfter = min(d, MaxProbeWait)
+		}
+	}
+}
+
 // WithLogger sets the logger (default: discard).
 func WithLogger(l *slog.Logger) Option {
 	return func(r *Registry) {
@@ -71,6 +83,7 @@ func New(rdb redis.UniversalClient, opts ...Option) *Registry {
 		keys:         keys.New(""),
 		historyLimit: DefaultHistoryLimit,
 		drainTimeout: DefaultDrainTimeout,
+		probeAfter:   DefaultProbeAfter,
 		log:          slog.New(slog.NewTextHandler(io.Discard, nil)),
 	}
 	for _, o := range opts {

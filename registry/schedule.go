@@ -27,6 +27,10 @@ const (
 	// OpFinishRetire retires a draining group when its drain timeout is up.
 	// It is scheduled by Retire, not by users.
 	OpFinishRetire Op = "finish-retire"
+	// OpProbe turns a suspended group probing when its probe wait is up. It
+	// is scheduled by a suspension, not by users; cancelling it keeps the
+	// group suspended until resumed.
+	OpProbe Op = "probe"
 )
 
 // Scheduled is a change to apply to a group at a future time.
@@ -236,6 +240,11 @@ func (r *Registry) applyItem(ctx context.Context, s Scheduled) (bool, error) {
 		_, err = r.delete(ctx, s.Group, s.By, cl)
 	case OpFinishRetire:
 		_, err = r.finishRetire(ctx, s.Group, s.By, cl)
+	case OpProbe:
+		var probed bool
+		if probed, err = r.probe(ctx, s.Group, s.By); err == nil && !probed {
+			return false, nil // no longer suspended: the item is gone
+		}
 	default:
 		err = ErrInvalidSchedule
 	}

@@ -21,6 +21,8 @@ var (
 	commitLua string
 	//go:embed node_assignment.lua
 	nodeAssignmentLua string
+	//go:embed health.lua
+	healthLua string
 )
 
 // Every script is common.lua (helpers) followed by the script itself.
@@ -31,6 +33,7 @@ var (
 	scheduleDueScript    = newScript(scheduleDueLua)
 	commitScript         = newScript(commitLua)
 	nodeAssignmentScript = newScript(nodeAssignmentLua)
+	healthScript         = newScript(healthLua)
 )
 
 func newScript(src string) *redis.Script { return redis.NewScript(commonLua + "\n" + src) }

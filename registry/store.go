@@ -29,13 +29,14 @@ type groupBody struct {
 	SecretKeys []string          `json:"secret_keys"`
 	UpdatedBy  string            `json:"updated_by"`
 	DrainBy    time.Time         `json:"drain_by,omitzero"`
+	EjectAfter string            `json:"eject_after,omitempty"`
 }
 
 func encodeGroupBody(g Group) (string, error) {
 	b, err := json.Marshal(groupBody{
 		Name: g.Name, Version: g.Version, State: g.State, Weight: g.Weight,
 		MaxNodes: g.MaxNodes, Quota: g.Quota, Config: g.Config, SecretKeys: g.SecretKeys,
-		UpdatedBy: g.UpdatedBy, DrainBy: g.DrainBy,
+		UpdatedBy: g.UpdatedBy, DrainBy: g.DrainBy, EjectAfter: g.EjectAfter,
 	})
 	return string(b), err
 }
@@ -51,6 +52,10 @@ func decodeGroup(s string) (Group, error) {
 	if g.SecretKeys == nil {
 		g.SecretKeys = []string{}
 	}
+	if g.EjectAfter == "" {
+		g.EjectAfter = DefaultEjectAfter.String() // stored before eject_after existed
+	}
+	g.Health = nil
 	return g, nil
 }
 
@@ -172,7 +177,7 @@ func (r *Registry) modify(ctx context.Context, name string, ifVersion int64, cl 
 // (everything but version, timestamps and author).
 func sameContent(a, b Group) bool {
 	return a.State == b.State && a.Weight == b.Weight && a.MaxNodes == b.MaxNodes &&
-		a.Quota == b.Quota && maps.Equal(a.Config, b.Config) &&
+		a.Quota == b.Quota && a.EjectAfter == b.EjectAfter && maps.Equal(a.Config, b.Config) &&
 		slices.Equal(sortedCopy(a.SecretKeys), sortedCopy(b.SecretKeys))
 }
 
@@ -354,7 +359,7 @@ func (r *Registry) rollback(ctx context.Context, name string, version int64, by 
 	old := hist[i].clone()
 	return r.modify(ctx, name, 0, claim{}, func(cur Group) (write, error) {
 		n := cur.clone()
-		n.Weight, n.MaxNodes, n.Quota = old.Weight, old.MaxNodes, old.Quota
+		n.Weight, n.MaxNodes, n.Quota, n.EjectAfter = old.Weight, old.MaxNodes, old.Quota, old.EjectAfter
 		// The marks of now stay: rolling back to a version from before a
 		// key was marked must not show its value (see secrets.go).
 		n.Config, n.SecretKeys = old.Config, keepMarks(cur, old)
@@ -423,7 +428,13 @@ func (r *Registry) Delete(ctx context.Context, name string, by string) error {
 }
 
 func (r *Registry) delete(ctx context.Context, name string, by string, cl claim) (Group, error) {
-	return r.modify(ctx, name, 0, cl, func(cur Group) (write, error) {
+	g, err := r.modify(ctx, name, 0, cl, func(cur Group) (write, error) {
 		return write{mode: "delete", event: EventGroupDeleted, by: by, version: cur.Version, unsched: drainJobID(name)}, nil
 	})
+	if err == nil {
+		// The limiter reads cooling_until without knowing the group: a new
+		// group of the same name must not inherit the old key's cooldown.
+		err = r.dropHealth(ctx, name)
+	}
+	return g, err
 }

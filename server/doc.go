@@ -13,13 +13,15 @@
 //	GET    /healthz, /readyz                   public (readyz PINGs Redis)
 //	GET    /metrics                            read
 //	GET    /v1/groups[?reveal=true]            read (reveal: admin)   → [group]
-//	POST   /v1/groups                          admin  {name, weight, max_nodes, quota, config, secret_keys} → 201 group
+//	POST   /v1/groups                          admin  {name, weight, max_nodes, quota, eject_after, config, secret_keys} → 201 group
 //	GET    /v1/groups/{name}[?reveal=true]     read                   → group
-//	PATCH  /v1/groups/{name}                   admin  {set, unset, secret, weight, max_nodes, quota, if_version[, at]} → group (201 scheduled with at)
+//	PATCH  /v1/groups/{name}                   admin  {set, unset, secret, weight, max_nodes, quota, eject_after, if_version[, at]} → group (201 scheduled with at)
 //	DELETE /v1/groups/{name}                   admin  → 204
 //	POST   /v1/groups/{name}/retire            admin  {drain_timeout, at} (optional) → group
 //	GET    /v1/groups/{name}/history           read   → [stored group], newest first
 //	POST   /v1/groups/{name}/rollback          admin  {version} → group
+//	POST   /v1/groups/{name}/suspend           admin  {reason} (optional) → group (409 unless active or probing)
+//	POST   /v1/groups/{name}/resume            admin  → group (active again, failure counts reset)
 //	GET    /v1/nodes                           read   → [{id, ip, groups, last_seen}]
 //	GET    /v1/status                          read   → {epoch, balanced, groups, nodes, standby, waiting}
 //	POST   /v1/rebalance                       admin  → {epoch, changed, moved, reaped, retired, applied, waiting, took_ms}
@@ -32,6 +34,7 @@
 //	POST   /v1/nodes/{id}/heartbeat            node   {ip, preferred, held, ack} → NodeAssignment with session (409: ID live under another session)
 //	GET    /v1/nodes/{id}/assignment           node*  ?after=EPOCH&wait=30s (≤ 60s) → NodeAssignment
 //	DELETE /v1/nodes/{id}                      node*  → 204 (leave: its groups move at once; admin without session: evict)
+//	POST   /v1/nodes/{id}/report               node*  {group, outcome: throttled|failure|success, retry_after_ms, reason} → ReportAnswer (409: not live / not holding it)
 //	GET    /v1/dev/nodes                       read   dev mode only → [DevNode]
 //	POST   /v1/dev/nodes                       admin  dev mode only: add a demo node → 201 DevNode
 //	POST   /v1/dev/nodes/{id}/stop[?graceful=true] admin  crash (TTL reap) or leave → DevNode

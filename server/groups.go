@@ -18,25 +18,27 @@ type groupRequest struct {
 	Quota      *string           `json:"quota"`
 	Config     map[string]string `json:"config"`
 	SecretKeys []string          `json:"secret_keys"`
+	EjectAfter *string           `json:"eject_after"`
 }
 
 // updateRequest is the body of PATCH /v1/groups/{name}: a registry.Change,
 // applied now or, with "at", scheduled.
 type updateRequest struct {
-	Set       map[string]string `json:"set"`
-	Unset     []string          `json:"unset"`
-	Secret    []string          `json:"secret"`
-	Unsecret  []string          `json:"unsecret"`
-	Weight    *float64          `json:"weight"`
-	MaxNodes  *int              `json:"max_nodes"`
-	Quota     *string           `json:"quota"`
-	IfVersion int64             `json:"if_version"`
-	At        string            `json:"at"`
+	Set        map[string]string `json:"set"`
+	Unset      []string          `json:"unset"`
+	Secret     []string          `json:"secret"`
+	Unsecret   []string          `json:"unsecret"`
+	Weight     *float64          `json:"weight"`
+	MaxNodes   *int              `json:"max_nodes"`
+	Quota      *string           `json:"quota"`
+	EjectAfter *string           `json:"eject_after"`
+	IfVersion  int64             `json:"if_version"`
+	At         string            `json:"at"`
 }
 
 func (u updateRequest) change() registry.Change {
 	return registry.Change{Set: u.Set, Unset: u.Unset, Secret: u.Secret, Unsecret: u.Unsecret, Weight: u.Weight,
-		MaxNodes: u.MaxNodes, Quota: u.Quota, IfVersion: u.IfVersion}
+		MaxNodes: u.MaxNodes, Quota: u.Quota, EjectAfter: u.EjectAfter, IfVersion: u.IfVersion}
 }
 
 // retireRequest is the optional body of POST /v1/groups/{name}/retire.
@@ -63,6 +65,9 @@ func (s *Server) listGroups(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	if groups, err = s.reg.WithHealth(r.Context(), groups); err != nil {
+		return err
+	}
 	holders, err := s.liveHolders(r.Context())
 	if err != nil {
 		return err
@@ -84,6 +89,11 @@ func (s *Server) getGroup(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	gs, err := s.reg.WithHealth(r.Context(), []registry.Group{g})
+	if err != nil {
+		return err
+	}
+	g = gs[0]
 	holders, err := s.liveHolders(r.Context())
 	if err != nil {
 		return err
@@ -101,7 +111,7 @@ func (s *Server) addGroup(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	c := registry.Change{Set: req.Config, Secret: req.SecretKeys, Weight: req.Weight, MaxNodes: req.MaxNodes, Quota: req.Quota}
+	c := registry.Change{Set: req.Config, Secret: req.SecretKeys, Weight: req.Weight, MaxNodes: req.MaxNodes, Quota: req.Quota, EjectAfter: req.EjectAfter}
 	g, err := s.reg.Add(r.Context(), req.Name, c, actor(r))
 	if err != nil {
 		return err
@@ -124,7 +134,7 @@ func (s *Server) updateGroup(w http.ResponseWriter, r *http.Request) error {
 	name := r.PathValue("name")
 	c := req.change()
 	if !c.Edits() {
-		return errInvalid("nothing to change: give set, unset, secret, weight, max_nodes or quota")
+		return errInvalid("nothing to change: give set, unset, secret, weight, max_nodes, quota or eject_after")
 	}
 	if req.At != "" {
 		return s.schedule(w, r, registry.Scheduled{Group: name, Op: registry.OpUpdate, Change: c}, req.At, show)

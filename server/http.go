@@ -34,6 +34,8 @@ func (s *Server) routes() http.Handler {
 	h("POST /v1/groups/{name}/retire", adminAccess, s.retireGroup)
 	h("GET /v1/groups/{name}/history", readAccess, s.groupHistory)
 	h("POST /v1/groups/{name}/rollback", adminAccess, s.rollbackGroup)
+	h("POST /v1/groups/{name}/suspend", adminAccess, s.suspendGroup)
+	h("POST /v1/groups/{name}/resume", adminAccess, s.resumeGroup)
 
 	h("GET /v1/nodes", readAccess, s.listNodes)
 	h("GET /v1/status", readAccess, s.status)
@@ -51,6 +53,7 @@ func (s *Server) routes() http.Handler {
 	h("POST /v1/nodes/{id}/heartbeat", nodeAccess, s.nodeHeartbeat)
 	h("GET /v1/nodes/{id}/assignment", nodeAccess, s.nodeAssignment)
 	h("DELETE /v1/nodes/{id}", nodeAccess, s.nodeLeave)
+	h("POST /v1/nodes/{id}/report", nodeAccess, s.nodeReport)
 
 	h("GET /v1/dev/nodes", readAccess, s.devNodes)
 	h("POST /v1/dev/nodes", adminAccess, s.devAdd)

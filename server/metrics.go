@@ -77,7 +77,7 @@ func newMetrics(s *Server) *metrics {
 		m.rebalances.WithLabelValues(o)
 	}
 	m.reg.MustRegister(m.rebalances, m.duration, m.beats, m.handoffs, m.reaped, m.requests,
-		&stateCollector{s: s},
+		&stateCollector{s: s}, &healthCollector{s: s},
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m.handler = promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError})
@@ -128,7 +128,9 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 		up = 0
 	}
 	if groups, err := c.s.reg.List(ctx); err == nil {
-		count := map[registry.State]int{registry.Active: 0, registry.Draining: 0, registry.Retired: 0}
+		unhealthy, _ := c.s.reg.Unhealthy(ctx)
+		groups = registry.ApplyHealth(groups, unhealthy)
+		count := map[registry.State]int{registry.Active: 0, registry.Draining: 0, registry.Retired: 0, registry.Suspended: 0, registry.Probing: 0}
 		for _, g := range groups {
 			count[g.State]++
 		}

@@ -155,3 +155,48 @@ func TestPythonNode(t *testing.T) {
 	_, ok = listNodes(t, ts, tokens.Admin)["py-1"]
 	assert.False(t, ok, "py-1 still listed after leaving")
 }
+
+// TestPythonNodeReport calls report() of examples/python-node/node.py: a
+// node that joined and holds alpha reports a 429, and the answer carries the
+// shared cooldown.
+func TestPythonNodeReport(t *testing.T) {
+	python := pythonInterpreter(t)
+	srv, ts := startAPI(t, server.WithHeartbeat(heartbeat.Config{Interval: 200 * time.Millisecond, TTL: time.Minute}))
+	_, err := srv.Registry().Add(context.Background(), "alpha", registry.Change{}, "test")
+	require.NoError(t, err)
+
+	script := `
+import json, sys, time
+sys.path.insert(0, "../examples/python-node")
+from node import Node, report
+n = Node(url=sys.argv[1], node_id="py-r", ip="10.1.2.4")
+deadline = time.time() + 15
+while not n.groups and time.time() < deadline:
+    n.beat()
+    time.sleep(0.05)
+print(json.dumps(report(n, "alpha", "throttled", retry_after_ms=30000)))
+try:
+    report(n, "nope", "failure")
+except RuntimeError as e:
+    print("error:", e)
+n.leave()
+`
+	cmd := exec.Command(python, "-B", "-c", script, ts.URL) // -B: no __pycache__ beside node.py
+	cmd.WaitDelay = 5 * time.Second
+	out, err := cmd.CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	var answer, failed string
+	for _, l := range strings.Split(string(out), "\n") {
+		switch {
+		case strings.HasPrefix(l, "{"):
+			answer = l
+		case strings.HasPrefix(l, "error:"):
+			failed = l
+		}
+	}
+	var ans server.ReportAnswer
+	require.NoError(t, json.Unmarshal([]byte(answer), &ans), "%s", out)
+	assert.Equal(t, "alpha", ans.Group)
+	assert.InDelta(t, time.Now().Add(30*time.Second).UnixMilli(), ans.CoolingUntil, 3000)
+	assert.Contains(t, failed, "HTTP 404", "%s", out)
+}

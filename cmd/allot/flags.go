@@ -21,6 +21,7 @@ type changeFlags struct {
 	weight             float64
 	maxNodes           int
 	quota              string
+	ejectAfter         string
 }
 
 func (f *changeFlags) register(cmd *cobra.Command, withUnset bool) {
@@ -34,6 +35,7 @@ func (f *changeFlags) register(cmd *cobra.Command, withUnset bool) {
 	fs.Float64Var(&f.weight, "weight", 1, "the group's share of the pool, e.g. its quota (> 0)")
 	fs.IntVar(&f.maxNodes, "max-nodes", 0, "most nodes that may hold the group at once (0 = unlimited, 1 = exclusive)")
 	fs.StringVar(&f.quota, "quota", "", `call rate shared by all holders, e.g. "600/m", "10/s", "100/s burst 20" ("" clears)`)
+	registerEjectAfter(fs, &f.ejectAfter)
 }
 
 // change builds the Change the flags ask for; unset flags change nothing.
@@ -101,6 +103,13 @@ func (f *changeFlags) change(cmd *cobra.Command) (registry.Change, error) {
 			q = p.String()
 		}
 		c.Quota = &q
+	}
+	if fs.Changed("eject-after") {
+		e, err := parseEjectAfterFlag(f.ejectAfter)
+		if err != nil {
+			return c, err
+		}
+		c.EjectAfter = &e
 	}
 	return c, nil
 }

@@ -39,6 +39,8 @@ func newGroupCommand(a *app) *cobra.Command {
 		newGroupRollbackCommand(a),
 		newGroupRetireCommand(a),
 		newGroupDeleteCommand(a),
+		newGroupSuspendCommand(a),
+		newGroupResumeCommand(a),
 	)
 	return cmd
 }
@@ -159,6 +161,9 @@ func mergeChange(base, over registry.Change) registry.Change {
 	if over.Quota != nil {
 		out.Quota = over.Quota
 	}
+	if over.EjectAfter != nil {
+		out.EjectAfter = over.EjectAfter
+	}
 	return out
 }
 
@@ -173,6 +178,7 @@ type groupDoc struct {
 	Quota      string            `yaml:"quota"`
 	Config     map[string]string `yaml:"config"`
 	SecretKeys []string          `yaml:"secret_keys"`
+	EjectAfter string            `yaml:"eject_after"`
 
 	Version   any `yaml:"version"`
 	Nodes     any `yaml:"nodes"`
@@ -180,6 +186,7 @@ type groupDoc struct {
 	Updated   any `yaml:"updated"`
 	UpdatedBy any `yaml:"updated_by"`
 	DrainBy   any `yaml:"drain_by"`
+	Health    any `yaml:"health"`
 }
 
 // readGroupFile reads --from-file: "-" is stdin.
@@ -236,7 +243,7 @@ func parseGroupFile(data []byte, name string) (registry.Change, error) {
 	if d.Name != "" && d.Name != name {
 		return c, fmt.Errorf("the document is group %q, not %q (remove its name or use that name)", d.Name, name)
 	}
-	if d.State != "" && d.State != string(registry.Active) {
+	if d.State != "" && d.State != string(registry.Active) && d.State != string(registry.Suspended) && d.State != string(registry.Probing) {
 		return c, fmt.Errorf("state %q: a new group is always active (retire it afterwards)", d.State)
 	}
 	c.Set = d.Config
@@ -246,6 +253,10 @@ func parseGroupFile(data []byte, name string) (registry.Change, error) {
 	if d.Quota != "" {
 		q := d.Quota
 		c.Quota = &q
+	}
+	if d.EjectAfter != "" {
+		e := d.EjectAfter
+		c.EjectAfter = &e
 	}
 	return c, nil
 }
@@ -340,6 +351,9 @@ func newGroupGetCommand(a *app) *cobra.Command {
 				if err != nil {
 					return groupError(name, err)
 				}
+				if g, err = withHealth(ctx, reg, g); err != nil {
+					return err
+				}
 				h, err := a.holders(ctx)
 				if err != nil {
 					return err
@@ -369,6 +383,7 @@ func groupDetailRows(g allocator.GroupView, now time.Time) [][]string {
 		{"weight:", num(g.Weight)},
 		{"max_nodes:", maxNodes},
 		{"quota:", dash(g.Quota)},
+		{"eject_after:", ejectAfterText(g.EjectAfter)},
 		{"nodes:", nodeCount(g.Nodes)},
 		{"updated:", fmt.Sprintf("%s (%s) by %s", g.Updated.Local().Format(time.RFC3339), age(now, g.Updated), dash(g.UpdatedBy))},
 		{"created:", g.Created.Local().Format(time.RFC3339)},
@@ -376,6 +391,7 @@ func groupDetailRows(g allocator.GroupView, now time.Time) [][]string {
 	if !g.DrainBy.IsZero() {
 		rows = append(rows, []string{"drain_by:", fmt.Sprintf("%s (%s)", g.DrainBy.Local().Format(time.RFC3339), age(now, g.DrainBy))})
 	}
+	rows = append(rows, healthRows(g.Health, now)...)
 	if len(g.Config) == 0 {
 		return append(rows, []string{"config:", "-"})
 	}
@@ -412,6 +428,9 @@ func newGroupListCommand(a *app) *cobra.Command {
 				if err != nil {
 					return err
 				}
+				if groups, err = reg.WithHealth(ctx, groups); err != nil {
+					return err
+				}
 				h, err := a.holders(ctx)
 				if err != nil {
 					return err
@@ -443,7 +462,7 @@ func groupRows(groups []allocator.GroupView, now time.Time) [][]string {
 			maxNodes = strconv.Itoa(g.MaxNodes)
 		}
 		rows = append(rows, []string{
-			g.Name, string(g.State), strconv.FormatInt(g.Version, 10), num(g.Weight), maxNodes,
+			g.Name, healthState(string(g.State), g.Health, now), strconv.FormatInt(g.Version, 10), num(g.Weight), maxNodes,
 			dash(g.Quota), strconv.Itoa(len(g.Nodes)), age(now, g.Updated),
 		})
 	}

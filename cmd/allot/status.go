@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"strconv"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -69,7 +70,7 @@ func statusRows(st allocator.Status) [][]string {
 			maxNodes = strconv.Itoa(g.MaxNodes)
 		}
 		rows = append(rows, []string{
-			g.Name, g.State, num(g.Weight), maxNodes, strconv.Itoa(g.Target),
+			g.Name, healthState(g.State, g.Health, time.Now()), num(g.Weight), maxNodes, strconv.Itoa(g.Target),
 			strconv.Itoa(len(g.Nodes)), share(g),
 		})
 	}

@@ -197,6 +197,9 @@ func eventLine(ev registry.Event) string {
 		fields = append(fields, struct{ k, v string }{"epoch", strconv.FormatInt(ev.Epoch, 10)})
 	}
 	fields = append(fields, struct{ k, v string }{"by", ev.By})
+	if ev.Reason != "" {
+		fields = append(fields, struct{ k, v string }{"reason", strconv.Quote(ev.Reason)})
+	}
 	for _, f := range fields {
 		if f.v != "" {
 			b.WriteString(" " + f.k + "=" + f.v)

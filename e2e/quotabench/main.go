@@ -5,6 +5,12 @@
 // (httptest) enforces each key's quota and counts 429s.
 //
 //	go run ./e2e/quotabench -redis redis://127.0.0.1:6379 [-long]
+//	go run ./e2e/quotabench -redis redis://127.0.0.1:6379 -health
+//
+// -health runs the key health scenario instead (health.go): an upstream
+// whose real limit is below a key's quota and that revokes a key mid-run,
+// with allot with reports, allot without reports and a per-process cooldown
+// side by side.
 //
 // The allot strategies use a throwaway namespace (quota-bench-<random>) on
 // that Redis and delete it afterwards. See BENCHMARKS.md for figures.
@@ -24,6 +30,7 @@ func main() {
 	url := flag.String("redis", "redis://127.0.0.1:6379", "Redis URL (standalone) for the allot strategies")
 	long := flag.Bool("long", false, "the longer form: 30 nodes, 6 keys, 60 s window, default heartbeat")
 	nodes := flag.Int("nodes", 0, "nodes (0 = the form's default)")
+	health := flag.Bool("health", false, "run the key health scenario (429 + Retry-After, a key revoked mid-run)")
 	flag.Parse()
 
 	cfg := shortConfig()
@@ -47,6 +54,22 @@ func main() {
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "quota-bench: cannot reach redis at %s:%d... (%v)\n", opt.Addr, opt.DB, err)
 		os.Exit(1)
+	}
+	if *health {
+		hcfg := shortHealthConfig()
+		if *nodes > 0 {
+			hcfg.Nodes = *nodes
+		}
+		hcfg.Redis = opt
+		hs, err := compareHealth(ctx, hcfg)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "quota-bench:", err)
+			os.Exit(1)
+		}
+		if err := writeHealthTable(os.Stdout, hcfg, hs); err != nil {
+			os.Exit(1)
+		}
+		return
 	}
 	rs, err := compare(ctx, cfg)
 	if err != nil {

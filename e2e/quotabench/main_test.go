@@ -87,3 +87,35 @@ func TestUpstreamBucket(t *testing.T) {
 	_, known := u.take("other", now)
 	assert.False(t, known)
 }
+
+// TestHealthScenario runs the key health scenario (go test -v prints the
+// table). It checks what must hold whatever the machine: with reports the
+// revoked key's holders move and fewer calls reach it than without, and the
+// over-configured key draws fewer 429s. The targets are reported, not
+// asserted (see BENCHMARKS.md).
+func TestHealthScenario(t *testing.T) {
+	cfg := shortHealthConfig()
+	s := redistest.Start(t)
+	cfg.Redis = s.Options()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*(cfg.Warmup+cfg.Window)+2*time.Minute)
+	defer cancel()
+
+	rs, err := compareHealth(ctx, cfg)
+	require.NoError(t, err)
+	require.Len(t, rs, 3)
+	var out bytes.Buffer
+	require.NoError(t, writeHealthTable(&out, cfg, rs))
+	t.Log("\n" + out.String())
+
+	with, without, local := rs[0], rs[1], rs[2]
+	assert.GreaterOrEqual(t, with.Moved, time.Duration(0), "the revoked key's holders never moved")
+	assert.Less(t, with.Moved, 3*time.Second)
+	assert.Equal(t, time.Duration(-1), without.Moved, "without reports nothing moves")
+	assert.Less(t, with.AfterThreshold, without.AfterThreshold)
+	assert.Less(t, with.Throttled429s, without.Throttled429s)
+	assert.Positive(t, local.RevokedCalls)
+	for _, r := range rs {
+		assert.Positive(t, r.Healthy, r.Strategy)
+	}
+	assert.Len(t, redisKeys(t, s), 0, "namespace left behind")
+}

@@ -3,9 +3,13 @@
 //
 //  1. reads the current assignment (lock-free) and picks its first group;
 //  2. takes one call from that group's quota with Allow (shared by every
-//     node holding the group) — 429 with Retry-After when it is used up;
+//     node holding the group) — 429 with Retry-After when it is used up or
+//     while the group cools down after an upstream 429 (no upstream call);
 //  3. forwards the request to UPSTREAM_URL with "Authorization: Bearer
-//     <api_key>" and copies the answer back.
+//     <api_key>" and copies the answer back;
+//  4. tells the pool what the upstream answered (ObserveHTTP): a 429 cools
+//     the key for every holder, 401/403 count towards suspending it (its
+//     holders then move to other keys), 2xx confirm a probe.
 //
 // The key is never logged. A key change (allot group update) is used by the
 // next request; no restart. GET /healthz answers 200 while a group is held.
@@ -116,11 +120,17 @@ func (s *service) forward(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
+	// This node's own reports tell it the key is cooling: answer at once.
+	// (Other holders' 429s reach it through Allow, which refuses until the
+	// pool's cooldown ends.)
+	if until, cooling := s.c.Cooling(g.Name); cooling {
+		tooMany(w, time.Until(until), "upstream asked to slow down")
+		return
+	}
 	var rl *client.RateLimitError
 	switch err := s.c.Allow(r.Context(), g.Name); {
 	case errors.As(err, &rl):
-		w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(rl.RetryAfter.Seconds()))))
-		http.Error(w, "quota used up", http.StatusTooManyRequests)
+		tooMany(w, rl.RetryAfter, "quota used up")
 		return
 	case errors.Is(err, client.ErrNotHeld):
 		// The group moved away between the two reads: let the client retry.
@@ -143,6 +153,12 @@ func (s *service) forward(w http.ResponseWriter, r *http.Request) {
 	req.Header.Set("Content-Type", r.Header.Get("Content-Type"))
 	req.Header.Set("Authorization", "Bearer "+key)
 	resp, err := s.http.Do(req)
+	// Report on a context of its own: a caller hanging up must not lose it.
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), time.Second)
+	if rerr := s.c.ObserveHTTP(rctx, g.Name, resp, err); rerr != nil {
+		s.log.Debug("health report not recorded", "group", g.Name, "err", rerr)
+	}
+	cancel()
 	if err != nil {
 		s.log.Warn("upstream call failed", "group", g.Name, "err", err) // err never contains the header
 		http.Error(w, "upstream unavailable", http.StatusBadGateway)
@@ -154,4 +170,10 @@ func (s *service) forward(w http.ResponseWriter, r *http.Request) {
 	}
 	w.WriteHeader(resp.StatusCode)
 	_, _ = io.Copy(w, resp.Body)
+}
+
+// tooMany answers 429 with Retry-After in whole seconds (at least 1).
+func tooMany(w http.ResponseWriter, wait time.Duration, msg string) {
+	w.Header().Set("Retry-After", strconv.Itoa(max(1, int(math.Ceil(wait.Seconds())))))
+	http.Error(w, msg, http.StatusTooManyRequests)
 }

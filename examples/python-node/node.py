@@ -6,6 +6,7 @@ It speaks allot's HTTP node protocol to `allot serve`:
   POST   /v1/nodes/{id}/heartbeat              join / beat; answers with the assignment
   GET    /v1/nodes/{id}/assignment?after=E&wait=D   long-poll for an assignment newer than E
   DELETE /v1/nodes/{id}                        leave: its groups move at once
+  POST   /v1/nodes/{id}/report                 what the upstream answered (see report())
 
 The first heartbeat's answer carries a `session`; every later request sends it
 in the Allot-Session header. A node ID is one process's at a time: while
@@ -201,6 +202,30 @@ class Node:
                 time.sleep(backoff)
                 backoff = min(backoff * 2, BACKOFF_MAX)
                 next_beat = 0.0
+
+
+def report(node, group, outcome, retry_after_ms=None, reason=""):
+    """Tells the pool what the upstream API answered to a call made with
+    `group`'s key, so every holder reacts at once (POST /v1/nodes/{id}/report).
+
+    outcome: "throttled" (HTTP 429; pass its Retry-After in ms, or None when
+    it gave none: the pool cools 1 s, doubling on repeats up to 60 s),
+    "failure" (401/403: counted towards the group's eject_after; at the
+    threshold the group is suspended and its holders move), or "success"
+    (2xx; three in a row bring a probing group back). Do not report 5xx or
+    network errors: they say nothing about the key. `reason` is shown in
+    events and the UI (at most 200 bytes): never put a secret in it.
+
+    Returns the server's answer: {"group", "state", "cooling_until" (Unix ms;
+    do not call the upstream with this key before then), "failures",
+    "transition"}. Raises RuntimeError (HTTP 409) when the node no longer
+    holds the group or its lease lapsed: such a report is ignored.
+    """
+    body = {"group": group, "outcome": outcome, "reason": reason}
+    if retry_after_ms is not None:
+        body["retry_after_ms"] = int(retry_after_ms)
+    _, reply = node._request("POST", node._path("/report"), body, timeout=5.0)
+    return reply
 
 
 def on_change(node):

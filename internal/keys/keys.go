@@ -124,3 +124,15 @@ func NamespaceOf(key string) (string, bool) {
 // Pattern is the SCAN pattern matching key kind (e.g. "state", "settings")
 // of every namespace: "{allot:*}:kind".
 func Pattern(kind string) string { return "{allot:*}:" + kind }
+
+// Health is a HASH of one group's key health: cooling_until (Unix ms, Redis
+// server time, only ever extended; the limiter refuses the group until
+// then), state (active | suspended | probing), the failure window, reason,
+// since, next_probe, probe_wait, successes and counters. registry owns it.
+func (k Keys) Health(group string) string { return k.prefix + ":health:" + group }
+
+// Unhealthy is a HASH group -> "state\tcreated" of the groups that are
+// suspended or probing, so a planner reads them all with one HGETALL.
+// created is the group document's created time: an entry left by a deleted
+// group never applies to a new group of the same name.
+func (k Keys) Unhealthy() string { return k.prefix + ":unhealthy" }

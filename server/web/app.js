@@ -178,6 +178,66 @@
     return el('span', { class: 'badge ' + (s || ''), testid: 'state' }, s || '–');
   }
 
+  // ---------- key health ----------
+
+  // countdown is a span that tickCountdowns keeps at "12s" until `until`
+  // (ms) has passed; then it shows `done`.
+  function countdown(until, prefix, done) {
+    return el('span', { class: 'countdown', 'data-until': String(until), 'data-prefix': prefix, 'data-done': done || '' },
+      countdownText(until, prefix, done));
+  }
+
+  function countdownText(until, prefix, done) {
+    const left = Math.ceil((until - Date.now()) / 1000);
+    if (left <= 0) return done || '';
+    const text = left >= 3600 ? Math.floor(left / 3600) + 'h' + String(Math.floor(left % 3600 / 60)).padStart(2, '0') + 'm'
+      : left >= 60 ? Math.floor(left / 60) + 'm' + String(left % 60).padStart(2, '0') + 's' : left + 's';
+    return prefix + text;
+  }
+
+  function tickCountdowns() {
+    for (const c of document.querySelectorAll('.countdown[data-until]')) {
+      c.textContent = countdownText(Number(c.dataset.until), c.dataset.prefix || '', c.dataset.done || '');
+    }
+  }
+
+  // healthNote says why a group is suspended or probing, or how long its
+  // shared cooldown still runs (a 429 from the upstream).
+  function healthNote(g) {
+    const h = g.health;
+    if (!h) return null;
+    const parts = [];
+    const cooling = h.cooling_until ? Date.parse(h.cooling_until) : 0;
+    if (cooling > Date.now()) parts.push(el('div', { class: 'health cooling', testid: 'group-cooling' }, countdown(cooling, 'cooling ', 'cooled down')));
+    if (h.state === 'suspended' || h.state === 'probing') {
+      if (h.reason) parts.push(el('div', { class: 'health reason', testid: 'group-reason', title: h.reason }, h.reason));
+      const probe = h.next_probe ? Date.parse(h.next_probe) : 0;
+      if (h.state === 'suspended') {
+        parts.push(el('div', { class: 'health', testid: 'group-probe' }, probe ? countdown(probe, 'probe in ', 'probe due') : 'until resumed'));
+      }
+    } else if (h.failures > 0) {
+      parts.push(el('div', { class: 'health', testid: 'group-failures' }, h.failures + ' failure' + (h.failures === 1 ? '' : 's') + ' (eject after ' + (g.eject_after || '3/1m') + ')'));
+    }
+    return parts;
+  }
+
+  // healthButton suspends an active group or resumes a suspended/probing one.
+  function healthButton(g) {
+    if (g.state === 'suspended' || g.state === 'probing') {
+      return el('button', { type: 'button', class: 'small', testid: 'group-resume-' + g.name, onclick: () => resumeGroup(g.name) }, 'Resume');
+    }
+    return el('button', { type: 'button', class: 'small', testid: 'group-suspend-' + g.name, disabled: g.state !== 'active', onclick: () => suspendGroup(g.name) }, 'Suspend');
+  }
+
+  async function suspendGroup(name) {
+    if (!await confirmBox('Suspend ' + name + '?', 'No node holds "' + name + '" until you resume it; its holders get other groups now.', 'Suspend')) return;
+    await run(() => api('POST', '/v1/groups/' + enc(name) + '/suspend', { reason: 'suspended in the web UI' }), 'suspended ' + name);
+  }
+
+  async function resumeGroup(name) {
+    await run(() => api('POST', '/v1/groups/' + enc(name) + '/resume', {}), 'resumed ' + name);
+  }
+
   // parseLines reads "key=value" lines; blank lines and # comments are skipped.
   function parseLines(text) {
     const out = {};
@@ -367,7 +427,7 @@
       const live = g.state !== 'retired';
       return el('tr', { class: g.state || '', testid: 'group-row-' + g.name, 'data-group': g.name },
         el('td', { class: 'name' }, g.name),
-        el('td', {}, stateBadge(g.state)),
+        el('td', {}, stateBadge(g.state), healthNote(g)),
         el('td', {}, 'v' + g.version),
         el('td', { class: 'num' }, fmtNum(g.weight)),
         el('td', { class: 'num' }, g.max_nodes ? String(g.max_nodes) : '∞'),
@@ -378,6 +438,7 @@
         el('td', { class: 'actions' },
           el('button', { type: 'button', class: 'small', testid: 'group-edit-' + g.name, disabled: !live, onclick: () => openGroupDialog(g) }, 'Edit'),
           el('button', { type: 'button', class: 'small', testid: 'group-history-' + g.name, onclick: () => openHistory(g.name) }, 'History'),
+          healthButton(g),
           el('button', { type: 'button', class: 'small', testid: 'group-retire-' + g.name, disabled: g.state !== 'active', onclick: () => retireGroup(g.name) }, 'Retire'),
           el('button', { type: 'button', class: 'small link-danger', testid: 'group-delete-' + g.name, onclick: () => deleteGroup(g.name) }, 'Delete')));
     });
@@ -906,6 +967,7 @@
       let expired = false;
       for (const [id, until] of state.movedUntil) if (until <= now) { state.movedUntil.delete(id); expired = true; }
       if (expired) render();
+      tickCountdowns();
     }, 1000);
   }
 

@@ -1,0 +1,465 @@
+package registry
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Health states of a group, shown in place of State by views of an active
+// group (the stored document keeps State active).
+const (
+	// Suspended groups are left out of every plan: their key failed (or an
+	// operator suspended it). A probe follows after the probe wait.
+	Suspended State = "suspended"
+	// Probing groups are handed to exactly one node to test the key.
+	Probing State = "probing"
+)
+
+// Health defaults and bounds.
+const (
+	// DefaultProbeAfter is the first wait before a suspended group is probed.
+	DefaultProbeAfter = 5 * time.Minute
+	// MaxProbeWait is the longest wait between probes (the wait doubles after
+	// every failed probe).
+	MaxProbeWait = 6 * time.Hour
+	// MaxRetryAfter caps a reported Retry-After: a longer (absurd) value
+	// cools the group for this long.
+	MaxRetryAfter = time.Hour
+	// MaxReasonBytes is the longest reason kept; longer ones are truncated.
+	MaxReasonBytes = 200
+	// ProbeSuccesses is how many successes in a row bring a probing group back.
+	ProbeSuccesses = 3
+	// maxEjectFailures bounds N of eject_after (the script keeps N times).
+	maxEjectFailures = 1000
+)
+
+// Outcome is what a node reports about a call made with a group's key.
+type Outcome string
+
+// Outcomes of a report.
+const (
+	// Throttled: the upstream answered 429; the group cools down.
+	Throttled Outcome = "throttled"
+	// Failure: the key was refused (401/403); counted towards eject_after.
+	Failure Outcome = "failure"
+	// Success: the key worked; three in a row bring a probing group back.
+	Success Outcome = "success"
+)
+
+// ParseOutcome checks an outcome text.
+func ParseOutcome(s string) (Outcome, error) {
+	switch o := Outcome(s); o {
+	case Throttled, Failure, Success:
+		return o, nil
+	}
+	return "", fmt.Errorf("%w: outcome %q (want throttled, failure or success)", ErrInvalidReport, s)
+}
+
+// EjectAfter is a failure threshold: N failures within Window suspend a
+// group. N == 0 means never.
+type EjectAfter struct {
+	N      int
+	Window time.Duration
+}
+
+// DefaultEjectAfter is the threshold of a group that sets none: 3/1m.
+var DefaultEjectAfter = EjectAfter{N: 3, Window: time.Minute}
+
+// ParseEjectAfter parses "N/WINDOW" ("3/1m", "5/30s", "10/m"; WINDOW a Go
+// duration of whole seconds from 1s to 24h, or a bare unit s, m, h) or "0"
+// (never). "" is DefaultEjectAfter.
+func ParseEjectAfter(s string) (EjectAfter, error) {
+	s = strings.TrimSpace(s)
+	switch s {
+	case "":
+		return DefaultEjectAfter, nil
+	case "0":
+		return EjectAfter{}, nil
+	}
+	bad := func() (EjectAfter, error) {
+		return EjectAfter{}, fmt.Errorf("%w: %q", ErrInvalidEjectAfter, s)
+	}
+	ns, ws, ok := strings.Cut(s, "/")
+	if !ok {
+		return bad()
+	}
+	n, err := strconv.Atoi(ns)
+	if err != nil || n < 1 || n > maxEjectFailures {
+		return bad()
+	}
+	switch ws {
+	case "s", "m", "h":
+		ws = "1" + ws
+	}
+	w, err := time.ParseDuration(ws)
+	if err != nil || w < time.Second || w > 24*time.Hour || w%time.Second != 0 {
+		return bad()
+	}
+	return EjectAfter{N: n, Window: w}, nil
+}
+
+// String is the canonical text: "0", or N/ followed by the window in the
+// largest whole unit ("3/1m", "5/90s") — the form the report script parses.
+func (e EjectAfter) String() string {
+	if e.N == 0 {
+		return "0"
+	}
+	switch {
+	case e.Window%time.Hour == 0:
+		return fmt.Sprintf("%d/%dh", e.N, e.Window/time.Hour)
+	case e.Window%time.Minute == 0:
+		return fmt.Sprintf("%d/%dm", e.N, e.Window/time.Minute)
+	}
+	return fmt.Sprintf("%d/%ds", e.N, e.Window/time.Second)
+}
+
+// Health is a group's key health as the group JSON shows it.
+type Health struct {
+	// State is active, suspended or probing.
+	State State `json:"state"`
+	// CoolingUntil is the end of the shared cooldown (zero: none yet).
+	// Calls are refused until then.
+	CoolingUntil time.Time `json:"cooling_until,omitzero"`
+	// Failures is how many failures the current window holds.
+	Failures int `json:"failures"`
+	// Reason is why the group was suspended (never a secret value).
+	Reason string `json:"reason,omitempty"`
+	// Since is when the group was suspended.
+	Since time.Time `json:"since,omitzero"`
+	// NextProbe is when a suspended group will be probed (zero: not
+	// scheduled — an operator's suspension lasts until resume).
+	NextProbe time.Time `json:"next_probe,omitzero"`
+	// Throttles, FailuresTotal and Suspensions count reports and
+	// suspensions since the group was created.
+	Throttles     int64 `json:"throttles_total"`
+	FailuresTotal int64 `json:"failures_total"`
+	Suspensions   int64 `json:"suspensions_total"`
+}
+
+// Cooling reports whether the cooldown is still running at now.
+func (h Health) Cooling(now time.Time) bool { return now.Before(h.CoolingUntil) }
+
+// Report is one report of a node about a group's key.
+type Report struct {
+	// Node is the reporting node; it must be live and hold Group. "" skips
+	// those checks (trusted callers only).
+	Node string
+	// TTL is the node's lease: a node silent for longer is ignored.
+	TTL     time.Duration
+	Group   string
+	Outcome Outcome
+	// RetryAfter is the upstream's wait for Throttled; < 0 means none was
+	// given (1 s, doubling on repeats up to 60 s). Capped at MaxRetryAfter.
+	RetryAfter time.Duration
+	// Reason says why a call failed (truncated to MaxReasonBytes). Never
+	// put a secret in it.
+	Reason string
+}
+
+// ReportResult is what a report changed.
+type ReportResult struct {
+	// State is the group's health state after the report.
+	State State
+	// CoolingUntil is the end of the shared cooldown.
+	CoolingUntil time.Time
+	// Failures is how many failures the window holds now.
+	Failures int
+	// Transition is the state this report moved the group to ("" if none):
+	// Suspended means a rebalance should run now.
+	Transition string
+}
+
+// Transition names.
+const (
+	TransitionSuspended = "suspended"
+	TransitionProbing   = "probing"
+	TransitionRecovered = "recovered"
+	TransitionResumed   = "resumed"
+)
+
+// TruncateReason cuts a reason to MaxReasonBytes on a rune boundary.
+func TruncateReason(s string) string {
+	if len(s) <= MaxReasonBytes {
+		return s
+	}
+	s = s[:MaxReasonBytes]
+	for len(s) > 0 && !utf8.ValidString(s) {
+		s = s[:len(s)-1]
+	}
+	return s
+}
+
+// dropHealth removes the key health of a deleted group (one MULTI: every key
+// shares the namespace's hash tag). A report for the deleted group writes
+// nothing (the script finds no group), so nothing recreates it.
+func (r *Registry) dropHealth(ctx context.Context, name string) error {
+	k := r.keys
+	_, err := r.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		p.Del(ctx, k.Health(name))
+		p.HDel(ctx, k.Unhealthy(), name)
+		p.ZRem(ctx, k.Schedule(), probeID(name))
+		p.HDel(ctx, k.ScheduleItems(), probeID(name))
+		return nil
+	})
+	return err
+}
+
+// probeID is the ID of the schedule item that probes a suspended group.
+func probeID(name string) string { return "probe-" + name }
+
+// Report records one report about a group's key in one script: a throttle
+// extends the shared cooldown, failures count towards eject_after and may
+// suspend the group, successes bring a probing group back. Errors: ErrNotFound
+// (no such group), ErrInvalidState (retired), ErrNodeLapsed (the node's lease
+// lapsed: ignored), ErrNotHolder (the node does not hold the group: ignored),
+// ErrInvalidReport. A report about a draining group only cools it; failures
+// and successes are ignored (documented no-op).
+func (r *Registry) Report(ctx context.Context, rep Report) (ReportResult, error) {
+	res, err := r.report(ctx, rep)
+	return res, wrap(err, "report %s for group %q", rep.Outcome, rep.Group)
+}
+
+func (r *Registry) report(ctx context.Context, rep Report) (ReportResult, error) {
+	if err := ValidateName(rep.Group); err != nil {
+		return ReportResult{}, err
+	}
+	if _, err := ParseOutcome(string(rep.Outcome)); err != nil {
+		return ReportResult{}, err
+	}
+	ra := int64(-1)
+	if rep.Outcome == Throttled && rep.RetryAfter >= 0 {
+		ra = min(rep.RetryAfter, MaxRetryAfter).Milliseconds()
+	}
+	return r.runHealth(ctx, string(rep.Outcome), rep.Group, rep.Node, rep.TTL, ra, TruncateReason(rep.Reason), "node")
+}
+
+// Suspend suspends an active or probing group until Resume (no automatic
+// probe). Plan leaves it out from the next rebalance on. ErrInvalidState for
+// a group that is draining, retired or already suspended.
+func (r *Registry) Suspend(ctx context.Context, name, reason, by string) (Health, error) {
+	res, err := r.runHealth(ctx, "suspend", name, "", 0, -1, TruncateReason(reason), by)
+	if err == nil && res.Transition == "" {
+		if res.State == Suspended {
+			err = fmt.Errorf("%w: group is already suspended", ErrInvalidState)
+		} else {
+			err = fmt.Errorf("%w: group is not active", ErrInvalidState)
+		}
+	}
+	if err != nil {
+		return Health{}, wrap(err, "suspend group %q", name)
+	}
+	return r.healthOf(ctx, name)
+}
+
+// Resume makes a suspended or probing group active again and resets its
+// failure window and probe wait (the cooldown runs out as it would).
+func (r *Registry) Resume(ctx context.Context, name, by string) (Health, error) {
+	if _, err := r.runHealth(ctx, "resume", name, "", 0, -1, "", by); err != nil {
+		return Health{}, wrap(err, "resume group %q", name)
+	}
+	return r.healthOf(ctx, name)
+}
+
+// probe turns a suspended group probing when its probe item is due (run by
+// ApplyDue). It reports whether it did.
+func (r *Registry) probe(ctx context.Context, name, by string) (bool, error) {
+	res, err := r.runHealth(ctx, "probe", name, "", 0, -1, "", by)
+	if err != nil {
+		return false, err
+	}
+	return res.Transition == TransitionProbing, nil
+}
+
+func (r *Registry) runHealth(ctx context.Context, op, name, node string, ttl time.Duration, retryMs int64, reason, by string) (ReportResult, error) {
+	if err := ValidateName(name); err != nil {
+		return ReportResult{}, err
+	}
+	k := r.keys
+	item, err := encodeScheduled(Scheduled{ID: probeID(name), Group: name, Op: OpProbe, By: "health"}, false)
+	if err != nil {
+		return ReportResult{}, err
+	}
+	vals, err := healthScript.Run(ctx, r.rdb,
+		[]string{k.Group(name), k.Health(name), k.Unhealthy(), k.State(), k.Log(), k.Schedule(),
+			k.ScheduleItems(), k.Nodes(), k.Assign(), k.Revoked()},
+		op, node, ttl.Milliseconds(), retryMs, reason, r.probeAfter.Milliseconds(), MaxProbeWait.Milliseconds(),
+		by, k.Events(), LogMaxLen, probeID(name), item,
+	).StringSlice()
+	if err != nil {
+		return ReportResult{}, err
+	}
+	if len(vals) != 5 {
+		return ReportResult{}, fmt.Errorf("registry: unexpected health reply %q", vals)
+	}
+	until, _ := strconv.ParseInt(vals[2], 10, 64)
+	fails, _ := strconv.Atoi(vals[3])
+	res := ReportResult{State: State(vals[1]), Failures: fails, Transition: vals[4]}
+	if until > 0 {
+		res.CoolingUntil = time.UnixMilli(until).UTC()
+	}
+	switch vals[0] {
+	case "ok", "ignored":
+		if res.Transition != "" {
+			r.log.Info("group health changed", "group", name, "to", res.Transition, "node", node, "by", by)
+		}
+		return res, nil
+	case "missing":
+		return res, ErrNotFound
+	case "retired":
+		return res, fmt.Errorf("%w: group is retired", ErrInvalidState)
+	case "lapsed":
+		return res, ErrNodeLapsed
+	case "notheld":
+		return res, ErrNotHolder
+	case "claimed":
+		return res, errClaimed
+	}
+	return res, fmt.Errorf("registry: unexpected health reply %q", vals)
+}
+
+// HealthOf returns the health of group name (ErrNotFound if it does not exist).
+func (r *Registry) HealthOf(ctx context.Context, name string) (Health, error) {
+	if err := ValidateName(name); err != nil {
+		return Health{}, wrap(err, "health of group %q", name)
+	}
+	h, err := r.healthOf(ctx, name)
+	return h, wrap(err, "health of group %q", name)
+}
+
+func (r *Registry) healthOf(ctx context.Context, name string) (Health, error) {
+	g, err := r.get(ctx, name)
+	if err != nil {
+		return Health{}, err
+	}
+	gs, err := r.WithHealth(ctx, []Group{g})
+	if err != nil {
+		return Health{}, err
+	}
+	return *gs[0].Health, nil
+}
+
+// WithHealth returns copies of groups with Health filled in (one round trip)
+// and, for an active group that is suspended or probing, State showing it.
+// It is what views (group get/list, status) show; the stored documents are
+// unchanged.
+func (r *Registry) WithHealth(ctx context.Context, groups []Group) ([]Group, error) {
+	out := make([]Group, len(groups))
+	if len(groups) == 0 {
+		return out, nil
+	}
+	pipe := r.rdb.Pipeline()
+	cmds := make([]*redis.MapStringStringCmd, len(groups))
+	for i, g := range groups {
+		cmds[i] = pipe.HGetAll(ctx, r.keys.Health(g.Name))
+	}
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+		return nil, wrap(err, "read group health")
+	}
+	for i, g := range groups {
+		c := g.clone()
+		h := parseHealth(cmds[i].Val(), g)
+		c.Health = &h
+		if g.State == Active && h.State != Active {
+			c.State = h.State
+		}
+		out[i] = c
+	}
+	return out, nil
+}
+
+// parseHealth reads a health hash; one left by a deleted group of the same
+// name (another created time) counts as empty.
+func parseHealth(m map[string]string, g Group) Health {
+	h := Health{State: Active}
+	if m["created"] != "" && m["created"] != isoMillis(g.Created) {
+		return h
+	}
+	ms := func(f string) time.Time {
+		n, _ := strconv.ParseInt(m[f], 10, 64)
+		if n <= 0 {
+			return time.Time{}
+		}
+		return time.UnixMilli(n).UTC()
+	}
+	i64 := func(f string) int64 { n, _ := strconv.ParseInt(m[f], 10, 64); return n }
+	if s := State(m["state"]); s == Suspended || s == Probing {
+		h.State = s
+	}
+	h.CoolingUntil = ms("cooling_until")
+	if f := m["fails"]; f != "" {
+		// Only the failures still inside the window count; the script drops
+		// older ones at the next failure.
+		ej, _ := ParseEjectAfter(g.EjectAfter)
+		win := ej.Window
+		if win == 0 {
+			win = time.Minute
+		}
+		cut := time.Now().Add(-win).UnixMilli()
+		for _, ts := range strings.Split(f, ",") {
+			if n, _ := strconv.ParseInt(ts, 10, 64); n > cut {
+				h.Failures++
+			}
+		}
+	}
+	if h.State != Active {
+		h.Reason = m["reason"]
+		h.Since = ms("since")
+		h.NextProbe = ms("next_probe")
+	}
+	h.Throttles, h.FailuresTotal, h.Suspensions = i64("throttles_total"), i64("failures_total"), i64("suspensions_total")
+	return h
+}
+
+// isoMillis formats t as the scripts stamp created (RFC 3339, ms, UTC).
+func isoMillis(t time.Time) string { return t.UTC().Format("2006-01-02T15:04:05.000Z") }
+
+// Unhealthy returns the groups that are suspended or probing, group ->
+// state, as a planner needs them: one HGETALL. Entries left by a deleted
+// group are returned too; ApplyHealth matches them to the live documents.
+func (r *Registry) Unhealthy(ctx context.Context) (map[string]UnhealthyEntry, error) {
+	m, err := r.rdb.HGetAll(ctx, r.keys.Unhealthy()).Result()
+	if err != nil {
+		return nil, wrap(err, "read unhealthy groups")
+	}
+	out := make(map[string]UnhealthyEntry, len(m))
+	for g, v := range m {
+		st, created, _ := strings.Cut(v, "\t")
+		out[g] = UnhealthyEntry{State: State(st), Created: created}
+	}
+	return out, nil
+}
+
+// UnhealthyEntry is one suspended or probing group of Unhealthy.
+type UnhealthyEntry struct {
+	State State
+	// Created is the created time of the group document it applies to.
+	Created string
+}
+
+// ApplyHealth returns groups with the State of every active group that
+// unhealthy lists as suspended or probing replaced by that state (entries of
+// an older group of the same name are ignored). Pure: the planner's view.
+func ApplyHealth(groups []Group, unhealthy map[string]UnhealthyEntry) []Group {
+	if len(unhealthy) == 0 {
+		return groups
+	}
+	out := make([]Group, len(groups))
+	for i, g := range groups {
+		out[i] = g
+		e, ok := unhealthy[g.Name]
+		if !ok || g.State != Active || e.Created != isoMillis(g.Created) {
+			continue
+		}
+		if e.State == Suspended || e.State == Probing {
+			out[i].State = e.State
+		}
+	}
+	return out
+}
