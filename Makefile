@@ -2,7 +2,7 @@
 
 GO ?= go
 
-.PHONY: test deps bench build
+.PHONY: test deps bench build mutants
 
 # test installs what is missing (deps), fails on unformatted files, then vets,
 # then runs every test with the race detector against real redis-server
@@ -37,3 +37,9 @@ build:
 .PHONY: chaos
 chaos:
 	ALLOT_CHAOS=long $(GO) test -race -count=1 -timeout 60m ./e2e/ -run Chaos -v
+
+# mutants plants each deliberate bug of e2e/mutants/mutants.go in a copy of
+# the module, one at a time, runs the tests meant to catch it and fails if
+# any survives (a table mutant -> killing test -> time). Slow: not in test.
+mutants:
+	$(GO) run ./e2e/mutants
