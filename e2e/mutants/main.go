@@ -37,8 +37,19 @@ func main() {
 type result struct {
 	m      mutant
 	killed bool
+	broken bool   // the mutant could not be planted or built: an error, not a verdict
 	by     string // failing tests, or why nothing could be run
 	took   time.Duration
+}
+
+func (r result) status() string {
+	switch {
+	case r.broken:
+		return "ERROR"
+	case r.killed:
+		return "KILLED"
+	}
+	return "SURVIVED"
 }
 
 func run() error {
@@ -95,23 +106,23 @@ func run() error {
 	var results []result
 	for _, m := range selected {
 		r := runMutant(work, m, *race, *timeout)
-		status := "KILLED"
-		if !r.killed {
-			status = "SURVIVED"
-		}
-		fmt.Printf("%-8s %-18s %-50s %v\n", status, m.Name, r.by, r.took.Round(time.Millisecond))
+		fmt.Printf("%-8s %-18s %-50s %v\n", r.status(), m.Name, r.by, r.took.Round(time.Millisecond))
 		results = append(results, r)
 	}
 	printTable(os.Stdout, results)
 
-	var survivors []string
+	var survivors, broken []string
 	for _, r := range results {
-		if !r.killed {
+		switch {
+		case r.broken:
+			broken = append(broken, r.m.Name)
+		case !r.killed:
 			survivors = append(survivors, r.m.Name)
 		}
 	}
-	if len(survivors) > 0 {
-		return fmt.Errorf("%d mutant(s) survived: %s", len(survivors), strings.Join(survivors, ", "))
+	if len(survivors)+len(broken) > 0 {
+		return fmt.Errorf("%d mutant(s) survived: %s; %d could not be run: %s",
+			len(survivors), strings.Join(survivors, ", "), len(broken), strings.Join(broken, ", "))
 	}
 	fmt.Printf("all %d mutants killed\n", len(results))
 	return nil
@@ -145,16 +156,15 @@ func runMutant(work string, m mutant, race bool, timeout time.Duration) result {
 	path := filepath.Join(work, m.File)
 	orig, err := os.ReadFile(path)
 	if err != nil {
-		r.by = "not applied: " + err.Error()
+		r.broken, r.by = true, "not applied: "+err.Error()
 		return r
 	}
 	mutated, err := mutate(orig, m)
-	if err != nil {
-		r.by = "not applied: " + err.Error()
-		return r
+	if err == nil {
+		err = os.WriteFile(path, mutated, 0o644)
 	}
-	if err := os.WriteFile(path, mutated, 0o644); err != nil {
-		r.by = "not applied: " + err.Error()
+	if err != nil {
+		r.broken, r.by = true, "not applied: "+err.Error()
 		return r
 	}
 	defer func() {
@@ -164,13 +174,18 @@ func runMutant(work string, m mutant, race bool, timeout time.Duration) result {
 		}
 	}()
 	start := time.Now()
-	// A mutant that does not build proves nothing about the tests.
-	if out, err := goTestBuild(work, m, race); err != nil {
+	// A mutant that does not build proves nothing about the tests. One
+	// retry: a build cache trimmed by a concurrent `go clean` looks the same.
+	out, err := goTestBuild(work, m, race)
+	if err != nil {
+		out, err = goTestBuild(work, m, race)
+	}
+	if err != nil {
 		r.took = time.Since(start)
-		r.by = "does not build: " + firstLine(out)
+		r.broken, r.by = true, "does not build: "+firstLine(out)
 		return r
 	}
-	out, err := goTest(work, m, race, timeout)
+	out, err = goTest(work, m, race, timeout)
 	r.took = time.Since(start)
 	if err == nil {
 		r.by = "(no test failed)"
@@ -275,7 +290,7 @@ func printTable(w io.Writer, results []result) {
 	for _, r := range results {
 		by := r.by
 		if !r.killed {
-			by = "**SURVIVED** " + by
+			by = "**" + r.status() + "** " + by
 		}
 		fmt.Fprintf(w, "| %s | %s (`%s`) | %s | %.1f s |\n", r.m.Name, r.m.Why, r.m.File, by, r.took.Seconds())
 	}
