@@ -4,9 +4,10 @@
 // It prints a table mutant → killing test → time.
 //
 // Run it from the module root with `make mutants` or `go run ./e2e/mutants`
-// (flags: -run REGEXP to pick mutants, -race, -timeout, -baseline=false to
-// skip the first pass, which runs every targeted test on the unmodified copy
-// so that a test that fails anyway cannot pass for a kill).
+// (flags: -list to check that every mutant still applies, -run REGEXP to
+// pick mutants, -race, -timeout, -baseline=false to skip the first pass,
+// which runs every targeted test on the unmodified copy so that a test that
+// fails anyway cannot pass for a kill).
 package main
 
 import (
@@ -57,6 +58,7 @@ func run() error {
 	race := flag.Bool("race", false, "run the tests with -race")
 	timeout := flag.Duration("timeout", 5*time.Minute, "go test -timeout of each run")
 	baseline := flag.Bool("baseline", true, "first run every targeted test on the unmodified copy")
+	list := flag.Bool("list", false, "only check that every mutant applies to the code, and list them")
 	flag.Parse()
 
 	root, err := moduleRoot()
@@ -73,6 +75,12 @@ func run() error {
 		if err := check(root, m); err != nil {
 			return err
 		}
+	}
+	if *list {
+		for _, m := range selected {
+			fmt.Printf("%-24s %-30s %s\n", m.Name, m.File, m.Why)
+		}
+		return nil
 	}
 
 	tmp, err := os.MkdirTemp("", "allot-mutants-")

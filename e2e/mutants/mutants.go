@@ -47,16 +47,6 @@ var mutants = []mutant{
 		Run:  "^TestCappedReleaseWaitsForOnChange$",
 	},
 	{
-		Name: "release-before-callback",
-		Why:  "the dispatcher counts a change as delivered before calling OnChange",
-		File: "client/dispatch.go",
-		Old:  "\t\t\tfor _, fn := range listeners {\n\t\t\t\tc.call(fn, ch)\n\t\t\t}\n",
-		New: "\t\t\tc.mu.Lock()\n\t\t\tc.delivered = ch.new.Names()\n\t\t\tc.mu.Unlock()\n\t\t\tsignal(c.wakeBeat)\n" +
-			"\t\t\tfor _, fn := range listeners {\n\t\t\t\tc.call(fn, ch)\n\t\t\t}\n",
-		Pkgs: []string{"./client/"},
-		Run:  "^TestCappedReleaseWaitsForOnChange$",
-	},
-	{
 		Name: "lease-drop-off",
 		Why:  "a client keeps its capped groups after its lease lapsed",
 		File: "client/loop.go",
@@ -82,6 +72,16 @@ var mutants = []mutant{
 		New:  "if !ok {",
 		Pkgs: []string{"./allocator/"},
 		Run:  "^(TestPlanProperties|TestPlanMatchesReference)$",
+	},
+	{
+		Name: "release-before-callback",
+		Why:  "the dispatcher counts a change as delivered before calling OnChange",
+		File: "client/dispatch.go",
+		Old:  "\t\t\tfor _, fn := range listeners {\n\t\t\t\tc.call(fn, ch)\n\t\t\t}\n",
+		New: "\t\t\tc.mu.Lock()\n\t\t\tc.delivered = ch.new.Names()\n\t\t\tc.mu.Unlock()\n\t\t\tsignal(c.wakeBeat)\n" +
+			"\t\t\tfor _, fn := range listeners {\n\t\t\t\tc.call(fn, ch)\n\t\t\t}\n",
+		Pkgs: []string{"./client/"},
+		Run:  "^TestCappedReleaseWaitsForOnChange$",
 	},
 	{
 		Name: "share-holders",
