@@ -2,7 +2,7 @@
 
 GO ?= go
 
-.PHONY: test deps bench build tidy
+.PHONY: test deps bench build tidy mutants
 
 # test installs what is missing (deps), fails on unformatted files, then vets,
 # then checks that go.mod/go.sum are tidy (both modules), then runs every test
@@ -55,3 +55,9 @@ image:
 	@bash deploy/build-image.sh allot
 image-node:
 	@bash deploy/build-image.sh node
+
+# mutants plants each deliberate bug of e2e/mutants/mutants.go in a copy of
+# the module, one at a time, runs the tests meant to catch it and fails if
+# any survives (a table mutant -> killing test -> time). Slow: not in test.
+mutants:
+	$(GO) run ./e2e/mutants

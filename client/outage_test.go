@@ -85,18 +85,39 @@ func TestRedisOutage(t *testing.T) {
 
 	p.s.Restart(t)
 	all := append(cs, restarted)
-	within(t, 10*time.Second, func() bool {
+	// seen says what the last check saw, so a timeout tells which part of
+	// the recovery was missing.
+	var seen string
+	rejoined := func() bool {
 		nodes, _, err := p.hbTracker().Live(context.Background())
 		if err != nil || len(nodes) != len(all) {
+			seen = fmt.Sprintf("%d of %d nodes live (err %v)", len(nodes), len(all), err)
 			return false
 		}
 		h := holdersOf(all)
 		for _, c := range all {
 			if len(c.Assignment().Groups) == 0 {
+				seen = fmt.Sprintf("%s holds nothing: %v", c.NodeID(), c.Assignment())
 				return false
 			}
 		}
+		seen = fmt.Sprintf("%d nodes hold solo", len(h["solo"]))
 		return len(h["solo"]) == 1
-	}, "every node rejoined and solo is held again")
+	}
+	if !rejoinedWithin(10*time.Second, rejoined) {
+		t.Fatalf("every node rejoined and solo is held again: not reached within 10s; last seen: %s", seen)
+	}
 	assert.False(t, restarted.fromCacheNow(), "the restarted node reads Redis again")
+}
+
+// rejoinedWithin polls cond every millisecond for up to limit.
+func rejoinedWithin(limit time.Duration, cond func() bool) bool {
+	deadline := time.Now().Add(limit)
+	for !cond() {
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(time.Millisecond) // polling interval
+	}
+	return true
 }

@@ -110,7 +110,8 @@ func (r *scenario) chaos() {
 	r.stops = append(r.stops,
 		r.p.storm(r.plan.stormEvery),
 		r.p.rebalanceLoop(r.plan.rebalEvery),
-		r.p.sampler(50*time.Millisecond))
+		r.p.sampler(50*time.Millisecond),
+		r.p.stalePlanner())
 }
 
 func (r *scenario) stopBackground() {
@@ -181,8 +182,7 @@ func (r *scenario) killPhase(n int) {
 			}
 		}
 		if victim != nil {
-			r.h.kill9(victim)
-			r.kills++
+			r.kill9(victim)
 		}
 		r.h.spawn(r.freshID())
 		time.Sleep(r.plan.killEvery) // pacing of the scenario
@@ -262,6 +262,10 @@ func (r *scenario) finish(name string, began time.Time) {
 		name, ms(st.maxGap), st.maxGapWho, fast.TTL+2*fast.Interval,
 		len(st.reassignKill), ms(maxOf(st.reassignKill)), len(st.reassignLeave), ms(maxOf(st.reassignLeave)),
 		msList(st.zombieReaction), st.maxGoroutines)
+	stale := r.p.staleForced.Load()
+	r.logf("%s: %d stale commits forced, all refused by the epoch fence; %d kill -9s of an exclusive holder checked against its lease, smallest margin %v",
+		name, stale, st.leaseChecked, ms(st.leaseMinMargin))
+	require.Positive(r.t, stale, "the stale planner never got a stale commit to the fence")
 }
 
 func ms(d int64) time.Duration { return time.Duration(d).Round(time.Millisecond) }
@@ -372,8 +376,7 @@ func (r *scenario) churn(d time.Duration) {
 	end := time.Now().Add(d)
 	for time.Now().Before(end) {
 		if victim := r.p.randomLive(); victim != nil {
-			r.h.kill9(victim)
-			r.kills++
+			r.kill9(victim)
 		}
 		r.h.spawn(r.freshID())
 		time.Sleep(r.plan.killEvery) // pacing of the scenario

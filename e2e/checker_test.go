@@ -36,6 +36,8 @@ type stats struct {
 	zombieReaction  []int64 // SIGCONT → the zombie reports its capped groups gone (ns)
 	maxGoroutines   int
 	groupsOrphanMax int64
+	leaseChecked    int   // kill -9s of an exclusive holder checked against its lease
+	leaseMinMargin  int64 // smallest next report - (last beat + TTL) among them (ns)
 }
 
 // checker evaluates the invariants over everything the harness recorded up
@@ -419,6 +421,7 @@ func (c *checker) run() ([]violation, stats) {
 	out = append(out, c.checkCaps(&st)...)
 	out = append(out, c.checkSupply(&st)...)
 	out = append(out, c.checkReassign(&st)...)
+	out = append(out, c.checkLeaseOnKill(&st)...)
 	out = append(out, c.checkProcesses(&st)...)
 	slices.SortFunc(out, func(a, b violation) int { return cmp.Compare(a.t, b.t) })
 	return out, st

@@ -6,4 +6,8 @@
 //
 // The package has no non-test code. `go test ./e2e/` runs the short form
 // (about 90 s); `ALLOT_CHAOS=long` (make chaos) runs the long form.
+//
+// e2e/mutants (make mutants) proves the safety tests can fail: it plants
+// known bugs one at a time in a copy of the module and runs the tests that
+// must catch each.
 package e2e

@@ -46,6 +46,9 @@ type proc struct {
 	termed  int64  // SIGTERM sent (0 if never)
 	waitErr error  // from cmd.Wait
 	stops   []span // SIGSTOP..SIGCONT, to == 0 while stopped
+	// lastBeat is the node's last beat as Redis stored it when it was
+	// kill -9ed (Unix ns of server time; 0 if unknown).
+	lastBeat int64
 }
 
 func (p *proc) name() string { return fmt.Sprintf("%s#%d", p.id, p.inc) }

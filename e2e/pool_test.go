@@ -71,6 +71,9 @@ type pool struct {
 	ops     atomic.Int64
 	opsFail atomic.Int64
 	samples atomic.Int64
+	// staleForced counts the stale commits the stale planner made and the
+	// epoch fence refused.
+	staleForced atomic.Int64
 
 	samplesFile *os.File // redis.jsonl, under mu
 }

@@ -315,6 +315,11 @@ func testLive(t *testing.T, rdb redis.UniversalClient) {
 func testReap(t *testing.T, rdb redis.UniversalClient) {
 	ctx := context.Background()
 	e := newEnv(t, rdb)
+	// A wider TTL than testConfig's: "alive" beats right before the Reap
+	// and must not lapse in between on a loaded machine.
+	tr, err := heartbeat.New(rdb, e.k.Namespace(), safetyConfig)
+	require.NoError(t, err)
+	e.tr = tr
 	for _, id := range []string{"alive", "dead1", "dead2"} {
 		_, err := e.tr.Beat(ctx, heartbeat.Beat{Node: id})
 		require.NoError(t, err)
@@ -326,15 +331,20 @@ func testReap(t *testing.T, rdb redis.UniversalClient) {
 	assert.Empty(t, ids, "nobody is past the TTL yet")
 	assert.Equal(t, int64(3), e.state(t, "mver"))
 
-	var reaped []string
-	require.Eventually(t, func() bool {
-		_, err := e.tr.Beat(ctx, heartbeat.Beat{Node: "alive"})
+	// The two dead nodes' beats are two round trips and may land in two
+	// different server milliseconds: wait, by the server clock, until both
+	// are past the TTL, so that one Reap finds both.
+	var lastDead float64
+	for _, id := range []string{"dead1", "dead2"} {
+		score, err := rdb.ZScore(ctx, e.k.Nodes(), id).Result()
 		require.NoError(t, err)
-		ids, err := e.tr.Reap(ctx)
-		require.NoError(t, err)
-		reaped = append(reaped, ids...)
-		return len(reaped) >= 2
-	}, waitFor, tick)
+		lastDead = max(lastDead, score)
+	}
+	untilServerMS(t, rdb, e.k, int64(lastDead)+safetyConfig.TTL.Milliseconds()+1)
+	_, err = e.tr.Beat(ctx, heartbeat.Beat{Node: "alive"})
+	require.NoError(t, err)
+	reaped, err := e.tr.Reap(ctx)
+	require.NoError(t, err)
 	assert.Equal(t, []string{"dead1", "dead2"}, reaped)
 	assert.Equal(t, int64(4), e.state(t, "mver"), "one bump per reap")
 

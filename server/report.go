@@ -8,6 +8,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/allot-io/allot/allocator"
 	"github.com/allot-io/allot/registry"
 )
 

@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	"github.com/allot-io/allot/allocator"
 	"github.com/allot-io/allot/registry"
 )
 
@@ -176,7 +177,7 @@ func (a *app) printGroupHealth(ctx context.Context, reg *registry.Registry, name
 	if err != nil {
 		return err
 	}
-	v := groupView(g, h[name], false)
+	v := allocator.View(g, h[name], false)
 	return a.print(v, func() table {
 		return table{title: []string{title}, rows: healthRows(v.Health, a.now())}
 	})

@@ -1,0 +1,140 @@
+package main
+
+// mutant is one deliberate bug: in File, the exact text Old (which must occur
+// exactly once) becomes New. Run lists the tests expected to kill it: a
+// `go test -run` pattern over Pkgs. Old is a short, distinctive piece of
+// code rather than a line number, so the suite survives unrelated edits
+// around it; when the code it names is rewritten, the runner fails loudly
+// and the mutant must be updated with it.
+type mutant struct {
+	Name string
+	Why  string // the safety rule the bug breaks
+	File string // relative to the module root
+	Old  string
+	New  string
+	Pkgs []string
+	Run  string
+}
+
+// mutants is the suite `make mutants` runs. The first six are the bugs of
+// issue 12; every one must be killed by the tests named in Run.
+var mutants = []mutant{
+	{
+		Name: "gate-off",
+		Why:  "a capped group is granted without waiting for its holder's release",
+		File: "allocator/rebalancer.go",
+		Old:  "if len(mayHold[p.group]) < maxNodes[p.group] {",
+		New:  "if true {",
+		Pkgs: []string{"./allocator/"},
+		Run:  "TestGate",
+	},
+	{
+		Name: "no-fencing",
+		Why:  "commit.lua accepts a plan whose epoch has moved",
+		File: "registry/commit.lua",
+		Old:  "if epoch ~= tonumber(ARGV[1]) then",
+		New:  "if false then",
+		Pkgs: []string{"./registry/", "./allocator/"},
+		Run:  "^(TestCommitFence|TestStalePlannerCannotOverwriteNewerPlan)$",
+	},
+	{
+		Name: "early-release",
+		Why:  "a dropped capped group is reported released before OnChange returned",
+		File: "client/loop.go",
+		Old:  "held := slices.Clone(c.delivered)",
+		New:  "held := []string{}",
+		Pkgs: []string{"./client/"},
+		Run:  "^TestCappedReleaseWaitsForOnChange$",
+	},
+	{
+		Name: "lease-drop-off",
+		Why:  "a client keeps its capped groups after its lease lapsed",
+		File: "client/loop.go",
+		Old:  "c.leaseLapsed()",
+		New:  "_ = 0 // lease ignored",
+		Pkgs: []string{"./client/"},
+		Run:  "^TestRedisOutage$",
+	},
+	{
+		Name: "eager-reap",
+		Why:  "heartbeat reaps a node at TTL/3",
+		File: "heartbeat/reap.lua",
+		Old:  "now - tonumber(ARGV[1])",
+		New:  "now - tonumber(ARGV[1]) / 3",
+		Pkgs: []string{"./heartbeat/"},
+		Run:  "^TestNoReapBeforeTTL$",
+	},
+	{
+		Name: "plan-cap-pinned",
+		Why:  "Plan pins preferring nodes to a group past its max_nodes",
+		File: "allocator/plan.go",
+		Old:  "if !ok || counts[g] >= p.capOf(int(g)) {",
+		New:  "if !ok {",
+		Pkgs: []string{"./allocator/"},
+		Run:  "^(TestPlanProperties|TestPlanMatchesReference)$",
+	},
+	{
+		Name: "release-before-callback",
+		Why:  "the dispatcher counts a change as delivered before calling OnChange",
+		File: "client/dispatch.go",
+		Old:  "\t\t\tfor _, fn := range listeners {\n\t\t\t\tc.call(fn, ch)\n\t\t\t}\n",
+		New: "\t\t\tc.mu.Lock()\n\t\t\tc.delivered = ch.new.Names()\n\t\t\tc.mu.Unlock()\n\t\t\tsignal(c.wakeBeat)\n" +
+			"\t\t\tfor _, fn := range listeners {\n\t\t\t\tc.call(fn, ch)\n\t\t\t}\n",
+		Pkgs: []string{"./client/"},
+		Run:  "^TestCappedReleaseWaitsForOnChange$",
+	},
+	{
+		Name: "share-holders",
+		Why:  "a node's share ignores how many nodes hold the group",
+		File: "registry/node_assignment.lua",
+		Old:  "out[#out + 1] = redis.call('HGET', KEYS[3], g) or '1'",
+		New:  "out[#out + 1] = '1'",
+		Pkgs: []string{"./client/"},
+		Run:  "^TestShareIsTheFractionOfHolders$",
+	},
+	{
+		Name: "history-uncapped",
+		Why:  "a group's history grows past its limit",
+		File: "registry/write.lua",
+		Old:  "redis.call('LTRIM', KEYS[2], 0, tonumber(ARGV[5]) - 1)",
+		New:  "redis.call('LTRIM', KEYS[2], 0, -1)",
+		Pkgs: []string{"./registry/"},
+		Run:  "^TestBackends$/^standalone$/^HistoryCapAndRollback$",
+	},
+	{
+		Name: "schedule-twice",
+		Why:  "a due schedule item is applied by every planner that sees it",
+		File: "registry/write.lua",
+		Old:  "if claim ~= '' and redis.call('HEXISTS', KEYS[7], claim) == 0 then",
+		New:  "if false then",
+		Pkgs: []string{"./registry/"},
+		Run:  "^TestBackends$/^standalone$/^ScheduleExactlyOnce$",
+	},
+	{
+		Name: "export-unmasked",
+		Why:  "the export printer shows secret values without --reveal",
+		File: "registry/pool.go",
+		Old:  "g = g.Masked()",
+		New:  "_ = g.Masked()",
+		Pkgs: []string{"./registry/"},
+		Run:  "^TestExportPool$",
+	},
+	{
+		Name: "ttl-short",
+		Why:  "a TTL shorter than 3 beats is accepted (one lost beat reaps a node)",
+		File: "heartbeat/config.go",
+		Old:  "if c.TTL < minTTLBeats*c.Interval {",
+		New:  "if c.TTL < c.Interval {",
+		Pkgs: []string{"./heartbeat/"},
+		Run:  "^TestConfigValidate$",
+	},
+	{
+		Name: "zombie-writeback",
+		Why:  "a commit writes an entry for a node reaped since the plan was read",
+		File: "registry/commit.lua",
+		Old:  "if not redis.call('ZSCORE', KEYS[7], id) then",
+		New:  "if false then",
+		Pkgs: []string{"./registry/"},
+		Run:  "^TestBackends$/^standalone$/^Commit$",
+	},
+}
