@@ -35,12 +35,14 @@ func TestNodeReport(t *testing.T) {
 	a.addGroup("bad", registry.Change{Set: map[string]string{"api_key": "bad-key-0123456789"}, Secret: []string{"api_key"}})
 	a.addGroup("good", registry.Change{})
 
+	sessions := map[string]string{}
 	beat := func(id string) nodeAssignment {
 		t.Helper()
-		r := a.do("POST", "/v1/nodes/"+id+"/heartbeat", nodeToken, map[string]any{"ip": "10.0.0." + id[1:]})
+		r := a.doSession("POST", "/v1/nodes/"+id+"/heartbeat", nodeToken, sessions[id], map[string]any{"ip": "10.0.0." + id[1:]})
 		require.Equal(t, http.StatusOK, r.status, "%s", r.body)
 		var na nodeAssignment
 		r.json(t, &na)
+		sessions[id] = na.Session
 		return na
 	}
 	holds := func(id, group string) bool {
@@ -60,7 +62,7 @@ func TestNodeReport(t *testing.T) {
 	}
 	report := func(id string, body any) reply {
 		t.Helper()
-		return a.do("POST", "/v1/nodes/"+id+"/report", nodeToken, body)
+		return a.doSession("POST", "/v1/nodes/"+id+"/report", nodeToken, sessions[id], body)
 	}
 
 	events, stop := a.openEvents("")
@@ -85,13 +87,17 @@ func TestNodeReport(t *testing.T) {
 		{holder, map[string]any{"group": "Bad!", "outcome": "failure"}, http.StatusUnprocessableEntity, "invalid group name"},
 		{holder, map[string]any{"group": "nope", "outcome": "failure"}, http.StatusNotFound, "not found"},
 		{other, map[string]any{"group": "bad", "outcome": "failure"}, http.StatusConflict, "does not hold"},
-		{"n9", map[string]any{"group": "bad", "outcome": "failure"}, http.StatusConflict, "not live"},
+		{"n9", map[string]any{"group": "bad", "outcome": "failure"}, http.StatusForbidden, "Allot-Session"},
 		{holder, `{"group":`, http.StatusBadRequest, ""},
 	} {
 		r := report(tc.id, tc.body)
 		assert.Equal(t, tc.status, r.status, "%v: %s", tc.body, r.body)
 		assert.Contains(t, string(r.body), tc.want)
 	}
+	// The admin token needs no session: a node that never beat is not live.
+	r = a.do("POST", "/v1/nodes/n9/report", adminToken, map[string]any{"group": "bad", "outcome": "failure"})
+	assert.Equal(t, http.StatusConflict, r.status, "%s", r.body)
+	assert.Contains(t, string(r.body), "not live")
 	assert.Equal(t, http.StatusUnauthorized, a.do("POST", "/v1/nodes/"+holder+"/report", "", map[string]any{"group": "bad", "outcome": "failure"}).status)
 	assert.Equal(t, http.StatusForbidden, a.do("POST", "/v1/nodes/"+holder+"/report", readToken, map[string]any{"group": "bad", "outcome": "failure"}).status)
 

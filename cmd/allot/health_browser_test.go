@@ -17,8 +17,8 @@ import (
 // Resume brings it back.
 func TestBrowserHealth(t *testing.T) {
 	p := newPage(t)
-	url, stderr, stop := startServe(t, testEnv, "--dev", "--listen", "127.0.0.1:0", "--demo-nodes", "6")
-	reg := devRegistry(t, stderr.String())
+	url, _, stop := startServe(t, testEnv, "--dev", "--listen", "127.0.0.1:0", "--demo-nodes", "6")
+	reg := devRegistry(t, lastStdout.String())
 	ctx := t.Context()
 
 	p.do("load", chromedpLoad(url)...)
