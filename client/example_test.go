@@ -36,11 +36,11 @@ func ExampleAssignment_String() {
 }
 
 func ExampleRateLimitError() {
-	var err error = &client.RateLimitError{Group: "alpha", RetryAfter: 250 * time.Millisecond}
+	var err error = &client.RateLimitError{Group: "alpha", Limit: "600/m", RetryAfter: 250 * time.Millisecond}
 	var rl *client.RateLimitError
 	if errors.As(err, &rl) {
-		fmt.Println(errors.Is(err, client.ErrRateLimited), rl.Group, rl.RetryAfter)
+		fmt.Println(errors.Is(err, client.ErrRateLimited), rl.Group, rl.Limit, rl.RetryAfter)
 	}
 	// Output:
-	// true alpha 250ms
+	// true alpha 600/m 250ms
 }

@@ -54,12 +54,39 @@ func ReadUsage(ctx context.Context, rdb redis.Cmdable, prefix string, from, to i
 		if len(h) == 0 {
 			continue
 		}
-		num := func(k string) int64 { n, _ := strconv.ParseInt(h[k], 10, 64); return n }
-		out = append(out, Minute{Minute: time.Unix((from+int64(i))*60, 0).UTC(),
-			Requests: num("requests"), Tokens: num("tokens"), Rejected: num("rejected"),
-			Throttled: num("throttled"), Failures: num("failures")})
+		out = append(out, minuteOf(from+int64(i), h))
 	}
 	return out, nil
+}
+
+// ReadMinute returns minute (a usage minute number) of every group whose
+// usage keys start with prefixes[i], in one pipelined round trip; a group
+// without use gets a zero Minute with its time set.
+func ReadMinute(ctx context.Context, rdb redis.Cmdable, prefixes []string, minute int64) ([]Minute, error) {
+	cmds := make([]*redis.MapStringStringCmd, 0, len(prefixes))
+	if len(prefixes) > 0 {
+		_, err := rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+			for _, pre := range prefixes {
+				cmds = append(cmds, p.HGetAll(ctx, pre+strconv.FormatInt(minute, 10)))
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, fmt.Errorf("quota: read usage: %w", err)
+		}
+	}
+	out := make([]Minute, len(cmds))
+	for i, c := range cmds {
+		out[i] = minuteOf(minute, c.Val())
+	}
+	return out, nil
+}
+
+func minuteOf(minute int64, h map[string]string) Minute {
+	num := func(k string) int64 { n, _ := strconv.ParseInt(h[k], 10, 64); return n }
+	return Minute{Minute: time.Unix(minute*60, 0).UTC(),
+		Requests: num("requests"), Tokens: num("tokens"), Rejected: num("rejected"),
+		Throttled: num("throttled"), Failures: num("failures")}
 }
 
 // Used is the highest fraction of any limit of ls that m used: for each
@@ -67,12 +94,8 @@ func ReadUsage(ctx context.Context, rdb redis.Cmdable, prefix string, from, to i
 // 0 for no limits.
 func (ls Limits) Used(m Minute) float64 {
 	used := 0.0
-	for _, l := range ls {
-		c := float64(m.Requests)
-		if l.Kind == Tokens {
-			c = float64(m.Tokens)
-		}
-		used = max(used, c/l.PerMinute())
+	for _, u := range ls.UsedEach(m) {
+		used = max(used, u)
 	}
 	return used
 }

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+
+	"github.com/allot-io/allot/quota"
 )
 
 var (
@@ -18,9 +20,16 @@ var (
 	ErrInvalidWeight = errors.New("registry: weight must be a finite number > 0")
 	// ErrInvalidMaxNodes means a negative max_nodes.
 	ErrInvalidMaxNodes = errors.New("registry: max_nodes must be >= 0")
-	// ErrInvalidQuota means a quota that is not like "600/m", "10/s" or
-	// "100/s burst 20".
-	ErrInvalidQuota = errors.New(`registry: invalid quota (want RATE/UNIT [burst N], UNIT s|m|h, e.g. "600/m" or "100/s burst 20")`)
+	// ErrInvalidQuota means a quota text that does not parse (quota.Parse);
+	// the error's text names the limit and what is wrong. It is
+	// quota.ErrInvalid itself, so either matches.
+	ErrInvalidQuota = quota.ErrInvalid
+	// ErrNoQuota means an automatic weight was asked for a group without a
+	// quota to derive it from.
+	ErrNoQuota = errors.New("registry: weight auto needs a quota")
+	// ErrInvalidWindow means a usage window that is not above 0 or longer
+	// than the usage kept (MaxUsageWindow).
+	ErrInvalidWindow = errors.New("registry: invalid usage window")
 	// ErrConfigTooLarge means the encoded config exceeds MaxConfigBytes.
 	ErrConfigTooLarge = errors.New("registry: config too large (max 64 KiB encoded)")
 	// ErrInvalidConfig means an empty config key, a key both set and unset, or

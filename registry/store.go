@@ -51,6 +51,9 @@ func decodeGroup(s string) (Group, error) {
 	if g.SecretKeys == nil {
 		g.SecretKeys = []string{}
 	}
+	// Groups stored before limits existed (or by an older writer) carry only
+	// the quota text: derive the limits, so no migration is needed.
+	g.Limits, _ = ParseQuota(g.Quota)
 	return g, nil
 }
 

@@ -91,6 +91,7 @@ func toAPIError(err error) *apiError {
 		return &apiError{status: http.StatusConflict, code: CodeConflict, message: err.Error(), err: err}
 	case errors.Is(err, registry.ErrInvalidName), errors.Is(err, registry.ErrInvalidWeight),
 		errors.Is(err, registry.ErrInvalidMaxNodes), errors.Is(err, registry.ErrInvalidQuota),
+		errors.Is(err, registry.ErrNoQuota), errors.Is(err, registry.ErrInvalidWindow),
 		errors.Is(err, registry.ErrConfigTooLarge), errors.Is(err, registry.ErrInvalidConfig),
 		errors.Is(err, registry.ErrInvalidSchedule), errors.Is(err, heartbeat.ErrInvalidNode):
 		return &apiError{status: http.StatusUnprocessableEntity, code: CodeInvalid, message: err.Error(), err: err}

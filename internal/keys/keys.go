@@ -95,5 +95,18 @@ func (k Keys) Events() string { return k.prefix + ":events" }
 // Log is the capped STREAM of events, for audit and for resuming a watch.
 func (k Keys) Log() string { return k.prefix + ":log" }
 
-// Quota is the key prefix of the GCRA limiter of one group.
+// Quota is a HASH of the GCRA state of every limit of one group (field =
+// limit kind and period, value = its theoretical arrival time), written only
+// by the quota package's limiter script.
 func (k Keys) Quota(group string) string { return k.prefix + ":quota:" + group }
+
+// Health is a HASH of a group's key health (reports from its holders). The
+// limiter script reads its field cooling_until (Unix ms, Redis server time)
+// and refuses every call of the group until then.
+func (k Keys) Health(group string) string { return k.prefix + ":health:" + group }
+
+// UsagePrefix is the prefix of a group's per-minute usage HASHes
+// (requests, tokens, rejected, throttled, failures), kept 24 h; the minute
+// number (Unix seconds / 60, server time) follows it. The limiter script
+// builds the full name itself from this prefix.
+func (k Keys) UsagePrefix(group string) string { return k.prefix + ":usage:" + group + ":" }
