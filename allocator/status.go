@@ -36,6 +36,10 @@ type GroupStatus struct {
 	// Share is the fraction of the group's quota each holder gets (1/holders;
 	// 0 when nobody holds it).
 	Share float64 `json:"share"`
+	// Used is the highest fraction of any of the group's limits used in the
+	// last full minute (0.5 = half; above 1 = over), filled by ReadUsage;
+	// 0 for a group without a quota.
+	Used float64 `json:"used"`
 }
 
 // NodeStatus is one live node in a Status.

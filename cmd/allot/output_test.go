@@ -92,7 +92,7 @@ func TestGoldenTables(t *testing.T) {
 		Epoch: 42, Balanced: false, Waiting: 1,
 		Groups: []allocator.GroupStatus{
 			{Name: "anthropic-eu.2", State: "draining", Weight: 1, MaxNodes: 1, Target: 0, Nodes: []string{"node-c"}, Share: 1},
-			{Name: "openai-1", State: "active", Weight: 2, Quota: "600/m", Target: 3, Nodes: []string{"node-a", "node-b"}, Share: 0.5},
+			{Name: "openai-1", State: "active", Weight: 2, Quota: "600/m, 90000 tokens/m", Target: 3, Nodes: []string{"node-a", "node-b"}, Share: 0.5, Used: 0.42},
 			{Name: "spare", State: "active", Weight: 1, Target: 1, Nodes: []string{}},
 		},
 		Nodes: []allocator.NodeStatus{
