@@ -81,3 +81,21 @@ func (r *Registry) LastMinute(ctx context.Context, names []string) (map[string]q
 	}
 	return out, nil
 }
+
+// Totals returns the running usage totals of each named group (counted by
+// the limiter script, reset at most every MaxUsageWindow), in one round trip.
+func (r *Registry) Totals(ctx context.Context, names []string) (map[string]quota.Totals, error) {
+	ks := make([]string, len(names))
+	for i, n := range names {
+		ks[i] = r.keys.UsageTotals(n)
+	}
+	ts, err := quota.ReadTotals(ctx, r.rdb, ks)
+	if err != nil {
+		return nil, fmt.Errorf("registry: usage totals: %w", err)
+	}
+	out := make(map[string]quota.Totals, len(names))
+	for i, n := range names {
+		out[n] = ts[i]
+	}
+	return out, nil
+}

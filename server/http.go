@@ -33,6 +33,7 @@ func (s *Server) routes() http.Handler {
 	h("POST /v1/groups/{name}/retire", adminAccess, s.retireGroup)
 	h("GET /v1/groups/{name}/history", readAccess, s.groupHistory)
 	h("POST /v1/groups/{name}/rollback", adminAccess, s.rollbackGroup)
+	h("GET /v1/groups/{name}/usage", readAccess, s.groupUsage)
 
 	h("GET /v1/nodes", readAccess, s.listNodes)
 	h("GET /v1/status", readAccess, s.status)
