@@ -199,8 +199,7 @@ func (c *Client) quotaUp() {
 }
 
 func (c *Client) quotaKeys(group string) quota.Keys {
-	return quota.Keys{State: c.keys.Quota(group), Health: c.keys.Health(group),
-		UsagePrefix: c.keys.UsagePrefix(group), Totals: c.keys.UsageTotals(group)}
+	return quota.Keys{State: c.keys.Quota(group), Health: c.keys.Health(group), UsagePrefix: c.keys.UsagePrefix(group)}
 }
 
 // limits parses a quota text once.

@@ -33,10 +33,6 @@ type Keys struct {
 	// UsagePrefix is the prefix of the per-minute usage HASHes; the minute
 	// (Unix seconds / 60) is appended.
 	UsagePrefix string
-	// Totals is the HASH of running totals (requests, tokens, refunded,
-	// rejected) that Prometheus counters are read from; it expires UsageTTL
-	// after it was created, which a scraper sees as a counter reset.
-	Totals string
 }
 
 // Result is the limiter's answer to one call.
@@ -96,7 +92,7 @@ func (l *Limiter) run(ctx context.Context, k Keys, ls Limits, mode string, reque
 			strconv.FormatFloat(interval, 'f', 6, 64),
 			strconv.FormatFloat(interval*float64(lim.EffectiveBurst()), 'f', 3, 64))
 	}
-	v, err := limiterScript.Run(ctx, l.rdb, []string{k.State, k.Health, k.UsagePrefix, k.Totals}, args...).Int64Slice()
+	v, err := limiterScript.Run(ctx, l.rdb, []string{k.State, k.Health, k.UsagePrefix}, args...).Int64Slice()
 	if err != nil {
 		return Result{}, fmt.Errorf("quota: limiter: %w", err)
 	}

@@ -17,10 +17,6 @@
 -- KEYS[3] :usage:<group>:  prefix of the per-minute usage HASHes; the script
 --                          appends the minute (Unix s / 60). Same hash tag, so
 --                          the same slot on Cluster.
--- KEYS[4] :usagetotal:<group> HASH of running totals for Prometheus counters:
---                          requests, tokens (taken + debited), refunded,
---                          rejected; expires UsageTTL after it was created (a
---                          counter reset, which Prometheus handles)
 -- ARGV[1] "take" | "settle"
 -- ARGV[2] requests (take)
 -- ARGV[3] tokens (take: >= 0; settle: the difference, may be negative)
@@ -72,11 +68,6 @@ if mode == 'settle' then
   if toks ~= 0 then
     redis.call('HINCRBY', usage, 'tokens', toks)
     redis.call('EXPIRE', usage, ttl)
-    if toks > 0 then
-      redis.call('HINCRBY', KEYS[4], 'tokens', toks)
-    else
-      redis.call('HINCRBY', KEYS[4], 'refunded', -toks)
-    end
   end
   return {1, 0, 0, tonumber(ARGV[4])}
 end
@@ -84,7 +75,6 @@ end
 local usage = KEYS[3] .. minute
 local function refuse(limit, retry)
   if redis.call('HINCRBY', usage, 'rejected', 1) == 1 then redis.call('EXPIRE', usage, ttl) end
-  if redis.call('HINCRBY', KEYS[4], 'rejected', 1) == 1 then redis.call('EXPIRE', KEYS[4], ttl) end
   return {0, limit, math.ceil(retry), minute}
 end
 
@@ -105,9 +95,7 @@ end
 if worst > 0 then return refuse(worst, wait) end
 if n > 0 then save(news) end
 if redis.call('HINCRBY', usage, 'requests', reqs) == reqs then redis.call('EXPIRE', usage, ttl) end
-if redis.call('HINCRBY', KEYS[4], 'requests', reqs) == reqs then redis.call('EXPIRE', KEYS[4], ttl) end
 if toks > 0 then
   redis.call('HINCRBY', usage, 'tokens', toks)
-  redis.call('HINCRBY', KEYS[4], 'tokens', toks)
 end
 return {1, 0, 0, minute}

@@ -113,39 +113,3 @@ func (ls Limits) UsedEach(m Minute) []float64 {
 	return out
 }
 
-// Totals are a group's running totals since its totals hash was created
-// (at most UsageTTL ago): the source of allot's Prometheus counters.
-type Totals struct {
-	Requests int64 `json:"requests"`
-	// Tokens is every token taken by Reserve or debited by Settle.
-	Tokens int64 `json:"tokens"`
-	// Refunded is every token Settle gave back: net use is Tokens - Refunded.
-	Refunded  int64 `json:"refunded"`
-	Rejected  int64 `json:"rejected"`
-	Throttled int64 `json:"throttled"`
-	Failures  int64 `json:"failures"`
-}
-
-// ReadTotals reads the totals hash of every key in one pipelined round trip.
-func ReadTotals(ctx context.Context, rdb redis.Cmdable, keys []string) ([]Totals, error) {
-	cmds := make([]*redis.MapStringStringCmd, 0, len(keys))
-	if len(keys) > 0 {
-		_, err := rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-			for _, k := range keys {
-				cmds = append(cmds, p.HGetAll(ctx, k))
-			}
-			return nil
-		})
-		if err != nil {
-			return nil, fmt.Errorf("quota: read totals: %w", err)
-		}
-	}
-	out := make([]Totals, len(cmds))
-	for i, c := range cmds {
-		h := c.Val()
-		num := func(k string) int64 { n, _ := strconv.ParseInt(h[k], 10, 64); return n }
-		out[i] = Totals{Requests: num("requests"), Tokens: num("tokens"), Refunded: num("refunded"),
-			Rejected: num("rejected"), Throttled: num("throttled"), Failures: num("failures")}
-	}
-	return out, nil
-}

@@ -55,47 +55,43 @@ func (r *Registry) Usage(ctx context.Context, name string, since time.Duration) 
 	return m, nil
 }
 
-// LastMinute returns the usage of each named group in the last full minute
-// (Redis server time), in one pipelined round trip; a group with no use has
-// a zero Minute (with its Minute time set).
-func (r *Registry) LastMinute(ctx context.Context, names []string) (map[string]quota.Minute, error) {
-	out := make(map[string]quota.Minute, len(names))
-	if len(names) == 0 {
-		return out, nil
-	}
+// CurrentMinute is the usage minute number of Redis server time now.
+func (r *Registry) CurrentMinute(ctx context.Context) (int64, error) {
 	now, err := r.rdb.Time(ctx).Result()
 	if err != nil {
-		return nil, fmt.Errorf("registry: last minute usage: %w", err)
+		return 0, fmt.Errorf("registry: server time: %w", err)
 	}
-	last := quota.MinuteOf(now) - 1
+	return quota.MinuteOf(now), nil
+}
+
+// MinuteUsage returns the usage of each named group in minute (a usage
+// minute number), in one pipelined round trip; a group with no use has a
+// zero Minute (with its Minute time set).
+func (r *Registry) MinuteUsage(ctx context.Context, names []string, minute int64) (map[string]quota.Minute, error) {
 	prefixes := make([]string, len(names))
 	for i, n := range names {
 		prefixes[i] = r.keys.UsagePrefix(n)
 	}
-	ms, err := quota.ReadMinute(ctx, r.rdb, prefixes, last)
+	ms, err := quota.ReadMinute(ctx, r.rdb, prefixes, minute)
 	if err != nil {
-		return nil, fmt.Errorf("registry: last minute usage: %w", err)
+		return nil, fmt.Errorf("registry: minute usage: %w", err)
 	}
+	out := make(map[string]quota.Minute, len(names))
 	for i, n := range names {
 		out[n] = ms[i]
 	}
 	return out, nil
 }
 
-// Totals returns the running usage totals of each named group (counted by
-// the limiter script, reset at most every MaxUsageWindow), in one round trip.
-func (r *Registry) Totals(ctx context.Context, names []string) (map[string]quota.Totals, error) {
-	ks := make([]string, len(names))
-	for i, n := range names {
-		ks[i] = r.keys.UsageTotals(n)
+// LastMinute returns the usage of each named group in the last full minute
+// (Redis server time): CurrentMinute - 1, read by MinuteUsage.
+func (r *Registry) LastMinute(ctx context.Context, names []string) (map[string]quota.Minute, error) {
+	if len(names) == 0 {
+		return map[string]quota.Minute{}, nil
 	}
-	ts, err := quota.ReadTotals(ctx, r.rdb, ks)
+	cur, err := r.CurrentMinute(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("registry: usage totals: %w", err)
+		return nil, err
 	}
-	out := make(map[string]quota.Totals, len(names))
-	for i, n := range names {
-		out[n] = ts[i]
-	}
-	return out, nil
+	return r.MinuteUsage(ctx, names, cur-1)
 }

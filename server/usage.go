@@ -3,10 +3,12 @@ package server
 import (
 	"context"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/allot-io/allot/quota"
 	"github.com/allot-io/allot/registry"
 )
 
@@ -34,15 +36,25 @@ func (s *Server) groupUsage(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-// usageCollector exports the limiter's counts at scrape time: running
-// totals per group as counters, and per limit the fraction used in the last
-// full minute.
-type usageCollector struct{ s *Server }
+// usageCollector exports the limiter's counts at scrape time: per group,
+// counters that add up every full minute of usage since this server started
+// counting (read from the per-minute hashes, so the limiter's hot path
+// counts nothing extra), and per limit the fraction used in the last full
+// minute. A Settle landing after its minute was counted is not added.
+type usageCollector struct {
+	s *Server
+
+	mu   sync.Mutex
+	last int64 // the last full minute added to the counters (0 = none yet)
+	sums map[string]quota.Minute
+}
+
+// maxCatchUp bounds how many missed minutes one scrape reads.
+const maxCatchUp = 60
 
 var (
-	descGroupRequests = prometheus.NewDesc("allot_group_requests_total", "Calls allowed by the group's limiter (totals reset at most daily).", []string{"group"}, nil)
-	descGroupTokens   = prometheus.NewDesc("allot_group_tokens_total", "Tokens taken by Reserve or debited by Settle.", []string{"group"}, nil)
-	descGroupRefunded = prometheus.NewDesc("allot_group_tokens_refunded_total", "Tokens given back by Settle (net use = tokens - refunded).", []string{"group"}, nil)
+	descGroupRequests = prometheus.NewDesc("allot_group_requests_total", "Calls allowed by the group's limiter, by full minute since this server started counting.", []string{"group"}, nil)
+	descGroupTokens   = prometheus.NewDesc("allot_group_tokens_total", "Tokens used (reserved, corrected by Settle).", []string{"group"}, nil)
 	descGroupRejected = prometheus.NewDesc("allot_group_rejected_total", "Calls refused by the group's limiter.", []string{"group"}, nil)
 	descGroupThrottle = prometheus.NewDesc("allot_group_throttled_total", "Upstream throttling reported by holders.", []string{"group"}, nil)
 	descGroupFailures = prometheus.NewDesc("allot_group_failures_total", "Upstream failures reported by holders.", []string{"group"}, nil)
@@ -50,7 +62,7 @@ var (
 )
 
 func (c *usageCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descGroupRequests, descGroupTokens, descGroupRefunded, descGroupRejected, descGroupThrottle, descGroupFailures, descLimitUsed} {
+	for _, d := range []*prometheus.Desc{descGroupRequests, descGroupTokens, descGroupRejected, descGroupThrottle, descGroupFailures, descLimitUsed} {
 		ch <- d
 	}
 }
@@ -68,24 +80,47 @@ func (c *usageCollector) Collect(ch chan<- prometheus.Metric) {
 			names = append(names, g.Name)
 		}
 	}
-	totals, err := c.s.reg.Totals(ctx, names)
+	cur, err := c.s.reg.CurrentMinute(ctx)
 	if err != nil {
 		return
 	}
-	last, err := c.s.reg.LastMinute(ctx, names)
-	if err != nil {
-		return
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.sums == nil {
+		c.sums = map[string]quota.Minute{}
+	}
+	var lastFull map[string]quota.Minute
+	for m := max(c.last+1, cur-maxCatchUp); m <= cur-1; m++ {
+		use, err := c.s.reg.MinuteUsage(ctx, names, m)
+		if err != nil {
+			return
+		}
+		for n, u := range use {
+			s := c.sums[n]
+			s.Requests += u.Requests
+			s.Tokens += max(u.Tokens, 0)
+			s.Rejected += u.Rejected
+			s.Throttled += u.Throttled
+			s.Failures += u.Failures
+			c.sums[n] = s
+		}
+		c.last, lastFull = m, use
+	}
+	if lastFull == nil {
+		if lastFull, err = c.s.reg.MinuteUsage(ctx, names, cur-1); err != nil {
+			return
+		}
 	}
 	for _, g := range groups {
 		if g.Limits.IsZero() {
 			continue
 		}
-		t := totals[g.Name]
+		t := c.sums[g.Name]
 		for d, v := range map[*prometheus.Desc]int64{descGroupRequests: t.Requests, descGroupTokens: t.Tokens,
-			descGroupRefunded: t.Refunded, descGroupRejected: t.Rejected, descGroupThrottle: t.Throttled, descGroupFailures: t.Failures} {
+			descGroupRejected: t.Rejected, descGroupThrottle: t.Throttled, descGroupFailures: t.Failures} {
 			ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), g.Name)
 		}
-		for i, u := range g.Limits.UsedEach(last[g.Name]) {
+		for i, u := range g.Limits.UsedEach(lastFull[g.Name]) {
 			ch <- prometheus.MustNewConstMetric(descLimitUsed, prometheus.GaugeValue, u, g.Name, g.Limits[i].String())
 		}
 	}

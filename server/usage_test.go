@@ -21,7 +21,7 @@ func takeAsNode(t *testing.T, a *api, group string, n int, tokens int64) int64 {
 	g, err := a.reg.Get(context.Background(), group)
 	require.NoError(t, err)
 	k := keys.New("")
-	qk := quota.Keys{State: k.Quota(group), Health: k.Health(group), UsagePrefix: k.UsagePrefix(group), Totals: k.UsageTotals(group)}
+	qk := quota.Keys{State: k.Quota(group), Health: k.Health(group), UsagePrefix: k.UsagePrefix(group)}
 	l := quota.NewLimiter(a.rdb)
 	var minute int64
 	for range n {

@@ -57,7 +57,7 @@ func TestGroupLimitsCLI(t *testing.T) {
 	ls, err := limiter.Parse("600/m, 90000 tokens/m, 10000/d")
 	require.NoError(t, err)
 	l := limiter.NewLimiter(rdb)
-	qk := limiter.Keys{State: k.Quota("llm"), Health: k.Health("llm"), UsagePrefix: k.UsagePrefix("llm"), Totals: k.UsageTotals("llm")}
+	qk := limiter.Keys{State: k.Quota("llm"), Health: k.Health("llm"), UsagePrefix: k.UsagePrefix("llm")}
 	var minute int64
 	for range 3 {
 		r, err := l.Take(ctx, qk, ls, 1, 1500)

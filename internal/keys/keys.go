@@ -111,7 +111,3 @@ func (k Keys) Health(group string) string { return k.prefix + ":health:" + group
 // builds the full name itself from this prefix.
 func (k Keys) UsagePrefix(group string) string { return k.prefix + ":usage:" + group + ":" }
 
-// UsageTotals is a HASH of a group's running usage totals (requests, tokens,
-// refunded, rejected, throttled, failures) for Prometheus counters; it
-// expires 24 h after it was created (a counter reset to a scraper).
-func (k Keys) UsageTotals(group string) string { return k.prefix + ":usagetotal:" + group }
