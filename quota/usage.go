@@ -112,4 +112,3 @@ func (ls Limits) UsedEach(m Minute) []float64 {
 	}
 	return out
 }
-
