@@ -4,7 +4,11 @@
 // number of keys" split, and no coordination at all. A fake upstream API
 // (httptest) enforces each key's quota and counts 429s.
 //
-//	go run ./e2e/quotabench -redis redis://127.0.0.1:6379 [-long]
+//	go run ./e2e/quotabench -redis redis://127.0.0.1:6379 [-long] [-tokens]
+//
+// -tokens runs the tokens scenario instead: an LLM-like upstream limiting
+// calls and tokens per key, calls of random token cost, and allot's
+// Reserve/Settle against request limits only and share-based local limits.
 //
 // The allot strategies use a throwaway namespace (quota-bench-<random>) on
 // that Redis and delete it afterwards. See BENCHMARKS.md for figures.
@@ -24,11 +28,15 @@ func main() {
 	url := flag.String("redis", "redis://127.0.0.1:6379", "Redis URL (standalone) for the allot strategies")
 	long := flag.Bool("long", false, "the longer form: 30 nodes, 6 keys, 60 s window, default heartbeat")
 	nodes := flag.Int("nodes", 0, "nodes (0 = the form's default)")
+	tokens := flag.Bool("tokens", false, "the tokens scenario (requests and tokens per key)")
 	flag.Parse()
 
 	cfg := shortConfig()
 	if *long {
 		cfg = longConfig()
+	}
+	if *tokens {
+		cfg.Tokens = tokensConfig().Tokens
 	}
 	if *nodes > 0 {
 		cfg.Nodes = *nodes
@@ -48,12 +56,16 @@ func main() {
 		fmt.Fprintf(os.Stderr, "quota-bench: cannot reach redis at %s:%d... (%v)\n", opt.Addr, opt.DB, err)
 		os.Exit(1)
 	}
-	rs, err := compare(ctx, cfg)
+	run, write := compare, writeTable
+	if cfg.Tokens != nil {
+		run, write = compareTokens, writeTokensTable
+	}
+	rs, err := run(ctx, cfg)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "quota-bench:", err)
 		os.Exit(1)
 	}
-	if err := writeTable(os.Stdout, cfg, rs); err != nil {
+	if err := write(os.Stdout, cfg, rs); err != nil {
 		os.Exit(1)
 	}
 }
