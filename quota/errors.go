@@ -29,11 +29,15 @@ type ParseError struct {
 }
 
 // Error implements error: `quota: limit 2 ("90000 tokns/m"): unknown kind "tokns"`.
-func (e *ParseError) Error() string {
+func (e *ParseError) Error() string { return "quota: " + e.Detail() }
+
+// Detail is the message without the package prefix, for front ends that
+// say "invalid --quota ...: " themselves.
+func (e *ParseError) Detail() string {
 	if e.Pos == 0 {
-		return fmt.Sprintf("quota: %q: %s", e.Text, e.Reason)
+		return fmt.Sprintf("%q: %s", e.Text, e.Reason)
 	}
-	return fmt.Sprintf("quota: limit %d (%q): %s", e.Pos, e.Text, e.Reason)
+	return fmt.Sprintf("limit %d (%q): %s", e.Pos, e.Text, e.Reason)
 }
 
 // Unwrap returns ErrInvalid.

@@ -21,9 +21,9 @@ var (
 	// ErrInvalidMaxNodes means a negative max_nodes.
 	ErrInvalidMaxNodes = errors.New("registry: max_nodes must be >= 0")
 	// ErrInvalidQuota means a quota text that does not parse (quota.Parse);
-	// the error's text names the limit and what is wrong. It is
-	// quota.ErrInvalid itself, so either matches.
-	ErrInvalidQuota = quota.ErrInvalid
+	// the error returned also matches quota.ErrInvalid, and its text names
+	// the limit and what is wrong.
+	ErrInvalidQuota = errors.New("registry: invalid quota")
 	// ErrNoQuota means an automatic weight was asked for a group without a
 	// quota to derive it from.
 	ErrNoQuota = errors.New("registry: weight auto needs a quota")
@@ -194,3 +194,12 @@ func (w StandingWrite) String() string {
 // errClaimed means a scheduled item was applied, dropped or cancelled by
 // another caller first. It never leaves the package.
 var errClaimed = errors.New("registry: scheduled item already claimed")
+
+// quotaError is a quota text that does not parse: "registry: invalid quota:
+// limit 2 ("90000 tokns/m"): unknown kind "tokns" (...)". It matches
+// ErrInvalidQuota and the quota package's error.
+type quotaError struct{ err *quota.ParseError }
+
+func (e *quotaError) Error() string { return ErrInvalidQuota.Error() + ": " + e.err.Detail() }
+
+func (e *quotaError) Unwrap() []error { return []error{ErrInvalidQuota, e.err} }

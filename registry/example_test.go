@@ -20,7 +20,7 @@ func ExampleParseQuota() {
 	// 600 1m0s 20 tokens
 	// 600/m burst 20, 90000 tokens/m, 10000/d
 	// 150/m, 22500 tokens/m, 2500/d
-	// quota: limit 2 ("90000 tokns/m"): unknown kind "tokns" (want tokens, or nothing for requests)
+	// registry: invalid quota: limit 2 ("90000 tokns/m"): unknown kind "tokns" (want tokens, or nothing for requests)
 }
 
 func ExampleGroup_Masked() {

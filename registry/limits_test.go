@@ -42,7 +42,8 @@ func TestGroupLimits(t *testing.T) {
 	// Bad input names the limit and writes nothing.
 	_, err = e.reg.Update(ctx, "llm", registry.Change{Quota: strp("600/m, 90000 tokns/m")}, "test")
 	require.ErrorIs(t, err, registry.ErrInvalidQuota)
-	assert.Contains(t, err.Error(), `limit 2 ("90000 tokns/m"): unknown kind "tokns"`)
+	require.ErrorIs(t, err, quota.ErrInvalid)
+	assert.Contains(t, err.Error(), `invalid quota: limit 2 ("90000 tokns/m"): unknown kind "tokns"`)
 	_, err = e.reg.Add(ctx, "plain", registry.Change{WeightAuto: true}, "test")
 	require.ErrorIs(t, err, registry.ErrNoQuota)
 	got, err := e.reg.Get(ctx, "llm")

@@ -310,7 +310,7 @@ func desiredGroup(pg PoolGroup, cur Group, exists bool) (want Group, key string,
 	if want.Quota != "" {
 		q, err := ParseQuota(want.Quota)
 		if err != nil {
-			return want, "", problem(ErrInvalidQuota, "invalid quota %q: %s", pg.Quota, strings.TrimPrefix(err.Error(), "quota: "))
+			return want, "", problem(ErrInvalidQuota, "invalid quota %q: %s", pg.Quota, QuotaDetail(err))
 		}
 		want.Quota = q.String()
 	}

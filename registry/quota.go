@@ -2,6 +2,7 @@ package registry
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -15,10 +16,15 @@ import (
 type Quota = quota.Limits
 
 // ParseQuota parses a quota text (see quota.Parse); "" gives an empty,
-// non-nil Quota. Errors name the limit that is wrong and match
-// ErrInvalidQuota.
+// non-nil Quota. Errors name the limit that is wrong and match both
+// ErrInvalidQuota and quota.ErrInvalid (errors.As gives the
+// *quota.ParseError).
 func ParseQuota(s string) (Quota, error) {
 	q, err := quota.Parse(s)
+	var pe *quota.ParseError
+	if errors.As(err, &pe) {
+		return nil, &quotaError{pe}
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -94,4 +100,15 @@ func (r *Registry) LastMinute(ctx context.Context, names []string) (map[string]q
 		return nil, err
 	}
 	return r.MinuteUsage(ctx, names, cur-1)
+}
+
+// QuotaDetail is what is wrong with a quota text, without any package
+// prefix (`limit 2 ("90000 tokns/m"): unknown kind "tokns" ...`), for front
+// ends that print their own "invalid --quota ...:"; err.Error() otherwise.
+func QuotaDetail(err error) string {
+	var pe *quota.ParseError
+	if errors.As(err, &pe) {
+		return pe.Detail()
+	}
+	return err.Error()
 }

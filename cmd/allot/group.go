@@ -122,7 +122,7 @@ func (f *changeFlags) change(cmd *cobra.Command) (registry.Change, error) {
 		if q != "" {
 			p, err := registry.ParseQuota(q)
 			if err != nil {
-				return c, usageErrorf("invalid --quota %q: %s", f.quota, strings.TrimPrefix(err.Error(), "quota: "))
+				return c, usageErrorf("invalid --quota %q: %s", f.quota, registry.QuotaDetail(err))
 			}
 			q = p.String()
 		}
