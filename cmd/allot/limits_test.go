@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -69,12 +70,16 @@ func TestGroupLimitsCLI(t *testing.T) {
 	require.NoError(t, json.Unmarshal([]byte(out), &u))
 	require.Len(t, u, 1)
 	assert.Equal(t, map[string]any{"minute": u[0]["minute"], "requests": 3.0, "tokens": 4500.0, "rejected": 0.0, "throttled": 0.0, "failures": 0.0}, u[0])
+	assert.Equal(t, time.Unix(minute*60, 0).UTC().Format(time.RFC3339), u[0]["minute"])
 	out = mustRun(t, url, "group", "usage", "llm")
 	assert.Contains(t, out, "MINUTE")
 	assert.Contains(t, out, "limits: 600/m, 90000 tokens/m, 10000/d")
 
-	// Status shows the last full minute: move the counts one minute back.
-	require.NoError(t, rdb.Rename(ctx, k.UsagePrefix("llm")+strconv.FormatInt(minute, 10), k.UsagePrefix("llm")+strconv.FormatInt(minute-1, 10)).Err())
+	// Status shows the last full minute: copy the counts one minute back (so
+	// a minute ending during the test changes nothing).
+	counted, err := rdb.HGetAll(ctx, k.UsagePrefix("llm")+strconv.FormatInt(minute, 10)).Result()
+	require.NoError(t, err)
+	require.NoError(t, rdb.HSet(ctx, k.UsagePrefix("llm")+strconv.FormatInt(minute-1, 10), counted).Err())
 	out = mustRun(t, url, "-o", "json", "status")
 	var st struct {
 		Groups []struct {
