@@ -182,7 +182,7 @@ func (g *Group) normalize() error {
 	if g.MaxNodes < 0 {
 		return fmt.Errorf("%w: %d", ErrInvalidMaxNodes, g.MaxNodes)
 	}
-	g.Limits = nil
+	g.Limits = Quota{}
 	if g.Quota != "" {
 		q, err := ParseQuota(g.Quota)
 		if err != nil {

@@ -278,6 +278,7 @@ type groupDoc struct {
 	SecretKeys []string          `yaml:"secret_keys"`
 
 	Version   any `yaml:"version"`
+	Limits    any `yaml:"limits"` // derived from quota
 	Nodes     any `yaml:"nodes"`
 	Created   any `yaml:"created"`
 	Updated   any `yaml:"updated"`

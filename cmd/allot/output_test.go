@@ -145,7 +145,7 @@ func TestYAMLKeepsJSONNamesAndOrder(t *testing.T) {
 	for i := 0; i < len(n.Content[0].Content); i += 2 {
 		keys = append(keys, n.Content[0].Content[i].Value)
 	}
-	assert.Equal(t, []string{"name", "version", "state", "weight", "max_nodes", "quota", "config", "secret_keys",
+	assert.Equal(t, []string{"name", "version", "state", "weight", "max_nodes", "quota", "limits", "config", "secret_keys",
 		"created", "updated", "updated_by", "nodes"}, keys)
 	assert.Contains(t, string(b), "  api_key: '****wxyz'\n")
 	assert.Contains(t, string(b), "secret_keys:\n  - api_key\n")
