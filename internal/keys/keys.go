@@ -110,4 +110,3 @@ func (k Keys) Health(group string) string { return k.prefix + ":health:" + group
 // number (Unix seconds / 60, server time) follows it. The limiter script
 // builds the full name itself from this prefix.
 func (k Keys) UsagePrefix(group string) string { return k.prefix + ":usage:" + group + ":" }
-
