@@ -453,7 +453,7 @@
   // of any limit used, against a line at 100% (the limit).
   function sparkline(g) {
     const limits = g.limits || [];
-    if (!limits.length) return el('span', { class: 'muted' }, '—');
+    if (!limits.length || g.state === 'retired') return el('span', { class: 'muted' }, '—');
     const ratios = minutesOf(g.name).map((m) => Math.max(...limits.map((l) => limitUsed(l, m))));
     const top = Math.max(1.25, ...ratios);
     const y = (r) => (SPARK_H - 1 - (r / top) * (SPARK_H - 2)).toFixed(1);
