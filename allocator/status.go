@@ -41,6 +41,10 @@ type GroupStatus struct {
 	Share float64 `json:"share"`
 	// Health is the group's key health (cooldown, failures, suspension).
 	Health *registry.Health `json:"health,omitempty"`
+	// Used is the highest fraction of any of the group's limits used in the
+	// last full minute (0.5 = half; above 1 = over), filled by ReadUsage;
+	// 0 for a group without a quota.
+	Used float64 `json:"used"`
 }
 
 // NodeStatus is one live node in a Status.

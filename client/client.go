@@ -10,12 +10,12 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/go-redis/redis_rate/v10"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/allot-io/allot/allocator"
 	"github.com/allot-io/allot/heartbeat"
 	"github.com/allot-io/allot/internal/keys"
+	"github.com/allot-io/allot/quota"
 	"github.com/allot-io/allot/registry"
 )
 
@@ -35,10 +35,14 @@ type Client struct {
 	reg     *registry.Registry
 	hb      *heartbeat.Tracker
 	rb      *allocator.Rebalancer
-	limiter *redis_rate.Limiter
+	limiter *quota.Limiter
+	local   *quota.Local // the in-process fallback (WithQuotaFallback)
 	log     *slog.Logger
-	quotas  sync.Map // quota text -> redis_rate.Limit
+	quotas  sync.Map // quota text -> quota.Limits
 	cooling sync.Map // group -> time.Time: cooling_until from this node's reports (health.go)
+	// quotaOut is true while Redis is unreachable for the limiter, so the
+	// fallback is logged once on entering and once on leaving.
+	quotaOut atomic.Bool
 
 	// cur is what readers see: an immutable snapshot, replaced, never changed.
 	cur atomic.Pointer[Assignment]
@@ -139,6 +143,9 @@ func New(rdb redis.UniversalClient, opts ...Option) (*Client, error) {
 	if o.probeAfter < 0 {
 		return nil, fmt.Errorf("%w: negative probe wait %v", ErrInvalidOption, o.probeAfter)
 	}
+	if o.quotaFallback < QuotaLocal || o.quotaFallback > QuotaClosed {
+		return nil, fmt.Errorf("%w: quota fallback %v", ErrInvalidOption, o.quotaFallback)
+	}
 	if err := o.heartbeat.Validate(); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidOption, err)
 	}
@@ -155,7 +162,8 @@ func New(rdb redis.UniversalClient, opts ...Option) (*Client, error) {
 		reg:          reg,
 		hb:           hb,
 		rb:           allocator.NewRebalancer(rdb, reg, hb, allocator.WithPlanner(o.nodeID), allocator.WithRebalancerLogger(o.log)),
-		limiter:      redis_rate.NewLimiter(rdb),
+		limiter:      quota.NewLimiter(rdb),
+		local:        quota.NewLocal(o.now),
 		log:          o.log.With("ns", o.namespace, "node", o.nodeID),
 		ctx:          ctx,
 		cancel:       cancel,

@@ -8,9 +8,12 @@
 //	if err := c.Start(ctx); err != nil { ... }
 //	defer c.Close(context.Background())
 //	key, ok := c.Config("api_key")          // lock-free, no allocation
-//	if err := c.Allow(ctx, "alpha"); err != nil { ... } // global GCRA quota
+//	if err := c.Allow(ctx, "alpha"); err != nil { ... } // 1 request from every limit
 //	resp, err := http.DefaultClient.Do(req)            // the call, with alpha's key
 //	_ = c.ObserveHTTP(ctx, "alpha", resp, err)          // tell the pool what the upstream said
+//	r, err := c.Reserve(ctx, "llm", 1200)                // 1 request + 1200 tokens
+//	... call the API ...
+//	err = r.Settle(ctx, usage.TotalTokens)               // debit or refund the difference
 //
 // How it behaves:
 //
@@ -30,6 +33,21 @@
 //   - With a cache directory, the last assignment read from Redis is kept in
 //     <dir>/<namespace>-<node>.json (0600); Start falls back to it when Redis
 //     is down, without capped groups.
+//   - Limits: a group's quota is a list of limits ("600/m, 90000 tokens/m,
+//     10000/d"). Allow and Reserve apply all of them in one Lua script on
+//     Redis server time (GCRA): a refused call takes nothing from any limit,
+//     and the RateLimitError names the limit with the longest wait. A cost
+//     above a limit's burst is ErrCostTooLarge at once. The same script
+//     counts the group's usage per minute (requests, tokens, rejected), and
+//     refuses while the group's health hash says it is cooling down after
+//     upstream throttling.
+//   - When Redis cannot be reached, Allow and Reserve follow
+//     WithQuotaFallback: QuotaLocal (default) limits in process at each limit
+//     × the node's current share of the group, QuotaOpen allows everything,
+//     QuotaClosed returns the Redis error. Entering and leaving the fallback
+//     is logged once each; the local state is dropped when Redis answers
+//     again. A Settle that cannot reach Redis is lost (and returned as an
+//     error).
 //   - Close publishes an empty assignment (OnChange fires), leaves, and runs
 //     the rebalancer so the node's groups move at once.
 //   - Key health: ObserveHTTP (or ReportThrottled/ReportFailure/ReportSuccess)

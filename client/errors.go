@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/allot-io/allot/quota"
 )
 
 var (
@@ -27,23 +29,41 @@ var (
 	// the group's quota is used up for now.
 	ErrRateLimited = errors.New("client: rate limited")
 
+	// ErrCostTooLarge is returned by Allow and Reserve for a call that
+	// costs more than a limit's burst: it could never be allowed, so it is
+	// an error at once, never a wait. It is quota.ErrCostTooLarge.
+	ErrCostTooLarge = quota.ErrCostTooLarge
+
+	// ErrInvalidCost is returned by Reserve and Settle for a negative or
+	// absurd (above quota.MaxCost) token count.
+	ErrInvalidCost = errors.New("client: invalid token count")
+
+	// ErrAlreadySettled is returned by a second Settle of one Reservation:
+	// nothing is debited or refunded twice.
+	ErrAlreadySettled = errors.New("client: reservation already settled")
+
 	// ErrNoAssignment is returned by Start when it gave up (ctx done) before
 	// the first assignment was known from Redis or the disk cache.
 	ErrNoAssignment = errors.New("client: no assignment yet")
 )
 
-// RateLimitError says a call over a group's quota was refused and when the
-// next one may succeed. errors.Is(err, ErrRateLimited) is true for it.
+// RateLimitError says a call over a group's quota was refused, by which
+// limit, and when the next one may succeed. errors.Is(err, ErrRateLimited)
+// is true for it.
 type RateLimitError struct {
 	// Group is the group whose quota is used up.
 	Group string
+	// Limit is the refusing limit with the longest wait, in its canonical
+	// text ("90000 tokens/m"), or "cooling" while the group cools down after
+	// the upstream throttled it.
+	Limit string
 	// RetryAfter is how long until the next call may be allowed.
 	RetryAfter time.Duration
 }
 
 // Error implements error.
 func (e *RateLimitError) Error() string {
-	return fmt.Sprintf("client: rate limited on group %q, retry after %v", e.Group, e.RetryAfter)
+	return fmt.Sprintf("client: rate limited on group %q by %q, retry after %v", e.Group, e.Limit, e.RetryAfter)
 }
 
 // Unwrap returns ErrRateLimited.

@@ -1,6 +1,7 @@
 package client_test
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"time"
@@ -36,11 +37,42 @@ func ExampleAssignment_String() {
 }
 
 func ExampleRateLimitError() {
-	var err error = &client.RateLimitError{Group: "alpha", RetryAfter: 250 * time.Millisecond}
+	var err error = &client.RateLimitError{Group: "alpha", Limit: "600/m", RetryAfter: 250 * time.Millisecond}
 	var rl *client.RateLimitError
 	if errors.As(err, &rl) {
-		fmt.Println(errors.Is(err, client.ErrRateLimited), rl.Group, rl.RetryAfter)
+		fmt.Println(errors.Is(err, client.ErrRateLimited), rl.Group, rl.Limit, rl.RetryAfter)
 	}
 	// Output:
-	// true alpha 250ms
+	// true alpha 600/m 250ms
+}
+
+// ExampleClient_Reserve reserves an estimate of tokens before an LLM call and
+// settles with what the answer used. (Compiled, not run: it needs Redis.)
+func ExampleClient_Reserve() {
+	ctx := context.Background()
+	c, err := client.FromEnv()
+	if err != nil {
+		panic(err)
+	}
+	if err := c.Start(ctx); err != nil {
+		panic(err)
+	}
+	defer c.Close(context.Background())
+
+	r, err := c.Reserve(ctx, "openai-1", 1200) // 1 request + 1200 tokens from every limit
+	var rl *client.RateLimitError
+	switch {
+	case errors.As(err, &rl):
+		fmt.Println("limit", rl.Limit, "used up; retry after", rl.RetryAfter)
+		return
+	case errors.Is(err, client.ErrCostTooLarge):
+		fmt.Println("never fits: split the call")
+		return
+	case err != nil:
+		panic(err)
+	}
+	used := int64(850) // usage.total_tokens of the answer
+	if err := r.Settle(ctx, used); err != nil {
+		fmt.Println("settle:", err)
+	}
 }

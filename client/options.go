@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"os"
+	"strconv"
 	"time"
 
 	"github.com/allot-io/allot/heartbeat"
@@ -34,6 +35,8 @@ type options struct {
 	// probeAfter is the first wait before a group this node suspends is
 	// probed (health.go).
 	probeAfter time.Duration
+	// quotaFallback is how Allow and Reserve limit while Redis is away.
+	quotaFallback QuotaFallback
 
 	// now is the monotonic clock leases are measured with. Tests replace it.
 	now func() time.Time
@@ -43,10 +46,11 @@ type options struct {
 
 func defaultOptions() options {
 	return options{
-		namespace: keys.DefaultNamespace,
-		heartbeat: heartbeat.DefaultConfig(),
-		log:       slog.New(slog.DiscardHandler),
-		now:       time.Now,
+		namespace:     keys.DefaultNamespace,
+		heartbeat:     heartbeat.DefaultConfig(),
+		log:           slog.New(slog.DiscardHandler),
+		quotaFallback: QuotaLocal,
+		now:           time.Now,
 		jitter: func(d time.Duration) time.Duration {
 			if d <= 0 {
 				return 0
@@ -146,4 +150,40 @@ func defaultIP() string {
 		}
 	}
 	return ""
+}
+
+// QuotaFallback is how Allow and Reserve limit calls while Redis cannot be
+// reached.
+type QuotaFallback int
+
+// The quota fallbacks.
+const (
+	// QuotaLocal limits in process at each limit × this node's current share
+	// of the group (its Share): the pool as a whole stays near its limits as
+	// long as the shares are right.
+	QuotaLocal QuotaFallback = iota
+	// QuotaOpen allows every call.
+	QuotaOpen
+	// QuotaClosed refuses every call with the Redis error.
+	QuotaClosed
+)
+
+// String is "local", "open" or "closed".
+func (f QuotaFallback) String() string {
+	switch f {
+	case QuotaLocal:
+		return "local"
+	case QuotaOpen:
+		return "open"
+	case QuotaClosed:
+		return "closed"
+	}
+	return "QuotaFallback(" + strconv.Itoa(int(f)) + ")"
+}
+
+// WithQuotaFallback sets how Allow and Reserve limit while Redis cannot be
+// reached; entering and leaving the fallback is logged once each.
+// default: QuotaLocal.
+func WithQuotaFallback(f QuotaFallback) Option {
+	return func(o *options) { o.quotaFallback = f }
 }

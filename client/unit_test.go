@@ -154,6 +154,7 @@ func TestAllowSharesTheQuota(t *testing.T) {
 	assert.Equal(t, 5, allowed)
 	assert.Positive(t, rl.RetryAfter)
 	assert.Equal(t, "metered", rl.Group)
+	assert.Equal(t, "5/s", rl.Limit)
 
 	start := time.Now()
 	wctx, cancel := context.WithTimeout(ctx, 2*time.Second)
@@ -170,7 +171,7 @@ func TestAllowSharesTheQuota(t *testing.T) {
 	// The quota is shared: the key lives in the namespace's hash slot.
 	keys, err := p.rdb.Keys(ctx, "*quota:metered").Result()
 	require.NoError(t, err)
-	assert.Equal(t, []string{"rate:{allot:default}:quota:metered"}, keys)
+	assert.Equal(t, []string{"{allot:default}:quota:metered"}, keys)
 
 	cctx, ccancel := context.WithCancel(ctx)
 	ccancel()

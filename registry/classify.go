@@ -67,7 +67,7 @@ func IsInvalidInput(err error) bool {
 var invalidInput = []error{
 	ErrInvalidName, ErrInvalidWeight, ErrInvalidMaxNodes, ErrInvalidQuota,
 	ErrConfigTooLarge, ErrInvalidConfig, ErrInvalidSchedule,
-	ErrInvalidEjectAfter, ErrInvalidReport,
+	ErrInvalidEjectAfter, ErrInvalidReport, ErrNoQuota, ErrInvalidWindow,
 }
 
 // MaxScheduleAhead is how far in the future ParseAt accepts a time: a change

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+
+	"github.com/allot-io/allot/quota"
 )
 
 var (
@@ -18,9 +20,16 @@ var (
 	ErrInvalidWeight = errors.New("registry: weight must be a finite number > 0")
 	// ErrInvalidMaxNodes means a negative max_nodes.
 	ErrInvalidMaxNodes = errors.New("registry: max_nodes must be >= 0")
-	// ErrInvalidQuota means a quota that is not like "600/m", "10/s" or
-	// "100/s burst 20".
-	ErrInvalidQuota = errors.New(`registry: invalid quota (want RATE/UNIT [burst N], UNIT s|m|h, e.g. "600/m" or "100/s burst 20")`)
+	// ErrInvalidQuota means a quota text that does not parse (quota.Parse);
+	// the error returned also matches quota.ErrInvalid, and its text names
+	// the limit and what is wrong.
+	ErrInvalidQuota = errors.New("registry: invalid quota")
+	// ErrNoQuota means an automatic weight was asked for a group without a
+	// quota to derive it from.
+	ErrNoQuota = errors.New("registry: weight auto needs a quota")
+	// ErrInvalidWindow means a usage window that is not above 0 or longer
+	// than the usage kept (MaxUsageWindow).
+	ErrInvalidWindow = errors.New("registry: invalid usage window")
 	// ErrConfigTooLarge means the encoded config exceeds MaxConfigBytes.
 	ErrConfigTooLarge = errors.New("registry: config too large (max 64 KiB encoded)")
 	// ErrInvalidConfig means an empty config key, a key both set and unset, or
@@ -210,3 +219,12 @@ func (w StandingWrite) String() string {
 // errClaimed means a scheduled item was applied, dropped or cancelled by
 // another caller first. It never leaves the package.
 var errClaimed = errors.New("registry: scheduled item already claimed")
+
+// quotaError is a quota text that does not parse: "registry: invalid quota:
+// limit 2 ("90000 tokns/m"): unknown kind "tokns" (...)". It matches
+// ErrInvalidQuota and the quota package's error.
+type quotaError struct{ err *quota.ParseError }
+
+func (e *quotaError) Error() string { return ErrInvalidQuota.Error() + ": " + e.err.Detail() }
+
+func (e *quotaError) Unwrap() []error { return []error{ErrInvalidQuota, e.err} }

@@ -8,6 +8,8 @@ import (
 	"regexp"
 	"slices"
 	"time"
+
+	"github.com/allot-io/allot/quota"
 )
 
 // State is the lifecycle state of a group.
@@ -31,12 +33,15 @@ var namePattern = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,62}$`)
 // Group is one pool entry: a bundle of config (typically an API key) handed out
 // to nodes. Its JSON is what registry stores under the group key.
 type Group struct {
-	Name       string            `json:"name"`
-	Version    int64             `json:"version"`
-	State      State             `json:"state"`
-	Weight     float64           `json:"weight"`
-	MaxNodes   int               `json:"max_nodes"`
-	Quota      string            `json:"quota"`
+	Name     string  `json:"name"`
+	Version  int64   `json:"version"`
+	State    State   `json:"state"`
+	Weight   float64 `json:"weight"`
+	MaxNodes int     `json:"max_nodes"`
+	Quota    string  `json:"quota"`
+	// Limits are the limits of Quota, parsed (derived: never edited
+	// directly; groups stored before it existed get it on read).
+	Limits     quota.Limits      `json:"limits"`
 	Config     map[string]string `json:"config"`
 	SecretKeys []string          `json:"secret_keys"`
 	Created    time.Time         `json:"created"`
@@ -81,6 +86,7 @@ func (g Group) clone() Group {
 	if c.Config == nil {
 		c.Config = map[string]string{}
 	}
+	c.Limits = slices.Clone(g.Limits)
 	c.SecretKeys = slices.Clone(g.SecretKeys)
 	if g.Health != nil {
 		h := *g.Health
@@ -113,6 +119,9 @@ type Change struct {
 	// EjectAfter replaces eject_after ("N/WINDOW", "0" = never; "" = the
 	// default 3/1m).
 	EjectAfter *string `json:"eject_after,omitempty" yaml:"eject_after,omitempty"`
+	// WeightAuto sets the weight from the quota (after this change's Quota):
+	// quota.Limits.AutoWeight. It cannot be combined with Weight.
+	WeightAuto bool `json:"weight_auto,omitempty" yaml:"weight_auto,omitempty"`
 	// IfVersion, when not 0, makes the change fail with ErrVersionMismatch
 	// unless the group is at exactly this version.
 	IfVersion int64 `json:"if_version,omitempty" yaml:"if_version,omitempty"`
@@ -124,7 +133,7 @@ func (c Change) IsZero() bool { return !c.Edits() && c.IfVersion == 0 }
 // Edits reports whether c changes anything (IfVersion is only a condition).
 func (c Change) Edits() bool {
 	return len(c.Set) > 0 || len(c.Unset) > 0 || len(c.Secret) > 0 || len(c.Unsecret) > 0 ||
-		c.Weight != nil || c.MaxNodes != nil || c.Quota != nil || c.EjectAfter != nil
+		c.Weight != nil || c.MaxNodes != nil || c.Quota != nil || c.EjectAfter != nil || c.WeightAuto
 }
 
 // ValidateName reports whether name is a valid group name.
@@ -178,6 +187,15 @@ func (c Change) apply(g Group) (Group, error) {
 	if err := n.normalize(); err != nil {
 		return Group{}, err
 	}
+	if c.WeightAuto {
+		if c.Weight != nil {
+			return Group{}, fmt.Errorf("%w: weight and weight auto together", ErrInvalidWeight)
+		}
+		if n.Limits.IsZero() {
+			return Group{}, ErrNoQuota
+		}
+		n.Weight = n.Limits.AutoWeight()
+	}
 	return n, nil
 }
 
@@ -192,12 +210,13 @@ func (g *Group) normalize() error {
 	if g.MaxNodes < 0 {
 		return fmt.Errorf("%w: %d", ErrInvalidMaxNodes, g.MaxNodes)
 	}
+	g.Limits = Quota{}
 	if g.Quota != "" {
 		q, err := ParseQuota(g.Quota)
 		if err != nil {
 			return err
 		}
-		g.Quota = q.String()
+		g.Quota, g.Limits = q.String(), q
 	}
 	ej, err := ParseEjectAfter(g.EjectAfter)
 	if err != nil {

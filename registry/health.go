@@ -10,6 +10,8 @@ import (
 	"unicode/utf8"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/allot-io/allot/quota"
 )
 
 // Health states of a group, shown in place of State by views of an active
@@ -288,9 +290,9 @@ func (r *Registry) runHealth(ctx context.Context, op, name, node string, ttl tim
 	}
 	vals, err := healthScript.Run(ctx, r.rdb,
 		[]string{k.Group(name), k.Health(name), k.Unhealthy(), k.State(), k.Log(), k.Schedule(),
-			k.ScheduleItems(), k.Nodes(), k.Assign(), k.Revoked()},
+			k.ScheduleItems(), k.Nodes(), k.Assign(), k.Revoked(), k.UsagePrefix(name)},
 		op, node, ttl.Milliseconds(), retryMs, reason, r.probeAfter.Milliseconds(), MaxProbeWait.Milliseconds(),
-		by, k.Events(), LogMaxLen, probeID(name), item,
+		by, k.Events(), LogMaxLen, probeID(name), item, int64(quota.UsageTTL/time.Second),
 	).StringSlice()
 	if err != nil {
 		return ReportResult{}, err

@@ -13,6 +13,8 @@
 -- KEYS[8]  :nodes           ZSET live node -> last beat ms
 -- KEYS[9]  :assign          HASH node -> comma-joined groups
 -- KEYS[10] :revoked         HASH node -> comma-joined group@epoch
+-- KEYS[11] :usage:<name>:   prefix of the per-minute usage HASHes (the
+--          limiter's; throttled and failure reports are counted there too)
 -- ARGV[1]  op: throttled | failure | success | suspend | resume | probe
 -- ARGV[2]  reporting node ID ("" = an operator or the coordinator: no lease
 --          or holder check)
@@ -27,6 +29,7 @@
 -- ARGV[10] log MAXLEN
 -- ARGV[11] probe schedule item ID ("probe-<name>")
 -- ARGV[12] probe item JSON without created/at
+-- ARGV[13] usage TTL in seconds
 --
 -- Health fields: state (active|suspended|probing; absent = active),
 -- cooling_until, wait (last default throttle wait), throttle_event (ms of
@@ -166,8 +169,18 @@ end
 
 local base, longest = tonumber(ARGV[6]), tonumber(ARGV[7])
 
+-- count adds one to field of the current minute's usage (server time), the
+-- HASH the limiter counts requests in, so `group usage` shows both.
+local function count(field)
+  local usage = KEYS[11] .. string.format('%.0f', math.floor(now / 60000))
+  if redis.call('HINCRBY', usage, field, 1) == 1 then
+    redis.call('EXPIRE', usage, ARGV[13])
+  end
+end
+
 if op == 'throttled' then
   redis.call('HINCRBY', KEYS[2], 'throttles_total', 1)
+  count('throttled')
   local untilMs = numfield('cooling_until')
   local ra = tonumber(ARGV[4])
   local wait
@@ -198,6 +211,7 @@ end
 if op == 'failure' then
   if doc.state ~= 'active' then return reply('ignored') end
   redis.call('HINCRBY', KEYS[2], 'failures_total', 1)
+  count('failures')
   local reason = ARGV[5]
   if state == 'probing' then
     return suspend(reason, math.min(math.max(numfield('probe_wait'), base) * 2, longest))

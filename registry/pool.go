@@ -348,7 +348,7 @@ func desiredGroup(pg PoolGroup, cur Group, exists bool) (want Group, key string,
 	if want.Quota != "" {
 		q, err := ParseQuota(want.Quota)
 		if err != nil {
-			return want, "", problem(ErrInvalidQuota, "invalid quota %q: want RATE/UNIT [burst N] with UNIT s, m or h, e.g. 600/m", pg.Quota)
+			return want, "", problem(ErrInvalidQuota, "invalid quota %q: %s", pg.Quota, QuotaDetail(err))
 		}
 		want.Quota = q.String()
 	}

@@ -134,7 +134,7 @@ func TestPlanImportProblems(t *testing.T) {
 		{"state", registry.PoolGroup{Name: "n", State: "paused"}, registry.ErrInvalidState, `invalid state "paused": want active, draining or retired`},
 		{"weight", registry.PoolGroup{Name: "n", Weight: f64(-2)}, registry.ErrInvalidWeight, "invalid weight -2: must be a number > 0"},
 		{"max_nodes", registry.PoolGroup{Name: "n", MaxNodes: new(-1)}, registry.ErrInvalidMaxNodes, "invalid max_nodes -1: must be >= 0 (0 = unlimited)"},
-		{"quota", registry.PoolGroup{Name: "n", Quota: "fast"}, registry.ErrInvalidQuota, `invalid quota "fast": want RATE/UNIT [burst N] with UNIT s, m or h, e.g. 600/m`},
+		{"quota", registry.PoolGroup{Name: "n", Quota: "fast"}, registry.ErrInvalidQuota, `invalid quota "fast": limit 1 ("fast"): want N/UNIT or N tokens/UNIT`},
 		{"empty key", registry.PoolGroup{Name: "n", Config: map[string]string{"": "v"}}, registry.ErrInvalidConfig, "config has an empty key"},
 		{"secret twice", registry.PoolGroup{Name: "n", Config: map[string]string{"k": "v"}, SecretKeys: []string{"k", "k"}}, registry.ErrInvalidConfig, `secret key "k" listed twice`},
 		{"secret not in config", registry.PoolGroup{Name: "n", SecretKeys: []string{"k"}}, registry.ErrInvalidConfig, `secret key "k" is not a config key`},

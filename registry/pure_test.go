@@ -9,21 +9,29 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/allot-io/allot/quota"
 	"github.com/allot-io/allot/registry"
 )
 
+// TestParseQuota: the texts of the one-limit era keep their meaning as a
+// one-limit list; quota's own tests cover the many-limit grammar.
 func TestParseQuota(t *testing.T) {
+	req := func(rate int64, per time.Duration, burst int64) registry.Quota {
+		return registry.Quota{{Kind: quota.Requests, Rate: rate, Per: per, Burst: burst}}
+	}
 	good := []struct {
 		in   string
 		want registry.Quota
 		text string
 	}{
-		{"600/m", registry.Quota{Rate: 600, Per: time.Minute}, "600/m"},
-		{"10/s", registry.Quota{Rate: 10, Per: time.Second}, "10/s"},
-		{"1000/h", registry.Quota{Rate: 1000, Per: time.Hour}, "1000/h"},
-		{"100/s burst 20", registry.Quota{Rate: 100, Per: time.Second, Burst: 20}, "100/s burst 20"},
-		{"  5/MIN  Burst 2 ", registry.Quota{Rate: 5, Per: time.Minute, Burst: 2}, "5/m burst 2"},
-		{"7/hour", registry.Quota{Rate: 7, Per: time.Hour}, "7/h"},
+		{"", registry.Quota{}, ""},
+		{"600/m", req(600, time.Minute, 0), "600/m"},
+		{"10/s", req(10, time.Second, 0), "10/s"},
+		{"1000/h", req(1000, time.Hour, 0), "1000/h"},
+		{"100/s burst 20", req(100, time.Second, 20), "100/s burst 20"},
+		{"  5/MIN  Burst 2 ", req(5, time.Minute, 2), "5/m burst 2"},
+		{"7/hour", req(7, time.Hour, 0), "7/h"},
+		{"10/d", req(10, quota.Day, 0), "10/d"},
 	}
 	for _, tc := range good {
 		q, err := registry.ParseQuota(tc.in)
@@ -34,20 +42,20 @@ func TestParseQuota(t *testing.T) {
 		require.NoError(t, err)
 		assert.Equal(t, q, back, "String round-trips")
 	}
-	for _, in := range []string{"", "600", "/m", "x/m", "-1/s", "0/s", "1.5/s", "10/d", "10/s burst", "10/s burst -1",
-		"10/s burst x", "10/s limit 3", "10/s burst 2 extra", "10//s"} {
+	for _, in := range []string{"600", "/m", "x/m", "-1/s", "0/s", "1.5/s", "10/w", "10/s burst", "10/s burst -1",
+		"10/s burst x", "10/s limit 3", "10/s burst 2 extra", "10//s", "10/s, 20 tokns/m"} {
 		_, err := registry.ParseQuota(in)
 		assert.ErrorIs(t, err, registry.ErrInvalidQuota, in)
 	}
 }
 
 func TestQuotaShare(t *testing.T) {
-	q := registry.Quota{Rate: 600, Per: time.Minute, Burst: 10}
+	q := registry.Quota{{Kind: quota.Requests, Rate: 600, Per: time.Minute, Burst: 10}}
 	assert.Equal(t, "600/m", q.Share(1))
 	assert.Equal(t, "600/m", q.Share(0))
 	assert.Equal(t, "150/m", q.Share(4))
 	assert.Equal(t, "85.71/m", q.Share(7))
-	assert.Equal(t, "0.5/s", registry.Quota{Rate: 1, Per: time.Second}.Share(2))
+	assert.Equal(t, "0.5/s", registry.Quota{{Kind: quota.Requests, Rate: 1, Per: time.Second}}.Share(2))
 	assert.Equal(t, "", registry.Quota{}.Share(3))
 	assert.True(t, registry.Quota{}.IsZero())
 	assert.Equal(t, "", registry.Quota{}.String())

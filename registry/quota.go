@@ -1,95 +1,114 @@
 package registry
 
 import (
+	"context"
+	"errors"
 	"fmt"
-	"strconv"
-	"strings"
 	"time"
+
+	"github.com/allot-io/allot/quota"
 )
 
-// Quota is a call rate shared by every holder of a group: Rate calls per
-// Per, with an optional Burst.
-type Quota struct {
-	Rate  int
-	Per   time.Duration
-	Burst int
-}
+// Quota is a group's limits, parsed from its quota text ("600/m, 90000
+// tokens/m, 10000/d"); quota.Limits has the rules. Kept as a name so that
+// callers of the one-limit era keep compiling: IsZero, String and Share work
+// as before, and a one-limit text keeps its meaning.
+type Quota = quota.Limits
 
-var quotaUnits = map[string]time.Duration{
-	"s": time.Second, "sec": time.Second, "second": time.Second,
-	"m": time.Minute, "min": time.Minute, "minute": time.Minute,
-	"h": time.Hour, "hour": time.Hour,
-}
-
-// ParseQuota parses "600/m", "10/s", "1000/h" or "100/s burst 20".
+// ParseQuota parses a quota text (see quota.Parse); "" gives an empty,
+// non-nil Quota. Errors name the limit that is wrong and match both
+// ErrInvalidQuota and quota.ErrInvalid (errors.As gives the
+// *quota.ParseError).
 func ParseQuota(s string) (Quota, error) {
-	bad := func() (Quota, error) { return Quota{}, fmt.Errorf("%w: %q", ErrInvalidQuota, s) }
-	f := strings.Fields(strings.ToLower(s))
-	if len(f) != 1 && len(f) != 3 {
-		return bad()
+	q, err := quota.Parse(s)
+	var pe *quota.ParseError
+	if errors.As(err, &pe) {
+		return nil, &quotaError{pe}
 	}
-	rate, unit, ok := strings.Cut(f[0], "/")
-	if !ok {
-		return bad()
+	if err != nil {
+		return nil, err
 	}
-	var q Quota
-	var err error
-	if q.Rate, err = strconv.Atoi(rate); err != nil || q.Rate <= 0 {
-		return bad()
-	}
-	if q.Per, ok = quotaUnits[unit]; !ok {
-		return bad()
-	}
-	if len(f) == 3 {
-		if f[1] != "burst" {
-			return bad()
-		}
-		if q.Burst, err = strconv.Atoi(f[2]); err != nil || q.Burst <= 0 {
-			return bad()
-		}
+	if q == nil {
+		q = Quota{}
 	}
 	return q, nil
 }
 
-// IsZero reports whether q is no quota at all.
-func (q Quota) IsZero() bool { return q.Rate == 0 }
+// MaxUsageWindow is the longest usage history kept (and readable).
+const MaxUsageWindow = quota.UsageTTL
 
-// String is the canonical text form, e.g. "600/m" or "100/s burst 20"
-// ("" for the zero Quota).
-func (q Quota) String() string {
-	if q.IsZero() {
-		return ""
+// Usage returns the minutes of group name's usage over the last since
+// (at most MaxUsageWindow), oldest first, the current minute included;
+// minutes without use are left out. "Now" is Redis server time. It does not
+// check that the group exists.
+func (r *Registry) Usage(ctx context.Context, name string, since time.Duration) ([]quota.Minute, error) {
+	if err := ValidateName(name); err != nil {
+		return nil, err
 	}
-	s := strconv.Itoa(q.Rate) + "/" + q.unit()
-	if q.Burst > 0 {
-		s += " burst " + strconv.Itoa(q.Burst)
+	if since <= 0 || since > MaxUsageWindow {
+		return nil, fmt.Errorf("%w: %v (want above 0, at most %v)", ErrInvalidWindow, since, MaxUsageWindow)
 	}
-	return s
+	now, err := r.rdb.Time(ctx).Result()
+	if err != nil {
+		return nil, fmt.Errorf("registry: usage of %q: %w", name, err)
+	}
+	to := quota.MinuteOf(now)
+	from := quota.MinuteOf(now.Add(-since)) + 1
+	m, err := quota.ReadUsage(ctx, r.rdb, r.keys.UsagePrefix(name), min(from, to), to)
+	if err != nil {
+		return nil, fmt.Errorf("registry: usage of %q: %w", name, err)
+	}
+	return m, nil
 }
 
-func (q Quota) unit() string {
-	switch q.Per {
-	case time.Second:
-		return "s"
-	case time.Minute:
-		return "m"
-	case time.Hour:
-		return "h"
+// CurrentMinute is the usage minute number of Redis server time now.
+func (r *Registry) CurrentMinute(ctx context.Context) (int64, error) {
+	now, err := r.rdb.Time(ctx).Result()
+	if err != nil {
+		return 0, fmt.Errorf("registry: server time: %w", err)
 	}
-	return q.Per.String()
+	return quota.MinuteOf(now), nil
 }
 
-// Share is the text of one holder's share when n nodes hold the group,
-// e.g. Quota{600, time.Minute, 0}.Share(4) == "150/m" and Share(7) == "85.71/m".
-// n <= 1 gives the whole rate.
-func (q Quota) Share(n int) string {
-	if q.IsZero() {
-		return ""
+// MinuteUsage returns the usage of each named group in minute (a usage
+// minute number), in one pipelined round trip; a group with no use has a
+// zero Minute (with its Minute time set).
+func (r *Registry) MinuteUsage(ctx context.Context, names []string, minute int64) (map[string]quota.Minute, error) {
+	prefixes := make([]string, len(names))
+	for i, n := range names {
+		prefixes[i] = r.keys.UsagePrefix(n)
 	}
-	if n < 1 {
-		n = 1
+	ms, err := quota.ReadMinute(ctx, r.rdb, prefixes, minute)
+	if err != nil {
+		return nil, fmt.Errorf("registry: minute usage: %w", err)
 	}
-	r := strconv.FormatFloat(float64(q.Rate)/float64(n), 'f', 2, 64)
-	r = strings.TrimRight(strings.TrimRight(r, "0"), ".")
-	return r + "/" + q.unit()
+	out := make(map[string]quota.Minute, len(names))
+	for i, n := range names {
+		out[n] = ms[i]
+	}
+	return out, nil
+}
+
+// LastMinute returns the usage of each named group in the last full minute
+// (Redis server time): CurrentMinute - 1, read by MinuteUsage.
+func (r *Registry) LastMinute(ctx context.Context, names []string) (map[string]quota.Minute, error) {
+	if len(names) == 0 {
+		return map[string]quota.Minute{}, nil
+	}
+	cur, err := r.CurrentMinute(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return r.MinuteUsage(ctx, names, cur-1)
+}
+
+// QuotaDetail is what is wrong with a quota text, without any package
+// prefix (`limit 2 ("90000 tokns/m"): unknown kind "tokns" ...`), for front
+// ends that print their own "invalid --quota ...:"; err.Error() otherwise.
+func QuotaDetail(err error) string {
+	var pe *quota.ParseError
+	if errors.As(err, &pe) {
+		return pe.Detail()
+	}
+	return err.Error()
 }

@@ -252,7 +252,7 @@ func testValidation(t *testing.T, rdb redis.UniversalClient) {
 		{"max nodes negative", "g", registry.Change{MaxNodes: intp(-1)}, registry.ErrInvalidMaxNodes},
 		{"quota garbage", "g", registry.Change{Quota: str("fast")}, registry.ErrInvalidQuota},
 		{"quota zero", "g", registry.Change{Quota: str("0/m")}, registry.ErrInvalidQuota},
-		{"quota unit", "g", registry.Change{Quota: str("10/d")}, registry.ErrInvalidQuota},
+		{"quota unit", "g", registry.Change{Quota: str("10/w")}, registry.ErrInvalidQuota},
 		{"quota burst missing", "g", registry.Change{Quota: str("10/s burst")}, registry.ErrInvalidQuota},
 		{"quota burst zero", "g", registry.Change{Quota: str("10/s burst 0")}, registry.ErrInvalidQuota},
 		{"config too large", "g", registry.Change{Set: big}, registry.ErrConfigTooLarge},

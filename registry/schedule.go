@@ -263,7 +263,7 @@ func (r *Registry) applyItem(ctx context.Context, s Scheduled) (bool, error) {
 }
 
 func isValidation(err error) bool {
-	for _, e := range []error{ErrInvalidName, ErrInvalidWeight, ErrInvalidMaxNodes, ErrInvalidQuota, ErrConfigTooLarge, ErrInvalidConfig} {
+	for _, e := range []error{ErrInvalidName, ErrInvalidWeight, ErrInvalidMaxNodes, ErrInvalidQuota, ErrNoQuota, ErrConfigTooLarge, ErrInvalidConfig} {
 		if errors.Is(err, e) {
 			return true
 		}

@@ -56,6 +56,9 @@ func decodeGroup(s string) (Group, error) {
 		g.EjectAfter = DefaultEjectAfter.String() // stored before eject_after existed
 	}
 	g.Health = nil
+	// Groups stored before limits existed (or by an older writer) carry only
+	// the quota text: derive the limits, so no migration is needed.
+	g.Limits, _ = ParseQuota(g.Quota)
 	return g, nil
 }
 

@@ -36,6 +36,7 @@ func (s *Server) routes() http.Handler {
 	h("POST /v1/groups/{name}/rollback", adminAccess, s.rollbackGroup)
 	h("POST /v1/groups/{name}/suspend", adminAccess, s.suspendGroup)
 	h("POST /v1/groups/{name}/resume", adminAccess, s.resumeGroup)
+	h("GET /v1/groups/{name}/usage", readAccess, s.groupUsage)
 
 	h("GET /v1/nodes", readAccess, s.listNodes)
 	h("GET /v1/status", readAccess, s.status)

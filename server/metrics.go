@@ -77,7 +77,7 @@ func newMetrics(s *Server) *metrics {
 		m.rebalances.WithLabelValues(o)
 	}
 	m.reg.MustRegister(m.rebalances, m.duration, m.beats, m.handoffs, m.reaped, m.requests,
-		&stateCollector{s: s}, &healthCollector{s: s},
+		&stateCollector{s: s}, &healthCollector{s: s}, &usageCollector{s: s},
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m.handler = promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError})

@@ -68,6 +68,9 @@ func (s *Server) status(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	if err := st.ReadUsage(r.Context(), s.reg); err != nil {
+		return err
+	}
 	writeJSON(w, http.StatusOK, st)
 	return nil
 }

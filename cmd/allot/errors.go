@@ -46,6 +46,7 @@ func usage(err error) error {
 
 var (
 	errNothingToChange = errors.New("nothing to change (give --set, --unset, --secret, --weight, --max-nodes or --quota)")
+	errWeightSyntax    = errors.New("want a number > 0 or auto")
 	errLocked          = errors.New("another planner is rebalancing right now; its result will show in 'allot status'")
 )
 

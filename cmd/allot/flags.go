@@ -18,7 +18,7 @@ import (
 type changeFlags struct {
 	set, unset, secret []string
 	unsecret           []string
-	weight             float64
+	weight             weightFlag
 	maxNodes           int
 	quota              string
 	ejectAfter         string
@@ -32,9 +32,10 @@ func (f *changeFlags) register(cmd *cobra.Command, withUnset bool) {
 		fs.StringArrayVar(&f.unsecret, "unsecret", nil, "remove the secret mark of config `key`, showing its value from now on (repeatable; recorded in the history)")
 	}
 	fs.StringArrayVar(&f.secret, "secret", nil, "mark config key as secret, `k` or k=v to set it too (repeatable); secret values are masked in every output")
-	fs.Float64Var(&f.weight, "weight", 1, "the group's share of the pool, e.g. its quota (> 0)")
+	f.weight.w = 1
+	fs.Var(&f.weight, "weight", "the group's share of the pool (> 0), or auto: from the quota (requests/min; tokens/min ÷ 1000 without a request limit)")
 	fs.IntVar(&f.maxNodes, "max-nodes", 0, "most nodes that may hold the group at once (0 = unlimited, 1 = exclusive)")
-	fs.StringVar(&f.quota, "quota", "", `call rate shared by all holders, e.g. "600/m", "10/s", "100/s burst 20" ("" clears)`)
+	fs.StringVar(&f.quota, "quota", "", `limits shared by all holders, comma-separated: N/UNIT (requests) or N tokens/UNIT, UNIT s|m|h|d, each optionally "burst B", e.g. "600/m, 90000 tokens/m, 10000/d" ("" clears)`)
 	registerEjectAfter(fs, &f.ejectAfter)
 }
 
@@ -86,8 +87,12 @@ func (f *changeFlags) change(cmd *cobra.Command) (registry.Change, error) {
 	}
 	fs := cmd.Flags()
 	if fs.Changed("weight") {
-		w := f.weight
-		c.Weight = &w
+		if f.weight.auto {
+			c.WeightAuto = true
+		} else {
+			w := f.weight.w
+			c.Weight = &w
+		}
 	}
 	if fs.Changed("max-nodes") {
 		n := f.maxNodes
@@ -98,7 +103,7 @@ func (f *changeFlags) change(cmd *cobra.Command) (registry.Change, error) {
 		if q != "" {
 			p, err := registry.ParseQuota(q)
 			if err != nil {
-				return c, usageErrorf("invalid --quota %q: want RATE/UNIT [burst N] with UNIT s, m or h, e.g. 600/m", f.quota)
+				return c, usageErrorf("invalid --quota %q: %s", f.quota, registry.QuotaDetail(err))
 			}
 			q = p.String()
 		}

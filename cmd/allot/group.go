@@ -41,6 +41,7 @@ func newGroupCommand(a *app) *cobra.Command {
 		newGroupDeleteCommand(a),
 		newGroupSuspendCommand(a),
 		newGroupResumeCommand(a),
+		newGroupUsageCommand(a),
 	)
 	return cmd
 }
@@ -181,6 +182,7 @@ type groupDoc struct {
 	EjectAfter string            `yaml:"eject_after"`
 
 	Version   any `yaml:"version"`
+	Limits    any `yaml:"limits"` // derived from quota
 	Nodes     any `yaml:"nodes"`
 	Created   any `yaml:"created"`
 	Updated   any `yaml:"updated"`

@@ -93,7 +93,7 @@ func TestGoldenTables(t *testing.T) {
 		Epoch: 42, Balanced: false, Waiting: 1,
 		Groups: []allocator.GroupStatus{
 			{Name: "anthropic-eu.2", State: "draining", Weight: 1, MaxNodes: 1, Target: 0, Nodes: []string{"node-c"}, Share: 1},
-			{Name: "openai-1", State: "active", Weight: 2, Quota: "600/m", Target: 3, Nodes: []string{"node-a", "node-b"}, Share: 0.5},
+			{Name: "openai-1", State: "active", Weight: 2, Quota: "600/m, 90000 tokens/m", Target: 3, Nodes: []string{"node-a", "node-b"}, Share: 0.5, Used: 0.42},
 			{Name: "spare", State: "active", Weight: 1, Target: 1, Nodes: []string{}},
 		},
 		Nodes: []allocator.NodeStatus{
@@ -146,7 +146,7 @@ func TestYAMLKeepsJSONNamesAndOrder(t *testing.T) {
 	for i := 0; i < len(n.Content[0].Content); i += 2 {
 		keys = append(keys, n.Content[0].Content[i].Value)
 	}
-	assert.Equal(t, []string{"name", "version", "state", "weight", "max_nodes", "quota", "config", "secret_keys",
+	assert.Equal(t, []string{"name", "version", "state", "weight", "max_nodes", "quota", "limits", "config", "secret_keys",
 		"created", "updated", "updated_by", "eject_after", "nodes"}, keys)
 	assert.Contains(t, string(b), "  api_key: '****wxyz'\n")
 	assert.Contains(t, string(b), "secret_keys:\n  - api_key\n")

@@ -25,12 +25,19 @@ func newStatusCommand(a *app) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			reg, err := a.registry(ctx)
+			if err != nil {
+				return err
+			}
+			if err := st.ReadUsage(ctx, reg); err != nil {
+				return err
+			}
 			return a.print(st, func() table { return statusTable(st) })
 		},
 	}
 }
 
-var statusHeader = []string{"GROUP", "STATE", "WEIGHT", "MAX", "TARGET", "ACTUAL", "SHARE"}
+var statusHeader = []string{"GROUP", "STATE", "WEIGHT", "MAX", "TARGET", "ACTUAL", "USED", "SHARE"}
 
 // statusTable is the table of `allot status`.
 func statusTable(st allocator.Status) table {
@@ -39,6 +46,7 @@ func statusTable(st allocator.Status) table {
 			st.Epoch, yesNo(st.Balanced), len(st.Nodes), len(st.Standby))},
 		header: statusHeader,
 		rows:   statusRows(st),
+		fit:    true, // a share of several limits can be long
 	}
 	if st.Waiting > 0 {
 		t.title = append(t.title, fmt.Sprintf("waiting: %d capped-group grants until a holder releases", st.Waiting))
@@ -71,7 +79,7 @@ func statusRows(st allocator.Status) [][]string {
 		}
 		rows = append(rows, []string{
 			g.Name, healthState(g.State, g.Health, time.Now()), num(g.Weight), maxNodes, strconv.Itoa(g.Target),
-			strconv.Itoa(len(g.Nodes)), share(g),
+			strconv.Itoa(len(g.Nodes)), used(g), share(g),
 		})
 	}
 	return rows
@@ -89,4 +97,13 @@ func share(g allocator.GroupStatus) string {
 		}
 	}
 	return "1/" + strconv.Itoa(n)
+}
+
+// used renders the highest fraction of any limit used in the last full
+// minute, "42%"; "-" without a quota.
+func used(g allocator.GroupStatus) string {
+	if g.Quota == "" {
+		return "-"
+	}
+	return strconv.FormatFloat(g.Used*100, 'f', 0, 64) + "%"
 }

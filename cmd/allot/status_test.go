@@ -72,8 +72,8 @@ func TestStatusNodeListRebalance(t *testing.T) {
 
 	table := mustRun(t, url, "status")
 	assert.Contains(t, table, "epoch 1  balanced yes  nodes 5  standby 0\n")
-	assert.Regexp(t, `big\s+active\s+2\s+-\s+3\s+3\s+200/m\n`, table)
-	assert.Regexp(t, `solo\s+active\s+1\s+1\s+1\s+1\s+1/1\n`, table)
+	assert.Regexp(t, `big\s+active\s+2\s+-\s+3\s+3\s+0%\s+200/m\n`, table)
+	assert.Regexp(t, `solo\s+active\s+1\s+1\s+1\s+1\s+-\s+1/1\n`, table)
 
 	// node list: every node with its group.
 	var nodes []allocator.NodeStatus

@@ -39,6 +39,9 @@ type config struct {
 	Heartbeat heartbeat.Config
 	Redis     *redis.Options // allot strategies: every node gets its own client on it
 	Seed      uint64
+	// Tokens, when set, makes it the tokens scenario: the upstream also
+	// limits tokens per key and every call costs a random number of them.
+	Tokens *tokenConfig
 }
 
 // shortConfig runs in a few seconds per strategy (go test).
@@ -72,6 +75,10 @@ type result struct {
 	Jain         float64 // Jain's fairness index over the same nodes
 	Steady       int     // how many nodes were alive the whole window
 	Churned      int     // nodes killed or left during the window
+	// Tokens scenario: tokens of successful calls inside the window and
+	// their share of Keys × TPS × window (the binding limit).
+	Tokens    int64
+	TokenUtil float64
 }
 
 // strategy builds nodes of one kind.
@@ -89,6 +96,7 @@ type node struct {
 	id      int
 	ip      string
 	ok      atomic.Int64 // 200s inside the window
+	tok     atomic.Int64 // tokens of those 200s (tokens scenario)
 	cancel  context.CancelFunc
 	done    chan struct{}
 	leave   func(ctx context.Context) // graceful stop; nil = crash only
@@ -103,6 +111,7 @@ type bench struct {
 	cfg      config
 	keys     []string
 	up       *upstream
+	tup      *tokenUpstream // tokens scenario
 	srv      *httptest.Server
 	http     *http.Client
 	counting atomic.Bool
@@ -112,6 +121,14 @@ type bench struct {
 	nodes []*node
 	live  int
 	next  int
+}
+
+// limited is the upstream's 429 count so far.
+func (b *bench) limited() int64 {
+	if b.tup != nil {
+		return b.tup.limited.Load()
+	}
+	return b.up.limited.Load()
 }
 
 // liveCount is the "config center" of the naive strategies: how many nodes
@@ -205,8 +222,15 @@ func runStrategy(ctx context.Context, cfg config, s strategy) (result, error) {
 	for i := range cfg.Keys {
 		b.keys = append(b.keys, fmt.Sprintf("sk-live-%02d-%s", i, randomHex(6)))
 	}
-	b.up = newUpstream(b.keys, cfg.Quota, cfg.Tolerance)
-	b.srv = httptest.NewServer(b.up)
+	var handler http.Handler
+	if cfg.Tokens != nil {
+		b.tup = newTokenUpstream(b.keys, cfg.Quota, cfg.Tokens.TPS, cfg.Tolerance)
+		handler = b.tup
+	} else {
+		b.up = newUpstream(b.keys, cfg.Quota, cfg.Tolerance)
+		handler = b.up
+	}
+	b.srv = httptest.NewServer(handler)
 	defer b.srv.Close()
 	b.http = &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 4 * cfg.Nodes}, Timeout: 5 * time.Second}
 	defer b.http.CloseIdleConnections()
@@ -237,7 +261,7 @@ func runStrategy(ctx context.Context, cfg config, s strategy) (result, error) {
 	if err := sleep(ctx, cfg.Warmup); err != nil {
 		return result{}, err
 	}
-	limitedBefore := b.up.limited.Load()
+	limitedBefore := b.limited()
 	b.counting.Store(true)
 	begin := time.Now()
 	end := begin.Add(cfg.Window)
@@ -263,7 +287,7 @@ func runStrategy(ctx context.Context, cfg config, s strategy) (result, error) {
 	window := time.Since(begin)
 
 	r := result{Strategy: s.name(), Churned: churned}
-	r.Limited = b.up.limited.Load()
+	r.Limited = b.limited()
 	r.LimitedInWin = r.Limited - limitedBefore
 	b.mu.Lock()
 	nodes := b.nodes
@@ -271,11 +295,15 @@ func runStrategy(ctx context.Context, cfg config, s strategy) (result, error) {
 	var rates []float64
 	for _, n := range nodes {
 		r.Succeeded += n.ok.Load()
+		r.Tokens += n.tok.Load()
 		if !n.born.After(begin) && n.died.IsZero() {
 			rates = append(rates, float64(n.ok.Load())/window.Seconds())
 		}
 	}
 	r.Utilisation = float64(r.Succeeded) / (float64(cfg.Keys*cfg.Quota) * window.Seconds())
+	if cfg.Tokens != nil {
+		r.TokenUtil = float64(r.Tokens) / (float64(cfg.Keys*cfg.Tokens.TPS) * window.Seconds())
+	}
 	r.Steady = len(rates)
 	r.MinPerNode, r.MaxPerNode, r.Jain = fairness(rates)
 	return r, nil
@@ -368,9 +396,18 @@ type allotStrategy struct {
 	global bool
 	ns     string
 	admin  redis.UniversalClient
+
+	// Tokens scenario: the strategy's name, the groups' quota text, and the
+	// node loop (nil: the classic global or share loop).
+	label string
+	quota func(cfg config) string
+	run   func(ctx context.Context, b *bench, n *node, c *client.Client, changed <-chan struct{})
 }
 
 func (s *allotStrategy) name() string {
+	if s.label != "" {
+		return s.label
+	}
 	if s.global {
 		return "allot Allow (global GCRA)"
 	}
@@ -385,6 +422,9 @@ func (s *allotStrategy) setup(ctx context.Context, b *bench) error {
 	s.admin = redis.NewClient(b.cfg.Redis)
 	reg := registry.New(s.admin, registry.WithNamespace(s.ns))
 	quota := fmt.Sprintf("%d/s", b.cfg.Quota)
+	if s.quota != nil {
+		quota = s.quota(b.cfg)
+	}
 	for i, key := range b.keys {
 		_, err := reg.Add(ctx, fmt.Sprintf("key-%02d", i), registry.Change{
 			Set: map[string]string{"api_key": key}, Secret: []string{"api_key"}, Quota: &quota,
@@ -441,6 +481,10 @@ func (s *allotStrategy) start(ctx context.Context, b *bench, n *node) error {
 	}
 	go func() {
 		defer close(n.done)
+		if s.run != nil {
+			s.run(ctx, b, n, c, changed)
+			return
+		}
 		if s.global {
 			s.runGlobal(ctx, b, n, c, changed)
 		} else {

@@ -4,13 +4,17 @@
 // number of keys" split, and no coordination at all. A fake upstream API
 // (httptest) enforces each key's quota and counts 429s.
 //
-//	go run ./e2e/quotabench -redis redis://127.0.0.1:6379 [-long]
+//	go run ./e2e/quotabench -redis redis://127.0.0.1:6379 [-long] [-tokens]
 //	go run ./e2e/quotabench -redis redis://127.0.0.1:6379 -health
 //
 // -health runs the key health scenario instead (health.go): an upstream
 // whose real limit is below a key's quota and that revokes a key mid-run,
 // with allot with reports, allot without reports and a per-process cooldown
 // side by side.
+//
+// -tokens runs the tokens scenario instead: an LLM-like upstream limiting
+// calls and tokens per key, calls of random token cost, and allot's
+// Reserve/Settle against request limits only and share-based local limits.
 //
 // The allot strategies use a throwaway namespace (quota-bench-<random>) on
 // that Redis and delete it afterwards. See BENCHMARKS.md for figures.
@@ -31,11 +35,15 @@ func main() {
 	long := flag.Bool("long", false, "the longer form: 30 nodes, 6 keys, 60 s window, default heartbeat")
 	nodes := flag.Int("nodes", 0, "nodes (0 = the form's default)")
 	health := flag.Bool("health", false, "run the key health scenario (429 + Retry-After, a key revoked mid-run)")
+	tokens := flag.Bool("tokens", false, "the tokens scenario (requests and tokens per key)")
 	flag.Parse()
 
 	cfg := shortConfig()
 	if *long {
 		cfg = longConfig()
+	}
+	if *tokens {
+		cfg.Tokens = tokensConfig().Tokens
 	}
 	if *nodes > 0 {
 		cfg.Nodes = *nodes
@@ -71,12 +79,16 @@ func main() {
 		}
 		return
 	}
-	rs, err := compare(ctx, cfg)
+	run, write := compare, writeTable
+	if cfg.Tokens != nil {
+		run, write = compareTokens, writeTokensTable
+	}
+	rs, err := run(ctx, cfg)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "quota-bench:", err)
 		os.Exit(1)
 	}
-	if err := writeTable(os.Stdout, cfg, rs); err != nil {
+	if err := write(os.Stdout, cfg, rs); err != nil {
 		os.Exit(1)
 	}
 }

@@ -104,7 +104,9 @@ func (k Keys) Events() string { return k.prefix + ":events" }
 // Log is the capped STREAM of events, for audit and for resuming a watch.
 func (k Keys) Log() string { return k.prefix + ":log" }
 
-// Quota is the key prefix of the GCRA limiter of one group.
+// Quota is a HASH of the GCRA state of every limit of one group (field =
+// limit kind and period, value = its theoretical arrival time), written only
+// by the quota package's limiter script.
 func (k Keys) Quota(group string) string { return k.prefix + ":quota:" + group }
 
 // NamespaceOf returns the namespace a key of this package belongs to, and
@@ -136,3 +138,9 @@ func (k Keys) Health(group string) string { return k.prefix + ":health:" + group
 // created is the group document's created time: an entry left by a deleted
 // group never applies to a new group of the same name.
 func (k Keys) Unhealthy() string { return k.prefix + ":unhealthy" }
+
+// UsagePrefix is the prefix of a group's per-minute usage HASHes
+// (requests, tokens, rejected, throttled, failures), kept 24 h; the minute
+// number (Unix seconds / 60, server time) follows it. The limiter script
+// builds the full name itself from this prefix.
+func (k Keys) UsagePrefix(group string) string { return k.prefix + ":usage:" + group + ":" }

@@ -23,6 +23,7 @@
     movedUntil: new Map(),      // node ID -> ms timestamp
     live: false,
     namespace: '',              // from X-Allot-Namespace or status.namespace
+    usage: {},                  // group name -> its minutes of the last hour
   };
 
   // ---------- DOM helpers ----------
@@ -148,14 +149,17 @@
     return Number.isInteger(n) ? String(n) : n.toFixed(2).replace(/\.?0+$/, '');
   }
 
-  // fmtShare turns a fraction of the group quota into the per-node rate when
-  // the quota is "N/unit[ burst B]", else a percentage.
+  // fmtShare is each holder's part of every limit of the quota text, e.g.
+  // "150/m, 22500 tokens/m (25%)", or only the percentage without a quota.
   function fmtShare(share, quota) {
     if (share === undefined || share === null || !share) return '–';
     const pct = fmtNum(share * 100) + '%';
-    const m = /^\s*(\d+(?:\.\d+)?)\s*\/\s*([a-z]+)/i.exec(quota || '');
-    if (!m) return pct;
-    return fmtNum(parseFloat(m[1]) * share) + '/' + m[2] + ' (' + pct + ')';
+    const parts = [];
+    for (const part of String(quota || '').split(',')) {
+      const m = /^\s*(\d+(?:\.\d+)?)\s*(tokens?\s*)?\/\s*([a-z]+)/i.exec(part);
+      if (m) parts.push(fmtNum(parseFloat(m[1]) * share) + (m[2] ? ' tokens' : '') + '/' + m[3]);
+    }
+    return parts.length ? parts.join(', ') + ' (' + pct + ')' : pct;
   }
 
   function ago(ts) {
@@ -297,6 +301,7 @@
       ]);
       state.groups = listOf(groups, 'groups');
       state.schedule = listOf(schedule, 'schedule');
+      await loadUsage();
       noteMoves(status);
       state.status = status;
       await loadDev();
@@ -317,6 +322,17 @@
     if (v && Array.isArray(v[key])) return v[key];
     if (v && Array.isArray(v.items)) return v.items;
     return [];
+  }
+
+  // loadUsage reads the last hour of every group that has limits (the
+  // regular refresh, every few seconds, keeps the sparklines live).
+  async function loadUsage() {
+    const limited = state.groups.filter((g) => g.state !== 'retired' && (g.limits || []).length);
+    const got = await Promise.all(limited.map((g) =>
+      api('GET', '/v1/groups/' + encodeURIComponent(g.name) + '/usage?since=1h').catch(() => null)));
+    const usage = {};
+    limited.forEach((g, i) => { if (Array.isArray(got[i])) usage[g.name] = got[i]; });
+    state.usage = usage;
   }
 
   async function loadDev() {
@@ -363,7 +379,7 @@
     renderHeader();
     const moved = [...state.movedUntil].filter(([, until]) => until > now).map(([id]) => id).sort();
     if (changed('map', [s.groups, s.standby, (s.nodes || []).map((n) => [n.id, n.ip]), moved])) renderMap();
-    if (changed('groups', [state.groups, s.groups])) renderGroups();
+    if (changed('groups', [state.groups, s.groups, state.usage])) renderGroups();
     if (changed('nodes', [(s.nodes || []).map((n) => [n.id, n.ip, n.groups, ago(n.last_seen)]), s.standby])) renderNodes();
     if (changed('schedule', state.schedule)) renderSchedule();
     if (changed('dev', [state.dev, state.devNodes])) renderDev();
@@ -431,7 +447,8 @@
         el('td', {}, 'v' + g.version),
         el('td', { class: 'num' }, fmtNum(g.weight)),
         el('td', { class: 'num' }, g.max_nodes ? String(g.max_nodes) : '∞'),
-        el('td', { class: 'mono' }, quota || '—'),
+        el('td', { class: 'mono' }, limitsView(g)),
+        el('td', {}, sparkline(g)),
         el('td', { testid: 'group-nodes' }, holders.length + ' / ' + (target === undefined ? '–' : fmtNum(target))),
         el('td', {}, fmtShare(st.share, quota)),
         el('td', {}, configView(g)),
@@ -442,8 +459,75 @@
           el('button', { type: 'button', class: 'small', testid: 'group-retire-' + g.name, disabled: g.state !== 'active', onclick: () => retireGroup(g.name) }, 'Retire'),
           el('button', { type: 'button', class: 'small link-danger', testid: 'group-delete-' + g.name, onclick: () => deleteGroup(g.name) }, 'Delete')));
     });
-    if (!rows.length) rows.push(el('tr', {}, el('td', { colspan: 10, class: 'empty' }, 'No groups.')));
+    if (!rows.length) rows.push(el('tr', {}, el('td', { colspan: 11, class: 'empty' }, 'No groups.')));
     replaceChildren($('groups-body'), rows);
+  }
+
+  // ---------- limits and usage ----------
+
+  const PER_SECONDS = { s: 1, m: 60, h: 3600, d: 86400 };
+  const SPARK_W = 120;
+  const SPARK_H = 28;
+
+  function limitText(l) {
+    return l.rate + (l.kind === 'tokens' ? ' tokens' : '') + '/' + l.per + (l.burst && l.burst !== l.rate ? ' burst ' + l.burst : '');
+  }
+
+  // limitUsed is the fraction of limit l that minute m took (its count over
+  // the limit's rate per minute), as the server's `used` is computed.
+  function limitUsed(l, m) {
+    const perMinute = l.rate * 60 / (PER_SECONDS[l.per] || 60);
+    const count = l.kind === 'tokens' ? (m.tokens || 0) : (m.requests || 0);
+    return perMinute > 0 ? count / perMinute : 0;
+  }
+
+  // minutesOf is the group's last hour, one entry per minute (oldest
+  // first, the current minute last), zero where nothing was used.
+  function minutesOf(name) {
+    const byMinute = new Map((state.usage[name] || []).map((m) => [Math.floor(Date.parse(m.minute) / 60000), m]));
+    const now = Math.floor(Date.now() / 60000);
+    const out = [];
+    for (let i = now - 59; i <= now; i++) out.push(byMinute.get(i) || {});
+    return out;
+  }
+
+  // limitsView lists every limit of g with the share of it used in the last
+  // full minute.
+  function limitsView(g) {
+    const limits = g.limits || [];
+    if (!limits.length) return g.quota || '—';
+    const last = minutesOf(g.name)[58];
+    return el('div', { class: 'limits' }, limits.map((l, i) => {
+      const used = limitUsed(l, last);
+      return el('div', { class: 'limit' + (used >= 1 ? ' over' : used >= 0.8 ? ' near' : ''), testid: 'limit-' + g.name + '-' + i,
+        title: 'used in the last full minute' }, limitText(l), el('span', { class: 'muted' }, ' · ' + fmtNum(used * 100) + '%'));
+    }));
+  }
+
+  function svg(tag, attrs) {
+    const node = document.createElementNS('http://www.w3.org/2000/svg', tag);
+    for (const [k, v] of Object.entries(attrs || {})) node.setAttribute(k, String(v));
+    return node;
+  }
+
+  // sparkline draws the group's last hour: per minute the highest fraction
+  // of any limit used, against a line at 100% (the limit).
+  function sparkline(g) {
+    const limits = g.limits || [];
+    if (!limits.length || g.state === 'retired') return el('span', { class: 'muted' }, '—');
+    const ratios = minutesOf(g.name).map((m) => Math.max(...limits.map((l) => limitUsed(l, m))));
+    const top = Math.max(1.25, ...ratios);
+    const y = (r) => (SPARK_H - 1 - (r / top) * (SPARK_H - 2)).toFixed(1);
+    const x = (i) => (i * (SPARK_W - 1) / (ratios.length - 1)).toFixed(1);
+    const box = svg('svg', { class: 'spark', width: SPARK_W, height: SPARK_H, viewBox: '0 0 ' + SPARK_W + ' ' + SPARK_H, role: 'img' });
+    box.append(svg('line', { class: 'spark-limit', x1: 0, x2: SPARK_W, y1: y(1), y2: y(1) }));
+    box.append(svg('polyline', { class: 'spark-line', points: ratios.map((r, i) => x(i) + ',' + y(r)).join(' ') }));
+    const peak = Math.max(...ratios);
+    const wrap = el('span', { class: 'spark-wrap', testid: 'spark-' + g.name, 'data-points': String(ratios.length),
+      'data-peak': peak.toFixed(3), 'data-last': ratios[ratios.length - 1].toFixed(3),
+      title: 'last hour, highest share of any limit per minute; the line is the limit (peak ' + fmtNum(peak * 100) + '%)' });
+    wrap.append(box);
+    return wrap;
   }
 
   function renderNodes() {

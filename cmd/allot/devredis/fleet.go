@@ -50,6 +50,8 @@ type demoNode struct {
 	rdb     *redis.Client
 	crashed *killswitch.Switch
 	c       *client.Client
+	traffic *traffic // its demo calls while running
+	seed    uint64
 }
 
 // FleetOption configures a Fleet.
@@ -93,7 +95,7 @@ func (f *Fleet) Add(ctx context.Context) (Node, error) {
 	crashed := killswitch.New(errCrashed)
 	rdb := redis.NewClient(&redis.Options{Addr: f.addr, Protocol: 2, PoolSize: 4, MaxRetries: -1})
 	rdb.AddHook(crashed)
-	d := &demoNode{id: fmt.Sprintf("demo-%d", n), ip: fmt.Sprintf("10.0.%d.%d", (n-1)/254, (n-1)%254+1), rdb: rdb, crashed: crashed}
+	d := &demoNode{id: fmt.Sprintf("demo-%d", n), ip: fmt.Sprintf("10.0.%d.%d", (n-1)/254, (n-1)%254+1), rdb: rdb, crashed: crashed, seed: uint64(n)}
 	f.nodes[d.id] = d
 	f.mu.Unlock()
 	if err := f.start(ctx, d); err != nil {
@@ -139,6 +141,11 @@ func (f *Fleet) start(ctx context.Context, d *demoNode) error {
 		f.mu.Unlock()
 		return fmt.Errorf("devredis: start node %s: %w", d.id, err)
 	}
+	f.mu.Lock()
+	if d.c == c {
+		d.traffic = startTraffic(c, d.seed)
+	}
+	f.mu.Unlock()
 	f.log.Info("demo node started", "node", d.id)
 	return nil
 }
@@ -153,12 +160,15 @@ func (f *Fleet) Stop(ctx context.Context, id string, graceful bool) error {
 		f.mu.Unlock()
 		return fmt.Errorf("%w: %q", ErrUnknownNode, id)
 	}
-	c := d.c
-	d.c = nil
+	c, tr := d.c, d.traffic
+	d.c, d.traffic = nil, nil
+	f.mu.Unlock()
+	if tr != nil {
+		tr.stop()
+	}
 	if c != nil && !graceful {
 		d.crashed.Kill()
 	}
-	f.mu.Unlock()
 	if c == nil {
 		return nil
 	}

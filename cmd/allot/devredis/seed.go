@@ -15,7 +15,8 @@ type sample struct {
 }
 
 // samples are the groups dev mode starts with: two weighted search keys,
-// an exclusive LLM key and a rate-limited maps key. The secrets are fake.
+// an exclusive LLM key with request, token and daily limits, and a
+// rate-limited maps key. The secrets are fake.
 func samples() []sample {
 	return []sample{
 		{"search-a", registry.Change{
@@ -26,7 +27,7 @@ func samples() []sample {
 			Secret: []string{"api_key"}, Weight: new(2.0), Quota: new("200/s")}},
 		{"llm-exclusive", registry.Change{
 			Set:    map[string]string{"api_key": "demo-llm-00000000000000000003", "model": "demo-large"},
-			Secret: []string{"api_key"}, MaxNodes: new(1)}},
+			Secret: []string{"api_key"}, MaxNodes: new(1), Quota: new("60/m, 90000 tokens/m, 10000/d")}},
 		{"maps-a", registry.Change{
 			Set:    map[string]string{"api_key": "demo-maps-a-000000000000004", "region": "eu"},
 			Secret: []string{"api_key"}, Quota: new("600/m")}},

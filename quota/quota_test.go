@@ -1,0 +1,151 @@
+package quota
+
+import (
+	"encoding/json"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func TestParse(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want Limits
+		text string
+	}{
+		{"", nil, ""},
+		{"600/m", Limits{{Requests, 600, time.Minute, 0}}, "600/m"},
+		{"10/s", Limits{{Requests, 10, time.Second, 0}}, "10/s"},
+		{"1000/h", Limits{{Requests, 1000, time.Hour, 0}}, "1000/h"},
+		{"100/s burst 20", Limits{{Requests, 100, time.Second, 20}}, "100/s burst 20"},
+		{"100/sec BURST 100", Limits{{Requests, 100, time.Second, 100}}, "100/s"},
+		{"5/minute", Limits{{Requests, 5, time.Minute, 0}}, "5/m"},
+		{"600/m, 90000 tokens/m, 10000/d", Limits{
+			{Requests, 600, time.Minute, 0}, {Tokens, 90000, time.Minute, 0}, {Requests, 10000, Day, 0}},
+			"600/m, 90000 tokens/m, 10000/d"},
+		{" 90000 tokens/m burst 5000 ,600/m", Limits{
+			{Tokens, 90000, time.Minute, 5000}, {Requests, 600, time.Minute, 0}},
+			"90000 tokens/m burst 5000, 600/m"},
+		{"1 token/d, 2 requests/d", Limits{{Tokens, 1, Day, 0}, {Requests, 2, Day, 0}}, "1 tokens/d, 2/d"},
+	} {
+		t.Run(tc.in, func(t *testing.T) {
+			got, err := Parse(tc.in)
+			require.NoError(t, err)
+			assert.Equal(t, tc.want, got)
+			assert.Equal(t, tc.text, got.String())
+			again, err := Parse(got.String())
+			require.NoError(t, err)
+			assert.Equal(t, got.String(), again.String())
+		})
+	}
+}
+
+func TestParseErrors(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{"600/m, 90000 tokns/m", `quota: limit 2 ("90000 tokns/m"): unknown kind "tokns" (want tokens, or nothing for requests)`},
+		{"600/w", `quota: limit 1 ("600/w"): unknown unit "w" (want s, m, h or d)`},
+		{"0/m", `quota: limit 1 ("0/m"): rate must be above 0, not 0`},
+		{"-5/m", `quota: limit 1 ("-5/m"): rate must be above 0, not -5`},
+		{"600/m burst 0", `quota: limit 1 ("600/m burst 0"): burst must be above 0, not 0`},
+		{"1.5/s", `quota: limit 1 ("1.5/s"): rate "1.5" is not a whole number`},
+		{"99999999999999999999/s", `quota: limit 1 ("99999999999999999999/s"): rate 99999999999999999999 is too large (at most 1000000000)`},
+		{"600/m, 10/d, 700/m", `quota: limit 3 ("700/m"): same kind and period as limit 1`},
+		{"600/m,", `quota: limit 2 (""): empty limit`},
+		{"600", `quota: limit 1 ("600"): want N/UNIT or N tokens/UNIT`},
+		{"600/m burst", `quota: limit 1 ("600/m burst"): unexpected "burst" (want nothing or burst B)`},
+		{"600/m fast", `quota: limit 1 ("600/m fast"): unexpected "fast" (want nothing or burst B)`},
+		{"1/s,2/s,3/s,4/s,5/s,6/s,7/s,8/s,9/s", `quota: "1/s,2/s,3/s,4/s,5/s,6/s,7/s,8/s,9/s": 9 limits, at most 8`},
+	} {
+		t.Run(tc.in, func(t *testing.T) {
+			_, err := Parse(tc.in)
+			require.Error(t, err)
+			assert.Equal(t, tc.want, err.Error())
+			assert.True(t, errors.Is(err, ErrInvalid))
+			assert.NotContains(t, err.Error(), "\n")
+		})
+	}
+}
+
+func TestShareAndWeight(t *testing.T) {
+	ls, err := Parse("600/m, 90000 tokens/m, 14400/d")
+	require.NoError(t, err)
+	assert.Equal(t, "150/m, 22500 tokens/m, 3600/d", ls.Share(4))
+	assert.Equal(t, "85.71/m, 12857.14 tokens/m, 2057.14/d", ls.Share(7))
+	assert.Equal(t, ls.Share(1), ls.Share(0))
+	assert.InDelta(t, 10.0, ls.AutoWeight(), 1e-9) // the daily limit binds: 14400/d = 10/m
+
+	tok, err := Parse("90000 tokens/m")
+	require.NoError(t, err)
+	assert.InDelta(t, 90.0, tok.AutoWeight(), 1e-9)
+	big, err := Parse("3000/m")
+	require.NoError(t, err)
+	small, err := Parse("600/m")
+	require.NoError(t, err)
+	assert.InDelta(t, 5.0, big.AutoWeight()/small.AutoWeight(), 1e-9)
+	assert.Equal(t, 0.0, Limits(nil).AutoWeight())
+}
+
+func TestCheckCost(t *testing.T) {
+	ls, err := Parse("600/m burst 10, 1000 tokens/m")
+	require.NoError(t, err)
+	assert.NoError(t, ls.CheckCost(1, 1000))
+	assert.NoError(t, ls.CheckCost(10, 0))
+	var ce *CostError
+	require.ErrorAs(t, ls.CheckCost(1, 1001), &ce)
+	assert.Equal(t, ls[1], ce.Limit)
+	assert.ErrorIs(t, ls.CheckCost(11, 0), ErrCostTooLarge)
+	assert.ErrorIs(t, ls.CheckCost(1, -1), ErrInvalidCost)
+	assert.ErrorIs(t, ls.CheckCost(1, MaxCost+1), ErrInvalidCost)
+}
+
+func TestLimitJSON(t *testing.T) {
+	ls, err := Parse("600/m, 90000 tokens/m burst 1000, 10000/d")
+	require.NoError(t, err)
+	b, err := json.Marshal(ls)
+	require.NoError(t, err)
+	assert.JSONEq(t, `[{"kind":"requests","rate":600,"per":"m","burst":600},
+		{"kind":"tokens","rate":90000,"per":"m","burst":1000},
+		{"kind":"requests","rate":10000,"per":"d","burst":10000}]`, string(b))
+	var back Limits
+	require.NoError(t, json.Unmarshal(b, &back))
+	assert.Equal(t, ls.String(), back.String())
+}
+
+func TestUsed(t *testing.T) {
+	ls, err := Parse("600/m, 90000 tokens/m, 14400/d")
+	require.NoError(t, err)
+	m := Minute{Requests: 5, Tokens: 45000}
+	assert.Equal(t, []float64{5.0 / 600, 0.5, 0.5}, ls.UsedEach(m))
+	assert.InDelta(t, 0.5, ls.Used(m), 1e-9)
+}
+
+func FuzzParse(f *testing.F) {
+	for _, s := range []string{"600/m", "100/s burst 20", "600/m, 90000 tokens/m, 10000/d", "1 token/d", ",", "tokens/m", "9 tokens/ m burst"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		ls, err := Parse(s)
+		if err != nil {
+			if !errors.Is(err, ErrInvalid) || strings.Contains(err.Error(), "\n") && !strings.Contains(s, "\n") {
+				t.Fatalf("Parse(%q): bad error %v", s, err)
+			}
+			return
+		}
+		if len(ls) > MaxLimits {
+			t.Fatalf("Parse(%q): %d limits", s, len(ls))
+		}
+		for _, l := range ls {
+			if l.Rate <= 0 || l.Rate > MaxRate || l.Burst < 0 || l.Burst > MaxRate || l.Per <= 0 {
+				t.Fatalf("Parse(%q): bad limit %+v", s, l)
+			}
+		}
+		again, err := Parse(ls.String())
+		if err != nil || again.String() != ls.String() {
+			t.Fatalf("Parse(%q).String() = %q does not parse back: %v", s, ls.String(), err)
+		}
+	})
+}
