@@ -18,7 +18,6 @@ import (
 
 	"github.com/allot-io/allot/client"
 	"github.com/allot-io/allot/heartbeat"
-	"github.com/allot-io/allot/internal/keys"
 	"github.com/allot-io/allot/registry"
 )
 
@@ -31,9 +30,8 @@ import (
 // what it does with the answers:
 //
 //   - allot with reports: ObserveHTTP on every answer; the shared cooldown
-//     is checked before each call (the limiter script does it once merged;
-//     here the bench reads cooling_until itself) and the revoked key is
-//     suspended for the whole pool;
+//     refuses every holder's Allow (the limiter script reads it, no extra
+//     round trip) and the revoked key is suspended for the whole pool;
 //   - allot without reports: the answers are ignored;
 //   - per-process cooldown: each node alone waits out its own 429s and, after
 //     3 of its own 401s within a minute, stops using the key for 5 s before
@@ -230,7 +228,6 @@ func runHealth(ctx context.Context, cfg healthConfig, mode healthMode) (healthRe
 			_ = rdbs[i].Close()
 		}
 	}()
-	k := keys.New(ns)
 	for i := range cfg.Nodes {
 		rdb := redis.NewClient(cfg.Redis)
 		c, err := client.New(rdb, client.WithNamespace(ns), client.WithNodeID(fmt.Sprintf("node-%03d", i)),
@@ -248,7 +245,7 @@ func runHealth(ctx context.Context, cfg healthConfig, mode healthMode) (healthRe
 			return healthResult{}, err
 		}
 		clients, rdbs = append(clients, c), append(rdbs, rdb)
-		wg.Go(func() { healthNode(runCtx, mode, c, rdb, k, srv.URL, hc) })
+		wg.Go(func() { healthNode(runCtx, mode, c, srv.URL, hc) })
 	}
 
 	if err := sleep(ctx, cfg.Warmup); err != nil {
@@ -298,7 +295,7 @@ func runHealth(ctx context.Context, cfg healthConfig, mode healthMode) (healthRe
 }
 
 // healthNode is one node's call loop.
-func healthNode(ctx context.Context, mode healthMode, c *client.Client, rdb *redis.Client, k keys.Keys, url string, hc *http.Client) {
+func healthNode(ctx context.Context, mode healthMode, c *client.Client, url string, hc *http.Client) {
 	coolUntil := map[string]time.Time{} // per-process: this node's own cooldowns
 	fails := map[string][]time.Time{}
 	for ctx.Err() == nil {
@@ -314,16 +311,6 @@ func healthNode(ctx context.Context, mode healthMode, c *client.Client, rdb *red
 		switch mode {
 		case perProcess:
 			if until := coolUntil[g.Name]; now.Before(until) {
-				if sleep(ctx, min(until.Sub(now), 50*time.Millisecond)) != nil {
-					return
-				}
-				continue
-			}
-		case withReports:
-			// What the limiter script does once merged: refuse while the
-			// group's shared cooldown runs.
-			ms, _ := rdb.HGet(ctx, k.Health(g.Name), "cooling_until").Int64()
-			if until := time.UnixMilli(ms); ms > 0 && now.Before(until) {
 				if sleep(ctx, min(until.Sub(now), 50*time.Millisecond)) != nil {
 					return
 				}
