@@ -52,17 +52,18 @@ type usageCollector struct {
 // maxCatchUp bounds how many missed minutes one scrape reads.
 const maxCatchUp = 60
 
+// Throttle and failure reports are exported by the health collector
+// (report.go) from the exact lifetime counters of health.lua, not from
+// usage minutes.
 var (
 	descGroupRequests = prometheus.NewDesc("allot_group_requests_total", "Calls allowed by the group's limiter, by full minute since this server started counting.", []string{"group"}, nil)
 	descGroupTokens   = prometheus.NewDesc("allot_group_tokens_total", "Tokens used (reserved, corrected by Settle).", []string{"group"}, nil)
 	descGroupRejected = prometheus.NewDesc("allot_group_rejected_total", "Calls refused by the group's limiter.", []string{"group"}, nil)
-	descGroupThrottle = prometheus.NewDesc("allot_group_throttled_total", "Upstream throttling reported by holders.", []string{"group"}, nil)
-	descGroupFailures = prometheus.NewDesc("allot_group_failures_total", "Upstream failures reported by holders.", []string{"group"}, nil)
 	descLimitUsed     = prometheus.NewDesc("allot_limit_used_ratio", "Fraction of a limit used in the last full minute (1 = all of its per-minute rate).", []string{"group", "limit"}, nil)
 )
 
 func (c *usageCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descGroupRequests, descGroupTokens, descGroupRejected, descGroupThrottle, descGroupFailures, descLimitUsed} {
+	for _, d := range []*prometheus.Desc{descGroupRequests, descGroupTokens, descGroupRejected, descLimitUsed} {
 		ch <- d
 	}
 }
@@ -100,8 +101,6 @@ func (c *usageCollector) Collect(ch chan<- prometheus.Metric) {
 			s.Requests += u.Requests
 			s.Tokens += max(u.Tokens, 0)
 			s.Rejected += u.Rejected
-			s.Throttled += u.Throttled
-			s.Failures += u.Failures
 			c.sums[n] = s
 		}
 		c.last, lastFull = m, use
@@ -117,7 +116,7 @@ func (c *usageCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 		t := c.sums[g.Name]
 		for d, v := range map[*prometheus.Desc]int64{descGroupRequests: t.Requests, descGroupTokens: t.Tokens,
-			descGroupRejected: t.Rejected, descGroupThrottle: t.Throttled, descGroupFailures: t.Failures} {
+			descGroupRejected: t.Rejected} {
 			ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), g.Name)
 		}
 		for i, u := range g.Limits.UsedEach(lastFull[g.Name]) {

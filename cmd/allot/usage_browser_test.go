@@ -21,9 +21,9 @@ import (
 // use appears without a reload.
 func TestBrowserUsage(t *testing.T) {
 	p := newPage(t)
-	url, stderr, stop := startServe(t, testEnv, "--dev", "--listen", "127.0.0.1:0", "--demo-nodes", "2")
-	m := devRedisLine.FindStringSubmatch(stderr.String())
-	require.NotNil(t, m, "serve --dev did not print its Redis URL: %s", stderr.String())
+	url, _, stop := startServe(t, testEnv, "--dev", "--listen", "127.0.0.1:0", "--demo-nodes", "2")
+	m := devRedisLine.FindStringSubmatch(lastStdout.String())
+	require.NotNil(t, m, "serve --dev did not print its Redis URL: %s", lastStdout.String())
 	opts, err := redis.ParseURL(m[1])
 	require.NoError(t, err)
 	rdb := redis.NewClient(opts)
