@@ -1,4 +1,4 @@
-package main
+package perf
 
 import (
 	"context"
@@ -25,57 +25,120 @@ import (
 	"github.com/allot-io/allot/registry"
 )
 
-// maxClientNodes is the largest pool `check perf` builds from real
-// client.Client instances in auto mode: each holds a pub/sub connection and
-// a small pool of its own, so 10,000 of them would need ~30,000 sockets.
-const maxClientNodes = 2000
+// MaxClientNodes is the largest pool Run builds from real client.Client
+// instances when Config.Mode is ModeAuto: each holds a pub/sub connection and
+// a small pool of its own, so 10,000 of them need ~30,000 sockets.
+const MaxClientNodes = 2000
 
-// perfConfig is one `check perf` run.
-type perfConfig struct {
-	url       string // Redis URL, for the per-node clients of client mode
-	namespace string // throwaway namespace, dropped at the end
-	nodes     int
-	groups    int
-	duration  time.Duration // steady-state window for beats/s
-	interval  time.Duration
-	ttl       time.Duration
-	sim       bool // simulated nodes instead of client.Client
-	kill      int  // nodes killed at once in the failover phase
-	leaves    int  // graceful leaves measured, one at a time
-	updates   int  // config changes measured
-	rebalance int  // rebalancer runs measured
-	progress  io.Writer
+// Mode says what the nodes of a run are.
+type Mode string
+
+// The node kinds of a run.
+const (
+	ModeAuto   Mode = "auto"   // ModeClient up to MaxClientNodes nodes, ModeSim above
+	ModeClient Mode = "client" // real client.Client instances, one small Redis client each
+	ModeSim    Mode = "sim"    // simulated nodes on one shared Redis client and subscription
+)
+
+// Config is one run. Heartbeat settings are fields (not read from Redis
+// here) so a caller that knows the namespace's stored settings passes them.
+type Config struct {
+	URL        string        // Redis URL, for the per-node clients of ModeClient and the shared client of ModeSim
+	Namespace  string        // throwaway namespace, dropped at the end; NewNamespace makes one
+	Nodes      int           // pool size (default 1000)
+	Groups     int           // groups, weight 1 each (default 20)
+	Duration   time.Duration // steady-state window for beats/s, rounded up to whole intervals (default 20s)
+	Interval   time.Duration // heartbeat interval of the nodes (default 2s)
+	TTL        time.Duration // heartbeat TTL of the nodes (default 6s; >= 3 x Interval)
+	Mode       Mode          // default ModeAuto
+	Kill       int           // percent of the nodes killed at once in the failover phase (default 10)
+	Leaves     int           // graceful leaves measured, one at a time (default 10)
+	Updates    int           // config changes measured (default 5)
+	Rebalances int           // rebalancer runs measured (default 10)
+	Progress   io.Writer     // one line per phase; nil = silent
 }
 
-// percentiles is a latency summary in milliseconds.
-type percentiles struct {
+// DefaultConfig returns the defaults of `allot check perf`; URL and
+// Namespace are left for the caller.
+func DefaultConfig() Config {
+	return Config{
+		Nodes: 1000, Groups: 20, Duration: 20 * time.Second,
+		Interval: 2 * time.Second, TTL: 6 * time.Second, Mode: ModeAuto,
+		Kill: 10, Leaves: 10, Updates: 5, Rebalances: 10,
+	}
+}
+
+// Validate checks cfg; its errors wrap ErrInvalidConfig and name the field.
+func (c Config) Validate() error {
+	switch {
+	case c.Nodes < 1:
+		return fmt.Errorf("%w: nodes %d: must be >= 1", ErrInvalidConfig, c.Nodes)
+	case c.Groups < 1:
+		return fmt.Errorf("%w: groups %d: must be >= 1", ErrInvalidConfig, c.Groups)
+	case c.Duration <= 0:
+		return fmt.Errorf("%w: duration %v: must be > 0", ErrInvalidConfig, c.Duration)
+	case c.Mode != ModeAuto && c.Mode != ModeClient && c.Mode != ModeSim:
+		return fmt.Errorf("%w: mode %q: want auto, client or sim", ErrInvalidConfig, c.Mode)
+	case c.Kill < 0 || c.Kill > 100 || c.Leaves < 0 || c.Updates < 0 || c.Rebalances < 0:
+		return fmt.Errorf("%w: kill must be 0..100 percent, leaves, updates and rebalances >= 0", ErrInvalidConfig)
+	}
+	if err := (heartbeat.Config{Interval: c.Interval, TTL: c.TTL}).Validate(); err != nil {
+		return fmt.Errorf("%w: interval/ttl: %w", ErrInvalidConfig, err)
+	}
+	if err := keys.Validate(c.Namespace); err != nil {
+		return fmt.Errorf("%w: namespace %q: %w", ErrInvalidConfig, c.Namespace, err)
+	}
+	return nil
+}
+
+// sim reports whether the run uses simulated nodes.
+func (c Config) sim() bool {
+	return c.Mode == ModeSim || (c.Mode == ModeAuto && c.Nodes > MaxClientNodes)
+}
+
+// Percentiles is a latency summary in milliseconds.
+type Percentiles struct {
 	P50 float64 `json:"p50"`
 	P99 float64 `json:"p99"`
 }
 
-// perfResult is what `check perf -o json` prints: the JSON fields are the
-// contract (DESIGN.md); the rest only feeds the table.
-type perfResult struct {
+// Result is what a run measured. The JSON fields are what `check perf -o
+// json` prints (the contract); the others feed the table.
+type Result struct {
 	Nodes             int         `json:"nodes"`
 	Groups            int         `json:"groups"`
 	BeatsPerSec       float64     `json:"beats_per_sec"`
 	RoundTripsPerBeat float64     `json:"round_trips_per_beat"`
-	FailoverMS        percentiles `json:"failover_ms"`
-	LeaveMS           percentiles `json:"leave_ms"`
-	PropagationMS     percentiles `json:"propagation_ms"`
-	RebalanceMS       percentiles `json:"rebalance_ms"`
+	FailoverMS        Percentiles `json:"failover_ms"`
+	LeaveMS           Percentiles `json:"leave_ms"`
+	PropagationMS     Percentiles `json:"propagation_ms"`
+	RebalanceMS       Percentiles `json:"rebalance_ms"`
 
-	mode              string
-	namespace         string
-	interval, ttl     time.Duration
-	window            time.Duration
-	startup           time.Duration
-	killed, left      int
-	holders, updates  int
-	rebalances        int
-	missedFailover    int
-	missedLeave       int
-	missedPropagation int
+	Mode              Mode          `json:"-"` // ModeClient or ModeSim, as run
+	Namespace         string        `json:"-"`
+	Interval          time.Duration `json:"-"`
+	TTL               time.Duration `json:"-"`
+	Window            time.Duration `json:"-"` // the steady window beats/s was measured over
+	Startup           time.Duration `json:"-"` // until the pool first settled
+	Killed            int           `json:"-"`
+	Left              int           `json:"-"`
+	Holders           int           `json:"-"` // of the group whose config changes were timed
+	Updates           int           `json:"-"`
+	Rebalanced        int           `json:"-"`
+	MissedFailover    int           `json:"-"` // samples that timed out (counted as the timeout)
+	MissedLeave       int           `json:"-"`
+	MissedPropagation int           `json:"-"`
+}
+
+// MinBeatIntervals is the shortest steady window, in heartbeat intervals,
+// whose beats/s figure means something: shorter windows are reported
+// (BeatsMeaningful false) rather than judged.
+const MinBeatIntervals = 3
+
+// BeatsMeaningful reports whether the beats/s figure was measured over a
+// window long enough to judge it.
+func (r Result) BeatsMeaningful() bool {
+	return r.Interval > 0 && r.Window >= MinBeatIntervals*r.Interval
 }
 
 // roundTrips is a go-redis hook counting the round trips of the simulated
@@ -126,7 +189,7 @@ func (r *roundTrips) reset() { r.calls.Store(0); r.beats.Store(0) }
 // reads (the committed assignment, group writes, the timed rebalances) go
 // through admin and are not counted as node round trips.
 type perfHarness struct {
-	cfg     perfConfig
+	cfg     Config
 	ctx     context.Context
 	cancel  context.CancelFunc
 	workers sync.WaitGroup
@@ -152,21 +215,22 @@ type perfHarness struct {
 	groups   []allocator.Group
 }
 
-var errNotSettled = errors.New("did not settle")
-
-// runPerf builds the pool in a fresh namespace on admin's Redis, measures
+// Run builds the pool in a fresh namespace on admin's Redis, measures
 // it and drops the namespace again, whatever happens.
-func runPerf(ctx context.Context, admin redis.UniversalClient, cfg perfConfig) (res perfResult, err error) {
+func Run(ctx context.Context, admin redis.UniversalClient, cfg Config) (res Result, err error) {
+	if err := cfg.Validate(); err != nil {
+		return res, err
+	}
 	hctx, cancel := context.WithCancel(ctx)
 	h := &perfHarness{
 		cfg: cfg, ctx: hctx, cancel: cancel, admin: admin,
-		adminReg: registry.New(admin, registry.WithNamespace(cfg.namespace)),
-		counter:  &roundTrips{nodesKey: keys.New(cfg.namespace).Nodes()},
+		adminReg: registry.New(admin, registry.WithNamespace(cfg.Namespace)),
+		counter:  &roundTrips{nodesKey: keys.New(cfg.Namespace).Nodes()},
 		gone:     map[string]bool{},
 		changed:  make(chan struct{}, 1),
 		assignEv: make(chan struct{}, 1),
 	}
-	adminHB, err := heartbeat.New(admin, cfg.namespace, heartbeat.Config{Interval: cfg.interval, TTL: cfg.ttl})
+	adminHB, err := heartbeat.New(admin, cfg.Namespace, heartbeat.Config{Interval: cfg.Interval, TTL: cfg.TTL})
 	if err != nil {
 		cancel()
 		return res, err
@@ -180,20 +244,20 @@ func runPerf(ctx context.Context, admin redis.UniversalClient, cfg perfConfig) (
 		}
 	}()
 
-	res = perfResult{
-		Nodes: cfg.nodes, Groups: cfg.groups, mode: "client",
-		namespace: cfg.namespace, interval: cfg.interval, ttl: cfg.ttl,
+	res = Result{
+		Nodes: cfg.Nodes, Groups: cfg.Groups, Mode: ModeClient,
+		Namespace: cfg.Namespace, Interval: cfg.Interval, TTL: cfg.TTL,
 	}
-	if cfg.sim {
-		res.mode = "sim"
+	if cfg.sim() {
+		res.Mode = ModeSim
 	}
 	if err := h.setup(); err != nil {
 		return res, err
 	}
-	if res.startup, err = h.startNodes(); err != nil {
+	if res.Startup, err = h.startNodes(); err != nil {
 		return res, err
 	}
-	h.logf("%d nodes started and settled in %v", cfg.nodes, res.startup.Round(time.Millisecond))
+	h.logf("%d nodes started and settled in %v", cfg.Nodes, res.Startup.Round(time.Millisecond))
 
 	if err := h.measureBeats(&res); err != nil {
 		return res, err
@@ -214,15 +278,15 @@ func runPerf(ctx context.Context, admin redis.UniversalClient, cfg perfConfig) (
 }
 
 func (h *perfHarness) logf(format string, args ...any) {
-	if h.cfg.progress != nil {
-		fmt.Fprintf(h.cfg.progress, "check perf: "+format+"\n", args...)
+	if h.cfg.Progress != nil {
+		fmt.Fprintf(h.cfg.Progress, "check perf: "+format+"\n", args...)
 	}
 }
 
 // setup creates the groups and, in simulated mode, the shared node client.
 func (h *perfHarness) setup() error {
 	ctx := h.ctx
-	for i := range h.cfg.groups {
+	for i := range h.cfg.Groups {
 		name := fmt.Sprintf("g%03d", i)
 		_, err := h.adminReg.Add(ctx, name, registry.Change{
 			Set: map[string]string{"v": "0", "endpoint": "https://api.example.com/" + name},
@@ -233,17 +297,17 @@ func (h *perfHarness) setup() error {
 		h.groups = append(h.groups, allocator.Group{Name: name, Weight: 1})
 	}
 	h.workers.Go(func() { h.followEvents(h.admin, h.onAdminEvent) })
-	if !h.cfg.sim {
+	if !h.cfg.sim() {
 		return nil
 	}
-	shared, err := redisurl.Open(h.cfg.url, redisurl.WithPoolSize(256))
+	shared, err := redisurl.Open(h.cfg.URL, redisurl.WithPoolSize(256))
 	if err != nil {
 		return err
 	}
 	shared.AddHook(h.counter)
 	h.shared = shared
-	h.nodeReg = registry.New(shared, registry.WithNamespace(h.cfg.namespace))
-	if h.nodeHB, err = heartbeat.New(shared, h.cfg.namespace, heartbeat.Config{Interval: h.cfg.interval, TTL: h.cfg.ttl}); err != nil {
+	h.nodeReg = registry.New(shared, registry.WithNamespace(h.cfg.Namespace))
+	if h.nodeHB, err = heartbeat.New(shared, h.cfg.Namespace, heartbeat.Config{Interval: h.cfg.Interval, TTL: h.cfg.TTL}); err != nil {
 		return err
 	}
 	h.nodeRB = allocator.NewRebalancer(shared, h.nodeReg, h.nodeHB, allocator.WithPlanner("check-perf-node"))
@@ -254,7 +318,7 @@ func (h *perfHarness) setup() error {
 // followEvents passes every event of the namespace to fn until h stops,
 // re-subscribing after a failure.
 func (h *perfHarness) followEvents(rdb redis.UniversalClient, fn func(registry.Event)) {
-	ch := keys.New(h.cfg.namespace).Events()
+	ch := keys.New(h.cfg.Namespace).Events()
 	for h.ctx.Err() == nil {
 		ps := rdb.Subscribe(h.ctx, ch)
 		stop := context.AfterFunc(h.ctx, func() { _ = ps.Close() })
@@ -321,10 +385,10 @@ func nodeIP(i int) string {
 // deploy would) and waits until the pool has settled.
 func (h *perfHarness) startNodes() (time.Duration, error) {
 	begin := time.Now()
-	nodes := make([]perfNode, 0, h.cfg.nodes)
-	for i := range h.cfg.nodes {
+	nodes := make([]perfNode, 0, h.cfg.Nodes)
+	for i := range h.cfg.Nodes {
 		id := fmt.Sprintf("perf-node-%05d", i)
-		if h.cfg.sim {
+		if h.cfg.sim() {
 			nodes = append(nodes, newSimNode(h, id, nodeIP(i+1)))
 			continue
 		}
@@ -345,7 +409,7 @@ func (h *perfHarness) startNodes() (time.Duration, error) {
 	}
 	h.mu.Unlock()
 
-	startTimeout := 30*time.Second + time.Duration(h.cfg.nodes)*10*time.Millisecond
+	startTimeout := 30*time.Second + time.Duration(h.cfg.Nodes)*10*time.Millisecond
 	sctx, cancel := context.WithTimeout(h.ctx, startTimeout)
 	defer cancel()
 	sem := make(chan struct{}, 64)
@@ -365,7 +429,7 @@ func (h *perfHarness) startNodes() (time.Duration, error) {
 		return 0, fmt.Errorf("start nodes: %w", *p)
 	}
 	if err := h.waitSettled(startTimeout); err != nil {
-		return 0, fmt.Errorf("pool of %d nodes %w within %v", h.cfg.nodes, err, startTimeout)
+		return 0, fmt.Errorf("pool of %d nodes %w within %v", h.cfg.Nodes, err, startTimeout)
 	}
 	return time.Since(begin), nil
 }
@@ -445,29 +509,39 @@ func (h *perfHarness) waitSettled(timeout time.Duration) error {
 }
 
 // measureBeats counts beats and round trips over the steady window.
-func (h *perfHarness) measureBeats(res *perfResult) error {
+func (h *perfHarness) measureBeats(res *Result) error {
 	// Let every node beat twice first: a node settles its fresh
 	// registration with one more read after the pool is planned.
-	if err := h.sleep(2 * h.cfg.interval); err != nil {
+	if err := h.sleep(2 * h.cfg.Interval); err != nil {
 		return err
 	}
-	if err := h.waitSettled(3*h.cfg.ttl + 10*time.Second); err != nil {
+	if err := h.waitSettled(3*h.cfg.TTL + 10*time.Second); err != nil {
 		return fmt.Errorf("pool %w", err)
 	}
-	h.logf("steady state for %v", h.cfg.duration)
+	window := beatWindow(h.cfg.Duration, h.cfg.Interval)
+	h.logf("steady state for %v", window)
 	h.counter.reset()
 	begin := time.Now()
-	if err := h.sleep(h.cfg.duration); err != nil {
+	if err := h.sleep(window); err != nil {
 		return err
 	}
-	res.window = time.Since(begin)
+	res.Window = time.Since(begin)
 
 	beats, calls := h.counter.beats.Load(), h.counter.calls.Load()
-	res.BeatsPerSec = round1(float64(beats) / res.window.Seconds())
+	res.BeatsPerSec = round1(float64(beats) / res.Window.Seconds())
 	if beats > 0 {
 		res.RoundTripsPerBeat = math.Round(float64(calls)/float64(beats)*100) / 100
 	}
 	return nil
+}
+
+// beatWindow rounds d up to whole heartbeat intervals: every node beats at
+// least once per interval, so over k whole intervals the pool makes at
+// least k beats per node, while a window of 2.5 intervals would count 2 or
+// 3 beats per node and report a false shortfall.
+func beatWindow(d, interval time.Duration) time.Duration {
+	k := (d + interval - 1) / interval
+	return max(k, 1) * interval
 }
 
 // sleep waits for d or until the run is cancelled.
@@ -495,7 +569,7 @@ func (h *perfHarness) holdersOf(a registry.Assignment, g string) []perfNode {
 
 // measurePropagation changes the config of the group with the most holders
 // several times and times until each holder uses the new version.
-func (h *perfHarness) measurePropagation(res *perfResult) error {
+func (h *perfHarness) measurePropagation(res *Result) error {
 	a, err := h.adminReg.Assignment(h.ctx)
 	if err != nil {
 		return err
@@ -506,14 +580,14 @@ func (h *perfHarness) measurePropagation(res *perfResult) error {
 			best, holders = g.Name, hs
 		}
 	}
-	res.holders = len(holders)
+	res.Holders = len(holders)
 	if best == "" {
 		return nil
 	}
-	h.logf("config change propagation: %d updates of %s (%d holders)", h.cfg.updates, best, len(holders))
-	timeout := 5*time.Second + 2*h.cfg.interval
+	h.logf("config change propagation: %d updates of %s (%d holders)", h.cfg.Updates, best, len(holders))
+	timeout := 5*time.Second + 2*h.cfg.Interval
 	var samples []float64
-	for u := 1; u <= h.cfg.updates; u++ {
+	for u := 1; u <= h.cfg.Updates; u++ {
 		t0 := time.Now()
 		g, err := h.adminReg.Update(h.ctx, best, registry.Change{Set: map[string]string{"v": strconv.Itoa(u)}}, "check-perf")
 		if err != nil {
@@ -536,10 +610,10 @@ func (h *perfHarness) measurePropagation(res *perfResult) error {
 			return err
 		}
 		for range len(holders) - len(seen) {
-			res.missedPropagation++
+			res.MissedPropagation++
 			samples = append(samples, ms(timeout))
 		}
-		res.updates++
+		res.Updates++
 	}
 	res.PropagationMS = latencies(samples)
 	return nil
@@ -547,10 +621,10 @@ func (h *perfHarness) measurePropagation(res *perfResult) error {
 
 // measureRebalance times Rebalancer.Run committing a new plan for the
 // whole pool: each run follows a weight change that moves nodes.
-func (h *perfHarness) measureRebalance(res *perfResult) error {
-	h.logf("rebalance: %d timed runs", h.cfg.rebalance)
+func (h *perfHarness) measureRebalance(res *Result) error {
+	h.logf("rebalance: %d timed runs", h.cfg.Rebalances)
 	var samples []float64
-	for i := range h.cfg.rebalance {
+	for i := range h.cfg.Rebalances {
 		g := h.groups[(i/2)%len(h.groups)].Name
 		w := 2.0
 		if i%2 == 1 {
@@ -560,7 +634,7 @@ func (h *perfHarness) measureRebalance(res *perfResult) error {
 			return fmt.Errorf("update group %s: %w", g, err)
 		}
 		h.setWeight(g, w)
-		deadline := time.Now().Add(2 * h.cfg.interval)
+		deadline := time.Now().Add(2 * h.cfg.Interval)
 		for {
 			r, err := h.adminRB.Run(h.ctx)
 			if err == nil {
@@ -575,8 +649,8 @@ func (h *perfHarness) measureRebalance(res *perfResult) error {
 			}
 			time.Sleep(time.Millisecond)
 		}
-		res.rebalances = len(samples)
-		if err := h.waitSettled(3*h.cfg.ttl + 10*time.Second); err != nil {
+		res.Rebalanced = len(samples)
+		if err := h.waitSettled(3*h.cfg.TTL + 10*time.Second); err != nil {
 			return fmt.Errorf("pool after a weight change %w", err)
 		}
 	}
@@ -642,14 +716,14 @@ func (idx holderIndex) reassigned(id string, groups []string) bool {
 
 // measureLeave closes nodes gracefully one at a time and times until their
 // groups are in use elsewhere.
-func (h *perfHarness) measureLeave(res *perfResult) error {
+func (h *perfHarness) measureLeave(res *Result) error {
 	live := h.live()
-	count := min(h.cfg.leaves, len(live)/10)
+	count := min(h.cfg.Leaves, len(live)/10)
 	if count == 0 {
 		return nil
 	}
 	h.logf("graceful leave: %d nodes, one at a time", count)
-	timeout := 2*h.cfg.ttl + 5*time.Second
+	timeout := 2*h.cfg.TTL + 5*time.Second
 	var samples []float64
 	for _, i := range mrand.Perm(len(live))[:count] {
 		n := live[i]
@@ -662,7 +736,7 @@ func (h *perfHarness) measureLeave(res *perfResult) error {
 		t0 := time.Now()
 		var wg sync.WaitGroup
 		wg.Go(func() {
-			lctx, cancel := context.WithTimeout(h.ctx, h.cfg.ttl)
+			lctx, cancel := context.WithTimeout(h.ctx, h.cfg.TTL)
 			defer cancel()
 			_ = n.leave(lctx)
 		})
@@ -677,13 +751,13 @@ func (h *perfHarness) measureLeave(res *perfResult) error {
 		wg.Wait()
 		switch {
 		case errors.Is(err, errNotSettled):
-			res.missedLeave++
+			res.MissedLeave++
 			took = timeout
 		case err != nil:
 			return err
 		}
 		samples = append(samples, ms(took))
-		res.left++
+		res.Left++
 		if err := h.waitSettled(timeout); err != nil {
 			return fmt.Errorf("pool after a leave %w", err)
 		}
@@ -694,9 +768,9 @@ func (h *perfHarness) measureLeave(res *perfResult) error {
 
 // measureFailover kills a tenth of the nodes at once (no leave) and times,
 // per killed node, until its groups are in use elsewhere.
-func (h *perfHarness) measureFailover(res *perfResult) error {
+func (h *perfHarness) measureFailover(res *Result) error {
 	live := h.live()
-	count := max(1, len(live)*h.cfg.kill/100)
+	count := max(1, len(live)*h.cfg.Kill/100)
 	if len(live) < 2 {
 		return nil
 	}
@@ -722,7 +796,7 @@ func (h *perfHarness) measureFailover(res *perfResult) error {
 	for _, n := range victims {
 		n.kill()
 	}
-	timeout := 3*(h.cfg.ttl+h.cfg.interval) + 5*time.Second
+	timeout := 3*(h.cfg.TTL+h.cfg.Interval) + 5*time.Second
 	var samples []float64
 	err = h.watch(timeout, func(a registry.Assignment, now time.Time) bool {
 		idx := h.indexHolders(a)
@@ -736,14 +810,14 @@ func (h *perfHarness) measureFailover(res *perfResult) error {
 	})
 	switch {
 	case errors.Is(err, errNotSettled):
-		res.missedFailover = len(pending)
+		res.MissedFailover = len(pending)
 		for range len(pending) {
 			samples = append(samples, ms(timeout))
 		}
 	case err != nil:
 		return err
 	}
-	res.killed = count
+	res.Killed = count
 	res.FailoverMS = latencies(samples)
 	return nil
 }
@@ -769,8 +843,8 @@ func (h *perfHarness) shutdown(ctx context.Context) error {
 	if h.shared != nil {
 		_ = h.shared.Close()
 	}
-	if err := dropNamespace(ctx, h.admin, h.cfg.namespace); err != nil {
-		return fmt.Errorf("drop namespace %s: %w", h.cfg.namespace, err)
+	if err := dropNamespace(ctx, h.admin, h.cfg.Namespace); err != nil {
+		return fmt.Errorf("drop namespace %s: %w", h.cfg.Namespace, err)
 	}
 	return nil
 }
@@ -810,17 +884,17 @@ func dropNamespace(ctx context.Context, rdb redis.UniversalClient, ns string) er
 	return drop(ctx, rdb)
 }
 
-// newPerfNamespace returns prefix + 8 random hex digits.
-func newPerfNamespace(prefix string) string {
+// NewNamespace returns a throwaway namespace: prefix + 8 random hex digits.
+func NewNamespace(prefix string) string {
 	var b [4]byte
 	_, _ = rand.Read(b[:])
 	return prefix + hex.EncodeToString(b[:])
 }
 
 // latencies returns the nearest-rank p50 and p99 of samples (ms).
-func latencies(samples []float64) percentiles {
+func latencies(samples []float64) Percentiles {
 	if len(samples) == 0 {
-		return percentiles{}
+		return Percentiles{}
 	}
 	s := slices.Clone(samples)
 	slices.Sort(s)
@@ -828,7 +902,7 @@ func latencies(samples []float64) percentiles {
 		i := int(math.Ceil(q*float64(len(s)))) - 1
 		return round1(s[max(i, 0)])
 	}
-	return percentiles{P50: rank(0.50), P99: rank(0.99)}
+	return Percentiles{P50: rank(0.50), P99: rank(0.99)}
 }
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }

@@ -1,4 +1,4 @@
-package main
+package perf
 
 import (
 	"context"
@@ -55,9 +55,6 @@ type perfNode interface {
 	close(ctx context.Context)
 }
 
-// errKilled is what a killed node's Redis calls fail with.
-var errKilled = errors.New("perf: node killed")
-
 // clientNode is a real client.Client on a Redis client of its own (a small
 // pool, as a node process would have), so it can be killed alone.
 type clientNode struct {
@@ -70,7 +67,7 @@ type clientNode struct {
 }
 
 func newClientNode(h *perfHarness, id, ip string) (*clientNode, error) {
-	rdb, err := redisurl.Open(h.cfg.url, redisurl.WithPoolSize(4))
+	rdb, err := redisurl.Open(h.cfg.URL, redisurl.WithPoolSize(4))
 	if err != nil {
 		return nil, err
 	}
@@ -78,8 +75,8 @@ func newClientNode(h *perfHarness, id, ip string) (*clientNode, error) {
 	rdb.AddHook(sw)
 	rdb.AddHook(h.counter)
 	c, err := client.New(rdb,
-		client.WithNamespace(h.cfg.namespace), client.WithNodeID(id), client.WithIP(ip),
-		client.WithHeartbeat(heartbeat.Config{Interval: h.cfg.interval, TTL: h.cfg.ttl}))
+		client.WithNamespace(h.cfg.Namespace), client.WithNodeID(id), client.WithIP(ip),
+		client.WithHeartbeat(heartbeat.Config{Interval: h.cfg.Interval, TTL: h.cfg.TTL}))
 	if err != nil {
 		_ = rdb.Close()
 		return nil, err
@@ -160,7 +157,7 @@ func (n *simNode) start(ctx context.Context) error {
 func (n *simNode) run() {
 	defer close(n.done)
 	h := n.h
-	iv := h.cfg.interval
+	iv := h.cfg.Interval
 	t := time.NewTimer(0)
 	defer t.Stop()
 	for {
@@ -265,13 +262,13 @@ func (n *simNode) leave(ctx context.Context) error {
 	if err := n.h.nodeHB.Leave(ctx, n.nid); err != nil {
 		return err
 	}
-	deadline := time.Now().Add(n.h.cfg.interval)
+	deadline := time.Now().Add(n.h.cfg.Interval)
 	for {
 		_, err := n.h.nodeRB.Run(ctx)
 		if !errors.Is(err, allocator.ErrLocked) || time.Now().After(deadline) {
 			return nil
 		}
-		t := time.NewTimer(time.Millisecond + rand.N(n.h.cfg.interval/20+1))
+		t := time.NewTimer(time.Millisecond + rand.N(n.h.cfg.Interval/20+1))
 		select {
 		case <-ctx.Done():
 			t.Stop()
