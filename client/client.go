@@ -85,6 +85,9 @@ type Client struct {
 	ready        chan struct{}
 	readyOnce    sync.Once
 	rebalancing  atomic.Bool
+	// fetches and adopted count assignment reads and epochs adopted from
+	// an event without a read (tests and check perf read them).
+	fetches, adopted atomic.Int64
 
 	pauseMu sync.Mutex
 	pauseCh chan struct{} // non-nil while the loop is frozen (tests)

@@ -75,25 +75,38 @@ func reloadClusterState(rdb redis.UniversalClient) {
 }
 
 // fetchLoop re-reads the assignment whenever a beat, a pushed event or a
-// finished plan says it (or a held group) moved.
+// finished plan says it (or a held group) moved. A failed read is retried
+// with backoff (and at the next beat, whichever comes first); it never
+// holds up the beat loop, which runs on its own goroutine.
 func (c *Client) fetchLoop() {
 	defer c.workers.Done()
 	ctx := c.ctx
+	retry := time.NewTimer(time.Hour)
+	retry.Stop()
+	defer retry.Stop()
+	failures := 0
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-c.wakeFetch:
+		case <-retry.C:
 		}
 		if !c.waitIfPaused(ctx) {
 			return
 		}
-		if err := c.fetch(ctx); err != nil && ctx.Err() == nil {
-			c.mu.Lock()
-			c.lastErr = err
-			c.mu.Unlock()
-			c.log.Debug("allot: fetch failed; retrying at the next beat", "err", err)
+		retry.Stop()
+		err := c.fetch(ctx)
+		if err == nil || ctx.Err() != nil {
+			failures = 0
+			continue
 		}
+		failures++
+		c.mu.Lock()
+		c.lastErr = err
+		c.mu.Unlock()
+		c.log.Debug("allot: fetch failed; retrying with backoff", "err", err, "failures", failures)
+		retry.Reset(c.backoff(failures))
 	}
 }
 
@@ -225,6 +238,7 @@ func (c *Client) fetch(ctx context.Context) error {
 
 	fctx, cancel := context.WithTimeout(ctx, c.callTimeout())
 	defer cancel()
+	c.fetches.Add(1)
 	view, err := c.reg.NodeAssignment(fctx, c.o.nodeID)
 	if err != nil {
 		return fmt.Errorf("client: read assignment: %w", err)

@@ -96,6 +96,7 @@ func TestTracker(t *testing.T) {
 		"Leave":              testLeave,
 		"OneRoundTrip":       testOneRoundTrip,
 		"InvalidNode":        testInvalidNode,
+		"DirtyGroups":        testDirtyGroups,
 	}
 	topologies := map[string]func(t *testing.T) redis.UniversalClient{
 		"standalone": func(t *testing.T) redis.UniversalClient { return redistest.Start(t).Client(t) },
@@ -481,4 +482,36 @@ func TestNewValidates(t *testing.T) {
 	tr, err := heartbeat.New(rdb, "", testConfig)
 	require.NoError(t, err)
 	assert.Equal(t, testConfig, tr.Config())
+}
+
+// testDirtyGroups: a leave that removes a committed entry records the
+// groups that lost a holder, so the next commit's event names them; a
+// list past 4 KiB becomes "*" (name nothing: every node reads).
+func testDirtyGroups(t *testing.T, rdb redis.UniversalClient) {
+	ctx := context.Background()
+	e := newEnv(t, rdb)
+	for _, id := range []string{"a", "b", "c"} {
+		_, err := e.tr.Beat(ctx, heartbeat.Beat{Node: id})
+		require.NoError(t, err)
+	}
+	require.NoError(t, rdb.HSet(ctx, e.k.Assign(), "a", "g1,g2", "b", "g3", "c", "").Err())
+	require.NoError(t, rdb.HSet(ctx, e.k.Holders(), "g1", 1, "g2", 1, "g3", 1).Err())
+	require.NoError(t, e.tr.Leave(ctx, "a"))
+	require.NoError(t, e.tr.Leave(ctx, "b"))
+	dg, err := rdb.HGet(ctx, e.k.State(), "dirtyg").Result()
+	require.NoError(t, err)
+	assert.Equal(t, "g1,g2,g3", dg)
+	require.NoError(t, e.tr.Leave(ctx, "c"))
+	dg, err = rdb.HGet(ctx, e.k.State(), "dirtyg").Result()
+	require.NoError(t, err)
+	assert.Equal(t, "g1,g2,g3", dg, "a standby node's leave names no group")
+
+	_, err = e.tr.Beat(ctx, heartbeat.Beat{Node: "d"})
+	require.NoError(t, err)
+	require.NoError(t, rdb.HSet(ctx, e.k.Assign(), "d", "g4").Err())
+	e.setState(t, "dirtyg", strings.Repeat("x", 4096))
+	require.NoError(t, e.tr.Leave(ctx, "d"))
+	dg, err = rdb.HGet(ctx, e.k.State(), "dirtyg").Result()
+	require.NoError(t, err)
+	assert.Equal(t, "*", dg)
 }

@@ -170,7 +170,8 @@ func (r *Registry) NodeAssignment(ctx context.Context, node string) (NodeView, e
 // sorted, deduplicated and without empty lists. prev/pmver are set to
 // c.From.Rev/MVer. Only the entries that differ from c.Base are written, with
 // the holder counts adjusted; when none does, changed is false (same epoch, no
-// event), otherwise the epoch is incremented and an assignment event published.
+// event), otherwise the epoch is incremented and an assignment event published
+// that names what changed (Event.Scope, Nodes, Groups; see Event.Concerns).
 func (r *Registry) Commit(ctx context.Context, c Commit) (epoch int64, changed bool, err error) {
 	base := c.Base
 	if base == nil {
@@ -192,7 +193,7 @@ func (r *Registry) Commit(ctx context.Context, c Commit) (epoch int64, changed b
 	groups := distinctGroups(setNodes)
 
 	k := r.keys
-	args := make([]any, 0, 11+len(groups)+len(setNodes)+len(delNodes)+len(setRevoked)+len(delRevoked))
+	args := make([]any, 0, 12+len(groups)+len(setNodes)+len(delNodes)+len(setRevoked)+len(delRevoked))
 	args = append(args, c.From.Epoch, c.From.Rev, c.From.MVer, c.By, k.Events(), LogMaxLen,
 		len(groups), len(setNodes)/2, len(delNodes), len(setRevoked)/2, len(delRevoked))
 	for _, part := range [][]string{groups, setNodes, delNodes, setRevoked, delRevoked} {
@@ -200,6 +201,7 @@ func (r *Registry) Commit(ctx context.Context, c Commit) (epoch int64, changed b
 			args = append(args, v)
 		}
 	}
+	args = append(args, EventMaxNodes)
 	res, err := commitScript.Run(ctx, r.rdb,
 		[]string{k.State(), k.Assign(), k.Revoked(), k.Groups(), k.Log(), k.Holders(), k.Nodes()}, args...).StringSlice()
 	if err != nil {

@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -29,29 +31,83 @@ const (
 	EventNodeReaped        = "node.reaped"
 )
 
+// EventMaxNodes is the most node IDs an assignment event names; a commit
+// that changes more entries names their groups instead (ScopeGroups).
+const EventMaxNodes = 256
+
+// Scopes of an assignment event: how much of the change it names.
+const (
+	// ScopeNodes: Nodes are exactly the nodes whose entries changed and
+	// Groups the groups whose holder count (so every holder's share) changed.
+	ScopeNodes = "nodes"
+	// ScopeGroups: too many entries changed to list; Groups also holds
+	// every group of their old and new entries.
+	ScopeGroups = "groups"
+)
+
 // Event is one entry of the event log; the same fields are published on the
-// events channel. JSON: id, type, group, node, by, epoch, version, at (Unix ms).
+// events channel. JSON: id, type, group, node, by, epoch, version, at (Unix
+// ms), and on assignment events that name what changed: scope, nodes, groups.
 type Event struct {
 	ID, Type, Group, Node, By string
 	Epoch, Version            int64
 	At                        time.Time
+	// Scope, Nodes and Groups name what an assignment event changed (see
+	// Concerns); Scope "" names nothing: every node is concerned.
+	Scope  string
+	Nodes  []string
+	Groups []string
+}
+
+// Concerns reports whether an assignment event may change what node, which
+// now holds held, reads from its assignment: its entry or the share of one
+// of its groups. A node it does not concern reads nothing and may adopt
+// the event's epoch when it is the next one after the epoch it has read.
+// An event that names nothing (Scope "", as from an older writer) concerns
+// every node; other event types concern nobody here.
+func (e Event) Concerns(node string, held []string) bool {
+	if e.Type != EventAssignment {
+		return false
+	}
+	switch e.Scope {
+	case ScopeNodes:
+		if slices.Contains(e.Nodes, node) {
+			return true
+		}
+	case ScopeGroups:
+		if len(held) == 0 {
+			return true
+		}
+	default:
+		return true
+	}
+	for _, g := range held {
+		if slices.Contains(e.Groups, g) {
+			return true
+		}
+	}
+	return false
 }
 
 // eventJSON is the wire form shared with the Lua scripts: at is Unix ms.
 type eventJSON struct {
-	ID      string `json:"id"`
-	Type    string `json:"type"`
-	Group   string `json:"group"`
-	Node    string `json:"node"`
-	By      string `json:"by"`
-	Epoch   int64  `json:"epoch"`
-	Version int64  `json:"version"`
-	At      int64  `json:"at"`
+	ID      string   `json:"id"`
+	Type    string   `json:"type"`
+	Group   string   `json:"group"`
+	Node    string   `json:"node"`
+	By      string   `json:"by"`
+	Epoch   int64    `json:"epoch"`
+	Version int64    `json:"version"`
+	At      int64    `json:"at"`
+	Scope   string   `json:"scope,omitempty"`
+	Nodes   []string `json:"nodes,omitempty"`
+	Groups  []string `json:"groups,omitempty"`
 }
 
 // MarshalJSON encodes e with snake_case fields and at in Unix ms.
 func (e Event) MarshalJSON() ([]byte, error) {
-	j := eventJSON{ID: e.ID, Type: e.Type, Group: e.Group, Node: e.Node, By: e.By, Epoch: e.Epoch, Version: e.Version}
+	j := eventJSON{ID: e.ID, Type: e.Type, Group: e.Group, Node: e.Node, By: e.By, Epoch: e.Epoch, Version: e.Version,
+		Scope: e.Scope, Nodes: e.Nodes, Groups: e.Groups}
 	if !e.At.IsZero() {
 		j.At = e.At.UnixMilli()
 	}
@@ -100,6 +156,27 @@ func (e *Event) UnmarshalJSON(b []byte) error {
 	}
 	if out.At, err = parseAt(at); err != nil {
 		return fmt.Errorf("registry: event at: %w", err)
+	}
+	if out.Scope, err = str("scope"); err != nil {
+		return err
+	}
+	for _, f := range []struct {
+		k string
+		p *[]string
+	}{{"nodes", &out.Nodes}, {"groups", &out.Groups}} {
+		v, ok := raw[f.k]
+		if !ok || string(v) == "null" {
+			continue
+		}
+		// A list that is not a list of strings names nothing reliably:
+		// drop the scope so that every node reads.
+		if json.Unmarshal(v, f.p) != nil {
+			out.Scope, out.Nodes, out.Groups = "", nil, nil
+			break
+		}
+	}
+	if out.Scope != "" && out.Scope != ScopeNodes && out.Scope != ScopeGroups {
+		out.Scope = "" // unknown: name nothing, so every node reads
 	}
 	*e = out
 	return nil
@@ -180,5 +257,16 @@ func eventFromStream(m redis.XMessage) Event {
 	e.Epoch, _ = parseNumber(s("epoch"))
 	e.Version, _ = parseNumber(s("version"))
 	e.At, _ = parseAt(s("at"))
+	if e.Scope = s("scope"); e.Scope != "" {
+		e.Nodes, e.Groups = splitList(s("nodes")), splitList(s("groups"))
+	}
 	return e
+}
+
+// splitList splits a comma-joined stream field; "" is no list.
+func splitList(s string) []string {
+	if s == "" {
+		return nil
+	}
+	return strings.Split(s, ",")
 }
