@@ -88,6 +88,9 @@ type Client struct {
 	// fetches and adopted count assignment reads and epochs adopted from
 	// an event without a read (tests and check perf read them).
 	fetches, adopted atomic.Int64
+	// dropEvents makes the subscriber ignore every pushed event, as if the
+	// subscription had lost them (tests only).
+	dropEvents atomic.Bool
 
 	pauseMu sync.Mutex
 	pauseCh chan struct{} // non-nil while the loop is frozen (tests)

@@ -79,6 +79,9 @@ func (c *Client) listen(ctx context.Context, resumed bool) error {
 // onEvent wakes a fetch for an assignment change or a change of a group
 // this node holds.
 func (c *Client) onEvent(payload string) {
+	if c.dropEvents.Load() {
+		return
+	}
 	// Most events (joins, leaves, schedules) concern nobody in particular;
 	// skip them before paying for a JSON decode.
 	if !strings.Contains(payload, `"assignment"`) && !strings.Contains(payload, `"group.`) {
