@@ -265,7 +265,7 @@ func (c *Client) fetch(ctx context.Context) error {
 	changed := c.raw == nil || c.fromCache || !c.raw.same(*a)
 	c.raw, c.fromCache = a, false
 	c.trusted = gen == c.gen
-	c.lastRev = rev // the read started after the beat that saw rev
+	c.lastRev = max(c.lastRev, rev) // the read started after the beat that saw rev (or an event adopted a later one)
 	c.publishLocked()
 	c.mu.Unlock()
 

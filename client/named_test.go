@@ -97,6 +97,29 @@ func TestUnnamedNodesAdoptWithoutRead(t *testing.T) {
 	assert.Positive(t, concerned)
 	assert.Positive(t, unconcerned)
 
+	// A config change: only the holders read, even at their next beat (the
+	// others adopted the revision from the event).
+	for i, c := range rest {
+		before[i+1] = c.fetches.Load()
+	}
+	target := rest[0].Assignment().Names()[0]
+	g, err := p.reg.Update(context.Background(), target, registry.Change{Set: set("v", "1")}, "test")
+	require.NoError(t, err)
+	cnt, err := p.reg.Counters(context.Background())
+	require.NoError(t, err)
+	for i, c := range rest {
+		within(t, 2*slowHB.Interval+time.Second, func() bool {
+			c.mu.Lock()
+			defer c.mu.Unlock()
+			return c.seenRev == cnt.Rev
+		}, "a beat saw the new revision")
+		if c.Assignment().Holds(target) {
+			within(t, time.Second, func() bool { got, _ := c.Assignment().Group(target); return got.Version == g.Version }, "holder read")
+			continue
+		}
+		assert.Equal(t, before[i+1], c.fetches.Load(), "%s does not hold %s: no read", c.o.nodeID, target)
+	}
+
 	// Every survivor's share is what Redis says.
 	for _, c := range rest {
 		view, err := p.reg.NodeAssignment(context.Background(), c.o.nodeID)

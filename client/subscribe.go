@@ -98,6 +98,11 @@ func (c *Client) onEvent(payload string) {
 	case strings.HasPrefix(ev.Type, "group."):
 		c.mu.Lock()
 		held := c.raw != nil && c.raw.Holds(ev.Group)
+		if !held && ev.Rev > 0 && ev.Rev == c.lastRev+1 {
+			// Nothing this node reads changed: the beat need not re-read
+			// for this revision.
+			c.lastRev = ev.Rev
+		}
 		c.mu.Unlock()
 		if held {
 			signal(c.wakeFetch)

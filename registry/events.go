@@ -57,6 +57,10 @@ type Event struct {
 	Scope  string
 	Nodes  []string
 	Groups []string
+	// Rev is the group revision a group write moved to (0 on other
+	// events): a node that does not hold the group and has read Rev-1
+	// adopts it without a read.
+	Rev int64
 }
 
 // Concerns reports whether an assignment event may change what node, which
@@ -102,12 +106,13 @@ type eventJSON struct {
 	Scope   string   `json:"scope,omitempty"`
 	Nodes   []string `json:"nodes,omitempty"`
 	Groups  []string `json:"groups,omitempty"`
+	Rev     int64    `json:"rev,omitempty"`
 }
 
 // MarshalJSON encodes e with snake_case fields and at in Unix ms.
 func (e Event) MarshalJSON() ([]byte, error) {
 	j := eventJSON{ID: e.ID, Type: e.Type, Group: e.Group, Node: e.Node, By: e.By, Epoch: e.Epoch, Version: e.Version,
-		Scope: e.Scope, Nodes: e.Nodes, Groups: e.Groups}
+		Scope: e.Scope, Nodes: e.Nodes, Groups: e.Groups, Rev: e.Rev}
 	if !e.At.IsZero() {
 		j.At = e.At.UnixMilli()
 	}
@@ -138,12 +143,12 @@ func (e *Event) UnmarshalJSON(b []byte) error {
 	}
 	var out Event
 	var err error
-	var epoch, version, at string
+	var epoch, version, at, rev string
 	for _, f := range []struct {
 		k string
 		p *string
 	}{{"id", &out.ID}, {"type", &out.Type}, {"group", &out.Group}, {"node", &out.Node}, {"by", &out.By},
-		{"epoch", &epoch}, {"version", &version}, {"at", &at}} {
+		{"epoch", &epoch}, {"version", &version}, {"at", &at}, {"rev", &rev}} {
 		if *f.p, err = str(f.k); err != nil {
 			return err
 		}
@@ -156,6 +161,9 @@ func (e *Event) UnmarshalJSON(b []byte) error {
 	}
 	if out.At, err = parseAt(at); err != nil {
 		return fmt.Errorf("registry: event at: %w", err)
+	}
+	if out.Rev, err = parseNumber(rev); err != nil {
+		return fmt.Errorf("registry: event rev: %w", err)
 	}
 	if out.Scope, err = str("scope"); err != nil {
 		return err
@@ -257,6 +265,7 @@ func eventFromStream(m redis.XMessage) Event {
 	e.Epoch, _ = parseNumber(s("epoch"))
 	e.Version, _ = parseNumber(s("version"))
 	e.At, _ = parseAt(s("at"))
+	e.Rev, _ = parseNumber(s("rev"))
 	if e.Scope = s("scope"); e.Scope != "" {
 		e.Nodes, e.Groups = splitList(s("nodes")), splitList(s("groups"))
 	}

@@ -58,9 +58,15 @@ func testCommitNamesChanges(t *testing.T, rdb redis.UniversalClient) {
 	defer sub.Close()
 	_, err := sub.Receive(ctx)
 	require.NoError(t, err)
-	for _, g := range []string{"a", "b", "c"} {
+	for i, g := range []string{"a", "b", "c"} {
 		_, err := e.reg.Add(ctx, g, registry.Change{}, "t")
 		require.NoError(t, err)
+		// A group event carries the revision it moved to.
+		msg, err := sub.ReceiveMessage(ctx)
+		require.NoError(t, err)
+		ev, err := registry.ParseEvent(msg.Payload)
+		require.NoError(t, err)
+		assert.Equal(t, int64(i+1), ev.Rev, g)
 	}
 	e.register(t, "n1", "n2", "n3", "n4")
 
