@@ -133,7 +133,7 @@ func (c *Client) tick(ctx context.Context) error {
 	}
 	ready := c.isReady()
 	fetchAfterPlan := false
-	if reply.Work {
+	if reply.Work && reply.First {
 		fetchAfterPlan = c.rebalanceAsync(!ready) && !ready
 	}
 	if !fetchAfterPlan && c.needFetch(reply) {

@@ -2,7 +2,8 @@
 -- Leaving an unknown node changes nothing.
 --
 -- KEYS[1] :nodes     ZSET node ID -> last beat
--- KEYS[2] :state     HASH (mver is bumped if the node was live)
+-- KEYS[2] :state     HASH (mver is bumped if the node was live, and the
+--                    plan for it claimed: the leaver plans, see claim)
 -- KEYS[3] :members   HASH node ID -> record
 -- KEYS[4] :log       STREAM of events
 -- KEYS[5..7] :assign, :revoked, :holders (see forget.lua)
@@ -18,9 +19,10 @@ end
 redis.call('HDEL', KEYS[3], ARGV[1])
 forget(ARGV[1])
 local epoch = tonumber(redis.call('HGET', KEYS[2], 'epoch') or '0') or 0
-redis.call('HINCRBY', KEYS[2], 'mver', 1)
+local mver = redis.call('HINCRBY', KEYS[2], 'mver', 1)
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+claim(mver, now)
 local xid = redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[3], '*',
   'type', 'node.left', 'group', '', 'node', ARGV[1], 'epoch', epoch,
   'version', 0, 'by', ARGV[1], 'at', string.format('%.0f', now))

@@ -1,7 +1,8 @@
 -- reap.lua: remove every node silent for longer than the TTL.
 --
 -- KEYS[1] :nodes ZSET node ID -> last beat (ms, server time)
--- KEYS[2] :state HASH (mver is bumped once if any node was reaped)
+-- KEYS[2] :state HASH (mver is bumped once if any node was reaped, and the
+--                plan for it claimed: the reaper plans, see claim)
 -- KEYS[3] :log   STREAM of events
 -- KEYS[4] :members HASH node ID -> record
 -- KEYS[5] :assign  HASH node ID -> groups (the node's entry is removed)
@@ -33,5 +34,5 @@ for _, id in ipairs(dead) do
     id = xid, type = 'node.reaped', group = '', node = id, epoch = epoch,
     version = 0, by = '', at = now}))
 end
-redis.call('HINCRBY', KEYS[2], 'mver', 1)
+claim(redis.call('HINCRBY', KEYS[2], 'mver', 1), now)
 return dead

@@ -118,7 +118,7 @@ func (s *Server) nodeHeartbeat(w http.ResponseWriter, r *http.Request) error {
 	if rep.Joined {
 		s.log.Info("node joined", "node", id)
 	}
-	if rep.Work {
+	if rep.Work && rep.First {
 		s.Nudge()
 	}
 	a, err := s.assignment(r.Context(), id)

@@ -188,7 +188,7 @@ func (n *simNode) tick(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if reply.Work && n.rebalancing.CompareAndSwap(false, true) {
+	if reply.Work && reply.First && n.rebalancing.CompareAndSwap(false, true) {
 		h.workers.Go(func() {
 			defer n.rebalancing.Store(false)
 			_, _ = h.nodeRB.Run(h.ctx)
