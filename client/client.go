@@ -302,7 +302,7 @@ func (c *Client) Close(ctx context.Context) error {
 // interval.
 func (c *Client) rebalanceAfterLeave(ctx context.Context) {
 	deadline := c.o.now().Add(c.o.heartbeat.Interval)
-	for {
+	for attempt := 0; ; attempt++ {
 		_, err := c.rb.Run(ctx)
 		if err == nil || !errors.Is(err, allocator.ErrLocked) {
 			if err != nil {
@@ -313,7 +313,10 @@ func (c *Client) rebalanceAfterLeave(ctx context.Context) {
 		if c.o.now().After(deadline) {
 			return
 		}
-		wait := time.Millisecond + c.o.jitter(c.o.heartbeat.Interval/20)
+		// Another plan is running (it usually covers this leave too):
+		// back off exponentially rather than knock at the lock.
+		step := min(2*time.Millisecond<<min(attempt, 10), c.o.heartbeat.Interval/8)
+		wait := step/2 + c.o.jitter(step/2+1)
 		t := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
