@@ -30,6 +30,8 @@ const (
 	targetBeatRatio   = 0.95 // of nodes/interval
 	targetLeaveMS     = 200
 	targetPropagateMS = 100
+	targetLeaveCmds   = 2000 // all nodes, one graceful leave (10,000 nodes)
+	targetLocks       = 3    // lock attempts per change
 )
 
 func newCheckPerfCommand(a *app) *cobra.Command {
@@ -52,6 +54,9 @@ end, and measure:
   propagation           5 config changes of the group with the most holders: time
                         until each holder uses the new version (p50/p99 over holders)
   rebalance             10 Rebalancer.Run timings, each after a weight change
+  commands per leave    every Redis command the nodes sent for one graceful leave
+                        (from the leave until settled + one interval; steady
+                        beats not counted), and the lock attempts among them
 
 Nodes are real client.Client instances, each on a small Redis client of its own,
 up to 2000 nodes (--mode auto); above that, or with --mode sim, simulated nodes
@@ -131,6 +136,14 @@ func perfTable(r perf.Result) table {
 			fmt.Sprintf("p99 <= %dms (1,000 holders)", targetPropagateMS), targetPropagateMS),
 		latencyRow(fmt.Sprintf("rebalance commit (%d runs)", r.Rebalanced), r.RebalanceMS, r.Rebalanced, "-", 0),
 	)
+	if r.Left > 0 {
+		t.rows = append(t.rows,
+			[]string{"redis commands per leave (all nodes)", num(r.CommandsPerLeave), "",
+				fmt.Sprintf("<= %s", num(targetLeaveCmds)), verdict(r.CommandsPerLeave <= targetLeaveCmds)},
+			[]string{"lock attempts per change", strconv.FormatFloat(r.LockAttemptsPerChange, 'f', 1, 64), "",
+				fmt.Sprintf("<= %d", targetLocks), verdict(r.LockAttemptsPerChange <= targetLocks)},
+		)
+	}
 	if r.Mode != perf.ModeSim {
 		t.footer = append(t.footer, "round trips: every command of the nodes' Redis clients; pub/sub pings on quiet subscriptions are not counted")
 	} else {

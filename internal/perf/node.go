@@ -122,7 +122,7 @@ type simNode struct {
 	stopOnce sync.Once
 	ready    chan struct{}
 	readyOne sync.Once
-	lastRev  int64 // loop goroutine only
+	lastRev  atomic.Int64 // group revision the view covers (an event may adopt the next one)
 
 	rebalancing atomic.Bool
 	stopped     atomic.Bool
@@ -194,7 +194,7 @@ func (n *simNode) tick(ctx context.Context) error {
 			_, _ = h.nodeRB.Run(h.ctx)
 		})
 	}
-	if v == nil || reply.Epoch != v.epoch || reply.Rev != n.lastRev {
+	if v == nil || reply.Epoch != v.epoch || reply.Rev != n.lastRev.Load() {
 		return n.fetch(ctx, reply.Rev)
 	}
 	return nil
@@ -207,7 +207,12 @@ func (n *simNode) fetch(ctx context.Context, rev int64) error {
 	}
 	epoch, groups := view.Epoch, view.Groups
 	if rev >= 0 {
-		n.lastRev = rev
+		for {
+			old := n.lastRev.Load()
+			if old >= rev || n.lastRev.CompareAndSwap(old, rev) {
+				break
+			}
+		}
 	}
 	if n.stopped.Load() {
 		return nil
@@ -224,17 +229,37 @@ func (n *simNode) fetch(ctx context.Context, rev int64) error {
 	return nil
 }
 
-// onEvent wakes a fetch for an assignment change or a change of a held group.
+// onEvent does what client.Client does with a pushed event: an assignment
+// event that concerns the node (names it or a group it holds) or skips an
+// epoch wakes a read, one that does not is adopted without a read; a group
+// event wakes the holders' reads and lets the others adopt the revision.
 func (n *simNode) onEvent(ev registry.Event) {
-	if ev.Type != registry.EventAssignment {
-		v := n.v.Load()
-		if v == nil {
-			return
+	v := n.v.Load()
+	if ev.Type == registry.EventAssignment {
+		switch {
+		case v == nil:
+			n.wakeFetch()
+		case ev.Epoch <= v.epoch:
+		case ev.Epoch == v.epoch+1 && !ev.Concerns(n.nid, v.names()):
+			n.v.CompareAndSwap(v, &nodeView{epoch: ev.Epoch, groups: v.groups, at: v.at})
+		default:
+			n.wakeFetch()
 		}
-		if _, ok := v.groups[ev.Group]; !ok {
-			return
-		}
+		return
 	}
+	if v == nil {
+		return
+	}
+	if _, held := v.groups[ev.Group]; held {
+		n.wakeFetch()
+		return
+	}
+	if ev.Rev > 0 {
+		n.lastRev.CompareAndSwap(ev.Rev-1, ev.Rev)
+	}
+}
+
+func (n *simNode) wakeFetch() {
 	select {
 	case n.wake <- struct{}{}:
 	default:

@@ -113,6 +113,15 @@ type Result struct {
 	LeaveMS           Percentiles `json:"leave_ms"`
 	PropagationMS     Percentiles `json:"propagation_ms"`
 	RebalanceMS       Percentiles `json:"rebalance_ms"`
+	// CommandsPerLeave is every Redis command the nodes sent for one
+	// graceful leave (mean over the leaves): the leaver's leave and plan and
+	// every other node's reads, from the leave until the pool settled and
+	// one more interval passed — beyond their steady beats, which go on
+	// whatever happens.
+	CommandsPerLeave float64 `json:"commands_per_leave"`
+	// LockAttemptsPerChange is the nodes' attempts to take the rebalance
+	// lock per graceful leave (mean), over the same window.
+	LockAttemptsPerChange float64 `json:"lock_attempts_per_change"`
 
 	Mode              Mode          `json:"-"` // ModeClient or ModeSim, as run
 	Namespace         string        `json:"-"`
@@ -141,11 +150,13 @@ func (r Result) BeatsMeaningful() bool {
 	return r.Interval > 0 && r.Window >= MinBeatIntervals*r.Interval
 }
 
-// roundTrips is a go-redis hook counting the round trips of the simulated
-// nodes (a pipeline counts once) and, among them, their successful beats.
+// roundTrips is a go-redis hook on the nodes' Redis clients: it counts
+// their round trips (a pipeline counts once), their commands (a pipeline
+// counts each), their successful beats and their attempts to take the
+// rebalance lock (redsync's SET NX of the lock key).
 type roundTrips struct {
-	nodesKey     string
-	calls, beats atomic.Int64
+	nodesKey, lockKey         string
+	calls, cmds, beats, locks atomic.Int64
 }
 
 func (r *roundTrips) DialHook(next redis.DialHook) redis.DialHook { return next }
@@ -154,7 +165,7 @@ func (r *roundTrips) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 	return func(ctx context.Context, cmd redis.Cmder) error {
 		err := next(ctx, cmd)
 		r.calls.Add(1)
-
+		r.count(cmd)
 		if err == nil && r.isBeat(cmd) {
 			r.beats.Add(1)
 		}
@@ -165,7 +176,20 @@ func (r *roundTrips) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 func (r *roundTrips) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
 	return func(ctx context.Context, cmds []redis.Cmder) error {
 		r.calls.Add(1)
+		for _, c := range cmds {
+			r.count(c)
+		}
 		return next(ctx, cmds)
+	}
+}
+
+// count counts one command, and a lock attempt among them.
+func (r *roundTrips) count(cmd redis.Cmder) {
+	r.cmds.Add(1)
+	if cmd.Name() == "set" {
+		if args := cmd.Args(); len(args) > 1 && args[1] == r.lockKey {
+			r.locks.Add(1)
+		}
 	}
 }
 
@@ -184,6 +208,13 @@ func (r *roundTrips) isBeat(cmd redis.Cmder) bool {
 }
 
 func (r *roundTrips) reset() { r.calls.Store(0); r.beats.Store(0) }
+
+// snapshot is what the counter showed at one instant.
+type snapshot struct{ cmds, beats, locks int64 }
+
+func (r *roundTrips) snapshot() snapshot {
+	return snapshot{cmds: r.cmds.Load(), beats: r.beats.Load(), locks: r.locks.Load()}
+}
 
 // perfHarness runs the pool of simulated nodes and measures it. Its own
 // reads (the committed assignment, group writes, the timed rebalances) go
@@ -225,7 +256,7 @@ func Run(ctx context.Context, admin redis.UniversalClient, cfg Config) (res Resu
 	h := &perfHarness{
 		cfg: cfg, ctx: hctx, cancel: cancel, admin: admin,
 		adminReg: registry.New(admin, registry.WithNamespace(cfg.Namespace)),
-		counter:  &roundTrips{nodesKey: keys.New(cfg.Namespace).Nodes()},
+		counter:  &roundTrips{nodesKey: keys.New(cfg.Namespace).Nodes(), lockKey: keys.New(cfg.Namespace).Lock()},
 		gone:     map[string]bool{},
 		changed:  make(chan struct{}, 1),
 		assignEv: make(chan struct{}, 1),
@@ -725,6 +756,7 @@ func (h *perfHarness) measureLeave(res *Result) error {
 	h.logf("graceful leave: %d nodes, one at a time", count)
 	timeout := 2*h.cfg.TTL + 5*time.Second
 	var samples []float64
+	var cmds, locks int64
 	for _, i := range mrand.Perm(len(live))[:count] {
 		n := live[i]
 		a, err := h.adminReg.Assignment(h.ctx)
@@ -733,6 +765,7 @@ func (h *perfHarness) measureLeave(res *Result) error {
 		}
 		groups := a.Nodes[n.id()]
 		h.markGone(n.id())
+		before := h.counter.snapshot()
 		t0 := time.Now()
 		var wg sync.WaitGroup
 		wg.Go(func() {
@@ -761,8 +794,20 @@ func (h *perfHarness) measureLeave(res *Result) error {
 		if err := h.waitSettled(timeout); err != nil {
 			return fmt.Errorf("pool after a leave %w", err)
 		}
+		// One more interval: a node that learns of the change only from
+		// its beat, or plans late, does so within it.
+		if err := h.sleep(h.cfg.Interval); err != nil {
+			return err
+		}
+		after := h.counter.snapshot()
+		cmds += (after.cmds - before.cmds) - (after.beats - before.beats)
+		locks += after.locks - before.locks
 	}
 	res.LeaveMS = latencies(samples)
+	if res.Left > 0 {
+		res.CommandsPerLeave = round1(float64(cmds) / float64(res.Left))
+		res.LockAttemptsPerChange = round1(float64(locks) / float64(res.Left))
+	}
 	return nil
 }
 
