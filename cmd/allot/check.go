@@ -59,9 +59,12 @@ end, and measure:
                         beats not counted), and the lock attempts among them
 
 Nodes are real client.Client instances, each on a small Redis client of its own,
-up to 2000 nodes (--mode auto); above that, or with --mode sim, simulated nodes
-make the same round trips (beat, assignment read, rebalance) on one shared
-pooled Redis client and one shared events subscription.
+up to 2000 nodes (--mode auto); above that real client.Client instances share one
+connection pool (--mode shared; each keeps its own events subscription, so this
+process needs a file and Redis a client slot per node: redis-server
+--maxclients), or, where that does not fit, simulated nodes (--mode sim) make
+the same round trips (beat, assignment read, rebalance) on one shared pooled
+Redis client and one shared events subscription.
 Exit 1 when Redis cannot be reached or the pool never settles; a missed target
 is reported (MISS) but does not fail the command.`,
 		Args: exactArgs(),
@@ -96,7 +99,7 @@ is reported (MISS) but does not fail the command.`,
 	f.DurationVar(&cfg.Interval, "interval", cfg.Interval, "beat interval of the simulated nodes")
 	f.DurationVar(&cfg.TTL, "ttl", cfg.TTL, "node TTL (>= 3 x interval)")
 	f.StringVar(&prefix, "namespace-prefix", "perf-", "prefix of the throwaway namespace")
-	f.StringVar(&mode, "mode", string(perf.ModeAuto), "nodes: client (client.Client), sim (simulated), auto (client up to 2000 nodes)")
+	f.StringVar(&mode, "mode", string(perf.ModeAuto), "nodes: client (client.Client, a Redis client each), shared (client.Client, one shared pool), sim (simulated), auto (client up to 2000 nodes, then shared where sockets allow, else sim)")
 	return cmd
 }
 
@@ -105,7 +108,10 @@ var perfHeader = []string{"METRIC", "P50", "P99", "TARGET", "RESULT"}
 // perfTable is the table of `allot check perf`.
 func perfTable(r perf.Result) table {
 	kind := "client.Client instances, one small Redis client each"
-	if r.Mode == perf.ModeSim {
+	switch r.Mode {
+	case perf.ModeShared:
+		kind = "client.Client instances on one shared connection pool"
+	case perf.ModeSim:
 		kind = "simulated nodes on one shared Redis client"
 	}
 	t := table{

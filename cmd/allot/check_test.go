@@ -26,7 +26,7 @@ func runCheckCLI(t *testing.T, args ...string) (int, string, string) {
 }
 
 func TestCheckPerfJSON(t *testing.T) {
-	for _, mode := range []string{"client", "sim"} {
+	for _, mode := range []string{"client", "shared", "sim"} {
 		t.Run(mode, func(t *testing.T) {
 			s := redistest.Start(t)
 			code, out, errOut := runCheckCLI(t, "check", "perf", "--redis", s.URL(), "-o", "json",

@@ -61,15 +61,24 @@ type clientNode struct {
 	h        *perfHarness
 	nid, nip string
 	rdb      redis.UniversalClient
+	ownsRDB  bool // false: a clone on the harness's shared pool (ModeShared)
 	sw       *killswitch.Switch
 	c        *client.Client
 	v        atomic.Pointer[nodeView]
 }
 
 func newClientNode(h *perfHarness, id, ip string) (*clientNode, error) {
-	rdb, err := redisurl.Open(h.cfg.URL, redisurl.WithPoolSize(4))
-	if err != nil {
-		return nil, err
+	var rdb redis.UniversalClient
+	owns := true
+	if sc, ok := h.shared.(*redis.Client); ok && h.mode == ModeShared {
+		// A clone shares the pool but has hooks of its own, so the kill
+		// switch stops this node alone.
+		rdb, owns = sc.WithTimeout(sc.Options().ReadTimeout), false
+	} else {
+		var err error
+		if rdb, err = redisurl.Open(h.cfg.URL, redisurl.WithPoolSize(4)); err != nil {
+			return nil, err
+		}
 	}
 	sw := killswitch.New(errKilled)
 	rdb.AddHook(sw)
@@ -78,10 +87,12 @@ func newClientNode(h *perfHarness, id, ip string) (*clientNode, error) {
 		client.WithNamespace(h.cfg.Namespace), client.WithNodeID(id), client.WithIP(ip),
 		client.WithHeartbeat(heartbeat.Config{Interval: h.cfg.Interval, TTL: h.cfg.TTL}))
 	if err != nil {
-		_ = rdb.Close()
+		if owns {
+			_ = rdb.Close()
+		}
 		return nil, err
 	}
-	n := &clientNode{h: h, nid: id, nip: ip, rdb: rdb, sw: sw, c: c}
+	n := &clientNode{h: h, nid: id, nip: ip, rdb: rdb, ownsRDB: owns, sw: sw, c: c}
 	c.OnChange(func(_, a client.Assignment) {
 		v := &nodeView{epoch: a.Epoch, groups: make(map[string]int64, len(a.Groups)), at: time.Now()}
 		for _, g := range a.Groups {
@@ -103,7 +114,9 @@ func (n *clientNode) leave(ctx context.Context) error { return n.c.Close(ctx) }
 func (n *clientNode) close(ctx context.Context) {
 	n.sw.Kill() // Close must not leave: the namespace is dropped anyway.
 	_ = n.c.Close(ctx)
-	_ = n.rdb.Close()
+	if n.ownsRDB {
+		_ = n.rdb.Close()
+	}
 }
 
 // simNode stands in for a client.Client when thousands of them would not

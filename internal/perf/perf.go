@@ -35,8 +35,9 @@ type Mode string
 
 // The node kinds of a run.
 const (
-	ModeAuto   Mode = "auto"   // ModeClient up to MaxClientNodes nodes, ModeSim above
+	ModeAuto   Mode = "auto"   // ModeClient up to MaxClientNodes nodes; above, ModeShared where sockets allow, else ModeSim
 	ModeClient Mode = "client" // real client.Client instances, one small Redis client each
+	ModeShared Mode = "shared" // real client.Client instances on one shared connection pool (each its own pub/sub connection)
 	ModeSim    Mode = "sim"    // simulated nodes on one shared Redis client and subscription
 )
 
@@ -77,8 +78,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("%w: groups %d: must be >= 1", ErrInvalidConfig, c.Groups)
 	case c.Duration <= 0:
 		return fmt.Errorf("%w: duration %v: must be > 0", ErrInvalidConfig, c.Duration)
-	case c.Mode != ModeAuto && c.Mode != ModeClient && c.Mode != ModeSim:
-		return fmt.Errorf("%w: mode %q: want auto, client or sim", ErrInvalidConfig, c.Mode)
+	case c.Mode != ModeAuto && c.Mode != ModeClient && c.Mode != ModeShared && c.Mode != ModeSim:
+		return fmt.Errorf("%w: mode %q: want auto, client, shared or sim", ErrInvalidConfig, c.Mode)
 	case c.Kill < 0 || c.Kill > 100 || c.Leaves < 0 || c.Updates < 0 || c.Rebalances < 0:
 		return fmt.Errorf("%w: kill must be 0..100 percent, leaves, updates and rebalances >= 0", ErrInvalidConfig)
 	}
@@ -91,9 +92,40 @@ func (c Config) Validate() error {
 	return nil
 }
 
-// sim reports whether the run uses simulated nodes.
-func (c Config) sim() bool {
-	return c.Mode == ModeSim || (c.Mode == ModeAuto && c.Nodes > MaxClientNodes)
+// sharedSockets is what ModeShared needs beyond one pub/sub connection per
+// node: the shared pool, the harness's own clients, and some room.
+const sharedSockets = 512
+
+// resolveMode picks the node kind of a run. ModeShared needs a socket per
+// node in this process (RLIMIT_NOFILE; Go raises the soft limit to the hard
+// one at start) and a client slot per node in Redis (maxclients; not
+// checked when CONFIG is refused). Auto falls back to ModeSim, saying why.
+func resolveMode(ctx context.Context, admin redis.UniversalClient, cfg Config, logf func(string, ...any)) (Mode, error) {
+	if cfg.Mode == ModeClient || cfg.Mode == ModeSim || (cfg.Mode == ModeAuto && cfg.Nodes <= MaxClientNodes) {
+		if cfg.Mode == ModeAuto {
+			return ModeClient, nil
+		}
+		return cfg.Mode, nil
+	}
+	need := cfg.Nodes + sharedSockets
+	why := ""
+	if limit, ok := openFileLimit(); ok && limit < uint64(need) {
+		why = fmt.Sprintf("this process may open %d files, %d nodes need about %d", limit, cfg.Nodes, need)
+	} else if _, ok := admin.(*redis.Client); !ok {
+		why = "shared mode needs a standalone or Sentinel Redis URL"
+	} else if v, err := admin.ConfigGet(ctx, "maxclients").Result(); err == nil {
+		if n, err := strconv.Atoi(v["maxclients"]); err == nil && n < need {
+			why = fmt.Sprintf("redis maxclients is %d, %d nodes need about %d (redis-server --maxclients %d)", n, cfg.Nodes, need, need)
+		}
+	}
+	switch {
+	case why == "":
+		return ModeShared, nil
+	case cfg.Mode == ModeShared:
+		return "", fmt.Errorf("%w: mode shared: %s", ErrInvalidConfig, why)
+	}
+	logf("simulated nodes: %s", why)
+	return ModeSim, nil
 }
 
 // Percentiles is a latency summary in milliseconds.
@@ -123,7 +155,7 @@ type Result struct {
 	// lock per graceful leave (mean), over the same window.
 	LockAttemptsPerChange float64 `json:"lock_attempts_per_change"`
 
-	Mode              Mode          `json:"-"` // ModeClient or ModeSim, as run
+	Mode              Mode          `json:"-"` // ModeClient, ModeShared or ModeSim, as run
 	Namespace         string        `json:"-"`
 	Interval          time.Duration `json:"-"`
 	TTL               time.Duration `json:"-"`
@@ -229,6 +261,7 @@ type perfHarness struct {
 	adminReg *registry.Registry
 	adminRB  *allocator.Rebalancer
 	counter  *roundTrips
+	mode     Mode // as resolved: ModeClient, ModeShared or ModeSim
 
 	// Simulated-node mode only: every node shares these.
 	shared  redis.UniversalClient
@@ -276,12 +309,13 @@ func Run(ctx context.Context, admin redis.UniversalClient, cfg Config) (res Resu
 	}()
 
 	res = Result{
-		Nodes: cfg.Nodes, Groups: cfg.Groups, Mode: ModeClient,
+		Nodes: cfg.Nodes, Groups: cfg.Groups,
 		Namespace: cfg.Namespace, Interval: cfg.Interval, TTL: cfg.TTL,
 	}
-	if cfg.sim() {
-		res.Mode = ModeSim
+	if h.mode, err = resolveMode(hctx, admin, cfg, h.logf); err != nil {
+		return res, err
 	}
+	res.Mode = h.mode
 	if err := h.setup(); err != nil {
 		return res, err
 	}
@@ -328,7 +362,17 @@ func (h *perfHarness) setup() error {
 		h.groups = append(h.groups, allocator.Group{Name: name, Weight: 1})
 	}
 	h.workers.Go(func() { h.followEvents(h.admin, h.onAdminEvent) })
-	if !h.cfg.sim() {
+	switch h.mode {
+	case ModeClient:
+		return nil
+	case ModeShared:
+		// Each node gets a clone of this client (its own hooks, this pool);
+		// the counter is hooked on the clones only.
+		shared, err := redisurl.Open(h.cfg.URL, redisurl.WithPoolSize(256))
+		if err != nil {
+			return err
+		}
+		h.shared = shared
 		return nil
 	}
 	shared, err := redisurl.Open(h.cfg.URL, redisurl.WithPoolSize(256))
@@ -419,7 +463,7 @@ func (h *perfHarness) startNodes() (time.Duration, error) {
 	nodes := make([]perfNode, 0, h.cfg.Nodes)
 	for i := range h.cfg.Nodes {
 		id := fmt.Sprintf("perf-node-%05d", i)
-		if h.cfg.sim() {
+		if h.mode == ModeSim {
 			nodes = append(nodes, newSimNode(h, id, nodeIP(i+1)))
 			continue
 		}
