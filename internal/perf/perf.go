@@ -484,7 +484,9 @@ func (h *perfHarness) startNodes() (time.Duration, error) {
 	}
 	h.mu.Unlock()
 
-	startTimeout := 30*time.Second + time.Duration(h.cfg.Nodes)*10*time.Millisecond
+	// Generous: on a loaded 2-core machine 10,000 real clients join at a
+	// few dozen per second.
+	startTimeout := 30*time.Second + time.Duration(h.cfg.Nodes)*40*time.Millisecond
 	sctx, cancel := context.WithTimeout(h.ctx, startTimeout)
 	defer cancel()
 	sem := make(chan struct{}, 64)
