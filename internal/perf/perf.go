@@ -571,18 +571,36 @@ func (h *perfHarness) waitSettled(timeout time.Duration) error {
 	for i, n := range live {
 		anodes[i] = allocator.Node{ID: n.id(), IP: n.ip()}
 	}
-	return h.watch(timeout, func(a registry.Assignment, _ time.Time) bool {
-		if len(a.Nodes) != len(live) || !allocator.Balanced(h.groups, anodes, a.Nodes) {
+	why := ""
+	err := h.watch(timeout, func(a registry.Assignment, _ time.Time) bool {
+		switch {
+		case len(a.Nodes) != len(live):
+			why = fmt.Sprintf("the assignment has %d nodes, %d are live", len(a.Nodes), len(live))
+			return false
+		case !allocator.Balanced(h.groups, anodes, a.Nodes):
+			why = fmt.Sprintf("the assignment at epoch %d is not balanced", a.Epoch)
 			return false
 		}
+		stale, example := 0, ""
 		for _, n := range live {
 			want, ok := a.Nodes[n.id()]
-			if !ok || !slices.Equal(want, n.view().names()) {
-				return false
+			if v := n.view(); !ok || !slices.Equal(want, v.names()) {
+				if stale++; stale == 1 {
+					var epoch int64
+					if v != nil {
+						epoch = v.epoch
+					}
+					example = fmt.Sprintf("%s uses %v at epoch %d, assigned %v at epoch %d", n.id(), v.names(), epoch, want, a.Epoch)
+				}
 			}
 		}
-		return true
+		why = fmt.Sprintf("%d nodes do not use their assignment (e.g. %s)", stale, example)
+		return stale == 0
 	})
+	if errors.Is(err, errNotSettled) {
+		return fmt.Errorf("%w: %s", err, why)
+	}
+	return err
 }
 
 // measureBeats counts beats and round trips over the steady window.
