@@ -53,6 +53,9 @@ type Client struct {
 	// lease and join rules below remove capped groups from it.
 	raw       *Assignment
 	fromCache bool
+	// rawDirty: raw was read while a leave or reap had changed holder
+	// counts ahead of the epoch, so the next assignment event is read.
+	rawDirty bool
 	// trusted means raw's capped groups may be used: raw was read within the
 	// current lease. (A node that re-registers needs no wait: reap and leave
 	// removed its entry, and a commit writes entries only for registered

@@ -263,7 +263,7 @@ func (c *Client) fetch(ctx context.Context) error {
 
 	c.mu.Lock()
 	changed := c.raw == nil || c.fromCache || !c.raw.same(*a)
-	c.raw, c.fromCache = a, false
+	c.raw, c.fromCache, c.rawDirty = a, false, view.Dirty
 	c.trusted = gen == c.gen
 	c.lastRev = max(c.lastRev, rev) // the read started after the beat that saw rev (or an event adopted a later one)
 	c.publishLocked()

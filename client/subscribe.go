@@ -120,7 +120,7 @@ func (c *Client) onAssignment(ev registry.Event) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	switch {
-	case c.raw == nil || c.fromCache || !c.trusted:
+	case c.raw == nil || c.fromCache || !c.trusted || c.rawDirty:
 		signal(c.wakeFetch)
 	case ev.Epoch <= c.raw.Epoch:
 		// Already read (or older).

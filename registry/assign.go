@@ -129,6 +129,10 @@ type NodeView struct {
 	// Holders maps each of Groups to the number of nodes the assignment gives
 	// it to: the node's share of the group's quota is 1/Holders.
 	Holders map[string]int
+	// Dirty is true when a leave or reap changed holder counts since the
+	// epoch was committed: Holders are newer than Epoch, so the next
+	// assignment event must be read, not adopted (it may not name them).
+	Dirty bool
 }
 
 // NodeAssignment returns node's part of the committed assignment, read
@@ -139,16 +143,17 @@ func (r *Registry) NodeAssignment(ctx context.Context, node string) (NodeView, e
 	if err != nil {
 		return NodeView{}, wrap(err, "read assignment of node %q", node)
 	}
-	if len(res) == 0 || len(res)%2 != 1 {
+	if len(res) < 2 || len(res)%2 != 0 {
 		return NodeView{}, wrap(errors.New("registry: malformed reply"), "read assignment of node %q", node)
 	}
 	var v NodeView
 	if v.Epoch, err = parseCounter(res[0]); err != nil {
 		return NodeView{}, wrap(err, "read assignment of node %q", node)
 	}
+	v.Dirty = res[1] == "1"
 	v.Groups = make([]Group, 0, len(res)/2)
 	v.Holders = make(map[string]int, len(res)/2)
-	for i := 1; i < len(res); i += 2 {
+	for i := 2; i < len(res); i += 2 {
 		g, err := decodeGroup(res[i])
 		if err != nil {
 			return NodeView{}, wrap(err, "read assignment of node %q", node)

@@ -40,6 +40,7 @@
 -- adopts the new epoch without a read (registry.Event.Concerns):
 --   scope "nodes"  nodes = IDs whose entry changed (at most the max),
 --                  groups = groups whose holder count (so share) changed
+--                  since the last commit (leaves and reaps included)
 --   scope "groups" more nodes changed than the max: groups also lists every
 --                  group of their old and new entries; nodes holding no
 --                  group read too
@@ -169,14 +170,20 @@ epoch = redis.call('HINCRBY', KEYS[1], 'epoch', 1)
 local maxNodes = tonumber(ARGV[i]) or 256
 local scope = 'nodes'
 local gset = {}
-for g, d in pairs(delta) do
-  if d ~= 0 then gset[g] = true end
-end
+-- Each group in dirtyg lost one holder (per occurrence) since the last
+-- commit: with this commit's own changes, the net change from the counts
+-- the nodes last read. A group back at its old count is not named: its
+-- holders' shares are what they read. (A node that read between the
+-- removal and now saw the dirty count; its read says so and it re-reads on
+-- the next event, see node_assignment.lua.)
 local dirtyg = st[3]
 if dirtyg == '*' then
   scope = ''
 elseif dirtyg and dirtyg ~= '' then
-  for g in string.gmatch(dirtyg, '[^,]+') do gset[g] = true end
+  for g in string.gmatch(dirtyg, '[^,]+') do delta[g] = (delta[g] or 0) - 1 end
+end
+for g, d in pairs(delta) do
+  if d ~= 0 then gset[g] = true end
 end
 local nodes = {}
 if scope ~= '' then

@@ -103,6 +103,9 @@ func testCommitNamesChanges(t *testing.T, rdb redis.UniversalClient) {
 	require.NoError(t, rdb.HDel(ctx, e.k.Assign(), "n1").Err())
 	require.NoError(t, rdb.HIncrBy(ctx, e.k.Holders(), "a", -1).Err())
 	require.NoError(t, rdb.HSet(ctx, e.k.State(), "dirty", 1, "dirtyg", "a").Err())
+	view, err := e.reg.NodeAssignment(ctx, "n2")
+	require.NoError(t, err)
+	assert.True(t, view.Dirty, "a read between the removal and the commit says so")
 	delete(nodes, "n1")
 	pub, _ = commitNext(t, e, sub, nodes)
 	assert.Equal(t, registry.ScopeNodes, pub.Scope)
@@ -111,6 +114,25 @@ func testCommitNamesChanges(t *testing.T, rdb redis.UniversalClient) {
 	st, err := rdb.HMGet(ctx, e.k.State(), "dirty", "dirtyg").Result()
 	require.NoError(t, err)
 	assert.Equal(t, []any{nil, nil}, st, "the commit clears the dirty marks")
+	view, err = e.reg.NodeAssignment(ctx, "n2")
+	require.NoError(t, err)
+	assert.False(t, view.Dirty)
+
+	// A leave whose group gets a holder back in the next commit: that group's
+	// count is what its holders last read, so only the moved node's entry and
+	// its old group are named.
+	e.register(t, "n5")
+	nodes["n5"] = []string{"b"}
+	commitNext(t, e, sub, nodes) // b: n4, n5
+	require.NoError(t, rdb.ZRem(ctx, e.k.Nodes(), "n3").Err())
+	require.NoError(t, rdb.HDel(ctx, e.k.Assign(), "n3").Err())
+	require.NoError(t, rdb.HIncrBy(ctx, e.k.Holders(), "c", -1).Err())
+	require.NoError(t, rdb.HSet(ctx, e.k.State(), "dirty", 1, "dirtyg", "c").Err())
+	delete(nodes, "n3")
+	nodes["n5"] = []string{"c"} // n5 moves b -> c: c is back at its count
+	pub, _ = commitNext(t, e, sub, nodes)
+	assert.Equal(t, []string{"n5"}, pub.Nodes)
+	assert.Equal(t, []string{"b"}, pub.Groups, "c's holders keep the share they read")
 
 	// Too many removals to name: every node reads.
 	require.NoError(t, rdb.HSet(ctx, e.k.State(), "dirty", 1, "dirtyg", "*").Err())

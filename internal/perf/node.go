@@ -23,6 +23,7 @@ import (
 // assignment at their versions, and when it saw them.
 type nodeView struct {
 	epoch  int64
+	dirty  bool             // read while holder counts were ahead of the epoch: read on the next event
 	groups map[string]int64 // group name -> version
 	at     time.Time
 }
@@ -230,11 +231,11 @@ func (n *simNode) fetch(ctx context.Context, rev int64) error {
 	if n.stopped.Load() {
 		return nil
 	}
-	v := &nodeView{epoch: epoch, groups: make(map[string]int64, len(groups)), at: time.Now()}
+	v := &nodeView{epoch: epoch, dirty: view.Dirty, groups: make(map[string]int64, len(groups)), at: time.Now()}
 	for _, g := range groups {
 		v.groups[g.Name] = g.Version
 	}
-	if old := n.v.Load(); old == nil || old.epoch != v.epoch || !sameVersions(old.groups, v.groups) {
+	if old := n.v.Load(); old == nil || old.epoch != v.epoch || old.dirty != v.dirty || !sameVersions(old.groups, v.groups) {
 		n.v.Store(v)
 		n.h.viewChanged()
 	}
@@ -250,7 +251,7 @@ func (n *simNode) onEvent(ev registry.Event) {
 	v := n.v.Load()
 	if ev.Type == registry.EventAssignment {
 		switch {
-		case v == nil:
+		case v == nil || v.dirty:
 			n.wakeFetch()
 		case ev.Epoch <= v.epoch:
 		case ev.Epoch == v.epoch+1 && !ev.Concerns(n.nid, v.names()):
