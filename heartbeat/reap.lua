@@ -12,7 +12,8 @@
 -- ARGV[2] events channel
 -- ARGV[3] approximate MAXLEN of the log stream
 --
--- Reply: the reaped node IDs (one node.reaped event each).
+-- Reply: the reaped node IDs (one node.reaped event each in the log; the
+-- last one alone is published).
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local nowStr = string.format('%.0f', now)
@@ -26,13 +27,18 @@ for _, id in ipairs(dead) do
   forget(id)
 end
 local epoch = tonumber(redis.call('HGET', KEYS[2], 'epoch') or '0') or 0
+-- Every reaped node is logged; only the last is published: a pub/sub
+-- message is a nudge that reaches every subscriber (every node), so a
+-- thousand crashed nodes published one by one would cost a thousand times
+-- the fleet in deliveries inside this script.
+local xid
 for _, id in ipairs(dead) do
-  local xid = redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[3], '*',
+  xid = redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[3], '*',
     'type', 'node.reaped', 'group', '', 'node', id, 'epoch', epoch,
     'version', 0, 'by', '', 'at', nowStr)
-  redis.call('PUBLISH', ARGV[2], cjson.encode({
-    id = xid, type = 'node.reaped', group = '', node = id, epoch = epoch,
-    version = 0, by = '', at = now}))
 end
+redis.call('PUBLISH', ARGV[2], cjson.encode({
+  id = xid, type = 'node.reaped', group = '', node = dead[#dead], epoch = epoch,
+  version = 0, by = '', at = now}))
 claim(redis.call('HINCRBY', KEYS[2], 'mver', 1), now)
 return dead

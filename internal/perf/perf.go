@@ -954,10 +954,21 @@ func (h *perfHarness) shutdown(ctx context.Context) error {
 	if h.shared != nil {
 		_ = h.shared.Close()
 	}
-	if err := dropNamespace(ctx, h.admin, h.cfg.Namespace); err != nil {
-		return fmt.Errorf("drop namespace %s: %w", h.cfg.Namespace, err)
+	// A script still running (a reap of the stopped nodes) answers BUSY
+	// for a while: retry until ctx ends.
+	for {
+		err := dropNamespace(ctx, h.admin, h.cfg.Namespace)
+		if err == nil {
+			return nil
+		}
+		if !redis.HasErrorPrefix(err, "BUSY") || ctx.Err() != nil {
+			return fmt.Errorf("drop namespace %s: %w", h.cfg.Namespace, err)
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(500 * time.Millisecond):
+		}
 	}
-	return nil
 }
 
 // dropNamespace deletes every key of namespace ns: its hash-tagged keys and
