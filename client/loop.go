@@ -137,9 +137,53 @@ func (c *Client) tick(ctx context.Context) error {
 		fetchAfterPlan = c.rebalanceAsync(!ready) && !ready
 	}
 	if !fetchAfterPlan && c.needFetch(reply) {
-		signal(c.wakeFetch)
+		if c.eventMayCover(reply) {
+			c.fetchUnlessCovered(reply)
+		} else {
+			signal(c.wakeFetch)
+		}
 	}
 	return nil
+}
+
+// eventMayCover reports whether the change reply shows is one step past
+// what this node has read (the next epoch, the next revision), so that its
+// event is probably on the way: the commit publishes it before any later
+// beat can see the new epoch, but delivering it to thousands of subscribers
+// takes a moment, and most of those nodes need not read at all.
+func (c *Client) eventMayCover(reply heartbeat.Reply) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.raw == nil || c.fromCache || !c.trusted || c.rawDirty {
+		return false
+	}
+	de, dr := reply.Epoch-c.raw.Epoch, reply.Rev-c.lastRev
+	return (de == 0 || de == 1) && (dr == 0 || dr == 1)
+}
+
+// fetchUnlessCovered waits a little for the event of the change reply
+// shows and reads only if it has not come (lost, or it concerns this node
+// and the read is already queued): a lost event costs at most this wait
+// more than a beat.
+func (c *Client) fetchUnlessCovered(reply heartbeat.Reply) {
+	wait := min(c.o.heartbeat.Interval/8, 250*time.Millisecond)
+	c.workers.Add(1)
+	go func() {
+		defer c.workers.Done()
+		t := time.NewTimer(wait)
+		defer t.Stop()
+		select {
+		case <-c.ctx.Done():
+			return
+		case <-t.C:
+		}
+		c.mu.Lock()
+		covered := c.raw != nil && c.raw.Epoch >= reply.Epoch && c.lastRev >= reply.Rev
+		c.mu.Unlock()
+		if !covered {
+			signal(c.wakeFetch)
+		}
+	}()
 }
 
 // callTimeout bounds one Redis call of the loop so a hung server cannot

@@ -28,6 +28,14 @@ type nodeView struct {
 	at     time.Time
 }
 
+// epochOr returns the view's epoch, or or when there is no view.
+func (v *nodeView) epochOr(or int64) int64 {
+	if v == nil {
+		return or
+	}
+	return v.epoch
+}
+
 // names returns the view's group names, sorted.
 func (v *nodeView) names() []string {
 	if v == nil {
@@ -209,6 +217,23 @@ func (n *simNode) tick(ctx context.Context) error {
 		})
 	}
 	if v == nil || reply.Epoch != v.epoch || reply.Rev != n.lastRev.Load() {
+		// As the client: a change one step ahead waits a little for its
+		// event before reading.
+		if de, dr := reply.Epoch-v.epochOr(-1), reply.Rev-n.lastRev.Load(); v != nil && !v.dirty && (de == 0 || de == 1) && (dr == 0 || dr == 1) {
+			h.workers.Go(func() {
+				t := time.NewTimer(min(h.cfg.Interval/8, 250*time.Millisecond))
+				defer t.Stop()
+				select {
+				case <-n.stop:
+					return
+				case <-t.C:
+				}
+				if cur := n.v.Load(); cur == nil || cur.epoch < reply.Epoch || n.lastRev.Load() < reply.Rev {
+					_ = n.fetch(h.ctx, reply.Rev)
+				}
+			})
+			return nil
+		}
 		return n.fetch(ctx, reply.Rev)
 	}
 	return nil
