@@ -12,6 +12,7 @@ import (
 	"net"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -189,6 +190,9 @@ func (r Result) BeatsMeaningful() bool {
 type roundTrips struct {
 	nodesKey, lockKey         string
 	calls, cmds, beats, locks atomic.Int64
+
+	mu     sync.Mutex
+	byName map[string]int64 // commands by name (and script by key count), for the progress log
 }
 
 func (r *roundTrips) DialHook(next redis.DialHook) redis.DialHook { return next }
@@ -218,6 +222,16 @@ func (r *roundTrips) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.P
 // count counts one command, and a lock attempt among them.
 func (r *roundTrips) count(cmd redis.Cmder) {
 	r.cmds.Add(1)
+	name := cmd.Name()
+	if args := cmd.Args(); (name == "evalsha" || name == "eval") && len(args) > 2 {
+		name = fmt.Sprintf("%s/%v", name, args[2])
+	}
+	r.mu.Lock()
+	if r.byName == nil {
+		r.byName = map[string]int64{}
+	}
+	r.byName[name]++
+	r.mu.Unlock()
 	if cmd.Name() == "set" {
 		if args := cmd.Args(); len(args) > 1 && args[1] == r.lockKey {
 			r.locks.Add(1)
@@ -242,10 +256,40 @@ func (r *roundTrips) isBeat(cmd redis.Cmder) bool {
 func (r *roundTrips) reset() { r.calls.Store(0); r.beats.Store(0) }
 
 // snapshot is what the counter showed at one instant.
-type snapshot struct{ cmds, beats, locks int64 }
+type snapshot struct {
+	cmds, beats, locks int64
+	byName             map[string]int64
+}
 
 func (r *roundTrips) snapshot() snapshot {
-	return snapshot{cmds: r.cmds.Load(), beats: r.beats.Load(), locks: r.locks.Load()}
+	r.mu.Lock()
+	by := make(map[string]int64, len(r.byName))
+	for k, v := range r.byName {
+		by[k] = v
+	}
+	r.mu.Unlock()
+	return snapshot{cmds: r.cmds.Load(), beats: r.beats.Load(), locks: r.locks.Load(), byName: by}
+}
+
+// since renders the commands by name sent between s and later, busiest
+// first ("evalsha/3" is a script with 3 keys).
+func (s snapshot) since(later snapshot) string {
+	type kv struct {
+		k string
+		v int64
+	}
+	var out []kv
+	for k, v := range later.byName {
+		if d := v - s.byName[k]; d > 0 {
+			out = append(out, kv{k, d})
+		}
+	}
+	slices.SortFunc(out, func(a, b kv) int { return int(b.v - a.v) })
+	parts := make([]string, len(out))
+	for i, e := range out {
+		parts[i] = fmt.Sprintf("%s %d", e.k, e.v)
+	}
+	return strings.Join(parts, ", ")
 }
 
 // perfHarness runs the pool of simulated nodes and measures it. Its own
@@ -866,6 +910,7 @@ func (h *perfHarness) measureLeave(res *Result) error {
 			return err
 		}
 		after := h.counter.snapshot()
+		h.logf("leave %d: %s", res.Left, before.since(after))
 		cmds += (after.cmds - before.cmds) - (after.beats - before.beats)
 		locks += after.locks - before.locks
 	}
