@@ -70,6 +70,7 @@ type Client struct {
 	lapsed     bool  // the lease ran out and no beat has succeeded since
 	lastRev    int64 // group revision the last fetch covers
 	seenRev    int64 // group revision of the last beat reply
+	eventRev   int64 // highest revision of a held group's event: a read started after it covers it
 	// delivered are the groups of the last assignment every OnChange
 	// callback has returned from; beats report them as held until then.
 	delivered []string

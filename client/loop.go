@@ -277,7 +277,9 @@ func (c *Client) rebalance(ctx context.Context) {
 // fetch reads the node's assignment and publishes it.
 func (c *Client) fetch(ctx context.Context) error {
 	c.mu.Lock()
-	gen, rev := c.gen, c.seenRev
+	// The read starts after the last beat and after any held group's event
+	// it was woken for, so it covers both revisions.
+	gen, rev := c.gen, max(c.seenRev, c.eventRev)
 	c.mu.Unlock()
 
 	fctx, cancel := context.WithTimeout(ctx, c.callTimeout())

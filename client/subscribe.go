@@ -103,6 +103,9 @@ func (c *Client) onEvent(payload string) {
 			// for this revision.
 			c.lastRev = ev.Rev
 		}
+		if held {
+			c.eventRev = max(c.eventRev, ev.Rev)
+		}
 		c.mu.Unlock()
 		if held {
 			signal(c.wakeFetch)

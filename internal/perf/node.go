@@ -145,6 +145,7 @@ type simNode struct {
 	ready    chan struct{}
 	readyOne sync.Once
 	lastRev  atomic.Int64 // group revision the view covers (an event may adopt the next one)
+	eventRev atomic.Int64 // highest revision of a held group's event: the read it wakes covers it
 
 	rebalancing atomic.Bool
 	stopped     atomic.Bool
@@ -187,7 +188,7 @@ func (n *simNode) run() {
 		case <-n.stop:
 			return
 		case <-n.wake:
-			_ = n.fetch(h.ctx, -1)
+			_ = n.fetch(h.ctx, n.eventRev.Load())
 			continue
 		case <-t.C:
 		}
@@ -290,6 +291,12 @@ func (n *simNode) onEvent(ev registry.Event) {
 		return
 	}
 	if _, held := v.groups[ev.Group]; held {
+		for {
+			old := n.eventRev.Load()
+			if old >= ev.Rev || n.eventRev.CompareAndSwap(old, ev.Rev) {
+				break
+			}
+		}
 		n.wakeFetch()
 		return
 	}
