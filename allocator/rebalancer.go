@@ -22,6 +22,10 @@ import (
 	"github.com/allot-io/allot/registry"
 )
 
+// maxReplans is how many times one run plans again when the membership or
+// the groups moved while it planned.
+const maxReplans = 2
+
 // MinLockExpiry is the shortest rebalance lock: taking a lock must not take
 // longer than the lock lives, even on a busy machine.
 const MinLockExpiry = 200 * time.Millisecond
@@ -266,28 +270,41 @@ func (r *Rebalancer) run(ctx context.Context) (Result, error) {
 	}
 	res.Applied = len(applied)
 
-	st, err := readState(ctx, r.reg, r.hb, &r.groups)
-	if err != nil {
-		return res, err
-	}
-	next := st.next()
-	res.Waiting = next.waiting
-	res.Moved = Moved(st.assign.Nodes, next.nodes)
+	// Plan and commit; while the membership or the groups moved during a
+	// run (a burst of joins), plan again holding the lock, so the nodes whose
+	// beats saw those changes need not try the lock themselves.
+	var next nextState
+	for round := 0; ; round++ {
+		st, err := readState(ctx, r.reg, r.hb, &r.groups)
+		if err != nil {
+			return res, err
+		}
+		next = st.next()
+		res.Waiting = next.waiting
+		res.Moved += Moved(st.assign.Nodes, next.nodes)
 
-	if r.beforeCommit != nil {
-		r.beforeCommit()
+		if r.beforeCommit != nil {
+			r.beforeCommit()
+		}
+		epoch, changed, err := r.reg.Commit(ctx, registry.Commit{
+			From:    st.assign.Counters,
+			Base:    &st.assign,
+			Nodes:   next.nodes,
+			Revoked: next.revoked,
+			By:      r.by,
+		})
+		if err != nil {
+			return res, fmt.Errorf("allocator: commit plan from epoch %d: %w", st.assign.Epoch, err)
+		}
+		res.Epoch, res.Changed = epoch, res.Changed || changed
+		if round == maxReplans {
+			break
+		}
+		now, err := r.reg.Counters(ctx)
+		if err != nil || (now.MVer == st.assign.MVer && now.Rev == st.assign.Rev) {
+			break
+		}
 	}
-	epoch, changed, err := r.reg.Commit(ctx, registry.Commit{
-		From:    st.assign.Counters,
-		Base:    &st.assign,
-		Nodes:   next.nodes,
-		Revoked: next.revoked,
-		By:      r.by,
-	})
-	if err != nil {
-		return res, fmt.Errorf("allocator: commit plan from epoch %d: %w", st.assign.Epoch, err)
-	}
-	res.Epoch, res.Changed = epoch, changed
 
 	for _, g := range next.drained {
 		_, err := r.reg.FinishRetire(ctx, g, r.by)
@@ -301,8 +318,8 @@ func (r *Rebalancer) run(ctx context.Context) (Result, error) {
 		}
 	}
 	res.Took = time.Since(start)
-	if changed {
-		r.log.Info("allot: plan committed", "epoch", epoch, "moved", res.Moved, "waiting", res.Waiting, "took", res.Took)
+	if res.Changed {
+		r.log.Info("allot: plan committed", "epoch", res.Epoch, "moved", res.Moved, "waiting", res.Waiting, "took", res.Took)
 	}
 	return res, nil
 }

@@ -66,6 +66,9 @@ type Client struct {
 	// lease and join rules below remove capped groups from it.
 	raw       *Assignment
 	fromCache bool
+	// rawDirty: raw was read while a leave or reap had changed holder
+	// counts ahead of the epoch, so the next assignment event is read.
+	rawDirty bool
 	// trusted means raw's capped groups may be used: raw was read within the
 	// current lease. (A node that re-registers needs no wait: reap and leave
 	// removed its entry, and a commit writes entries only for registered
@@ -80,6 +83,7 @@ type Client struct {
 	lapsed     bool  // the lease ran out and no beat has succeeded since
 	lastRev    int64 // group revision the last fetch covers
 	seenRev    int64 // group revision of the last beat reply
+	eventRev   int64 // highest revision of a held group's event: a read started after it covers it
 	// delivered are the groups of the last assignment every OnChange
 	// callback has returned from; beats report them as held until then.
 	delivered []string
@@ -98,6 +102,12 @@ type Client struct {
 	ready        chan struct{}
 	readyOnce    sync.Once
 	rebalancing  atomic.Bool
+	// fetches and adopted count assignment reads and epochs adopted from
+	// an event without a read (tests and check perf read them).
+	fetches, adopted atomic.Int64
+	// dropEvents makes the subscriber ignore every pushed event, as if the
+	// subscription had lost them (tests only).
+	dropEvents atomic.Bool
 
 	pauseMu sync.Mutex
 	pauseCh chan struct{} // non-nil while the loop is frozen (tests)
@@ -378,7 +388,7 @@ func (c *Client) Close(ctx context.Context) error {
 // interval.
 func (c *Client) rebalanceAfterLeave(ctx context.Context) {
 	deadline := c.o.now().Add(c.o.heartbeat.Interval)
-	for {
+	for attempt := 0; ; attempt++ {
 		_, err := c.rb.Run(ctx)
 		if err == nil || !errors.Is(err, allocator.ErrLocked) {
 			if err != nil {
@@ -389,7 +399,10 @@ func (c *Client) rebalanceAfterLeave(ctx context.Context) {
 		if c.o.now().After(deadline) {
 			return
 		}
-		wait := time.Millisecond + c.o.jitter(c.o.heartbeat.Interval/20)
+		// Another plan is running (it usually covers this leave too):
+		// back off exponentially rather than knock at the lock.
+		step := min(2*time.Millisecond<<min(attempt, 10), c.o.heartbeat.Interval/8)
+		wait := step/2 + c.o.jitter(step/2+1)
 		t := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():

@@ -102,25 +102,38 @@ func reloadClusterState(rdb redis.UniversalClient) {
 }
 
 // fetchLoop re-reads the assignment whenever a beat, a pushed event or a
-// finished plan says it (or a held group) moved.
+// finished plan says it (or a held group) moved. A failed read is retried
+// with backoff (and at the next beat, whichever comes first); it never
+// holds up the beat loop, which runs on its own goroutine.
 func (c *Client) fetchLoop() {
 	defer c.workers.Done()
 	ctx := c.ctx
+	retry := time.NewTimer(time.Hour)
+	retry.Stop()
+	defer retry.Stop()
+	failures := 0
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-c.wakeFetch:
+		case <-retry.C:
 		}
 		if !c.waitIfPaused(ctx) {
 			return
 		}
-		if err := c.fetch(ctx); err != nil && ctx.Err() == nil {
-			c.mu.Lock()
-			c.lastErr = err
-			c.mu.Unlock()
-			c.log.Debug("allot: fetch failed; retrying at the next beat", "err", err)
+		retry.Stop()
+		err := c.fetch(ctx)
+		if err == nil || ctx.Err() != nil {
+			failures = 0
+			continue
 		}
+		failures++
+		c.mu.Lock()
+		c.lastErr = err
+		c.mu.Unlock()
+		c.log.Debug("allot: fetch failed; retrying with backoff", "err", err, "failures", failures)
+		retry.Reset(c.backoff(failures))
 	}
 }
 
@@ -147,13 +160,57 @@ func (c *Client) tick(ctx context.Context) error {
 	}
 	ready := c.isReady()
 	fetchAfterPlan := false
-	if reply.Work {
+	if reply.Work && reply.First {
 		fetchAfterPlan = c.rebalanceAsync(!ready) && !ready
 	}
 	if !fetchAfterPlan && c.needFetch(reply) {
-		signal(c.wakeFetch)
+		if c.eventMayCover(reply) {
+			c.fetchUnlessCovered(reply)
+		} else {
+			signal(c.wakeFetch)
+		}
 	}
 	return nil
+}
+
+// eventMayCover reports whether the change reply shows is one step past
+// what this node has read (the next epoch, the next revision), so that its
+// event is probably on the way: the commit publishes it before any later
+// beat can see the new epoch, but delivering it to thousands of subscribers
+// takes a moment, and most of those nodes need not read at all.
+func (c *Client) eventMayCover(reply heartbeat.Reply) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.raw == nil || c.fromCache || !c.trusted || c.rawDirty {
+		return false
+	}
+	de, dr := reply.Epoch-c.raw.Epoch, reply.Rev-c.lastRev
+	return (de == 0 || de == 1) && (dr == 0 || dr == 1)
+}
+
+// fetchUnlessCovered waits a little for the event of the change reply
+// shows and reads only if it has not come (lost, or it concerns this node
+// and the read is already queued): a lost event costs at most this wait
+// more than a beat.
+func (c *Client) fetchUnlessCovered(reply heartbeat.Reply) {
+	wait := min(c.o.heartbeat.Interval/8, 250*time.Millisecond)
+	c.workers.Add(1)
+	go func() {
+		defer c.workers.Done()
+		t := time.NewTimer(wait)
+		defer t.Stop()
+		select {
+		case <-c.ctx.Done():
+			return
+		case <-t.C:
+		}
+		c.mu.Lock()
+		covered := c.raw != nil && c.raw.Epoch >= reply.Epoch && c.lastRev >= reply.Rev
+		c.mu.Unlock()
+		if !covered {
+			signal(c.wakeFetch)
+		}
+	}()
 }
 
 // callTimeout bounds one Redis call of the loop so a hung server cannot
@@ -254,11 +311,14 @@ func (c *Client) rebalance(ctx context.Context) {
 // fetch reads the node's assignment and publishes it.
 func (c *Client) fetch(ctx context.Context) error {
 	c.mu.Lock()
-	gen, rev := c.gen, c.seenRev
+	// The read starts after the last beat and after any held group's event
+	// it was woken for, so it covers both revisions.
+	gen, rev := c.gen, max(c.seenRev, c.eventRev)
 	c.mu.Unlock()
 
 	fctx, cancel := context.WithTimeout(ctx, c.callTimeout())
 	defer cancel()
+	c.fetches.Add(1)
 	view, err := c.reg.NodeAssignment(fctx, c.o.nodeID)
 	if err != nil {
 		return fmt.Errorf("client: read assignment: %w", err)
@@ -283,9 +343,9 @@ func (c *Client) fetch(ctx context.Context) error {
 
 	c.mu.Lock()
 	changed := c.raw == nil || c.fromCache || !c.raw.same(*a)
-	c.raw, c.fromCache = a, false
+	c.raw, c.fromCache, c.rawDirty = a, false, view.Dirty
 	c.trusted = gen == c.gen
-	c.lastRev = rev // the read started after the beat that saw rev
+	c.lastRev = max(c.lastRev, rev) // the read started after the beat that saw rev (or an event adopted a later one)
 	c.publishLocked()
 	c.mu.Unlock()
 

@@ -79,6 +79,9 @@ func (c *Client) listen(ctx context.Context, resumed bool) error {
 // onEvent wakes a fetch for an assignment change or a change of a group
 // this node holds.
 func (c *Client) onEvent(payload string) {
+	if c.dropEvents.Load() {
+		return
+	}
 	// Most events (joins, leaves, schedules) concern nobody in particular;
 	// skip them before paying for a JSON decode.
 	if !strings.Contains(payload, `"assignment"`) && !strings.Contains(payload, `"group.`) {
@@ -91,18 +94,46 @@ func (c *Client) onEvent(payload string) {
 	}
 	switch {
 	case ev.Type == registry.EventAssignment:
-		c.mu.Lock()
-		known := c.raw != nil && !c.fromCache && c.raw.Epoch >= ev.Epoch
-		c.mu.Unlock()
-		if !known {
-			signal(c.wakeFetch)
-		}
+		c.onAssignment(ev)
 	case strings.HasPrefix(ev.Type, "group."):
 		c.mu.Lock()
 		held := c.raw != nil && c.raw.Holds(ev.Group)
+		if !held && ev.Rev > 0 && ev.Rev == c.lastRev+1 {
+			// Nothing this node reads changed: the beat need not re-read
+			// for this revision.
+			c.lastRev = ev.Rev
+		}
+		if held {
+			c.eventRev = max(c.eventRev, ev.Rev)
+		}
 		c.mu.Unlock()
 		if held {
 			signal(c.wakeFetch)
 		}
+	}
+}
+
+// onAssignment handles an assignment event. One that names this node or a
+// group it holds wakes a read; one that concerns it not, and is the next
+// epoch after the one it read, is adopted without a read: nothing this node
+// reads changed. Any gap (a missed event) or doubt (nothing read yet, a
+// cached or untrusted assignment) reads; a lost event is caught by the next
+// beat, which carries the epoch.
+func (c *Client) onAssignment(ev registry.Event) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	switch {
+	case c.raw == nil || c.fromCache || !c.trusted || c.rawDirty:
+		signal(c.wakeFetch)
+	case ev.Epoch <= c.raw.Epoch:
+		// Already read (or older).
+	case ev.Epoch == c.raw.Epoch+1 && !ev.Concerns(c.o.nodeID, c.raw.Names()):
+		a := *c.raw
+		a.Epoch = ev.Epoch
+		c.raw = &a
+		c.adopted.Add(1)
+		c.publishLocked()
+	default:
+		signal(c.wakeFetch)
 	}
 }

@@ -19,10 +19,11 @@
 -- ARGV[9] session of the beating process
 -- ARGV[10] heartbeat interval in ms (at most one preferred-caused mver bump per interval)
 --
--- Reply: {epoch, rev, work (0|1), joined (0|1), now (ms)}, or
--- {-1, until (ms), now (ms)} when the ID is live under another session: then
--- nothing is written, and the ID stays taken until `until` unless its owner
--- beats again.
+-- Reply: {epoch, rev, work (0|1), joined (0|1), now (ms), first (0|1)}
+-- first: this node is the one to plan the pending work now (see below).
+-- Or {-1, until (ms), now (ms)} when the ID is live under another session:
+-- then nothing is written, and the ID stays taken until `until` unless its
+-- owner beats again.
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local nowStr = string.format('%.0f', now)
@@ -108,20 +109,42 @@ end
 -- Work, cheapest test first. The lowest score of :nodes / :schedule says
 -- whether any node is past its TTL / any schedule is due.
 local work = 0
+local sig = ''
 if mver ~= pmver or rev ~= prev then
   work = 1
+  sig = 'm' .. mver .. ':' .. rev
 else
   local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
   if #oldest == 2 and (tonumber(oldest[2]) or now) < now - ttl then
     work = 1
+    sig = 'r'
   else
     local due = redis.call('ZRANGE', KEYS[5], 0, 0, 'WITHSCORES')
     if #due == 2 and (tonumber(due[2]) or now + 1) <= now then
       work = 1
+      sig = 's'
     elseif redis.call('HEXISTS', KEYS[6], id) == 1 then
       work = 1
     end
   end
 end
 
-return {epoch, rev, work, joined, now}
+-- No herd at the lock: the first beat to see a piece of work (sig) claims
+-- it (:state wsig, wat) and only that node plans; the others wait, unless
+-- the claim is older than TTL/3 (about an interval) with the work still
+-- pending — its planner died or lost the race — and then the next beat
+-- claims it again. A node's own revoked entry is its own work.
+local first = 0
+if work == 1 then
+  if sig == '' then
+    first = 1
+  else
+    local claim = redis.call('HMGET', KEYS[2], 'wsig', 'wat')
+    if claim[1] ~= sig or now - (tonumber(claim[2]) or 0) >= tonumber(ARGV[6]) / 3 then
+      redis.call('HSET', KEYS[2], 'wsig', sig, 'wat', nowStr)
+      first = 1
+    end
+  end
+end
+
+return {epoch, rev, work, joined, now, first}

@@ -43,13 +43,16 @@ var (
 	liveLua    string
 	liveScript = redis.NewScript(liveLua)
 
+	//go:embed claim.lua
+	claimLua string
+
 	//go:embed reap.lua
 	reapLua    string
-	reapScript = redis.NewScript(assignlua.Forget + reapLua)
+	reapScript = redis.NewScript(assignlua.Forget + claimLua + reapLua)
 
 	//go:embed leave.lua
 	leaveLua    string
-	leaveScript = redis.NewScript(assignlua.Forget + leaveLua)
+	leaveScript = redis.NewScript(assignlua.Forget + claimLua + leaveLua)
 )
 
 // Tracker records the beats of the nodes of one namespace and judges their
@@ -152,6 +155,12 @@ type Reply struct {
 	Joined bool
 	// Now is the Redis server time of the beat.
 	Now time.Time
+	// First is true when this node is the one to plan the pending Work now:
+	// the first beat to see a change claims it (as do a leave and a reap for
+	// the change they make), and the others wait; a claim left pending for
+	// TTL/3 (about an interval) passes to the next beat. So one planner
+	// tries the lock per change instead of every node that beats.
+	First bool
 }
 
 // Beat records one beat of b.Node in exactly one round trip and returns the
@@ -175,10 +184,10 @@ func (t *Tracker) Beat(ctx context.Context, b Beat) (Reply, error) {
 	if len(res) == 3 && res[0] == -1 {
 		return Reply{Now: time.UnixMilli(res[2])}, &InUseError{Node: b.Node, Remaining: time.Duration(res[1]-res[2]) * time.Millisecond}
 	}
-	if len(res) != 5 {
+	if len(res) != 6 {
 		return Reply{}, fmt.Errorf("heartbeat: beat %q: unexpected reply of %d values", b.Node, len(res))
 	}
-	r := Reply{Epoch: res[0], Rev: res[1], Work: res[2] == 1, Joined: res[3] == 1, Now: time.UnixMilli(res[4])}
+	r := Reply{Epoch: res[0], Rev: res[1], Work: res[2] == 1, Joined: res[3] == 1, Now: time.UnixMilli(res[4]), First: res[5] == 1}
 	if r.Joined {
 		t.log.Info("node joined", "node", b.Node, "epoch", r.Epoch)
 	}

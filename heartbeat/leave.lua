@@ -3,7 +3,8 @@
 -- session is left alone (a stranger cannot remove a node) unless forced.
 --
 -- KEYS[1] :nodes     ZSET node ID -> last beat
--- KEYS[2] :state     HASH (mver is bumped if the node was live)
+-- KEYS[2] :state     HASH (mver is bumped if the node was live, and the
+--                    plan for it claimed: the leaver plans, see claim)
 -- KEYS[3] :members   HASH node ID -> record (session = 6th tab-separated field)
 -- KEYS[4] :log       STREAM of events
 -- KEYS[5..7] :assign, :revoked, :holders (see forget.lua)
@@ -31,9 +32,10 @@ end
 redis.call('HDEL', KEYS[3], ARGV[1])
 forget(ARGV[1])
 local epoch = tonumber(redis.call('HGET', KEYS[2], 'epoch') or '0') or 0
-redis.call('HINCRBY', KEYS[2], 'mver', 1)
+local mver = redis.call('HINCRBY', KEYS[2], 'mver', 1)
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+claim(mver, now)
 local xid = redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[3], '*',
   'type', 'node.left', 'group', '', 'node', ARGV[1], 'epoch', epoch,
   'version', 0, 'by', ARGV[1], 'at', string.format('%.0f', now))

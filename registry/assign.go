@@ -129,6 +129,10 @@ type NodeView struct {
 	// Holders maps each of Groups to the number of nodes the assignment gives
 	// it to: the node's share of the group's quota is 1/Holders.
 	Holders map[string]int
+	// Dirty is true when a leave or reap changed holder counts since the
+	// epoch was committed: Holders are newer than Epoch, so the next
+	// assignment event must be read, not adopted (it may not name them).
+	Dirty bool
 }
 
 // NodeAssignment returns node's part of the committed assignment, read
@@ -139,16 +143,17 @@ func (r *Registry) NodeAssignment(ctx context.Context, node string) (NodeView, e
 	if err != nil {
 		return NodeView{}, wrap(err, "read assignment of node %q", node)
 	}
-	if len(res) == 0 || len(res)%2 != 1 {
+	if len(res) < 2 || len(res)%2 != 0 {
 		return NodeView{}, wrap(errors.New("registry: malformed reply"), "read assignment of node %q", node)
 	}
 	var v NodeView
 	if v.Epoch, err = parseCounter(res[0]); err != nil {
 		return NodeView{}, wrap(err, "read assignment of node %q", node)
 	}
+	v.Dirty = res[1] == "1"
 	v.Groups = make([]Group, 0, len(res)/2)
 	v.Holders = make(map[string]int, len(res)/2)
-	for i := 1; i < len(res); i += 2 {
+	for i := 2; i < len(res); i += 2 {
 		g, err := decodeGroup(res[i])
 		if err != nil {
 			return NodeView{}, wrap(err, "read assignment of node %q", node)
@@ -170,7 +175,8 @@ func (r *Registry) NodeAssignment(ctx context.Context, node string) (NodeView, e
 // sorted, deduplicated and without empty lists. prev/pmver are set to
 // c.From.Rev/MVer. Only the entries that differ from c.Base are written, with
 // the holder counts adjusted; when none does, changed is false (same epoch, no
-// event), otherwise the epoch is incremented and an assignment event published.
+// event), otherwise the epoch is incremented and an assignment event published
+// that names what changed (Event.Scope, Nodes, Groups; see Event.Concerns).
 func (r *Registry) Commit(ctx context.Context, c Commit) (epoch int64, changed bool, err error) {
 	base := c.Base
 	if base == nil {
@@ -192,7 +198,7 @@ func (r *Registry) Commit(ctx context.Context, c Commit) (epoch int64, changed b
 	groups := distinctGroups(setNodes)
 
 	k := r.keys
-	args := make([]any, 0, 11+len(groups)+len(setNodes)+len(delNodes)+len(setRevoked)+len(delRevoked))
+	args := make([]any, 0, 12+len(groups)+len(setNodes)+len(delNodes)+len(setRevoked)+len(delRevoked))
 	args = append(args, c.From.Epoch, c.From.Rev, c.From.MVer, c.By, k.Events(), LogMaxLen,
 		len(groups), len(setNodes)/2, len(delNodes), len(setRevoked)/2, len(delRevoked))
 	for _, part := range [][]string{groups, setNodes, delNodes, setRevoked, delRevoked} {
@@ -200,6 +206,7 @@ func (r *Registry) Commit(ctx context.Context, c Commit) (epoch int64, changed b
 			args = append(args, v)
 		}
 	}
+	args = append(args, EventMaxNodes)
 	res, err := commitScript.Run(ctx, r.rdb,
 		[]string{k.State(), k.Assign(), k.Revoked(), k.Groups(), k.Log(), k.Holders(), k.Nodes()}, args...).StringSlice()
 	if err != nil {

@@ -8,7 +8,9 @@
 -- are recorded: no epoch bump, no event.
 --
 -- KEYS[1] :state   HASH epoch, prev, pmver, dirty (set by a reap or leave
---                  that removed an entry: the next commit bumps the epoch)
+--                  that removed an entry: the next commit bumps the epoch),
+--                  dirtyg (the groups those removals took a holder from,
+--                  comma-joined, or "*" = too many to name)
 -- KEYS[2] :assign  HASH node ID -> comma-joined sorted groups ("" = standby)
 -- KEYS[3] :revoked HASH node ID -> comma-joined revoked entries "group@epoch"
 --                  (the rebalancer's, stored as given, never filtered)
@@ -32,8 +34,21 @@
 -- ARGV[12 ..] the G group names, then NS (node, groups) pairs, then ND node
 --             IDs, then RS (node, entries) pairs, then RD node IDs
 --
+-- ARGV[12 + all of the above] max node IDs an event names (256)
+--
+-- The assignment event names what changed, so that a node not concerned
+-- adopts the new epoch without a read (registry.Event.Concerns):
+--   scope "nodes"  nodes = IDs whose entry changed (at most the max),
+--                  groups = groups whose holder count (so share) changed
+--                  since the last commit (leaves and reaps included)
+--   scope "groups" more nodes changed than the max: groups also lists every
+--                  group of their old and new entries; nodes holding no
+--                  group read too
+--   no scope       too much to name (dirtyg "*", or over 1024 groups):
+--                  every node reads
+--
 -- Reply: {"stale", current epoch} | {"same", epoch} | {"ok", new epoch}
-local st = redis.call('HMGET', KEYS[1], 'epoch', 'dirty')
+local st = redis.call('HMGET', KEYS[1], 'epoch', 'dirty', 'dirtyg')
 local epoch = tonumber(st[1] or '0') or 0
 if epoch ~= tonumber(ARGV[1]) then
   return {'stale', num(epoch)}
@@ -67,13 +82,34 @@ local function drop_missing(v)
   return table.concat(out, ',')
 end
 
-local function count(v, delta)
+-- What the event will name: touched nodes, and the net holder change of
+-- each group (a group moved off and back is no change of share).
+local touched, ntouched = {}, 0
+local delta = {}
+local function touch(id)
+  if not touched[id] then
+    touched[id] = true
+    ntouched = ntouched + 1
+  end
+end
+
+local function count(v, d)
   if not v then return end
   for g in string.gmatch(v, '[^,]+') do
-    if redis.call('HINCRBY', KEYS[6], g, delta) <= 0 then
+    delta[g] = (delta[g] or 0) + d
+    if redis.call('HINCRBY', KEYS[6], g, d) <= 0 then
       redis.call('HDEL', KEYS[6], g)
     end
   end
+end
+
+-- Old and new entries of the touched nodes, kept only until the event
+-- would name too many nodes anyway (then their groups are named instead).
+local entries = {}
+local function changed_entry(id, old, new)
+  touch(id)
+  entries[#entries + 1] = old or ''
+  entries[#entries + 1] = new or ''
 end
 
 -- A reap or leave removed entries since the last commit: the survivors'
@@ -88,12 +124,14 @@ for _ = 1, ns do
       count(old, -1)
       redis.call('HDEL', KEYS[2], id)
       changed = true
+      changed_entry(id, old, '')
     end
   elseif old ~= v then
     count(old, -1)
     count(v, 1)
     redis.call('HSET', KEYS[2], id, v)
     changed = true
+    changed_entry(id, old, v)
   end
   i = i + 2
 end
@@ -103,6 +141,7 @@ for _ = 1, nd do
     count(old, -1)
     redis.call('HDEL', KEYS[2], ARGV[i])
     changed = true
+    changed_entry(ARGV[i], old, '')
   end
   i = i + 1
 end
@@ -124,7 +163,59 @@ redis.call('HSET', KEYS[1], 'prev', ARGV[2], 'pmver', ARGV[3])
 if not changed then
   return {'same', num(epoch)}
 end
-redis.call('HDEL', KEYS[1], 'dirty')
+redis.call('HDEL', KEYS[1], 'dirty', 'dirtyg')
 epoch = redis.call('HINCRBY', KEYS[1], 'epoch', 1)
-emit(KEYS[5], ARGV[5], ARGV[6], 'assignment', '', '', ARGV[4], epoch, 0, now_ms())
+
+-- Name what changed (see the header).
+local maxNodes = tonumber(ARGV[i]) or 256
+local scope = 'nodes'
+local gset = {}
+-- Each group in dirtyg lost one holder (per occurrence) since the last
+-- commit: with this commit's own changes, the net change from the counts
+-- the nodes last read. A group back at its old count is not named: its
+-- holders' shares are what they read. (A node that read between the
+-- removal and now saw the dirty count; its read says so and it re-reads on
+-- the next event, see node_assignment.lua.)
+local dirtyg = st[3]
+if dirtyg == '*' then
+  scope = ''
+elseif dirtyg and dirtyg ~= '' then
+  for g in string.gmatch(dirtyg, '[^,]+') do delta[g] = (delta[g] or 0) - 1 end
+end
+for g, d in pairs(delta) do
+  if d ~= 0 then gset[g] = true end
+end
+local nodes = {}
+if scope ~= '' then
+  if ntouched > maxNodes then
+    scope = 'groups'
+    for _, v in ipairs(entries) do
+      for g in string.gmatch(v, '[^,]+') do gset[g] = true end
+    end
+  else
+    for id in pairs(touched) do nodes[#nodes + 1] = id end
+    table.sort(nodes)
+  end
+end
+local groups = {}
+for g in pairs(gset) do groups[#groups + 1] = g end
+if #groups > 1024 then
+  scope = ''
+end
+local at = now_ms()
+if scope == '' then
+  emit(KEYS[5], ARGV[5], ARGV[6], 'assignment', '', '', ARGV[4], epoch, 0, at)
+  return {'ok', num(epoch)}
+end
+table.sort(groups)
+local id = redis.call('XADD', KEYS[5], 'MAXLEN', '~', ARGV[6], '*',
+  'type', 'assignment', 'group', '', 'node', '', 'epoch', num(epoch),
+  'version', '0', 'by', ARGV[4], 'at', num(at),
+  'scope', scope, 'nodes', table.concat(nodes, ','), 'groups', table.concat(groups, ','))
+local ev = {id = id, type = 'assignment', group = '', node = '', epoch = epoch,
+  version = 0, by = ARGV[4], at = at, scope = scope}
+-- cjson writes an empty table as {}: leave empty lists out.
+if #nodes > 0 then ev.nodes = nodes end
+if #groups > 0 then ev.groups = groups end
+redis.call('PUBLISH', ARGV[5], cjson.encode(ev))
 return {'ok', num(epoch)}

@@ -46,12 +46,19 @@ local function stamp(body, fields)
 end
 
 -- emit appends one event to the log stream and publishes it with its ID.
-local function emit(log, channel, maxlen, typ, group, node, by, epoch, version, at)
-  local id = redis.call('XADD', log, 'MAXLEN', '~', maxlen, '*',
-    'type', typ, 'group', group, 'node', node, 'epoch', num(epoch),
-    'version', num(version), 'by', by, 'at', num(at))
+-- rev (optional) is the group revision a group write moved to: a node that
+-- does not hold the group and had read the revision before adopts it
+-- without a read.
+local function emit(log, channel, maxlen, typ, group, node, by, epoch, version, at, rev)
+  local fields = {'type', typ, 'group', group, 'node', node, 'epoch', num(epoch),
+    'version', num(version), 'by', by, 'at', num(at)}
+  if rev then
+    fields[#fields + 1] = 'rev'
+    fields[#fields + 1] = num(rev)
+  end
+  local id = redis.call('XADD', log, 'MAXLEN', '~', maxlen, '*', unpack(fields))
   redis.call('PUBLISH', channel, cjson.encode({
     id = id, type = typ, group = group, node = node, epoch = epoch,
-    version = version, by = by, at = at}))
+    version = version, by = by, at = at, rev = rev}))
   return id
 end

@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -35,33 +37,92 @@ const (
 	EventGroupResumed   = "group.resumed"
 )
 
+// EventMaxNodes is the most node IDs an assignment event names; a commit
+// that changes more entries names their groups instead (ScopeGroups).
+const EventMaxNodes = 256
+
+// Scopes of an assignment event: how much of the change it names.
+const (
+	// ScopeNodes: Nodes are exactly the nodes whose entries changed and
+	// Groups the groups whose holder count (so every holder's share) changed.
+	ScopeNodes = "nodes"
+	// ScopeGroups: too many entries changed to list; Groups also holds
+	// every group of their old and new entries.
+	ScopeGroups = "groups"
+)
+
 // Event is one entry of the event log; the same fields are published on the
-// events channel. JSON: id, type, group, node, by, epoch, version, at (Unix ms)
-// and, for key health events, reason.
+// events channel. JSON: id, type, group, node, by, epoch, version, at (Unix
+// ms), for key health events reason, and on assignment events that name what
+// changed: scope, nodes, groups.
 type Event struct {
 	ID, Type, Group, Node, By string
 	Epoch, Version            int64
 	At                        time.Time
 	// Reason says why (group.suspended, group.throttled); never a secret.
 	Reason string
+	// Scope, Nodes and Groups name what an assignment event changed (see
+	// Concerns); Scope "" names nothing: every node is concerned.
+	Scope  string
+	Nodes  []string
+	Groups []string
+	// Rev is the group revision a group write moved to (0 on other
+	// events): a node that does not hold the group and has read Rev-1
+	// adopts it without a read.
+	Rev int64
+}
+
+// Concerns reports whether an assignment event may change what node, which
+// now holds held, reads from its assignment: its entry or the share of one
+// of its groups. A node it does not concern reads nothing and may adopt
+// the event's epoch when it is the next one after the epoch it has read.
+// An event that names nothing (Scope "", as from an older writer) concerns
+// every node; other event types concern nobody here.
+func (e Event) Concerns(node string, held []string) bool {
+	if e.Type != EventAssignment {
+		return false
+	}
+	switch e.Scope {
+	case ScopeNodes:
+		if slices.Contains(e.Nodes, node) {
+			return true
+		}
+	case ScopeGroups:
+		if len(held) == 0 {
+			return true
+		}
+	default:
+		return true
+	}
+	for _, g := range held {
+		if slices.Contains(e.Groups, g) {
+			return true
+		}
+	}
+	return false
 }
 
 // eventJSON is the wire form shared with the Lua scripts: at is Unix ms.
 type eventJSON struct {
-	ID      string `json:"id"`
-	Type    string `json:"type"`
-	Group   string `json:"group"`
-	Node    string `json:"node"`
-	By      string `json:"by"`
-	Epoch   int64  `json:"epoch"`
-	Version int64  `json:"version"`
-	At      int64  `json:"at"`
-	Reason  string `json:"reason,omitempty"`
+	ID      string   `json:"id"`
+	Type    string   `json:"type"`
+	Group   string   `json:"group"`
+	Node    string   `json:"node"`
+	By      string   `json:"by"`
+	Epoch   int64    `json:"epoch"`
+	Version int64    `json:"version"`
+	At      int64    `json:"at"`
+	Reason  string   `json:"reason,omitempty"`
+	Scope   string   `json:"scope,omitempty"`
+	Nodes   []string `json:"nodes,omitempty"`
+	Groups  []string `json:"groups,omitempty"`
+	Rev     int64    `json:"rev,omitempty"`
 }
 
 // MarshalJSON encodes e with snake_case fields and at in Unix ms.
 func (e Event) MarshalJSON() ([]byte, error) {
-	j := eventJSON{ID: e.ID, Type: e.Type, Group: e.Group, Node: e.Node, By: e.By, Epoch: e.Epoch, Version: e.Version, Reason: e.Reason}
+	j := eventJSON{ID: e.ID, Type: e.Type, Group: e.Group, Node: e.Node, By: e.By, Epoch: e.Epoch, Version: e.Version,
+		Reason: e.Reason, Scope: e.Scope, Nodes: e.Nodes, Groups: e.Groups, Rev: e.Rev}
 	if !e.At.IsZero() {
 		j.At = e.At.UnixMilli()
 	}
@@ -92,12 +153,12 @@ func (e *Event) UnmarshalJSON(b []byte) error {
 	}
 	var out Event
 	var err error
-	var epoch, version, at string
+	var epoch, version, at, rev string
 	for _, f := range []struct {
 		k string
 		p *string
 	}{{"id", &out.ID}, {"type", &out.Type}, {"group", &out.Group}, {"node", &out.Node}, {"by", &out.By},
-		{"epoch", &epoch}, {"version", &version}, {"at", &at}, {"reason", &out.Reason}} {
+		{"epoch", &epoch}, {"version", &version}, {"at", &at}, {"reason", &out.Reason}, {"rev", &rev}} {
 		if *f.p, err = str(f.k); err != nil {
 			return err
 		}
@@ -110,6 +171,30 @@ func (e *Event) UnmarshalJSON(b []byte) error {
 	}
 	if out.At, err = parseAt(at); err != nil {
 		return fmt.Errorf("registry: event at: %w", err)
+	}
+	if out.Rev, err = parseNumber(rev); err != nil {
+		return fmt.Errorf("registry: event rev: %w", err)
+	}
+	if out.Scope, err = str("scope"); err != nil {
+		return err
+	}
+	for _, f := range []struct {
+		k string
+		p *[]string
+	}{{"nodes", &out.Nodes}, {"groups", &out.Groups}} {
+		v, ok := raw[f.k]
+		if !ok || string(v) == "null" {
+			continue
+		}
+		// A list that is not a list of strings names nothing reliably:
+		// drop the scope so that every node reads.
+		if json.Unmarshal(v, f.p) != nil {
+			out.Scope, out.Nodes, out.Groups = "", nil, nil
+			break
+		}
+	}
+	if out.Scope != "" && out.Scope != ScopeNodes && out.Scope != ScopeGroups {
+		out.Scope = "" // unknown: name nothing, so every node reads
 	}
 	*e = out
 	return nil
@@ -190,5 +275,17 @@ func eventFromStream(m redis.XMessage) Event {
 	e.Epoch, _ = parseNumber(s("epoch"))
 	e.Version, _ = parseNumber(s("version"))
 	e.At, _ = parseAt(s("at"))
+	e.Rev, _ = parseNumber(s("rev"))
+	if e.Scope = s("scope"); e.Scope != "" {
+		e.Nodes, e.Groups = splitList(s("nodes")), splitList(s("groups"))
+	}
 	return e
+}
+
+// splitList splits a comma-joined stream field; "" is no list.
+func splitList(s string) []string {
+	if s == "" {
+		return nil
+	}
+	return strings.Split(s, ",")
 }

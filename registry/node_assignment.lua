@@ -7,8 +7,11 @@
 -- ARGV[1] node ID
 -- ARGV[2] group key prefix ("{allot:NS}:group:"; same hash slot as KEYS)
 --
--- Reply: {epoch, group JSON, holders, group JSON, holders, ...}
-local out = {redis.call('HGET', KEYS[1], 'epoch') or '0'}
+-- Reply: {epoch, dirty ("1" when a leave or reap changed holder counts since
+-- the last commit: the counts read are not the epoch's), group JSON,
+-- holders, group JSON, holders, ...}
+local st = redis.call('HMGET', KEYS[1], 'epoch', 'dirty')
+local out = {st[1] or '0', st[2] and '1' or '0'}
 local v = redis.call('HGET', KEYS[2], ARGV[1])
 if v then
   for g in string.gmatch(v, '[^,]+') do

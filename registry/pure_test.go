@@ -117,3 +117,47 @@ func TestErrorsWrapWithContext(t *testing.T) {
 		assert.Regexp(t, `^registry: [a-z]`, err.Error())
 	}
 }
+
+func TestEventConcerns(t *testing.T) {
+	named := registry.Event{Type: registry.EventAssignment, Scope: registry.ScopeNodes, Nodes: []string{"n1"}, Groups: []string{"g"}}
+	for _, c := range []struct {
+		ev   registry.Event
+		node string
+		held []string
+		want bool
+	}{
+		{named, "n1", nil, true},
+		{named, "n2", []string{"g"}, true},
+		{named, "n2", []string{"h"}, false},
+		{named, "n2", nil, false},
+		{registry.Event{Type: registry.EventAssignment}, "n2", []string{"h"}, true},
+		{registry.Event{Type: registry.EventAssignment, Scope: registry.ScopeGroups, Groups: []string{"g"}}, "n2", nil, true},
+		{registry.Event{Type: registry.EventAssignment, Scope: registry.ScopeGroups, Groups: []string{"g"}}, "n2", []string{"h"}, false},
+		{registry.Event{Type: registry.EventGroupUpdated, Group: "g"}, "n2", []string{"g"}, false},
+	} {
+		assert.Equal(t, c.want, c.ev.Concerns(c.node, c.held), "%+v %s %v", c.ev, c.node, c.held)
+	}
+}
+
+func TestEventNamesJSON(t *testing.T) {
+	e := registry.Event{ID: "1-1", Type: registry.EventAssignment, Epoch: 4, Scope: registry.ScopeNodes, Nodes: []string{"n1"}, Groups: []string{"a", "b"}}
+	b, err := json.Marshal(e)
+	require.NoError(t, err)
+	assert.JSONEq(t, `{"id":"1-1","type":"assignment","group":"","node":"","by":"","epoch":4,"version":0,"at":0,"scope":"nodes","nodes":["n1"],"groups":["a","b"]}`, string(b))
+	back, err := registry.ParseEvent(string(b))
+	require.NoError(t, err)
+	assert.Equal(t, e, back)
+
+	// A scope it does not know, or lists that are not lists, name nothing:
+	// every node reads.
+	for _, payload := range []string{
+		`{"type":"assignment","epoch":5,"scope":"zones","nodes":["n1"]}`,
+		`{"type":"assignment","epoch":5,"scope":"nodes","nodes":"n1"}`,
+		`{"type":"assignment","epoch":5,"scope":"nodes","groups":[1,2]}`,
+	} {
+		ev, err := registry.ParseEvent(payload)
+		require.NoError(t, err, payload)
+		assert.Empty(t, ev.Scope, payload)
+		assert.True(t, ev.Concerns("n9", []string{"z"}), payload)
+	}
+}

@@ -68,12 +68,12 @@ end
 
 unschedule(claim)
 unschedule(ARGV[14])
-redis.call('HINCRBY', KEYS[4], 'rev', 1)
+local rev = redis.call('HINCRBY', KEYS[4], 'rev', 1)
 
 if mode == 'delete' then
   redis.call('DEL', KEYS[1], KEYS[2])
   redis.call('SREM', KEYS[3], name)
-  emit(KEYS[5], channel, maxlen, ARGV[6], name, '', ARGV[7], 0, tonumber(ARGV[8]), now)
+  emit(KEYS[5], channel, maxlen, ARGV[6], name, '', ARGV[7], 0, tonumber(ARGV[8]), now, rev)
   if claim ~= '' then
     emit(KEYS[5], channel, maxlen, 'schedule.applied', name, '', ARGV[16], 0, tonumber(ARGV[8]), now)
   end
@@ -94,7 +94,7 @@ redis.call('SET', KEYS[1], doc)
 redis.call('LPUSH', KEYS[2], doc)
 redis.call('LTRIM', KEYS[2], 0, tonumber(ARGV[5]) - 1)
 redis.call('SADD', KEYS[3], name)
-emit(KEYS[5], channel, maxlen, ARGV[6], name, '', ARGV[7], 0, tonumber(ARGV[8]), now)
+emit(KEYS[5], channel, maxlen, ARGV[6], name, '', ARGV[7], 0, tonumber(ARGV[8]), now, rev)
 if claim ~= '' then
   emit(KEYS[5], channel, maxlen, 'schedule.applied', name, '', ARGV[16], 0, tonumber(ARGV[8]), now)
 end

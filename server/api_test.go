@@ -538,6 +538,32 @@ func TestNodeProtocol(t *testing.T) {
 	assert.Equal(t, 0.5, polled.Groups[0].Share)
 	assert.Equal(t, "300/m", polled.Groups[0].QuotaShare)
 
+	// A long poll at the current epoch wakes on a change of a held group's
+	// config, without an epoch move. (The update is repeated until one lands
+	// after the poll's first read: a change before it reaches the node with
+	// its next beat.)
+	go func() {
+		done <- a.do("GET", "/v1/nodes/n1/assignment?after="+itoa(polled.Epoch)+"&wait=50s", nodeToken, nil)
+	}()
+	v := 0
+	require.Eventually(t, func() bool {
+		select {
+		case r = <-done:
+			return true
+		default:
+		}
+		v++
+		_, err := a.reg.Update(context.Background(), "maps", registry.Change{Set: map[string]string{"region": itoa(int64(v))}}, "test")
+		require.NoError(t, err)
+		return false
+	}, 20*time.Second, 50*time.Millisecond, "long poll did not wake on a config change")
+	require.Equal(t, http.StatusOK, r.status, "%s", r.body)
+	var woke nodeAssignment
+	r.json(t, &woke)
+	assert.Equal(t, polled.Epoch, woke.Epoch, "no epoch move")
+	require.Len(t, woke.Groups, 1)
+	assert.Greater(t, woke.Groups[0].Version, polled.Groups[0].Version)
+
 	// Leaving moves the group at once.
 	r = a.doSession("DELETE", "/v1/nodes/n2", nodeToken, sessions["n2"], nil)
 	require.Equal(t, http.StatusNoContent, r.status, "%s", r.body)

@@ -148,7 +148,7 @@ func (s *Server) nodeHeartbeat(w http.ResponseWriter, r *http.Request) error {
 	if rep.Joined {
 		s.log.Info("node joined", "node", id)
 	}
-	if rep.Work {
+	if rep.Work && rep.First {
 		s.Nudge()
 	}
 	a, err := s.assignment(r.Context(), id)
@@ -180,8 +180,9 @@ func (s *Server) checkSession(r *http.Request, id string) error {
 }
 
 // nodeAssignment long-polls: it answers once the epoch is past ?after= (at
-// once without it), or after ?wait= (default 30 s, at most 60 s) with the
-// current assignment.
+// once without it) or one of the node's groups changed while it waited (a
+// group revision: config, version or share), or after ?wait= (default 30 s,
+// at most 60 s) with the current assignment.
 func (s *Server) nodeAssignment(w http.ResponseWriter, r *http.Request) error {
 	id := r.PathValue("id")
 	if err := heartbeat.ValidateNodeID(id); err != nil {
@@ -214,15 +215,22 @@ func (s *Server) nodeAssignment(w http.ResponseWriter, r *http.Request) error {
 	defer deadline.Stop()
 	poll := time.NewTicker(fallbackPoll)
 	defer poll.Stop()
+	var first *NodeAssignment
 	for {
 		wake := s.changed.wait() // taken before the read, so no change slips between
 		a, err := s.assignment(r.Context(), id)
 		if err != nil {
 			return err
 		}
-		if a.Epoch > after {
+		// A new epoch, or a held group changed (config, version, share)
+		// since the poll began: a config change reaches the node at once,
+		// not at its next beat.
+		if a.Epoch > after || (first != nil && !sameGroups(*first, a)) {
 			writeJSON(w, http.StatusOK, a)
 			return nil
+		}
+		if first == nil {
+			first = &a
 		}
 		select {
 		case <-wake:
@@ -297,4 +305,19 @@ func (s *Server) assignment(ctx context.Context, id string) (NodeAssignment, err
 // session.
 func errSession(format string, a ...any) *apiError {
 	return &apiError{status: http.StatusForbidden, code: CodeForbidden, message: fmt.Sprintf(format, a...)}
+}
+
+// sameGroups reports whether a and b give the node the same groups at the
+// same versions and shares.
+func sameGroups(a, b NodeAssignment) bool {
+	if len(a.Groups) != len(b.Groups) {
+		return false
+	}
+	for i := range a.Groups {
+		x, y := a.Groups[i], b.Groups[i]
+		if x.Name != y.Name || x.Version != y.Version || x.Share != y.Share {
+			return false
+		}
+	}
+	return true
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/allot-io/allot/internal/perf"
 	"github.com/allot-io/allot/internal/redistest"
 )
 
@@ -25,7 +26,7 @@ func runCheckCLI(t *testing.T, args ...string) (int, string, string) {
 }
 
 func TestCheckPerfJSON(t *testing.T) {
-	for _, mode := range []string{"client", "sim"} {
+	for _, mode := range []string{"client", "shared", "sim"} {
 		t.Run(mode, func(t *testing.T) {
 			s := redistest.Start(t)
 			code, out, errOut := runCheckCLI(t, "check", "perf", "--redis", s.URL(), "-o", "json",
@@ -41,7 +42,7 @@ func TestCheckPerfJSON(t *testing.T) {
 				fields = append(fields, k)
 			}
 			assert.ElementsMatch(t, []string{"nodes", "groups", "beats_per_sec", "round_trips_per_beat",
-				"failover_ms", "leave_ms", "propagation_ms", "rebalance_ms"}, fields)
+				"failover_ms", "leave_ms", "propagation_ms", "rebalance_ms", "commands_per_leave", "lock_attempts_per_change"}, fields)
 
 			var r struct {
 				Nodes             int     `json:"nodes"`
@@ -58,12 +59,24 @@ func TestCheckPerfJSON(t *testing.T) {
 			assert.Equal(t, 1.0, r.RoundTripsPerBeat, "steady state costs one round trip per beat")
 
 			for _, f := range []string{"failover_ms", "leave_ms", "propagation_ms", "rebalance_ms"} {
-				var p percentiles
+				var p perf.Percentiles
 				require.NoError(t, json.Unmarshal(raw[f], &p), f)
 				assert.Greater(t, p.P50, 0.0, f)
 				assert.LessOrEqual(t, p.P50, p.P99, f)
 			}
-			var fo percentiles
+			var work struct {
+				Cmds  float64 `json:"commands_per_leave"`
+				Locks float64 `json:"lock_attempts_per_change"`
+			}
+			require.NoError(t, json.Unmarshal([]byte(out), &work))
+			// The leaver's own leave and plan are a dozen commands; 50 nodes
+			// over 5 groups give ~10 holders per group to re-read.
+			assert.Greater(t, work.Cmds, 5.0)
+			assert.Less(t, work.Cmds, 200.0)
+			assert.GreaterOrEqual(t, work.Locks, 1.0, "the leaver plans")
+			assert.LessOrEqual(t, work.Locks, 3.0, "no herd at the lock")
+
+			var fo perf.Percentiles
 			require.NoError(t, json.Unmarshal(raw["failover_ms"], &fo))
 			// A killed node is noticed only after its TTL has run out since its
 			// last beat (at most one interval before the kill).
@@ -87,7 +100,7 @@ func TestCheckPerfTable(t *testing.T) {
 	require.Equal(t, 0, code, "stderr: %s", errOut)
 	assert.Contains(t, out, "namespace bench-")
 	for _, row := range []string{"beats/s", "round trips per beat", "failover: kill 1", "leave -> reassigned (1 leaves)",
-		"config propagation", "rebalance commit"} {
+		"config propagation", "rebalance commit", "redis commands per leave", "lock attempts per change"} {
 		assert.Contains(t, out, row)
 	}
 	assert.Contains(t, errOut, "check perf: failover: killing 1 of 11 nodes")
@@ -116,30 +129,28 @@ func TestCheckPerfUsage(t *testing.T) {
 	}
 }
 
-func TestPerfLatencies(t *testing.T) {
-	assert.Equal(t, percentiles{}, latencies(nil))
-	assert.Equal(t, percentiles{P50: 7, P99: 7}, latencies([]float64{7}))
-	s := make([]float64, 100)
-	for i := range s {
-		s[i] = float64(100 - i) // 100..1
-	}
-	assert.Equal(t, percentiles{P50: 50, P99: 99}, latencies(s))
-}
-
 func TestPerfTableVerdicts(t *testing.T) {
-	r := perfResult{
+	r := perf.Result{
 		Nodes: 1000, Groups: 20, BeatsPerSec: 400, RoundTripsPerBeat: 1,
-		FailoverMS: percentiles{P50: 5000, P99: 9000}, LeaveMS: percentiles{P50: 20, P99: 50},
-		PropagationMS: percentiles{P50: 10, P99: 150}, RebalanceMS: percentiles{P50: 30, P99: 40},
-		mode: "client", interval: 2 * time.Second, ttl: 6 * time.Second,
-		killed: 100, left: 10, holders: 50, updates: 5, rebalances: 10,
+		FailoverMS: perf.Percentiles{P50: 5000, P99: 9000}, LeaveMS: perf.Percentiles{P50: 20, P99: 50},
+		PropagationMS: perf.Percentiles{P50: 10, P99: 150}, RebalanceMS: perf.Percentiles{P50: 30, P99: 40},
+		Mode: perf.ModeClient, Interval: 2 * time.Second, TTL: 6 * time.Second, Window: 20 * time.Second,
+		Killed: 100, Left: 10, Holders: 50, Updates: 5, Rebalanced: 10,
+		CommandsPerLeave: 2500, LockAttemptsPerChange: 1,
 	}
 	tb := perfTable(r)
-	require.Len(t, tb.rows, 6)
+	require.Len(t, tb.rows, 8)
 	got := make([]string, len(tb.rows))
 	for i, row := range tb.rows {
 		got[i] = row[len(row)-1]
 	}
-	// 400 < 95% of 500 beats/s; 9 s > 8 s; 150 ms > 100 ms; no rebalance target.
-	assert.Equal(t, []string{"MISS", "PASS", "MISS", "PASS", "MISS", "-"}, got)
+	// 400 < 95% of 500 beats/s; 9 s > 8 s; 150 ms > 100 ms; no rebalance
+	// target; 2,500 commands > 2,000; 1 lock attempt.
+	assert.Equal(t, []string{"MISS", "PASS", "MISS", "PASS", "MISS", "-", "MISS", "PASS"}, got)
+
+	// A window of two intervals is too short to judge beats/s: no MISS.
+	r.Window = 4 * time.Second
+	tb = perfTable(r)
+	assert.Equal(t, "-", tb.rows[0][len(tb.rows[0])-1])
+	assert.Contains(t, strings.Join(tb.footer, "\n"), "beats/s not judged")
 }

@@ -9,6 +9,9 @@
 -- dirty (:state dirty): the next commit then bumps the epoch even if no entry
 -- differs, so the nodes still holding those groups learn their new share —
 -- with the plan that replaces the node, not in a refetch storm of their own.
+-- It also records which groups lost a holder (:state dirtyg, comma-joined;
+-- "*" once the list passes 4 KiB) so that commit's event names them and only
+-- their holders re-read.
 --
 -- KEYS[5] :assign  HASH node ID -> groups (the node's entry is removed)
 -- KEYS[6] :revoked HASH node ID -> revoked entries (likewise)
@@ -23,7 +26,17 @@ local function forget(id)
     if redis.call('HINCRBY', KEYS[7], g, -1) <= 0 then redis.call('HDEL', KEYS[7], g) end
   end
   redis.call('HDEL', KEYS[5], id)
-  redis.call('HSET', KEYS[2], 'dirty', 1)
+  local dg = v
+  if v ~= '' then
+    local prev = redis.call('HGET', KEYS[2], 'dirtyg')
+    if prev == '*' or (prev and #prev + #v > 4096) then
+      dg = '*'
+    elseif prev and prev ~= '' then
+      dg = prev .. ',' .. v
+    end
+    redis.call('HSET', KEYS[2], 'dirty', 1, 'dirtyg', dg)
+  else
+    redis.call('HSET', KEYS[2], 'dirty', 1)
+  end
   return true
 end
-

@@ -1,4 +1,4 @@
-package main
+package perf
 
 import (
 	"context"
@@ -23,8 +23,17 @@ import (
 // assignment at their versions, and when it saw them.
 type nodeView struct {
 	epoch  int64
+	dirty  bool             // read while holder counts were ahead of the epoch: read on the next event
 	groups map[string]int64 // group name -> version
 	at     time.Time
+}
+
+// epochOr returns the view's epoch, or or when there is no view.
+func (v *nodeView) epochOr(or int64) int64 {
+	if v == nil {
+		return or
+	}
+	return v.epoch
 }
 
 // names returns the view's group names, sorted.
@@ -55,36 +64,44 @@ type perfNode interface {
 	close(ctx context.Context)
 }
 
-// errKilled is what a killed node's Redis calls fail with.
-var errKilled = errors.New("perf: node killed")
-
 // clientNode is a real client.Client on a Redis client of its own (a small
 // pool, as a node process would have), so it can be killed alone.
 type clientNode struct {
 	h        *perfHarness
 	nid, nip string
 	rdb      redis.UniversalClient
+	ownsRDB  bool // false: a clone on the harness's shared pool (ModeShared)
 	sw       *killswitch.Switch
 	c        *client.Client
 	v        atomic.Pointer[nodeView]
 }
 
 func newClientNode(h *perfHarness, id, ip string) (*clientNode, error) {
-	rdb, err := redisurl.Open(h.cfg.url, redisurl.WithPoolSize(4))
-	if err != nil {
-		return nil, err
+	var rdb redis.UniversalClient
+	owns := true
+	if sc, ok := h.shared.(*redis.Client); ok && h.mode == ModeShared {
+		// A clone shares the pool but has hooks of its own, so the kill
+		// switch stops this node alone.
+		rdb, owns = sc.WithTimeout(sc.Options().ReadTimeout), false
+	} else {
+		var err error
+		if rdb, err = redisurl.Open(h.cfg.URL, redisurl.WithPoolSize(4)); err != nil {
+			return nil, err
+		}
 	}
 	sw := killswitch.New(errKilled)
 	rdb.AddHook(sw)
 	rdb.AddHook(h.counter)
 	c, err := client.New(rdb,
-		client.WithNamespace(h.cfg.namespace), client.WithNodeID(id), client.WithIP(ip),
-		client.WithHeartbeat(heartbeat.Config{Interval: h.cfg.interval, TTL: h.cfg.ttl}))
+		client.WithNamespace(h.cfg.Namespace), client.WithNodeID(id), client.WithIP(ip),
+		client.WithHeartbeat(heartbeat.Config{Interval: h.cfg.Interval, TTL: h.cfg.TTL}))
 	if err != nil {
-		_ = rdb.Close()
+		if owns {
+			_ = rdb.Close()
+		}
 		return nil, err
 	}
-	n := &clientNode{h: h, nid: id, nip: ip, rdb: rdb, sw: sw, c: c}
+	n := &clientNode{h: h, nid: id, nip: ip, rdb: rdb, ownsRDB: owns, sw: sw, c: c}
 	c.OnChange(func(_, a client.Assignment) {
 		v := &nodeView{epoch: a.Epoch, groups: make(map[string]int64, len(a.Groups)), at: time.Now()}
 		for _, g := range a.Groups {
@@ -106,7 +123,9 @@ func (n *clientNode) leave(ctx context.Context) error { return n.c.Close(ctx) }
 func (n *clientNode) close(ctx context.Context) {
 	n.sw.Kill() // Close must not leave: the namespace is dropped anyway.
 	_ = n.c.Close(ctx)
-	_ = n.rdb.Close()
+	if n.ownsRDB {
+		_ = n.rdb.Close()
+	}
 }
 
 // simNode stands in for a client.Client when thousands of them would not
@@ -125,7 +144,8 @@ type simNode struct {
 	stopOnce sync.Once
 	ready    chan struct{}
 	readyOne sync.Once
-	lastRev  int64 // loop goroutine only
+	lastRev  atomic.Int64 // group revision the view covers (an event may adopt the next one)
+	eventRev atomic.Int64 // highest revision of a held group's event: the read it wakes covers it
 
 	rebalancing atomic.Bool
 	stopped     atomic.Bool
@@ -160,7 +180,7 @@ func (n *simNode) start(ctx context.Context) error {
 func (n *simNode) run() {
 	defer close(n.done)
 	h := n.h
-	iv := h.cfg.interval
+	iv := h.cfg.Interval
 	t := time.NewTimer(0)
 	defer t.Stop()
 	for {
@@ -168,7 +188,7 @@ func (n *simNode) run() {
 		case <-n.stop:
 			return
 		case <-n.wake:
-			_ = n.fetch(h.ctx, -1)
+			_ = n.fetch(h.ctx, n.eventRev.Load())
 			continue
 		case <-t.C:
 		}
@@ -191,13 +211,30 @@ func (n *simNode) tick(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if reply.Work && n.rebalancing.CompareAndSwap(false, true) {
+	if reply.Work && reply.First && n.rebalancing.CompareAndSwap(false, true) {
 		h.workers.Go(func() {
 			defer n.rebalancing.Store(false)
 			_, _ = h.nodeRB.Run(h.ctx)
 		})
 	}
-	if v == nil || reply.Epoch != v.epoch || reply.Rev != n.lastRev {
+	if v == nil || reply.Epoch != v.epoch || reply.Rev != n.lastRev.Load() {
+		// As the client: a change one step ahead waits a little for its
+		// event before reading.
+		if de, dr := reply.Epoch-v.epochOr(-1), reply.Rev-n.lastRev.Load(); v != nil && !v.dirty && (de == 0 || de == 1) && (dr == 0 || dr == 1) {
+			h.workers.Go(func() {
+				t := time.NewTimer(min(h.cfg.Interval/8, 250*time.Millisecond))
+				defer t.Stop()
+				select {
+				case <-n.stop:
+					return
+				case <-t.C:
+				}
+				if cur := n.v.Load(); cur == nil || cur.epoch < reply.Epoch || n.lastRev.Load() < reply.Rev {
+					_ = n.fetch(h.ctx, reply.Rev)
+				}
+			})
+			return nil
+		}
 		return n.fetch(ctx, reply.Rev)
 	}
 	return nil
@@ -210,16 +247,21 @@ func (n *simNode) fetch(ctx context.Context, rev int64) error {
 	}
 	epoch, groups := view.Epoch, view.Groups
 	if rev >= 0 {
-		n.lastRev = rev
+		for {
+			old := n.lastRev.Load()
+			if old >= rev || n.lastRev.CompareAndSwap(old, rev) {
+				break
+			}
+		}
 	}
 	if n.stopped.Load() {
 		return nil
 	}
-	v := &nodeView{epoch: epoch, groups: make(map[string]int64, len(groups)), at: time.Now()}
+	v := &nodeView{epoch: epoch, dirty: view.Dirty, groups: make(map[string]int64, len(groups)), at: time.Now()}
 	for _, g := range groups {
 		v.groups[g.Name] = g.Version
 	}
-	if old := n.v.Load(); old == nil || old.epoch != v.epoch || !sameVersions(old.groups, v.groups) {
+	if old := n.v.Load(); old == nil || old.epoch != v.epoch || old.dirty != v.dirty || !sameVersions(old.groups, v.groups) {
 		n.v.Store(v)
 		n.h.viewChanged()
 	}
@@ -227,17 +269,43 @@ func (n *simNode) fetch(ctx context.Context, rev int64) error {
 	return nil
 }
 
-// onEvent wakes a fetch for an assignment change or a change of a held group.
+// onEvent does what client.Client does with a pushed event: an assignment
+// event that concerns the node (names it or a group it holds) or skips an
+// epoch wakes a read, one that does not is adopted without a read; a group
+// event wakes the holders' reads and lets the others adopt the revision.
 func (n *simNode) onEvent(ev registry.Event) {
-	if ev.Type != registry.EventAssignment {
-		v := n.v.Load()
-		if v == nil {
-			return
+	v := n.v.Load()
+	if ev.Type == registry.EventAssignment {
+		switch {
+		case v == nil || v.dirty:
+			n.wakeFetch()
+		case ev.Epoch <= v.epoch:
+		case ev.Epoch == v.epoch+1 && !ev.Concerns(n.nid, v.names()):
+			n.v.CompareAndSwap(v, &nodeView{epoch: ev.Epoch, groups: v.groups, at: v.at})
+		default:
+			n.wakeFetch()
 		}
-		if _, ok := v.groups[ev.Group]; !ok {
-			return
-		}
+		return
 	}
+	if v == nil {
+		return
+	}
+	if _, held := v.groups[ev.Group]; held {
+		for {
+			old := n.eventRev.Load()
+			if old >= ev.Rev || n.eventRev.CompareAndSwap(old, ev.Rev) {
+				break
+			}
+		}
+		n.wakeFetch()
+		return
+	}
+	if ev.Rev > 0 {
+		n.lastRev.CompareAndSwap(ev.Rev-1, ev.Rev)
+	}
+}
+
+func (n *simNode) wakeFetch() {
 	select {
 	case n.wake <- struct{}{}:
 	default:
@@ -265,13 +333,13 @@ func (n *simNode) leave(ctx context.Context) error {
 	if err := n.h.nodeHB.Leave(ctx, n.nid, ""); err != nil {
 		return err
 	}
-	deadline := time.Now().Add(n.h.cfg.interval)
+	deadline := time.Now().Add(n.h.cfg.Interval)
 	for {
 		_, err := n.h.nodeRB.Run(ctx)
 		if !errors.Is(err, allocator.ErrLocked) || time.Now().After(deadline) {
 			return nil
 		}
-		t := time.NewTimer(time.Millisecond + rand.N(n.h.cfg.interval/20+1))
+		t := time.NewTimer(time.Millisecond + rand.N(n.h.cfg.Interval/20+1))
 		select {
 		case <-ctx.Done():
 			t.Stop()

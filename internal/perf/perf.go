@@ -1,4 +1,4 @@
-package main
+package perf
 
 import (
 	"context"
@@ -12,6 +12,7 @@ import (
 	"net"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -25,64 +26,173 @@ import (
 	"github.com/allot-io/allot/registry"
 )
 
-// maxClientNodes is the largest pool `check perf` builds from real
-// client.Client instances in auto mode: each holds a pub/sub connection and
-// a small pool of its own, so 10,000 of them would need ~30,000 sockets.
-const maxClientNodes = 2000
+// MaxClientNodes is the largest pool Run builds from real client.Client
+// instances when Config.Mode is ModeAuto: each holds a pub/sub connection and
+// a small pool of its own, so 10,000 of them need ~30,000 sockets.
+const MaxClientNodes = 2000
 
-// perfConfig is one `check perf` run.
-type perfConfig struct {
-	url       string // Redis URL, for the per-node clients of client mode
-	namespace string // throwaway namespace, dropped at the end
-	nodes     int
-	groups    int
-	duration  time.Duration // steady-state window for beats/s
-	interval  time.Duration
-	ttl       time.Duration
-	sim       bool // simulated nodes instead of client.Client
-	kill      int  // nodes killed at once in the failover phase
-	leaves    int  // graceful leaves measured, one at a time
-	updates   int  // config changes measured
-	rebalance int  // rebalancer runs measured
-	progress  io.Writer
+// Mode says what the nodes of a run are.
+type Mode string
+
+// The node kinds of a run.
+const (
+	ModeAuto   Mode = "auto"   // ModeClient up to MaxClientNodes nodes; above, ModeShared where sockets allow, else ModeSim
+	ModeClient Mode = "client" // real client.Client instances, one small Redis client each
+	ModeShared Mode = "shared" // real client.Client instances on one shared connection pool (each its own pub/sub connection)
+	ModeSim    Mode = "sim"    // simulated nodes on one shared Redis client and subscription
+)
+
+// Config is one run. Heartbeat settings are fields (not read from Redis
+// here) so a caller that knows the namespace's stored settings passes them.
+type Config struct {
+	URL        string        // Redis URL, for the per-node clients of ModeClient and the shared client of ModeSim
+	Namespace  string        // throwaway namespace, dropped at the end; NewNamespace makes one
+	Nodes      int           // pool size (default 1000)
+	Groups     int           // groups, weight 1 each (default 20)
+	Duration   time.Duration // steady-state window for beats/s, rounded up to whole intervals (default 20s)
+	Interval   time.Duration // heartbeat interval of the nodes (default 2s)
+	TTL        time.Duration // heartbeat TTL of the nodes (default 6s; >= 3 x Interval)
+	Mode       Mode          // default ModeAuto
+	Kill       int           // percent of the nodes killed at once in the failover phase (default 10)
+	Leaves     int           // graceful leaves measured, one at a time (default 10)
+	Updates    int           // config changes measured (default 5)
+	Rebalances int           // rebalancer runs measured (default 10)
+	Progress   io.Writer     // one line per phase; nil = silent
 }
 
-// percentiles is a latency summary in milliseconds.
-type percentiles struct {
+// DefaultConfig returns the defaults of `allot check perf`; URL and
+// Namespace are left for the caller.
+func DefaultConfig() Config {
+	return Config{
+		Nodes: 1000, Groups: 20, Duration: 20 * time.Second,
+		Interval: 2 * time.Second, TTL: 6 * time.Second, Mode: ModeAuto,
+		Kill: 10, Leaves: 10, Updates: 5, Rebalances: 10,
+	}
+}
+
+// Validate checks cfg; its errors wrap ErrInvalidConfig and name the field.
+func (c Config) Validate() error {
+	switch {
+	case c.Nodes < 1:
+		return fmt.Errorf("%w: nodes %d: must be >= 1", ErrInvalidConfig, c.Nodes)
+	case c.Groups < 1:
+		return fmt.Errorf("%w: groups %d: must be >= 1", ErrInvalidConfig, c.Groups)
+	case c.Duration <= 0:
+		return fmt.Errorf("%w: duration %v: must be > 0", ErrInvalidConfig, c.Duration)
+	case c.Mode != ModeAuto && c.Mode != ModeClient && c.Mode != ModeShared && c.Mode != ModeSim:
+		return fmt.Errorf("%w: mode %q: want auto, client, shared or sim", ErrInvalidConfig, c.Mode)
+	case c.Kill < 0 || c.Kill > 100 || c.Leaves < 0 || c.Updates < 0 || c.Rebalances < 0:
+		return fmt.Errorf("%w: kill must be 0..100 percent, leaves, updates and rebalances >= 0", ErrInvalidConfig)
+	}
+	if err := (heartbeat.Config{Interval: c.Interval, TTL: c.TTL}).Validate(); err != nil {
+		return fmt.Errorf("%w: interval/ttl: %w", ErrInvalidConfig, err)
+	}
+	if err := keys.Validate(c.Namespace); err != nil {
+		return fmt.Errorf("%w: namespace %q: %w", ErrInvalidConfig, c.Namespace, err)
+	}
+	return nil
+}
+
+// sharedSockets is what ModeShared needs beyond one pub/sub connection per
+// node: the shared pool, the harness's own clients, and some room.
+const sharedSockets = 512
+
+// resolveMode picks the node kind of a run. ModeShared needs a socket per
+// node in this process (RLIMIT_NOFILE; Go raises the soft limit to the hard
+// one at start) and a client slot per node in Redis (maxclients; not
+// checked when CONFIG is refused). Auto falls back to ModeSim, saying why.
+func resolveMode(ctx context.Context, admin redis.UniversalClient, cfg Config, logf func(string, ...any)) (Mode, error) {
+	if cfg.Mode == ModeClient || cfg.Mode == ModeSim || (cfg.Mode == ModeAuto && cfg.Nodes <= MaxClientNodes) {
+		if cfg.Mode == ModeAuto {
+			return ModeClient, nil
+		}
+		return cfg.Mode, nil
+	}
+	need := cfg.Nodes + sharedSockets
+	why := ""
+	if limit, ok := openFileLimit(); ok && limit < uint64(need) {
+		why = fmt.Sprintf("this process may open %d files, %d nodes need about %d", limit, cfg.Nodes, need)
+	} else if _, ok := admin.(*redis.Client); !ok {
+		why = "shared mode needs a standalone or Sentinel Redis URL"
+	} else if v, err := admin.ConfigGet(ctx, "maxclients").Result(); err == nil {
+		if n, err := strconv.Atoi(v["maxclients"]); err == nil && n < need {
+			why = fmt.Sprintf("redis maxclients is %d, %d nodes need about %d (redis-server --maxclients %d)", n, cfg.Nodes, need, need)
+		}
+	}
+	switch {
+	case why == "":
+		return ModeShared, nil
+	case cfg.Mode == ModeShared:
+		return "", fmt.Errorf("%w: mode shared: %s", ErrInvalidConfig, why)
+	}
+	logf("simulated nodes: %s", why)
+	return ModeSim, nil
+}
+
+// Percentiles is a latency summary in milliseconds.
+type Percentiles struct {
 	P50 float64 `json:"p50"`
 	P99 float64 `json:"p99"`
 }
 
-// perfResult is what `check perf -o json` prints: the JSON fields are the
-// contract (DESIGN.md); the rest only feeds the table.
-type perfResult struct {
+// Result is what a run measured. The JSON fields are what `check perf -o
+// json` prints (the contract); the others feed the table.
+type Result struct {
 	Nodes             int         `json:"nodes"`
 	Groups            int         `json:"groups"`
 	BeatsPerSec       float64     `json:"beats_per_sec"`
 	RoundTripsPerBeat float64     `json:"round_trips_per_beat"`
-	FailoverMS        percentiles `json:"failover_ms"`
-	LeaveMS           percentiles `json:"leave_ms"`
-	PropagationMS     percentiles `json:"propagation_ms"`
-	RebalanceMS       percentiles `json:"rebalance_ms"`
+	FailoverMS        Percentiles `json:"failover_ms"`
+	LeaveMS           Percentiles `json:"leave_ms"`
+	PropagationMS     Percentiles `json:"propagation_ms"`
+	RebalanceMS       Percentiles `json:"rebalance_ms"`
+	// CommandsPerLeave is every Redis command the nodes sent for one
+	// graceful leave (mean over the leaves): the leaver's leave and plan and
+	// every other node's reads, from the leave until the pool settled and
+	// one more interval passed — beyond their steady beats, which go on
+	// whatever happens.
+	CommandsPerLeave float64 `json:"commands_per_leave"`
+	// LockAttemptsPerChange is the nodes' attempts to take the rebalance
+	// lock per graceful leave (mean), over the same window.
+	LockAttemptsPerChange float64 `json:"lock_attempts_per_change"`
 
-	mode              string
-	namespace         string
-	interval, ttl     time.Duration
-	window            time.Duration
-	startup           time.Duration
-	killed, left      int
-	holders, updates  int
-	rebalances        int
-	missedFailover    int
-	missedLeave       int
-	missedPropagation int
+	Mode              Mode          `json:"-"` // ModeClient, ModeShared or ModeSim, as run
+	Namespace         string        `json:"-"`
+	Interval          time.Duration `json:"-"`
+	TTL               time.Duration `json:"-"`
+	Window            time.Duration `json:"-"` // the steady window beats/s was measured over
+	Startup           time.Duration `json:"-"` // until the pool first settled
+	Killed            int           `json:"-"`
+	Left              int           `json:"-"`
+	Holders           int           `json:"-"` // of the group whose config changes were timed
+	Updates           int           `json:"-"`
+	Rebalanced        int           `json:"-"`
+	MissedFailover    int           `json:"-"` // samples that timed out (counted as the timeout)
+	MissedLeave       int           `json:"-"`
+	MissedPropagation int           `json:"-"`
 }
 
-// roundTrips is a go-redis hook counting the round trips of the simulated
-// nodes (a pipeline counts once) and, among them, their successful beats.
+// MinBeatIntervals is the shortest steady window, in heartbeat intervals,
+// whose beats/s figure means something: shorter windows are reported
+// (BeatsMeaningful false) rather than judged.
+const MinBeatIntervals = 3
+
+// BeatsMeaningful reports whether the beats/s figure was measured over a
+// window long enough to judge it.
+func (r Result) BeatsMeaningful() bool {
+	return r.Interval > 0 && r.Window >= MinBeatIntervals*r.Interval
+}
+
+// roundTrips is a go-redis hook on the nodes' Redis clients: it counts
+// their round trips (a pipeline counts once), their commands (a pipeline
+// counts each), their successful beats and their attempts to take the
+// rebalance lock (redsync's SET NX of the lock key).
 type roundTrips struct {
-	nodesKey     string
-	calls, beats atomic.Int64
+	nodesKey, lockKey         string
+	calls, cmds, beats, locks atomic.Int64
+
+	mu     sync.Mutex
+	byName map[string]int64 // commands by name (and script by key count), for the progress log
 }
 
 func (r *roundTrips) DialHook(next redis.DialHook) redis.DialHook { return next }
@@ -91,7 +201,7 @@ func (r *roundTrips) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 	return func(ctx context.Context, cmd redis.Cmder) error {
 		err := next(ctx, cmd)
 		r.calls.Add(1)
-
+		r.count(cmd)
 		if err == nil && r.isBeat(cmd) {
 			r.beats.Add(1)
 		}
@@ -102,7 +212,30 @@ func (r *roundTrips) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 func (r *roundTrips) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
 	return func(ctx context.Context, cmds []redis.Cmder) error {
 		r.calls.Add(1)
+		for _, c := range cmds {
+			r.count(c)
+		}
 		return next(ctx, cmds)
+	}
+}
+
+// count counts one command, and a lock attempt among them.
+func (r *roundTrips) count(cmd redis.Cmder) {
+	r.cmds.Add(1)
+	name := cmd.Name()
+	if args := cmd.Args(); (name == "evalsha" || name == "eval") && len(args) > 2 {
+		name = fmt.Sprintf("%s/%v", name, args[2])
+	}
+	r.mu.Lock()
+	if r.byName == nil {
+		r.byName = map[string]int64{}
+	}
+	r.byName[name]++
+	r.mu.Unlock()
+	if cmd.Name() == "set" {
+		if args := cmd.Args(); len(args) > 1 && args[1] == r.lockKey {
+			r.locks.Add(1)
+		}
 	}
 }
 
@@ -122,11 +255,48 @@ func (r *roundTrips) isBeat(cmd redis.Cmder) bool {
 
 func (r *roundTrips) reset() { r.calls.Store(0); r.beats.Store(0) }
 
+// snapshot is what the counter showed at one instant.
+type snapshot struct {
+	cmds, beats, locks int64
+	byName             map[string]int64
+}
+
+func (r *roundTrips) snapshot() snapshot {
+	r.mu.Lock()
+	by := make(map[string]int64, len(r.byName))
+	for k, v := range r.byName {
+		by[k] = v
+	}
+	r.mu.Unlock()
+	return snapshot{cmds: r.cmds.Load(), beats: r.beats.Load(), locks: r.locks.Load(), byName: by}
+}
+
+// since renders the commands by name sent between s and later, busiest
+// first ("evalsha/3" is a script with 3 keys).
+func (s snapshot) since(later snapshot) string {
+	type kv struct {
+		k string
+		v int64
+	}
+	var out []kv
+	for k, v := range later.byName {
+		if d := v - s.byName[k]; d > 0 {
+			out = append(out, kv{k, d})
+		}
+	}
+	slices.SortFunc(out, func(a, b kv) int { return int(b.v - a.v) })
+	parts := make([]string, len(out))
+	for i, e := range out {
+		parts[i] = fmt.Sprintf("%s %d", e.k, e.v)
+	}
+	return strings.Join(parts, ", ")
+}
+
 // perfHarness runs the pool of simulated nodes and measures it. Its own
 // reads (the committed assignment, group writes, the timed rebalances) go
 // through admin and are not counted as node round trips.
 type perfHarness struct {
-	cfg     perfConfig
+	cfg     Config
 	ctx     context.Context
 	cancel  context.CancelFunc
 	workers sync.WaitGroup
@@ -135,6 +305,7 @@ type perfHarness struct {
 	adminReg *registry.Registry
 	adminRB  *allocator.Rebalancer
 	counter  *roundTrips
+	mode     Mode // as resolved: ModeClient, ModeShared or ModeSim
 
 	// Simulated-node mode only: every node shares these.
 	shared  redis.UniversalClient
@@ -152,21 +323,22 @@ type perfHarness struct {
 	groups   []allocator.Group
 }
 
-var errNotSettled = errors.New("did not settle")
-
-// runPerf builds the pool in a fresh namespace on admin's Redis, measures
+// Run builds the pool in a fresh namespace on admin's Redis, measures
 // it and drops the namespace again, whatever happens.
-func runPerf(ctx context.Context, admin redis.UniversalClient, cfg perfConfig) (res perfResult, err error) {
+func Run(ctx context.Context, admin redis.UniversalClient, cfg Config) (res Result, err error) {
+	if err := cfg.Validate(); err != nil {
+		return res, err
+	}
 	hctx, cancel := context.WithCancel(ctx)
 	h := &perfHarness{
 		cfg: cfg, ctx: hctx, cancel: cancel, admin: admin,
-		adminReg: registry.New(admin, registry.WithNamespace(cfg.namespace)),
-		counter:  &roundTrips{nodesKey: keys.New(cfg.namespace).Nodes()},
+		adminReg: registry.New(admin, registry.WithNamespace(cfg.Namespace)),
+		counter:  &roundTrips{nodesKey: keys.New(cfg.Namespace).Nodes(), lockKey: keys.New(cfg.Namespace).Lock()},
 		gone:     map[string]bool{},
 		changed:  make(chan struct{}, 1),
 		assignEv: make(chan struct{}, 1),
 	}
-	adminHB, err := heartbeat.New(admin, cfg.namespace, heartbeat.Config{Interval: cfg.interval, TTL: cfg.ttl})
+	adminHB, err := heartbeat.New(admin, cfg.Namespace, heartbeat.Config{Interval: cfg.Interval, TTL: cfg.TTL})
 	if err != nil {
 		cancel()
 		return res, err
@@ -180,20 +352,21 @@ func runPerf(ctx context.Context, admin redis.UniversalClient, cfg perfConfig) (
 		}
 	}()
 
-	res = perfResult{
-		Nodes: cfg.nodes, Groups: cfg.groups, mode: "client",
-		namespace: cfg.namespace, interval: cfg.interval, ttl: cfg.ttl,
+	res = Result{
+		Nodes: cfg.Nodes, Groups: cfg.Groups,
+		Namespace: cfg.Namespace, Interval: cfg.Interval, TTL: cfg.TTL,
 	}
-	if cfg.sim {
-		res.mode = "sim"
+	if h.mode, err = resolveMode(hctx, admin, cfg, h.logf); err != nil {
+		return res, err
 	}
+	res.Mode = h.mode
 	if err := h.setup(); err != nil {
 		return res, err
 	}
-	if res.startup, err = h.startNodes(); err != nil {
+	if res.Startup, err = h.startNodes(); err != nil {
 		return res, err
 	}
-	h.logf("%d nodes started and settled in %v", cfg.nodes, res.startup.Round(time.Millisecond))
+	h.logf("%d nodes started and settled in %v", cfg.Nodes, res.Startup.Round(time.Millisecond))
 
 	if err := h.measureBeats(&res); err != nil {
 		return res, err
@@ -214,15 +387,15 @@ func runPerf(ctx context.Context, admin redis.UniversalClient, cfg perfConfig) (
 }
 
 func (h *perfHarness) logf(format string, args ...any) {
-	if h.cfg.progress != nil {
-		fmt.Fprintf(h.cfg.progress, "check perf: "+format+"\n", args...)
+	if h.cfg.Progress != nil {
+		fmt.Fprintf(h.cfg.Progress, "check perf: "+format+"\n", args...)
 	}
 }
 
 // setup creates the groups and, in simulated mode, the shared node client.
 func (h *perfHarness) setup() error {
 	ctx := h.ctx
-	for i := range h.cfg.groups {
+	for i := range h.cfg.Groups {
 		name := fmt.Sprintf("g%03d", i)
 		_, err := h.adminReg.Add(ctx, name, registry.Change{
 			Set: map[string]string{"v": "0", "endpoint": "https://api.example.com/" + name},
@@ -233,17 +406,27 @@ func (h *perfHarness) setup() error {
 		h.groups = append(h.groups, allocator.Group{Name: name, Weight: 1})
 	}
 	h.workers.Go(func() { h.followEvents(h.admin, h.onAdminEvent) })
-	if !h.cfg.sim {
+	switch h.mode {
+	case ModeClient:
+		return nil
+	case ModeShared:
+		// Each node gets a clone of this client (its own hooks, this pool);
+		// the counter is hooked on the clones only.
+		shared, err := redisurl.Open(h.cfg.URL, redisurl.WithPoolSize(256))
+		if err != nil {
+			return err
+		}
+		h.shared = shared
 		return nil
 	}
-	shared, err := redisurl.Open(h.cfg.url, redisurl.WithPoolSize(256))
+	shared, err := redisurl.Open(h.cfg.URL, redisurl.WithPoolSize(256))
 	if err != nil {
 		return err
 	}
 	shared.AddHook(h.counter)
 	h.shared = shared
-	h.nodeReg = registry.New(shared, registry.WithNamespace(h.cfg.namespace))
-	if h.nodeHB, err = heartbeat.New(shared, h.cfg.namespace, heartbeat.Config{Interval: h.cfg.interval, TTL: h.cfg.ttl}); err != nil {
+	h.nodeReg = registry.New(shared, registry.WithNamespace(h.cfg.Namespace))
+	if h.nodeHB, err = heartbeat.New(shared, h.cfg.Namespace, heartbeat.Config{Interval: h.cfg.Interval, TTL: h.cfg.TTL}); err != nil {
 		return err
 	}
 	h.nodeRB = allocator.NewRebalancer(shared, h.nodeReg, h.nodeHB, allocator.WithPlanner("check-perf-node"))
@@ -254,7 +437,7 @@ func (h *perfHarness) setup() error {
 // followEvents passes every event of the namespace to fn until h stops,
 // re-subscribing after a failure.
 func (h *perfHarness) followEvents(rdb redis.UniversalClient, fn func(registry.Event)) {
-	ch := keys.New(h.cfg.namespace).Events()
+	ch := keys.New(h.cfg.Namespace).Events()
 	for h.ctx.Err() == nil {
 		ps := rdb.Subscribe(h.ctx, ch)
 		stop := context.AfterFunc(h.ctx, func() { _ = ps.Close() })
@@ -321,10 +504,10 @@ func nodeIP(i int) string {
 // deploy would) and waits until the pool has settled.
 func (h *perfHarness) startNodes() (time.Duration, error) {
 	begin := time.Now()
-	nodes := make([]perfNode, 0, h.cfg.nodes)
-	for i := range h.cfg.nodes {
+	nodes := make([]perfNode, 0, h.cfg.Nodes)
+	for i := range h.cfg.Nodes {
 		id := fmt.Sprintf("perf-node-%05d", i)
-		if h.cfg.sim {
+		if h.mode == ModeSim {
 			nodes = append(nodes, newSimNode(h, id, nodeIP(i+1)))
 			continue
 		}
@@ -345,7 +528,9 @@ func (h *perfHarness) startNodes() (time.Duration, error) {
 	}
 	h.mu.Unlock()
 
-	startTimeout := 30*time.Second + time.Duration(h.cfg.nodes)*10*time.Millisecond
+	// Generous: on a loaded 2-core machine 10,000 real clients join at a
+	// few dozen per second.
+	startTimeout := 30*time.Second + time.Duration(h.cfg.Nodes)*40*time.Millisecond
 	sctx, cancel := context.WithTimeout(h.ctx, startTimeout)
 	defer cancel()
 	sem := make(chan struct{}, 64)
@@ -365,7 +550,7 @@ func (h *perfHarness) startNodes() (time.Duration, error) {
 		return 0, fmt.Errorf("start nodes: %w", *p)
 	}
 	if err := h.waitSettled(startTimeout); err != nil {
-		return 0, fmt.Errorf("pool of %d nodes %w within %v", h.cfg.nodes, err, startTimeout)
+		return 0, fmt.Errorf("pool of %d nodes %w within %v", h.cfg.Nodes, err, startTimeout)
 	}
 	return time.Since(begin), nil
 }
@@ -430,44 +615,72 @@ func (h *perfHarness) waitSettled(timeout time.Duration) error {
 	for i, n := range live {
 		anodes[i] = allocator.Node{ID: n.id(), IP: n.ip()}
 	}
-	return h.watch(timeout, func(a registry.Assignment, _ time.Time) bool {
-		if len(a.Nodes) != len(live) || !allocator.Balanced(h.groups, anodes, a.Nodes) {
+	why := ""
+	err := h.watch(timeout, func(a registry.Assignment, _ time.Time) bool {
+		switch {
+		case len(a.Nodes) != len(live):
+			why = fmt.Sprintf("the assignment has %d nodes, %d are live", len(a.Nodes), len(live))
+			return false
+		case !allocator.Balanced(h.groups, anodes, a.Nodes):
+			why = fmt.Sprintf("the assignment at epoch %d is not balanced", a.Epoch)
 			return false
 		}
+		stale, example := 0, ""
 		for _, n := range live {
 			want, ok := a.Nodes[n.id()]
-			if !ok || !slices.Equal(want, n.view().names()) {
-				return false
+			if v := n.view(); !ok || !slices.Equal(want, v.names()) {
+				if stale++; stale == 1 {
+					var epoch int64
+					if v != nil {
+						epoch = v.epoch
+					}
+					example = fmt.Sprintf("%s uses %v at epoch %d, assigned %v at epoch %d", n.id(), v.names(), epoch, want, a.Epoch)
+				}
 			}
 		}
-		return true
+		why = fmt.Sprintf("%d nodes do not use their assignment (e.g. %s)", stale, example)
+		return stale == 0
 	})
+	if errors.Is(err, errNotSettled) {
+		return fmt.Errorf("%w: %s", err, why)
+	}
+	return err
 }
 
 // measureBeats counts beats and round trips over the steady window.
-func (h *perfHarness) measureBeats(res *perfResult) error {
+func (h *perfHarness) measureBeats(res *Result) error {
 	// Let every node beat twice first: a node settles its fresh
 	// registration with one more read after the pool is planned.
-	if err := h.sleep(2 * h.cfg.interval); err != nil {
+	if err := h.sleep(2 * h.cfg.Interval); err != nil {
 		return err
 	}
-	if err := h.waitSettled(3*h.cfg.ttl + 10*time.Second); err != nil {
+	if err := h.waitSettled(3*h.cfg.TTL + 10*time.Second); err != nil {
 		return fmt.Errorf("pool %w", err)
 	}
-	h.logf("steady state for %v", h.cfg.duration)
+	window := beatWindow(h.cfg.Duration, h.cfg.Interval)
+	h.logf("steady state for %v", window)
 	h.counter.reset()
 	begin := time.Now()
-	if err := h.sleep(h.cfg.duration); err != nil {
+	if err := h.sleep(window); err != nil {
 		return err
 	}
-	res.window = time.Since(begin)
+	res.Window = time.Since(begin)
 
 	beats, calls := h.counter.beats.Load(), h.counter.calls.Load()
-	res.BeatsPerSec = round1(float64(beats) / res.window.Seconds())
+	res.BeatsPerSec = round1(float64(beats) / res.Window.Seconds())
 	if beats > 0 {
 		res.RoundTripsPerBeat = math.Round(float64(calls)/float64(beats)*100) / 100
 	}
 	return nil
+}
+
+// beatWindow rounds d up to whole heartbeat intervals: every node beats at
+// least once per interval, so over k whole intervals the pool makes at
+// least k beats per node, while a window of 2.5 intervals would count 2 or
+// 3 beats per node and report a false shortfall.
+func beatWindow(d, interval time.Duration) time.Duration {
+	k := (d + interval - 1) / interval
+	return max(k, 1) * interval
 }
 
 // sleep waits for d or until the run is cancelled.
@@ -495,7 +708,7 @@ func (h *perfHarness) holdersOf(a registry.Assignment, g string) []perfNode {
 
 // measurePropagation changes the config of the group with the most holders
 // several times and times until each holder uses the new version.
-func (h *perfHarness) measurePropagation(res *perfResult) error {
+func (h *perfHarness) measurePropagation(res *Result) error {
 	a, err := h.adminReg.Assignment(h.ctx)
 	if err != nil {
 		return err
@@ -506,14 +719,14 @@ func (h *perfHarness) measurePropagation(res *perfResult) error {
 			best, holders = g.Name, hs
 		}
 	}
-	res.holders = len(holders)
+	res.Holders = len(holders)
 	if best == "" {
 		return nil
 	}
-	h.logf("config change propagation: %d updates of %s (%d holders)", h.cfg.updates, best, len(holders))
-	timeout := 5*time.Second + 2*h.cfg.interval
+	h.logf("config change propagation: %d updates of %s (%d holders)", h.cfg.Updates, best, len(holders))
+	timeout := 5*time.Second + 2*h.cfg.Interval
 	var samples []float64
-	for u := 1; u <= h.cfg.updates; u++ {
+	for u := 1; u <= h.cfg.Updates; u++ {
 		t0 := time.Now()
 		g, err := h.adminReg.Update(h.ctx, best, registry.Change{Set: map[string]string{"v": strconv.Itoa(u)}}, "check-perf")
 		if err != nil {
@@ -536,10 +749,10 @@ func (h *perfHarness) measurePropagation(res *perfResult) error {
 			return err
 		}
 		for range len(holders) - len(seen) {
-			res.missedPropagation++
+			res.MissedPropagation++
 			samples = append(samples, ms(timeout))
 		}
-		res.updates++
+		res.Updates++
 	}
 	res.PropagationMS = latencies(samples)
 	return nil
@@ -547,10 +760,10 @@ func (h *perfHarness) measurePropagation(res *perfResult) error {
 
 // measureRebalance times Rebalancer.Run committing a new plan for the
 // whole pool: each run follows a weight change that moves nodes.
-func (h *perfHarness) measureRebalance(res *perfResult) error {
-	h.logf("rebalance: %d timed runs", h.cfg.rebalance)
+func (h *perfHarness) measureRebalance(res *Result) error {
+	h.logf("rebalance: %d timed runs", h.cfg.Rebalances)
 	var samples []float64
-	for i := range h.cfg.rebalance {
+	for i := range h.cfg.Rebalances {
 		g := h.groups[(i/2)%len(h.groups)].Name
 		w := 2.0
 		if i%2 == 1 {
@@ -560,23 +773,25 @@ func (h *perfHarness) measureRebalance(res *perfResult) error {
 			return fmt.Errorf("update group %s: %w", g, err)
 		}
 		h.setWeight(g, w)
-		deadline := time.Now().Add(2 * h.cfg.interval)
+		deadline := time.Now().Add(2 * h.cfg.Interval)
 		for {
 			r, err := h.adminRB.Run(h.ctx)
 			if err == nil {
 				samples = append(samples, ms(r.Took))
 				break
 			}
-			if !errors.Is(err, allocator.ErrLocked) && !errors.Is(err, registry.ErrStaleEpoch) {
-				return fmt.Errorf("rebalance: %w", err)
-			}
+			// Lost races are normal; so is a slow lock (redsync gives a
+			// try 50 ms) on a loaded machine: retry until the deadline.
 			if time.Now().After(deadline) {
+				if !errors.Is(err, allocator.ErrLocked) && !errors.Is(err, registry.ErrStaleEpoch) {
+					return fmt.Errorf("rebalance: %w", err)
+				}
 				break
 			}
 			time.Sleep(time.Millisecond)
 		}
-		res.rebalances = len(samples)
-		if err := h.waitSettled(3*h.cfg.ttl + 10*time.Second); err != nil {
+		res.Rebalanced = len(samples)
+		if err := h.waitSettled(3*h.cfg.TTL + 10*time.Second); err != nil {
 			return fmt.Errorf("pool after a weight change %w", err)
 		}
 	}
@@ -642,15 +857,16 @@ func (idx holderIndex) reassigned(id string, groups []string) bool {
 
 // measureLeave closes nodes gracefully one at a time and times until their
 // groups are in use elsewhere.
-func (h *perfHarness) measureLeave(res *perfResult) error {
+func (h *perfHarness) measureLeave(res *Result) error {
 	live := h.live()
-	count := min(h.cfg.leaves, len(live)/10)
+	count := min(h.cfg.Leaves, len(live)/10)
 	if count == 0 {
 		return nil
 	}
 	h.logf("graceful leave: %d nodes, one at a time", count)
-	timeout := 2*h.cfg.ttl + 5*time.Second
+	timeout := 2*h.cfg.TTL + 5*time.Second
 	var samples []float64
+	var cmds, locks int64
 	for _, i := range mrand.Perm(len(live))[:count] {
 		n := live[i]
 		a, err := h.adminReg.Assignment(h.ctx)
@@ -659,10 +875,11 @@ func (h *perfHarness) measureLeave(res *perfResult) error {
 		}
 		groups := a.Nodes[n.id()]
 		h.markGone(n.id())
+		before := h.counter.snapshot()
 		t0 := time.Now()
 		var wg sync.WaitGroup
 		wg.Go(func() {
-			lctx, cancel := context.WithTimeout(h.ctx, h.cfg.ttl)
+			lctx, cancel := context.WithTimeout(h.ctx, h.cfg.TTL)
 			defer cancel()
 			_ = n.leave(lctx)
 		})
@@ -677,26 +894,39 @@ func (h *perfHarness) measureLeave(res *perfResult) error {
 		wg.Wait()
 		switch {
 		case errors.Is(err, errNotSettled):
-			res.missedLeave++
+			res.MissedLeave++
 			took = timeout
 		case err != nil:
 			return err
 		}
 		samples = append(samples, ms(took))
-		res.left++
+		res.Left++
 		if err := h.waitSettled(timeout); err != nil {
 			return fmt.Errorf("pool after a leave %w", err)
 		}
+		// One more interval: a node that learns of the change only from
+		// its beat, or plans late, does so within it.
+		if err := h.sleep(h.cfg.Interval); err != nil {
+			return err
+		}
+		after := h.counter.snapshot()
+		h.logf("leave %d: %s", res.Left, before.since(after))
+		cmds += (after.cmds - before.cmds) - (after.beats - before.beats)
+		locks += after.locks - before.locks
 	}
 	res.LeaveMS = latencies(samples)
+	if res.Left > 0 {
+		res.CommandsPerLeave = round1(float64(cmds) / float64(res.Left))
+		res.LockAttemptsPerChange = round1(float64(locks) / float64(res.Left))
+	}
 	return nil
 }
 
 // measureFailover kills a tenth of the nodes at once (no leave) and times,
 // per killed node, until its groups are in use elsewhere.
-func (h *perfHarness) measureFailover(res *perfResult) error {
+func (h *perfHarness) measureFailover(res *Result) error {
 	live := h.live()
-	count := max(1, len(live)*h.cfg.kill/100)
+	count := max(1, len(live)*h.cfg.Kill/100)
 	if len(live) < 2 {
 		return nil
 	}
@@ -722,7 +952,7 @@ func (h *perfHarness) measureFailover(res *perfResult) error {
 	for _, n := range victims {
 		n.kill()
 	}
-	timeout := 3*(h.cfg.ttl+h.cfg.interval) + 5*time.Second
+	timeout := 3*(h.cfg.TTL+h.cfg.Interval) + 5*time.Second
 	var samples []float64
 	err = h.watch(timeout, func(a registry.Assignment, now time.Time) bool {
 		idx := h.indexHolders(a)
@@ -736,14 +966,14 @@ func (h *perfHarness) measureFailover(res *perfResult) error {
 	})
 	switch {
 	case errors.Is(err, errNotSettled):
-		res.missedFailover = len(pending)
+		res.MissedFailover = len(pending)
 		for range len(pending) {
 			samples = append(samples, ms(timeout))
 		}
 	case err != nil:
 		return err
 	}
-	res.killed = count
+	res.Killed = count
 	res.FailoverMS = latencies(samples)
 	return nil
 }
@@ -769,10 +999,21 @@ func (h *perfHarness) shutdown(ctx context.Context) error {
 	if h.shared != nil {
 		_ = h.shared.Close()
 	}
-	if err := dropNamespace(ctx, h.admin, h.cfg.namespace); err != nil {
-		return fmt.Errorf("drop namespace %s: %w", h.cfg.namespace, err)
+	// A script still running (a reap of the stopped nodes) answers BUSY
+	// for a while: retry until ctx ends.
+	for {
+		err := dropNamespace(ctx, h.admin, h.cfg.Namespace)
+		if err == nil {
+			return nil
+		}
+		if !redis.HasErrorPrefix(err, "BUSY") || ctx.Err() != nil {
+			return fmt.Errorf("drop namespace %s: %w", h.cfg.Namespace, err)
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(500 * time.Millisecond):
+		}
 	}
-	return nil
 }
 
 // dropNamespace deletes every key of namespace ns: its hash-tagged keys and
@@ -810,17 +1051,17 @@ func dropNamespace(ctx context.Context, rdb redis.UniversalClient, ns string) er
 	return drop(ctx, rdb)
 }
 
-// newPerfNamespace returns prefix + 8 random hex digits.
-func newPerfNamespace(prefix string) string {
+// NewNamespace returns a throwaway namespace: prefix + 8 random hex digits.
+func NewNamespace(prefix string) string {
 	var b [4]byte
 	_, _ = rand.Read(b[:])
 	return prefix + hex.EncodeToString(b[:])
 }
 
 // latencies returns the nearest-rank p50 and p99 of samples (ms).
-func latencies(samples []float64) percentiles {
+func latencies(samples []float64) Percentiles {
 	if len(samples) == 0 {
-		return percentiles{}
+		return Percentiles{}
 	}
 	s := slices.Clone(samples)
 	slices.Sort(s)
@@ -828,7 +1069,7 @@ func latencies(samples []float64) percentiles {
 		i := int(math.Ceil(q*float64(len(s)))) - 1
 		return round1(s[max(i, 0)])
 	}
-	return percentiles{P50: rank(0.50), P99: rank(0.99)}
+	return Percentiles{P50: rank(0.50), P99: rank(0.99)}
 }
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }

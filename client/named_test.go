@@ -1,0 +1,314 @@
+package client
+
+import (
+	"context"
+	"fmt"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/allot-io/allot/heartbeat"
+	"github.com/allot-io/allot/internal/keys"
+	"github.com/allot-io/allot/registry"
+)
+
+// slowHB makes beats rare, so that what a test sees within a fraction of an
+// interval came from a pushed event, not from a beat.
+var slowHB = heartbeat.Config{Interval: 2 * time.Second, TTL: 6 * time.Second}
+
+// nextAssignmentEvent returns the next assignment event on sub.
+func nextAssignmentEvent(t *testing.T, sub *redis.PubSub) registry.Event {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for {
+		msg, err := sub.ReceiveMessage(ctx)
+		require.NoError(t, err)
+		ev, err := registry.ParseEvent(msg.Payload)
+		require.NoError(t, err)
+		if ev.Type == registry.EventAssignment {
+			return ev
+		}
+	}
+}
+
+func subscribeEvents(t *testing.T, p *pool) *redis.PubSub {
+	t.Helper()
+	sub := p.rdb.Subscribe(context.Background(), keys.New(keys.DefaultNamespace).Events())
+	t.Cleanup(func() { _ = sub.Close() })
+	_, err := sub.Receive(context.Background())
+	require.NoError(t, err)
+	return sub
+}
+
+// TestUnnamedNodesAdoptWithoutRead: after a graceful leave, the nodes the
+// assignment event does not concern adopt the new epoch without reading;
+// the concerned ones read and see their new share.
+func TestUnnamedNodesAdoptWithoutRead(t *testing.T) {
+	p := newPool(t)
+	for i := range 5 {
+		p.addGroup(fmt.Sprintf("g%d", i), registry.Change{})
+	}
+	cs := p.startClients("a", 10, WithHeartbeat(slowHB))
+	settled := func() bool {
+		a, err := p.reg.Assignment(context.Background())
+		if err != nil || len(a.Nodes) != len(cs) {
+			return false
+		}
+		for _, c := range cs {
+			if c.Assignment().Epoch != a.Epoch || len(c.Assignment().Groups) != 1 {
+				return false
+			}
+		}
+		return true
+	}
+	require.Eventually(t, settled, 20*time.Second, 10*time.Millisecond)
+
+	sub := subscribeEvents(t, p)
+	before := make([]int64, len(cs))
+	held := make([][]string, len(cs))
+	for i, c := range cs {
+		before[i] = c.fetches.Load()
+		held[i] = c.Assignment().Names()
+	}
+	leaver, rest := cs[0], cs[1:]
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	require.NoError(t, leaver.Close(ctx))
+	ev := nextAssignmentEvent(t, sub)
+	require.Equal(t, registry.ScopeNodes, ev.Scope)
+	assert.NotEmpty(t, ev.Groups, "the leaver's group lost a holder")
+
+	concerned, unconcerned := 0, 0
+	for i, c := range rest {
+		within(t, slowHB.Interval/2, func() bool { return c.Assignment().Epoch >= ev.Epoch }, "epoch adopted or read")
+		if ev.Concerns(c.o.nodeID, held[i+1]) {
+			concerned++
+			continue
+		}
+		unconcerned++
+		assert.Equal(t, before[i+1], c.fetches.Load(), "%s is not concerned: no read", c.o.nodeID)
+		assert.Equal(t, held[i+1], c.Assignment().Names())
+	}
+	assert.Positive(t, concerned)
+	assert.Positive(t, unconcerned)
+
+	// A config change: only the holders read, even at their next beat (the
+	// others adopted the revision from the event).
+	for i, c := range rest {
+		before[i+1] = c.fetches.Load()
+	}
+	target := rest[0].Assignment().Names()[0]
+	g, err := p.reg.Update(context.Background(), target, registry.Change{Set: set("v", "1")}, "test")
+	require.NoError(t, err)
+	cnt, err := p.reg.Counters(context.Background())
+	require.NoError(t, err)
+	for i, c := range rest {
+		within(t, 2*slowHB.Interval+time.Second, func() bool {
+			c.mu.Lock()
+			defer c.mu.Unlock()
+			return c.seenRev == cnt.Rev
+		}, "a beat saw the new revision")
+		if c.Assignment().Holds(target) {
+			within(t, time.Second, func() bool { got, _ := c.Assignment().Group(target); return got.Version == g.Version }, "holder read")
+			continue
+		}
+		assert.Equal(t, before[i+1], c.fetches.Load(), "%s does not hold %s: no read", c.o.nodeID, target)
+	}
+
+	// Every survivor's share is what Redis says.
+	for _, c := range rest {
+		view, err := p.reg.NodeAssignment(context.Background(), c.o.nodeID)
+		require.NoError(t, err)
+		for _, g := range view.Groups {
+			got, ok := c.Assignment().Group(g.Name)
+			require.True(t, ok)
+			assert.Equal(t, 1/float64(view.Holders[g.Name]), got.Share, "%s share of %s", c.o.nodeID, g.Name)
+		}
+	}
+}
+
+// TestDroppedEventsCaughtByBeat: with every pushed event dropped, a node
+// still follows a membership change and a config change within one beat
+// (plus the read).
+func TestDroppedEventsCaughtByBeat(t *testing.T) {
+	p := newPool(t)
+	p.addGroup("g0", registry.Change{Set: set("v", "0")})
+	p.addGroup("g1", registry.Change{Set: set("v", "0")})
+	cs := p.startClients("d", 6)
+	for _, c := range cs {
+		c.dropEvents.Store(true)
+	}
+	same := func(c *Client) bool {
+		view, err := p.reg.NodeAssignment(context.Background(), c.o.nodeID)
+		if err != nil {
+			return false
+		}
+		a := c.Assignment()
+		if a.Epoch != view.Epoch || len(a.Groups) != len(view.Groups) {
+			return false
+		}
+		for _, g := range view.Groups {
+			got, ok := a.Group(g.Name)
+			if !ok || got.Version != g.Version || got.Share != 1/float64(view.Holders[g.Name]) {
+				return false
+			}
+		}
+		return true
+	}
+	all := func(cs []*Client) func() bool {
+		return func() bool {
+			for _, c := range cs {
+				if !same(c) {
+					return false
+				}
+			}
+			return true
+		}
+	}
+	within(t, 10*time.Second, all(cs), "settled")
+
+	// A leave: the survivors learn their new shares from their beats.
+	closeAll(cs[:1])
+	took := within(t, 10*time.Second, all(cs[1:]), "leave seen without events")
+	assert.LessOrEqual(t, took, bound(2*fastHB.Interval), "one beat (and the plan) after the leave")
+
+	// A config change: the holders re-read at their next beat.
+	_, err := p.reg.Update(context.Background(), "g0", registry.Change{Set: set("v", "1")}, "test")
+	require.NoError(t, err)
+	took = within(t, 10*time.Second, all(cs[1:]), "config change seen without events")
+	assert.LessOrEqual(t, took, bound(fastHB.Interval), "one beat after the change")
+}
+
+// TestStrayEventsIgnored: a truncated event and an event naming a node that
+// does not exist change nothing a node reads; the beat keeps it true.
+func TestStrayEventsIgnored(t *testing.T) {
+	p := newPool(t)
+	p.addGroup("g0", registry.Change{})
+	cs := p.startClients("s", 3, WithHeartbeat(slowHB))
+	a, err := p.reg.Assignment(context.Background())
+	require.NoError(t, err)
+	within(t, 10*time.Second, func() bool {
+		a, err = p.reg.Assignment(context.Background())
+		if err != nil || len(a.Nodes) != 3 {
+			return false
+		}
+		for _, c := range cs {
+			if c.Assignment().Epoch != a.Epoch {
+				return false
+			}
+		}
+		return true
+	}, "settled")
+	before := make([]int64, len(cs))
+	lease := make([]time.Time, len(cs))
+	for i, c := range cs {
+		before[i] = c.fetches.Load()
+		c.mu.Lock()
+		lease[i] = c.leaseUntil
+		c.mu.Unlock()
+	}
+	ch := keys.New(keys.DefaultNamespace).Events()
+	ctx := context.Background()
+	for _, payload := range []string{
+		`{"type":"assignment","epoch":`,                                                            // truncated
+		`{"type":"assignment","epoch":1,"scope":"nodes"`,                                           // truncated
+		fmt.Sprintf(`{"type":"assignment","epoch":%d,"scope":"nodes","nodes":["ghost"]}`, a.Epoch), // not newer
+		`{"type":"group.updated","group":"no-such-group","version":9}`,
+	} {
+		require.NoError(t, p.rdb.Publish(ctx, ch, payload).Err())
+	}
+	// A marker every node sees once the stray events were handled: an event
+	// naming the (unknown) ghost for the next epoch is adopted as an epoch
+	// move that concerns nobody here — no read — and the beat, which
+	// carries the true epoch, corrects it.
+	require.NoError(t, p.rdb.Publish(ctx, ch, fmt.Sprintf(`{"type":"assignment","epoch":%d,"scope":"nodes","nodes":["ghost"]}`, a.Epoch+1)).Err())
+	for i, c := range cs {
+		within(t, slowHB.Interval/2, func() bool { return c.adopted.Load() > 0 }, "marker seen")
+		fetches := c.fetches.Load()
+		c.mu.Lock()
+		beat := !c.leaseUntil.Equal(lease[i])
+		c.mu.Unlock()
+		if beat {
+			// A beat since the marker shows the true epoch and reads once.
+			assert.LessOrEqual(t, fetches, before[i]+1, "no read for stray events")
+			continue
+		}
+		assert.Equal(t, before[i], fetches, "no read for stray events")
+	}
+	for _, c := range cs {
+		within(t, 2*slowHB.Interval+time.Second, func() bool { return c.Assignment().Epoch == a.Epoch }, "beat restores the true epoch")
+		assert.Equal(t, []string{"g0"}, c.Assignment().Names(), "groups unchanged")
+	}
+}
+
+// failingReads fails every assignment read of one node's Redis client
+// while on, and counts the attempts.
+type failingReads struct {
+	on       atomic.Bool
+	attempts atomic.Int64
+	beats    atomic.Int64
+}
+
+func (f *failingReads) DialHook(next redis.DialHook) redis.DialHook { return next }
+func (f *failingReads) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return next
+}
+
+func (f *failingReads) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		args := cmd.Args()
+		if n := cmd.Name(); (n == "evalsha" || n == "eval") && len(args) > 2 {
+			switch args[2] {
+			case 3: // node_assignment.lua: state, assign, holders
+				f.attempts.Add(1)
+				if f.on.Load() {
+					err := fmt.Errorf("test: read refused")
+					cmd.SetErr(err)
+					return err
+				}
+			case 6: // beat.lua
+				f.beats.Add(1)
+			}
+		}
+		return next(ctx, cmd)
+	}
+}
+
+// TestFailedReadRetriesWithBackoff: a node whose read fails after an event
+// named it retries with backoff (several times within one interval), and
+// keeps beating meanwhile.
+func TestFailedReadRetriesWithBackoff(t *testing.T) {
+	p := newPool(t)
+	p.addGroup("g0", registry.Change{Set: set("v", "0")})
+	hook := &failingReads{}
+	rdb := redis.NewClient(p.s.Options())
+	rdb.AddHook(hook)
+	t.Cleanup(func() { _ = rdb.Close() })
+	hb := heartbeat.Config{Interval: time.Second, TTL: 3 * time.Second}
+	c, err := New(rdb, WithNodeID("r1"), WithIP("10.0.0.1"), WithHeartbeat(hb), WithLogger(testLogger()))
+	require.NoError(t, err)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	require.NoError(t, c.Start(ctx))
+	t.Cleanup(func() { _ = c.Close(context.Background()) })
+	within(t, 5*time.Second, func() bool { return c.Assignment().Holds("g0") }, "holds g0")
+
+	hook.on.Store(true)
+	attempts, beats := hook.attempts.Load(), hook.beats.Load()
+	_, err = p.reg.Update(context.Background(), "g0", registry.Change{Set: set("v", "1")}, "test")
+	require.NoError(t, err)
+	// Backoff from an eighth of the interval: at least three tries in well
+	// under two intervals, where beats alone would give one or two.
+	within(t, bound(2*hb.Interval), func() bool { return hook.attempts.Load() >= attempts+4 }, "retries")
+	within(t, bound(2*hb.Interval), func() bool { return hook.beats.Load() >= beats+1 }, "beats go on")
+	v, _ := c.Config("v")
+	assert.Equal(t, "0", v, "still serving the last good config")
+
+	hook.on.Store(false)
+	within(t, bound(2*hb.Interval), func() bool { v, _ := c.Config("v"); return v == "1" }, "read succeeds once Redis answers")
+}

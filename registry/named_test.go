@@ -1,0 +1,162 @@
+package registry_test
+
+import (
+	"context"
+	"fmt"
+	"testing"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/allot-io/allot/internal/redistest"
+	"github.com/allot-io/allot/registry"
+)
+
+// TestCommitNamesChanges: an assignment event names the nodes whose entries
+// changed and the groups whose holder counts changed, on standalone and
+// Cluster; the pub/sub payload and the stream entry agree.
+func TestCommitNamesChanges(t *testing.T) {
+	standalone := redistest.Start(t)
+	cluster := redistest.StartCluster(t)
+	for _, b := range []backend{{"standalone", standalone.Client(t)}, {"cluster", cluster.Client(t)}} {
+		t.Run(b.name, func(t *testing.T) { testCommitNamesChanges(t, b.rdb) })
+	}
+}
+
+// commitNext commits nodes on top of the current assignment and returns the
+// assignment event as published and as logged.
+func commitNext(t *testing.T, e env, sub *redis.PubSub, nodes map[string][]string) (pub, logged registry.Event) {
+	t.Helper()
+	ctx := context.Background()
+	a, err := e.reg.Assignment(ctx)
+	require.NoError(t, err)
+	_, changed, err := e.reg.Commit(ctx, registry.Commit{From: a.Counters, Base: &a, Nodes: nodes, By: "t"})
+	require.NoError(t, err)
+	require.True(t, changed)
+	for {
+		msg, err := sub.ReceiveMessage(ctx)
+		require.NoError(t, err)
+		ev, err := registry.ParseEvent(msg.Payload)
+		require.NoError(t, err)
+		if ev.Type == registry.EventAssignment {
+			pub = ev
+			break
+		}
+	}
+	evs, err := e.reg.Events(ctx, "", 10000, 0)
+	require.NoError(t, err)
+	logged = evs[len(evs)-1]
+	require.Equal(t, pub.ID, logged.ID)
+	return pub, logged
+}
+
+func testCommitNamesChanges(t *testing.T, rdb redis.UniversalClient) {
+	ctx := context.Background()
+	e := newEnv(t, rdb)
+	sub := rdb.Subscribe(ctx, e.k.Events())
+	defer sub.Close()
+	_, err := sub.Receive(ctx)
+	require.NoError(t, err)
+	for i, g := range []string{"a", "b", "c"} {
+		_, err := e.reg.Add(ctx, g, registry.Change{}, "t")
+		require.NoError(t, err)
+		// A group event carries the revision it moved to.
+		msg, err := sub.ReceiveMessage(ctx)
+		require.NoError(t, err)
+		ev, err := registry.ParseEvent(msg.Payload)
+		require.NoError(t, err)
+		assert.Equal(t, int64(i+1), ev.Rev, g)
+	}
+	e.register(t, "n1", "n2", "n3", "n4")
+
+	// First plan: every node is new.
+	nodes := map[string][]string{"n1": {"a"}, "n2": {"a"}, "n3": {"b"}, "n4": {"c"}}
+	pub, logged := commitNext(t, e, sub, nodes)
+	assert.Equal(t, registry.ScopeNodes, pub.Scope)
+	assert.Equal(t, []string{"n1", "n2", "n3", "n4"}, pub.Nodes)
+	assert.Equal(t, []string{"a", "b", "c"}, pub.Groups)
+	assert.Equal(t, pub, logged, "the stream entry names the same")
+
+	// n2 moves a -> c: n2's entry changed; a and c changed holder counts,
+	// so n1 (a) and n4 (c) are concerned too, n3 (b) is not.
+	nodes["n2"] = []string{"c"}
+	pub, _ = commitNext(t, e, sub, nodes)
+	assert.Equal(t, []string{"n2"}, pub.Nodes)
+	assert.Equal(t, []string{"a", "c"}, pub.Groups)
+	assert.True(t, pub.Concerns("n1", []string{"a"}))
+	assert.True(t, pub.Concerns("n2", []string{"a"}))
+	assert.True(t, pub.Concerns("n4", []string{"c"}))
+	assert.False(t, pub.Concerns("n3", []string{"b"}))
+
+	// Two nodes swap groups: entries change, no holder count does.
+	nodes["n3"], nodes["n4"] = []string{"c"}, []string{"b"}
+	pub, _ = commitNext(t, e, sub, nodes)
+	assert.Equal(t, []string{"n3", "n4"}, pub.Nodes)
+	assert.Empty(t, pub.Groups)
+	assert.False(t, pub.Concerns("n1", []string{"a"}))
+
+	// A leave removed n1's entry and marked the assignment dirty (as
+	// heartbeat's forget does): the next commit names the group that lost
+	// a holder even though no entry differs.
+	require.NoError(t, rdb.ZRem(ctx, e.k.Nodes(), "n1").Err())
+	require.NoError(t, rdb.HDel(ctx, e.k.Assign(), "n1").Err())
+	require.NoError(t, rdb.HIncrBy(ctx, e.k.Holders(), "a", -1).Err())
+	require.NoError(t, rdb.HSet(ctx, e.k.State(), "dirty", 1, "dirtyg", "a").Err())
+	view, err := e.reg.NodeAssignment(ctx, "n2")
+	require.NoError(t, err)
+	assert.True(t, view.Dirty, "a read between the removal and the commit says so")
+	delete(nodes, "n1")
+	pub, _ = commitNext(t, e, sub, nodes)
+	assert.Equal(t, registry.ScopeNodes, pub.Scope)
+	assert.Empty(t, pub.Nodes)
+	assert.Equal(t, []string{"a"}, pub.Groups)
+	st, err := rdb.HMGet(ctx, e.k.State(), "dirty", "dirtyg").Result()
+	require.NoError(t, err)
+	assert.Equal(t, []any{nil, nil}, st, "the commit clears the dirty marks")
+	view, err = e.reg.NodeAssignment(ctx, "n2")
+	require.NoError(t, err)
+	assert.False(t, view.Dirty)
+
+	// A leave whose group gets a holder back in the next commit: that group's
+	// count is what its holders last read, so only the moved node's entry and
+	// its old group are named.
+	e.register(t, "n5")
+	nodes["n5"] = []string{"b"}
+	commitNext(t, e, sub, nodes) // b: n4, n5
+	require.NoError(t, rdb.ZRem(ctx, e.k.Nodes(), "n3").Err())
+	require.NoError(t, rdb.HDel(ctx, e.k.Assign(), "n3").Err())
+	require.NoError(t, rdb.HIncrBy(ctx, e.k.Holders(), "c", -1).Err())
+	require.NoError(t, rdb.HSet(ctx, e.k.State(), "dirty", 1, "dirtyg", "c").Err())
+	delete(nodes, "n3")
+	nodes["n5"] = []string{"c"} // n5 moves b -> c: c is back at its count
+	pub, _ = commitNext(t, e, sub, nodes)
+	assert.Equal(t, []string{"n5"}, pub.Nodes)
+	assert.Equal(t, []string{"b"}, pub.Groups, "c's holders keep the share they read")
+
+	// Too many removals to name: every node reads.
+	require.NoError(t, rdb.HSet(ctx, e.k.State(), "dirty", 1, "dirtyg", "*").Err())
+	nodes["n2"] = []string{"a"}
+	pub, _ = commitNext(t, e, sub, nodes)
+	assert.Empty(t, pub.Scope)
+	assert.True(t, pub.Concerns("n3", []string{"c"}))
+
+	// More changed entries than an event names: their groups instead.
+	many := map[string][]string{}
+	for i := range registry.EventMaxNodes + 1 {
+		id := fmt.Sprintf("m%03d", i)
+		e.register(t, id)
+		many[id] = []string{"b"}
+	}
+	for id, gs := range nodes {
+		many[id] = gs
+	}
+	pub, logged = commitNext(t, e, sub, many)
+	assert.Equal(t, registry.ScopeGroups, pub.Scope)
+	assert.Empty(t, pub.Nodes)
+	assert.Equal(t, []string{"b"}, pub.Groups)
+	assert.Equal(t, pub, logged)
+	assert.True(t, pub.Concerns("n4", []string{"b"}))
+	assert.False(t, pub.Concerns("n3", []string{"c"}))
+	assert.True(t, pub.Concerns("x", nil), "a node holding nothing may have been given something")
+}
