@@ -172,6 +172,10 @@ type Result struct {
 	Epoch int64
 	// Changed reports whether a new assignment was committed.
 	Changed bool
+	// Commits is how many new assignments the run committed: a run that
+	// plans again (membership moved during it) may commit more than one,
+	// the epochs Epoch-Commits+1 .. Epoch.
+	Commits int
 	// Moved is how many nodes' group sets changed.
 	Moved int
 	// Reaped lists the nodes removed for missing their TTL.
@@ -297,6 +301,9 @@ func (r *Rebalancer) run(ctx context.Context) (Result, error) {
 			return res, fmt.Errorf("allocator: commit plan from epoch %d: %w", st.assign.Epoch, err)
 		}
 		res.Epoch, res.Changed = epoch, res.Changed || changed
+		if changed {
+			res.Commits++
+		}
 		if round == maxReplans {
 			break
 		}

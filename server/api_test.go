@@ -543,7 +543,7 @@ func TestNodeProtocol(t *testing.T) {
 	// after the poll's first read: a change before it reaches the node with
 	// its next beat.)
 	go func() {
-		done <- a.do("GET", "/v1/nodes/n1/assignment?after="+itoa(polled.Epoch)+"&wait=50s", nodeToken, nil)
+		done <- a.doSession("GET", "/v1/nodes/n1/assignment?after="+itoa(polled.Epoch)+"&wait=50s", nodeToken, sessions["n1"], nil)
 	}()
 	v := 0
 	require.Eventually(t, func() bool {
