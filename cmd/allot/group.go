@@ -349,18 +349,10 @@ func newGroupGetCommand(a *app) *cobra.Command {
 				return err
 			}
 			return a.withRegistry(cmd, func(ctx context.Context, reg *registry.Registry) error {
-				g, err := reg.Get(ctx, name)
-				if err != nil {
-					return groupError(name, err)
-				}
-				if g, err = withHealth(ctx, reg, g); err != nil {
-					return err
-				}
-				h, err := a.holders(ctx)
+				v, err := a.groupView(ctx, reg, name, reveal)
 				if err != nil {
 					return err
 				}
-				v := allocator.View(g, h[name], reveal)
 				return a.print(v, func() table { return table{rows: groupDetailRows(v, a.now())} })
 			})
 		},

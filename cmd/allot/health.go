@@ -163,21 +163,30 @@ func newGroupResumeCommand(a *app) *cobra.Command {
 	}
 }
 
-// printGroupHealth prints group name (masked) after a health change, under
-// title in table form.
-func (a *app) printGroupHealth(ctx context.Context, reg *registry.Registry, name, title string) error {
+// groupView reads group name with its health and live holders: the group
+// JSON `group get` and the health commands print (masked unless reveal).
+func (a *app) groupView(ctx context.Context, reg *registry.Registry, name string, reveal bool) (allocator.GroupView, error) {
 	g, err := reg.Get(ctx, name)
 	if err != nil {
-		return groupError(name, err)
+		return allocator.GroupView{}, groupError(name, err)
 	}
 	if g, err = withHealth(ctx, reg, g); err != nil {
-		return err
+		return allocator.GroupView{}, err
 	}
 	h, err := a.holders(ctx)
 	if err != nil {
+		return allocator.GroupView{}, err
+	}
+	return allocator.View(g, h[name], reveal), nil
+}
+
+// printGroupHealth prints group name (masked) after a health change, under
+// title in table form.
+func (a *app) printGroupHealth(ctx context.Context, reg *registry.Registry, name, title string) error {
+	v, err := a.groupView(ctx, reg, name, false)
+	if err != nil {
 		return err
 	}
-	v := allocator.View(g, h[name], false)
 	return a.print(v, func() table {
 		return table{title: []string{title}, rows: healthRows(v.Health, a.now())}
 	})
