@@ -21,7 +21,9 @@ import (
 // use appears without a reload.
 func TestBrowserUsage(t *testing.T) {
 	p := newPage(t)
-	url, _, stop := startServe(t, testEnv, "--dev", "--listen", "127.0.0.1:0", "--demo-nodes", "2")
+	// No demo nodes: they would spend from llm's limits too (demo traffic)
+	// and the figures below would not be the test's alone.
+	url, _, stop := startServe(t, testEnv, "--dev", "--listen", "127.0.0.1:0", "--demo-nodes", "0")
 	m := devRedisLine.FindStringSubmatch(lastStdout.String())
 	require.NotNil(t, m, "serve --dev did not print its Redis URL: %s", lastStdout.String())
 	opts, err := redis.ParseURL(m[1])
