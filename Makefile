@@ -35,9 +35,11 @@ deps:
 bench:
 	$(GO) test -run='^$$' -bench=. -benchmem ./...
 
-# build writes the allot binary to bin/allot.
+# build writes the allot binary to bin/allot, stamped with the version git
+# describes (as make image does), so `allot --version` names the commit.
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 build:
-	$(GO) build -o bin/allot ./cmd/allot
+	$(GO) build -ldflags "-X main.version=$(VERSION)" -o bin/allot ./cmd/allot
 
 # chaos runs the long form of the chaos suite (e2e/): 64 then 30 node
 # processes, kill -9, rolling restarts, zombies, Redis crashes and a Cluster
