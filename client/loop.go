@@ -345,7 +345,11 @@ func (c *Client) fetch(ctx context.Context) error {
 	changed := c.raw == nil || c.fromCache || !c.raw.same(*a)
 	c.raw, c.fromCache, c.rawDirty = a, false, view.Dirty
 	c.trusted = gen == c.gen
-	c.lastRev = max(c.lastRev, rev) // the read started after the beat that saw rev (or an event adopted a later one)
+	// The read saw every group write up to view.Rev (and started after
+	// the beat and the events that showed rev). A later write adopted from
+	// its event counts only if the node still does not hold its group: a
+	// read that started before the write may have just given it the group.
+	c.readLocked(max(view.Rev, rev))
 	c.publishLocked()
 	c.mu.Unlock()
 

@@ -98,10 +98,10 @@ func (c *Client) onEvent(payload string) {
 	case strings.HasPrefix(ev.Type, "group."):
 		c.mu.Lock()
 		held := c.raw != nil && c.raw.Holds(ev.Group)
-		if !held && ev.Rev > 0 && ev.Rev == c.lastRev+1 {
+		if !held && ev.Rev > c.readRev {
 			// Nothing this node reads changed: the beat need not re-read
-			// for this revision.
-			c.lastRev = ev.Rev
+			// for this revision once the ones before it are covered.
+			c.noteUnheldLocked(ev.Rev, ev.Group)
 		}
 		if held {
 			c.eventRev = max(c.eventRev, ev.Rev)
@@ -135,5 +135,48 @@ func (c *Client) onAssignment(ev registry.Event) {
 		c.publishLocked()
 	default:
 		signal(c.wakeFetch)
+	}
+}
+
+// maxUnheld bounds the revisions of unheld groups kept for adoption: past
+// it an event is simply not adopted, and the next beat reads.
+const maxUnheld = 1024
+
+// noteUnheldLocked records that group revision rev changed group g, which
+// this node does not hold, and adopts every revision it can.
+func (c *Client) noteUnheldLocked(rev int64, g string) {
+	if c.unheld == nil {
+		c.unheld = make(map[int64]string)
+	}
+	if len(c.unheld) < maxUnheld {
+		c.unheld[rev] = g
+	}
+	c.advanceRevLocked()
+}
+
+// readLocked records a read at group revision rev (raw is what it read):
+// lastRev restarts there and moves over the later revisions events showed
+// to change groups the node does not hold now.
+func (c *Client) readLocked(rev int64) {
+	c.readRev, c.lastRev = rev, rev
+	for r := range c.unheld {
+		if r <= rev {
+			delete(c.unheld, r)
+		}
+	}
+	c.advanceRevLocked()
+}
+
+// advanceRevLocked moves lastRev over each next revision whose event
+// changed a group the node does not hold (as of the assignment it has
+// now): it stops at the first revision it has no event for, or whose
+// group the node holds, which only a read covers.
+func (c *Client) advanceRevLocked() {
+	for {
+		g, ok := c.unheld[c.lastRev+1]
+		if !ok || (c.raw != nil && c.raw.Holds(g)) {
+			return
+		}
+		c.lastRev++
 	}
 }

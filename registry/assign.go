@@ -133,6 +133,10 @@ type NodeView struct {
 	// epoch was committed: Holders are newer than Epoch, so the next
 	// assignment event must be read, not adopted (it may not name them).
 	Dirty bool
+	// Rev is the group revision at the instant of the read: the documents
+	// read are those of Rev, so a reader has seen every group write up to
+	// it (and need not re-read for a revision it saw before the read).
+	Rev int64
 }
 
 // NodeAssignment returns node's part of the committed assignment, read
@@ -143,7 +147,7 @@ func (r *Registry) NodeAssignment(ctx context.Context, node string) (NodeView, e
 	if err != nil {
 		return NodeView{}, wrap(err, "read assignment of node %q", node)
 	}
-	if len(res) < 2 || len(res)%2 != 0 {
+	if len(res) < 3 || len(res)%2 != 1 {
 		return NodeView{}, wrap(errors.New("registry: malformed reply"), "read assignment of node %q", node)
 	}
 	var v NodeView
@@ -151,9 +155,12 @@ func (r *Registry) NodeAssignment(ctx context.Context, node string) (NodeView, e
 		return NodeView{}, wrap(err, "read assignment of node %q", node)
 	}
 	v.Dirty = res[1] == "1"
+	if v.Rev, err = parseCounter(res[2]); err != nil {
+		return NodeView{}, wrap(err, "read assignment of node %q", node)
+	}
 	v.Groups = make([]Group, 0, len(res)/2)
 	v.Holders = make(map[string]int, len(res)/2)
-	for i := 2; i < len(res); i += 2 {
+	for i := 3; i < len(res); i += 2 {
 		g, err := decodeGroup(res[i])
 		if err != nil {
 			return NodeView{}, wrap(err, "read assignment of node %q", node)

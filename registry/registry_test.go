@@ -612,9 +612,11 @@ func testCommit(t *testing.T, rdb redis.UniversalClient) {
 	assert.Equal(t, "a", view.Groups[0].Name)
 	assert.Equal(t, "b", view.Groups[1].Config["name"])
 	assert.Equal(t, map[string]int{"a": 1, "b": 1}, view.Holders)
+	assert.Equal(t, int64(3), view.Rev, "the read says which group revision it saw")
 	view, err = e.reg.NodeAssignment(ctx, "stranger")
 	require.NoError(t, err)
 	assert.Empty(t, view.Groups)
+	assert.Equal(t, int64(3), view.Rev)
 
 	// Stale: planned from epoch 0.
 	before := e.dump(t)
