@@ -192,17 +192,28 @@ func TestStrayEventsIgnored(t *testing.T) {
 	cs := p.startClients("s", 3, WithHeartbeat(slowHB))
 	a, err := p.reg.Assignment(context.Background())
 	require.NoError(t, err)
+	lastFetches := make([]int64, len(cs))
 	within(t, 10*time.Second, func() bool {
 		a, err = p.reg.Assignment(context.Background())
 		if err != nil || len(a.Nodes) != 3 {
 			return false
 		}
-		for _, c := range cs {
-			if c.Assignment().Epoch != a.Epoch {
-				return false
+		settled := true
+		for i, c := range cs {
+			// Settled means read up to the current group revision, with no
+			// read queued (a beat that saw the join while a read was under
+			// way leaves a wake-up behind) and none started since the last
+			// poll: such a read must not land among the stray events.
+			c.mu.Lock()
+			behind := c.lastRev < a.Rev
+			c.mu.Unlock()
+			f := c.fetches.Load()
+			if c.Assignment().Epoch != a.Epoch || behind || len(c.wakeFetch) > 0 || f != lastFetches[i] {
+				settled = false
 			}
+			lastFetches[i] = f
 		}
-		return true
+		return settled
 	}, "settled")
 	before := make([]int64, len(cs))
 	lease := make([]time.Time, len(cs))
