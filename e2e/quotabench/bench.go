@@ -368,6 +368,18 @@ func writeTable(w io.Writer, cfg config, rs []result) error {
 	return err
 }
 
+// waitAfterRefusal waits after a refused Allow or Reserve: a
+// RateLimitError's RetryAfter, any other error 10 ms. It reports false
+// once ctx has ended.
+func waitAfterRefusal(ctx context.Context, err error) bool {
+	d := 10 * time.Millisecond
+	var rl *client.RateLimitError
+	if errors.As(err, &rl) {
+		d = max(rl.RetryAfter, time.Millisecond)
+	}
+	return sleep(ctx, d) == nil
+}
+
 func sleep(ctx context.Context, d time.Duration) error {
 	if d <= 0 {
 		return ctx.Err()
@@ -518,15 +530,8 @@ func (s *allotStrategy) runGlobal(ctx context.Context, b *bench, n *node, c *cli
 		}
 		g := a.Groups[0]
 		err := c.Allow(ctx, g.Name)
-		var rl *client.RateLimitError
-		switch {
-		case errors.As(err, &rl):
-			if sleep(ctx, max(rl.RetryAfter, time.Millisecond)) != nil {
-				return
-			}
-			continue
-		case err != nil:
-			if sleep(ctx, 10*time.Millisecond) != nil {
+		if err != nil {
+			if !waitAfterRefusal(ctx, err) {
 				return
 			}
 			continue

@@ -317,14 +317,8 @@ func healthNode(ctx context.Context, mode healthMode, c *client.Client, url stri
 				continue
 			}
 		}
-		var rl *client.RateLimitError
-		if err := c.Allow(ctx, g.Name); errors.As(err, &rl) {
-			if sleep(ctx, max(rl.RetryAfter, time.Millisecond)) != nil {
-				return
-			}
-			continue
-		} else if err != nil {
-			if sleep(ctx, 10*time.Millisecond) != nil {
+		if err := c.Allow(ctx, g.Name); err != nil {
+			if !waitAfterRefusal(ctx, err) {
 				return
 			}
 			continue

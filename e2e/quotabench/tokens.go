@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"math"
@@ -174,15 +173,8 @@ func runReserve(ctx context.Context, b *bench, n *node, c *client.Client, change
 			return
 		}
 		r, err := c.Reserve(ctx, g.Name, int64(b.cfg.Tokens.Estimate))
-		var rl *client.RateLimitError
-		switch {
-		case errors.As(err, &rl):
-			if sleep(ctx, max(rl.RetryAfter, time.Millisecond)) != nil {
-				return
-			}
-			continue
-		case err != nil:
-			if sleep(ctx, 10*time.Millisecond) != nil {
+		if err != nil {
+			if !waitAfterRefusal(ctx, err) {
 				return
 			}
 			continue
@@ -206,15 +198,8 @@ func runAllowOnly(ctx context.Context, b *bench, n *node, c *client.Client, chan
 			return
 		}
 		err := c.Allow(ctx, g.Name)
-		var rl *client.RateLimitError
-		switch {
-		case errors.As(err, &rl):
-			if sleep(ctx, max(rl.RetryAfter, time.Millisecond)) != nil {
-				return
-			}
-			continue
-		case err != nil:
-			if sleep(ctx, 10*time.Millisecond) != nil {
+		if err != nil {
+			if !waitAfterRefusal(ctx, err) {
 				return
 			}
 			continue
