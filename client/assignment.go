@@ -17,8 +17,9 @@ type Group struct {
 	// Config is the group's config (API keys, endpoints...). Read-only.
 	Config map[string]string `json:"config"`
 	// Share is the fraction of the group's quota this node may use:
-	// 1 / the number of nodes the group is assigned to. It is refreshed at
-	// most once per beat interval, so it may lag a new epoch by one beat.
+	// 1 / the number of nodes the group is assigned to. It follows the
+	// epoch: a new holder count comes with the epoch's event (or the read
+	// it wakes), or at the latest with the next beat when the event is lost.
 	Share float64 `json:"share"`
 	// Quota is the whole group's quota ("600/m", "" = none), shared by every
 	// holder through Allow.

@@ -3,6 +3,7 @@ package client
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -45,9 +46,10 @@ func subscribeEvents(t *testing.T, p *pool) *redis.PubSub {
 	return sub
 }
 
-// TestUnnamedNodesAdoptWithoutRead: after a graceful leave, the nodes the
-// assignment event does not concern adopt the new epoch without reading;
-// the concerned ones read and see their new share.
+// TestUnnamedNodesAdoptWithoutRead: after a graceful leave, every node the
+// assignment event does not name adopts the new epoch without reading —
+// a holder of the leaver's group takes its new share from the event's
+// holder counts — and the shares they end with are what Redis holds.
 func TestUnnamedNodesAdoptWithoutRead(t *testing.T) {
 	p := newPool(t)
 	for i := range 5 {
@@ -83,19 +85,25 @@ func TestUnnamedNodesAdoptWithoutRead(t *testing.T) {
 	require.Equal(t, registry.ScopeNodes, ev.Scope)
 	assert.NotEmpty(t, ev.Groups, "the leaver's group lost a holder")
 
-	concerned, unconcerned := 0, 0
+	require.NotEmpty(t, ev.Holders, "the event carries the new holder counts")
+	newShares := 0
 	for i, c := range rest {
 		within(t, slowHB.Interval/2, func() bool { return c.Assignment().Epoch >= ev.Epoch }, "epoch adopted or read")
-		if ev.Concerns(c.o.nodeID, held[i+1]) {
-			concerned++
-			continue
+		if slices.Contains(ev.Nodes, c.o.nodeID) {
+			continue // its entry changed: it reads
 		}
-		unconcerned++
-		assert.Equal(t, before[i+1], c.fetches.Load(), "%s is not concerned: no read", c.o.nodeID)
+		assert.False(t, ev.Concerns(c.o.nodeID, held[i+1]))
+		assert.Equal(t, before[i+1], c.fetches.Load(), "%s's entry did not change: no read", c.o.nodeID)
 		assert.Equal(t, held[i+1], c.Assignment().Names())
+		for _, g := range held[i+1] {
+			if n, ok := ev.Holders[g]; ok {
+				newShares++
+				got, _ := c.Assignment().Group(g)
+				assert.Equal(t, 1/float64(n), got.Share, "%s's share of %s, from the event", c.o.nodeID, g)
+			}
+		}
 	}
-	assert.Positive(t, concerned)
-	assert.Positive(t, unconcerned)
+	assert.Positive(t, newShares, "a holder of a group that lost a holder took its new share without a read")
 
 	// A config change: only the holders read, even at their next beat (the
 	// others adopted the revision from the event).

@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -51,7 +53,12 @@ func (c *Client) listen(ctx context.Context, resumed bool) error {
 	stop := context.AfterFunc(ctx, func() { _ = ps.Close() })
 	defer stop()
 
-	idle := max(2*c.o.heartbeat.Interval, time.Second)
+	// A quiet channel is pinged now and then to find a connection that
+	// died without a word. Not often: at 10,000 nodes a ping every few
+	// seconds each would cost Redis half as much as the beats, and a dead
+	// subscription costs only latency (every beat carries the epoch and
+	// the group revision).
+	idle := max(2*c.o.heartbeat.Interval, eventsPingAfter)
 	for {
 		msg, err := ps.ReceiveTimeout(ctx, idle)
 		if err != nil {
@@ -87,7 +94,7 @@ func (c *Client) onEvent(payload string) {
 	if !strings.Contains(payload, `"assignment"`) && !strings.Contains(payload, `"group.`) {
 		return
 	}
-	ev, err := registry.ParseEvent(payload)
+	ev, err := parseEvent(payload)
 	if err != nil {
 		c.log.Debug("allot: unreadable event ignored", "err", err)
 		return
@@ -113,29 +120,70 @@ func (c *Client) onEvent(payload string) {
 	}
 }
 
-// onAssignment handles an assignment event. One that names this node or a
-// group it holds wakes a read; one that concerns it not, and is the next
-// epoch after the one it read, is adopted without a read: nothing this node
-// reads changed. Any gap (a missed event) or doubt (nothing read yet, a
-// cached or untrusted assignment) reads; a lost event is caught by the next
-// beat, which carries the epoch.
+// eventsPingAfter is how long a quiet events subscription waits before it
+// checks its connection with a PING.
+const eventsPingAfter = 30 * time.Second
+
+// lastEvent is the last event decoded in this process. Every Client in a
+// process receives the same payloads, so a process hosting many nodes (or a
+// test harness) decodes each event once instead of once per node.
+var lastEvent atomic.Pointer[decodedEvent]
+
+type decodedEvent struct {
+	payload string
+	ev      registry.Event // read-only: shared by every Client
+}
+
+// parseEvent is registry.ParseEvent, reusing the last decode when payload
+// is the same.
+func parseEvent(payload string) (registry.Event, error) {
+	if d := lastEvent.Load(); d != nil && d.payload == payload {
+		return d.ev, nil
+	}
+	ev, err := registry.ParseEvent(payload)
+	if err != nil {
+		return ev, err
+	}
+	lastEvent.Store(&decodedEvent{payload: payload, ev: ev})
+	return ev, nil
+}
+
+// onAssignment handles an assignment event. One that names this node, or a
+// group it holds without giving the group's new holder count, wakes a read.
+// One that is the next epoch after the one read and leaves this node's
+// entry as it is, is adopted without a read: the new epoch, and the new
+// share of each held group whose holder count the event gives. Any gap (a
+// missed event) or doubt (nothing read yet, a cached or untrusted
+// assignment) reads; a lost event is caught by the next beat, which carries
+// the epoch.
 func (c *Client) onAssignment(ev registry.Event) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	switch {
-	case c.raw == nil || c.fromCache || !c.trusted || c.rawDirty:
+	if c.raw == nil || c.fromCache || !c.trusted || c.rawDirty {
 		signal(c.wakeFetch)
-	case ev.Epoch <= c.raw.Epoch:
-		// Already read (or older).
-	case ev.Epoch == c.raw.Epoch+1 && !ev.Concerns(c.o.nodeID, c.raw.Names()):
-		a := *c.raw
-		a.Epoch = ev.Epoch
-		c.raw = &a
-		c.adopted.Add(1)
-		c.publishLocked()
-	default:
-		signal(c.wakeFetch)
+		return
 	}
+	if ev.Epoch <= c.raw.Epoch {
+		return // already read (or older)
+	}
+	counts, ok := ev.Adopt(c.o.nodeID, c.raw.Names())
+	if ev.Epoch != c.raw.Epoch+1 || !ok {
+		signal(c.wakeFetch)
+		return
+	}
+	a := *c.raw
+	a.Epoch = ev.Epoch
+	if len(counts) > 0 {
+		a.Groups = slices.Clone(a.Groups)
+		for i, g := range a.Groups {
+			if n, ok := counts[g.Name]; ok {
+				a.Groups[i].Share = 1 / float64(n)
+			}
+		}
+	}
+	c.raw = &a
+	c.adopted.Add(1)
+	c.publishLocked()
 }
 
 // maxUnheld bounds the revisions of unheld groups kept for adoption: past

@@ -275,3 +275,19 @@ func TestStartTwice(t *testing.T) {
 	require.NoError(t, c.Close(context.Background()))
 	assert.NoError(t, c.Close(context.Background()), "second Close is a no-op")
 }
+
+// TestParseEventReusesLastDecode: the process-wide decode cache gives the
+// event of the payload asked for, whether it hits or misses.
+func TestParseEventReusesLastDecode(t *testing.T) {
+	a := `{"type":"assignment","epoch":7,"scope":"nodes","nodes":["n1"],"groups":["g"],"holders":{"g":3}}`
+	b := `{"type":"assignment","epoch":8,"scope":"nodes","groups":["g"],"holders":{"g":2}}`
+	for _, payload := range []string{a, a, b, a} {
+		want, err := registry.ParseEvent(payload)
+		require.NoError(t, err)
+		got, err := parseEvent(payload)
+		require.NoError(t, err)
+		assert.Equal(t, want, got, payload)
+	}
+	_, err := parseEvent(`{"epoch":9}`)
+	assert.Error(t, err, "an event without a type is still refused")
+}

@@ -40,7 +40,8 @@
 -- adopts the new epoch without a read (registry.Event.Concerns):
 --   scope "nodes"  nodes = IDs whose entry changed (at most the max),
 --                  groups = groups whose holder count (so share) changed
---                  since the last commit (leaves and reaps included)
+--                  since the last commit (leaves and reaps included),
+--                  holders = {group: new holder count} of those groups
 --   scope "groups" more nodes changed than the max: groups also lists every
 --                  group of their old and new entries; nodes holding no
 --                  group read too
@@ -208,14 +209,27 @@ if scope == '' then
   return {'ok', num(epoch)}
 end
 table.sort(groups)
+-- Under scope "nodes" the event also carries the new holder count of each
+-- named group, so a holder whose own entry did not change takes its new
+-- share from the event instead of reading it.
+local counts, holders = {}, {}
+if scope == 'nodes' then
+  for k, g in ipairs(groups) do
+    local n = tonumber(redis.call('HGET', KEYS[6], g) or '0') or 0
+    counts[k] = num(n)
+    holders[g] = n
+  end
+end
 local id = redis.call('XADD', KEYS[5], 'MAXLEN', '~', ARGV[6], '*',
   'type', 'assignment', 'group', '', 'node', '', 'epoch', num(epoch),
   'version', '0', 'by', ARGV[4], 'at', num(at),
-  'scope', scope, 'nodes', table.concat(nodes, ','), 'groups', table.concat(groups, ','))
+  'scope', scope, 'nodes', table.concat(nodes, ','), 'groups', table.concat(groups, ','),
+  'holders', table.concat(counts, ','))
 local ev = {id = id, type = 'assignment', group = '', node = '', epoch = epoch,
   version = 0, by = ARGV[4], at = at, scope = scope}
 -- cjson writes an empty table as {}: leave empty lists out.
 if #nodes > 0 then ev.nodes = nodes end
 if #groups > 0 then ev.groups = groups end
+if #counts > 0 then ev.holders = holders end
 redis.call('PUBLISH', ARGV[5], cjson.encode(ev))
 return {'ok', num(epoch)}

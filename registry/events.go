@@ -54,7 +54,7 @@ const (
 // Event is one entry of the event log; the same fields are published on the
 // events channel. JSON: id, type, group, node, by, epoch, version, at (Unix
 // ms), for key health events reason, and on assignment events that name what
-// changed: scope, nodes, groups.
+// changed: scope, nodes, groups and (scope nodes) holders.
 type Event struct {
 	ID, Type, Group, Node, By string
 	Epoch, Version            int64
@@ -66,6 +66,10 @@ type Event struct {
 	Scope  string
 	Nodes  []string
 	Groups []string
+	// Holders gives, under ScopeNodes, the new holder count of each of
+	// Groups: a holder not named in Nodes takes its new share from it
+	// instead of reading (see Adopt). Nil from an older writer.
+	Holders map[string]int
 	// Rev is the group revision a group write moved to (0 on other
 	// events): a node that does not hold the group and has read Rev-1
 	// adopts it without a read.
@@ -73,56 +77,81 @@ type Event struct {
 }
 
 // Concerns reports whether an assignment event may change what node, which
-// now holds held, reads from its assignment: its entry or the share of one
-// of its groups. A node it does not concern reads nothing and may adopt
-// the event's epoch when it is the next one after the epoch it has read.
+// now holds held, reads from its assignment (its entry, or the share of one
+// of its groups) in a way the event does not carry. A node it does not
+// concern reads nothing and may adopt the event's epoch (and the holder
+// counts Adopt returns) when it is the next one after the epoch it has read.
 // An event that names nothing (Scope "", as from an older writer) concerns
 // every node; other event types concern nobody here.
 func (e Event) Concerns(node string, held []string) bool {
 	if e.Type != EventAssignment {
 		return false
 	}
+	_, ok := e.Adopt(node, held)
+	return !ok
+}
+
+// Adopt reports whether node, which now holds held, may take an assignment
+// event without reading: its entry did not change, and every held group
+// whose holder count changed has its new count in the event. counts are
+// those new counts (nil when none of held changed); the node's share of
+// such a group becomes 1/count.
+func (e Event) Adopt(node string, held []string) (counts map[string]int, ok bool) {
+	if e.Type != EventAssignment {
+		return nil, false
+	}
 	switch e.Scope {
 	case ScopeNodes:
 		if slices.Contains(e.Nodes, node) {
-			return true
+			return nil, false
 		}
 	case ScopeGroups:
+		// Entries of the named groups' holders may have changed, and a
+		// node holding nothing may have been given one.
 		if len(held) == 0 {
-			return true
+			return nil, false
 		}
 	default:
-		return true
+		return nil, false
 	}
 	for _, g := range held {
-		if slices.Contains(e.Groups, g) {
-			return true
+		if !slices.Contains(e.Groups, g) {
+			continue
 		}
+		n, given := e.Holders[g]
+		if e.Scope != ScopeNodes || !given || n < 1 {
+			return nil, false
+		}
+		if counts == nil {
+			counts = make(map[string]int)
+		}
+		counts[g] = n
 	}
-	return false
+	return counts, true
 }
 
 // eventJSON is the wire form shared with the Lua scripts: at is Unix ms.
 type eventJSON struct {
-	ID      string   `json:"id"`
-	Type    string   `json:"type"`
-	Group   string   `json:"group"`
-	Node    string   `json:"node"`
-	By      string   `json:"by"`
-	Epoch   int64    `json:"epoch"`
-	Version int64    `json:"version"`
-	At      int64    `json:"at"`
-	Reason  string   `json:"reason,omitempty"`
-	Scope   string   `json:"scope,omitempty"`
-	Nodes   []string `json:"nodes,omitempty"`
-	Groups  []string `json:"groups,omitempty"`
-	Rev     int64    `json:"rev,omitempty"`
+	ID      string         `json:"id"`
+	Type    string         `json:"type"`
+	Group   string         `json:"group"`
+	Node    string         `json:"node"`
+	By      string         `json:"by"`
+	Epoch   int64          `json:"epoch"`
+	Version int64          `json:"version"`
+	At      int64          `json:"at"`
+	Reason  string         `json:"reason,omitempty"`
+	Scope   string         `json:"scope,omitempty"`
+	Nodes   []string       `json:"nodes,omitempty"`
+	Groups  []string       `json:"groups,omitempty"`
+	Holders map[string]int `json:"holders,omitempty"`
+	Rev     int64          `json:"rev,omitempty"`
 }
 
 // MarshalJSON encodes e with snake_case fields and at in Unix ms.
 func (e Event) MarshalJSON() ([]byte, error) {
 	j := eventJSON{ID: e.ID, Type: e.Type, Group: e.Group, Node: e.Node, By: e.By, Epoch: e.Epoch, Version: e.Version,
-		Reason: e.Reason, Scope: e.Scope, Nodes: e.Nodes, Groups: e.Groups, Rev: e.Rev}
+		Reason: e.Reason, Scope: e.Scope, Nodes: e.Nodes, Groups: e.Groups, Holders: e.Holders, Rev: e.Rev}
 	if !e.At.IsZero() {
 		j.At = e.At.UnixMilli()
 	}
@@ -193,8 +222,14 @@ func (e *Event) UnmarshalJSON(b []byte) error {
 			break
 		}
 	}
+	if v, ok := raw["holders"]; ok && out.Scope != "" && string(v) != "null" {
+		// Counts that do not parse are dropped: the holders then read.
+		if json.Unmarshal(v, &out.Holders) != nil {
+			out.Holders = nil
+		}
+	}
 	if out.Scope != "" && out.Scope != ScopeNodes && out.Scope != ScopeGroups {
-		out.Scope = "" // unknown: name nothing, so every node reads
+		out.Scope, out.Nodes, out.Groups, out.Holders = "", nil, nil, nil // unknown: name nothing, so every node reads
 	}
 	*e = out
 	return nil
@@ -278,8 +313,26 @@ func eventFromStream(m redis.XMessage) Event {
 	e.Rev, _ = parseNumber(s("rev"))
 	if e.Scope = s("scope"); e.Scope != "" {
 		e.Nodes, e.Groups = splitList(s("nodes")), splitList(s("groups"))
+		e.Holders = zipCounts(e.Groups, splitList(s("holders")))
 	}
 	return e
+}
+
+// zipCounts pairs the stream's comma-joined holder counts with the groups
+// they follow; counts that do not line up or parse give none.
+func zipCounts(groups, counts []string) map[string]int {
+	if len(counts) == 0 || len(counts) != len(groups) {
+		return nil
+	}
+	out := make(map[string]int, len(groups))
+	for i, g := range groups {
+		n, err := strconv.Atoi(counts[i])
+		if err != nil {
+			return nil
+		}
+		out[g] = n
+	}
+	return out
 }
 
 // splitList splits a comma-joined stream field; "" is no list.

@@ -76,18 +76,32 @@ func testCommitNamesChanges(t *testing.T, rdb redis.UniversalClient) {
 	assert.Equal(t, registry.ScopeNodes, pub.Scope)
 	assert.Equal(t, []string{"n1", "n2", "n3", "n4"}, pub.Nodes)
 	assert.Equal(t, []string{"a", "b", "c"}, pub.Groups)
+	assert.Equal(t, map[string]int{"a": 2, "b": 1, "c": 1}, pub.Holders)
 	assert.Equal(t, pub, logged, "the stream entry names the same")
 
-	// n2 moves a -> c: n2's entry changed; a and c changed holder counts,
-	// so n1 (a) and n4 (c) are concerned too, n3 (b) is not.
+	// n2 moves a -> c: n2's entry changed and it reads; a and c changed
+	// holder counts, which the event carries, so n1 (a) and n4 (c) take
+	// their new shares from it and n3 (b) has nothing to take.
 	nodes["n2"] = []string{"c"}
-	pub, _ = commitNext(t, e, sub, nodes)
+	pub, logged = commitNext(t, e, sub, nodes)
 	assert.Equal(t, []string{"n2"}, pub.Nodes)
 	assert.Equal(t, []string{"a", "c"}, pub.Groups)
-	assert.True(t, pub.Concerns("n1", []string{"a"}))
+	assert.Equal(t, map[string]int{"a": 1, "c": 2}, pub.Holders)
+	assert.Equal(t, pub, logged)
 	assert.True(t, pub.Concerns("n2", []string{"a"}))
-	assert.True(t, pub.Concerns("n4", []string{"c"}))
-	assert.False(t, pub.Concerns("n3", []string{"b"}))
+	for node, held := range map[string][]string{"n1": {"a"}, "n4": {"c"}, "n3": {"b"}} {
+		assert.False(t, pub.Concerns(node, held), node)
+	}
+	counts, ok := pub.Adopt("n1", []string{"a"})
+	assert.True(t, ok)
+	assert.Equal(t, map[string]int{"a": 1}, counts)
+	counts, ok = pub.Adopt("n3", []string{"b"})
+	assert.True(t, ok)
+	assert.Nil(t, counts)
+	old := pub
+	old.Holders = nil // as an older writer sends it: a and c's holders read
+	assert.True(t, old.Concerns("n1", []string{"a"}))
+	assert.False(t, old.Concerns("n3", []string{"b"}))
 
 	// Two nodes swap groups: entries change, no holder count does.
 	nodes["n3"], nodes["n4"] = []string{"c"}, []string{"b"}
@@ -111,6 +125,7 @@ func testCommitNamesChanges(t *testing.T, rdb redis.UniversalClient) {
 	assert.Equal(t, registry.ScopeNodes, pub.Scope)
 	assert.Empty(t, pub.Nodes)
 	assert.Equal(t, []string{"a"}, pub.Groups)
+	assert.Equal(t, map[string]int{"a": 0}, pub.Holders)
 	st, err := rdb.HMGet(ctx, e.k.State(), "dirty", "dirtyg").Result()
 	require.NoError(t, err)
 	assert.Equal(t, []any{nil, nil}, st, "the commit clears the dirty marks")
@@ -133,6 +148,7 @@ func testCommitNamesChanges(t *testing.T, rdb redis.UniversalClient) {
 	pub, _ = commitNext(t, e, sub, nodes)
 	assert.Equal(t, []string{"n5"}, pub.Nodes)
 	assert.Equal(t, []string{"b"}, pub.Groups, "c's holders keep the share they read")
+	assert.Equal(t, map[string]int{"b": 1}, pub.Holders)
 
 	// Too many removals to name: every node reads.
 	require.NoError(t, rdb.HSet(ctx, e.k.State(), "dirty", 1, "dirtyg", "*").Err())
@@ -155,6 +171,7 @@ func testCommitNamesChanges(t *testing.T, rdb redis.UniversalClient) {
 	assert.Equal(t, registry.ScopeGroups, pub.Scope)
 	assert.Empty(t, pub.Nodes)
 	assert.Equal(t, []string{"b"}, pub.Groups)
+	assert.Nil(t, pub.Holders, "entries of b's holders may have changed: counts would not do")
 	assert.Equal(t, pub, logged)
 	assert.True(t, pub.Concerns("n4", []string{"b"}))
 	assert.False(t, pub.Concerns("n3", []string{"c"}))

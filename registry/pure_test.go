@@ -130,6 +130,12 @@ func TestEventConcerns(t *testing.T) {
 		{named, "n2", []string{"g"}, true},
 		{named, "n2", []string{"h"}, false},
 		{named, "n2", nil, false},
+		// With the new count of g, a holder of g whose entry is unchanged
+		// takes its share from the event; n1's own entry changed.
+		{withHolders(named, map[string]int{"g": 3}), "n2", []string{"g", "h"}, false},
+		{withHolders(named, map[string]int{"g": 3}), "n1", []string{"g"}, true},
+		{withHolders(named, map[string]int{"x": 3}), "n2", []string{"g"}, true},
+		{withHolders(named, map[string]int{"g": 0}), "n2", []string{"g"}, true},
 		{registry.Event{Type: registry.EventAssignment}, "n2", []string{"h"}, true},
 		{registry.Event{Type: registry.EventAssignment, Scope: registry.ScopeGroups, Groups: []string{"g"}}, "n2", nil, true},
 		{registry.Event{Type: registry.EventAssignment, Scope: registry.ScopeGroups, Groups: []string{"g"}}, "n2", []string{"h"}, false},
@@ -139,11 +145,30 @@ func TestEventConcerns(t *testing.T) {
 	}
 }
 
+func withHolders(e registry.Event, counts map[string]int) registry.Event {
+	e.Holders = counts
+	return e
+}
+
+func TestEventAdoptCounts(t *testing.T) {
+	ev := registry.Event{Type: registry.EventAssignment, Scope: registry.ScopeNodes, Nodes: []string{"n1"},
+		Groups: []string{"a", "b"}, Holders: map[string]int{"a": 4, "b": 2}}
+	counts, ok := ev.Adopt("n2", []string{"b", "c"})
+	assert.True(t, ok)
+	assert.Equal(t, map[string]int{"b": 2}, counts, "only held groups whose count changed")
+	_, ok = ev.Adopt("n1", []string{"c"})
+	assert.False(t, ok, "a named node reads its entry")
+	ev.Scope = registry.ScopeGroups
+	_, ok = ev.Adopt("n2", []string{"b"})
+	assert.False(t, ok, "under scope groups a named group's holders read")
+}
+
 func TestEventNamesJSON(t *testing.T) {
-	e := registry.Event{ID: "1-1", Type: registry.EventAssignment, Epoch: 4, Scope: registry.ScopeNodes, Nodes: []string{"n1"}, Groups: []string{"a", "b"}}
+	e := registry.Event{ID: "1-1", Type: registry.EventAssignment, Epoch: 4, Scope: registry.ScopeNodes, Nodes: []string{"n1"},
+		Groups: []string{"a", "b"}, Holders: map[string]int{"a": 3, "b": 1}}
 	b, err := json.Marshal(e)
 	require.NoError(t, err)
-	assert.JSONEq(t, `{"id":"1-1","type":"assignment","group":"","node":"","by":"","epoch":4,"version":0,"at":0,"scope":"nodes","nodes":["n1"],"groups":["a","b"]}`, string(b))
+	assert.JSONEq(t, `{"id":"1-1","type":"assignment","group":"","node":"","by":"","epoch":4,"version":0,"at":0,"scope":"nodes","nodes":["n1"],"groups":["a","b"],"holders":{"a":3,"b":1}}`, string(b))
 	back, err := registry.ParseEvent(string(b))
 	require.NoError(t, err)
 	assert.Equal(t, e, back)
@@ -160,4 +185,9 @@ func TestEventNamesJSON(t *testing.T) {
 		assert.Empty(t, ev.Scope, payload)
 		assert.True(t, ev.Concerns("n9", []string{"z"}), payload)
 	}
+	// Counts that are not counts are dropped: the named groups' holders read.
+	ev, err := registry.ParseEvent(`{"type":"assignment","epoch":5,"scope":"nodes","groups":["a"],"holders":{"a":"many"}}`)
+	require.NoError(t, err)
+	assert.Nil(t, ev.Holders)
+	assert.True(t, ev.Concerns("n9", []string{"a"}))
 }
