@@ -49,6 +49,19 @@ func (v *nodeView) names() []string {
 	return out
 }
 
+// usesExactly reports whether the view holds exactly the groups want.
+func (v *nodeView) usesExactly(want []string) bool {
+	if v == nil || len(v.groups) != len(want) {
+		return false
+	}
+	for _, g := range want {
+		if _, ok := v.groups[g]; !ok {
+			return false
+		}
+	}
+	return true
+}
+
 // perfNode is one member of the simulated pool: a real client.Client or a
 // lighter stand-in making the same round trips.
 type perfNode interface {
@@ -281,7 +294,9 @@ func (n *simNode) onEvent(ev registry.Event) {
 			n.wakeFetch()
 		case ev.Epoch <= v.epoch:
 		case ev.Epoch == v.epoch+1 && !ev.Concerns(n.nid, v.names()):
-			n.v.CompareAndSwap(v, &nodeView{epoch: ev.Epoch, groups: v.groups, at: v.at})
+			// As client.Client's OnChange does for an adopted epoch (and
+			// share), the view changes now.
+			n.v.CompareAndSwap(v, &nodeView{epoch: ev.Epoch, groups: v.groups, at: time.Now()})
 		default:
 			n.wakeFetch()
 		}

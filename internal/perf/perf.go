@@ -577,16 +577,19 @@ func (h *perfHarness) markGone(ids ...string) {
 }
 
 // watch calls done with the committed assignment whenever it or a node's
-// view changes, until done returns true or timeout passes.
-func (h *perfHarness) watch(timeout time.Duration, done func(a registry.Assignment, now time.Time) bool) error {
+// view changes (at most once per gap for a view change), until done
+// returns true or timeout passes. Each read of the assignment is a new
+// pointer; done may index it once per read.
+func (h *perfHarness) watch(timeout, gap time.Duration, done func(a *registry.Assignment, now time.Time) bool) error {
 	deadline := time.NewTimer(timeout)
 	defer deadline.Stop()
 	tick := time.NewTicker(250 * time.Millisecond)
 	defer tick.Stop()
-	read := func() (registry.Assignment, error) {
+	read := func() (*registry.Assignment, error) {
 		ctx, cancel := context.WithTimeout(h.ctx, 5*time.Second)
 		defer cancel()
-		return h.adminReg.Assignment(ctx)
+		a, err := h.adminReg.Assignment(ctx)
+		return &a, err
 	}
 	a, err := read()
 	for {
@@ -599,6 +602,11 @@ func (h *perfHarness) watch(timeout time.Duration, done func(a registry.Assignme
 		case <-deadline.C:
 			return errNotSettled
 		case <-h.changed:
+			if gap > 0 {
+				if err := h.sleep(gap); err != nil {
+					return err
+				}
+			}
 			continue
 		case <-h.assignEv:
 		case <-tick.C:
@@ -608,7 +616,8 @@ func (h *perfHarness) watch(timeout time.Duration, done func(a registry.Assignme
 }
 
 // waitSettled waits until the committed assignment covers exactly the live
-// nodes, is balanced, and every live node uses what it was assigned.
+// nodes, is balanced, and every live node uses what it was assigned at the
+// committed epoch.
 func (h *perfHarness) waitSettled(timeout time.Duration) error {
 	live := h.live()
 	anodes := make([]allocator.Node, len(live))
@@ -616,19 +625,32 @@ func (h *perfHarness) waitSettled(timeout time.Duration) error {
 		anodes[i] = allocator.Node{ID: n.id(), IP: n.ip()}
 	}
 	why := ""
-	err := h.watch(timeout, func(a registry.Assignment, _ time.Time) bool {
+	var checked *registry.Assignment
+	isBalanced := false
+	balanced := func(a *registry.Assignment) bool {
+		if a != checked {
+			checked, isBalanced = a, allocator.Balanced(h.groups, anodes, a.Nodes)
+		}
+		return isBalanced
+	}
+	// Not timed: checking 10,000 views after every node's change would
+	// only take CPU from the nodes.
+	err := h.watch(timeout, 20*time.Millisecond, func(a *registry.Assignment, _ time.Time) bool {
 		switch {
 		case len(a.Nodes) != len(live):
 			why = fmt.Sprintf("the assignment has %d nodes, %d are live", len(a.Nodes), len(live))
 			return false
-		case !allocator.Balanced(h.groups, anodes, a.Nodes):
+		case !balanced(a):
 			why = fmt.Sprintf("the assignment at epoch %d is not balanced", a.Epoch)
 			return false
 		}
 		stale, example := 0, ""
 		for _, n := range live {
 			want, ok := a.Nodes[n.id()]
-			if v := n.view(); !ok || !slices.Equal(want, v.names()) {
+			// At the committed epoch too: a node still reading a new share
+			// has not settled, and its read would be counted against the
+			// next measurement.
+			if v := n.view(); !ok || !v.usesExactly(want) || v.epoch != a.Epoch {
 				if stale++; stale == 1 {
 					var epoch int64
 					if v != nil {
@@ -733,7 +755,7 @@ func (h *perfHarness) measurePropagation(res *Result) error {
 			return fmt.Errorf("update group %s: %w", best, err)
 		}
 		seen := make(map[string]bool, len(holders))
-		err = h.watch(timeout, func(registry.Assignment, time.Time) bool {
+		err = h.watch(timeout, 0, func(*registry.Assignment, time.Time) bool {
 			for _, n := range holders {
 				if seen[n.id()] {
 					continue
@@ -807,52 +829,69 @@ func (h *perfHarness) setWeight(name string, w float64) {
 	}
 }
 
-// holderIndex maps each group to its live holders in one committed
-// assignment, so checking many departed nodes costs one pass.
-type holderIndex struct {
-	a     registry.Assignment
-	ready map[string]bool // the group has live holders and all of them use it
+// groupHolders indexes the live holders of each group, once per read of
+// the committed assignment, so that checking the nodes' views after every
+// change costs the holders of the groups asked about, not the whole pool.
+type groupHolders struct {
+	h    *perfHarness
+	read *registry.Assignment
+	by   map[string][]perfNode
 }
 
-func (h *perfHarness) indexHolders(a registry.Assignment) holderIndex {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	idx := holderIndex{a: a, ready: make(map[string]bool, len(h.groups))}
+func (gh *groupHolders) index(a *registry.Assignment) map[string][]perfNode {
+	if a == gh.read {
+		return gh.by
+	}
+	gh.h.mu.Lock()
+	defer gh.h.mu.Unlock()
+	gh.read, gh.by = a, make(map[string][]perfNode, len(gh.h.groups))
 	for nid, gs := range a.Nodes {
-		if h.gone[nid] {
+		n := gh.h.byID[nid]
+		if gh.h.gone[nid] || n == nil {
 			continue
 		}
-		n := h.byID[nid]
-		var v *nodeView
-		if n != nil {
-			v = n.view()
-		}
 		for _, g := range gs {
-			ok := v != nil
-			if ok {
-				_, ok = v.groups[g]
-			}
-			if prev, seen := idx.ready[g]; !seen || prev {
-				idx.ready[g] = ok
-			}
+			gh.by[g] = append(gh.by[g], n)
 		}
 	}
-	return idx
+	return gh.by
 }
 
 // reassigned reports whether the groups a departed node held are in use
-// again: the node is out of the committed assignment, each of its groups
-// has a live holder there, and every live holder of them uses it.
-func (idx holderIndex) reassigned(id string, groups []string) bool {
-	if len(idx.a.Nodes[id]) > 0 {
-		return false
+// again: a plan after epoch from was committed, the node is out of the
+// committed assignment a, each of its groups has a live holder there, and
+// every live holder of them uses it. last is the moment the last of those
+// holders' views changed — the node the plan moved in read, or a holder
+// took its new share — when the groups were in use again as the nodes saw
+// it, not when this check ran.
+func (gh *groupHolders) reassigned(a *registry.Assignment, from int64, id string, groups []string) (ok bool, last time.Time) {
+	if a.Epoch <= from || len(a.Nodes[id]) > 0 {
+		return false, last
 	}
+	by := gh.index(a)
 	for _, g := range groups {
-		if !idx.ready[g] {
-			return false
+		if len(by[g]) == 0 {
+			return false, last
+		}
+		for _, n := range by[g] {
+			v := n.view()
+			if v == nil {
+				return false, last
+			}
+			if _, uses := v.groups[g]; !uses {
+				return false, last
+			}
+			if v.at.After(last) {
+				last = v.at
+			}
 		}
 	}
-	return true
+	return true, last
+}
+
+// sinceClamped is the time from t0 to at, within [0, now-t0].
+func sinceClamped(t0, at, now time.Time) time.Duration {
+	return min(max(at.Sub(t0), 0), now.Sub(t0))
 }
 
 // measureLeave closes nodes gracefully one at a time and times until their
@@ -869,11 +908,11 @@ func (h *perfHarness) measureLeave(res *Result) error {
 	var cmds, locks int64
 	for _, i := range mrand.Perm(len(live))[:count] {
 		n := live[i]
-		a, err := h.adminReg.Assignment(h.ctx)
+		a0, err := h.adminReg.Assignment(h.ctx)
 		if err != nil {
 			return err
 		}
-		groups := a.Nodes[n.id()]
+		groups := a0.Nodes[n.id()]
 		h.markGone(n.id())
 		before := h.counter.snapshot()
 		t0 := time.Now()
@@ -884,9 +923,10 @@ func (h *perfHarness) measureLeave(res *Result) error {
 			_ = n.leave(lctx)
 		})
 		var took time.Duration
-		err = h.watch(timeout, func(a registry.Assignment, now time.Time) bool {
-			if h.indexHolders(a).reassigned(n.id(), groups) {
-				took = now.Sub(t0)
+		gh := groupHolders{h: h}
+		err = h.watch(timeout, 0, func(a *registry.Assignment, now time.Time) bool {
+			if ok, last := gh.reassigned(a, a0.Epoch, n.id(), groups); ok {
+				took = sinceClamped(t0, last, now)
 				return true
 			}
 			return false
@@ -932,7 +972,7 @@ func (h *perfHarness) measureFailover(res *Result) error {
 	}
 	count = min(count, len(live)-1)
 	h.logf("failover: killing %d of %d nodes", count, len(live))
-	a, err := h.adminReg.Assignment(h.ctx)
+	a0, err := h.adminReg.Assignment(h.ctx)
 	if err != nil {
 		return err
 	}
@@ -941,7 +981,7 @@ func (h *perfHarness) measureFailover(res *Result) error {
 	for _, i := range mrand.Perm(len(live))[:count] {
 		n := live[i]
 		victims = append(victims, n)
-		pending[n.id()] = a.Nodes[n.id()]
+		pending[n.id()] = a0.Nodes[n.id()]
 	}
 	ids := make([]string, len(victims))
 	for i, n := range victims {
@@ -954,11 +994,11 @@ func (h *perfHarness) measureFailover(res *Result) error {
 	}
 	timeout := 3*(h.cfg.TTL+h.cfg.Interval) + 5*time.Second
 	var samples []float64
-	err = h.watch(timeout, func(a registry.Assignment, now time.Time) bool {
-		idx := h.indexHolders(a)
+	gh := groupHolders{h: h}
+	err = h.watch(timeout, 0, func(a *registry.Assignment, now time.Time) bool {
 		for id, groups := range pending {
-			if idx.reassigned(id, groups) {
-				samples = append(samples, ms(now.Sub(t0)))
+			if ok, last := gh.reassigned(a, a0.Epoch, id, groups); ok {
+				samples = append(samples, ms(sinceClamped(t0, last, now)))
 				delete(pending, id)
 			}
 		}
