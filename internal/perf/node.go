@@ -25,7 +25,27 @@ type nodeView struct {
 	epoch  int64
 	dirty  bool             // read while holder counts were ahead of the epoch: read on the next event
 	groups map[string]int64 // group name -> version
-	at     time.Time
+	at     time.Time        // when the view last changed (epoch, share, groups)
+	// since is when each group entered the view: when the node started
+	// using it (kept from the previous view while the group stays).
+	since map[string]time.Time
+}
+
+// newView returns the view of groups (name -> version) at epoch, seen now,
+// carrying over from old when each group was first used.
+func newView(old *nodeView, epoch int64, groups map[string]int64, now time.Time) *nodeView {
+	v := &nodeView{epoch: epoch, groups: groups, at: now, since: make(map[string]time.Time, len(groups))}
+	for g := range groups {
+		t, ok := time.Time{}, false
+		if old != nil {
+			t, ok = old.since[g]
+		}
+		if !ok {
+			t = now
+		}
+		v.since[g] = t
+	}
+	return v
 }
 
 // epochOr returns the view's epoch, or or when there is no view.
@@ -116,11 +136,11 @@ func newClientNode(h *perfHarness, id, ip string) (*clientNode, error) {
 	}
 	n := &clientNode{h: h, nid: id, nip: ip, rdb: rdb, ownsRDB: owns, sw: sw, c: c}
 	c.OnChange(func(_, a client.Assignment) {
-		v := &nodeView{epoch: a.Epoch, groups: make(map[string]int64, len(a.Groups)), at: time.Now()}
+		groups := make(map[string]int64, len(a.Groups))
 		for _, g := range a.Groups {
-			v.groups[g.Name] = g.Version
+			groups[g.Name] = g.Version
 		}
-		n.v.Store(v)
+		n.v.Store(newView(n.v.Load(), a.Epoch, groups, time.Now()))
 		h.viewChanged()
 	})
 	return n, nil
@@ -270,11 +290,14 @@ func (n *simNode) fetch(ctx context.Context, rev int64) error {
 	if n.stopped.Load() {
 		return nil
 	}
-	v := &nodeView{epoch: epoch, dirty: view.Dirty, groups: make(map[string]int64, len(groups)), at: time.Now()}
+	versions := make(map[string]int64, len(groups))
 	for _, g := range groups {
-		v.groups[g.Name] = g.Version
+		versions[g.Name] = g.Version
 	}
-	if old := n.v.Load(); old == nil || old.epoch != v.epoch || old.dirty != v.dirty || !sameVersions(old.groups, v.groups) {
+	old := n.v.Load()
+	v := newView(old, epoch, versions, time.Now())
+	v.dirty = view.Dirty
+	if old == nil || old.epoch != v.epoch || old.dirty != v.dirty || !sameVersions(old.groups, v.groups) {
 		n.v.Store(v)
 		n.h.viewChanged()
 	}
@@ -296,7 +319,7 @@ func (n *simNode) onEvent(ev registry.Event) {
 		case ev.Epoch == v.epoch+1 && !ev.Concerns(n.nid, v.names()):
 			// As client.Client's OnChange does for an adopted epoch (and
 			// share), the view changes now.
-			n.v.CompareAndSwap(v, &nodeView{epoch: ev.Epoch, groups: v.groups, at: time.Now()})
+			n.v.CompareAndSwap(v, &nodeView{epoch: ev.Epoch, groups: v.groups, at: time.Now(), since: v.since})
 		default:
 			n.wakeFetch()
 		}

@@ -321,6 +321,10 @@ type perfHarness struct {
 	changed  chan struct{}
 	assignEv chan struct{}
 	groups   []allocator.Group
+
+	// committed maps an epoch to when it was committed (Redis time, from
+	// its assignment event on the harness's own subscription).
+	committed map[int64]time.Time
 }
 
 // Run builds the pool in a fresh namespace on admin's Redis, measures
@@ -332,11 +336,12 @@ func Run(ctx context.Context, admin redis.UniversalClient, cfg Config) (res Resu
 	hctx, cancel := context.WithCancel(ctx)
 	h := &perfHarness{
 		cfg: cfg, ctx: hctx, cancel: cancel, admin: admin,
-		adminReg: registry.New(admin, registry.WithNamespace(cfg.Namespace)),
-		counter:  &roundTrips{nodesKey: keys.New(cfg.Namespace).Nodes(), lockKey: keys.New(cfg.Namespace).Lock()},
-		gone:     map[string]bool{},
-		changed:  make(chan struct{}, 1),
-		assignEv: make(chan struct{}, 1),
+		adminReg:  registry.New(admin, registry.WithNamespace(cfg.Namespace)),
+		counter:   &roundTrips{nodesKey: keys.New(cfg.Namespace).Nodes(), lockKey: keys.New(cfg.Namespace).Lock()},
+		gone:      map[string]bool{},
+		committed: map[int64]time.Time{},
+		changed:   make(chan struct{}, 1),
+		assignEv:  make(chan struct{}, 1),
 	}
 	adminHB, err := heartbeat.New(admin, cfg.Namespace, heartbeat.Config{Interval: cfg.Interval, TTL: cfg.TTL})
 	if err != nil {
@@ -466,8 +471,22 @@ func (h *perfHarness) followEvents(rdb redis.UniversalClient, fn func(registry.E
 
 func (h *perfHarness) onAdminEvent(ev registry.Event) {
 	if ev.Type == registry.EventAssignment {
+		h.mu.Lock()
+		h.committed[ev.Epoch] = ev.At
+		h.mu.Unlock()
 		nudge(h.assignEv)
 	}
+}
+
+// commitTime returns when epoch was committed, or now when its event has
+// not come yet.
+func (h *perfHarness) commitTime(epoch int64, now time.Time) time.Time {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if at, ok := h.committed[epoch]; ok && !at.IsZero() {
+		return at
+	}
+	return now
 }
 
 // onSimEvent is the one events subscription every simulated node shares.
@@ -860,14 +879,17 @@ func (gh *groupHolders) index(a *registry.Assignment) map[string][]perfNode {
 // reassigned reports whether the groups a departed node held are in use
 // again: a plan after epoch from was committed, the node is out of the
 // committed assignment a, each of its groups has a live holder there, and
-// every live holder of them uses it. last is the moment the last of those
-// holders' views changed — the node the plan moved in read, or a holder
-// took its new share — when the groups were in use again as the nodes saw
-// it, not when this check ran.
-func (gh *groupHolders) reassigned(a *registry.Assignment, from int64, id string, groups []string) (ok bool, last time.Time) {
+// every live holder of them uses it. last is when that became true as the
+// nodes saw it, not when this check ran: the later of the commit of epoch
+// at (the first plan after a leave; a's own for a crash, which may have
+// been noticed by a later plan than the first) and the moment the last of
+// those holders started using the group (a node the plan moved in, once
+// it read).
+func (gh *groupHolders) reassigned(a *registry.Assignment, from, at int64, id string, groups []string, now time.Time) (ok bool, last time.Time) {
 	if a.Epoch <= from || len(a.Nodes[id]) > 0 {
 		return false, last
 	}
+	last = gh.h.commitTime(at, now)
 	by := gh.index(a)
 	for _, g := range groups {
 		if len(by[g]) == 0 {
@@ -881,8 +903,8 @@ func (gh *groupHolders) reassigned(a *registry.Assignment, from int64, id string
 			if _, uses := v.groups[g]; !uses {
 				return false, last
 			}
-			if v.at.After(last) {
-				last = v.at
+			if t := v.since[g]; t.After(last) {
+				last = t
 			}
 		}
 	}
@@ -925,7 +947,7 @@ func (h *perfHarness) measureLeave(res *Result) error {
 		var took time.Duration
 		gh := groupHolders{h: h}
 		err = h.watch(timeout, 0, func(a *registry.Assignment, now time.Time) bool {
-			if ok, last := gh.reassigned(a, a0.Epoch, n.id(), groups); ok {
+			if ok, last := gh.reassigned(a, a0.Epoch, a0.Epoch+1, n.id(), groups, now); ok {
 				took = sinceClamped(t0, last, now)
 				return true
 			}
@@ -997,7 +1019,7 @@ func (h *perfHarness) measureFailover(res *Result) error {
 	gh := groupHolders{h: h}
 	err = h.watch(timeout, 0, func(a *registry.Assignment, now time.Time) bool {
 		for id, groups := range pending {
-			if ok, last := gh.reassigned(a, a0.Epoch, id, groups); ok {
+			if ok, last := gh.reassigned(a, a0.Epoch, a.Epoch, id, groups, now); ok {
 				samples = append(samples, ms(sinceClamped(t0, last, now)))
 				delete(pending, id)
 			}
