@@ -85,6 +85,9 @@ type Client struct {
 	seenRev    int64 // group revision of the last beat reply
 	eventRev   int64 // highest revision of a held group's event: a read started after it covers it
 	readRev    int64 // group revision the last read was at
+	// rawSeq is +1 whenever a read replaces raw: a beat reply proves
+	// something about raw's groups only if raw did not change meanwhile.
+	rawSeq uint64
 	// unheld are the revisions after readRev of group events for groups
 	// this node did not hold: each is adopted (lastRev moves past it) once
 	// lastRev reaches the one before and the node still does not hold the
@@ -115,6 +118,12 @@ type Client struct {
 	// dropEvents makes the subscriber ignore every pushed event, as if the
 	// subscription had lost them (tests only).
 	dropEvents atomic.Bool
+
+	// subMu guards the events subscription: ps (nil while not
+	// subscribed) and the channels it follows (channels).
+	subMu    sync.Mutex
+	ps       *redis.PubSub
+	channels map[string]bool
 
 	pauseMu sync.Mutex
 	pauseCh chan struct{} // non-nil while the loop is frozen (tests)

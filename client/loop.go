@@ -225,6 +225,10 @@ func (c *Client) beat(ctx context.Context) (heartbeat.Reply, error) {
 	if a := c.cur.Load(); a != nil {
 		ack = a.Epoch
 	}
+	// The reply's HeldRev speaks for raw's groups only if the beat reports
+	// all of them and no read replaces raw before the reply is used.
+	covers := c.raw != nil && !c.fromCache && subset(c.raw.Names(), held)
+	seq := c.rawSeq
 	c.mu.Unlock()
 
 	sent := c.o.now()
@@ -248,12 +252,27 @@ func (c *Client) beat(ctx context.Context) (heartbeat.Reply, error) {
 		c.gen++
 	}
 	c.seenRev = reply.Rev
+	if covers && seq == c.rawSeq && c.trusted && reply.HeldRev <= c.readRev && reply.Rev > c.lastRev {
+		// Groups were written since the read, none of them held: the node
+		// hears only its own groups' events, and need not read for others.
+		c.lastRev = reply.Rev
+	}
 	if until := sent.Add(c.o.heartbeat.TTL); until.After(c.leaseUntil) {
 		c.leaseUntil = until
 	}
 	c.mu.Unlock()
 	signal(c.wakeLease)
 	return reply, nil
+}
+
+// subset reports whether every one of names (sorted or not) is in held.
+func subset(names, held []string) bool {
+	for _, n := range names {
+		if !slices.Contains(held, n) {
+			return false
+		}
+	}
+	return true
 }
 
 // heldLocked is what the node is using: the groups of the current
@@ -344,6 +363,7 @@ func (c *Client) fetch(ctx context.Context) error {
 	c.mu.Lock()
 	changed := c.raw == nil || c.fromCache || !c.raw.same(*a)
 	c.raw, c.fromCache, c.rawDirty = a, false, view.Dirty
+	c.rawSeq++
 	c.trusted = gen == c.gen
 	// The read saw every group write up to view.Rev (and started after
 	// the beat and the events that showed rev). A later write adopted from
@@ -355,6 +375,7 @@ func (c *Client) fetch(ctx context.Context) error {
 
 	if changed {
 		c.saveCache(*a)
+		c.followGroups()
 	}
 	c.markReady()
 	return nil
@@ -445,6 +466,7 @@ func (c *Client) startFromCache() {
 	c.raw, c.fromCache, c.trusted = &a, true, false
 	c.publishLocked()
 	c.mu.Unlock()
+	c.followGroups()
 	c.log.Info("allot: starting from cached assignment", "epoch", a.Epoch, "groups", len(a.Groups))
 	c.markReady()
 }

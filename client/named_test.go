@@ -231,7 +231,7 @@ func TestStrayEventsIgnored(t *testing.T) {
 		lease[i] = c.leaseUntil
 		c.mu.Unlock()
 	}
-	ch := keys.New(keys.DefaultNamespace).Events()
+	ch := keys.New(keys.DefaultNamespace).AssignmentEvents() // what the nodes follow
 	ctx := context.Background()
 	for _, payload := range []string{
 		`{"type":"assignment","epoch":`,                                                            // truncated
@@ -330,4 +330,70 @@ func TestFailedReadRetriesWithBackoff(t *testing.T) {
 
 	hook.on.Store(false)
 	within(t, bound(2*hb.Interval), func() bool { v, _ := c.Config("v"); return v == "1" }, "read succeeds once Redis answers")
+}
+
+// TestGroupEventsReachHoldersOnly: a node follows the assignment channel
+// and the channels of the groups it holds, no others. A config change is
+// pushed to the group's holders; a node that does not hold the group gets
+// no event and does not read at its next beat either (the beat's HeldRev
+// says none of its groups changed). A node given a new group follows it at
+// once: the group's next change is pushed to it.
+func TestGroupEventsReachHoldersOnly(t *testing.T) {
+	p := newPool(t)
+	p.addGroup("g0", registry.Change{})
+	p.addGroup("g1", registry.Change{})
+	cs := p.startClients("h", 2, WithHeartbeat(slowHB))
+	k := keys.New(keys.DefaultNamespace)
+	ctx := context.Background()
+	subscribers := func(ch string) int64 {
+		n, err := p.rdb.PubSubNumSub(ctx, ch).Result()
+		require.NoError(t, err)
+		return n[ch]
+	}
+	holderOf := func(g string) (holder, other *Client) {
+		for i, c := range cs {
+			if c.Assignment().Holds(g) {
+				return c, cs[1-i]
+			}
+		}
+		return nil, nil
+	}
+	within(t, 10*time.Second, func() bool {
+		h0, _ := holderOf("g0")
+		h1, _ := holderOf("g1")
+		return h0 != nil && h1 != nil && h0 != h1 &&
+			subscribers(k.GroupEvents("g0")) == 1 && subscribers(k.GroupEvents("g1")) == 1 &&
+			subscribers(k.AssignmentEvents()) == 2
+	}, "one group each, each following its own group's channel")
+
+	holder, other := holderOf("g0")
+	other.mu.Lock()
+	otherFetches, otherBeat := other.fetches.Load(), other.leaseUntil
+	other.mu.Unlock()
+	g, err := p.reg.Update(ctx, "g0", registry.Change{Set: set("v", "1")}, "test")
+	require.NoError(t, err)
+	within(t, slowHB.Interval/2, func() bool { got, _ := holder.Assignment().Group("g0"); return got.Version == g.Version }, "pushed to the holder")
+	cnt, err := p.reg.Counters(ctx)
+	require.NoError(t, err)
+	within(t, 2*slowHB.Interval+time.Second, func() bool {
+		other.mu.Lock()
+		defer other.mu.Unlock()
+		return !other.leaseUntil.Equal(otherBeat) && other.seenRev == cnt.Rev
+	}, "the other node's next beat")
+	other.mu.Lock()
+	lastRev := other.lastRev
+	other.mu.Unlock()
+	assert.Equal(t, cnt.Rev, lastRev, "the beat covers the revision")
+	assert.Equal(t, otherFetches, other.fetches.Load(), "no read for a group it does not hold")
+
+	// The g0 holder leaves: the other node takes g0 and follows its channel.
+	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	require.NoError(t, holder.Close(cctx))
+	within(t, 10*time.Second, func() bool {
+		return other.Assignment().Holds("g0") && subscribers(k.GroupEvents("g0")) == 1
+	}, "g0 moved and followed")
+	g, err = p.reg.Update(ctx, "g0", registry.Change{Set: set("v", "2")}, "test")
+	require.NoError(t, err)
+	within(t, slowHB.Interval/2, func() bool { got, _ := other.Assignment().Group("g0"); return got.Version == g.Version }, "pushed to the new holder")
 }

@@ -43,15 +43,26 @@ func (c *Client) subscribe() {
 	}
 }
 
-// listen holds one subscription until it fails or ctx ends. After a
-// reconnect (resumed) the assignment is re-read, as events may have been
-// missed.
+// listen holds one subscription until it fails or ctx ends: to the
+// assignment events, which every node follows, and to the events of the
+// groups it holds (followGroups keeps those in step with the assignment).
+// After a reconnect (resumed) the assignment is re-read, as events may have
+// been missed.
 func (c *Client) listen(ctx context.Context, resumed bool) error {
-	ps := c.rdb.Subscribe(ctx, c.keys.Events())
+	ps := c.rdb.Subscribe(ctx, c.keys.AssignmentEvents())
 	defer ps.Close()
 	// Receive does not watch ctx: closing the subscription unblocks it.
 	stop := context.AfterFunc(ctx, func() { _ = ps.Close() })
 	defer stop()
+	c.subMu.Lock()
+	c.ps, c.channels = ps, map[string]bool{c.keys.AssignmentEvents(): true}
+	c.subMu.Unlock()
+	defer func() {
+		c.subMu.Lock()
+		c.ps, c.channels = nil, nil
+		c.subMu.Unlock()
+	}()
+	c.followGroups()
 
 	// A quiet channel is pinged now and then to find a connection that
 	// died without a word. Not often: at 10,000 nodes a ping every few
@@ -74,9 +85,13 @@ func (c *Client) listen(ctx context.Context, resumed bool) error {
 		}
 		switch m := msg.(type) {
 		case *redis.Subscription:
-			if resumed {
+			// The first confirmation after a reconnect (ours, or go-redis's
+			// own, which re-subscribes by itself): events may have been
+			// missed meanwhile.
+			if m.Kind == "subscribe" && m.Channel == c.keys.AssignmentEvents() && resumed {
 				signal(c.wakeFetch)
 			}
+			resumed = true
 		case *redis.Message:
 			c.onEvent(m.Payload)
 		}
@@ -118,6 +133,52 @@ func (c *Client) onEvent(payload string) {
 			signal(c.wakeFetch)
 		}
 	}
+}
+
+// followGroups subscribes to the events of every group the node reads and
+// unsubscribes from those of groups it no longer holds. A write between a
+// read that gave the node a group and this subscription is caught by the
+// next beat (HeldRev); a failure here is too, and the next listen retries.
+func (c *Client) followGroups() {
+	c.subMu.Lock()
+	defer c.subMu.Unlock()
+	if c.ps == nil {
+		return
+	}
+	c.mu.Lock()
+	want := map[string]bool{c.keys.AssignmentEvents(): true}
+	if c.raw != nil {
+		for _, g := range c.raw.Groups {
+			want[c.keys.GroupEvents(g.Name)] = true
+		}
+	}
+	c.mu.Unlock()
+	var add, drop []string
+	for ch := range want {
+		if !c.channels[ch] {
+			add = append(add, ch)
+		}
+	}
+	for ch := range c.channels {
+		if !want[ch] {
+			drop = append(drop, ch)
+		}
+	}
+	ctx, cancel := context.WithTimeout(c.ctx, c.callTimeout())
+	defer cancel()
+	if len(add) > 0 {
+		if err := c.ps.Subscribe(ctx, add...); err != nil {
+			c.log.Debug("allot: subscribing to group events failed; beats cover them", "err", err)
+			return
+		}
+	}
+	if len(drop) > 0 {
+		if err := c.ps.Unsubscribe(ctx, drop...); err != nil {
+			c.log.Debug("allot: unsubscribing from group events failed", "err", err)
+			return
+		}
+	}
+	c.channels = want
 }
 
 // eventsPingAfter is how long a quiet events subscription waits before it

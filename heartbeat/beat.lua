@@ -19,7 +19,8 @@
 -- ARGV[9] session of the beating process
 -- ARGV[10] heartbeat interval in ms (at most one preferred-caused mver bump per interval)
 --
--- Reply: {epoch, rev, work (0|1), joined (0|1), now (ms), first (0|1)}
+-- Reply: {epoch, rev, work (0|1), joined (0|1), now (ms), first (0|1),
+--        heldRev (see below)}
 -- first: this node is the one to plan the pending work now (see below).
 -- Or {-1, until (ms), now (ms)} when the ID is live under another session:
 -- then nothing is written, and the ID stays taken until `until` unless its
@@ -97,6 +98,23 @@ local mver = tonumber(st[3] or '0') or 0
 local prev = tonumber(st[4] or '0') or 0
 local pmver = tonumber(st[5] or '0') or 0
 
+-- heldRev: the group revision of the last write to a group this node holds
+-- (registry's :state "r:<group>" fields), so a node — which hears only its
+-- own groups' events — knows whether a revision it sees moved for it. A
+-- held group without a field (deleted, or not written since the fields
+-- exist) counts as changed at the current revision.
+local heldRev = 0
+if ARGV[4] ~= '' then
+  local fields = {}
+  for g in string.gmatch(ARGV[4], '[^,]+') do
+    fields[#fields + 1] = 'r:' .. g
+  end
+  local revs = redis.call('HMGET', KEYS[2], unpack(fields))
+  for k = 1, #fields do
+    heldRev = math.max(heldRev, tonumber(revs[k] or rev) or rev)
+  end
+end
+
 if joined == 1 then
   local xid = redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[8], '*',
     'type', 'node.joined', 'group', '', 'node', id, 'epoch', epoch,
@@ -147,4 +165,4 @@ if work == 1 then
   end
 end
 
-return {epoch, rev, work, joined, now, first}
+return {epoch, rev, work, joined, now, first, heldRev}

@@ -161,6 +161,12 @@ type Reply struct {
 	// TTL/3 (about an interval) passes to the next beat. So one planner
 	// tries the lock per change instead of every node that beats.
 	First bool
+	// HeldRev is the group revision of the last write to any of the held
+	// groups the beat reported (Rev when one has no record: deleted, or not
+	// written since revisions were recorded per group). A node that read at
+	// HeldRev or later has nothing to read for the groups it holds, whatever
+	// Rev says.
+	HeldRev int64
 }
 
 // Beat records one beat of b.Node in exactly one round trip and returns the
@@ -184,10 +190,10 @@ func (t *Tracker) Beat(ctx context.Context, b Beat) (Reply, error) {
 	if len(res) == 3 && res[0] == -1 {
 		return Reply{Now: time.UnixMilli(res[2])}, &InUseError{Node: b.Node, Remaining: time.Duration(res[1]-res[2]) * time.Millisecond}
 	}
-	if len(res) != 6 {
+	if len(res) != 7 {
 		return Reply{}, fmt.Errorf("heartbeat: beat %q: unexpected reply of %d values", b.Node, len(res))
 	}
-	r := Reply{Epoch: res[0], Rev: res[1], Work: res[2] == 1, Joined: res[3] == 1, Now: time.UnixMilli(res[4]), First: res[5] == 1}
+	r := Reply{Epoch: res[0], Rev: res[1], Work: res[2] == 1, Joined: res[3] == 1, Now: time.UnixMilli(res[4]), First: res[5] == 1, HeldRev: res[6]}
 	if r.Joined {
 		t.log.Info("node joined", "node", b.Node, "epoch", r.Epoch)
 	}

@@ -97,6 +97,7 @@ func TestTracker(t *testing.T) {
 		"Leave":              testLeave,
 		"OneRoundTrip":       testOneRoundTrip,
 		"InvalidNode":        testInvalidNode,
+		"HeldRev":            testHeldRev,
 	}
 	topologies := map[string]func(t *testing.T) redis.UniversalClient{
 		"standalone": func(t *testing.T) redis.UniversalClient { return redistest.Start(t).Client(t) },
@@ -500,4 +501,27 @@ func TestNewValidates(t *testing.T) {
 	tr, err := heartbeat.New(rdb, "", testConfig)
 	require.NoError(t, err)
 	assert.Equal(t, testConfig, tr.Config())
+}
+
+// testHeldRev: a beat reports the revision of the last write to any held
+// group (registry's per-group fields in :state); a held group with no
+// field counts as written at the current revision; holding nothing is 0.
+func testHeldRev(t *testing.T, rdb redis.UniversalClient) {
+	e := newEnv(t, rdb)
+	ctx := context.Background()
+	e.setState(t, "rev", 9, keys.GroupRevField("a"), 5, keys.GroupRevField("b"), 7, keys.GroupRevField("z"), 8)
+	for _, c := range []struct {
+		held []string
+		want int64
+	}{
+		{nil, 0},
+		{[]string{"a"}, 5},
+		{[]string{"a", "b"}, 7},
+		{[]string{"a", "gone"}, 9},
+	} {
+		r, err := e.tr.Beat(ctx, heartbeat.Beat{Node: "n1", IP: "10.0.0.1", Held: c.held})
+		require.NoError(t, err)
+		assert.Equal(t, int64(9), r.Rev)
+		assert.Equal(t, c.want, r.HeldRev, "held %v", c.held)
+	}
 }

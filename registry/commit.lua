@@ -231,5 +231,5 @@ local ev = {id = id, type = 'assignment', group = '', node = '', epoch = epoch,
 if #nodes > 0 then ev.nodes = nodes end
 if #groups > 0 then ev.groups = groups end
 if #counts > 0 then ev.holders = holders end
-redis.call('PUBLISH', ARGV[5], cjson.encode(ev))
+publish(ARGV[5], 'assignment', '', cjson.encode(ev))
 return {'ok', num(epoch)}

@@ -45,6 +45,32 @@ local function stamp(body, fields)
   return '{' .. table.concat(parts, ',') .. ',' .. string.sub(body, 2)
 end
 
+-- publish sends an event's payload on the events channel, which every
+-- watcher (server, CLI) follows, and on the narrower channel the nodes that
+-- care follow instead (keys.Keys.AssignmentEvents, GroupEvents): assignment
+-- events to every node, a group's events to its holders only, so a config
+-- change wakes its holders and not the whole pool.
+local function publish(channel, typ, group, payload)
+  redis.call('PUBLISH', channel, payload)
+  if typ == 'assignment' then
+    redis.call('PUBLISH', channel .. ':assignment', payload)
+  elseif group ~= '' and string.sub(typ, 1, 6) == 'group.' then
+    redis.call('PUBLISH', channel .. ':group:' .. group, payload)
+  end
+end
+
+-- group_rev records in :state (field "r:<group>") the group revision of a
+-- group's last write, so a beat can tell a node whether a group it holds
+-- changed since its read (heartbeat's beat.lua). A deleted group's field
+-- goes: its holders read when the revision moves, and then drop it.
+local function group_rev(state, group, rev)
+  if rev then
+    redis.call('HSET', state, 'r:' .. group, num(rev))
+  else
+    redis.call('HDEL', state, 'r:' .. group)
+  end
+end
+
 -- emit appends one event to the log stream and publishes it with its ID.
 -- rev (optional) is the group revision a group write moved to: a node that
 -- does not hold the group and had read the revision before adopts it
@@ -57,7 +83,7 @@ local function emit(log, channel, maxlen, typ, group, node, by, epoch, version, 
     fields[#fields + 1] = num(rev)
   end
   local id = redis.call('XADD', log, 'MAXLEN', '~', maxlen, '*', unpack(fields))
-  redis.call('PUBLISH', channel, cjson.encode({
+  publish(channel, typ, group, cjson.encode({
     id = id, type = typ, group = group, node = node, epoch = epoch,
     version = version, by = by, at = at, rev = rev}))
   return id

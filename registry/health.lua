@@ -129,7 +129,7 @@ local function emit_reason(typ, reason)
     'type', typ, 'group', name, 'node', node, 'epoch', '0',
     'version', num(tonumber(doc.version) or 0), 'by', ARGV[8], 'at', num(now),
     'reason', reason)
-  redis.call('PUBLISH', channel, cjson.encode({
+  publish(channel, typ, name, cjson.encode({
     id = id, type = typ, group = name, node = node, epoch = 0,
     version = tonumber(doc.version) or 0, by = ARGV[8], at = now, reason = reason}))
 end
@@ -154,7 +154,7 @@ local function suspend(reason, wait)
     redis.call('HDEL', KEYS[2], 'next_probe')
   end
   redis.call('HSET', KEYS[3], name, 'suspended\t' .. created)
-  redis.call('HINCRBY', KEYS[4], 'rev', 1)
+  group_rev(KEYS[4], name, redis.call('HINCRBY', KEYS[4], 'rev', 1))
   emit_reason('group.suspended', reason)
   return reply('ok', 'suspended')
 end
@@ -163,7 +163,7 @@ local function activate(typ)
   redis.call('HDEL', KEYS[2], 'state', 'fails', 'reason', 'since', 'next_probe', 'probe_wait', 'successes')
   unschedule_probe()
   redis.call('HDEL', KEYS[3], name)
-  redis.call('HINCRBY', KEYS[4], 'rev', 1)
+  group_rev(KEYS[4], name, redis.call('HINCRBY', KEYS[4], 'rev', 1))
   emit_reason(typ, '')
 end
 
@@ -264,7 +264,7 @@ if op == 'probe' then
   redis.call('HSET', KEYS[2], 'state', 'probing', 'successes', '0')
   redis.call('HDEL', KEYS[2], 'next_probe')
   redis.call('HSET', KEYS[3], name, 'probing\t' .. created)
-  redis.call('HINCRBY', KEYS[4], 'rev', 1)
+  group_rev(KEYS[4], name, redis.call('HINCRBY', KEYS[4], 'rev', 1))
   emit_reason('group.probing', field('reason'))
   return reply('ok', 'probing')
 end

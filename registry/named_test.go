@@ -4,11 +4,13 @@ import (
 	"context"
 	"fmt"
 	"testing"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/allot-io/allot/internal/keys"
 	"github.com/allot-io/allot/internal/redistest"
 	"github.com/allot-io/allot/registry"
 )
@@ -176,4 +178,90 @@ func testCommitNamesChanges(t *testing.T, rdb redis.UniversalClient) {
 	assert.True(t, pub.Concerns("n4", []string{"b"}))
 	assert.False(t, pub.Concerns("n3", []string{"c"}))
 	assert.True(t, pub.Concerns("x", nil), "a node holding nothing may have been given something")
+}
+
+// TestEventChannels: watchers get every event on the events channel; nodes
+// get assignment events on theirs and a group's events only on that
+// group's channel; each group write records its revision in :state for
+// the beats, and a delete removes it.
+func TestEventChannels(t *testing.T) {
+	standalone := redistest.Start(t)
+	cluster := redistest.StartCluster(t)
+	for _, b := range []backend{{"standalone", standalone.Client(t)}, {"cluster", cluster.Client(t)}} {
+		t.Run(b.name, func(t *testing.T) { testEventChannels(t, b.rdb) })
+	}
+}
+
+func testEventChannels(t *testing.T, rdb redis.UniversalClient) {
+	ctx := context.Background()
+	e := newEnv(t, rdb)
+	subscribe := func(ch string) *redis.PubSub {
+		sub := rdb.Subscribe(ctx, ch)
+		t.Cleanup(func() { _ = sub.Close() })
+		_, err := sub.Receive(ctx)
+		require.NoError(t, err)
+		return sub
+	}
+	all, assign := subscribe(e.k.Events()), subscribe(e.k.AssignmentEvents())
+	ga, gb := subscribe(e.k.GroupEvents("a")), subscribe(e.k.GroupEvents("b"))
+	next := func(sub *redis.PubSub) registry.Event {
+		t.Helper()
+		rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		msg, err := sub.ReceiveMessage(rctx)
+		require.NoError(t, err)
+		ev, err := registry.ParseEvent(msg.Payload)
+		require.NoError(t, err)
+		return ev
+	}
+	groupRev := func(g string) (string, error) {
+		return rdb.HGet(ctx, e.k.State(), keys.GroupRevField(g)).Result()
+	}
+
+	_, err := e.reg.Add(ctx, "a", registry.Change{}, "t")
+	require.NoError(t, err)
+	_, err = e.reg.Add(ctx, "b", registry.Change{}, "t")
+	require.NoError(t, err)
+	_, err = e.reg.Update(ctx, "a", registry.Change{Set: map[string]string{"k": "v"}}, "t")
+	require.NoError(t, err)
+	e.register(t, "n1")
+	pub, _ := commitNext(t, e, all, map[string][]string{"n1": {"a"}})
+
+	// The events channel had everything, in order (commitNext read the
+	// three group events before the assignment); each node channel only
+	// its own.
+	for _, want := range []struct {
+		sub  *redis.PubSub
+		typ  string
+		rev  int64
+		what string
+	}{
+		{ga, registry.EventGroupAdded, 1, "a's channel: a added"},
+		{ga, registry.EventGroupUpdated, 3, "a's channel: a updated"},
+		{gb, registry.EventGroupAdded, 2, "b's channel: b added"},
+		{assign, registry.EventAssignment, 0, "assignment channel"},
+	} {
+		ev := next(want.sub)
+		assert.Equal(t, want.typ, ev.Type, want.what)
+		assert.Equal(t, want.rev, ev.Rev, want.what)
+	}
+	// Nothing else came on the narrow channels: a marker on each is next.
+	for _, ch := range []string{e.k.AssignmentEvents(), e.k.GroupEvents("a"), e.k.GroupEvents("b")} {
+		require.NoError(t, rdb.Publish(ctx, ch, `{"type":"marker"}`).Err())
+	}
+	for _, sub := range []*redis.PubSub{assign, ga, gb} {
+		assert.Equal(t, "marker", next(sub).Type)
+	}
+	assert.Equal(t, int64(1), pub.Epoch)
+
+	got, err := groupRev("a")
+	require.NoError(t, err)
+	assert.Equal(t, "3", got, "a's last write")
+	got, err = groupRev("b")
+	require.NoError(t, err)
+	assert.Equal(t, "2", got)
+	require.NoError(t, e.reg.Delete(ctx, "b", "t"))
+	_, err = groupRev("b")
+	assert.ErrorIs(t, err, redis.Nil, "a deleted group's revision goes")
+	assert.Equal(t, registry.EventGroupDeleted, next(gb).Type)
 }

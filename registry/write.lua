@@ -71,6 +71,7 @@ unschedule(ARGV[14])
 local rev = redis.call('HINCRBY', KEYS[4], 'rev', 1)
 
 if mode == 'delete' then
+  group_rev(KEYS[4], name, nil)
   redis.call('DEL', KEYS[1], KEYS[2])
   redis.call('SREM', KEYS[3], name)
   emit(KEYS[5], channel, maxlen, ARGV[6], name, '', ARGV[7], 0, tonumber(ARGV[8]), now, rev)
@@ -91,6 +92,7 @@ if ARGV[11] ~= '' then
 end
 local doc = stamp(ARGV[4], fields)
 redis.call('SET', KEYS[1], doc)
+group_rev(KEYS[4], name, rev)
 redis.call('LPUSH', KEYS[2], doc)
 redis.call('LTRIM', KEYS[2], 0, tonumber(ARGV[5]) - 1)
 redis.call('SADD', KEYS[3], name)

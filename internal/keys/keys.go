@@ -98,8 +98,19 @@ func (k Keys) Settings() string { return k.prefix + ":settings" }
 // Lock is the redsync mutex that keeps rebalancing to one planner at a time.
 func (k Keys) Lock() string { return k.prefix + ":lock" }
 
-// Events is the pub/sub channel nudged on every change.
+// Events is the pub/sub channel nudged on every change (watchers follow it).
 func (k Keys) Events() string { return k.prefix + ":events" }
+
+// AssignmentEvents carries only the assignment events, for nodes: every
+// node follows it. Published by registry's scripts (common.lua publish).
+func (k Keys) AssignmentEvents() string { return k.Events() + ":assignment" }
+
+// GroupEvents carries only group name's events (group.*), for its holders.
+func (k Keys) GroupEvents(name string) string { return k.Events() + ":group:" + name }
+
+// GroupRevField is the field of State holding the group revision of group
+// name's last write (absent: deleted, or not written since fields existed).
+func GroupRevField(name string) string { return "r:" + name }
 
 // Log is the capped STREAM of events, for audit and for resuming a watch.
 func (k Keys) Log() string { return k.prefix + ":log" }
