@@ -49,8 +49,12 @@ end, and measure:
   round trips per beat  every command of the nodes / their beats (pub/sub not counted)
   failover              10% of the nodes stop beating without leaving: time until
                         each one's groups are held, per the committed assignment,
-                        by live nodes that use them (p50/p99 over the killed nodes)
-  leave                 10 nodes leave gracefully, one at a time: the same, per node
+                        by live nodes that use them (p50/p99 over the killed nodes):
+                        the later of that assignment's commit and the moment the
+                        last of those holders started using the group, as the
+                        nodes saw it
+  leave                 10 nodes leave gracefully, one at a time: the same, per
+                        node, from the commit of the plan that follows the leave
   propagation           5 config changes of the group with the most holders: time
                         until each holder uses the new version (p50/p99 over holders)
   rebalance             10 Rebalancer.Run timings, each after a weight change
