@@ -66,8 +66,10 @@ const candidateWindow = 16
 //  2. every group still at 0 gets one node, heaviest first (then name), while
 //     free nodes remain;
 //  3. each further node goes to the group under its cap with the largest
-//     Weight/(count+1) (ties: name); nodes left when every group is capped are
-//     standby.
+//     Weight/(count+1) (ties: a group prev already gives more than count live
+//     nodes, then name); nodes left when every group is capped are standby.
+//     The first tie rule keeps a balanced pool as it is: after a leave that
+//     leaves the pool balanced, nobody moves.
 //
 // Pinned nodes take their group. Then, group by group in name order, the
 // current holders not yet kept elsewhere are kept up to the target, highest
@@ -109,17 +111,24 @@ func Plan(groups []Group, nodes []Node, prev Assignment) Assignment {
 	}
 }
 
-// Targets returns the node count Plan wants for each group, by the same rules
-// as Plan: when nodes >= groups the counts of steps 1–3, otherwise 1 for every
-// group; 0 for every group when there are no nodes.
+// Targets returns the node count Plan wants for each group of a pool that
+// holds nothing yet: TargetsFrom with no previous assignment.
 func Targets(groups []Group, nodes []Node) map[string]int {
+	return TargetsFrom(groups, nodes, nil)
+}
+
+// TargetsFrom returns the node count Plan(groups, nodes, prev) gives each
+// group, by the same rules: when nodes >= groups the counts of steps 1–3
+// (ties go to the counts prev already has), otherwise 1 for every group; 0
+// for every group when there are no nodes.
+func TargetsFrom(groups []Group, nodes []Node, prev Assignment) map[string]int {
 	p := newPlanner(groups, nodes)
 	out := make(map[string]int, len(p.groups))
 	var counts []int
 	switch {
 	case len(p.nodes) == 0:
 	case len(p.nodes) >= len(p.groups):
-		counts, _ = p.targets()
+		counts, _ = p.targets(prev)
 	}
 	for g, gr := range p.groups {
 		switch {
@@ -146,7 +155,7 @@ func Balanced(groups []Group, nodes []Node, a Assignment) bool {
 		return true
 	}
 	if len(p.nodes) >= len(p.groups) {
-		targets, _ := p.targets()
+		targets, _ := p.targets(a)
 		counts := make([]int, len(p.groups))
 		for _, n := range p.nodes {
 			held := 0
@@ -292,8 +301,9 @@ func (p *planner) capOf(g int) int {
 }
 
 // targets computes the per-group node counts for nodes >= groups, and the
-// group each node is pinned to (-1 if none).
-func (p *planner) targets() (counts []int, pinned []int32) {
+// group each node is pinned to (-1 if none). Tied claims go first to groups
+// prev gives more live nodes than they have so far.
+func (p *planner) targets(prev Assignment) (counts []int, pinned []int32) {
 	counts = make([]int, len(p.groups))
 	pinned = make([]int32, len(p.nodes))
 	free := 0
@@ -339,10 +349,14 @@ func (p *planner) targets() (counts []int, pinned []int32) {
 	// most free such claims), so those are granted in bulk first and the
 	// heap only places the last few nodes.
 	free -= p.grantAbove(counts, free)
+	if free == 0 {
+		return counts, pinned
+	}
+	cur := p.liveHolders(prev)
 	h := make(prioHeap, 0, len(p.groups))
 	for g := range p.groups {
 		if counts[g] < p.capOf(g) {
-			h = append(h, prioItem{p.weight[g] / float64(counts[g]+1), int32(g)})
+			h = append(h, prioItem{p.weight[g] / float64(counts[g]+1), cur[g] > counts[g], int32(g)})
 		}
 	}
 	for k := len(h)/2 - 1; k >= 0; k-- {
@@ -356,10 +370,27 @@ func (p *planner) targets() (counts []int, pinned []int32) {
 			h = h[:len(h)-1]
 		} else {
 			h[0].prio = p.weight[g] / float64(counts[g]+1)
+			h[0].held = cur[g] > counts[g]
 		}
 		h.down(0)
 	}
 	return counts, pinned
+}
+
+// liveHolders counts, per group, the planned nodes prev gives it.
+func (p *planner) liveHolders(prev Assignment) []int {
+	cur := make([]int, len(p.groups))
+	if len(prev) == 0 {
+		return cur
+	}
+	for _, n := range p.nodes {
+		for _, name := range prev[n.ID] {
+			if g, ok := p.gidx[name]; ok {
+				cur[g]++
+			}
+		}
+	}
+	return cur
 }
 
 // grantAbove raises counts by every claim w/(c+1) > sum(w)/free of groups
@@ -403,14 +434,16 @@ func (p *planner) grantAbove(counts []int, free int) int {
 	return granted
 }
 
-// prioItem is a group and its claim Weight/(count+1) on the next node.
+// prioItem is a group and its claim Weight/(count+1) on the next node;
+// held says the previous assignment already gives the group that node.
 type prioItem struct {
 	prio float64
+	held bool
 	g    int32
 }
 
-// prioHeap is a max-heap of claims, ties by group index (name). It is the
-// hot loop of Targets, hence not the generic heap.
+// prioHeap is a max-heap of claims, ties to held claims, then by group
+// index (name). It is the hot loop of Targets, hence not the generic heap.
 type prioHeap []prioItem
 
 func (h prioHeap) down(i int) {
@@ -435,12 +468,15 @@ func (h prioHeap) before(a, b int) bool {
 	if h[a].prio != h[b].prio {
 		return h[a].prio > h[b].prio
 	}
+	if h[a].held != h[b].held {
+		return h[a].held
+	}
 	return h[a].g < h[b].g
 }
 
 // spread plans the nodes >= groups regime.
 func (p *planner) spread(prev Assignment) Assignment {
-	target, pinned := p.targets()
+	target, pinned := p.targets(prev)
 	nG, nN := len(p.groups), len(p.nodes)
 	assigned := slices.Clone(pinned)
 	kept := make([]int, nG)

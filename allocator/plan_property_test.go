@@ -148,7 +148,7 @@ func checkPlan(t testing.TB, groups []allocator.Group, nodes []allocator.Node, p
 			fail("want empty plan, got %v", next)
 		}
 	case nN >= nG:
-		targets := allocator.Targets(groups, nodes)
+		targets := allocator.TargetsFrom(groups, nodes, prev)
 		sum := 0
 		for _, g := range v.groups {
 			sum += targets[g.Name]

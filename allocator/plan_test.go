@@ -3,6 +3,7 @@ package allocator_test
 import (
 	"cmp"
 	"fmt"
+	"maps"
 	"math"
 	"math/rand/v2"
 	"slices"
@@ -398,7 +399,7 @@ func TestTargetsMatchesReference(t *testing.T) {
 				nodes[k].Preferred = fmt.Sprintf("g%02d", r.IntN(len(groups)))
 			}
 		}
-		want := referenceTargets(newView(groups, nodes))
+		want := referenceTargets(newView(groups, nodes), nil)
 		got := allocator.Targets(groups, nodes)
 		for name, c := range got {
 			require.Equal(t, want[name], c, "case %d group %s: groups %+v", i, name, groups)
@@ -432,8 +433,16 @@ func TestPlanMatchesReferenceLarge(t *testing.T) {
 	}
 }
 
-// referenceTargets is steps 1-3 of the targets, one node at a time.
-func referenceTargets(v view) map[string]int {
+// referenceTargets is steps 1-3 of the targets, one node at a time: the
+// largest claim, ties to a group prev gives more live nodes than it has so
+// far, then name.
+func referenceTargets(v view, prev allocator.Assignment) map[string]int {
+	cur := map[string]int{}
+	for _, n := range v.nodes {
+		for _, g := range prev[n.ID] {
+			cur[g]++
+		}
+	}
 	capOf := func(g allocator.Group) int {
 		if g.MaxNodes > 0 {
 			return g.MaxNodes
@@ -456,11 +465,18 @@ func referenceTargets(v view) map[string]int {
 	}
 	for ; free > 0; free-- {
 		best := -1
+		held := func(g allocator.Group) bool { return cur[g.Name] > count[g.Name] }
 		for k, g := range v.groups {
 			if count[g.Name] >= capOf(g) {
 				continue
 			}
-			if best < 0 || g.Weight/float64(count[g.Name]+1) > v.groups[best].Weight/float64(count[v.groups[best].Name]+1) {
+			if best < 0 {
+				best = k
+				continue
+			}
+			b := v.groups[best]
+			claim, bestClaim := g.Weight/float64(count[g.Name]+1), b.Weight/float64(count[b.Name]+1)
+			if claim > bestClaim || (claim == bestClaim && held(g) && !held(b)) {
 				best = k
 			}
 		}
@@ -485,7 +501,7 @@ func referencePlan(groups []allocator.Group, nodes []allocator.Node, prev alloca
 	}
 
 	pinned := v.pinned()
-	count := referenceTargets(v)
+	count := referenceTargets(v, prev)
 
 	// Keep, release, place.
 	kept := map[string]int{}
@@ -664,4 +680,42 @@ func referencePack(v view, prev allocator.Assignment) allocator.Assignment {
 		out[owner[g.Name]] = append(out[owner[g.Name]], g.Name)
 	}
 	return out
+}
+
+// TestLeaveMovesOnlyWhatItMust: when a node leaves a pool of equal groups,
+// nobody else moves if the pool is still balanced without it, and exactly
+// one node moves (into the group it left) if not — whichever group it left.
+// (Ties between equal claims go to the counts the pool already has, not to
+// the group name, which used to move a node on most leaves.)
+func TestLeaveMovesOnlyWhatItMust(t *testing.T) {
+	groups := make([]allocator.Group, 20)
+	for k := range groups {
+		groups[k] = allocator.Group{Name: fmt.Sprintf("g%02d", k)}
+	}
+	nodes := nodesN(400)
+	prev := allocator.Plan(groups, nodes, nil)
+	r := rand.New(rand.NewPCG(3, 4))
+	for range 100 {
+		i := r.IntN(len(nodes))
+		gone := nodes[i].ID
+		live := slices.Delete(slices.Clone(nodes), i, i+1)
+		stayed := maps.Clone(prev)
+		delete(stayed, gone)
+		counts := map[string]int{}
+		for _, gs := range stayed {
+			counts[gs[0]]++
+		}
+		lo, hi := len(live), 0
+		for _, g := range groups {
+			lo, hi = min(lo, counts[g.Name]), max(hi, counts[g.Name])
+		}
+		want := 0
+		if hi-lo > 1 {
+			want = 1
+		}
+		next := allocator.Plan(groups, live, prev)
+		require.True(t, allocator.Balanced(groups, live, next))
+		require.Equal(t, want, allocator.Moved(stayed, next), "%s left %v (counts %d..%d)", gone, prev[gone], lo, hi)
+		nodes, prev = live, next
+	}
 }

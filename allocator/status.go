@@ -82,7 +82,7 @@ func Inspect(ctx context.Context, reg *registry.Registry, hb *heartbeat.Tracker)
 
 func (st state) status() Status {
 	groups, nodes := st.planInputs()
-	targets := Targets(groups, nodes)
+	targets := TargetsFrom(groups, nodes, st.assign.Nodes)
 
 	// Only live nodes count as holders; a committed entry for a node that has
 	// died since is not a holder.
