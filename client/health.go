@@ -161,7 +161,7 @@ func (c *Client) rebalanceNow() {
 	go func() {
 		defer c.workers.Done()
 		c.rebalanceAfterLeave(c.ctx)
-		signal(c.wakeFetch)
+		c.forceFetch()
 	}()
 }
 

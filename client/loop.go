@@ -251,7 +251,7 @@ func (c *Client) beat(ctx context.Context) (heartbeat.Reply, error) {
 		c.trusted = false
 		c.gen++
 	}
-	c.seenRev = reply.Rev
+	c.seenRev, c.seenEpoch = reply.Rev, reply.Epoch
 	if covers && seq == c.rawSeq && c.trusted && reply.HeldRev <= c.readRev && reply.Rev > c.lastRev {
 		// Groups were written since the read, none of them held: the node
 		// hears only its own groups' events, and need not read for others.
@@ -311,7 +311,7 @@ func (c *Client) rebalanceAsync(thenFetch bool) bool {
 		defer c.rebalancing.Store(false)
 		c.rebalance(c.ctx)
 		if thenFetch {
-			signal(c.wakeFetch)
+			c.forceFetch()
 		}
 	}()
 	return true
@@ -327,9 +327,36 @@ func (c *Client) rebalance(ctx context.Context) {
 	}
 }
 
-// fetch reads the node's assignment and publishes it.
+// forceFetch wakes the fetcher for a read it may not skip.
+func (c *Client) forceFetch() {
+	c.mu.Lock()
+	c.forceRead = true
+	c.mu.Unlock()
+	signal(c.wakeFetch)
+}
+
+// readCoveredLocked reports whether a read would tell the node nothing new:
+// raw is a trusted, clean read at the epoch of the last beat and of every
+// event that asked for a read, and covers the revision of the last beat and
+// of every held group's event. A wake-up left by a beat that saw the new
+// epoch while the read for it was already queued is then dropped: after a
+// change that makes every node read (a weight change at 10,000 nodes),
+// thousands of them used to read twice.
+func (c *Client) readCoveredLocked() bool {
+	return !c.forceRead && c.raw != nil && !c.fromCache && c.trusted && !c.rawDirty &&
+		c.raw.Epoch == c.seenEpoch && c.raw.Epoch >= c.wantEpoch &&
+		c.lastRev >= max(c.seenRev, c.eventRev)
+}
+
+// fetch reads the node's assignment and publishes it, unless the read is
+// covered already.
 func (c *Client) fetch(ctx context.Context) error {
 	c.mu.Lock()
+	if c.readCoveredLocked() {
+		c.mu.Unlock()
+		return nil
+	}
+	c.forceRead = false
 	// The read starts after the last beat and after any held group's event
 	// it was woken for, so it covers both revisions.
 	gen, rev := c.gen, max(c.seenRev, c.eventRev)

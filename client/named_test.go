@@ -397,3 +397,41 @@ func TestGroupEventsReachHoldersOnly(t *testing.T) {
 	require.NoError(t, err)
 	within(t, slowHB.Interval/2, func() bool { got, _ := other.Assignment().Group("g0"); return got.Version == g.Version }, "pushed to the new holder")
 }
+
+// TestCoveredReadSkipped: a wake-up for what the node has read already (a
+// beat that saw the new epoch while the read for it was queued) reads
+// nothing; a forced read, or an epoch the last beat does not confirm,
+// still reads.
+func TestCoveredReadSkipped(t *testing.T) {
+	p := newPool(t)
+	p.addGroup("g0", registry.Change{})
+	c := p.startClients("c", 1, WithHeartbeat(slowHB))[0]
+	ctx := context.Background()
+	settled := func() bool {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		return c.raw != nil && c.raw.Epoch == c.seenEpoch && c.lastRev >= c.seenRev && len(c.wakeFetch) == 0
+	}
+	within(t, 10*time.Second, settled, "read at the beat's epoch")
+	c.pause()
+	defer c.resume()
+
+	before := c.fetches.Load()
+	require.NoError(t, c.fetch(ctx))
+	assert.Equal(t, before, c.fetches.Load(), "covered: no read")
+
+	c.forceFetch() // its wake-up waits in the paused fetch loop
+	require.NoError(t, c.fetch(ctx))
+	assert.Equal(t, before+1, c.fetches.Load(), "forced: read")
+
+	// An epoch adopted from an event that no beat has confirmed yet (here
+	// a stray one) is not covered: the read puts the true epoch back.
+	c.mu.Lock()
+	a := *c.raw
+	a.Epoch++
+	c.raw = &a
+	c.mu.Unlock()
+	require.NoError(t, c.fetch(ctx))
+	assert.Equal(t, before+2, c.fetches.Load(), "unconfirmed epoch: read")
+	assert.Equal(t, a.Epoch-1, c.Assignment().Epoch)
+}

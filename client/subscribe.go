@@ -89,7 +89,7 @@ func (c *Client) listen(ctx context.Context, resumed bool) error {
 			// own, which re-subscribes by itself): events may have been
 			// missed meanwhile.
 			if m.Kind == "subscribe" && m.Channel == c.keys.AssignmentEvents() && resumed {
-				signal(c.wakeFetch)
+				c.forceFetch()
 			}
 			resumed = true
 		case *redis.Message:
@@ -229,6 +229,7 @@ func (c *Client) onAssignment(ev registry.Event) {
 	}
 	counts, ok := ev.Adopt(c.o.nodeID, c.raw.Names())
 	if ev.Epoch != c.raw.Epoch+1 || !ok {
+		c.wantEpoch = max(c.wantEpoch, ev.Epoch)
 		signal(c.wakeFetch)
 		return
 	}

@@ -134,7 +134,9 @@ func TestAllowSharesTheQuota(t *testing.T) {
 	cs := p.startClients("q", 2)
 	within(t, 5*time.Second, func() bool {
 		h := holdersOf(cs)
-		return len(h["metered"]) == 1 && len(h["free"]) == 1
+		// Different nodes: while the second node joins, the first one
+		// briefly holds both groups.
+		return len(h["metered"]) == 1 && len(h["free"]) == 1 && h["metered"][0] != h["free"][0]
 	}, "one node per group")
 	// Two groups, two nodes: each holds one. Add a third node and weight so
 	// both nodes share "metered"... simpler: one node holds metered.
