@@ -359,7 +359,7 @@ func (c *Client) fetch(ctx context.Context) error {
 	c.forceRead = false
 	// The read starts after the last beat and after any held group's event
 	// it was woken for, so it covers both revisions.
-	gen, rev := c.gen, max(c.seenRev, c.eventRev)
+	gen, rev, want := c.gen, max(c.seenRev, c.eventRev), c.wantEpoch
 	c.mu.Unlock()
 
 	fctx, cancel := context.WithTimeout(ctx, c.callTimeout())
@@ -391,6 +391,11 @@ func (c *Client) fetch(ctx context.Context) error {
 	changed := c.raw == nil || c.fromCache || !c.raw.same(*a)
 	c.raw, c.fromCache, c.rawDirty = a, false, view.Dirty
 	c.rawSeq++
+	if c.wantEpoch == want {
+		// An event's epoch the read, which started after it, did not reach
+		// was not a real one: forget it (one raised meanwhile stays).
+		c.wantEpoch = min(c.wantEpoch, view.Epoch)
+	}
 	c.trusted = gen == c.gen
 	// The read saw every group write up to view.Rev (and started after
 	// the beat and the events that showed rev). A later write adopted from

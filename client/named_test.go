@@ -48,14 +48,17 @@ func subscribeEvents(t *testing.T, p *pool) *redis.PubSub {
 
 // TestUnnamedNodesAdoptWithoutRead: after a graceful leave, every node the
 // assignment event does not name adopts the new epoch without reading —
-// a holder of the leaver's group takes its new share from the event's
-// holder counts — and the shares they end with are what Redis holds.
+// a holder of a group that lost a holder takes its new share from the
+// event's holder counts — the node the plan moved reads once, and the
+// shares they end with are what Redis holds.
 func TestUnnamedNodesAdoptWithoutRead(t *testing.T) {
 	p := newPool(t)
 	for i := range 5 {
 		p.addGroup(fmt.Sprintf("g%d", i), registry.Change{})
 	}
-	cs := p.startClients("a", 10, WithHeartbeat(slowHB))
+	// 11 nodes over 5 groups: one group has 3, the others 2. One of a
+	// 2-node group leaves, so the plan moves a node of the 3-node group.
+	cs := p.startClients("a", 11, WithHeartbeat(slowHB))
 	settled := func() bool {
 		a, err := p.reg.Assignment(context.Background())
 		if err != nil || len(a.Nodes) != len(cs) {
@@ -70,6 +73,12 @@ func TestUnnamedNodesAdoptWithoutRead(t *testing.T) {
 	}
 	require.Eventually(t, settled, 20*time.Second, 10*time.Millisecond)
 
+	for i, c := range cs {
+		if len(holdersOf(cs)[c.Assignment().Names()[0]]) == 2 {
+			cs[0], cs[i] = cs[i], cs[0]
+			break
+		}
+	}
 	sub := subscribeEvents(t, p)
 	before := make([]int64, len(cs))
 	held := make([][]string, len(cs))
@@ -86,11 +95,16 @@ func TestUnnamedNodesAdoptWithoutRead(t *testing.T) {
 	assert.NotEmpty(t, ev.Groups, "the leaver's group lost a holder")
 
 	require.NotEmpty(t, ev.Holders, "the event carries the new holder counts")
+	require.Len(t, ev.Nodes, 1, "one node moves into the leaver's group")
 	newShares := 0
 	for i, c := range rest {
 		within(t, slowHB.Interval/2, func() bool { return c.Assignment().Epoch >= ev.Epoch }, "epoch adopted or read")
 		if slices.Contains(ev.Nodes, c.o.nodeID) {
-			continue // its entry changed: it reads
+			// Its entry changed: it reads, once, though the event reaches it
+			// on its own channel and on the assignment channel.
+			within(t, slowHB.Interval/2, func() bool { return c.Assignment().Epoch == ev.Epoch }, "named node read")
+			assert.Equal(t, before[i+1]+1, c.fetches.Load(), "%s reads once", c.o.nodeID)
+			continue
 		}
 		assert.False(t, ev.Concerns(c.o.nodeID, held[i+1]))
 		assert.Equal(t, before[i+1], c.fetches.Load(), "%s's entry did not change: no read", c.o.nodeID)

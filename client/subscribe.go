@@ -49,13 +49,13 @@ func (c *Client) subscribe() {
 // After a reconnect (resumed) the assignment is re-read, as events may have
 // been missed.
 func (c *Client) listen(ctx context.Context, resumed bool) error {
-	ps := c.rdb.Subscribe(ctx, c.keys.AssignmentEvents())
+	ps := c.rdb.Subscribe(ctx, c.keys.AssignmentEvents(), c.keys.NodeEvents(c.o.nodeID))
 	defer ps.Close()
 	// Receive does not watch ctx: closing the subscription unblocks it.
 	stop := context.AfterFunc(ctx, func() { _ = ps.Close() })
 	defer stop()
 	c.subMu.Lock()
-	c.ps, c.channels = ps, map[string]bool{c.keys.AssignmentEvents(): true}
+	c.ps, c.channels = ps, c.baseChannels()
 	c.subMu.Unlock()
 	defer func() {
 		c.subMu.Lock()
@@ -135,6 +135,12 @@ func (c *Client) onEvent(payload string) {
 	}
 }
 
+// baseChannels are the channels a node follows whatever it holds: the
+// assignment events, and those that name it.
+func (c *Client) baseChannels() map[string]bool {
+	return map[string]bool{c.keys.AssignmentEvents(): true, c.keys.NodeEvents(c.o.nodeID): true}
+}
+
 // followGroups subscribes to the events of every group the node reads and
 // unsubscribes from those of groups it no longer holds. A write between a
 // read that gave the node a group and this subscription is caught by the
@@ -146,7 +152,7 @@ func (c *Client) followGroups() {
 		return
 	}
 	c.mu.Lock()
-	want := map[string]bool{c.keys.AssignmentEvents(): true}
+	want := c.baseChannels()
 	if c.raw != nil {
 		for _, g := range c.raw.Groups {
 			want[c.keys.GroupEvents(g.Name)] = true
@@ -227,9 +233,12 @@ func (c *Client) onAssignment(ev registry.Event) {
 	if ev.Epoch <= c.raw.Epoch {
 		return // already read (or older)
 	}
+	if ev.Epoch <= c.wantEpoch {
+		return // a read for it is under way (the copy on another channel)
+	}
 	counts, ok := ev.Adopt(c.o.nodeID, c.raw.Names())
 	if ev.Epoch != c.raw.Epoch+1 || !ok {
-		c.wantEpoch = max(c.wantEpoch, ev.Epoch)
+		c.wantEpoch = ev.Epoch
 		signal(c.wakeFetch)
 		return
 	}

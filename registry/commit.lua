@@ -231,5 +231,12 @@ local ev = {id = id, type = 'assignment', group = '', node = '', epoch = epoch,
 if #nodes > 0 then ev.nodes = nodes end
 if #groups > 0 then ev.groups = groups end
 if #counts > 0 then ev.holders = holders end
-publish(ARGV[5], 'assignment', '', cjson.encode(ev))
+local payload = cjson.encode(ev)
+-- The nodes whose entries changed hear first, each on its own channel
+-- (keys.Keys.NodeEvents): they must read, and the copy on the assignment
+-- channel reaches them only somewhere in a fan-out to the whole pool.
+for _, id in ipairs(nodes) do
+  redis.call('PUBLISH', ARGV[5] .. ':node:' .. id, payload)
+end
+publish(ARGV[5], 'assignment', '', payload)
 return {'ok', num(epoch)}

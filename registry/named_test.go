@@ -181,8 +181,8 @@ func testCommitNamesChanges(t *testing.T, rdb redis.UniversalClient) {
 }
 
 // TestEventChannels: watchers get every event on the events channel; nodes
-// get assignment events on theirs and a group's events only on that
-// group's channel; each group write records its revision in :state for
+// get assignment events on theirs (and first on their own channel when the
+// event names them) and a group's events only on that group's channel; each group write records its revision in :state for
 // the beats, and a delete removes it.
 func TestEventChannels(t *testing.T) {
 	standalone := redistest.Start(t)
@@ -203,6 +203,7 @@ func testEventChannels(t *testing.T, rdb redis.UniversalClient) {
 		return sub
 	}
 	all, assign := subscribe(e.k.Events()), subscribe(e.k.AssignmentEvents())
+	n1, n2 := subscribe(e.k.NodeEvents("n1")), subscribe(e.k.NodeEvents("n2"))
 	ga, gb := subscribe(e.k.GroupEvents("a")), subscribe(e.k.GroupEvents("b"))
 	next := func(sub *redis.PubSub) registry.Event {
 		t.Helper()
@@ -240,16 +241,17 @@ func testEventChannels(t *testing.T, rdb redis.UniversalClient) {
 		{ga, registry.EventGroupUpdated, 3, "a's channel: a updated"},
 		{gb, registry.EventGroupAdded, 2, "b's channel: b added"},
 		{assign, registry.EventAssignment, 0, "assignment channel"},
+		{n1, registry.EventAssignment, 0, "the channel of the node it names"},
 	} {
 		ev := next(want.sub)
 		assert.Equal(t, want.typ, ev.Type, want.what)
 		assert.Equal(t, want.rev, ev.Rev, want.what)
 	}
 	// Nothing else came on the narrow channels: a marker on each is next.
-	for _, ch := range []string{e.k.AssignmentEvents(), e.k.GroupEvents("a"), e.k.GroupEvents("b")} {
+	for _, ch := range []string{e.k.AssignmentEvents(), e.k.GroupEvents("a"), e.k.GroupEvents("b"), e.k.NodeEvents("n1"), e.k.NodeEvents("n2")} {
 		require.NoError(t, rdb.Publish(ctx, ch, `{"type":"marker"}`).Err())
 	}
-	for _, sub := range []*redis.PubSub{assign, ga, gb} {
+	for _, sub := range []*redis.PubSub{assign, ga, gb, n1, n2} {
 		assert.Equal(t, "marker", next(sub).Type)
 	}
 	assert.Equal(t, int64(1), pub.Epoch)

@@ -105,6 +105,11 @@ func (k Keys) Events() string { return k.prefix + ":events" }
 // node follows it. Published by registry's scripts (common.lua publish).
 func (k Keys) AssignmentEvents() string { return k.Events() + ":assignment" }
 
+// NodeEvents carries the assignment events that name node id, ahead of
+// AssignmentEvents: the node whose entry changed hears first, before the
+// event reaches the whole pool.
+func (k Keys) NodeEvents(id string) string { return k.Events() + ":node:" + id }
+
 // GroupEvents carries only group name's events (group.*), for its holders.
 func (k Keys) GroupEvents(name string) string { return k.Events() + ":group:" + name }
 
