@@ -85,7 +85,13 @@ func (a Assignment) String() string {
 // same reports whether a and b would look the same to a node: same epoch,
 // same groups at the same versions and shares.
 func (a Assignment) same(b Assignment) bool {
-	if a.Epoch != b.Epoch || len(a.Groups) != len(b.Groups) {
+	return a.Epoch == b.Epoch && a.sameGroups(b)
+}
+
+// sameGroups reports whether a and b hold the same groups at the same
+// versions, shares, quotas and caps, whatever their epochs.
+func (a Assignment) sameGroups(b Assignment) bool {
+	if len(a.Groups) != len(b.Groups) {
 		return false
 	}
 	for i := range a.Groups {

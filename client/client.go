@@ -338,8 +338,10 @@ func (c *Client) Config(key string) (value string, ok bool) {
 }
 
 // OnChange registers fn to be called with the previous and the new
-// assignment after every change (first assignment included if registered
-// before Start). Calls happen in order on one goroutine, never
+// assignment after every change of what the node holds: its groups, their
+// versions (config), shares, quotas or caps (first assignment included if
+// registered before Start). A new epoch that changes none of these (a
+// change elsewhere in the pool) updates Assignment().Epoch without a call. Calls happen in order on one goroutine, never
 // concurrently, and the node reports a dropped group as released only
 // after fn has returned, so stop using a group before returning. fn must
 // not call Close.

@@ -435,8 +435,10 @@ func (c *Client) publishLocked() {
 		old = *p
 	}
 	c.cur.Store(&next)
-	if old.same(next) {
-		return // first snapshot, nothing assigned: not a change
+	if old.sameGroups(next) {
+		// The first snapshot with nothing assigned, or only the epoch
+		// moved (a change elsewhere in the pool): nothing to tell.
+		return
 	}
 	c.queue = append(c.queue, change{old: old, new: next})
 	signal(c.wakeDispatch)

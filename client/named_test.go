@@ -82,9 +82,11 @@ func TestUnnamedNodesAdoptWithoutRead(t *testing.T) {
 	sub := subscribeEvents(t, p)
 	before := make([]int64, len(cs))
 	held := make([][]string, len(cs))
+	calls := make([]atomic.Int64, len(cs))
 	for i, c := range cs {
 		before[i] = c.fetches.Load()
 		held[i] = c.Assignment().Names()
+		c.OnChange(func(_, _ Assignment) { calls[i].Add(1) })
 	}
 	leaver, rest := cs[0], cs[1:]
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -96,7 +98,7 @@ func TestUnnamedNodesAdoptWithoutRead(t *testing.T) {
 
 	require.NotEmpty(t, ev.Holders, "the event carries the new holder counts")
 	require.Len(t, ev.Nodes, 1, "one node moves into the leaver's group")
-	newShares := 0
+	newShares, epochOnly := 0, []int(nil)
 	for i, c := range rest {
 		within(t, slowHB.Interval/2, func() bool { return c.Assignment().Epoch >= ev.Epoch }, "epoch adopted or read")
 		if slices.Contains(ev.Nodes, c.o.nodeID) {
@@ -109,15 +111,27 @@ func TestUnnamedNodesAdoptWithoutRead(t *testing.T) {
 		assert.False(t, ev.Concerns(c.o.nodeID, held[i+1]))
 		assert.Equal(t, before[i+1], c.fetches.Load(), "%s's entry did not change: no read", c.o.nodeID)
 		assert.Equal(t, held[i+1], c.Assignment().Names())
+		shareMoved := false
 		for _, g := range held[i+1] {
 			if n, ok := ev.Holders[g]; ok {
 				newShares++
+				shareMoved = true
 				got, _ := c.Assignment().Group(g)
 				assert.Equal(t, 1/float64(n), got.Share, "%s's share of %s, from the event", c.o.nodeID, g)
 			}
 		}
+		if shareMoved {
+			within(t, time.Second, func() bool { return calls[i+1].Load() == 1 }, "OnChange for the new share")
+		} else {
+			epochOnly = append(epochOnly, i+1)
+		}
 	}
 	assert.Positive(t, newShares, "a holder of a group that lost a holder took its new share without a read")
+	// Those calls are made; a node for which only the epoch moved got none.
+	require.NotEmpty(t, epochOnly)
+	for _, i := range epochOnly {
+		assert.Zero(t, calls[i].Load(), "%s: OnChange for an epoch alone", cs[i].o.nodeID)
+	}
 
 	// A config change: only the holders read, even at their next beat (the
 	// others adopted the revision from the event).

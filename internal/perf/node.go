@@ -88,6 +88,8 @@ type perfNode interface {
 	id() string
 	ip() string
 	view() *nodeView
+	// epoch is the assignment epoch the node is at (read or adopted).
+	epoch() int64
 	start(ctx context.Context) error
 	// kill stops the node as a crash would: no more beats, no leave.
 	kill()
@@ -149,6 +151,7 @@ func newClientNode(h *perfHarness, id, ip string) (*clientNode, error) {
 func (n *clientNode) id() string                      { return n.nid }
 func (n *clientNode) ip() string                      { return n.nip }
 func (n *clientNode) view() *nodeView                 { return n.v.Load() }
+func (n *clientNode) epoch() int64                    { return n.c.Assignment().Epoch }
 func (n *clientNode) start(ctx context.Context) error { return n.c.Start(ctx) }
 func (n *clientNode) kill()                           { n.sw.Kill() }
 func (n *clientNode) leave(ctx context.Context) error { return n.c.Close(ctx) }
@@ -196,6 +199,7 @@ func newSimNode(h *perfHarness, id, ip string) *simNode {
 func (n *simNode) id() string      { return n.nid }
 func (n *simNode) ip() string      { return n.nip }
 func (n *simNode) view() *nodeView { return n.v.Load() }
+func (n *simNode) epoch() int64    { return n.v.Load().epochOr(0) }
 
 // start runs the node's loop and waits for its first assignment read.
 func (n *simNode) start(ctx context.Context) error {
@@ -317,9 +321,9 @@ func (n *simNode) onEvent(ev registry.Event) {
 			n.wakeFetch()
 		case ev.Epoch <= v.epoch:
 		case ev.Epoch == v.epoch+1 && !ev.Concerns(n.nid, v.names()):
-			// As client.Client's OnChange does for an adopted epoch (and
-			// share), the view changes now.
-			n.v.CompareAndSwap(v, &nodeView{epoch: ev.Epoch, groups: v.groups, at: time.Now(), since: v.since})
+			// Only the epoch moves: as with client.Client (no OnChange),
+			// the view has not changed for the node's groups.
+			n.v.CompareAndSwap(v, &nodeView{epoch: ev.Epoch, groups: v.groups, at: v.at, since: v.since})
 		default:
 			n.wakeFetch()
 		}

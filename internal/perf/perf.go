@@ -669,13 +669,9 @@ func (h *perfHarness) waitSettled(timeout time.Duration) error {
 			// At the committed epoch too: a node still reading a new share
 			// has not settled, and its read would be counted against the
 			// next measurement.
-			if v := n.view(); !ok || !v.usesExactly(want) || v.epoch != a.Epoch {
+			if v := n.view(); !ok || !v.usesExactly(want) || n.epoch() != a.Epoch {
 				if stale++; stale == 1 {
-					var epoch int64
-					if v != nil {
-						epoch = v.epoch
-					}
-					example = fmt.Sprintf("%s uses %v at epoch %d, assigned %v at epoch %d", n.id(), v.names(), epoch, want, a.Epoch)
+					example = fmt.Sprintf("%s uses %v at epoch %d, assigned %v at epoch %d", n.id(), v.names(), n.epoch(), want, a.Epoch)
 				}
 			}
 		}
@@ -972,7 +968,9 @@ func (h *perfHarness) measureLeave(res *Result) error {
 			return err
 		}
 		after := h.counter.snapshot()
-		h.logf("leave %d: %s", res.Left, before.since(after))
+		commit := h.commitTime(a0.Epoch+1, time.Time{})
+		h.logf("leave %d: %v (its plan committed after %v); commands: %s", res.Left, took.Round(time.Millisecond),
+			commit.Sub(t0).Round(time.Millisecond), before.since(after))
 		cmds += (after.cmds - before.cmds) - (after.beats - before.beats)
 		locks += after.locks - before.locks
 	}
