@@ -121,6 +121,8 @@ type Client struct {
 	// fetches and adopted count assignment reads and epochs adopted from
 	// an event without a read (tests and check perf read them).
 	fetches, adopted atomic.Int64
+	// beatAdopted counts epochs taken from a beat reply without a read.
+	beatAdopted atomic.Int64
 	// dropEvents makes the subscriber ignore every pushed event, as if the
 	// subscription had lost them (tests only).
 	dropEvents atomic.Bool

@@ -36,7 +36,7 @@ func (l *lockCounter) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 				l.attempts.Add(1)
 			}
 		case "evalsha", "eval":
-			if len(args) > 2 && args[2] == 6 {
+			if len(args) > 2 && args[2] == heartbeat.BeatKeys {
 				l.beats.Add(1)
 			}
 		}

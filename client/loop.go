@@ -228,6 +228,7 @@ func (c *Client) beat(ctx context.Context) (heartbeat.Reply, error) {
 	// The reply's HeldRev speaks for raw's groups only if the beat reports
 	// all of them and no read replaces raw before the reply is used.
 	covers := c.raw != nil && !c.fromCache && subset(c.raw.Names(), held)
+	exact := covers && len(c.raw.Groups) == len(held)
 	seq := c.rawSeq
 	c.mu.Unlock()
 
@@ -256,6 +257,13 @@ func (c *Client) beat(ctx context.Context) (heartbeat.Reply, error) {
 		// Groups were written since the read, none of them held: the node
 		// hears only its own groups' events, and need not read for others.
 		c.lastRev = reply.Rev
+	}
+	if exact && seq == c.rawSeq && c.trusted && !c.rawDirty && reply.EntryIsHeld && !reply.Dirty && reply.Epoch > c.raw.Epoch {
+		// The pool changed elsewhere: this node's entry is what it read and
+		// the beat gives its groups' holder counts. No event came (only the
+		// nodes a change concerns get one); take the epoch without a read.
+		c.adoptLocked(reply.Epoch, reply.Holders)
+		c.beatAdopted.Add(1)
 	}
 	if until := sent.Add(c.o.heartbeat.TTL); until.After(c.leaseUntil) {
 		c.leaseUntil = until

@@ -40,7 +40,7 @@ func (s *slowReads) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 				if s.on.Load() {
 					time.Sleep(s.delay) // latency of the reply, not a wait for a condition
 				}
-			case 6: // beat.lua
+			case heartbeat.BeatKeys:
 				s.beats.Add(1)
 			}
 		}

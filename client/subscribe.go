@@ -242,18 +242,25 @@ func (c *Client) onAssignment(ev registry.Event) {
 		signal(c.wakeFetch)
 		return
 	}
+	c.adoptLocked(ev.Epoch, counts)
+	c.adopted.Add(1)
+}
+
+// adoptLocked moves raw to epoch without a read, with the share 1/count of
+// each of its groups counts gives, and publishes it (OnChange only when a
+// share moved).
+func (c *Client) adoptLocked(epoch int64, counts map[string]int) {
 	a := *c.raw
-	a.Epoch = ev.Epoch
+	a.Epoch = epoch
 	if len(counts) > 0 {
 		a.Groups = slices.Clone(a.Groups)
 		for i, g := range a.Groups {
-			if n, ok := counts[g.Name]; ok {
+			if n, ok := counts[g.Name]; ok && n > 0 {
 				a.Groups[i].Share = 1 / float64(n)
 			}
 		}
 	}
 	c.raw = &a
-	c.adopted.Add(1)
 	c.publishLocked()
 }
 

@@ -8,6 +8,8 @@
 -- KEYS[4] :log      STREAM of events
 -- KEYS[5] :schedule ZSET scheduled change IDs -> due time (ms)
 -- KEYS[6] :revoked  HASH node ID -> groups revoked but maybe still in use
+-- KEYS[7] :assign   HASH node ID -> comma-joined sorted groups (registry's)
+-- KEYS[8] :holders  HASH group -> holder count (registry's)
 -- ARGV[1] node ID
 -- ARGV[2] ip
 -- ARGV[3] preferred group ("" = none)
@@ -20,7 +22,8 @@
 -- ARGV[10] heartbeat interval in ms (at most one preferred-caused mver bump per interval)
 --
 -- Reply: {epoch, rev, work (0|1), joined (0|1), now (ms), first (0|1),
---        heldRev (see below)}
+--        heldRev, entry (see below), dirty (0|1), count of each held group
+--        in ARGV[4] order...}
 -- first: this node is the one to plan the pending work now (see below).
 -- Or {-1, until (ms), now (ms)} when the ID is live under another session:
 -- then nothing is written, and the ID stays taken until `until` unless its
@@ -165,4 +168,24 @@ if work == 1 then
   end
 end
 
-return {epoch, rev, work, joined, now, first, heldRev}
+-- entry: 1 when the node's committed entry is exactly the groups it reports
+-- held, with their holder counts after it and dirty (a leave or reap changed
+-- counts since the last commit): a node that read those groups at an older
+-- epoch, and whose epoch no event brought, takes the new epoch and shares
+-- from the beat instead of reading — after a change elsewhere in the pool
+-- only the nodes it concerns get an event at all.
+local entry = 0
+if redis.call('HGET', KEYS[7], id) == ARGV[4] then
+  entry = 1
+end
+local dirty = 0
+if redis.call('HEXISTS', KEYS[2], 'dirty') == 1 then
+  dirty = 1
+end
+local reply = {epoch, rev, work, joined, now, first, heldRev, entry, dirty}
+if entry == 1 and ARGV[4] ~= '' then
+  for g in string.gmatch(ARGV[4], '[^,]+') do
+    reply[#reply + 1] = tonumber(redis.call('HGET', KEYS[8], g) or '0') or 0
+  end
+end
+return reply

@@ -167,7 +167,21 @@ type Reply struct {
 	// HeldRev or later has nothing to read for the groups it holds, whatever
 	// Rev says.
 	HeldRev int64
+	// EntryIsHeld is true when the node's committed entry is exactly the
+	// groups the beat reported held; Holders then gives each one's holder
+	// count, and Dirty says whether a leave or reap changed counts since the
+	// last commit (then they are not the epoch's). A node that read those
+	// groups at an older epoch may take Epoch and the shares 1/Holders
+	// without a read when Dirty is false.
+	EntryIsHeld bool
+	Dirty       bool
+	Holders     map[string]int
 }
+
+// BeatKeys is how many keys the beat script takes: command hooks that
+// count beats (tests, check perf) recognise it by EVALSHA with this many
+// keys, the first one the namespace's :nodes.
+const BeatKeys = 8
 
 // Beat records one beat of b.Node in exactly one round trip and returns the
 // state the node needs to notice a change. The first beat of a node (or the
@@ -181,7 +195,7 @@ func (t *Tracker) Beat(ctx context.Context, b Beat) (Reply, error) {
 		return Reply{}, err
 	}
 	res, err := beatScript.Run(ctx, t.rdb,
-		[]string{t.nodes, t.state, t.members, t.logKey, t.schedule, t.revoked},
+		[]string{t.nodes, t.state, t.members, t.logKey, t.schedule, t.revoked, t.keys.Assign(), t.keys.Holders()},
 		b.Node, b.IP, b.Preferred, held, b.Ack, t.ttl, t.events, logMaxLen, b.Session, t.iv,
 	).Int64Slice()
 	if err != nil {
@@ -190,10 +204,26 @@ func (t *Tracker) Beat(ctx context.Context, b Beat) (Reply, error) {
 	if len(res) == 3 && res[0] == -1 {
 		return Reply{Now: time.UnixMilli(res[2])}, &InUseError{Node: b.Node, Remaining: time.Duration(res[1]-res[2]) * time.Millisecond}
 	}
-	if len(res) != 7 {
+	if len(res) < 9 {
 		return Reply{}, fmt.Errorf("heartbeat: beat %q: unexpected reply of %d values", b.Node, len(res))
 	}
-	r := Reply{Epoch: res[0], Rev: res[1], Work: res[2] == 1, Joined: res[3] == 1, Now: time.UnixMilli(res[4]), First: res[5] == 1, HeldRev: res[6]}
+	r := Reply{Epoch: res[0], Rev: res[1], Work: res[2] == 1, Joined: res[3] == 1, Now: time.UnixMilli(res[4]), First: res[5] == 1,
+		HeldRev: res[6], EntryIsHeld: res[7] == 1, Dirty: res[8] == 1}
+	if r.EntryIsHeld {
+		names := strings.Split(held, ",")
+		if held == "" {
+			names = nil
+		}
+		if len(res) != 9+len(names) {
+			return Reply{}, fmt.Errorf("heartbeat: beat %q: unexpected reply of %d values for %d groups", b.Node, len(res), len(names))
+		}
+		if len(names) > 0 {
+			r.Holders = make(map[string]int, len(names))
+			for i, g := range names {
+				r.Holders[g] = int(res[9+i])
+			}
+		}
+	}
 	if r.Joined {
 		t.log.Info("node joined", "node", b.Node, "epoch", r.Epoch)
 	}

@@ -98,6 +98,7 @@ func TestTracker(t *testing.T) {
 		"OneRoundTrip":       testOneRoundTrip,
 		"InvalidNode":        testInvalidNode,
 		"HeldRev":            testHeldRev,
+		"EntryIsHeld":        testEntryIsHeld,
 	}
 	topologies := map[string]func(t *testing.T) redis.UniversalClient{
 		"standalone": func(t *testing.T) redis.UniversalClient { return redistest.Start(t).Client(t) },
@@ -524,4 +525,39 @@ func testHeldRev(t *testing.T, rdb redis.UniversalClient) {
 		assert.Equal(t, int64(9), r.Rev)
 		assert.Equal(t, c.want, r.HeldRev, "held %v", c.held)
 	}
+}
+
+// testEntryIsHeld: a beat says whether the node's committed entry is what
+// it reports held, and then gives those groups' holder counts and whether
+// a leave or reap made them newer than the epoch.
+func testEntryIsHeld(t *testing.T, rdb redis.UniversalClient) {
+	e := newEnv(t, rdb)
+	ctx := context.Background()
+	require.NoError(t, rdb.HSet(ctx, e.k.Assign(), "n1", "a,b", "n2", "").Err())
+	require.NoError(t, rdb.HSet(ctx, e.k.Holders(), "a", 3, "b", 2).Err())
+	beat := func(node string, held ...string) heartbeat.Reply {
+		t.Helper()
+		r, err := e.tr.Beat(ctx, heartbeat.Beat{Node: node, IP: "10.0.0.1", Held: held})
+		require.NoError(t, err)
+		return r
+	}
+	r := beat("n1", "b", "a")
+	assert.True(t, r.EntryIsHeld)
+	assert.False(t, r.Dirty)
+	assert.Equal(t, map[string]int{"a": 3, "b": 2}, r.Holders)
+
+	r = beat("n1", "a")
+	assert.False(t, r.EntryIsHeld, "the entry has b too")
+	assert.Nil(t, r.Holders)
+
+	r = beat("n2")
+	assert.True(t, r.EntryIsHeld, "standby, and holding nothing")
+	assert.Nil(t, r.Holders)
+	r = beat("n3")
+	assert.False(t, r.EntryIsHeld, "no entry yet")
+
+	e.setState(t, "dirty", 1)
+	r = beat("n1", "a", "b")
+	assert.True(t, r.EntryIsHeld)
+	assert.True(t, r.Dirty, "counts newer than the epoch")
 }

@@ -232,11 +232,18 @@ if #nodes > 0 then ev.nodes = nodes end
 if #groups > 0 then ev.groups = groups end
 if #counts > 0 then ev.holders = holders end
 local payload = cjson.encode(ev)
--- The nodes whose entries changed hear first, each on its own channel
--- (keys.Keys.NodeEvents): they must read, and the copy on the assignment
--- channel reaches them only somewhere in a fan-out to the whole pool.
+-- An event that names what changed goes only to the nodes it concerns: to
+-- each named node on its own channel (keys.Keys.NodeEvents), then to the
+-- holders of each named group on the group's channel (they take their new
+-- share from it, or read). Every other node learns the epoch from its next
+-- beat, which says its entry and counts are unchanged (heartbeat's
+-- beat.lua), so a change costs deliveries to the nodes it concerns, not to
+-- the whole pool. Watchers get it on the events channel.
 for _, id in ipairs(nodes) do
   redis.call('PUBLISH', ARGV[5] .. ':node:' .. id, payload)
 end
-publish(ARGV[5], 'assignment', '', payload)
+for _, g in ipairs(groups) do
+  redis.call('PUBLISH', ARGV[5] .. ':group:' .. g, payload)
+end
+redis.call('PUBLISH', ARGV[5], payload)
 return {'ok', num(epoch)}

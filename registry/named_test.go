@@ -229,8 +229,11 @@ func testEventChannels(t *testing.T, rdb redis.UniversalClient) {
 	pub, _ := commitNext(t, e, all, map[string][]string{"n1": {"a"}})
 
 	// The events channel had everything, in order (commitNext read the
-	// three group events before the assignment); each node channel only
-	// its own.
+	// three group events before the assignment); each narrow channel only
+	// what concerns its subscribers: an assignment event that names what
+	// changed goes to the named node and the named group's holders, not to
+	// the assignment channel (every other node learns the epoch from its
+	// beat).
 	for _, want := range []struct {
 		sub  *redis.PubSub
 		typ  string
@@ -239,8 +242,8 @@ func testEventChannels(t *testing.T, rdb redis.UniversalClient) {
 	}{
 		{ga, registry.EventGroupAdded, 1, "a's channel: a added"},
 		{ga, registry.EventGroupUpdated, 3, "a's channel: a updated"},
+		{ga, registry.EventAssignment, 0, "a's channel: the assignment that changed a's holder count"},
 		{gb, registry.EventGroupAdded, 2, "b's channel: b added"},
-		{assign, registry.EventAssignment, 0, "assignment channel"},
 		{n1, registry.EventAssignment, 0, "the channel of the node it names"},
 	} {
 		ev := next(want.sub)

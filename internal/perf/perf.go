@@ -239,8 +239,8 @@ func (r *roundTrips) count(cmd redis.Cmder) {
 	}
 }
 
-// isBeat recognises heartbeat's beat script: EVAL(SHA) with 6 keys, the
-// first one the namespace's :nodes (live, reap and leave use fewer keys).
+// isBeat recognises heartbeat's beat script: EVAL(SHA) with
+// heartbeat.BeatKeys keys, the first one the namespace's :nodes.
 func (r *roundTrips) isBeat(cmd redis.Cmder) bool {
 	if n := cmd.Name(); n != "evalsha" && n != "eval" {
 		return false
@@ -250,7 +250,7 @@ func (r *roundTrips) isBeat(cmd redis.Cmder) bool {
 		return false
 	}
 	numKeys, ok := args[2].(int)
-	return ok && numKeys == 6 && args[3] == r.nodesKey
+	return ok && numKeys == heartbeat.BeatKeys && args[3] == r.nodesKey
 }
 
 func (r *roundTrips) reset() { r.calls.Store(0); r.beats.Store(0) }
