@@ -121,11 +121,16 @@ type Client struct {
 	// fetches and adopted count assignment reads and epochs adopted from
 	// an event without a read (tests and check perf read them).
 	fetches, adopted atomic.Int64
-	// beatAdopted counts epochs taken from a beat reply without a read.
-	beatAdopted atomic.Int64
+	// beatAdopted counts epochs taken from a beat reply without a read;
+	// docAdopted, group writes taken from their event's document.
+	beatAdopted, docAdopted atomic.Int64
 	// dropEvents makes the subscriber ignore every pushed event, as if the
 	// subscription had lost them (tests only).
 	dropEvents atomic.Bool
+	// ignoreDocs makes the subscriber ignore the documents group events
+	// carry, so a held group's write is read as from an older writer
+	// (tests of the read path only).
+	ignoreDocs atomic.Bool
 
 	// subMu guards the events subscription: ps (nil while not
 	// subscribed) and the channels it follows (channels).

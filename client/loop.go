@@ -11,6 +11,7 @@ import (
 
 	"github.com/allot-io/allot/allocator"
 	"github.com/allot-io/allot/heartbeat"
+	"github.com/allot-io/allot/registry"
 )
 
 // beatLoop sends one beat per interval (a little early, never late) and
@@ -335,6 +336,11 @@ func (c *Client) rebalance(ctx context.Context) {
 	}
 }
 
+// groupFromDoc is what a node holds of group document g, at share.
+func groupFromDoc(g registry.Group, share float64) Group {
+	return Group{Name: g.Name, Version: g.Version, Config: g.Config, Share: share, Quota: g.Quota, MaxNodes: g.MaxNodes}
+}
+
 // forceFetch wakes the fetcher for a read it may not skip.
 func (c *Client) forceFetch() {
 	c.mu.Lock()
@@ -380,10 +386,7 @@ func (c *Client) fetch(ctx context.Context) error {
 
 	a := &Assignment{Epoch: view.Epoch}
 	for _, g := range view.Groups {
-		a.Groups = append(a.Groups, Group{
-			Name: g.Name, Version: g.Version, Config: g.Config,
-			Share: 1 / float64(view.Holders[g.Name]), Quota: g.Quota, MaxNodes: g.MaxNodes,
-		})
+		a.Groups = append(a.Groups, groupFromDoc(g, 1/float64(view.Holders[g.Name])))
 	}
 	slices.SortFunc(a.Groups, func(x, y Group) int {
 		switch {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -347,6 +348,7 @@ func TestFailedReadRetriesWithBackoff(t *testing.T) {
 	hb := heartbeat.Config{Interval: time.Second, TTL: 3 * time.Second}
 	c, err := New(rdb, WithNodeID("r1"), WithIP("10.0.0.1"), WithHeartbeat(hb), WithLogger(testLogger()))
 	require.NoError(t, err)
+	c.ignoreDocs.Store(true) // the write's event wakes a read, as from an older writer
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	require.NoError(t, c.Start(ctx))
@@ -470,4 +472,64 @@ func TestCoveredReadSkipped(t *testing.T) {
 	require.NoError(t, c.fetch(ctx))
 	assert.Equal(t, before+2, c.fetches.Load(), "unconfirmed epoch: read")
 	assert.Equal(t, a.Epoch-1, c.Assignment().Epoch)
+}
+
+// TestConfigChangeTakenFromEvent: a write's event on the group's channel
+// carries the new document, and a holder that has covered every revision
+// before it takes the new config from it without a read; a holder that
+// missed a revision reads.
+func TestConfigChangeTakenFromEvent(t *testing.T) {
+	p := newPool(t)
+	p.addGroup("g0", registry.Change{Set: set("v", "0")})
+	p.addGroup("g1", registry.Change{Set: set("v", "0")})
+	cs := p.startClients("d", 2, WithHeartbeat(slowHB))
+	within(t, 10*time.Second, func() bool {
+		h := holdersOf(cs)
+		return len(h["g0"]) == 1 && len(h["g1"]) == 1 && h["g0"][0] != h["g1"][0]
+	}, "one group each")
+	holder := holdersOf(cs)["g0"][0]
+	within(t, 10*time.Second, func() bool {
+		holder.mu.Lock()
+		defer holder.mu.Unlock()
+		return holder.lastRev == holder.seenRev && len(holder.wakeFetch) == 0
+	}, "holder settled")
+	var versions []int64
+	var mu sync.Mutex
+	holder.OnChange(func(_, a Assignment) {
+		g, _ := a.Group("g0")
+		mu.Lock()
+		versions = append(versions, g.Version)
+		mu.Unlock()
+	})
+	fetches := holder.fetches.Load()
+
+	g, err := p.reg.Update(context.Background(), "g0", registry.Change{Set: set("v", "1")}, "test")
+	require.NoError(t, err)
+	within(t, slowHB.Interval/2, func() bool { v, _ := holder.Config("v"); return v == "1" }, "new config")
+	assert.Equal(t, fetches, holder.fetches.Load(), "taken from the event: no read")
+	assert.Equal(t, int64(1), holder.docAdopted.Load())
+	within(t, time.Second, func() bool { mu.Lock(); defer mu.Unlock(); return len(versions) == 1 }, "OnChange")
+	mu.Lock()
+	assert.Equal(t, []int64{g.Version}, versions)
+	mu.Unlock()
+
+	// A write to g1, which the holder does not hear of (nor, paused, from
+	// a beat), then one to g0: its event is not the next revision the
+	// holder covers, so it reads.
+	holder.pause()
+	_, err = p.reg.Update(context.Background(), "g1", registry.Change{Set: set("v", "1")}, "test")
+	require.NoError(t, err)
+	g, err = p.reg.Update(context.Background(), "g0", registry.Change{Set: set("v", "2")}, "test")
+	require.NoError(t, err)
+	within(t, time.Second, func() bool {
+		holder.mu.Lock()
+		defer holder.mu.Unlock()
+		return holder.eventRev > holder.lastRev
+	}, "g0's event seen, not taken")
+	holder.resume()
+	within(t, 2*slowHB.Interval+time.Second, func() bool { v, _ := holder.Config("v"); return v == "2" }, "newest config")
+	assert.Equal(t, int64(1), holder.docAdopted.Load(), "a gap: read, not taken")
+	assert.Greater(t, holder.fetches.Load(), fetches)
+	got, _ := holder.Assignment().Group("g0")
+	assert.Equal(t, g.Version, got.Version)
 }

@@ -125,11 +125,17 @@ func (c *Client) onEvent(payload string) {
 			// for this revision once the ones before it are covered.
 			c.noteUnheldLocked(ev.Rev, ev.Group)
 		}
+		var adopted *Assignment
 		if held {
-			c.eventRev = max(c.eventRev, ev.Rev)
+			if adopted = c.adoptDocLocked(ev); adopted == nil {
+				c.eventRev = max(c.eventRev, ev.Rev)
+			}
 		}
 		c.mu.Unlock()
-		if held {
+		switch {
+		case adopted != nil:
+			c.saveCache(*adopted)
+		case held:
 			signal(c.wakeFetch)
 		}
 	}
@@ -185,6 +191,34 @@ func (c *Client) followGroups() {
 		}
 	}
 	c.channels = want
+}
+
+// adoptDocLocked applies a held group's write from its event, which on the
+// group's own channel carries the new document, instead of reading it: when
+// the write is the next revision after every one the node has covered, and
+// what it read is trusted. It returns the new raw assignment, or nil when
+// the node must read.
+func (c *Client) adoptDocLocked(ev registry.Event) *Assignment {
+	if ev.Doc == "" || c.ignoreDocs.Load() || ev.Rev <= 0 || ev.Rev != c.lastRev+1 ||
+		c.raw == nil || c.fromCache || !c.trusted || c.rawDirty {
+		return nil
+	}
+	doc, err := registry.ParseGroupDoc(ev.Doc)
+	if err != nil || doc.Name != ev.Group {
+		return nil
+	}
+	i := slices.IndexFunc(c.raw.Groups, func(g Group) bool { return g.Name == doc.Name })
+	if i < 0 || doc.Version <= c.raw.Groups[i].Version {
+		return nil
+	}
+	a := *c.raw
+	a.Groups = slices.Clone(a.Groups)
+	a.Groups[i] = groupFromDoc(doc, a.Groups[i].Share)
+	c.raw = &a
+	c.docAdopted.Add(1)
+	c.readLocked(ev.Rev)
+	c.publishLocked()
+	return &a
 }
 
 // eventsPingAfter is how long a quiet events subscription waits before it

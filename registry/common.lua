@@ -50,12 +50,14 @@ end
 -- care follow instead (keys.Keys.AssignmentEvents, GroupEvents): assignment
 -- events to every node, a group's events to its holders only, so a config
 -- change wakes its holders and not the whole pool.
-local function publish(channel, typ, group, payload)
+-- holders (optional) is the payload for the group's channel when it
+-- differs: a write's event carries the new document there, for holders.
+local function publish(channel, typ, group, payload, holders)
   redis.call('PUBLISH', channel, payload)
   if typ == 'assignment' then
     redis.call('PUBLISH', channel .. ':assignment', payload)
   elseif group ~= '' and string.sub(typ, 1, 6) == 'group.' then
-    redis.call('PUBLISH', channel .. ':group:' .. group, payload)
+    redis.call('PUBLISH', channel .. ':group:' .. group, holders or payload)
   end
 end
 
@@ -74,8 +76,10 @@ end
 -- emit appends one event to the log stream and publishes it with its ID.
 -- rev (optional) is the group revision a group write moved to: a node that
 -- does not hold the group and had read the revision before adopts it
--- without a read.
-local function emit(log, channel, maxlen, typ, group, node, by, epoch, version, at, rev)
+-- without a read. doc (optional) is the group's new document: only the
+-- copy on the group's channel carries it (its holders take it instead of
+-- reading), never the events channel or the log, which watchers print.
+local function emit(log, channel, maxlen, typ, group, node, by, epoch, version, at, rev, doc)
   local fields = {'type', typ, 'group', group, 'node', node, 'epoch', num(epoch),
     'version', num(version), 'by', by, 'at', num(at)}
   if rev then
@@ -83,8 +87,13 @@ local function emit(log, channel, maxlen, typ, group, node, by, epoch, version, 
     fields[#fields + 1] = num(rev)
   end
   local id = redis.call('XADD', log, 'MAXLEN', '~', maxlen, '*', unpack(fields))
-  publish(channel, typ, group, cjson.encode({
-    id = id, type = typ, group = group, node = node, epoch = epoch,
-    version = version, by = by, at = at, rev = rev}))
+  local ev = {id = id, type = typ, group = group, node = node, epoch = epoch,
+    version = version, by = by, at = at, rev = rev}
+  local payload, holders = cjson.encode(ev), nil
+  if doc then
+    ev.doc = doc
+    holders = cjson.encode(ev)
+  end
+  publish(channel, typ, group, payload, holders)
   return id
 end

@@ -74,6 +74,11 @@ type Event struct {
 	// events): a node that does not hold the group and has read Rev-1
 	// adopts it without a read.
 	Rev int64
+	// Doc is the group's new document (JSON, secrets included), only on
+	// the copy of a write's event published on the group's own channel for
+	// its holders (ParseGroupDoc); never on the events channel or in the
+	// log. Not marshalled.
+	Doc string
 }
 
 // Concerns reports whether an assignment event may change what node, which
@@ -187,7 +192,7 @@ func (e *Event) UnmarshalJSON(b []byte) error {
 		k string
 		p *string
 	}{{"id", &out.ID}, {"type", &out.Type}, {"group", &out.Group}, {"node", &out.Node}, {"by", &out.By},
-		{"epoch", &epoch}, {"version", &version}, {"at", &at}, {"reason", &out.Reason}, {"rev", &rev}} {
+		{"epoch", &epoch}, {"version", &version}, {"at", &at}, {"reason", &out.Reason}, {"rev", &rev}, {"doc", &out.Doc}} {
 		if *f.p, err = str(f.k); err != nil {
 			return err
 		}

@@ -250,6 +250,21 @@ func testEventChannels(t *testing.T, rdb redis.UniversalClient) {
 		assert.Equal(t, want.typ, ev.Type, want.what)
 		assert.Equal(t, want.rev, ev.Rev, want.what)
 	}
+	// A write's document rides only on the group's channel, for holders:
+	// watchers' copy (and the log) never carries config.
+	_, err = e.reg.Update(ctx, "b", registry.Change{Set: map[string]string{"api_key": "sk-secret"}}, "t")
+	require.NoError(t, err)
+	forWatchers, forHolders := next(all), next(gb)
+	assert.Empty(t, forWatchers.Doc)
+	doc, err := registry.ParseGroupDoc(forHolders.Doc)
+	require.NoError(t, err)
+	assert.Equal(t, "sk-secret", doc.Config["api_key"])
+	logged, err := e.reg.Events(ctx, "", 10000, 0)
+	require.NoError(t, err)
+	for _, ev := range logged {
+		assert.Empty(t, ev.Doc)
+	}
+
 	// Nothing else came on the narrow channels: a marker on each is next.
 	for _, ch := range []string{e.k.AssignmentEvents(), e.k.GroupEvents("a"), e.k.GroupEvents("b"), e.k.NodeEvents("n1"), e.k.NodeEvents("n2")} {
 		require.NoError(t, rdb.Publish(ctx, ch, `{"type":"marker"}`).Err())
@@ -264,7 +279,7 @@ func testEventChannels(t *testing.T, rdb redis.UniversalClient) {
 	assert.Equal(t, "3", got, "a's last write")
 	got, err = groupRev("b")
 	require.NoError(t, err)
-	assert.Equal(t, "2", got)
+	assert.Equal(t, "4", got, "b's last write")
 	require.NoError(t, e.reg.Delete(ctx, "b", "t"))
 	_, err = groupRev("b")
 	assert.ErrorIs(t, err, redis.Nil, "a deleted group's revision goes")

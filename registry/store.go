@@ -41,6 +41,10 @@ func encodeGroupBody(g Group) (string, error) {
 	return string(b), err
 }
 
+// ParseGroupDoc decodes a group document as stored (and as a write's event
+// carries it to the group's holders: Event.Doc).
+func ParseGroupDoc(doc string) (Group, error) { return decodeGroup(doc) }
+
 func decodeGroup(s string) (Group, error) {
 	var g Group
 	if err := json.Unmarshal([]byte(s), &g); err != nil {

@@ -96,7 +96,7 @@ group_rev(KEYS[4], name, rev)
 redis.call('LPUSH', KEYS[2], doc)
 redis.call('LTRIM', KEYS[2], 0, tonumber(ARGV[5]) - 1)
 redis.call('SADD', KEYS[3], name)
-emit(KEYS[5], channel, maxlen, ARGV[6], name, '', ARGV[7], 0, tonumber(ARGV[8]), now, rev)
+emit(KEYS[5], channel, maxlen, ARGV[6], name, '', ARGV[7], 0, tonumber(ARGV[8]), now, rev, doc)
 if claim ~= '' then
   emit(KEYS[5], channel, maxlen, 'schedule.applied', name, '', ARGV[16], 0, tonumber(ARGV[8]), now)
 end

@@ -636,7 +636,7 @@ func (h *perfHarness) watch(timeout, gap time.Duration, done func(a *registry.As
 
 // waitSettled waits until the committed assignment covers exactly the live
 // nodes, is balanced, and every live node uses what it was assigned at the
-// committed epoch.
+// committed epoch, and then until the nodes are quiet (waitQuiet).
 func (h *perfHarness) waitSettled(timeout time.Duration) error {
 	live := h.live()
 	anodes := make([]allocator.Node, len(live))
@@ -681,7 +681,32 @@ func (h *perfHarness) waitSettled(timeout time.Duration) error {
 	if errors.Is(err, errNotSettled) {
 		return fmt.Errorf("%w: %s", err, why)
 	}
-	return err
+	if err != nil {
+		return err
+	}
+	return h.waitQuiet(2 * h.cfg.Interval)
+}
+
+// waitQuiet waits, up to limit, until the nodes send nothing but beats for
+// a quiet window: reads the last change woke (a weight change makes every
+// node read) are over before the next measurement starts, so they are not
+// counted against it.
+func (h *perfHarness) waitQuiet(limit time.Duration) error {
+	const window = 250 * time.Millisecond
+	deadline := time.Now().Add(limit)
+	prev := h.counter.snapshot()
+	for time.Now().Before(deadline) {
+		if err := h.sleep(window); err != nil {
+			return err
+		}
+		cur := h.counter.snapshot()
+		if cur.cmds-cur.beats == prev.cmds-prev.beats {
+			return nil
+		}
+		prev = cur
+	}
+	h.logf("the nodes were still sending more than beats after %v; measuring anyway", limit)
+	return nil
 }
 
 // measureBeats counts beats and round trips over the steady window.
