@@ -815,6 +815,8 @@ func (h *perfHarness) measurePropagation(res *Result) error {
 			samples = append(samples, ms(timeout))
 		}
 		res.Updates++
+		this := latencies(samples[len(samples)-len(holders):])
+		h.logf("update %d: p50 %.1f ms, p99 %.1f ms", u, this.P50, this.P99)
 	}
 	res.PropagationMS = latencies(samples)
 	return nil
