@@ -230,13 +230,13 @@ func (c *Client) beat(ctx context.Context) (heartbeat.Reply, error) {
 	// all of them and no read replaces raw before the reply is used.
 	covers := c.raw != nil && !c.fromCache && subset(c.raw.Names(), held)
 	exact := covers && len(c.raw.Groups) == len(held)
-	seq := c.rawSeq
+	seq, rev := c.rawSeq, c.lastRev
 	c.mu.Unlock()
 
 	sent := c.o.now()
 	bctx, cancel := context.WithTimeout(ctx, c.callTimeout())
 	reply, err := c.hb.Beat(bctx, heartbeat.Beat{
-		Node: c.o.nodeID, Session: c.session, IP: c.o.ip, Preferred: c.o.preferred, Held: held, Ack: ack,
+		Node: c.o.nodeID, Session: c.session, IP: c.o.ip, Preferred: c.o.preferred, Held: held, Ack: ack, Rev: rev,
 	})
 	cancel()
 	if err != nil {

@@ -20,6 +20,8 @@
 -- ARGV[8] approximate MAXLEN of the log stream
 -- ARGV[9] session of the beating process
 -- ARGV[10] heartbeat interval in ms (at most one preferred-caused mver bump per interval)
+-- ARGV[11] group revision the node's view covers (0 = unknown): with ack,
+--          lets a steady beat skip heldRev and entry (below)
 --
 -- Reply: {epoch, rev, work (0|1), joined (0|1), now (ms), first (0|1),
 --        heldRev, entry (see below), dirty (0|1), count of each held group
@@ -107,7 +109,7 @@ local pmver = tonumber(st[5] or '0') or 0
 -- held group without a field (deleted, or not written since the fields
 -- exist) counts as changed at the current revision.
 local heldRev = 0
-if ARGV[4] ~= '' then
+if ARGV[4] ~= '' and tonumber(ARGV[11] or '0') ~= rev then
   local fields = {}
   for g in string.gmatch(ARGV[4], '[^,]+') do
     fields[#fields + 1] = 'r:' .. g
@@ -174,13 +176,15 @@ end
 -- epoch, and whose epoch no event brought, takes the new epoch and shares
 -- from the beat instead of reading — after a change elsewhere in the pool
 -- only the nodes it concerns get an event at all.
-local entry = 0
-if redis.call('HGET', KEYS[7], id) == ARGV[4] then
-  entry = 1
-end
-local dirty = 0
-if redis.call('HEXISTS', KEYS[2], 'dirty') == 1 then
-  dirty = 1
+-- A node whose ack is the current epoch has nothing to take: skip it.
+local entry, dirty = 0, 0
+if tonumber(ARGV[5]) ~= epoch then
+  if redis.call('HGET', KEYS[7], id) == ARGV[4] then
+    entry = 1
+  end
+  if redis.call('HEXISTS', KEYS[2], 'dirty') == 1 then
+    dirty = 1
+  end
 end
 local reply = {epoch, rev, work, joined, now, first, heldRev, entry, dirty}
 if entry == 1 and ARGV[4] ~= '' then

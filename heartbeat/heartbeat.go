@@ -139,6 +139,11 @@ type Beat struct {
 	Held []string
 	// Ack is the assignment epoch that Held reflects.
 	Ack int64
+	// Rev is the group revision the node's view covers (0 = unknown).
+	// When it and Ack are current the beat skips the comparisons it would
+	// only need if they had moved (HeldRev, EntryIsHeld): a steady beat
+	// costs what it did before them.
+	Rev int64
 }
 
 // Reply is what a beat returns: enough for the node to notice a change.
@@ -196,7 +201,7 @@ func (t *Tracker) Beat(ctx context.Context, b Beat) (Reply, error) {
 	}
 	res, err := beatScript.Run(ctx, t.rdb,
 		[]string{t.nodes, t.state, t.members, t.logKey, t.schedule, t.revoked, t.keys.Assign(), t.keys.Holders()},
-		b.Node, b.IP, b.Preferred, held, b.Ack, t.ttl, t.events, logMaxLen, b.Session, t.iv,
+		b.Node, b.IP, b.Preferred, held, b.Ack, t.ttl, t.events, logMaxLen, b.Session, t.iv, b.Rev,
 	).Int64Slice()
 	if err != nil {
 		return Reply{}, fmt.Errorf("heartbeat: beat %q: %w", b.Node, err)

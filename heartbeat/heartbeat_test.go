@@ -511,6 +511,10 @@ func testHeldRev(t *testing.T, rdb redis.UniversalClient) {
 	e := newEnv(t, rdb)
 	ctx := context.Background()
 	e.setState(t, "rev", 9, keys.GroupRevField("a"), 5, keys.GroupRevField("b"), 7, keys.GroupRevField("z"), 8)
+	// A node whose view covers the current revision is not compared.
+	r, err := e.tr.Beat(ctx, heartbeat.Beat{Node: "n0", IP: "10.0.0.1", Held: []string{"a"}, Rev: 9})
+	require.NoError(t, err)
+	assert.Zero(t, r.HeldRev)
 	for _, c := range []struct {
 		held []string
 		want int64
@@ -533,6 +537,7 @@ func testHeldRev(t *testing.T, rdb redis.UniversalClient) {
 func testEntryIsHeld(t *testing.T, rdb redis.UniversalClient) {
 	e := newEnv(t, rdb)
 	ctx := context.Background()
+	e.setState(t, "epoch", 5)
 	require.NoError(t, rdb.HSet(ctx, e.k.Assign(), "n1", "a,b", "n2", "").Err())
 	require.NoError(t, rdb.HSet(ctx, e.k.Holders(), "a", 3, "b", 2).Err())
 	beat := func(node string, held ...string) heartbeat.Reply {
@@ -560,4 +565,9 @@ func testEntryIsHeld(t *testing.T, rdb redis.UniversalClient) {
 	r = beat("n1", "a", "b")
 	assert.True(t, r.EntryIsHeld)
 	assert.True(t, r.Dirty, "counts newer than the epoch")
+
+	// A node at the current epoch has nothing to take: not compared.
+	r, err := e.tr.Beat(ctx, heartbeat.Beat{Node: "n1", IP: "10.0.0.1", Held: []string{"a", "b"}, Ack: 5})
+	require.NoError(t, err)
+	assert.False(t, r.EntryIsHeld)
 }
