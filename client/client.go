@@ -81,7 +81,7 @@ type Client struct {
 	// server cannot reap this node before then.
 	leaseUntil time.Time
 	lapsed     bool  // the lease ran out and no beat has succeeded since
-	lastRev    int64 // group revision the last fetch covers, or adopted since from events
+	lastRev    int64 // group revision the node's view covers (read, taken from an event, or from a beat's HeldRev)
 	seenRev    int64 // group revision of the last beat reply
 	eventRev   int64 // highest revision of a held group's event: a read started after it covers it
 	readRev    int64 // group revision the last read was at
@@ -94,12 +94,6 @@ type Client struct {
 	// rawSeq is +1 whenever a read replaces raw: a beat reply proves
 	// something about raw's groups only if raw did not change meanwhile.
 	rawSeq uint64
-	// unheld are the revisions after readRev of group events for groups
-	// this node did not hold: each is adopted (lastRev moves past it) once
-	// lastRev reaches the one before and the node still does not hold the
-	// group, so an event that came out of order, or while a read was under
-	// way, costs no second read at the next beat (see advanceRevLocked).
-	unheld map[int64]string
 	// delivered are the groups of the last assignment every OnChange
 	// callback has returned from; beats report them as held until then.
 	delivered []string

@@ -409,9 +409,7 @@ func (c *Client) fetch(ctx context.Context) error {
 	}
 	c.trusted = gen == c.gen
 	// The read saw every group write up to view.Rev (and started after
-	// the beat and the events that showed rev). A later write adopted from
-	// its event counts only if the node still does not hold its group: a
-	// read that started before the write may have just given it the group.
+	// the beat and the events that showed rev).
 	c.readLocked(max(view.Rev, rev))
 	c.publishLocked()
 	c.mu.Unlock()

@@ -106,24 +106,3 @@ func TestWriteDuringReadLeavesNoRevisionGap(t *testing.T) {
 	assert.Equal(t, cnt.Rev, x.lastRev, "x covers the last revision")
 	x.mu.Unlock()
 }
-
-// TestAdvanceRevStopsAtHeldGroup: a revision adopted from the event of a
-// group the node did not hold is given back when a read that started
-// before that write gives the node the group: only a read covers it.
-func TestAdvanceRevStopsAtHeldGroup(t *testing.T) {
-	c := &Client{raw: &Assignment{Groups: []Group{{Name: "a"}}}}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.lastRev, c.readRev = 4, 4
-	c.noteUnheldLocked(6, "c") // out of order: waits for 5
-	assert.Equal(t, int64(4), c.lastRev)
-	c.noteUnheldLocked(5, "b")
-	assert.Equal(t, int64(6), c.lastRev, "5 and 6 adopted")
-	c.noteUnheldLocked(8, "b") // 7 missed
-	assert.Equal(t, int64(6), c.lastRev)
-
-	// A read at revision 5 gives the node group c (changed at 6).
-	c.raw = &Assignment{Groups: []Group{{Name: "c"}}}
-	c.readLocked(5)
-	assert.Equal(t, int64(5), c.lastRev, "6 changed a group the node now holds")
-}

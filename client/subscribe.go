@@ -119,12 +119,9 @@ func (c *Client) onEvent(payload string) {
 		c.onAssignment(ev)
 	case strings.HasPrefix(ev.Type, "group."):
 		c.mu.Lock()
+		// An event of a group the node no longer holds (one that came just
+		// before the unsubscribe) is ignored: the beat's HeldRev covers it.
 		held := c.raw != nil && c.raw.Holds(ev.Group)
-		if !held && ev.Rev > c.readRev {
-			// Nothing this node reads changed: the beat need not re-read
-			// for this revision once the ones before it are covered.
-			c.noteUnheldLocked(ev.Rev, ev.Group)
-		}
 		var adopted *Assignment
 		if held {
 			if adopted = c.adoptDocLocked(ev); adopted == nil {
@@ -298,45 +295,9 @@ func (c *Client) adoptLocked(epoch int64, counts map[string]int) {
 	c.publishLocked()
 }
 
-// maxUnheld bounds the revisions of unheld groups kept for adoption: past
-// it an event is simply not adopted, and the next beat reads.
-const maxUnheld = 1024
-
-// noteUnheldLocked records that group revision rev changed group g, which
-// this node does not hold, and adopts every revision it can.
-func (c *Client) noteUnheldLocked(rev int64, g string) {
-	if c.unheld == nil {
-		c.unheld = make(map[int64]string)
-	}
-	if len(c.unheld) < maxUnheld {
-		c.unheld[rev] = g
-	}
-	c.advanceRevLocked()
-}
-
-// readLocked records a read at group revision rev (raw is what it read):
-// lastRev restarts there and moves over the later revisions events showed
-// to change groups the node does not hold now.
+// readLocked records that raw's documents are current as of group
+// revision rev (a read, or a write taken from its event). Later writes to
+// groups the node does not hold are covered by the beat (HeldRev).
 func (c *Client) readLocked(rev int64) {
 	c.readRev, c.lastRev = rev, rev
-	for r := range c.unheld {
-		if r <= rev {
-			delete(c.unheld, r)
-		}
-	}
-	c.advanceRevLocked()
-}
-
-// advanceRevLocked moves lastRev over each next revision whose event
-// changed a group the node does not hold (as of the assignment it has
-// now): it stops at the first revision it has no event for, or whose
-// group the node holds, which only a read covers.
-func (c *Client) advanceRevLocked() {
-	for {
-		g, ok := c.unheld[c.lastRev+1]
-		if !ok || (c.raw != nil && c.raw.Holds(g)) {
-			return
-		}
-		c.lastRev++
-	}
 }
