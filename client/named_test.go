@@ -488,10 +488,16 @@ func TestConfigChangeTakenFromEvent(t *testing.T) {
 		return len(h["g0"]) == 1 && len(h["g1"]) == 1 && h["g0"][0] != h["g1"][0]
 	}, "one group each")
 	holder := holdersOf(cs)["g0"][0]
+	// Settled: covering the beat's revision, no read queued, and none
+	// started since the last poll (one under way would land in the check).
+	lastFetches := int64(-1)
 	within(t, 10*time.Second, func() bool {
 		holder.mu.Lock()
 		defer holder.mu.Unlock()
-		return holder.lastRev == holder.seenRev && len(holder.wakeFetch) == 0
+		f := holder.fetches.Load()
+		quiet := f == lastFetches
+		lastFetches = f
+		return quiet && holder.lastRev == holder.seenRev && len(holder.wakeFetch) == 0
 	}, "holder settled")
 	var versions []int64
 	var mu sync.Mutex

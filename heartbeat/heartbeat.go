@@ -170,14 +170,15 @@ type Reply struct {
 	// groups the beat reported (Rev when one has no record: deleted, or not
 	// written since revisions were recorded per group). A node that read at
 	// HeldRev or later has nothing to read for the groups it holds, whatever
-	// Rev says.
+	// Rev says. 0 when Beat.Rev is Rev (nothing to compare).
 	HeldRev int64
 	// EntryIsHeld is true when the node's committed entry is exactly the
 	// groups the beat reported held; Holders then gives each one's holder
 	// count, and Dirty says whether a leave or reap changed counts since the
 	// last commit (then they are not the epoch's). A node that read those
 	// groups at an older epoch may take Epoch and the shares 1/Holders
-	// without a read when Dirty is false.
+	// without a read when Dirty is false. Not compared (false) when
+	// Beat.Ack is Epoch.
 	EntryIsHeld bool
 	Dirty       bool
 	Holders     map[string]int
