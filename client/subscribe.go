@@ -44,8 +44,9 @@ func (c *Client) subscribe() {
 }
 
 // listen holds one subscription until it fails or ctx ends: to the
-// assignment events, which every node follows, and to the events of the
-// groups it holds (followGroups keeps those in step with the assignment).
+// assignment events that name nothing (every node follows them), to those
+// that name this node, and to the events of the groups it holds
+// (followGroups keeps those in step with the assignment).
 // After a reconnect (resumed) the assignment is re-read, as events may have
 // been missed.
 func (c *Client) listen(ctx context.Context, resumed bool) error {
