@@ -38,6 +38,7 @@ const MinLockExpiry = 200 * time.Millisecond
 // A Rebalancer is safe for concurrent use; concurrent Run calls on one
 // Rebalancer simply compete for the lock like any other planner.
 type Rebalancer struct {
+	rdb        redis.UniversalClient
 	reg        *registry.Registry
 	hb         *heartbeat.Tracker
 	rs         *redsync.Redsync
@@ -65,32 +66,35 @@ type groupCache struct {
 	groups []registry.Group
 }
 
-// list returns the groups at revision rev or newer.
-func (c *groupCache) list(ctx context.Context, reg *registry.Registry, rev int64) ([]registry.Group, error) {
-	if c == nil {
-		return listWithHealth(ctx, reg)
-	}
+// have returns the revision the cache holds the groups of (-1: none).
+func (c *groupCache) have() int64 {
 	c.mu.Lock()
-	if c.valid && c.rev == rev {
-		gs := c.groups
-		c.mu.Unlock()
-		return gs, nil
+	defer c.mu.Unlock()
+	if !c.valid {
+		return -1
 	}
-	c.mu.Unlock()
-	// Read after rev was: the content is at least as new as rev, so caching
-	// it under rev never serves anything older than what rev promises.
-	gs, err := listWithHealth(ctx, reg)
-	if err != nil {
-		return nil, err
-	}
+	return c.rev
+}
+
+// resolve returns the groups of a plan read at revision rev: those read, or
+// (read is nil: the read found them unchanged) the cached ones, which are of
+// rev. A read can be cached under rev only when it came with rev from one
+// snapshot, as a plan read's does.
+func (c *groupCache) resolve(rev int64, read []registry.Group) ([]registry.Group, error) {
 	c.mu.Lock()
-	c.valid, c.rev, c.groups = true, rev, gs
-	c.mu.Unlock()
-	return gs, nil
+	defer c.mu.Unlock()
+	if read == nil {
+		if !c.valid || c.rev != rev {
+			return nil, fmt.Errorf("allocator: groups of revision %d are not cached", rev)
+		}
+		return c.groups, nil
+	}
+	c.valid, c.rev, c.groups = true, rev, read
+	return read, nil
 }
 
 // listWithHealth reads the groups with suspended and probing ones marked in
-// State (health changes bump rev, so the cache stays exact).
+// State.
 func listWithHealth(ctx context.Context, reg *registry.Registry) ([]registry.Group, error) {
 	gs, err := reg.List(ctx)
 	if err != nil {
@@ -152,6 +156,7 @@ func WithRebalancerLogger(l *slog.Logger) RebalancerOption {
 // be the same namespace.
 func NewRebalancer(rdb redis.UniversalClient, reg *registry.Registry, hb *heartbeat.Tracker, opts ...RebalancerOption) *Rebalancer {
 	r := &Rebalancer{
+		rdb:        rdb,
 		reg:        reg,
 		hb:         hb,
 		rs:         redsync.New(goredis.NewPool(rdb)),
@@ -262,24 +267,13 @@ func (r *Rebalancer) run(ctx context.Context) (Result, error) {
 		_, _ = mu.UnlockContext(context.WithoutCancel(ctx))
 	}()
 
-	var res Result
-	reaped, err := r.hb.Reap(ctx)
-	if err != nil {
-		return res, fmt.Errorf("allocator: reap: %w", err)
-	}
-	res.Reaped = reaped
-	applied, err := r.reg.ApplyDue(ctx)
-	if err != nil {
-		return res, fmt.Errorf("allocator: apply schedules: %w", err)
-	}
-	res.Applied = len(applied)
-
 	// Plan and commit; while the membership or the groups moved during a
 	// run (a burst of joins), plan again holding the lock, so the nodes whose
 	// beats saw those changes need not try the lock themselves.
+	var res Result
 	var next nextState
 	for round := 0; ; round++ {
-		st, err := readState(ctx, r.reg, r.hb, &r.groups)
+		st, err := r.readForPlan(ctx, &res)
 		if err != nil {
 			return res, err
 		}
@@ -290,7 +284,7 @@ func (r *Rebalancer) run(ctx context.Context) (Result, error) {
 		if r.beforeCommit != nil {
 			r.beforeCommit()
 		}
-		epoch, changed, err := r.reg.Commit(ctx, registry.Commit{
+		c, err := r.reg.CommitPlan(ctx, registry.Commit{
 			From:    st.assign.Counters,
 			Base:    &st.assign,
 			Nodes:   next.nodes,
@@ -300,15 +294,11 @@ func (r *Rebalancer) run(ctx context.Context) (Result, error) {
 		if err != nil {
 			return res, fmt.Errorf("allocator: commit plan from epoch %d: %w", st.assign.Epoch, err)
 		}
-		res.Epoch, res.Changed = epoch, res.Changed || changed
-		if changed {
+		res.Epoch, res.Changed = c.Epoch, res.Changed || c.Changed
+		if c.Changed {
 			res.Commits++
 		}
-		if round == maxReplans {
-			break
-		}
-		now, err := r.reg.Counters(ctx)
-		if err != nil || (now.MVer == st.assign.MVer && now.Rev == st.assign.Rev) {
+		if round == maxReplans || (c.MVer == st.assign.MVer && c.Rev == st.assign.Rev) {
 			break
 		}
 	}
@@ -367,19 +357,64 @@ type state struct {
 	nodes  []heartbeat.Node
 }
 
-func readState(ctx context.Context, reg *registry.Registry, hb *heartbeat.Tracker, groups *groupCache) (state, error) {
+// readState reads the pool as status shows it (live nodes with their last
+// beat), without reaping.
+func readState(ctx context.Context, reg *registry.Registry, hb *heartbeat.Tracker) (state, error) {
 	var st state
 	var err error
 	if st.assign, err = reg.Assignment(ctx); err != nil {
 		return st, fmt.Errorf("allocator: read assignment: %w", err)
 	}
-	if st.groups, err = groups.list(ctx, reg, st.assign.Rev); err != nil {
+	if st.groups, err = listWithHealth(ctx, reg); err != nil {
 		return st, fmt.Errorf("allocator: read groups: %w", err)
 	}
 	if st.nodes, _, err = hb.Live(ctx); err != nil {
 		return st, fmt.Errorf("allocator: read live nodes: %w", err)
 	}
 	return st, nil
+}
+
+// readForPlan reaps the expired nodes and reads everything a plan needs in
+// one MULTI/EXEC: one round trip, and one snapshot, so the nodes, the
+// assignment and the groups agree. A due scheduled change is applied first
+// (its own scripts), then the read is made again. Reaped and applied are
+// added to res.
+func (r *Rebalancer) readForPlan(ctx context.Context, res *Result) (state, error) {
+	for attempt := 0; ; attempt++ {
+		var hbRead *heartbeat.PlanRead
+		var regRead *registry.PlanRead
+		_, err := r.rdb.TxPipelined(ctx, func(tx redis.Pipeliner) error {
+			// The reap first: the records read after it are the live nodes.
+			hbRead = r.hb.QueuePlanRead(ctx, tx)
+			regRead = r.reg.QueuePlanRead(ctx, tx, r.groups.have())
+			return nil
+		})
+		if err != nil {
+			return state{}, fmt.Errorf("allocator: read for plan: %w", err)
+		}
+		reaped, nodes, err := hbRead.Result()
+		if err != nil {
+			return state{}, fmt.Errorf("allocator: %w", err)
+		}
+		res.Reaped = append(res.Reaped, reaped...)
+		read, err := regRead.Result()
+		if err != nil {
+			return state{}, fmt.Errorf("allocator: %w", err)
+		}
+		if read.Due && attempt == 0 {
+			applied, err := r.reg.ApplyDue(ctx)
+			if err != nil {
+				return state{}, fmt.Errorf("allocator: apply schedules: %w", err)
+			}
+			res.Applied += len(applied)
+			continue
+		}
+		groups, err := r.groups.resolve(read.Assignment.Rev, read.Groups)
+		if err != nil {
+			return state{}, err
+		}
+		return state{assign: read.Assignment, groups: groups, nodes: nodes}, nil
+	}
 }
 
 // planInputs converts stored groups and live nodes into Plan's inputs: only

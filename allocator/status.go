@@ -64,7 +64,7 @@ type GroupView struct {
 
 // Inspect reads the pool and reports its status. It only reads.
 func Inspect(ctx context.Context, reg *registry.Registry, hb *heartbeat.Tracker) (Status, error) {
-	st, err := readState(ctx, reg, hb, nil)
+	st, err := readState(ctx, reg, hb)
 	if err != nil {
 		return Status{}, err
 	}

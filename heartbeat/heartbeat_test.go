@@ -94,6 +94,7 @@ func TestTracker(t *testing.T) {
 		"Work":               testWork,
 		"Live":               testLive,
 		"Reap":               testReap,
+		"PlanRead":           testPlanRead,
 		"Leave":              testLeave,
 		"OneRoundTrip":       testOneRoundTrip,
 		"InvalidNode":        testInvalidNode,

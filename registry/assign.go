@@ -2,7 +2,6 @@ package registry
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"slices"
 	"strconv"
@@ -79,29 +78,56 @@ func parseCounter(s string) (int64, error) {
 // Assignment reads the committed assignment and counters in one consistent
 // read (one MULTI/EXEC: no script, so 10k entries are not copied through Lua).
 func (r *Registry) Assignment(ctx context.Context) (Assignment, error) {
-	k := r.keys
-	var st *redis.SliceCmd
-	var assign, revoked *redis.MapStringStringCmd
+	var read assignmentRead
 	_, err := r.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		st = p.HMGet(ctx, k.State(), "epoch", "rev", "mver", "prev", "pmver")
-		assign = p.HGetAll(ctx, k.Assign())
-		revoked = p.HGetAll(ctx, k.Revoked())
+		read = queueAssignment(ctx, p, r.keys.State(), r.keys.Assign(), r.keys.Revoked())
 		return nil
 	})
 	if err != nil {
 		return Assignment{}, wrap(err, "read assignment")
 	}
-	n := make([]int64, 5)
-	for i, x := range st.Val() {
+	a, err := read.result()
+	return a, wrap(err, "read assignment")
+}
+
+// assignmentRead is an assignment read queued on a transaction.
+type assignmentRead struct {
+	state           *redis.SliceCmd
+	assign, revoked *redis.MapStringStringCmd
+}
+
+func queueAssignment(ctx context.Context, tx redis.Pipeliner, state, assign, revoked string) assignmentRead {
+	return assignmentRead{
+		state:   tx.HMGet(ctx, state, "epoch", "rev", "mver", "prev", "pmver"),
+		assign:  tx.HGetAll(ctx, assign),
+		revoked: tx.HGetAll(ctx, revoked),
+	}
+}
+
+func (read assignmentRead) result() (Assignment, error) {
+	vals, err := read.state.Result()
+	if err != nil {
+		return Assignment{}, err
+	}
+	assign, err := read.assign.Result()
+	if err != nil {
+		return Assignment{}, err
+	}
+	revoked, err := read.revoked.Result()
+	if err != nil {
+		return Assignment{}, err
+	}
+	var n [5]int64
+	for i, x := range vals {
 		s, _ := x.(string)
 		if n[i], err = parseCounter(s); err != nil {
-			return Assignment{}, wrap(err, "read assignment")
+			return Assignment{}, err
 		}
 	}
 	return Assignment{
 		Counters: Counters{Epoch: n[0], Rev: n[1], MVer: n[2], PlannedRev: n[3], PlannedMVer: n[4]},
-		Nodes:    splitMap(assign.Val()),
-		Revoked:  splitMap(revoked.Val()),
+		Nodes:    splitMap(assign),
+		Revoked:  splitMap(revoked),
 	}, nil
 }
 
@@ -148,7 +174,7 @@ func (r *Registry) NodeAssignment(ctx context.Context, node string) (NodeView, e
 		return NodeView{}, wrap(err, "read assignment of node %q", node)
 	}
 	if len(res) < 3 || len(res)%2 != 1 {
-		return NodeView{}, wrap(errors.New("registry: malformed reply"), "read assignment of node %q", node)
+		return NodeView{}, wrap(errMalformed, "read assignment of node %q", node)
 	}
 	var v NodeView
 	if v.Epoch, err = parseCounter(res[0]); err != nil {
@@ -176,31 +202,57 @@ func (r *Registry) NodeAssignment(ctx context.Context, node string) (NodeView, e
 }
 
 // Commit stores c if c.From.Epoch is still the current epoch (ErrStaleEpoch
-// otherwise). Groups that no longer exist are dropped from Nodes, group lists
-// are sorted and deduplicated; a node mapped to no group is stored as standby.
-// Revoked entries ("group@epoch", the rebalancer's) are stored as given, only
-// sorted, deduplicated and without empty lists. prev/pmver are set to
-// c.From.Rev/MVer. Only the entries that differ from c.Base are written, with
-// the holder counts adjusted; when none does, changed is false (same epoch, no
-// event), otherwise the epoch is incremented and an assignment event published
-// that names what changed (Event.Scope, Nodes, Groups; see Event.Concerns).
+// otherwise). Groups that no longer exist are dropped from c.Nodes first;
+// otherwise it is CommitPlan.
 func (r *Registry) Commit(ctx context.Context, c Commit) (epoch int64, changed bool, err error) {
+	if c.Nodes, err = r.dropMissing(ctx, c.Nodes); err != nil {
+		return 0, false, wrap(err, "commit assignment")
+	}
+	res, err := r.CommitPlan(ctx, c)
+	return res.Epoch, res.Changed, err
+}
+
+// Committed is the outcome of CommitPlan.
+type Committed struct {
+	// Epoch is the new epoch, or the current one when nothing changed or
+	// the plan was stale.
+	Epoch int64
+	// Changed reports whether a new assignment was committed.
+	Changed bool
+	// Rev and MVer are the group revision and membership version at the
+	// commit: when they differ from c.From's, something moved while the
+	// plan was made.
+	Rev, MVer int64
+}
+
+// CommitPlan stores c if c.From.Epoch is still the current epoch
+// (ErrStaleEpoch otherwise), in one script: a planner's commit, for a plan
+// that names only groups read with c.Base. Group lists are sorted and
+// deduplicated; a node mapped to no group is stored as standby; groups
+// deleted since the plan was read are dropped from the entries written, but
+// unlike Commit, an entry equal to c.Base's keeps such a group: the delete
+// moved the revision, which calls for the next plan, and readers skip
+// deleted groups meanwhile. Revoked entries ("group@epoch", the rebalancer's) are
+// stored as given, only sorted, deduplicated and without empty lists.
+// prev/pmver are set to c.From.Rev/MVer. Only the entries that differ from
+// c.Base are written, with the holder counts adjusted; when none does,
+// Changed is false (same epoch, no event), otherwise the epoch is
+// incremented and an assignment event published that names what changed
+// (Event.Scope, Nodes, Groups; see Event.Concerns).
+func (r *Registry) CommitPlan(ctx context.Context, c Commit) (Committed, error) {
 	base := c.Base
 	if base == nil {
 		a, err := r.Assignment(ctx)
 		if err != nil {
-			return 0, false, wrap(err, "commit assignment")
+			return Committed{}, wrap(err, "commit assignment")
 		}
 		base = &a
 	}
 	if base.Epoch != c.From.Epoch {
-		return base.Epoch, false, wrap(fmt.Errorf("%w: planned from %d, current is %d", ErrStaleEpoch, c.From.Epoch, base.Epoch), "commit assignment")
+		return Committed{Epoch: base.Epoch, Rev: base.Rev, MVer: base.MVer},
+			wrap(fmt.Errorf("%w: planned from %d, current is %d", ErrStaleEpoch, c.From.Epoch, base.Epoch), "commit assignment")
 	}
-	nodes, err := r.dropMissing(ctx, c.Nodes)
-	if err != nil {
-		return 0, false, wrap(err, "commit assignment")
-	}
-	setNodes, delNodes := diffPairs(base.Nodes, nodes, true)
+	setNodes, delNodes := diffPairs(base.Nodes, c.Nodes, true)
 	setRevoked, delRevoked := diffPairs(base.Revoked, c.Revoked, false)
 	groups := distinctGroups(setNodes)
 
@@ -217,24 +269,28 @@ func (r *Registry) Commit(ctx context.Context, c Commit) (epoch int64, changed b
 	res, err := commitScript.Run(ctx, r.rdb,
 		[]string{k.State(), k.Assign(), k.Revoked(), k.Groups(), k.Log(), k.Holders(), k.Nodes()}, args...).StringSlice()
 	if err != nil {
-		return 0, false, wrap(err, "commit assignment")
+		return Committed{}, wrap(err, "commit assignment")
 	}
-	if len(res) != 2 {
-		return 0, false, wrap(fmt.Errorf("registry: malformed reply %q", res), "commit assignment")
+	if len(res) != 4 {
+		return Committed{}, wrap(fmt.Errorf("%w %q", errMalformed, res), "commit assignment")
 	}
-	if epoch, err = parseCounter(res[1]); err != nil {
-		return 0, false, wrap(err, "commit assignment")
+	var out Committed
+	for i, p := range []*int64{&out.Epoch, &out.Rev, &out.MVer} {
+		if *p, err = parseCounter(res[1+i]); err != nil {
+			return Committed{}, wrap(err, "commit assignment")
+		}
 	}
 	switch res[0] {
 	case "stale":
-		return epoch, false, wrap(fmt.Errorf("%w: planned from %d, current is %d", ErrStaleEpoch, c.From.Epoch, epoch), "commit assignment")
+		return out, wrap(fmt.Errorf("%w: planned from %d, current is %d", ErrStaleEpoch, c.From.Epoch, out.Epoch), "commit assignment")
 	case "same":
-		return epoch, false, nil
+		return out, nil
 	case "ok":
-		r.log.Debug("assignment committed", "epoch", epoch, "changed", len(setNodes)/2+len(delNodes))
-		return epoch, true, nil
+		out.Changed = true
+		r.log.Debug("assignment committed", "epoch", out.Epoch, "changed", len(setNodes)/2+len(delNodes))
+		return out, nil
 	}
-	return 0, false, wrap(fmt.Errorf("registry: unexpected reply %q", res[0]), "commit assignment")
+	return Committed{}, wrap(fmt.Errorf("registry: unexpected reply %q", res[0]), "commit assignment")
 }
 
 // dropMissing removes from a plan the groups that no longer exist (deleted

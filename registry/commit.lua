@@ -48,11 +48,15 @@
 --   no scope       too much to name (dirtyg "*", or over 1024 groups):
 --                  every node reads
 --
--- Reply: {"stale", current epoch} | {"same", epoch} | {"ok", new epoch}
-local st = redis.call('HMGET', KEYS[1], 'epoch', 'dirty', 'dirtyg')
+-- Reply: {"stale", current epoch, rev, mver} | {"same", epoch, rev, mver} |
+-- {"ok", new epoch, rev, mver}: rev and mver are the current group revision
+-- and membership version, so a planner learns without another read whether
+-- anything moved while it planned.
+local st = redis.call('HMGET', KEYS[1], 'epoch', 'dirty', 'dirtyg', 'rev', 'mver')
 local epoch = tonumber(st[1] or '0') or 0
+local rev, mver = st[4] or '0', st[5] or '0'
 if epoch ~= tonumber(ARGV[1]) then
-  return {'stale', num(epoch)}
+  return {'stale', num(epoch), rev, mver}
 end
 
 local ng, ns, nd = tonumber(ARGV[7]), tonumber(ARGV[8]), tonumber(ARGV[9])
@@ -162,7 +166,7 @@ end
 
 redis.call('HSET', KEYS[1], 'prev', ARGV[2], 'pmver', ARGV[3])
 if not changed then
-  return {'same', num(epoch)}
+  return {'same', num(epoch), rev, mver}
 end
 redis.call('HDEL', KEYS[1], 'dirty', 'dirtyg')
 epoch = redis.call('HINCRBY', KEYS[1], 'epoch', 1)
@@ -206,7 +210,7 @@ end
 local at = now_ms()
 if scope == '' then
   emit(KEYS[5], ARGV[5], ARGV[6], 'assignment', '', '', ARGV[4], epoch, 0, at)
-  return {'ok', num(epoch)}
+  return {'ok', num(epoch), rev, mver}
 end
 table.sort(groups)
 -- Under scope "nodes" the event also carries the new holder count of each
@@ -246,4 +250,4 @@ for _, g in ipairs(groups) do
   redis.call('PUBLISH', ARGV[5] .. ':group:' .. g, payload)
 end
 redis.call('PUBLISH', ARGV[5], payload)
-return {'ok', num(epoch)}
+return {'ok', num(epoch), rev, mver}

@@ -100,6 +100,9 @@ func Reason(err error) string {
 	return strings.TrimPrefix(err.Error(), "registry: ")
 }
 
+// errMalformed is a Redis reply of an unexpected shape.
+var errMalformed = errors.New("registry: malformed reply")
+
 // wrap adds the operation to err (nil stays nil).
 func wrap(err error, format string, args ...any) error {
 	if err == nil {

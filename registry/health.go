@@ -430,12 +430,17 @@ func (r *Registry) Unhealthy(ctx context.Context) (map[string]UnhealthyEntry, er
 	if err != nil {
 		return nil, wrap(err, "read unhealthy groups")
 	}
+	return parseUnhealthy(m), nil
+}
+
+// parseUnhealthy decodes the :unhealthy hash, group -> "state\tcreated".
+func parseUnhealthy(m map[string]string) map[string]UnhealthyEntry {
 	out := make(map[string]UnhealthyEntry, len(m))
 	for g, v := range m {
 		st, created, _ := strings.Cut(v, "\t")
 		out[g] = UnhealthyEntry{State: State(st), Created: created}
 	}
-	return out, nil
+	return out
 }
 
 // UnhealthyEntry is one suspended or probing group of Unhealthy.

@@ -131,6 +131,8 @@ func TestBackends(t *testing.T) {
 			t.Run("ScheduleDropped", func(t *testing.T) { testScheduleDropped(t, b.rdb) })
 			t.Run("ScheduleRetireAndDelete", func(t *testing.T) { testScheduleRetireAndDelete(t, b.rdb) })
 			t.Run("Commit", func(t *testing.T) { testCommit(t, b.rdb) })
+			t.Run("PlanRead", func(t *testing.T) { testPlanRead(t, b.rdb) })
+			t.Run("CommitPlanCounters", func(t *testing.T) { testCommitPlanCounters(t, b.rdb) })
 			t.Run("Events", func(t *testing.T) { testEvents(t, b.rdb) })
 		})
 	}

@@ -1,0 +1,111 @@
+package allocator
+
+import (
+	"context"
+	"fmt"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/allot-io/allot/heartbeat"
+	"github.com/allot-io/allot/internal/keys"
+	"github.com/allot-io/allot/internal/redistest"
+	"github.com/allot-io/allot/registry"
+)
+
+// roundTrips counts calls to Redis: a command, a pipeline or a transaction
+// is one each.
+type roundTrips struct{ n atomic.Int64 }
+
+func (r *roundTrips) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (r *roundTrips) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		r.n.Add(1)
+		return next(ctx, cmd)
+	}
+}
+
+func (r *roundTrips) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		r.n.Add(1)
+		return next(ctx, cmds)
+	}
+}
+
+// TestRunAfterLeaveCostsFourRoundTrips: the run that follows a leave takes
+// the lock, reads the whole pool in one transaction, commits and unlocks —
+// four round trips, however large the pool, where each read used to be one.
+func TestRunAfterLeaveCostsFourRoundTrips(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		rdb  func(t *testing.T) redis.UniversalClient
+	}{
+		{"standalone", func(t *testing.T) redis.UniversalClient { return redistest.Start(t).Client(t) }},
+		{"cluster", func(t *testing.T) redis.UniversalClient { return redistest.StartCluster(t).Client(t) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := context.Background()
+			rdb := tc.rdb(t)
+			p := newPool(t, rdb)
+			// A lock that needs no extension however slow the machine.
+			p.rb = NewRebalancer(rdb, p.reg, p.hb, WithLockExpiry(time.Minute))
+			p.addGroup(t, "a", 1, 0)
+			p.addGroup(t, "b", 1, 0)
+			for i := 1; i <= 4; i++ {
+				p.beat(t, heartbeat.Beat{Node: fmt.Sprintf("n%d", i)})
+			}
+			// The first run loads the scripts and fills the group cache.
+			_, err := p.rb.Run(ctx)
+			require.NoError(t, err)
+
+			var trips roundTrips
+			rdb.AddHook(&trips)
+			require.NoError(t, p.hb.Leave(ctx, "n2", ""))
+			trips.n.Store(0)
+			res, err := p.rb.Run(ctx)
+			require.NoError(t, err)
+			assert.Equal(t, int64(4), trips.n.Load(), "lock, read, commit, unlock")
+			assert.True(t, res.Changed)
+			assert.NotContains(t, p.assignment(t).Nodes, "n2")
+		})
+	}
+}
+
+// TestRunReapsAppliesDueAndSeesWrites: one run reaps an expired node,
+// applies a due scheduled change, and plans with a group added since the
+// last run (its cached groups are of an older revision).
+func TestRunReapsAppliesDueAndSeesWrites(t *testing.T) {
+	ctx := context.Background()
+	rdb := redistest.Start(t).Client(t)
+	p := newPool(t, rdb)
+	p.addGroup(t, "a", 1, 0)
+	for _, id := range []string{"n1", "n2", "n3"} {
+		p.beat(t, heartbeat.Beat{Node: id})
+	}
+	_, err := p.rb.Run(ctx)
+	require.NoError(t, err)
+	for _, id := range []string{"n1", "n2", "n3"} {
+		require.Equal(t, []string{"a"}, p.assignment(t).Nodes[id])
+	}
+
+	p.addGroup(t, "b", 1, 0)
+	_, err = p.reg.Schedule(ctx, registry.Scheduled{At: time.Now().Add(-time.Second), Group: "a", Op: registry.OpDelete, By: "t"})
+	require.NoError(t, err)
+	// n3 last beat an hour ago, by its score: past the TTL.
+	now, err := rdb.Time(ctx).Result()
+	require.NoError(t, err)
+	require.NoError(t, rdb.ZAdd(ctx, keys.New("t").Nodes(), redis.Z{Score: float64(now.Add(-time.Hour).UnixMilli()), Member: "n3"}).Err())
+
+	res, err := p.rb.Run(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, []string{"n3"}, res.Reaped)
+	assert.Equal(t, 1, res.Applied)
+	a := p.assignment(t)
+	assert.Equal(t, map[string][]string{"n1": {"b"}, "n2": {"b"}}, a.Nodes, "a deleted, b added, n3 gone")
+	assert.Equal(t, a.Rev, a.PlannedRev, "planned from the groups as they are now")
+}
