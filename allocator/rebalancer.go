@@ -193,6 +193,8 @@ type Result struct {
 	Waiting int
 	// Took is the wall time of the run.
 	Took time.Duration
+
+	read bool // LeaveAndPlan: the transaction holding the leave ran
 }
 
 // Summary is a Result as `allot rebalance -o json` and POST /v1/rebalance
@@ -267,16 +269,63 @@ func (r *Rebalancer) run(ctx context.Context) (Result, error) {
 		_, _ = mu.UnlockContext(context.WithoutCancel(ctx))
 	}()
 
-	// Plan and commit; while the membership or the groups moved during a
-	// run (a burst of joins), plan again holding the lock, so the nodes whose
-	// beats saw those changes need not try the lock themselves.
+	return r.cycle(ctx, start, nil)
+}
+
+// LeaveAndPlan deregisters node id, as heartbeat.Tracker.Leave does, and
+// plans the pool without it, without taking the lock: the leave, the reap
+// and the read for the plan are one transaction, so a graceful leave costs
+// the leaver two round trips (that transaction and the commit) before its
+// groups move. The lock only spares planners duplicate work; the commit is
+// fenced on the epoch read, so a concurrent planner costs one of the two a
+// stale plan, never a wrong one. And no other node plans for this change:
+// the leave claims it (see docs/internals.md, "No herd at the lock").
+//
+// left reports whether the node was deregistered (or was unknown). An error
+// wrapping heartbeat.ErrWrongSession means the ID belongs to another
+// session and nothing changed. With left true, err is the plan's: one
+// wrapping registry.ErrStaleEpoch means another plan was committed first,
+// and the caller should run the locked cycle (Run) to be sure the departure
+// is planned.
+func (r *Rebalancer) LeaveAndPlan(ctx context.Context, id, session string) (left bool, res Result, err error) {
+	start := time.Now()
+	var leaveErr error
+	res, err = r.cycle(ctx, start, func(tx redis.Pipeliner) func() error {
+		result := r.hb.QueueLeave(ctx, tx, id, session)
+		return func() error {
+			leaveErr = result()
+			return leaveErr
+		}
+	})
+	switch {
+	case leaveErr != nil:
+		return false, res, leaveErr
+	case err == nil:
+		r.ok.Add(1)
+	case errors.Is(err, registry.ErrStaleEpoch):
+		r.stale.Add(1)
+	default:
+		r.failed.Add(1)
+	}
+	// A failed transaction may have failed before the leave ran: say left
+	// only when its result was read.
+	return leaveErr == nil && (err == nil || res.read), res, err
+}
+
+// cycle reads, plans and commits, and plans again while the membership or
+// the groups moved during it (a burst of joins), so the nodes whose beats saw
+// those changes need not plan themselves. first, when not nil, queues
+// commands at the head of the first read's transaction and returns how to
+// check their result; the run stops with that error.
+func (r *Rebalancer) cycle(ctx context.Context, start time.Time, first func(tx redis.Pipeliner) func() error) (Result, error) {
 	var res Result
 	var next nextState
 	for round := 0; ; round++ {
-		st, err := r.readForPlan(ctx, &res)
+		st, err := r.readForPlan(ctx, &res, first)
 		if err != nil {
 			return res, err
 		}
+		first = nil
 		next = st.next()
 		res.Waiting = next.waiting
 		res.Moved += Moved(st.assign.Nodes, next.nodes)
@@ -378,17 +427,29 @@ func readState(ctx context.Context, reg *registry.Registry, hb *heartbeat.Tracke
 // one MULTI/EXEC: one round trip, and one snapshot, so the nodes, the
 // assignment and the groups agree. A due scheduled change is applied first
 // (its own scripts), then the read is made again. Reaped and applied are
-// added to res.
-func (r *Rebalancer) readForPlan(ctx context.Context, res *Result) (state, error) {
+// added to res. first, when not nil, queues commands ahead of the read (see
+// cycle); its error, if any, is returned as it is.
+func (r *Rebalancer) readForPlan(ctx context.Context, res *Result, first func(tx redis.Pipeliner) func() error) (state, error) {
 	for attempt := 0; ; attempt++ {
 		var hbRead *heartbeat.PlanRead
 		var regRead *registry.PlanRead
+		var firstResult func() error
 		_, err := r.rdb.TxPipelined(ctx, func(tx redis.Pipeliner) error {
+			if first != nil {
+				firstResult = first(tx)
+				first = nil
+			}
 			// The reap first: the records read after it are the live nodes.
 			hbRead = r.hb.QueuePlanRead(ctx, tx)
 			regRead = r.reg.QueuePlanRead(ctx, tx, r.groups.have())
 			return nil
 		})
+		if firstResult != nil {
+			if err := firstResult(); err != nil {
+				return state{}, err
+			}
+			res.read = true
+		}
 		if err != nil {
 			return state{}, fmt.Errorf("allocator: read for plan: %w", err)
 		}

@@ -21,7 +21,7 @@ import (
 // nodes × 1k groups. Nodes are seeded straight into Redis, seen an hour ahead
 // so none expires while the benchmark runs.
 func BenchmarkRebalance(b *testing.B) {
-	for _, size := range []struct{ nodes, groups int }{{1000, 1000}, {10000, 1000}} {
+	for _, size := range []struct{ nodes, groups int }{{1000, 1000}, {10000, 1000}, {10000, 20}} {
 		b.Run(fmt.Sprintf("%dx%d", size.nodes, size.groups), func(b *testing.B) {
 			ctx := context.Background()
 			rdb := redistest.Start(b).Client(b)

@@ -109,3 +109,57 @@ func TestRunReapsAppliesDueAndSeesWrites(t *testing.T) {
 	assert.Equal(t, map[string][]string{"n1": {"b"}, "n2": {"b"}}, a.Nodes, "a deleted, b added, n3 gone")
 	assert.Equal(t, a.Rev, a.PlannedRev, "planned from the groups as they are now")
 }
+
+// TestLeaveAndPlan: a leaver deregisters and plans the pool without itself
+// in two round trips (the transaction that leaves and reads, the commit),
+// without the lock; a leave of another session's node changes nothing; a
+// plan committed in between makes the leaver's stale, and says so.
+func TestLeaveAndPlan(t *testing.T) {
+	ctx := context.Background()
+	rdb := redistest.Start(t).Client(t)
+	p := newPool(t, rdb)
+	p.addGroup(t, "a", 1, 0)
+	p.addGroup(t, "b", 1, 0)
+	for _, id := range []string{"n1", "n2", "n3", "n4"} {
+		p.beat(t, heartbeat.Beat{Node: id, Session: "s-" + id})
+	}
+	_, err := p.rb.Run(ctx)
+	require.NoError(t, err)
+	before := p.assignment(t)
+
+	left, _, err := p.rb.LeaveAndPlan(ctx, "n1", "s-other")
+	assert.False(t, left)
+	assert.ErrorIs(t, err, heartbeat.ErrWrongSession)
+	assert.Equal(t, before, p.assignment(t), "another session's node is left alone")
+
+	var trips roundTrips
+	rdb.AddHook(&trips)
+	left, res, err := p.rb.LeaveAndPlan(ctx, "n1", "s-n1")
+	require.NoError(t, err)
+	assert.Equal(t, int64(2), trips.n.Load(), "leave and read, commit")
+	assert.True(t, left)
+	assert.True(t, res.Changed)
+	after := p.assignment(t)
+	assert.NotContains(t, after.Nodes, "n1")
+	assert.Equal(t, after.MVer, after.PlannedMVer, "the plan saw the leave")
+	live, _, err := p.hb.Live(ctx)
+	require.NoError(t, err)
+	assert.Len(t, live, 3)
+
+	// Another plan committed between the read and the commit: stale.
+	other := NewRebalancer(rdb, p.reg, p.hb)
+	p.rb.beforeCommit = func() {
+		p.rb.beforeCommit = nil
+		p.beat(t, heartbeat.Beat{Node: "n5", Session: "s-n5"})
+		_, err := other.Run(ctx)
+		require.NoError(t, err)
+	}
+	left, _, err = p.rb.LeaveAndPlan(ctx, "n2", "s-n2")
+	assert.True(t, left, "the node left; only its plan lost")
+	assert.ErrorIs(t, err, registry.ErrStaleEpoch)
+	_, err = p.rb.Run(ctx)
+	require.NoError(t, err)
+	a := p.assignment(t)
+	assert.NotContains(t, a.Nodes, "n2")
+	assert.Contains(t, a.Nodes, "n5")
+}

@@ -357,7 +357,8 @@ func (c *Client) OnChange(fn func(old, new Assignment)) {
 
 // Close leaves the pool: it stops every goroutine, publishes an empty
 // assignment (OnChange fires, so the node stops using its groups first),
-// deregisters the node and runs the rebalancer so its groups move at once.
+// deregisters the node and plans the pool without it in the same round trip
+// (allocator.Rebalancer.LeaveAndPlan), so its groups move at once.
 // A Client from FromEnv also closes its Redis client. Close waits for
 // running OnChange callbacks; calling it again returns nil.
 func (c *Client) Close(ctx context.Context) error {
@@ -388,13 +389,17 @@ func (c *Client) Close(ctx context.Context) error {
 		<-c.dispatchDone
 
 		if joined {
-			err := c.hb.Leave(ctx, c.o.nodeID, c.session)
+			// One transaction leaves and reads the pool; the plan without
+			// this node is committed at once (see allocator.LeaveAndPlan).
+			left, _, err := c.rb.LeaveAndPlan(ctx, c.o.nodeID, c.session)
 			switch {
 			case errors.Is(err, heartbeat.ErrWrongSession):
 				// Another process took the ID over: it is not ours to leave.
-			case err != nil:
+			case !left:
 				errs = append(errs, fmt.Errorf("client: leave: %w", err))
-			default:
+			case err != nil:
+				// Another plan came first (it may have been read before the
+				// leave), or the plan failed: plan again under the lock.
 				c.rebalanceAfterLeave(ctx)
 			}
 		}

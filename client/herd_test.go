@@ -46,7 +46,8 @@ func (l *lockCounter) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 
 // TestNoHerdAtTheLock: after a membership change (a leave, a join, a node
 // reaped) at most 3 of 24 nodes try the rebalance lock, where every node
-// that beat before the plan was committed used to.
+// that beat before the plan was committed used to. (A leaver plans without
+// it.)
 func TestNoHerdAtTheLock(t *testing.T) {
 	p := newPool(t)
 	lc := &lockCounter{lockKey: keys.New(keys.DefaultNamespace).Lock()}
@@ -89,9 +90,10 @@ func TestNoHerdAtTheLock(t *testing.T) {
 	}
 
 	live := cs[1:]
+	// The leaver plans without the lock (allocator.LeaveAndPlan), and its
+	// leave claims the change: "settled after" is that plan committed.
 	n := measure("leave", cs, live, func() { closeAll(cs[:1]) })
 	assert.LessOrEqual(t, n, int64(3), "leave")
-	assert.GreaterOrEqual(t, n, int64(1), "the leave was planned")
 
 	joiner := p.newClient("h-new", WithHeartbeat(hb))
 	was := live

@@ -353,6 +353,11 @@ func (t *Tracker) leave(ctx context.Context, id, session string, force bool) err
 	}
 	left, err := leaveScript.Run(ctx, t.rdb, []string{k.Nodes(), k.State(), k.Members(), k.Log(), k.Assign(), k.Revoked(), k.Holders()},
 		id, k.Events(), logMaxLen, session, forceArg).Int64()
+	return t.leaveResult(id, force, left, err)
+}
+
+// leaveResult interprets leave.lua's reply.
+func (t *Tracker) leaveResult(id string, force bool, left int64, err error) error {
 	if err != nil {
 		return fmt.Errorf("heartbeat: leave %q: %w", id, err)
 	}
@@ -363,6 +368,27 @@ func (t *Tracker) leave(ctx context.Context, id, session string, force bool) err
 		t.log.Info("node left", "node", id, "evicted", force)
 	}
 	return nil
+}
+
+// QueueLeave queues on tx (a TxPipeline of this Tracker's client) what Leave
+// does, so that a leaver can deregister and read the pool for the plan that
+// follows in one round trip (see QueuePlanRead, which must come after it).
+// The returned function reports, once the transaction ran, what Leave would
+// have returned. The script goes by EVAL, as QueuePlanRead's.
+func (t *Tracker) QueueLeave(ctx context.Context, tx redis.Pipeliner, id, session string) (result func() error) {
+	if err := ValidateNodeID(id); err != nil {
+		return func() error { return err }
+	}
+	if err := ValidateSession(session); err != nil {
+		return func() error { return err }
+	}
+	k := t.keys
+	cmd := leaveScript.Eval(ctx, tx, []string{k.Nodes(), k.State(), k.Members(), k.Log(), k.Assign(), k.Revoked(), k.Holders()},
+		id, k.Events(), logMaxLen, session, "0")
+	return func() error {
+		left, err := cmd.Int64()
+		return t.leaveResult(id, false, left, err)
+	}
 }
 
 // CheckSession reports whether session holds node id: nil when the node's
@@ -500,15 +526,18 @@ func splitLines(s string) []string {
 // "joined\tip\tpreferred\theld\tack\tsession\tpref_at\tpref_wait" (the
 // last three are beat.lua's own). Missing fields stay zero.
 func parseRecord(rec string) Node {
+	// Field by field, without a slice of fields: a planner parses every
+	// record of the pool.
 	var n Node
-	f := strings.SplitN(rec, "\t", 6)
-	for len(f) < 5 {
-		f = append(f, "")
-	}
-	if j := parseMS(f[0]); j > 0 {
+	joined, rest, _ := strings.Cut(rec, "\t")
+	n.IP, rest, _ = strings.Cut(rest, "\t")
+	n.Preferred, rest, _ = strings.Cut(rest, "\t")
+	held, rest, _ := strings.Cut(rest, "\t")
+	ack, _, _ := strings.Cut(rest, "\t")
+	if j := parseMS(joined); j > 0 {
 		n.Joined = time.UnixMilli(j)
 	}
-	n.IP, n.Preferred, n.Held, n.Ack = f[1], f[2], splitHeld(f[3]), parseMS(f[4])
+	n.Held, n.Ack = splitHeld(held), parseMS(ack)
 	return n
 }
 

@@ -73,7 +73,8 @@ func TestCheckPerfJSON(t *testing.T) {
 			// over 5 groups give ~10 holders per group to re-read.
 			assert.Greater(t, work.Cmds, 5.0)
 			assert.Less(t, work.Cmds, 200.0)
-			assert.GreaterOrEqual(t, work.Locks, 1.0, "the leaver plans")
+			// The leaver plans without the lock (allocator.LeaveAndPlan):
+			// attempts come only from a plan that lost to another.
 			assert.LessOrEqual(t, work.Locks, 3.0, "no herd at the lock")
 
 			var fo perf.Percentiles

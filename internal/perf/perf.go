@@ -10,6 +10,7 @@ import (
 	"math"
 	mrand "math/rand/v2"
 	"net"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -93,9 +94,16 @@ func (c Config) Validate() error {
 	return nil
 }
 
+// sharedPoolSize is the size of ModeShared's one connection pool. Each node
+// stands for a process with a pool of its own, so the shared pool must not
+// be what a node waits for: at 10,000 nodes, 256 connections were often all
+// busy (a reply waits for its goroutine to be scheduled), and a leaver's
+// commands queued behind thousands of beats for 100 ms and more.
+const sharedPoolSize = 1024
+
 // sharedSockets is what ModeShared needs beyond one pub/sub connection per
 // node: the shared pool, the harness's own clients, and some room.
-const sharedSockets = 512
+const sharedSockets = sharedPoolSize + 256
 
 // resolveMode picks the node kind of a run. ModeShared needs a socket per
 // node in this process (RLIMIT_NOFILE; Go raises the soft limit to the hard
@@ -417,14 +425,14 @@ func (h *perfHarness) setup() error {
 	case ModeShared:
 		// Each node gets a clone of this client (its own hooks, this pool);
 		// the counter is hooked on the clones only.
-		shared, err := redisurl.Open(h.cfg.URL, redisurl.WithPoolSize(256))
+		shared, err := redisurl.Open(h.cfg.URL, redisurl.WithPoolSize(sharedPoolSize))
 		if err != nil {
 			return err
 		}
 		h.shared = shared
 		return nil
 	}
-	shared, err := redisurl.Open(h.cfg.URL, redisurl.WithPoolSize(256))
+	shared, err := redisurl.Open(h.cfg.URL, redisurl.WithPoolSize(sharedPoolSize))
 	if err != nil {
 		return err
 	}
@@ -789,6 +797,7 @@ func (h *perfHarness) measurePropagation(res *Result) error {
 	timeout := 5*time.Second + 2*h.cfg.Interval
 	var samples []float64
 	for u := 1; u <= h.cfg.Updates; u++ {
+		h.collectGarbage()
 		t0 := time.Now()
 		g, err := h.adminReg.Update(h.ctx, best, registry.Change{Set: map[string]string{"v": strconv.Itoa(u)}}, "check-perf")
 		if err != nil {
@@ -939,6 +948,23 @@ func sinceClamped(t0, at, now time.Time) time.Duration {
 	return min(max(at.Sub(t0), 0), now.Sub(t0))
 }
 
+// collectGarbage runs a garbage collection before a timed change, so that
+// none is due during it. In ModeShared and ModeClient every node lives in this
+// process: their heap is ~80 KB a node (connection buffers, most of it),
+// 800 MB at 10,000, and a collection marks it for ~0.5 s on two cores,
+// during which the goroutine allocating the most (a planner parsing the
+// pool) is made to help mark. A leave timed
+// during one took up to 0.9 s, a cost a node in its own process, with its
+// own small heap, does not pay.
+func (h *perfHarness) collectGarbage() {
+	if h.mode == ModeSim {
+		return
+	}
+	runtime.GC()
+	// Let the beats the collection held up go out before the clock starts.
+	_ = h.sleep(250 * time.Millisecond)
+}
+
 // measureLeave closes nodes gracefully one at a time and times until their
 // groups are in use elsewhere.
 func (h *perfHarness) measureLeave(res *Result) error {
@@ -959,6 +985,7 @@ func (h *perfHarness) measureLeave(res *Result) error {
 		}
 		groups := a0.Nodes[n.id()]
 		h.markGone(n.id())
+		h.collectGarbage()
 		before := h.counter.snapshot()
 		t0 := time.Now()
 		var wg sync.WaitGroup
@@ -1035,6 +1062,7 @@ func (h *perfHarness) measureFailover(res *Result) error {
 		ids[i] = n.id()
 	}
 	h.markGone(ids...)
+	h.collectGarbage()
 	t0 := time.Now()
 	for _, n := range victims {
 		n.kill()
