@@ -962,7 +962,7 @@ func (h *perfHarness) collectGarbage() {
 	}
 	runtime.GC()
 	// Let the beats the collection held up go out before the clock starts.
-	_ = h.sleep(250 * time.Millisecond)
+	_ = h.sleep(time.Second)
 }
 
 // measureLeave closes nodes gracefully one at a time and times until their
