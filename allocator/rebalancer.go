@@ -66,31 +66,22 @@ type groupCache struct {
 	groups []registry.Group
 }
 
-// have returns the revision the cache holds the groups of (-1: none).
-func (c *groupCache) have() int64 {
+// get returns the cached groups and their revision (-1: none).
+func (c *groupCache) get() (int64, []registry.Group) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if !c.valid {
-		return -1
+		return -1, nil
 	}
-	return c.rev
+	return c.rev, c.groups
 }
 
-// resolve returns the groups of a plan read at revision rev: those read, or
-// (read is nil: the read found them unchanged) the cached ones, which are of
-// rev. A read can be cached under rev only when it came with rev from one
-// snapshot, as a plan read's does.
-func (c *groupCache) resolve(rev int64, read []registry.Group) ([]registry.Group, error) {
+// put caches groups as those of revision rev. Only groups read with rev in
+// one snapshot, as a plan read's are, may be cached under it.
+func (c *groupCache) put(rev int64, groups []registry.Group) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if read == nil {
-		if !c.valid || c.rev != rev {
-			return nil, fmt.Errorf("allocator: groups of revision %d are not cached", rev)
-		}
-		return c.groups, nil
-	}
-	c.valid, c.rev, c.groups = true, rev, read
-	return read, nil
+	c.valid, c.rev, c.groups = true, rev, groups
 }
 
 // listWithHealth reads the groups with suspended and probing ones marked in
@@ -193,8 +184,6 @@ type Result struct {
 	Waiting int
 	// Took is the wall time of the run.
 	Took time.Duration
-
-	read bool // LeaveAndPlan: the transaction holding the leave ran
 }
 
 // Summary is a Result as `allot rebalance -o json` and POST /v1/rebalance
@@ -307,9 +296,9 @@ func (r *Rebalancer) LeaveAndPlan(ctx context.Context, id, session string) (left
 	default:
 		r.failed.Add(1)
 	}
-	// A failed transaction may have failed before the leave ran: say left
-	// only when its result was read.
-	return leaveErr == nil && (err == nil || res.read), res, err
+	// The leave's result is read first: a transaction that failed reports
+	// its error there, so a nil leaveErr means the leave ran.
+	return true, res, err
 }
 
 // cycle reads, plans and commits, and plans again while the membership or
@@ -434,6 +423,9 @@ func (r *Rebalancer) readForPlan(ctx context.Context, res *Result, first func(tx
 		var hbRead *heartbeat.PlanRead
 		var regRead *registry.PlanRead
 		var firstResult func() error
+		// The cached groups are taken once: another run on this Rebalancer
+		// may replace them meanwhile.
+		cachedRev, cached := r.groups.get()
 		_, err := r.rdb.TxPipelined(ctx, func(tx redis.Pipeliner) error {
 			if first != nil {
 				firstResult = first(tx)
@@ -441,14 +433,13 @@ func (r *Rebalancer) readForPlan(ctx context.Context, res *Result, first func(tx
 			}
 			// The reap first: the records read after it are the live nodes.
 			hbRead = r.hb.QueuePlanRead(ctx, tx)
-			regRead = r.reg.QueuePlanRead(ctx, tx, r.groups.have())
+			regRead = r.reg.QueuePlanRead(ctx, tx, cachedRev)
 			return nil
 		})
 		if firstResult != nil {
 			if err := firstResult(); err != nil {
 				return state{}, err
 			}
-			res.read = true
 		}
 		if err != nil {
 			return state{}, fmt.Errorf("allocator: read for plan: %w", err)
@@ -470,9 +461,11 @@ func (r *Rebalancer) readForPlan(ctx context.Context, res *Result, first func(tx
 			res.Applied += len(applied)
 			continue
 		}
-		groups, err := r.groups.resolve(read.Assignment.Rev, read.Groups)
-		if err != nil {
-			return state{}, err
+		groups := read.Groups
+		if groups == nil {
+			groups = cached // unchanged since cachedRev
+		} else {
+			r.groups.put(read.Assignment.Rev, groups)
 		}
 		return state{assign: read.Assignment, groups: groups, nodes: nodes}, nil
 	}
