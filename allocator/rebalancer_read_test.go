@@ -3,7 +3,6 @@ package allocator
 import (
 	"context"
 	"fmt"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -17,37 +16,11 @@ import (
 	"github.com/allot-io/allot/registry"
 )
 
-// roundTrips counts calls to Redis: a command, a pipeline or a transaction
-// is one each.
-type roundTrips struct{ n atomic.Int64 }
-
-func (r *roundTrips) DialHook(next redis.DialHook) redis.DialHook { return next }
-
-func (r *roundTrips) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
-	return func(ctx context.Context, cmd redis.Cmder) error {
-		r.n.Add(1)
-		return next(ctx, cmd)
-	}
-}
-
-func (r *roundTrips) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
-	return func(ctx context.Context, cmds []redis.Cmder) error {
-		r.n.Add(1)
-		return next(ctx, cmds)
-	}
-}
-
 // TestRunAfterLeaveCostsFourRoundTrips: the run that follows a leave takes
 // the lock, reads the whole pool in one transaction, commits and unlocks —
 // four round trips, however large the pool, where each read used to be one.
 func TestRunAfterLeaveCostsFourRoundTrips(t *testing.T) {
-	for _, tc := range []struct {
-		name string
-		rdb  func(t *testing.T) redis.UniversalClient
-	}{
-		{"standalone", func(t *testing.T) redis.UniversalClient { return redistest.Start(t).Client(t) }},
-		{"cluster", func(t *testing.T) redis.UniversalClient { return redistest.StartCluster(t).Client(t) }},
-	} {
+	for _, tc := range topologies {
 		t.Run(tc.name, func(t *testing.T) {
 			ctx := context.Background()
 			rdb := tc.rdb(t)
@@ -63,13 +36,13 @@ func TestRunAfterLeaveCostsFourRoundTrips(t *testing.T) {
 			_, err := p.rb.Run(ctx)
 			require.NoError(t, err)
 
-			var trips roundTrips
+			var trips redistest.RoundTrips
 			rdb.AddHook(&trips)
 			require.NoError(t, p.hb.Leave(ctx, "n2", ""))
-			trips.n.Store(0)
+			trips.N.Store(0)
 			res, err := p.rb.Run(ctx)
 			require.NoError(t, err)
-			assert.Equal(t, int64(4), trips.n.Load(), "lock, read, commit, unlock")
+			assert.Equal(t, int64(4), trips.N.Load(), "lock, read, commit, unlock")
 			assert.True(t, res.Changed)
 			assert.NotContains(t, p.assignment(t).Nodes, "n2")
 		})
@@ -132,11 +105,11 @@ func TestLeaveAndPlan(t *testing.T) {
 	assert.ErrorIs(t, err, heartbeat.ErrWrongSession)
 	assert.Equal(t, before, p.assignment(t), "another session's node is left alone")
 
-	var trips roundTrips
+	var trips redistest.RoundTrips
 	rdb.AddHook(&trips)
 	left, res, err := p.rb.LeaveAndPlan(ctx, "n1", "s-n1")
 	require.NoError(t, err)
-	assert.Equal(t, int64(2), trips.n.Load(), "leave and read, commit")
+	assert.Equal(t, int64(2), trips.N.Load(), "leave and read, commit")
 	assert.True(t, left)
 	assert.True(t, res.Changed)
 	after := p.assignment(t)

@@ -62,14 +62,18 @@ func (p *pool) assignment(t *testing.T) registry.Assignment {
 	return a
 }
 
+// topologies are the Redis deployments a test runs on: a standalone server
+// and a 3-master Cluster, each started for the test.
+var topologies = []struct {
+	name string
+	rdb  func(t *testing.T) redis.UniversalClient
+}{
+	{"standalone", func(t *testing.T) redis.UniversalClient { return redistest.Start(t).Client(t) }},
+	{"cluster", func(t *testing.T) redis.UniversalClient { return redistest.StartCluster(t).Client(t) }},
+}
+
 func TestRebalancerAssignsEveryLiveNode(t *testing.T) {
-	for _, tc := range []struct {
-		name string
-		rdb  func(t *testing.T) redis.UniversalClient
-	}{
-		{"standalone", func(t *testing.T) redis.UniversalClient { return redistest.Start(t).Client(t) }},
-		{"cluster", func(t *testing.T) redis.UniversalClient { return redistest.StartCluster(t).Client(t) }},
-	} {
+	for _, tc := range topologies {
 		t.Run(tc.name, func(t *testing.T) {
 			ctx := context.Background()
 			p := newPool(t, tc.rdb(t))

@@ -30,7 +30,7 @@ func BenchmarkBeat(b *testing.B) {
 	opt.PoolSize = benchParallelism * 4
 	rdb := redis.NewClient(opt)
 	b.Cleanup(func() { _ = rdb.Close() })
-	var h roundTrips
+	var h redistest.RoundTrips
 	rdb.AddHook(&h)
 
 	tr, err := heartbeat.New(rdb, "bench", heartbeat.DefaultConfig())
@@ -47,7 +47,7 @@ func BenchmarkBeat(b *testing.B) {
 	if err := rdb.ConfigResetStat(ctx).Err(); err != nil {
 		b.Fatal(err)
 	}
-	h.n.Store(0)
+	h.N.Store(0)
 
 	var worker atomic.Int64
 	b.SetParallelism(benchParallelism)
@@ -74,7 +74,7 @@ func BenchmarkBeat(b *testing.B) {
 	elapsed := time.Since(start)
 	b.StopTimer()
 	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "beats/s")
-	b.ReportMetric(float64(h.n.Load())/float64(b.N), "round-trips/beat")
+	b.ReportMetric(float64(h.N.Load())/float64(b.N), "round-trips/beat")
 	b.ReportMetric(serverMicros(b, rdb, "evalsha"), "server-µs/beat")
 	// CPU time per beat does not depend on how busy the machine is, unlike
 	// beats/s: it tells what one Redis core and one client core can carry.

@@ -401,25 +401,6 @@ func testLeave(t *testing.T, rdb redis.UniversalClient) {
 	assert.ErrorIs(t, e.tr.Leave(ctx, "", ""), heartbeat.ErrInvalidNode)
 }
 
-// roundTrips counts every command and pipeline sent through a client.
-type roundTrips struct{ n atomic.Int64 }
-
-func (h *roundTrips) DialHook(next redis.DialHook) redis.DialHook { return next }
-
-func (h *roundTrips) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
-	return func(ctx context.Context, cmd redis.Cmder) error {
-		h.n.Add(1)
-		return next(ctx, cmd)
-	}
-}
-
-func (h *roundTrips) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
-	return func(ctx context.Context, cmds []redis.Cmder) error {
-		h.n.Add(1)
-		return next(ctx, cmds)
-	}
-}
-
 func testOneRoundTrip(t *testing.T, rdb redis.UniversalClient) {
 	ctx := context.Background()
 	e := newEnv(t, rdb)
@@ -427,14 +408,14 @@ func testOneRoundTrip(t *testing.T, rdb redis.UniversalClient) {
 	_, err := e.tr.Beat(ctx, heartbeat.Beat{Node: "warm"})
 	require.NoError(t, err)
 
-	var h roundTrips
+	var h redistest.RoundTrips
 	rdb.AddHook(&h)
 	b := heartbeat.Beat{Node: "n1", IP: "10.0.0.1", Preferred: "g", Held: []string{"g"}, Ack: 1}
 	for i := range 5 {
-		h.n.Store(0)
+		h.N.Store(0)
 		_, err := e.tr.Beat(ctx, b)
 		require.NoError(t, err)
-		assert.Equal(t, int64(1), h.n.Load(), "round trips of beat %d", i)
+		assert.Equal(t, int64(1), h.N.Load(), "round trips of beat %d", i)
 	}
 }
 
