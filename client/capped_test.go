@@ -113,3 +113,56 @@ func TestCappedGroupNeverHeldTwice(t *testing.T) {
 	assert.GreaterOrEqual(t, e.grants, moves+1)
 	t.Logf("solo granted %d times across %d forced moves", e.grants, moves)
 }
+
+// TestLapsedReadNotTrustedAfterRejoin is the race the chaos test found
+// after a Redis restart: a node whose lease lapsed reads its assignment
+// (nobody has reaped it yet, so the read still names its capped group), is
+// then reaped and the group handed on, and beats again — a rejoin. What it
+// read before the rejoin describes a membership that has ended: a write to
+// the group must not bring the group back while the new holder has it.
+func TestLapsedReadNotTrustedAfterRejoin(t *testing.T) {
+	p := newPool(t)
+	p.addGroup("solo", registry.Change{Set: set("api_key", "only-one"), MaxNodes: ptr(1)})
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+
+	a := p.startClient("a")
+	within(t, 5*time.Second, func() bool { return a.Assignment().Holds("solo") }, "a holds solo")
+	a.pause() // no beats, no fetches; the subscription keeps listening
+	within(t, 5*time.Second, func() bool { return !a.Health().LeaseValid && !a.Assignment().Holds("solo") },
+		"a drops solo once its lease lapses")
+
+	// The read in the lapse: no other node plans, so a is not reaped yet.
+	require.NoError(t, a.fetch(ctx))
+	a.mu.Lock()
+	readSolo := a.raw.Holds("solo")
+	a.mu.Unlock()
+	require.True(t, readSolo, "the read in the lapse still names solo")
+
+	b := p.startClient("b") // reaps a and takes solo
+	within(t, 5*time.Second, func() bool { return b.Assignment().Holds("solo") }, "b holds solo")
+
+	reply, err := a.beat(ctx)
+	require.NoError(t, err)
+	require.True(t, reply.Joined, "a's beat after the reap rejoins it")
+
+	_, err = p.reg.Update(ctx, "solo", registry.Change{Set: set("api_key", "rotated")}, "test")
+	require.NoError(t, err)
+	cnt, err := p.reg.Counters(ctx)
+	require.NoError(t, err)
+	within(t, 5*time.Second, func() bool {
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		return a.eventRev >= cnt.Rev || a.lastRev >= cnt.Rev
+	}, "a heard solo's write")
+	assert.False(t, a.Assignment().Holds("solo"), "a took solo back from a read made before it rejoined, while b holds it")
+	assert.True(t, b.Assignment().Holds("solo"))
+
+	a.resume()
+	within(t, 5*time.Second, func() bool {
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		return a.raw != nil && a.trusted && a.raw.Epoch >= reply.Epoch
+	}, "a reads the assignment that rejoined it")
+	assert.False(t, a.Assignment().Holds("solo"))
+}

@@ -244,6 +244,14 @@ func (c *Client) beat(ctx context.Context) (heartbeat.Reply, error) {
 	}
 
 	c.mu.Lock()
+	if reply.Joined && c.joined {
+		// A rejoin: the node was reaped since its last beat, and its
+		// groups may have been handed on. Whatever it read before this
+		// beat — even a read in the lapse that still named its capped
+		// groups — describes a membership that has ended.
+		c.trusted = false
+		c.gen++
+	}
 	c.joined = true
 	c.lapsed = false
 	if c.displaced {

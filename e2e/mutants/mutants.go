@@ -56,6 +56,15 @@ var mutants = []mutant{
 		Run:  "^TestRedisOutage$",
 	},
 	{
+		Name: "rejoin-trusts-old-read",
+		Why:  "a rejoined node trusts a read made before it was reaped",
+		File: "client/loop.go",
+		Old:  "if reply.Joined && c.joined {",
+		New:  "if false {",
+		Pkgs: []string{"./client/"},
+		Run:  "^TestLapsedReadNotTrustedAfterRejoin$",
+	},
+	{
 		Name: "eager-reap",
 		Why:  "heartbeat reaps a node at TTL/3",
 		File: "heartbeat/reap.lua",
