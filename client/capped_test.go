@@ -166,3 +166,32 @@ func TestLapsedReadNotTrustedAfterRejoin(t *testing.T) {
 	}, "a reads the assignment that rejoined it")
 	assert.False(t, a.Assignment().Holds("solo"))
 }
+
+// TestRenewedLeaseRestoresCappedGroups is the other half of a lapse: a
+// node whose lease lapsed, but that nobody reaped, reads its assignment
+// (still naming its capped group, which it withholds without a lease) and
+// then beats again. Its membership never ended, so the beat that renews
+// the lease gives the group back at once — with no further read or event,
+// which in a quiet pool may never come (a Redis restart under load once
+// left a node without its only group for good).
+func TestRenewedLeaseRestoresCappedGroups(t *testing.T) {
+	p := newPool(t)
+	p.addGroup("solo", registry.Change{Set: set("api_key", "only-one"), MaxNodes: ptr(1)})
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+
+	a := p.startClient("a")
+	within(t, 5*time.Second, func() bool { return a.Assignment().Holds("solo") }, "a holds solo")
+	a.pause()
+	within(t, 5*time.Second, func() bool { return !a.Health().LeaseValid && !a.Assignment().Holds("solo") },
+		"a drops solo once its lease lapses")
+	require.NoError(t, a.fetch(ctx)) // the only node: nobody reaps it
+	require.False(t, a.Assignment().Holds("solo"), "no capped group without a lease")
+
+	reply, err := a.beat(ctx)
+	require.NoError(t, err)
+	require.False(t, reply.Joined, "a was not reaped")
+	assert.True(t, a.Health().LeaseValid)
+	assert.True(t, a.Assignment().Holds("solo"), "the beat that renews the lease gives solo back")
+	a.resume()
+}

@@ -274,8 +274,16 @@ func (c *Client) beat(ctx context.Context) (heartbeat.Reply, error) {
 		c.adoptLocked(reply.Epoch, reply.Holders)
 		c.beatAdopted.Add(1)
 	}
+	hadLease := c.o.now().Before(c.leaseUntil)
 	if until := sent.Add(c.o.heartbeat.TTL); until.After(c.leaseUntil) {
 		c.leaseUntil = until
+	}
+	if !hadLease {
+		// The last publish withheld capped groups for want of a lease. If
+		// what the node read is still trusted (it was not reaped: no
+		// rejoin above), they are its own again now; a quiet pool may
+		// send no event or epoch that would publish them otherwise.
+		c.publishLocked()
 	}
 	c.mu.Unlock()
 	signal(c.wakeLease)

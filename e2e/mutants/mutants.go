@@ -65,6 +65,15 @@ var mutants = []mutant{
 		Run:  "^TestLapsedReadNotTrustedAfterRejoin$",
 	},
 	{
+		Name: "renewal-withholds",
+		Why:  "a renewed lease does not give back the capped groups the node still holds",
+		File: "client/loop.go",
+		Old:  "if !hadLease {",
+		New:  "if _ = hadLease; false {",
+		Pkgs: []string{"./client/"},
+		Run:  "^TestRenewedLeaseRestoresCappedGroups$",
+	},
+	{
 		Name: "eager-reap",
 		Why:  "heartbeat reaps a node at TTL/3",
 		File: "heartbeat/reap.lua",
