@@ -564,9 +564,15 @@ func TestNodeProtocol(t *testing.T) {
 	require.Len(t, woke.Groups, 1)
 	assert.Greater(t, woke.Groups[0].Version, polled.Groups[0].Version)
 
-	// Leaving moves the group at once.
+	// Leaving moves the group at once: the answer comes after the commit
+	// of a plan without the node.
 	r = a.doSession("DELETE", "/v1/nodes/n2", nodeToken, sessions["n2"], nil)
 	require.Equal(t, http.StatusNoContent, r.status, "%s", r.body)
+	committed, err := a.reg.Assignment(context.Background())
+	require.NoError(t, err)
+	assert.Greater(t, committed.Epoch, polled.Epoch)
+	assert.NotContains(t, committed.Nodes, "n2")
+	assert.Equal(t, []string{"maps"}, committed.Nodes["n1"])
 	require.Eventually(t, func() bool {
 		na = beat("n1", polled.Epoch, "maps")
 		return na.Epoch > polled.Epoch && len(na.Groups) == 1 && na.Groups[0].Share == 1.0

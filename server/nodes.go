@@ -255,24 +255,35 @@ func (s *Server) nodeLeave(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	session := r.Header.Get(SessionHeader)
-	var err error
+	planned := false
 	switch {
 	case session == "" && roleOf(r.Context()) == roleAdmin:
-		err = s.hb.Evict(r.Context(), id)
+		if err := s.hb.Evict(r.Context(), id); err != nil {
+			return err
+		}
 	case session == "":
 		return errSession("missing %s header: send the session of node %q's heartbeat answer", SessionHeader, id)
 	default:
-		// The script checks the session; leaving an unknown node is a no-op.
-		err = s.hb.Leave(r.Context(), id, session)
-		if errors.Is(err, heartbeat.ErrWrongSession) || errors.Is(err, heartbeat.ErrInvalidNode) {
-			return errSession("wrong %s for node %q", SessionHeader, id)
+		// As a Go client's Close: the leave and the reads of a plan without
+		// the node are one transaction, then the commit, so its groups have
+		// moved when the answer comes back. The script checks the session;
+		// leaving an unknown node is a no-op.
+		left, res, err := s.rebal.LeaveAndPlan(r.Context(), id, session)
+		if !left {
+			if errors.Is(err, heartbeat.ErrWrongSession) || errors.Is(err, heartbeat.ErrInvalidNode) {
+				return errSession("wrong %s for node %q", SessionHeader, id)
+			}
+			return err
 		}
-	}
-	if err != nil {
-		return err
+		s.metrics.observeRebalance(res, err)
+		// Another plan came first (stale) or the plan failed: the loop's
+		// locked run plans the departure.
+		planned = err == nil
 	}
 	s.log.Info("node left", "node", id)
-	s.Nudge()
+	if !planned {
+		s.Nudge()
+	}
 	w.WriteHeader(http.StatusNoContent)
 	return nil
 }
