@@ -190,3 +190,20 @@ func TestPythonNodeDisplaced(t *testing.T) {
 		15*time.Second, 20*time.Millisecond, "node.py never re-joined:\n%s", p.out)
 	p.stop()
 }
+
+// A node.py that cannot reach the server stops using its capped group once
+// a TTL has passed since its last successful beat (the server may have
+// handed the group on), as a Go client does; uncapped groups keep serving.
+func TestPythonNodeDropsCappedGroupsWhenTheLeaseLapses(t *testing.T) {
+	srv, ts := startAPI(t, server.WithHeartbeat(heartbeat.Config{Interval: 200 * time.Millisecond, TTL: time.Second}))
+	_, err := srv.Registry().Add(context.Background(), "solo", registry.Change{Set: map[string]string{"api_key": "k"}, MaxNodes: new(1)}, "test")
+	require.NoError(t, err)
+
+	p := startPyNode(t, "ALLOT_URL="+ts.URL, "ALLOT_NODE_ID=py-capped", "ALLOT_NODE_IP=10.1.2.3")
+	p.waitOutput("groups=solo@v1")
+	ts.CloseClientConnections()
+	ts.Close() // the server is gone: every request fails from now on
+	p.waitOutput("lease lapsed: capped groups dropped")
+	p.waitOutput("groups=-")
+	p.stop()
+}

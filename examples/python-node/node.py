@@ -67,6 +67,7 @@ class Node:
         self.ttl = 6.0
         self.session = ""  # ours once the first heartbeat answers
         self.waiting_logged = False
+        self.lease_until = 0.0  # monotonic: last successful beat sent + TTL
 
     # ---- HTTP ----
 
@@ -109,6 +110,7 @@ class Node:
             "held": [g["name"] for g in self.groups],
             "ack": self.epoch,
         }
+        sent = time.monotonic()
         try:
             _, reply = self._request("POST", self._path("/heartbeat"), body)
         except HTTPStatusError as e:
@@ -131,8 +133,21 @@ class Node:
             self.interval = reply["interval_ms"] / 1000.0
         if reply.get("ttl_ms"):
             self.ttl = reply["ttl_ms"] / 1000.0
+        self.lease_until = sent + self.ttl
         self._apply(reply)
         return True
+
+    def drop_capped_if_lapsed(self):
+        """Stops using capped groups (max_nodes > 0) once no beat has
+        succeeded for a TTL: the server may have handed them on. The next
+        successful heartbeat's answer gives them back if they are still ours."""
+        if time.monotonic() < self.lease_until:
+            return
+        kept = [g for g in self.groups if not g.get("max_nodes")]
+        if len(kept) != len(self.groups):
+            print("lease lapsed: capped groups dropped", file=sys.stderr, flush=True)
+            self.groups = kept
+            on_change(self)
 
     def _displaced(self, err):
         print("session lost (%s); re-joining" % err, file=sys.stderr, flush=True)
@@ -196,9 +211,11 @@ class Node:
                 if remaining > 0.05 and self.session:
                     self.wait_for_change(remaining)
             except (OSError, RuntimeError, ValueError) as e:
-                # Keep serving the current assignment; the server moves our
-                # groups if we stay silent past the TTL.
+                # Keep serving the current assignment, but not capped groups
+                # past the lease: the server moves our groups if we stay
+                # silent past the TTL.
                 print("error: %s (retrying in %.1fs)" % (e, backoff), file=sys.stderr, flush=True)
+                self.drop_capped_if_lapsed()
                 time.sleep(backoff)
                 backoff = min(backoff * 2, BACKOFF_MAX)
                 next_beat = 0.0
