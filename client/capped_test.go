@@ -121,23 +121,9 @@ func TestCappedGroupNeverHeldTwice(t *testing.T) {
 // read before the rejoin describes a membership that has ended: a write to
 // the group must not bring the group back while the new holder has it.
 func TestLapsedReadNotTrustedAfterRejoin(t *testing.T) {
-	p := newPool(t)
-	p.addGroup("solo", registry.Change{Set: set("api_key", "only-one"), MaxNodes: ptr(1)})
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-
-	a := p.startClient("a")
-	within(t, 5*time.Second, func() bool { return a.Assignment().Holds("solo") }, "a holds solo")
-	a.pause() // no beats, no fetches; the subscription keeps listening
-	within(t, 5*time.Second, func() bool { return !a.Health().LeaseValid && !a.Assignment().Holds("solo") },
-		"a drops solo once its lease lapses")
-
-	// The read in the lapse: no other node plans, so a is not reaped yet.
-	require.NoError(t, a.fetch(ctx))
-	a.mu.Lock()
-	readSolo := a.raw.Holds("solo")
-	a.mu.Unlock()
-	require.True(t, readSolo, "the read in the lapse still names solo")
+	p, a := lapsedSoloHolder(ctx, t)
 
 	b := p.startClient("b") // reaps a and takes solo
 	within(t, 5*time.Second, func() bool { return b.Assignment().Holds("solo") }, "b holds solo")
@@ -175,17 +161,9 @@ func TestLapsedReadNotTrustedAfterRejoin(t *testing.T) {
 // which in a quiet pool may never come (a Redis restart under load once
 // left a node without its only group for good).
 func TestRenewedLeaseRestoresCappedGroups(t *testing.T) {
-	p := newPool(t)
-	p.addGroup("solo", registry.Change{Set: set("api_key", "only-one"), MaxNodes: ptr(1)})
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-
-	a := p.startClient("a")
-	within(t, 5*time.Second, func() bool { return a.Assignment().Holds("solo") }, "a holds solo")
-	a.pause()
-	within(t, 5*time.Second, func() bool { return !a.Health().LeaseValid && !a.Assignment().Holds("solo") },
-		"a drops solo once its lease lapses")
-	require.NoError(t, a.fetch(ctx)) // the only node: nobody reaps it
+	_, a := lapsedSoloHolder(ctx, t)
 	require.False(t, a.Assignment().Holds("solo"), "no capped group without a lease")
 
 	reply, err := a.beat(ctx)
@@ -194,4 +172,26 @@ func TestRenewedLeaseRestoresCappedGroups(t *testing.T) {
 	assert.True(t, a.Health().LeaseValid)
 	assert.True(t, a.Assignment().Holds("solo"), "the beat that renews the lease gives solo back")
 	a.resume()
+}
+
+// lapsedSoloHolder starts the only node of a pool, a, with the only group,
+// solo (max_nodes 1); freezes its loops until its lease lapses (its
+// subscription keeps listening); then has it read its assignment in the
+// lapse. No other node plans, so a is not reaped yet and the read still
+// names solo.
+func lapsedSoloHolder(ctx context.Context, t *testing.T) (*pool, *Client) {
+	t.Helper()
+	p := newPool(t)
+	p.addGroup("solo", registry.Change{Set: set("api_key", "only-one"), MaxNodes: ptr(1)})
+	a := p.startClient("a")
+	within(t, 5*time.Second, func() bool { return a.Assignment().Holds("solo") }, "a holds solo")
+	a.pause()
+	within(t, 5*time.Second, func() bool { return !a.Health().LeaseValid && !a.Assignment().Holds("solo") },
+		"a drops solo once its lease lapses")
+	require.NoError(t, a.fetch(ctx))
+	a.mu.Lock()
+	readSolo := a.raw.Holds("solo")
+	a.mu.Unlock()
+	require.True(t, readSolo, "the read in the lapse still names solo")
+	return p, a
 }
