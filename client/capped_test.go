@@ -10,6 +10,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/allot-io/allot/heartbeat"
 	"github.com/allot-io/allot/registry"
 )
 
@@ -194,4 +195,36 @@ func lapsedSoloHolder(ctx context.Context, t *testing.T) (*pool, *Client) {
 	a.mu.Unlock()
 	require.True(t, readSolo, "the read in the lapse still names solo")
 	return p, a
+}
+
+// TestReadBeforeJoinNotTrusted: a process that reads before its first beat
+// may see the entry of an earlier process with the same node ID (expired,
+// not yet reaped), naming a capped group. If that ID is then reaped and the
+// group handed on, the new process's first beat joins it afresh: the read
+// before it must not give the group to the new process.
+func TestReadBeforeJoinNotTrusted(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	p := newPool(t)
+	p.addGroup("solo", registry.Change{Set: set("api_key", "only-one"), MaxNodes: ptr(1)})
+	old := p.startClient("x")
+	within(t, 5*time.Second, func() bool { return old.Assignment().Holds("solo") }, "the first x holds solo")
+	old.pause() // it stops beating: its ID expires, nobody reaps it yet
+	within(t, 5*time.Second, func() bool { return !old.Health().LeaseValid }, "the first x's lease lapses")
+
+	next := p.newClient("x") // a new process with the same ID
+	next.session = heartbeat.NewSession()
+	require.NoError(t, next.fetch(ctx)) // before its first beat
+	next.mu.Lock()
+	readSolo := next.raw.Holds("solo")
+	next.mu.Unlock()
+	require.True(t, readSolo, "the read sees the first x's entry")
+
+	b := p.startClient("b") // reaps x and takes solo
+	within(t, 5*time.Second, func() bool { return b.Assignment().Holds("solo") }, "b holds solo")
+
+	reply, err := next.beat(ctx)
+	require.NoError(t, err)
+	require.True(t, reply.Joined)
+	assert.False(t, next.Assignment().Holds("solo"), "the new x took solo from a read made before it joined, while b holds it")
 }

@@ -244,11 +244,12 @@ func (c *Client) beat(ctx context.Context) (heartbeat.Reply, error) {
 	}
 
 	c.mu.Lock()
-	if reply.Joined && c.joined {
-		// A rejoin: the node was reaped since its last beat, and its
-		// groups may have been handed on. Whatever it read before this
-		// beat — even a read in the lapse that still named its capped
-		// groups — describes a membership that has ended.
+	if reply.Joined {
+		// A join: the first beat of this process, or a rejoin after the
+		// node was reaped. Whatever it read before this beat — a read in a
+		// lapse that still named its capped groups, or, before the first
+		// beat, the entry of a process that had this ID — describes a
+		// membership that has ended, and its groups may have been handed on.
 		c.trusted = false
 		c.gen++
 	}

@@ -57,12 +57,12 @@ var mutants = []mutant{
 	},
 	{
 		Name: "rejoin-trusts-old-read",
-		Why:  "a rejoined node trusts a read made before it was reaped",
+		Why:  "a node that joins or rejoins trusts a read made before that beat",
 		File: "client/loop.go",
-		Old:  "if reply.Joined && c.joined {",
+		Old:  "if reply.Joined {",
 		New:  "if false {",
 		Pkgs: []string{"./client/"},
-		Run:  "^TestLapsedReadNotTrustedAfterRejoin$",
+		Run:  "^(TestLapsedReadNotTrustedAfterRejoin|TestReadBeforeJoinNotTrusted)$",
 	},
 	{
 		Name: "renewal-withholds",
