@@ -3,6 +3,7 @@ package client
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -227,4 +228,42 @@ func TestReadBeforeJoinNotTrusted(t *testing.T) {
 	require.NoError(t, err)
 	require.True(t, reply.Joined)
 	assert.False(t, next.Assignment().Holds("solo"), "the new x took solo from a read made before it joined, while b holds it")
+}
+
+// TestLapsedLeaseClaimsNoCappedGroup: once its lease lapses a node no
+// longer reports its capped groups as held, even while its OnChange for the
+// drop is still running. Past the lease the server may have handed them on
+// (it reaps the node), so a beat claiming them — a zombie's first beat after
+// SIGCONT, in the chaos suite — would only put a second holder of an
+// exclusive group on record.
+func TestLapsedLeaseClaimsNoCappedGroup(t *testing.T) {
+	p := newPool(t)
+	p.addGroup("solo", registry.Change{Set: set("api_key", "only-one"), MaxNodes: ptr(1)})
+	a := p.startClient("a")
+	within(t, 5*time.Second, func() bool { return a.Assignment().Holds("solo") }, "a holds solo")
+	dropping, release := make(chan struct{}), make(chan struct{})
+	a.OnChange(func(old, new Assignment) {
+		if old.Holds("solo") && !new.Holds("solo") {
+			close(dropping)
+			<-release // the application takes its time to let go
+		}
+	})
+	held := func() []string {
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		return a.heldLocked()
+	}
+	require.Equal(t, []string{"solo"}, held())
+
+	a.pause()
+	select {
+	case <-dropping:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the lapse did not drop solo")
+	}
+	assert.Empty(t, held(), "a lapsed node claims its capped group")
+	close(release)
+	a.resume()
+	within(t, 5*time.Second, func() bool { return a.Assignment().Holds("solo") && slices.Equal(held(), []string{"solo"}) },
+		"a gets solo back with its lease, and reports it")
 }

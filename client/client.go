@@ -97,6 +97,12 @@ type Client struct {
 	// delivered are the groups of the last assignment every OnChange
 	// callback has returned from; beats report them as held until then.
 	delivered []string
+	// voided are the capped groups a lapsed lease dropped: beats do not
+	// report them held while OnChange delivers the drop. Past its lease the
+	// node has no claim on them (the server hands them on once it reaps
+	// it), and a returning zombie's claim would only put a second holder
+	// of an exclusive group on record.
+	voided    map[string]bool
 	listeners []func(old, new Assignment)
 	queue     []change
 

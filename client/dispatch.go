@@ -28,6 +28,11 @@ func (c *Client) dispatch() {
 			c.mu.Lock()
 			released := slices.ContainsFunc(c.delivered, func(g string) bool { return !ch.new.Holds(g) })
 			c.delivered = ch.new.Names()
+			for g := range c.voided {
+				if !slices.Contains(c.delivered, g) {
+					delete(c.voided, g) // the drop is delivered
+				}
+			}
 			c.mu.Unlock()
 			if released {
 				signal(c.wakeBeat)

@@ -304,9 +304,15 @@ func subset(names, held []string) bool {
 // heldLocked is what the node is using: the groups of the current
 // assignment plus those whose removal OnChange has not yet delivered.
 func (c *Client) heldLocked() []string {
-	held := slices.Clone(c.delivered)
-	if a := c.cur.Load(); a != nil {
-		for _, g := range a.Groups {
+	cur := c.cur.Load()
+	held := make([]string, 0, len(c.delivered))
+	for _, g := range c.delivered {
+		if !c.voided[g] || (cur != nil && cur.Holds(g)) {
+			held = append(held, g)
+		}
+	}
+	if cur != nil {
+		for _, g := range cur.Groups {
 			if !slices.Contains(held, g.Name) {
 				held = append(held, g.Name)
 			}
@@ -508,6 +514,16 @@ func (c *Client) leaseLapsed() {
 	c.trusted = false
 	c.gen++
 	c.log.Warn("allot: no successful beat for a TTL; capped groups dropped until redis is back", "ttl", c.o.heartbeat.TTL)
+	if cur := c.cur.Load(); cur != nil {
+		for _, g := range cur.Groups {
+			if g.MaxNodes > 0 {
+				if c.voided == nil {
+					c.voided = make(map[string]bool)
+				}
+				c.voided[g.Name] = true
+			}
+		}
+	}
 	c.publishLocked()
 }
 
