@@ -467,6 +467,11 @@ func (c *Client) publishLocked() {
 		old = *p
 	}
 	c.cur.Store(&next)
+	for g := range c.voided {
+		if next.Holds(g) {
+			delete(c.voided, g) // its own again (a renewed lease): claimed as usual
+		}
+	}
 	if old.sameGroups(next) {
 		// The first snapshot with nothing assigned, or only the epoch
 		// moved (a change elsewhere in the pool): nothing to tell.

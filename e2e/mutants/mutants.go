@@ -83,6 +83,15 @@ var mutants = []mutant{
 		Run:  "^TestLapsedLeaseClaimsNoCappedGroup$",
 	},
 	{
+		Name: "void-outlives-renewal",
+		Why:  "a capped group given back by a renewed lease, then revoked, is reported released before OnChange delivered its drop",
+		File: "client/loop.go",
+		Old:  "delete(c.voided, g) // its own again",
+		New:  "_ = g // its own again",
+		Pkgs: []string{"./client/"},
+		Run:  "^TestLapsedLeaseClaimsNoCappedGroup$",
+	},
+	{
 		Name: "eager-reap",
 		Why:  "heartbeat reaps a node at TTL/3",
 		File: "heartbeat/reap.lua",
