@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -281,6 +282,7 @@ func TestLapsedLeaseClaimsNoCappedGroup(t *testing.T) {
 		as, err := p.reg.Assignment(ctx)
 		return err == nil && !slices.Contains(as.Nodes["a"], "solo")
 	}, "solo revoked from a")
+	a.forceFetch() // the loops are paused: read now, whether or not the revoke's event came
 	require.NoError(t, a.fetch(ctx))
 	require.False(t, a.Assignment().Holds("solo"))
 	assert.Equal(t, []string{"solo"}, held(), "a revoked group is reported until OnChange delivers its drop")
@@ -290,4 +292,31 @@ func TestLapsedLeaseClaimsNoCappedGroup(t *testing.T) {
 	a.resume()
 	within(t, 5*time.Second, func() bool { return b.Assignment().Holds("solo") && len(held()) == 0 },
 		"b gets solo once a's OnChange let go of it")
+}
+
+// TestBeatPastLeaseClaimsNoCappedGroup: a beat sent once the lease has run
+// out claims no capped group even when the lease watcher has not run yet —
+// a SIGSTOPped process wakes with both timers due, and either may go first.
+func TestBeatPastLeaseClaimsNoCappedGroup(t *testing.T) {
+	p := newPool(t)
+	p.addGroup("solo", registry.Change{Set: set("api_key", "only-one"), MaxNodes: ptr(1)})
+	a := p.newClient("a")
+	var skew atomic.Int64 // a's clock runs ahead by this much
+	a.o.now = func() time.Time { return time.Now().Add(time.Duration(skew.Load())) }
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	require.NoError(t, a.Start(ctx))
+	within(t, 5*time.Second, func() bool { return a.Assignment().Holds("solo") }, "a holds solo")
+
+	a.pause()
+	skew.Store(int64(time.Minute)) // by a's clock the lease is over; its watcher sleeps on
+	_, err := a.beat(ctx)
+	require.NoError(t, err)
+	nodes, _, err := p.hbTracker().Live(ctx)
+	require.NoError(t, err)
+	require.Len(t, nodes, 1)
+	assert.Empty(t, nodes[0].Held, "a beat past the lease claimed the capped group")
+	assert.False(t, a.Assignment().Holds("solo"))
+	a.resume()
+	within(t, 5*time.Second, func() bool { return a.Assignment().Holds("solo") }, "a gets solo back with its lease")
 }

@@ -102,9 +102,11 @@ type Client struct {
 	// node has no claim on them (the server hands them on once it reaps
 	// it), and a returning zombie's claim would only put a second holder
 	// of an exclusive group on record.
-	voided    map[string]bool
-	listeners []func(old, new Assignment)
-	queue     []change
+	voided map[string]bool
+	// deliveredCapped are the capped groups among delivered.
+	deliveredCapped []string
+	listeners       []func(old, new Assignment)
+	queue           []change
 
 	ctx          context.Context // lifetime of the workers
 	cancel       context.CancelFunc

@@ -28,6 +28,12 @@ func (c *Client) dispatch() {
 			c.mu.Lock()
 			released := slices.ContainsFunc(c.delivered, func(g string) bool { return !ch.new.Holds(g) })
 			c.delivered = ch.new.Names()
+			c.deliveredCapped = c.deliveredCapped[:0]
+			for _, g := range ch.new.Groups {
+				if g.MaxNodes > 0 {
+					c.deliveredCapped = append(c.deliveredCapped, g.Name)
+				}
+			}
 			for g := range c.voided {
 				if !slices.Contains(c.delivered, g) {
 					delete(c.voided, g) // the drop is delivered

@@ -221,6 +221,7 @@ func (c *Client) callTimeout() time.Duration { return c.o.heartbeat.TTL }
 // beat sends one beat reporting the groups in use and updates the lease.
 func (c *Client) beat(ctx context.Context) (heartbeat.Reply, error) {
 	c.mu.Lock()
+	c.lapseIfDueLocked()
 	held := c.heldLocked()
 	var ack int64
 	if a := c.cur.Load(); a != nil {
@@ -512,22 +513,38 @@ func (c *Client) watchLease() {
 func (c *Client) leaseLapsed() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.lapsed || c.o.now().Before(c.leaseUntil) {
+	c.lapseIfDueLocked()
+}
+
+// lapseIfDueLocked drops trust and the capped groups once the lease has run
+// out: by the lease watcher, and by a beat about to be sent, which must not
+// claim them whichever of the two runs first after a stall (a SIGSTOPped
+// process wakes with both timers due).
+func (c *Client) lapseIfDueLocked() {
+	if c.lapsed || c.leaseUntil.IsZero() || c.o.now().Before(c.leaseUntil) {
 		return
 	}
 	c.lapsed = true
 	c.trusted = false
 	c.gen++
 	c.log.Warn("allot: no successful beat for a TTL; capped groups dropped until redis is back", "ttl", c.o.heartbeat.TTL)
+	// Past the lease the node has no claim on its capped groups: those it
+	// uses and those whose drop OnChange is still delivering.
+	void := func(g string) {
+		if c.voided == nil {
+			c.voided = make(map[string]bool)
+		}
+		c.voided[g] = true
+	}
 	if cur := c.cur.Load(); cur != nil {
 		for _, g := range cur.Groups {
 			if g.MaxNodes > 0 {
-				if c.voided == nil {
-					c.voided = make(map[string]bool)
-				}
-				c.voided[g.Name] = true
+				void(g.Name)
 			}
 		}
+	}
+	for _, g := range c.deliveredCapped {
+		void(g)
 	}
 	c.publishLocked()
 }
