@@ -303,7 +303,8 @@ func subset(names, held []string) bool {
 }
 
 // heldLocked is what the node is using: the groups of the current
-// assignment plus those whose removal OnChange has not yet delivered.
+// assignment plus those whose removal OnChange has not yet delivered —
+// except the capped groups a lapse voided (the node has no claim on them).
 func (c *Client) heldLocked() []string {
 	cur := c.cur.Load()
 	held := make([]string, 0, len(c.delivered))
