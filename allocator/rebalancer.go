@@ -228,6 +228,12 @@ func (r *Rebalancer) Counts() Counts {
 // while it worked.
 func (r *Rebalancer) Run(ctx context.Context) (Result, error) {
 	res, err := r.run(ctx)
+	r.count(err)
+	return res, err
+}
+
+// count records the outcome of a run (Run's, or LeaveAndPlan's plan).
+func (r *Rebalancer) count(err error) {
 	switch {
 	case err == nil:
 		r.ok.Add(1)
@@ -238,7 +244,6 @@ func (r *Rebalancer) Run(ctx context.Context) (Result, error) {
 	default:
 		r.failed.Add(1)
 	}
-	return res, err
 }
 
 func (r *Rebalancer) run(ctx context.Context) (Result, error) {
@@ -286,18 +291,12 @@ func (r *Rebalancer) LeaveAndPlan(ctx context.Context, id, session string) (left
 			return leaveErr
 		}
 	})
-	switch {
-	case leaveErr != nil:
+	if leaveErr != nil {
 		return false, res, leaveErr
-	case err == nil:
-		r.ok.Add(1)
-	case errors.Is(err, registry.ErrStaleEpoch):
-		r.stale.Add(1)
-	default:
-		r.failed.Add(1)
 	}
 	// The leave's result is read first: a transaction that failed reports
 	// its error there, so a nil leaveErr means the leave ran.
+	r.count(err)
 	return true, res, err
 }
 

@@ -953,9 +953,8 @@ func sinceClamped(t0, at, now time.Time) time.Duration {
 // process: their heap is ~80 KB a node (connection buffers, most of it),
 // 800 MB at 10,000, and a collection marks it for ~0.5 s on two cores,
 // during which the goroutine allocating the most (a planner parsing the
-// pool) is made to help mark. A leave timed
-// during one took up to 0.9 s, a cost a node in its own process, with its
-// own small heap, does not pay.
+// pool) is made to help mark. A leave timed during one took up to 0.9 s, a
+// cost a node in its own process, with its own small heap, does not pay.
 func (h *perfHarness) collectGarbage() {
 	if h.mode == ModeSim {
 		return
