@@ -398,7 +398,7 @@ func (c *Client) fetch(ctx context.Context) error {
 	c.forceRead = false
 	// The read starts after the last beat and after any held group's event
 	// it was woken for, so it covers both revisions.
-	gen, rev, want := c.gen, max(c.seenRev, c.eventRev), c.wantEpoch
+	gen, rev, want, docs := c.gen, max(c.seenRev, c.eventRev), c.wantEpoch, c.docAdopted.Load()
 	c.mu.Unlock()
 
 	fctx, cancel := context.WithTimeout(ctx, c.callTimeout())
@@ -424,6 +424,14 @@ func (c *Client) fetch(ctx context.Context) error {
 	})
 
 	c.mu.Lock()
+	if c.docAdopted.Load() != docs && view.Rev < c.readRev {
+		// A held group's new document was taken from its event while this
+		// read was under way, and the read is older: installing it would
+		// roll the group back to its previous version. Read again.
+		c.mu.Unlock()
+		c.forceFetch()
+		return nil
+	}
 	changed := c.raw == nil || c.fromCache || !c.raw.same(*a)
 	c.raw, c.fromCache, c.rawDirty = a, false, view.Dirty
 	c.rawSeq++
