@@ -163,11 +163,13 @@ func New(rdb redis.UniversalClient, opts ...Option) (*Server, error) {
 			hosts = append(hosts, h)
 		}
 	}
+	// registry and heartbeat tag their lines with "ns" themselves: they get
+	// the untagged logger, or every line of theirs would say ns twice.
 	log := o.log.With("ns", o.ns)
 	if o.reg == nil {
-		o.reg = registry.New(rdb, registry.WithNamespace(o.ns), registry.WithLogger(log))
+		o.reg = registry.New(rdb, registry.WithNamespace(o.ns), registry.WithLogger(o.log))
 	}
-	hb, err := heartbeat.New(rdb, o.ns, o.hb, heartbeat.WithLogger(log))
+	hb, err := heartbeat.New(rdb, o.ns, o.hb, heartbeat.WithLogger(o.log))
 	if err != nil {
 		return nil, fmt.Errorf("server: %w", err)
 	}
