@@ -7,7 +7,10 @@ GO ?= go
 # test installs what is missing (deps), fails on unformatted files, then vets,
 # then checks that go.mod/go.sum are tidy (both modules), then runs every test
 # with the race detector against real redis-server processes (see
-# internal/redistest).
+# internal/redistest). The `container` tag adds deploy/container_test.go,
+# which builds and runs the image with podman (.ci/install-deps installs it);
+# a plain `go test ./...` leaves it out.
+TEST_TAGS ?= container
 test: deps tidy
 	@unformatted="$$(gofmt -l .)"; \
 	if [ -n "$$unformatted" ]; then \
@@ -15,8 +18,8 @@ test: deps tidy
 		echo "$$unformatted"; \
 		exit 1; \
 	fi
-	$(GO) vet ./...
-	$(GO) test -race -count=1 ./...
+	$(GO) vet -tags $(TEST_TAGS) ./...
+	$(GO) test -race -count=1 -tags $(TEST_TAGS) ./...
 
 # tidy fails when `go mod tidy` would change go.mod or go.sum (of the module or
 # of the separate bench module): every dependency is listed once, direct ones

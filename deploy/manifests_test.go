@@ -10,6 +10,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -126,6 +127,12 @@ type pdbSpec struct {
 
 // documents parses every YAML document of path; an empty or unparsable one
 // fails the test.
+// serveShutdownTimeout is allot serve's own bound on a graceful shutdown
+// (shutdownTimeout in cmd/allot/serve.go): SIGTERM must stop it within that
+// plus podman's overhead (container test), and the pod's grace period must
+// cover it after the preStop sleep (manifests test).
+const serveShutdownTimeout = 10 * time.Second
+
 func documents(t *testing.T, path string) []*yaml.Node {
 	t.Helper()
 	data, err := os.ReadFile(path)
