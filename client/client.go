@@ -429,7 +429,13 @@ func (c *Client) rebalanceAfterLeave(ctx context.Context) {
 	for attempt := 0; ; attempt++ {
 		_, err := c.rb.Run(ctx)
 		if err == nil || !errors.Is(err, allocator.ErrLocked) {
-			if err != nil {
+			switch {
+			case errors.Is(err, registry.ErrStaleEpoch):
+				// Another planner committed first: its plan already
+				// covers the pool without this node. Normal when many
+				// nodes close at once.
+				c.log.Debug("allot: rebalance after leave: another plan came first", "err", err)
+			case err != nil:
 				c.log.Warn("allot: rebalance after leave failed; others will at their next beat", "err", err)
 			}
 			return
