@@ -117,7 +117,7 @@ type unreachableError struct {
 }
 
 func (e *unreachableError) Error() string {
-	return fmt.Sprintf("cannot reach redis at %s (%s)", e.url, oneLine(e.err.Error()))
+	return fmt.Sprintf("cannot reach redis at %s (%s)", e.url, oneLine(trimPackage(e.err)))
 }
 
 func (e *unreachableError) Unwrap() error { return e.err }

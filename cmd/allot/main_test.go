@@ -6,6 +6,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -190,6 +191,26 @@ func TestBinaryExitCodes(t *testing.T) {
 		assert.Contains(t, line, "connection refused")
 		assert.NotContains(t, line, "hunter2")
 	})
+}
+
+// TestRefusedConnectionSaysWhy: Redis writes one error line to a connection
+// it will not serve (maxclients here; protected mode alike) and closes it,
+// and go-redis then reports only its own broken write. The user sees the
+// server's words.
+func TestRefusedConnectionSaysWhy(t *testing.T) {
+	rs := redistest.Start(t, redistest.WithArgs("--maxclients", "1"))
+	// Hold the only connection the server allows.
+	held, err := net.Dial("tcp", rs.Addr())
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = held.Close() })
+	require.Eventually(t, func() bool {
+		_, errOut, _ := runCLI(t, rs.URL(), "status")
+		return strings.Contains(errOut, "max number of clients reached")
+	}, 10*time.Second, 50*time.Millisecond)
+	_, errOut, code := runCLI(t, rs.URL(), "status")
+	assert.Equal(t, exitFailure, code)
+	assert.Equal(t, "allot: cannot reach redis at "+rs.URL()+" (redis refused the connection: ERR max number of clients reached)",
+		oneStderrLine(t, errOut))
 }
 
 func TestBinaryWatchStopsOnSIGINT(t *testing.T) {

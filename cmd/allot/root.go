@@ -29,6 +29,9 @@ const (
 	defaultTimeout  = 10 * time.Second
 	// connectTimeout bounds the first PING of a command, whatever --timeout.
 	connectTimeout = defaultTimeout
+	// refusalWait bounds the look at what a Redis that broke the first
+	// connection says to a new one (redisurl.Refusal).
+	refusalWait = time.Second
 )
 
 // commandFactories builds the top-level commands. Each noun file appends its
@@ -268,11 +271,14 @@ func (a *app) rdb(ctx context.Context) (redis.UniversalClient, error) {
 		err = pctx.Err()
 	}
 	if err != nil {
-		_ = c.Close()
-		ctx = pctx
-		if ctx.Err() != nil && !registry.IsUnavailable(err) {
-			err = ctx.Err()
+		if pctx.Err() != nil && !registry.IsUnavailable(err) {
+			err = pctx.Err()
+		} else if refused := redisurl.Refusal(ctx, c, refusalWait); refused != nil {
+			// A broken pipe or EOF hides the server's own words (protected
+			// mode, maxclients): show those instead.
+			err = refused
 		}
+		_ = c.Close()
 		return nil, &unreachableError{url: a.maskedURL(), err: err}
 	}
 	a.client = c

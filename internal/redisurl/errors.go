@@ -18,6 +18,11 @@ var (
 	// did not complete a TLS handshake within the dial timeout: most often
 	// a rediss:// URL pointing at a plain (non-TLS) port.
 	ErrTLSHandshake = errors.New("redisurl: TLS handshake failed (is that a TLS port? rediss:// needs one)")
+
+	// ErrRefused is returned by Refusal when the server refused a new
+	// connection with an error line of its own (protected mode,
+	// maxclients); the line follows it.
+	ErrRefused = errors.New("redisurl: redis refused the connection")
 )
 
 // ParseError is returned for a URL that cannot be used. URL is already
