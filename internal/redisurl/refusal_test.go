@@ -10,8 +10,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/allot-io/allot/internal/redisurl"
 	"github.com/allot-io/allot/internal/redistest"
+	"github.com/allot-io/allot/internal/redisurl"
 )
 
 // TestRefusalProtectedMode: a test redis-server runs in protected mode (no
