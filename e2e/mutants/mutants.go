@@ -211,4 +211,13 @@ var mutants = []mutant{
 		Pkgs: []string{"./quota/"},
 		Run:  "^TestLimiter$/^standalone$/^cooling$",
 	},
+	{
+		Name: "schedule-early",
+		Why:  "a scheduled change applies up to a minute before its time (server clock)",
+		File: "registry/schedule_due.lua",
+		Old:  "'-inf', num(now_ms()), 'LIMIT'",
+		New:  "'-inf', num(now_ms() + 60000), 'LIMIT'",
+		Pkgs: []string{"./registry/"},
+		Run:  "^TestNoScheduleBeforeDue$",
+	},
 }
