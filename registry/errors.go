@@ -43,6 +43,11 @@ var (
 	// ErrInvalidSchedule means a scheduled change with no time, an unknown op
 	// or an op that cannot be scheduled.
 	ErrInvalidSchedule = errors.New("registry: invalid schedule")
+	// ErrPoolDocument means a pool document (import file or body) that
+	// cannot be decoded; the error is a *PoolDocumentError.
+	ErrPoolDocument = errors.New("registry: malformed pool document")
+	// ErrEmptyPool means a pool document with nothing in it.
+	ErrEmptyPool = errors.New("registry: empty pool document")
 	// ErrInvalidState means the group's state does not allow the operation
 	// (retiring a group that is not active, finishing one that is not
 	// draining, importing a retired group as active) or, in a Pool, a state
@@ -231,3 +236,15 @@ type quotaError struct{ err *quota.ParseError }
 func (e *quotaError) Error() string { return ErrInvalidQuota.Error() + ": " + e.err.Detail() }
 
 func (e *quotaError) Unwrap() []error { return []error{ErrInvalidQuota, e.err} }
+
+// PoolDocumentError is a pool document that cannot be decoded (ParsePool).
+type PoolDocumentError struct {
+	// Problem says why on one line, naming the line of the document.
+	Problem string
+}
+
+// Error is "registry: malformed pool document: " and the problem.
+func (e *PoolDocumentError) Error() string { return ErrPoolDocument.Error() + ": " + e.Problem }
+
+// Unwrap returns ErrPoolDocument.
+func (e *PoolDocumentError) Unwrap() error { return ErrPoolDocument }

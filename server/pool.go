@@ -7,7 +7,6 @@ import (
 	"io"
 	"mime"
 	"net/http"
-	"regexp"
 	"slices"
 	"strings"
 	"time"
@@ -151,14 +150,9 @@ func (s *Server) importPool(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-// goTypeSuffix is the Go type yaml.v3 names in its errors ("field x not
-// found in type registry.PoolGroup"): nothing an API user can act on.
-var goTypeSuffix = regexp.MustCompile(` in type \w+\.\w+`)
-
-// decodePool reads a YAML or JSON Pool strictly (JSON is YAML; unknown
-// fields, a second document or no groups list are refused). The body is
-// read up to MaxImportBytes and checked by yamlguard before the decoder
-// sees it, so aliases cannot expand it.
+// decodePool reads a YAML or JSON Pool (registry.ParsePool: strict, one
+// document with a groups list), up to MaxImportBytes: a longer body is
+// refused before the parser sees it.
 func decodePool(w http.ResponseWriter, r *http.Request) (Pool, error) {
 	if r.ContentLength > MaxImportBytes {
 		return Pool{}, errTooLarge(MaxImportBytes) // before reading a byte
@@ -171,33 +165,19 @@ func decodePool(w http.ResponseWriter, r *http.Request) (Pool, error) {
 		}
 		return Pool{}, errBadRequest("read body: %v", err)
 	}
-	if err := yamlguard.Check(body); err != nil {
-		if errors.Is(err, yamlguard.ErrTooLarge) {
-			return Pool{}, errTooLarge(MaxImportBytes)
-		}
-		return Pool{}, errBadRequest("malformed pool document: %v", err)
+	p, err := registry.ParsePool(body)
+	var de *registry.PoolDocumentError
+	switch {
+	case err == nil:
+		return p, nil
+	case errors.Is(err, yamlguard.ErrTooLarge):
+		return Pool{}, errTooLarge(MaxImportBytes)
+	case errors.Is(err, registry.ErrEmptyPool):
+		return Pool{}, errBadRequest("empty request body: want a pool document (groups: [...])")
+	case errors.As(err, &de):
+		return Pool{}, errBadRequest("malformed pool document: %s", de.Problem)
 	}
-	var p Pool
-	dec := yaml.NewDecoder(bytes.NewReader(body))
-	dec.KnownFields(true)
-	if err := dec.Decode(&p); err != nil {
-		if errors.Is(err, io.EOF) {
-			return Pool{}, errBadRequest("empty request body: want a pool document (groups: [...])")
-		}
-		msg := goTypeSuffix.ReplaceAllString(strings.TrimPrefix(err.Error(), "yaml: "), "")
-		return Pool{}, errBadRequest("malformed pool document: %s", msg)
-	}
-	var extra yaml.Node
-	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
-		return Pool{}, errBadRequest("malformed pool document: more than one document")
-	}
-	var probe struct {
-		Groups *[]yaml.Node `yaml:"groups"`
-	}
-	if err := yaml.Unmarshal(body, &probe); err != nil || probe.Groups == nil {
-		return Pool{}, errBadRequest(`malformed pool document: no "groups" list (an empty pool is "groups: []")`)
-	}
-	return p, nil
+	return Pool{}, errBadRequest("malformed pool document: %v", err)
 }
 
 // poolProblems is the answer to a document with invalid groups: every

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -69,49 +68,18 @@ type importReport struct {
 	registry.ImportPlan
 }
 
-// parsePoolFile decodes an export document strictly: unknown fields,
-// duplicate keys and wrong types fail naming the line. It also returns the
-// line of each group.
-func parsePoolFile(data []byte) (registry.Pool, []int, error) {
-	var f registry.Pool
-	if err := yamlguard.Check(data); err != nil {
-		return f, nil, err
+// parsePoolFile decodes an export document (registry.ParsePool) and words
+// its errors for a file.
+func parsePoolFile(data []byte) (registry.Pool, error) {
+	f, err := registry.ParsePool(data)
+	var de *registry.PoolDocumentError
+	switch {
+	case errors.Is(err, registry.ErrEmptyPool):
+		return f, errors.New("the file is empty (want the output of 'allot export')")
+	case errors.As(err, &de):
+		return f, errors.New(de.Problem)
 	}
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	dec.KnownFields(true)
-	if err := dec.Decode(&f); err != nil {
-		if errors.Is(err, io.EOF) {
-			return f, nil, errors.New("the file is empty (want the output of 'allot export')")
-		}
-		return f, nil, yamlError(err)
-	}
-	var extra yaml.Node
-	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
-		return f, nil, fmt.Errorf("line %d: a second YAML document; want one document with a groups list", extra.Line)
-	}
-	var root yaml.Node
-	if err := yaml.Unmarshal(data, &root); err != nil {
-		return f, nil, yamlError(err)
-	}
-	var seq *yaml.Node
-	if len(root.Content) == 1 && root.Content[0].Kind == yaml.MappingNode {
-		m := root.Content[0]
-		for i := 0; i+1 < len(m.Content); i += 2 {
-			if m.Content[i].Value == "groups" && m.Content[i+1].Kind == yaml.SequenceNode {
-				seq = m.Content[i+1]
-			}
-		}
-	}
-	if seq == nil {
-		return f, nil, errors.New(`no "groups" list (want the output of 'allot export'; an empty pool is "groups: []")`)
-	}
-	lines := make([]int, len(f.Groups))
-	for i := range lines {
-		if i < len(seq.Content) {
-			lines[i] = seq.Content[i].Line
-		}
-	}
-	return f, lines, nil
+	return f, err
 }
 
 var yamlTypeSuffix = regexp.MustCompile(` in type \w+\.\w+`)
@@ -230,7 +198,7 @@ stored secret of an existing group and are refused for a new one.`,
 				}
 				return fmt.Errorf("read %s: %w", path, err)
 			}
-			f, lines, err := parsePoolFile(data)
+			f, err := parsePoolFile(data)
 			if err != nil {
 				return fmt.Errorf("%s: %w; nothing written", path, err)
 			}
@@ -246,7 +214,7 @@ stored secret of an existing group and are refused for a new one.`,
 				p, err := registry.PlanImport(f, have, prune, registry.WithPending(pending, a.now()))
 				var pe *registry.PoolError
 				if errors.As(err, &pe) {
-					err = poolProblems(f, lines, pe)
+					err = poolProblems(f, registry.PoolGroupLines(data), pe)
 				}
 				if err != nil {
 					return fmt.Errorf("%s: %w; nothing written", path, err)
