@@ -226,14 +226,15 @@ func (c *Client) NodeID() string { return c.o.nodeID }
 func (c *Client) Namespace() string { return c.o.namespace }
 
 // Start joins the pool and returns once the first assignment is known:
-// with a new random session, so a second process using the same node ID
-// is refused (heartbeat.ErrNodeIDInUse) and waits, retrying every interval,
-// until the first one leaves or expires — two processes never share an ID.
 // read from Redis, or — when Redis cannot be reached and a cache directory
 // is set — loaded from the disk cache (logged as "starting from cached
 // assignment"; the node keeps retrying in the background and capped groups
-// stay unused until it is back). If ctx ends first, Start stops the client
-// and returns an error wrapping ErrNoAssignment and ctx's error.
+// stay unused until it is back). It joins with a new random session, so a
+// second process using the same node ID is refused
+// (heartbeat.ErrNodeIDInUse) and waits, retrying every interval, until the
+// first one leaves or expires: two processes never share an ID. If ctx
+// ends first, Start stops the client and returns an error wrapping
+// ErrNoAssignment and ctx's error.
 func (c *Client) Start(ctx context.Context) error {
 	c.mu.Lock()
 	switch {
