@@ -198,21 +198,6 @@ func TruncateReason(s string) string {
 	return s
 }
 
-// dropHealth removes the key health of a deleted group (one MULTI: every key
-// shares the namespace's hash tag). A report for the deleted group writes
-// nothing (the script finds no group), so nothing recreates it.
-func (r *Registry) dropHealth(ctx context.Context, name string) error {
-	k := r.keys
-	_, err := r.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		p.Del(ctx, k.Health(name))
-		p.HDel(ctx, k.Unhealthy(), name)
-		p.ZRem(ctx, k.Schedule(), probeID(name))
-		p.HDel(ctx, k.ScheduleItems(), probeID(name))
-		return nil
-	})
-	return err
-}
-
 // probeID is the ID of the schedule item that probes a suspended group.
 func probeID(name string) string { return "probe-" + name }
 

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/allot-io/allot/quota"
 )
 
 // maxAttempts bounds the optimistic read-modify-write loop of a group write.
@@ -109,9 +111,11 @@ func (r *Registry) runWrite(ctx context.Context, w write) (writeResult, error) {
 		drainBody = b
 	}
 	res, err := writeScript.Run(ctx, r.rdb,
-		[]string{k.Group(w.name), k.History(w.name), k.Groups(), k.State(), k.Log(), k.Schedule(), k.ScheduleItems()},
+		[]string{k.Group(w.name), k.History(w.name), k.Groups(), k.State(), k.Log(), k.Schedule(), k.ScheduleItems(),
+			k.Health(w.name), k.Unhealthy(), k.Quota(w.name), k.UsagePrefix(w.name)},
 		w.mode, w.expected, w.name, body, r.historyLimit, w.event, w.by, w.version, k.Events(),
 		w.claim.id, drainMs, w.drainJob.ID, drainBody, w.unsched, LogMaxLen, w.claim.by,
+		probeID(w.name), int64(quota.UsageTTL/time.Minute),
 	).StringSlice()
 	if err != nil {
 		return writeResult{}, err
@@ -435,13 +439,10 @@ func (r *Registry) Delete(ctx context.Context, name string, by string) error {
 }
 
 func (r *Registry) delete(ctx context.Context, name string, by string, cl claim) (Group, error) {
-	g, err := r.modify(ctx, name, 0, cl, func(cur Group) (write, error) {
+	// write.lua drops the group's limiter state, usage and key health in
+	// the same script: a group created later under the same name inherits
+	// no debt, cooldown, usage or suspension, even for an instant.
+	return r.modify(ctx, name, 0, cl, func(cur Group) (write, error) {
 		return write{mode: "delete", event: EventGroupDeleted, by: by, version: cur.Version, unsched: drainJobID(name)}, nil
 	})
-	if err == nil {
-		// The limiter reads cooling_until without knowing the group: a new
-		// group of the same name must not inherit the old key's cooldown.
-		err = r.dropHealth(ctx, name)
-	}
-	return g, err
 }

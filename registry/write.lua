@@ -10,6 +10,11 @@
 -- KEYS[5] :log            STREAM events
 -- KEYS[6] :schedule       ZSET schedule ID -> due ms
 -- KEYS[7] :schedule:items HASH schedule ID -> JSON
+-- KEYS[8] :health:<name>  HASH key health (delete drops it)
+-- KEYS[9] :unhealthy      HASH group -> suspended|probing (delete drops the entry)
+-- KEYS[10] :quota:<name>  HASH the limiter's state (delete drops it)
+-- KEYS[11] :usage:<name>: prefix of the per-minute usage HASHes (delete drops
+--          every minute still kept)
 -- ARGV[1]  mode: "put" | "delete" | "drop" (drop: only claim ARGV[10], log schedule.dropped)
 -- ARGV[2]  expected current version: "0" = the group must not exist
 -- ARGV[3]  group name
@@ -27,6 +32,8 @@
 -- ARGV[14] schedule ID to remove without applying ("" = none)
 -- ARGV[15] log MAXLEN
 -- ARGV[16] by of the claimed item (for schedule.applied / schedule.dropped)
+-- ARGV[17] delete: the probe schedule item ID of the group
+-- ARGV[18] delete: how many minutes of usage are kept (the usage TTL)
 --
 -- Reply: {"ok", stored JSON} | {"exists"} | {"missing"} | {"version", current}
 --        | {"claimed"} (the item was applied, dropped or cancelled by someone else)
@@ -70,10 +77,32 @@ unschedule(claim)
 unschedule(ARGV[14])
 local rev = redis.call('HINCRBY', KEYS[4], 'rev', 1)
 
+-- drop_limits removes everything the limiter and key health keep of the
+-- group, so a group created later under the same name starts clean: no
+-- debt, no cooldown, no usage, no suspension or probe.
+local function drop_limits()
+  redis.call('DEL', KEYS[8], KEYS[10])
+  redis.call('HDEL', KEYS[9], name)
+  unschedule(ARGV[17])
+  -- Usage minutes are named by server minute and expire after ARGV[18]
+  -- minutes; a minute either side covers a write racing this one.
+  local nowMin = math.floor(now / 60000)
+  local batch = {}
+  for m = nowMin - tonumber(ARGV[18]) - 1, nowMin + 1 do
+    batch[#batch + 1] = KEYS[11] .. string.format('%.0f', m)
+    if #batch == 256 then
+      redis.call('DEL', unpack(batch))
+      batch = {}
+    end
+  end
+  if #batch > 0 then redis.call('DEL', unpack(batch)) end
+end
+
 if mode == 'delete' then
   group_rev(KEYS[4], name, nil)
   redis.call('DEL', KEYS[1], KEYS[2])
   redis.call('SREM', KEYS[3], name)
+  drop_limits()
   emit(KEYS[5], channel, maxlen, ARGV[6], name, '', ARGV[7], 0, tonumber(ARGV[8]), now, rev)
   if claim ~= '' then
     emit(KEYS[5], channel, maxlen, 'schedule.applied', name, '', ARGV[16], 0, tonumber(ARGV[8]), now)

@@ -220,4 +220,13 @@ var mutants = []mutant{
 		Pkgs: []string{"./registry/"},
 		Run:  "^TestNoScheduleBeforeDue$",
 	},
+	{
+		Name: "delete-keeps-limits",
+		Why:  "a deleted group's limiter state and usage outlive it: a group recreated under the name inherits its debt",
+		File: "registry/write.lua",
+		Old:  "redis.call('DEL', KEYS[8], KEYS[10])",
+		New:  "redis.call('DEL', KEYS[8])",
+		Pkgs: []string{"./registry/"},
+		Run:  "^TestDeleteDropsLimiterState$",
+	},
 }
