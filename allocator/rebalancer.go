@@ -502,31 +502,60 @@ type nextState struct {
 // moves off a capped or draining group gets a revoked entry that a later run
 // clears once the node acknowledges the revoke epoch without holding it, or is
 // gone. See docs/internals.md, "the revoke → release → grant handoff".
+//
+// The steps, each a method of its own: plan; find the guarded groups; carry
+// over unreleased revokes; count who may hold each guarded group; grant
+// (capped grants wait for room); revoke what moved off a guarded group; list
+// the draining groups nobody may hold any more.
 func (st state) next() nextState {
 	groups, nodes := st.planInputs()
 	desired := Plan(groups, nodes, st.assign.Nodes)
+	gd := st.guards()
+	revoked := st.unreleased(gd)
+	mayHold := st.mayHold(gd, revoked)
+	granted, waiting := st.grant(desired, gd, mayHold)
+	st.revokeMoved(granted, gd, revoked)
+	return nextState{
+		nodes:   granted,
+		revoked: flattenRevoked(revoked),
+		drained: st.drained(granted, mayHold, revoked),
+		waiting: waiting,
+	}
+}
 
-	// guarded groups need the handoff: capped ones (so max_nodes holds at every
-	// instant) and draining ones (so "retired" means nobody holds it). Usually
-	// a handful, so the per-node work below is a few small-map lookups.
-	maxNodes := make(map[string]int)
-	guarded := make(map[string]bool)
+// guards are the groups that need the revoke → release → grant handoff:
+// capped ones (so max_nodes holds at every instant) and draining ones (so
+// "retired" means nobody holds it). Usually a handful, so the per-node work
+// of the other steps is a few small-map lookups.
+type guards struct {
+	maxNodes map[string]int  // capped group -> max_nodes
+	guarded  map[string]bool // capped or draining
+}
+
+func (st state) guards() guards {
+	gd := guards{maxNodes: make(map[string]int), guarded: make(map[string]bool)}
 	for _, g := range st.groups {
-		if m := planMaxNodes(g); m > 0 {
-			maxNodes[g.Name] = m
+		m := planMaxNodes(g)
+		if m > 0 {
+			gd.maxNodes[g.Name] = m
 		}
-		if planMaxNodes(g) > 0 || g.State == registry.Draining {
-			guarded[g.Name] = true
+		if m > 0 || g.State == registry.Draining {
+			gd.guarded[g.Name] = true
 		}
 	}
-	// st.nodes is sorted by ID (heartbeat.Live), which fixes the grant order.
+	return gd
+}
+
+// unreleased carries over the revoked entries of live nodes that have not
+// released them yet: node -> group -> revoke epoch. An entry is released
+// once the node acknowledged its epoch without reporting the group held;
+// entries of gone nodes (their lease expired) and of groups no longer
+// guarded are dropped.
+func (st state) unreleased(gd guards) map[string]map[string]int64 {
 	live := make(map[string]int, len(st.nodes)) // ID -> index in st.nodes
 	for i, n := range st.nodes {
 		live[n.ID] = i
 	}
-	revokeEpoch := st.assign.Epoch + 1
-
-	// Carry over revoked entries the node has not yet acknowledged.
 	revoked := make(map[string]map[string]int64)
 	for id, entries := range st.assign.Revoked {
 		i, alive := live[id]
@@ -536,7 +565,7 @@ func (st state) next() nextState {
 		n := st.nodes[i]
 		for _, e := range entries {
 			g, at := parseRevoked(e)
-			if !guarded[g] {
+			if !gd.guarded[g] {
 				continue // deleted or no longer capped: nothing to guard
 			}
 			if n.Ack >= at && !slices.Contains(n.Held, g) {
@@ -545,11 +574,18 @@ func (st state) next() nextState {
 			addRevoked(revoked, id, g, at)
 		}
 	}
+	return revoked
+}
 
-	// mayHold counts, per guarded group, the live nodes that may be using it.
+// mayHold is, per guarded group, the set of live nodes that may be using
+// it: granted it, reporting it held, or revoked and not yet released.
+func (st state) mayHold(gd guards, revoked map[string]map[string]int64) map[string]map[string]bool {
 	mayHold := make(map[string]map[string]bool)
+	if len(gd.guarded) == 0 {
+		return mayHold
+	}
 	mark := func(g, id string) {
-		if !guarded[g] {
+		if !gd.guarded[g] {
 			return
 		}
 		if mayHold[g] == nil {
@@ -557,74 +593,93 @@ func (st state) next() nextState {
 		}
 		mayHold[g][id] = true
 	}
-	if len(guarded) > 0 {
-		for _, n := range st.nodes {
-			for _, g := range st.assign.Nodes[n.ID] {
-				mark(g, n.ID)
-			}
-			for _, g := range n.Held {
-				mark(g, n.ID)
-			}
-			for g := range revoked[n.ID] {
-				mark(g, n.ID)
-			}
+	for _, n := range st.nodes {
+		for _, g := range st.assign.Nodes[n.ID] {
+			mark(g, n.ID)
+		}
+		for _, g := range n.Held {
+			mark(g, n.ID)
+		}
+		for g := range revoked[n.ID] {
+			mark(g, n.ID)
 		}
 	}
+	return mayHold
+}
 
-	out := nextState{nodes: make(map[string][]string, len(st.nodes)), revoked: map[string][]string{}}
-
-	// Pass 1: keep what nodes may already hold; collect new capped grants.
+// grant turns the desired plan into grants: every node keeps what it may
+// already hold and gets its uncapped groups at once; a new holder of a
+// capped group is granted it, in node-ID order (st.nodes is sorted by ID,
+// heartbeat.Live), only while the group's may-hold set stays within
+// max_nodes. It adds each grant to mayHold and returns how many grants wait
+// for a release.
+func (st state) grant(desired Assignment, gd guards, mayHold map[string]map[string]bool) (map[string][]string, int) {
+	nodes := make(map[string][]string, len(st.nodes))
 	type grant struct{ node, group string }
 	var pending []grant
 	for _, n := range st.nodes {
 		want := desired[n.ID]
 		granted := make([]string, 0, len(want))
 		for _, g := range want {
-			if maxNodes[g] > 0 && !mayHold[g][n.ID] {
+			if gd.maxNodes[g] > 0 && !mayHold[g][n.ID] {
 				pending = append(pending, grant{n.ID, g})
 				continue
 			}
 			granted = append(granted, g)
 		}
-		out.nodes[n.ID] = granted
+		nodes[n.ID] = granted
 	}
-	// Pass 2: grant capped groups in node-ID order while there is room.
+	waiting := 0
+	maxNodes := gd.maxNodes
 	for _, p := range pending {
 		if len(mayHold[p.group]) < maxNodes[p.group] {
 			if mayHold[p.group] == nil {
 				mayHold[p.group] = make(map[string]bool)
 			}
 			mayHold[p.group][p.node] = true
-			out.nodes[p.node] = append(out.nodes[p.node], p.group)
-			sort.Strings(out.nodes[p.node])
+			nodes[p.node] = append(nodes[p.node], p.group)
+			sort.Strings(nodes[p.node])
 			continue
 		}
-		out.waiting++
+		waiting++
 	}
+	return nodes, waiting
+}
 
-	// Revoke guarded groups a live node may hold but is no longer granted.
+// revokeMoved records a revoke (at the epoch this commit makes) for every
+// guarded group a live node may hold but is no longer granted, and drops
+// the entries of groups granted to their node again.
+func (st state) revokeMoved(granted map[string][]string, gd guards, revoked map[string]map[string]int64) {
+	if len(gd.guarded) == 0 {
+		return
+	}
+	revokeEpoch := st.assign.Epoch + 1
 	revoke := func(id, g string) {
-		if guarded[g] && !slices.Contains(out.nodes[id], g) {
+		if gd.guarded[g] && !slices.Contains(granted[id], g) {
 			if _, already := revoked[id][g]; !already {
 				addRevoked(revoked, id, g, revokeEpoch)
 			}
 		}
 	}
-	if len(guarded) > 0 {
-		for _, n := range st.nodes {
-			for g := range revoked[n.ID] {
-				if slices.Contains(out.nodes[n.ID], g) {
-					delete(revoked[n.ID], g) // granted again: the entry is moot
-				}
-			}
-			for _, g := range st.assign.Nodes[n.ID] {
-				revoke(n.ID, g)
-			}
-			for _, g := range n.Held {
-				revoke(n.ID, g)
+	for _, n := range st.nodes {
+		for g := range revoked[n.ID] {
+			if slices.Contains(granted[n.ID], g) {
+				delete(revoked[n.ID], g) // granted again: the entry is moot
 			}
 		}
+		for _, g := range st.assign.Nodes[n.ID] {
+			revoke(n.ID, g)
+		}
+		for _, g := range n.Held {
+			revoke(n.ID, g)
+		}
 	}
+}
+
+// flattenRevoked renders revoked entries as the stored "group@epoch" lists,
+// sorted; nodes left without entries are absent.
+func flattenRevoked(revoked map[string]map[string]int64) map[string][]string {
+	out := make(map[string][]string)
 	for id, entries := range revoked {
 		if len(entries) == 0 {
 			continue
@@ -634,10 +689,15 @@ func (st state) next() nextState {
 			list = append(list, g+"@"+strconv.FormatInt(at, 10))
 		}
 		sort.Strings(list)
-		out.revoked[id] = list
+		out[id] = list
 	}
+	return out
+}
 
-	// A draining group is done when no live node may hold it after this commit.
+// drained lists the draining groups no live node may hold after this
+// commit: neither granted nor revoked-and-unreleased anywhere.
+func (st state) drained(granted map[string][]string, mayHold map[string]map[string]bool, revoked map[string]map[string]int64) []string {
+	var out []string
 	for _, g := range st.groups {
 		if g.State != registry.Draining {
 			continue
@@ -645,13 +705,13 @@ func (st state) next() nextState {
 		held := false
 		for id := range mayHold[g.Name] {
 			_, isRevoked := revoked[id][g.Name]
-			if isRevoked || slices.Contains(out.nodes[id], g.Name) {
+			if isRevoked || slices.Contains(granted[id], g.Name) {
 				held = true
 				break
 			}
 		}
 		if !held {
-			out.drained = append(out.drained, g.Name)
+			out = append(out, g.Name)
 		}
 	}
 	return out
