@@ -697,15 +697,38 @@ func (r *ring) close(pos int32) {
 	r.open--
 }
 
-// pack plans the nodes < groups regime.
+// pack plans the nodes < groups regime, in the steps of Plan's doc comment:
+// groups stay on their live holder, orphans go to the least loaded node, an
+// empty node takes the lightest group of the node holding the most, then the
+// heaviest improving group moves from the most to the least loaded node
+// while that improves the balance.
 func (p *planner) pack(prev Assignment) Assignment {
-	nG, nN := len(p.groups), len(p.nodes)
-	w := p.weight
+	k := p.keepHolders(prev)
+	k.placeOrphans()
+	k.fillEmpty()
+	k.balance()
+	return k.assignment()
+}
 
-	// 1. Groups stay on their live holder, the highest scoring one if several.
-	owner := make([]int32, nG)
-	for g := range owner {
-		owner[g] = -1
+// packing is the state the steps of pack share: who owns each group, each
+// node's load and groups (lightest first, then index), and a heap of the
+// nodes by load, least loaded first.
+type packing struct {
+	p      *planner
+	owner  []int32 // group -> node, -1 = orphan
+	load   []float64
+	lists  [][]int32 // filled by placeOrphans
+	minH   *heap
+	sorted func(a, b int32) int // the order of lists
+}
+
+// keepHolders keeps each group on its live holder, the highest scoring one
+// if several held it (ties: the lower node index).
+func (p *planner) keepHolders(prev Assignment) *packing {
+	nG, nN := len(p.groups), len(p.nodes)
+	k := &packing{p: p, owner: make([]int32, nG), load: make([]float64, nN)}
+	for g := range k.owner {
+		k.owner[g] = -1
 	}
 	var ownerScore []uint64 // computed lazily, only for groups with several holders
 	var scored []bool
@@ -715,10 +738,10 @@ func (p *planner) pack(prev Assignment) Assignment {
 			if !ok {
 				continue
 			}
-			o := owner[g]
+			o := k.owner[g]
 			switch {
 			case o < 0:
-				owner[g] = int32(i)
+				k.owner[g] = int32(i)
 				continue
 			case o == int32(i):
 				continue
@@ -731,86 +754,99 @@ func (p *planner) pack(prev Assignment) Assignment {
 			}
 			// A later node wins only on a strictly higher score: ties go to the lower ID.
 			if s := p.score(int32(i), g); s > ownerScore[g] {
-				owner[g], ownerScore[g] = int32(i), s
+				k.owner[g], ownerScore[g] = int32(i), s
 			}
 		}
 	}
-
-	load := make([]float64, nN)
-	var orphans []int32
-	for g, o := range owner {
-		if o < 0 {
-			orphans = append(orphans, int32(g))
-		} else {
-			load[o] += w[g]
+	for g, o := range k.owner {
+		if o >= 0 {
+			k.load[o] += p.weight[g]
 		}
 	}
+	return k
+}
 
-	byLoad := func(a, b int32) bool {
-		if load[a] != load[b] {
-			return load[a] < load[b]
+// placeOrphans gives each group without a live holder, heaviest first (then
+// index), to the least loaded node, then builds each node's list.
+func (k *packing) placeOrphans() {
+	w := k.p.weight
+	k.minH = newIndexedHeap(len(k.load), func(a, b int32) bool {
+		if k.load[a] != k.load[b] {
+			return k.load[a] < k.load[b]
 		}
 		return a < b
-	}
-	minH := newIndexedHeap(nN, byLoad)
-
-	// 2. Orphans, heaviest first, go to the least loaded node.
-	if len(orphans) > 0 {
-		slices.SortFunc(orphans, func(a, b int32) int { return cmp.Or(cmp.Compare(w[b], w[a]), cmp.Compare(a, b)) })
-		for _, g := range orphans {
-			i := minH.items[0]
-			owner[g] = i
-			load[i] += w[g]
-			minH.down(0)
+	})
+	var orphans []int32
+	for g, o := range k.owner {
+		if o < 0 {
+			orphans = append(orphans, int32(g))
 		}
 	}
+	slices.SortFunc(orphans, func(a, b int32) int { return cmp.Or(cmp.Compare(w[b], w[a]), cmp.Compare(a, b)) })
+	for _, g := range orphans {
+		i := k.minH.items[0]
+		k.owner[g] = i
+		k.load[i] += w[g]
+		k.minH.down(0)
+	}
+	k.sorted = func(a, b int32) int { return cmp.Or(cmp.Compare(w[a], w[b]), cmp.Compare(a, b)) }
+	k.lists = make([][]int32, len(k.load))
+	for g, o := range k.owner {
+		k.lists[o] = append(k.lists[o], int32(g))
+	}
+	for i := range k.lists {
+		slices.SortFunc(k.lists[i], k.sorted)
+	}
+}
 
-	// Each node's groups, lightest first (then name).
-	byWeight := func(a, b int32) int { return cmp.Or(cmp.Compare(w[a], w[b]), cmp.Compare(a, b)) }
-	lists := make([][]int32, nN)
-	for g, o := range owner {
-		lists[o] = append(lists[o], int32(g))
+// move moves group g, at position at of node from's list, to node to.
+func (k *packing) move(from int32, at int, to int32, heaps ...*heap) {
+	// Change one node's keys at a time: a heap can only fix one.
+	w := k.p.weight
+	g := k.lists[from][at]
+	k.lists[from] = slices.Delete(k.lists[from], at, at+1)
+	k.load[from] -= w[g]
+	for _, h := range heaps {
+		h.fix(from)
 	}
-	for i := range lists {
-		slices.SortFunc(lists[i], byWeight)
+	pos, _ := slices.BinarySearchFunc(k.lists[to], g, k.sorted)
+	k.lists[to] = slices.Insert(k.lists[to], pos, g)
+	k.load[to] += w[g]
+	for _, h := range heaps {
+		h.fix(to)
 	}
-	insert := func(i, g int32) {
-		k, _ := slices.BinarySearchFunc(lists[i], g, byWeight)
-		lists[i] = slices.Insert(lists[i], k, g)
-	}
+}
 
-	// 3. An empty node takes the lightest group of the node holding the most.
-	if slices.ContainsFunc(lists, func(l []int32) bool { return len(l) == 0 }) {
-		countH := newIndexedHeap(nN, func(a, b int32) bool {
-			if la, lb := len(lists[a]), len(lists[b]); la != lb {
-				return la > lb
-			}
-			if load[a] != load[b] {
-				return load[a] > load[b]
-			}
-			return a < b
-		})
-		for e := range int32(nN) {
-			if len(lists[e]) > 0 {
-				continue
-			}
-			// Change one node's keys at a time: a heap can only fix one.
-			d := countH.items[0]
-			g := lists[d][0]
-			lists[d] = slices.Delete(lists[d], 0, 1)
-			load[d] -= w[g]
-			countH.fix(d)
-			minH.fix(d)
-			lists[e] = append(lists[e], g)
-			load[e] += w[g]
-			countH.fix(e)
-			minH.fix(e)
+// fillEmpty gives every node left without a group the lightest group of the
+// node holding the most groups (ties: the higher load, then the lower index).
+func (k *packing) fillEmpty() {
+	if !slices.ContainsFunc(k.lists, func(l []int32) bool { return len(l) == 0 }) {
+		return
+	}
+	countH := newIndexedHeap(len(k.lists), func(a, b int32) bool {
+		if la, lb := len(k.lists[a]), len(k.lists[b]); la != lb {
+			return la > lb
+		}
+		if k.load[a] != k.load[b] {
+			return k.load[a] > k.load[b]
+		}
+		return a < b
+	})
+	for e := range int32(len(k.lists)) {
+		if len(k.lists[e]) == 0 {
+			k.move(countH.items[0], 0, e, countH, k.minH)
 		}
 	}
+}
 
-	// 4. While unbalanced, move the heaviest improving group from the most
-	// to the least loaded node.
-	maxH := newIndexedHeap(nN, func(a, b int32) bool {
+// balance moves, while the pool is unbalanced, the heaviest group that
+// improves it from the most to the least loaded node (a node tied for the
+// highest load may give it instead, the lower index first). The loop is
+// bounded: each move lowers the spread, and 16·(groups+nodes) moves is far
+// more than any input needs.
+func (k *packing) balance() {
+	load, lists, w := k.load, k.lists, k.p.weight
+	maxH := newIndexedHeap(len(load), func(a, b int32) bool {
 		if load[a] != load[b] {
 			return load[a] > load[b]
 		}
@@ -822,22 +858,22 @@ func (p *planner) pack(prev Assignment) Assignment {
 		k, _ := slices.BinarySearchFunc(lists[i], threshold, func(g int32, t float64) int { return cmp.Compare(w[g], t) })
 		return k - 1
 	}
-	for range 16 * (nG + nN) {
-		hi, lo := maxH.items[0], minH.items[0]
+	for range 16 * (len(w) + len(load)) {
+		hi, lo := maxH.items[0], k.minH.items[0]
 		maxLoad := load[hi]
 		eps := tolerance(maxLoad)
 		threshold := maxLoad - load[lo] - eps
 		if threshold <= 0 {
 			break
 		}
-		src, k := hi, improving(hi, threshold)
-		if k < 0 {
+		src, at := hi, improving(hi, threshold)
+		if at < 0 {
 			// Another node tied for the highest load may still improve.
 			src = -1
 			for _, i := range maxH.items {
 				if i != hi && load[i] >= maxLoad-eps && (src < 0 || i < src) {
 					if kk := improving(i, threshold); kk >= 0 {
-						src, k = i, kk
+						src, at = i, kk
 					}
 				}
 			}
@@ -845,20 +881,17 @@ func (p *planner) pack(prev Assignment) Assignment {
 				break
 			}
 		}
-		g := lists[src][k]
-		lists[src] = slices.Delete(lists[src], k, k+1)
-		load[src] -= w[g]
-		maxH.fix(src)
-		minH.fix(src)
-		insert(lo, g)
-		load[lo] += w[g]
-		maxH.fix(lo)
-		minH.fix(lo)
+		k.move(src, at, lo, maxH, k.minH)
 	}
+}
 
-	out := make(Assignment, nN)
-	names := make([]string, 0, nG)
-	for i, l := range lists {
+// assignment renders the lists as Plan's result: node ID -> sorted group
+// names, every node listed.
+func (k *packing) assignment() Assignment {
+	p := k.p
+	out := make(Assignment, len(k.lists))
+	names := make([]string, 0, len(p.groups))
+	for i, l := range k.lists {
 		slices.Sort(l)
 		start := len(names)
 		for _, g := range l {
