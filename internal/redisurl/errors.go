@@ -18,6 +18,11 @@ var (
 	// did not complete a TLS handshake within the dial timeout: most often
 	// a rediss:// URL pointing at a plain (non-TLS) port.
 	ErrTLSHandshake = errors.New("redisurl: TLS handshake failed (is that a TLS port? rediss:// needs one)")
+
+	// ErrPasswordEscape is returned for a password holding a '%' that is
+	// not followed by two hex digits: a password is percent-decoded, so a
+	// literal '%' must be written %25 (other characters may stay raw).
+	ErrPasswordEscape = errors.New("redisurl: the password holds a '%' not followed by two hex digits (write a literal % as %25)")
 )
 
 // ParseError is returned for a URL that cannot be used. URL is already
