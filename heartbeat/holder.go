@@ -65,3 +65,12 @@ func (t *Tracker) Holder(ctx context.Context, id string) (Holding, error) {
 	h.Live = int64(s) >= now.Val().UnixMilli()-t.ttl
 	return h, nil
 }
+
+// Validate reports what Beat would refuse in b before any round trip
+// (ErrInvalidNode): a caller that writes something of its own before the
+// beat (allot serve's join limit) checks the input first, so bad input
+// changes nothing.
+func (b Beat) Validate() error {
+	_, err := b.validate()
+	return err
+}

@@ -197,6 +197,11 @@ func TestJoinSessionIsServers(t *testing.T) {
 func TestNodeJoinsLimited(t *testing.T) {
 	const n = 5
 	a := newAPI(t, server.WithTokens(boundTokens), server.WithHeartbeat(slowLoop), server.WithNodeJoinsPerMinute(n))
+	// Bad input is refused before the limit counts it: nothing is written.
+	before := a.settled(adminToken)
+	for _, body := range []map[string]any{{"ip": "not-an-ip"}, {"preferred": "Not A Group"}} {
+		a.refused(a.do("POST", "/v1/nodes/api-0/heartbeat", apiNodeToken, body), http.StatusUnprocessableEntity, "invalid", before)
+	}
 	sessions := map[string]string{}
 	for i := range n {
 		id := fmt.Sprintf("api-%d", i)
@@ -222,7 +227,7 @@ func TestNodeJoinsLimited(t *testing.T) {
 		r := a.doSession("POST", "/v1/nodes/"+id+"/heartbeat", apiNodeToken, s, map[string]any{})
 		assert.Equal(t, http.StatusOK, r.status, "%s", r.body)
 	}
-	before := a.settled(adminToken)
+	before = a.settled(adminToken)
 	a.refused(a.do("POST", "/v1/nodes/api-0/heartbeat", apiNodeToken, map[string]any{}), http.StatusConflict, "conflict", before)
 	a.joinAs("worker-1", workerNodeToken)
 	a.joinAs("api-admin", adminToken)

@@ -133,6 +133,10 @@ func (s *Server) nodeHeartbeat(w http.ResponseWriter, r *http.Request) error {
 	if req.IP == "" {
 		req.IP, _, _ = net.SplitHostPort(r.RemoteAddr)
 	}
+	beat := heartbeat.Beat{Node: id, Session: session, IP: req.IP, Preferred: req.Preferred, Held: req.Held, Ack: req.Ack}
+	if err := beat.Validate(); err != nil {
+		return err // bad input: before the join limit writes anything
+	}
 	h, err := s.hb.Holder(r.Context(), id)
 	if err != nil {
 		return err
@@ -146,9 +150,9 @@ func (s *Server) nodeHeartbeat(w http.ResponseWriter, r *http.Request) error {
 				return err
 			}
 		}
-		session = heartbeat.NewSession()
+		beat.Session = heartbeat.NewSession()
 	}
-	rep, err := s.hb.Beat(r.Context(), heartbeat.Beat{Node: id, Session: session, IP: req.IP, Preferred: req.Preferred, Held: req.Held, Ack: req.Ack})
+	rep, err := s.hb.Beat(r.Context(), beat)
 	var inUse *heartbeat.InUseError
 	switch {
 	case errors.As(err, &inUse) && !sent:
@@ -170,7 +174,7 @@ func (s *Server) nodeHeartbeat(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	a.Session = session
+	a.Session = beat.Session
 	writeJSON(w, http.StatusOK, a)
 	return nil
 }
