@@ -144,7 +144,9 @@ func (s *Server) nodeHeartbeat(w http.ResponseWriter, r *http.Request) error {
 	if !sent || !h.Holds(session) {
 		// A join (or a beat the script will refuse: the ID is live under
 		// another session). Only a join takes from the token's budget, so a
-		// refused beat still writes nothing.
+		// refused beat still writes nothing. Holder and Beat are two round
+		// trips: an ID freed between them joins uncounted, once, and a join
+		// raced by another process's is counted and then refused (409).
 		if !h.Live && roleOf(r.Context()) == roleNode {
 			if err := s.joins.take(r.Context(), credentialOf(r.Context())); err != nil {
 				return err
