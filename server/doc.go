@@ -2,7 +2,8 @@
 // Events, the HTTP node protocol for non-Go nodes, Prometheus metrics and the
 // embedded web UI, plus the coordinator loop of `allot serve`.
 //
-//	s, err := server.New(rdb, server.WithTokens(server.TokensFromEnv()))
+//	tokens, err := server.TokensFromEnv()
+//	s, err := server.New(rdb, server.WithTokens(tokens))
 //	go s.Run(ctx)                      // rebalance on events and on a timer
 //	hs := s.HTTPServer(":7070", s.Handler())
 //	hs.Serve(l); ...; s.Close(); hs.Shutdown(ctx)
@@ -31,8 +32,8 @@
 //	GET    /v1/export[?format=yaml|json]       read   → Pool (YAML unless Accept/format says JSON)
 //	POST   /v1/import[?dry_run=true&prune=true] admin Pool (YAML or JSON) → ImportReport
 //	GET    /v1/events                          read   SSE; resume with Last-Event-ID (or ?after=ID, 0 = whole log)
-//	POST   /v1/nodes/{id}/heartbeat            node   {ip, preferred, held, ack} → NodeAssignment with session (409: ID live under another session)
-//	GET    /v1/nodes/{id}/assignment           node*  ?after=EPOCH&wait=30s (≤ 60s) → NodeAssignment
+//	POST   /v1/nodes/{id}/heartbeat            node   {ip, preferred, held, ack} → NodeAssignment with session (409: ID live under another session; 429: the token's joins are used up)
+//	GET    /v1/nodes/{id}/assignment           node*  ?after=EPOCH&wait=30s (≤ 60s) → NodeAssignment (503: too many long polls)
 //	DELETE /v1/nodes/{id}                      node*  → 204 (leave: its groups move at once; admin without session: evict)
 //	POST   /v1/nodes/{id}/report               node*  {group, outcome: throttled|failure|success, retry_after_ms, reason} → ReportAnswer (409: not live / not holding it)
 //	GET    /v1/dev/nodes                       read   dev mode only → [DevNode]
@@ -41,16 +42,23 @@
 //	POST   /v1/dev/nodes/{id}/start            admin  → DevNode
 //	GET    /                                   public web UI
 //
-// Node sessions: the first heartbeat of a process (no Allot-Session header)
-// opens a session and answers it in "session"; later heartbeats and the
-// routes marked node* must send it in the Allot-Session header — missing or
-// wrong → 403, so the node token alone cannot read or remove another node.
-// The admin token may omit the header (an operator's eviction or read).
+// Node tokens: a node token bound to a pattern (NodeToken) may use the node
+// routes only for the node IDs its pattern matches (403 otherwise, before
+// anything is read or written); ALLOT_NODE_TOKEN matches every ID.
+//
+// Node sessions: the server picks the session of every join and answers it
+// in "session" (a session a client sends is used only while it holds the
+// ID); later heartbeats and the routes marked node* must send it in the
+// Allot-Session header — missing or wrong → 403, so the node token alone
+// cannot read or remove another node. The admin token may omit the header
+// (an operator's eviction or read). Joins are limited per node token
+// (WithNodeJoinsPerMinute: 429 with Retry-After).
 //
 // Times in "at" are RFC 3339 or a duration from now ("10m"). Every error is
 // {"error":{"code","message"}} with a stable code: bad_request (400),
 // unauthorized (401), forbidden (403), not_found (404), conflict (409),
-// too_large (413), invalid (422), internal (500), unavailable (503).
+// too_large (413), invalid (422), too_many_requests (429), internal (500),
+// unavailable (503). 429 and 503 carry Retry-After.
 // Secret config values are masked everywhere except for an admin with
 // ?reveal=true and in the node protocol (a node needs its keys).
 package server

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"time"
 
 	"github.com/allot-io/allot/allocator"
 	"github.com/allot-io/allot/heartbeat"
@@ -13,9 +14,11 @@ import (
 var (
 	// ErrDevNodeNotFound is returned by a DevController for an unknown demo node.
 	ErrDevNodeNotFound = errors.New("server: no such demo node")
-	// ErrInvalidTokens means two roles were given the same token, so a
-	// request could not tell which role it has.
-	ErrInvalidTokens = errors.New("server: every configured token must be different")
+	// ErrInvalidTokens means the tokens cannot be used: two are the same (a
+	// request could not tell which role it has), or a node token is empty,
+	// lacks a pattern or has a bad one, or a node tokens list is malformed.
+	// Its messages name tokens by role and position, never by value.
+	ErrInvalidTokens = errors.New("server: invalid tokens")
 	// ErrClosed is returned by Run after Close.
 	ErrClosed = errors.New("server: closed")
 )
@@ -23,15 +26,16 @@ var (
 // Error codes of the JSON API: {"error":{"code":..., "message":...}}. They are
 // stable; clients switch on them.
 const (
-	CodeBadRequest   = "bad_request"  // 400: malformed request
-	CodeInvalid      = "invalid"      // 422: well-formed but fails validation
-	CodeNotFound     = "not_found"    // 404
-	CodeConflict     = "conflict"     // 409: exists, version mismatch, wrong state
-	CodeUnauthorized = "unauthorized" // 401: no or unknown token
-	CodeForbidden    = "forbidden"    // 403: the token's role may not do this
-	CodeTooLarge     = "too_large"    // 413: request body over the limit
-	CodeInternal     = "internal"     // 500
-	CodeUnavailable  = "unavailable"  // 503: Redis unreachable
+	CodeBadRequest      = "bad_request"       // 400: malformed request
+	CodeInvalid         = "invalid"           // 422: well-formed but fails validation
+	CodeNotFound        = "not_found"         // 404
+	CodeConflict        = "conflict"          // 409: exists, version mismatch, wrong state
+	CodeUnauthorized    = "unauthorized"      // 401: no or unknown token
+	CodeForbidden       = "forbidden"         // 403: the token's role may not do this
+	CodeTooLarge        = "too_large"         // 413: request body over the limit
+	CodeTooManyRequests = "too_many_requests" // 429: over a rate limit (node joins); see Retry-After
+	CodeInternal        = "internal"          // 500
+	CodeUnavailable     = "unavailable"       // 503: Redis unreachable
 )
 
 // Error codes of the browser-safety checks (see browserSafe).
@@ -47,6 +51,9 @@ type apiError struct {
 	code    string
 	message string
 	err     error // the cause, logged for internal errors; never sent
+	// retryAfter is sent as Retry-After (whole seconds, at least 1) when
+	// set; a 503 without it says 1 s.
+	retryAfter time.Duration
 }
 
 func (e *apiError) Error() string { return e.message }

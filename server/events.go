@@ -36,13 +36,13 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) error {
 	} else if !validStreamID(after) {
 		return errBadRequest("event ID %s: want a stream ID like 1712345678901-0", quoteHeader(after))
 	}
-	select {
-	case s.streams <- struct{}{}:
-		defer func() { <-s.streams }()
-	default:
-		return &apiError{status: http.StatusServiceUnavailable, code: CodeUnavailable,
-			message: fmt.Sprintf("too many event streams open (%d); try again later", cap(s.streams))}
+	// Each token class has its own slots: read-token streams cannot shut
+	// the admin out.
+	release, ok := s.streams.take(roleOf(ctx))
+	if !ok {
+		return errFull("event streams", s.streams.size(), time.Second)
 	}
+	defer release()
 	wake := s.changed.wait()
 	first, err := s.reg.Events(ctx, after, sseBatch, 0)
 	if err != nil {

@@ -109,7 +109,7 @@ func (h *headerRecorder) WriteHeader(code int)        { h.status = code }
 // wrap authorizes the request, runs fn and answers its error.
 func (s *Server) wrap(need access, fn handlerFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		role, aerr := s.authorize(r, need)
+		cred, aerr := s.authorize(r, need)
 		if aerr != nil {
 			if aerr.status == http.StatusUnauthorized {
 				w.Header().Set("WWW-Authenticate", `Bearer realm="allot"`)
@@ -117,7 +117,7 @@ func (s *Server) wrap(need access, fn handlerFunc) http.Handler {
 			s.writeError(w, r, aerr)
 			return
 		}
-		r = r.WithContext(withRole(r.Context(), role))
+		r = r.WithContext(withCredential(r.Context(), cred))
 		if err := fn(w, r); err != nil {
 			s.writeError(w, r, err)
 		}
@@ -188,7 +188,10 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	}
 	var b errorBody
 	b.Error.Code, b.Error.Message = ae.code, ae.message
-	if ae.status == http.StatusServiceUnavailable {
+	switch {
+	case ae.retryAfter > 0:
+		w.Header().Set("Retry-After", retryAfterHeader(ae.retryAfter))
+	case ae.status == http.StatusServiceUnavailable:
 		w.Header().Set("Retry-After", "1")
 	}
 	writeJSON(w, ae.status, b)

@@ -122,21 +122,42 @@ func (s *Server) nodeHeartbeat(w http.ResponseWriter, r *http.Request) error {
 	if err := heartbeat.ValidateNodeID(id); err != nil {
 		return err
 	}
-	// The first heartbeat of a process opens a session; later ones send it.
+	// The session of every join is the server's own: a session a client
+	// sends is used only while it holds the ID (so it came from an earlier
+	// answer). The first heartbeat of a process sends none.
 	session := r.Header.Get(SessionHeader)
-	fresh := session == ""
-	if fresh {
-		session = heartbeat.NewSession()
-	} else if heartbeat.ValidateSession(session) != nil {
+	sent := session != ""
+	if sent && heartbeat.ValidateSession(session) != nil {
 		return errSession("malformed %s header", SessionHeader)
 	}
 	if req.IP == "" {
 		req.IP, _, _ = net.SplitHostPort(r.RemoteAddr)
 	}
-	rep, err := s.hb.Beat(r.Context(), heartbeat.Beat{Node: id, Session: session, IP: req.IP, Preferred: req.Preferred, Held: req.Held, Ack: req.Ack})
+	beat := heartbeat.Beat{Node: id, Session: session, IP: req.IP, Preferred: req.Preferred, Held: req.Held, Ack: req.Ack}
+	if err := beat.Validate(); err != nil {
+		return err // bad input: before the join limit writes anything
+	}
+	h, err := s.hb.Holder(r.Context(), id)
+	if err != nil {
+		return err
+	}
+	if !sent || !h.Holds(session) {
+		// A join (or a beat the script will refuse: the ID is live under
+		// another session). Only a join takes from the token's budget, so a
+		// refused beat still writes nothing. Holder and Beat are two round
+		// trips: an ID freed between them joins uncounted, once, and a join
+		// raced by another process's is counted and then refused (409).
+		if !h.Live && roleOf(r.Context()) == roleNode {
+			if err := s.joins.take(r.Context(), credentialOf(r.Context())); err != nil {
+				return err
+			}
+		}
+		beat.Session = heartbeat.NewSession()
+	}
+	rep, err := s.hb.Beat(r.Context(), beat)
 	var inUse *heartbeat.InUseError
 	switch {
-	case errors.As(err, &inUse) && fresh:
+	case errors.As(err, &inUse) && !sent:
 		return errConflict("node %q is in use by another process (live for at least %v more unless it beats again); "+
 			"retry later or use another node id", id, inUse.Remaining.Round(time.Millisecond))
 	case errors.As(err, &inUse):
@@ -155,7 +176,7 @@ func (s *Server) nodeHeartbeat(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	a.Session = session
+	a.Session = beat.Session
 	writeJSON(w, http.StatusOK, a)
 	return nil
 }
@@ -207,6 +228,16 @@ func (s *Server) nodeAssignment(w http.ResponseWriter, r *http.Request) error {
 			return errBadRequest("wait=%q is not a duration like 30s", v)
 		}
 		wait = min(d, MaxLongPoll)
+	}
+	if wait > 0 {
+		// Each token class has its own slots; beyond them the poll is
+		// refused with Retry-After rather than answered at once, which a
+		// node polling in a loop would turn into a spin.
+		release, ok := s.longPolls.take(roleOf(r.Context()))
+		if !ok {
+			return errFull("long polls", s.longPolls.size(), s.hbCfg.Interval)
+		}
+		defer release()
 	}
 	// Lift the server's write timeout: this answer may come a minute late.
 	_ = http.NewResponseController(w).SetWriteDeadline(time.Time{})

@@ -207,3 +207,49 @@ func TestPythonNodeDropsCappedGroupsWhenTheLeaseLapses(t *testing.T) {
 	p.waitOutput("groups=-")
 	p.stop()
 }
+
+// A node.py whose long polls are refused (the server's --max-long-polls
+// are taken) waits for its next heartbeat instead of polling again at
+// once, says so once, and still follows its assignment through its beats.
+func TestPythonNodeLongPollsFull(t *testing.T) {
+	tokens := server.Tokens{Admin: "admin-secret", Node: "node-secret"}
+	srv, ts := startAPI(t, server.WithTokens(tokens), server.WithMaxLongPolls(1),
+		server.WithHeartbeat(heartbeat.Config{Interval: 200 * time.Millisecond, TTL: time.Minute}))
+	request := func(ctx context.Context, method, path, session string) (*http.Response, error) {
+		req, err := http.NewRequestWithContext(ctx, method, ts.URL+path, strings.NewReader("{}"))
+		require.NoError(t, err)
+		req.Header.Set("Authorization", "Bearer "+tokens.Node)
+		req.Header.Set("Content-Type", "application/json")
+		if session != "" {
+			req.Header.Set(server.SessionHeader, session)
+		}
+		return ts.Client().Do(req)
+	}
+	res, err := request(context.Background(), http.MethodPost, "/v1/nodes/holder/heartbeat", "")
+	require.NoError(t, err)
+	var a server.NodeAssignment
+	require.NoError(t, json.NewDecoder(res.Body).Decode(&a))
+	res.Body.Close()
+
+	// The holder's poll takes the one slot until the test ends (a 503: the
+	// python node held it for a moment; poll again).
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		for ctx.Err() == nil {
+			res, err := request(ctx, http.MethodGet, "/v1/nodes/holder/assignment?after=999999&wait=60s", a.Session)
+			if err == nil {
+				res.Body.Close()
+			}
+		}
+	}()
+	p := startPyNode(t, "ALLOT_URL="+ts.URL, "ALLOT_NODE_ID=py-1", "ALLOT_NODE_IP=10.1.2.3", "ALLOT_NODE_TOKEN="+tokens.Node)
+	p.waitOutput("long poll refused")
+	_, err = srv.Registry().Add(context.Background(), "late", registry.Change{}, "test")
+	require.NoError(t, err)
+	require.Eventually(t, func() bool {
+		return strings.Contains(p.out.String(), "late@v1")
+	}, 15*time.Second, 20*time.Millisecond, "the beats did not bring the new group:\n%s", p.out)
+	p.stop()
+	assert.Equal(t, 1, strings.Count(p.out.String(), "long poll refused"), "said more than once:\n%s", p.out)
+}

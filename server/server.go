@@ -28,9 +28,16 @@ const (
 	MaxLongPoll = 60 * time.Second
 	// DefaultLongPoll is the wait of GET /v1/nodes/{id}/assignment without ?wait=.
 	DefaultLongPoll = 30 * time.Second
-	// DefaultMaxStreams is how many event streams may be open at once
-	// unless WithMaxStreams says otherwise.
+	// DefaultMaxStreams is how many event streams each token class (admin,
+	// read) may have open at once unless WithMaxStreams says otherwise.
 	DefaultMaxStreams = 64
+	// DefaultMaxLongPolls is how many assignment long polls each token
+	// class (admin, node) may have waiting at once unless WithMaxLongPolls
+	// says otherwise.
+	DefaultMaxLongPolls = 4096
+	// DefaultNodeJoinsPerMinute is how many joins each node token may make
+	// per minute unless WithNodeJoinsPerMinute says otherwise.
+	DefaultNodeJoinsPerMinute = 600
 	// SSEPing is how often an idle event stream gets a comment line, so
 	// proxies keep it open and clients notice a dead server.
 	SSEPing = 15 * time.Second
@@ -54,14 +61,17 @@ type Server struct {
 	log   *slog.Logger
 	dev   DevController
 
-	tokens  Tokens
-	hbCfg   heartbeat.Config
-	metrics *metrics
-	handler http.Handler
+	tokens     Tokens
+	tokenTable tokenTable
+	hbCfg      heartbeat.Config
+	metrics    *metrics
+	handler    http.Handler
 
-	checkHost    bool          // refuse requests whose Host is not ours
-	allowedHosts []string      // normalized; loopback names are always allowed
-	streams      chan struct{} // one slot per open event stream
+	checkHost    bool     // refuse requests whose Host is not ours
+	allowedHosts []string // normalized; loopback names are always allowed
+	streams      slots    // per token class: one slot per open event stream
+	longPolls    slots    // per token class: one slot per waiting long poll
+	joins        *joinLimit
 
 	nudge   chan struct{} // cap 1: "rebalance soon"
 	changed *signal       // fired on every pub/sub event
@@ -87,6 +97,8 @@ type options struct {
 
 	allowedHosts []string
 	maxStreams   int
+	maxLongPolls int
+	joinsPerMin  int
 }
 
 // WithNamespace selects the namespace (pool) served. default: "default".
@@ -129,10 +141,32 @@ func WithAllowedHosts(hosts ...string) Option {
 	return func(o *options) { o.allowedHosts = append(o.allowedHosts, hosts...) }
 }
 
-// WithMaxStreams caps the event streams (GET /v1/events) open at once;
-// one more is answered 503. n <= 0 means DefaultMaxStreams.
+// WithMaxStreams caps the event streams (GET /v1/events) open at once per
+// token class: admin (and every request in open mode) and read each have n,
+// so read-token streams cannot shut the admin out. One more is answered
+// 503 with Retry-After. n <= 0 means DefaultMaxStreams.
 // default: DefaultMaxStreams (64).
 func WithMaxStreams(n int) Option { return func(o *options) { o.maxStreams = n } }
+
+// WithMaxLongPolls caps the assignment long polls (GET
+// /v1/nodes/{id}/assignment with a wait) waiting at once per token class:
+// node tokens share n, admin has n of its own. One more is answered 503
+// with Retry-After (one heartbeat interval) rather than at once, so a node
+// that polls in a loop backs off instead of spinning; its heartbeats, which
+// carry the assignment too, are not capped. n <= 0 means
+// DefaultMaxLongPolls. default: DefaultMaxLongPolls (4096).
+func WithMaxLongPolls(n int) Option { return func(o *options) { o.maxLongPolls = n } }
+
+// WithNodeJoinsPerMinute limits the joins each node token may make: a
+// heartbeat for a node ID that its session does not hold (a first beat, a
+// re-join after the ID was reaped or left) takes one, over a minute with a
+// burst of n, counted in Redis so that every serve replica of the namespace
+// shares the budget. A join over it is answered 429 with Retry-After and
+// writes nothing but the refusal's count. Beats that continue a node, beats
+// refused because another session holds the ID, and the admin token (and
+// the open mode) are not limited. n <= 0 means DefaultNodeJoinsPerMinute.
+// default: DefaultNodeJoinsPerMinute (600).
+func WithNodeJoinsPerMinute(n int) Option { return func(o *options) { o.joinsPerMin = n } }
 
 // New returns a Server on rdb. It subscribes to the namespace's events at
 // once (the subscription reconnects on its own); Run starts rebalancing.
@@ -151,11 +185,17 @@ func New(rdb redis.UniversalClient, opts ...Option) (*Server, error) {
 	if err := keys.Validate(o.ns); err != nil {
 		return nil, fmt.Errorf("server: %w", err)
 	}
-	if err := o.tokens.validate(); err != nil {
+	if err := o.tokens.Validate(); err != nil {
 		return nil, err
 	}
 	if o.maxStreams <= 0 {
 		o.maxStreams = DefaultMaxStreams
+	}
+	if o.maxLongPolls <= 0 {
+		o.maxLongPolls = DefaultMaxLongPolls
+	}
+	if o.joinsPerMin <= 0 {
+		o.joinsPerMin = DefaultNodeJoinsPerMinute
 	}
 	var hosts []string
 	for _, h := range o.allowedHosts {
@@ -184,9 +224,13 @@ func New(rdb redis.UniversalClient, opts ...Option) (*Server, error) {
 		tokens: o.tokens,
 		hbCfg:  o.hb,
 
+		tokenTable: newTokenTable(o.tokens),
+
 		checkHost:    o.tokens.Open() || len(hosts) > 0,
 		allowedHosts: hosts,
-		streams:      make(chan struct{}, o.maxStreams),
+		streams:      newSlots(o.maxStreams),
+		longPolls:    newSlots(o.maxLongPolls),
+		joins:        newJoinLimit(rdb, keys.New(o.ns), o.joinsPerMin),
 		nudge:        make(chan struct{}, 1),
 		changed:      newSignal(),
 		ctx:          ctx,

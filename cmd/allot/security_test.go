@@ -171,3 +171,36 @@ func TestErrorsEscapeControls(t *testing.T) {
 	assert.NotContains(t, line, "\x1b")
 	assert.Contains(t, line, `unknown flag: --\x1b]0;pwned\x07`)
 }
+
+// TestRedisPasswordNotPrinted: a --redis password holding '#', '?', '/' or
+// '@' written raw was printed whole in the parse error (issue 21). Neither
+// a bad URL nor an unreachable one shows any part of it, for a command or
+// for serve.
+func TestRedisPasswordNotPrinted(t *testing.T) {
+	for i, pw := range []string{"Lefty#?/@Righty", "Lefty#Righty", "Lefty?Righty", "Lefty/Righty", "Lefty@Righty", "Lefty%Righty"} {
+		cases := []struct {
+			url  string
+			args []string
+		}{
+			{"redis://app:" + pw + "@127.0.0.1:notaport", []string{"group", "list"}},
+			{"redis://app:" + pw + "@127.0.0.1:6379/x", []string{"serve"}},
+		}
+		if i == 0 { // unreachable: each takes a dial timeout
+			cases = append(cases, []struct {
+				url  string
+				args []string
+			}{
+				{"redis://app:" + pw + "@127.0.0.1:1?dial_timeout=1s", []string{"status"}},
+				{"redis://app:" + pw + "@127.0.0.1:1?dial_timeout=1s", []string{"serve"}},
+			}...)
+		}
+		for _, tc := range cases {
+			out, errOut, code := runCLI(t, tc.url, append(tc.args, "--timeout", "2s")...)
+			assert.NotEqual(t, exitOK, code, "%s %v", tc.url, tc.args)
+			for _, part := range []string{"Lefty", "Righty"} {
+				assert.NotContains(t, out+errOut, part, "%s %v printed the password", tc.url, tc.args)
+			}
+			assert.Contains(t, errOut, "app:xxxxx@127.0.0.1", "%s %v", tc.url, tc.args)
+		}
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"slices"
 	"strings"
 	"time"
@@ -41,6 +42,10 @@ type serveOptions struct {
 	// allowedHosts are extra names the Host header may carry (--allowed-host).
 	allowedHosts []string
 	maxStreams   int
+	maxLongPolls int
+	// nodeTokens is the --node-tokens file ("" = none).
+	nodeTokens  string
+	joinsPerMin int
 }
 
 // minAdminToken is the shortest admin token accepted on a non-loopback
@@ -59,8 +64,14 @@ rebalances on every change and on a timer, applies due schedules and reaps
 dead nodes, even when no node is running.
 
 Tokens come from ALLOT_ADMIN_TOKEN (everything), ALLOT_READ_TOKEN (GET routes,
-secrets masked) and ALLOT_NODE_TOKEN (node protocol), sent as
-"Authorization: Bearer TOKEN". Without any token every route is open, so serve
+secrets masked) and the node tokens (node protocol), sent as
+"Authorization: Bearer TOKEN". A node token is bound to a pattern of node IDs
+(path.Match syntax: "api-*" matches api-1): ALLOT_NODE_TOKENS="tok1=api-*,tok2=worker-?"
+or --node-tokens FILE (one "TOKEN PATTERN" per line, # comments); it may act
+only for the IDs it matches (403 otherwise). ALLOT_NODE_TOKEN is a node token
+for any ID: whoever holds it can join under any free ID and receive the config,
+secrets included, of the groups that ID is given. Joins are limited per node
+token (--node-joins-per-minute, 429 beyond). Without any token every route is open, so serve
 listens on 127.0.0.1 by default and refuses another address unless
 ALLOT_ADMIN_TOKEN is set (at least 16 bytes). Other web sites cannot drive it
 through a browser: a Host that is not loopback, the listen address or an
@@ -85,7 +96,10 @@ groups and --demo-nodes simulated nodes, so it works with nothing installed.`,
 	f.StringVar(&o.logFormat, "log-format", "text", "log format: text or json")
 	f.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	f.StringArrayVar(&o.allowedHosts, "allowed-host", nil, "also answer requests whose Host header names `host` (repeatable; loopback names and the --listen address always work); stops DNS rebinding")
-	f.IntVar(&o.maxStreams, "max-streams", server.DefaultMaxStreams, "most event streams (/v1/events) open at once; more get 503")
+	f.IntVar(&o.maxStreams, "max-streams", server.DefaultMaxStreams, "most event streams (/v1/events) open at once per token class (admin, read); more get 503")
+	f.IntVar(&o.maxLongPolls, "max-long-polls", server.DefaultMaxLongPolls, "most assignment long polls waiting at once per token class (admin, node); more get 503 with Retry-After")
+	f.StringVar(&o.nodeTokens, "node-tokens", "", "read node tokens bound to node ID patterns from `file`: one \"TOKEN PATTERN\" per line (# comments), as ALLOT_NODE_TOKENS")
+	f.IntVar(&o.joinsPerMin, "node-joins-per-minute", server.DefaultNodeJoinsPerMinute, "joins (heartbeats for an ID the session does not hold) each node token may make per minute, shared by every serve replica; more get 429")
 	return cmd
 }
 
@@ -122,6 +136,30 @@ func checkListen(addr string, tokens server.Tokens) error {
 		return usageErrorf("refusing to listen on %s with an ALLOT_ADMIN_TOKEN of %d bytes: use at least %d random bytes (e.g. openssl rand -hex 32)", addr, len(tokens.Admin), minAdminToken)
 	}
 	return nil
+}
+
+// serveTokens reads the tokens from the environment and the node tokens
+// file (when given); the two lists of node tokens add up. Errors never
+// quote a token.
+func serveTokens(getenv func(string) string, file string) (server.Tokens, error) {
+	tokens, err := server.TokensFrom(getenv)
+	if err != nil {
+		return server.Tokens{}, usageErrorf("%s", err)
+	}
+	if file == "" {
+		return tokens, nil
+	}
+	f, err := os.Open(file)
+	if err != nil {
+		return server.Tokens{}, usageErrorf("--node-tokens: %s", err)
+	}
+	defer f.Close()
+	nodes, err := server.ReadNodeTokens(f)
+	if err != nil {
+		return server.Tokens{}, usageErrorf("--node-tokens %s: %s", file, err)
+	}
+	tokens.Nodes = append(tokens.Nodes, nodes...)
+	return tokens, nil
 }
 
 // serveHosts is what the server gets as allowed hosts: the --allowed-host
@@ -170,7 +208,10 @@ func (a *app) serve(ctx context.Context, o serveOptions) error {
 	if o.demoNodes < 0 {
 		return usageErrorf("invalid --demo-nodes %d: must be >= 0", o.demoNodes)
 	}
-	tokens := server.TokensFrom(a.getenv)
+	tokens, err := serveTokens(a.getenv, o.nodeTokens)
+	if err != nil {
+		return err
+	}
 	if err := checkListen(o.listen, tokens); err != nil {
 		return err
 	}
@@ -180,6 +221,16 @@ func (a *app) serve(ctx context.Context, o serveOptions) error {
 	}
 	if o.maxStreams <= 0 {
 		return usageErrorf("invalid --max-streams %d: must be > 0", o.maxStreams)
+	}
+	if o.maxLongPolls <= 0 {
+		return usageErrorf("invalid --max-long-polls %d: must be > 0", o.maxLongPolls)
+	}
+	if o.joinsPerMin <= 0 {
+		return usageErrorf("invalid --node-joins-per-minute %d: must be > 0", o.joinsPerMin)
+	}
+	// Refuse bad tokens before Redis is touched.
+	if err := tokens.Validate(); err != nil {
+		return usageErrorf("%s", err)
 	}
 
 	var (
@@ -217,7 +268,8 @@ func (a *app) serve(ctx context.Context, o serveOptions) error {
 	var fleet *devredis.Fleet
 	opts := []server.Option{server.WithNamespace(a.namespace), server.WithTokens(tokens),
 		server.WithLogger(log), server.WithHeartbeat(hb),
-		server.WithAllowedHosts(hosts...), server.WithMaxStreams(o.maxStreams)}
+		server.WithAllowedHosts(hosts...), server.WithMaxStreams(o.maxStreams),
+		server.WithMaxLongPolls(o.maxLongPolls), server.WithNodeJoinsPerMinute(o.joinsPerMin)}
 	if o.dev {
 		fleet = devredis.NewFleet(dev.Addr(), devredis.WithNamespace(a.namespace),
 			devredis.WithHeartbeat(hb), devredis.WithLogger(log.With("component", "demo")))

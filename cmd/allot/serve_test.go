@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"os"
 	"regexp"
 	"strings"
 	"testing"
@@ -175,6 +176,9 @@ func TestServeUsage(t *testing.T) {
 		{[]string{"--dev", "--log-format", "xml"}, "invalid --log-format"},
 		{[]string{"--dev", "--allowed-host", "http://x/"}, "invalid --allowed-host"},
 		{[]string{"--dev", "--max-streams", "0"}, "invalid --max-streams"},
+		{[]string{"--dev", "--max-long-polls", "0"}, "invalid --max-long-polls"},
+		{[]string{"--dev", "--node-joins-per-minute", "-1"}, "invalid --node-joins-per-minute"},
+		{[]string{"--dev", "--node-tokens", "/nonexistent/tokens"}, "--node-tokens: open /nonexistent/tokens"},
 	}
 	for _, tt := range tests {
 		var out, errb syncBuffer
@@ -241,4 +245,82 @@ func TestCheckListen(t *testing.T) {
 		err := checkListen(tt.addr, tt.tokens)
 		assert.Equal(t, tt.ok, err == nil, "%s %+v: %v", tt.addr, tt.tokens, err)
 	}
+}
+
+// TestServeNodeTokens: node tokens bound to ID patterns come from
+// ALLOT_NODE_TOKENS and --node-tokens; tokens that cannot work stop serve
+// before it starts, in one line that never quotes a token.
+func TestServeNodeTokens(t *testing.T) {
+	dir := t.TempDir()
+	file := func(text string) string {
+		f, err := os.CreateTemp(dir, "tokens")
+		require.NoError(t, err)
+		_, err = f.WriteString(text)
+		require.NoError(t, err)
+		require.NoError(t, f.Close())
+		return f.Name()
+	}
+	const secret = "s3cret-0123456789"
+	for _, tt := range []struct {
+		name, env, file, want string
+	}{
+		{"no pattern", secret, "", "ALLOT_NODE_TOKENS: server: invalid tokens: entry 1: want TOKEN=PATTERN"},
+		{"bad pattern", secret + "=api-[", "", `node token 1: pattern "api-[": syntax error in pattern`},
+		{"empty token", "=api-*", "", `node token 1 (pattern "api-*") is empty`},
+		{"same as admin", "admin-0123456789=api-*", "", "node token 1 (pattern \"api-*\") is the same as the admin token"},
+		{"duplicate across env and file", secret + "=api-*", "# dup\n" + secret + " worker-*\n", "node token 2 (pattern \"worker-*\") is the same as node token 1"},
+		{"bad file line", "", "ok-token-1 api-*\n" + secret + "\n", "line 2: want TOKEN PATTERN"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			getenv := func(k string) string {
+				switch k {
+				case "ALLOT_NODE_TOKENS":
+					return tt.env
+				case "ALLOT_ADMIN_TOKEN":
+					return "admin-0123456789"
+				}
+				return testEnv(k)
+			}
+			args := []string{"serve", "--dev"}
+			if tt.file != "" {
+				args = append(args, "--node-tokens", file(tt.file))
+			}
+			var out, errb syncBuffer
+			code := execute(t.Context(), args, env{stdout: &out, stderr: &errb, getenv: getenv})
+			assert.Equal(t, exitUsage, code)
+			assert.Contains(t, errb.String(), tt.want)
+			assert.Equal(t, 1, strings.Count(errb.String(), "\n"), "one line: %q", errb.String())
+			assert.NotContains(t, errb.String()+out.String(), "0123456789", "a token was printed")
+			assert.NotContains(t, out.String(), "listening")
+		})
+	}
+
+	rs := redistest.Start(t)
+	getenv := func(k string) string {
+		switch k {
+		case "ALLOT_REDIS_URL":
+			return rs.URL()
+		case "ALLOT_ADMIN_TOKEN":
+			return "admin-0123456789"
+		case "ALLOT_NODE_TOKENS":
+			return "api-token-0123456789=api-*"
+		}
+		return testEnv(k)
+	}
+	url, _, stop := startServe(t, getenv, "--listen", "127.0.0.1:0", "--node-tokens", file("worker-token-0123456789 worker-*\n"))
+	beat := func(id, token string) int {
+		req, err := http.NewRequest("POST", url+"/v1/nodes/"+id+"/heartbeat", strings.NewReader("{}"))
+		require.NoError(t, err)
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Authorization", "Bearer "+token)
+		res, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		res.Body.Close()
+		return res.StatusCode
+	}
+	assert.Equal(t, http.StatusOK, beat("api-1", "api-token-0123456789"))
+	assert.Equal(t, http.StatusOK, beat("worker-1", "worker-token-0123456789"))
+	assert.Equal(t, http.StatusForbidden, beat("worker-2", "api-token-0123456789"))
+	assert.Equal(t, http.StatusForbidden, beat("api-2", "worker-token-0123456789"))
+	assert.Equal(t, exitOK, stop())
 }

@@ -49,9 +49,18 @@ class Stop(Exception):
 class HTTPStatusError(RuntimeError):
     """The server answered with an error status."""
 
-    def __init__(self, status, message):
+    def __init__(self, status, message, retry_after=None):
         super().__init__(message)
         self.status = status
+        self.retry_after = retry_after  # seconds from Retry-After, or None
+
+
+def retry_after(headers):
+    """Retry-After in seconds (429 and 503 answers carry it), or None."""
+    try:
+        return max(0.0, float(headers.get("Retry-After", "")))
+    except (TypeError, ValueError):
+        return None
 
 
 class Node:
@@ -67,6 +76,7 @@ class Node:
         self.ttl = 6.0
         self.session = ""  # ours once the first heartbeat answers
         self.waiting_logged = False
+        self.polls_full_logged = False
         self.lease_until = 0.0  # monotonic: last successful beat sent + TTL
 
     # ---- HTTP ----
@@ -92,7 +102,8 @@ class Node:
                 msg = "%s: %s" % (err.get("code"), err.get("message"))
             except (ValueError, KeyError, TypeError):
                 msg = raw.decode(errors="replace").strip() or e.reason
-            raise HTTPStatusError(e.code, "%s %s: HTTP %d %s" % (method, path, e.code, msg)) from None
+            raise HTTPStatusError(e.code, "%s %s: HTTP %d %s" % (method, path, e.code, msg),
+                                  retry_after(e.headers)) from None
 
     def _path(self, suffix=""):
         return "/v1/nodes/" + urllib.parse.quote(self.id, safe="") + suffix
@@ -164,10 +175,20 @@ class Node:
         try:
             status, reply = self._request("GET", path, timeout=seconds + 10.0)
         except HTTPStatusError as e:
+            if e.status == 503 and e.retry_after is not None:
+                # The server refused the long poll (its long polls are full,
+                # or Redis is away): the next heartbeat brings the assignment
+                # instead. Wait for it rather than poll again at once.
+                if not self.polls_full_logged:
+                    print("long poll refused: %s; waiting for the next heartbeat" % e, file=sys.stderr, flush=True)
+                    self.polls_full_logged = True
+                time.sleep(min(seconds, max(e.retry_after, 0.05)))
+                return
             if e.status != 403:
                 raise
             self._displaced(e)  # the next beat joins again
             return
+        self.polls_full_logged = False
         if status == 200 and reply:
             self._apply(reply)
 
@@ -213,10 +234,14 @@ class Node:
             except (OSError, RuntimeError, ValueError) as e:
                 # Keep serving the current assignment, but not capped groups
                 # past the lease: the server moves our groups if we stay
-                # silent past the TTL.
-                print("error: %s (retrying in %.1fs)" % (e, backoff), file=sys.stderr, flush=True)
+                # silent past the TTL. A 429 (too many joins for our token)
+                # says how long to wait.
+                delay = backoff
+                if isinstance(e, HTTPStatusError) and e.status == 429 and e.retry_after is not None:
+                    delay = max(backoff, e.retry_after)
+                print("error: %s (retrying in %.1fs)" % (e, delay), file=sys.stderr, flush=True)
                 self.drop_capped_if_lapsed()
-                time.sleep(backoff)
+                time.sleep(delay)
                 backoff = min(backoff * 2, BACKOFF_MAX)
                 next_beat = 0.0
 

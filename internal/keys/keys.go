@@ -95,6 +95,13 @@ func (k Keys) ScheduleItems() string { return k.prefix + ":schedule:items" }
 // of the namespace uses). Absent = defaults.
 func (k Keys) Settings() string { return k.prefix + ":settings" }
 
+// NodeJoins is the HASH of the join limit of one node token of allot
+// serve (the quota limiter's GCRA state), token naming it by the first 16
+// hex digits of its SHA-256, never by value. The limiter's per-minute
+// usage HASHes (joins taken and refused) are NodeJoins(token) + ":" +
+// minute, kept 24 h.
+func (k Keys) NodeJoins(token string) string { return k.prefix + ":joins:" + token }
+
 // Lock is the redsync mutex that keeps rebalancing to one planner at a time.
 func (k Keys) Lock() string { return k.prefix + ":lock" }
 

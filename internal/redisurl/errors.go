@@ -23,6 +23,10 @@ var (
 	// connection with an error line of its own (protected mode,
 	// maxclients); the line follows it.
 	ErrRefused = errors.New("redisurl: redis refused the connection")
+	// ErrPasswordEscape is returned for a password holding a '%' that is
+	// not followed by two hex digits: a password is percent-decoded, so a
+	// literal '%' must be written %25 (other characters may stay raw).
+	ErrPasswordEscape = errors.New("redisurl: the password holds a '%' not followed by two hex digits (write a literal % as %25)")
 )
 
 // ParseError is returned for a URL that cannot be used. URL is already

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"regexp"
 	"strings"
 	"time"
 
@@ -109,7 +110,8 @@ func Open(rawURL string, opts ...Option) (redis.UniversalClient, error) {
 
 // KindOf reports which topology rawURL selects, without parsing it fully.
 func KindOf(rawURL string) Kind {
-	u, err := url.Parse(strings.TrimSpace(rawURL))
+	red, _ := redact(strings.TrimSpace(rawURL))
+	u, err := url.Parse(red)
 	if err != nil {
 		return Standalone
 	}
@@ -141,17 +143,22 @@ func parse(rawURL string, opts ...Option) (*parsed, error) {
 		// A bare host:port, as people type it.
 		rawURL = "redis://" + rawURL
 	}
+	// Only the redacted URL is parsed: no error can quote the password.
+	red, sec := redact(rawURL)
 	fail := func(err error) (*parsed, error) {
-		return nil, &ParseError{URL: Mask(rawURL), Err: err}
+		return nil, &ParseError{URL: Mask(red), Err: scrub(err, sec)}
 	}
 
-	u, err := url.Parse(rawURL)
+	u, err := url.Parse(red)
 	if err != nil {
-		// *url.Error repeats the raw URL, password included: keep only the cause.
+		// *url.Error repeats the URL: keep only the cause.
 		var ue *url.Error
 		if errors.As(err, &ue) {
 			err = ue.Err
 		}
+		return fail(err)
+	}
+	if err := sec.restore(u); err != nil {
 		return fail(err)
 	}
 	q := u.Query()
@@ -300,6 +307,7 @@ func loadCA(path string) (*x509.CertPool, error) {
 // sentinel_password= query parameters) replaced by "xxxxx", for display and
 // logs. A URL that does not parse is masked on a best-effort basis.
 func Mask(rawURL string) string {
+	rawURL, _ = redact(rawURL)
 	u, err := url.Parse(rawURL)
 	if err != nil {
 		return maskRaw(rawURL)
@@ -362,4 +370,132 @@ func maskRaw(raw string) string {
 		tail = tail[:i+1] + strings.Join(parts, "&")
 	}
 	return scheme + auth + tail
+}
+
+// secrets are the passwords redact took out of a URL, as written (still
+// percent-encoded, if they were).
+type secrets struct {
+	user    string // the user info's password
+	hasUser bool
+	query   map[string][]string // password= and sentinel_password= values
+}
+
+// queryPassword finds the password= and sentinel_password= query values.
+var queryPassword = regexp.MustCompile(`([?&](?:sentinel_)?password)=([^&]*)`)
+
+// redact returns raw with every password replaced by "xxxxx", and the
+// passwords. The user info runs from "://" (or the start) to the last '@'
+// that is not inside a password= or sentinel_password= query value, and
+// such a value runs to the next '&': so a password may hold '#', '?', '/',
+// '@' or '%' written raw. url.Parse would take such a password for the
+// path, query or fragment, and its errors — or go-redis's about the misread
+// URL — would echo part of it. Everything this package parses, shows or
+// reports is the redacted text; the passwords are put back only into the
+// parsed URL.
+func redact(raw string) (string, secrets) {
+	var sec secrets
+	scheme, rest := "", raw
+	if i := strings.Index(raw, "://"); i >= 0 {
+		scheme, rest = raw[:i+3], raw[i+3:]
+	}
+	for at := strings.LastIndex(rest, "@"); at >= 0; at = strings.LastIndex(rest[:at], "@") {
+		if inQueryPassword(rest[:at]) {
+			continue
+		}
+		if user, pass, ok := strings.Cut(rest[:at], ":"); ok {
+			sec.user, sec.hasUser = pass, true
+			scheme += user + ":" + masked
+			rest = rest[at:]
+		}
+		break
+	}
+	rest = queryPassword.ReplaceAllStringFunc(rest, func(m string) string {
+		k, v, _ := strings.Cut(m, "=")
+		if sec.query == nil {
+			sec.query = map[string][]string{}
+		}
+		sec.query[k[1:]] = append(sec.query[k[1:]], v)
+		return k + "=" + masked
+	})
+	return scheme + rest, sec
+}
+
+// inQueryPassword reports whether the end of before lies inside the value
+// of a password= or sentinel_password= query parameter.
+func inQueryPassword(before string) bool {
+	ms := queryPassword.FindAllStringIndex(before, -1)
+	return len(ms) > 0 && ms[len(ms)-1][1] == len(before)
+}
+
+// restore puts the passwords of sec, decoded, into u (parsed from the
+// redacted text).
+func (sec secrets) restore(u *url.URL) error {
+	if sec.hasUser {
+		p, err := url.PathUnescape(sec.user)
+		if err != nil {
+			return ErrPasswordEscape
+		}
+		u.User = url.UserPassword(u.User.Username(), p)
+	}
+	if len(sec.query) > 0 {
+		q := u.Query()
+		for k, vs := range sec.query {
+			q.Del(k)
+			for _, v := range vs {
+				p, err := url.QueryUnescape(v)
+				if err != nil {
+					return ErrPasswordEscape
+				}
+				q.Add(k, p)
+			}
+		}
+		u.RawQuery = q.Encode()
+	}
+	return nil
+}
+
+// all lists every password of sec, as written and decoded.
+func (sec secrets) all() []string {
+	var out []string
+	add := func(p string, unescape func(string) (string, error)) {
+		out = append(out, p)
+		if d, err := unescape(p); err == nil && d != p {
+			out = append(out, d)
+		}
+	}
+	if sec.hasUser {
+		add(sec.user, url.PathUnescape)
+	}
+	for _, vs := range sec.query {
+		for _, v := range vs {
+			add(v, url.QueryUnescape)
+		}
+	}
+	return out
+}
+
+// scrubMin is the shortest password scrub removes from an error: a shorter
+// one would mangle the message at every letter it shares with it.
+const scrubMin = 4
+
+// scrub keeps the passwords of sec out of an error built from the parsed
+// URL (go-redis's parse errors): defence in depth, since none of them is
+// known to quote a password.
+func scrub(err error, sec secrets) error {
+	if err == nil {
+		return err
+	}
+	msg := err.Error()
+	changed := false
+	for _, p := range sec.all() {
+		for _, form := range []string{p, url.PathEscape(p), url.QueryEscape(p)} {
+			if len(form) >= scrubMin && strings.Contains(msg, form) {
+				msg, changed = strings.ReplaceAll(msg, form, masked), true
+			}
+		}
+	}
+	if !changed {
+		return err
+	}
+	return errors.New(msg)
 }

@@ -250,3 +250,60 @@ func TestTLSToPlainPortFailsFast(t *testing.T) {
 		})
 	}
 }
+
+// TestPasswordNeverEchoed: a password holding '#', '?', '/', '@' or '%'
+// written raw used to be read as the URL's fragment, query or path, and the
+// parse error printed the URL whole (issue 21). Now no error and no Mask
+// output holds any part of it, and a URL that is otherwise right works with
+// the password as written.
+func TestPasswordNeverEchoed(t *testing.T) {
+	for _, pw := range []string{"Lefty#Righty", "Lefty?Righty", "Lefty/Righty", "Lefty@Righty", "Lefty%Righty", "Lefty%2Righty", "Lefty#?/@Righty"} {
+		leaks := func(t *testing.T, s string) {
+			t.Helper()
+			assert.NotContains(t, s, "Lefty", "password leaked")
+			assert.NotContains(t, s, "Righty", "password leaked")
+		}
+		for _, raw := range []string{
+			"redis://app:" + pw + "@127.0.0.1:6379?bogus=1",
+			"redis://app:" + pw + "@127.0.0.1:notaport",
+			"redis://app:" + pw + "@127.0.0.1:6379/x",
+			"http://app:" + pw + "@127.0.0.1",
+			"rediss://app:" + pw + "@127.0.0.1:6379?ca_file=/nonexistent/ca.pem",
+			"redis://app:" + pw + "@127.0.0.1:6379?master_name=m&password=" + pw + "&bogus=1",
+			"app:" + pw + "@127.0.0.1:6379/x",
+		} {
+			t.Run(raw, func(t *testing.T) {
+				leaks(t, Mask(raw))
+				_, err := Open(raw)
+				require.Error(t, err)
+				leaks(t, err.Error())
+				var pe *ParseError
+				require.ErrorAs(t, err, &pe)
+				assert.Contains(t, pe.URL, "app:"+masked+"@127.0.0.1")
+			})
+		}
+		ok := "redis://app:" + pw + "@127.0.0.1:6379/2"
+		p, err := parse(ok)
+		if strings.Contains(pw, "%") {
+			require.ErrorIs(t, err, ErrPasswordEscape, pw)
+			leaks(t, err.Error())
+			continue
+		}
+		require.NoError(t, err, pw)
+		assert.Equal(t, pw, p.simple.Password)
+		assert.Equal(t, "app", p.simple.Username)
+		assert.Equal(t, "127.0.0.1:6379", p.simple.Addr)
+		assert.Equal(t, 2, p.simple.DB)
+		assert.Equal(t, "redis://app:xxxxx@127.0.0.1:6379/2", Mask(ok))
+		assert.Equal(t, Standalone, KindOf(ok))
+	}
+	// Encoded passwords keep their meaning; '@' in a query password is not
+	// taken for the end of the user info.
+	p, err := parse("redis://app:p%40ss%25w%23rd@127.0.0.1:6379")
+	require.NoError(t, err)
+	assert.Equal(t, "p@ss%w#rd", p.simple.Password)
+	p, err = parse("redis://s:sp@h:26379?master_name=m&password=m@st#er")
+	require.NoError(t, err)
+	assert.Equal(t, "sp", p.failover.SentinelPassword)
+	assert.Equal(t, "redis://s:xxxxx@h:26379?master_name=m&password=xxxxx", Mask("redis://s:sp@h:26379?master_name=m&password=m@ster"))
+}
