@@ -105,7 +105,7 @@ func (r *Reservation) Settle(ctx context.Context, actualTokens int64) error {
 	case viaOpen:
 		return nil
 	}
-	if err := r.c.limiter.Settle(ctx, r.c.quotaKeys(r.group), r.limits, delta, r.minute); err != nil {
+	if _, err := r.c.limiter.Settle(ctx, r.c.quotaKeys(r.group), r.limits, delta, r.minute); err != nil {
 		return fmt.Errorf("client: settle %q: %w", r.group, err)
 	}
 	return nil

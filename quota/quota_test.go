@@ -160,6 +160,8 @@ func TestValidate(t *testing.T) {
 	var ls Limits
 	err = json.Unmarshal([]byte(`[{"kind":"requests","rate":1,"per":"m","burst":1},{"kind":"requests","rate":2,"per":"m","burst":2}]`), &ls)
 	assert.ErrorIs(t, err, ErrInvalidLimit, "same kind and period")
+	_, err = NewLocal(nil).Take("g", Limits{{}}, 1, 1, 0)
+	assert.ErrorIs(t, err, ErrInvalidLimit, "the local fallback refuses them too")
 }
 
 func TestUsed(t *testing.T) {
