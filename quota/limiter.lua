@@ -44,12 +44,13 @@
 --   or tokens; 0 while cooling); reset: µs until it is full again (the
 --   cooldown's end while cooling). retry after is >= 1 on a refusal, else 0.
 --   minute: the usage minute counted (settle: ARGV[4]).
+local floor, ceil, min, max = math.floor, math.ceil, math.min, math.max
 local function fail(msg) return redis.error_reply('ERR quota: ' .. msg) end
 
 -- int returns s as a whole number within lo..hi, or nil.
 local function int(s, lo, hi)
   local v = tonumber(s)
-  if v == nil or v ~= v or v ~= math.floor(v) or v < lo or v > hi then return nil end
+  if v == nil or v ~= v or v ~= floor(v) or v < lo or v > hi then return nil end
   return v
 end
 
@@ -65,7 +66,7 @@ if mode == 'settle' then toks = int(ARGV[3], -maxCost, maxCost) end
 local ttl = int(ARGV[5], 1, 2 ^ 31)
 if not reqs or not toks or not ttl then return fail('bad cost or ttl') end
 local n = (#ARGV - 8) / 5
-if n ~= math.floor(n) or n > maxLimits then return fail('bad limit count') end
+if n ~= floor(n) or n > maxLimits then return fail('bad limit count') end
 if mode == 'cooling' and n > 0 then return fail('cooling takes no limits') end
 
 local fields, kinds, periods, intervals, bursts, tols = {}, {}, {}, {}, {}, {}
@@ -90,7 +91,7 @@ end
 
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local minute = math.floor(tonumber(t[1]) / 60)
+local minute = floor(tonumber(t[1]) / 60)
 local settleMinute = 0
 if mode == 'settle' then
   settleMinute = int(ARGV[4], 0, minute)
@@ -110,14 +111,14 @@ if n > 0 then
   for i = 1, n do
     local v = tonumber(raw[i])
     if v == nil or v ~= v or v < now then v = now end
-    tats[i] = math.min(v, cap(i))
+    tats[i] = min(v, cap(i))
   end
 end
 
 -- left is what limit i has left at TAT tat, in calls or tokens.
 local function left(i, tat)
-  local v = math.floor((now + tols[i] - tat) / intervals[i] + 1e-6)
-  return math.max(0, math.min(v, bursts[i]))
+  local v = floor((now + tols[i] - tat) / intervals[i] + 1e-6)
+  return max(0, min(v, bursts[i]))
 end
 
 -- answer is an allowed reply naming the tightest limit at TATs news.
@@ -125,7 +126,7 @@ local function answer(news, m)
   local best, share, rem, reset = 0, 2, 0, 0
   for i = 1, n do
     local l = left(i, news[i])
-    local s, r = l / bursts[i], math.ceil(news[i] - now)
+    local s, r = l / bursts[i], ceil(news[i] - now)
     if s < share or (s == share and r > reset) then best, share, rem, reset = i, s, l, r end
   end
   return {1, best, 0, m, rem, reset}
@@ -136,10 +137,10 @@ local function save(news)
   for i = 1, n do
     args[#args + 1] = fields[i]
     args[#args + 1] = string.format('%.3f', news[i])
-    far = math.max(far, news[i] - now)
+    far = max(far, news[i] - now)
   end
   redis.call('HSET', KEYS[1], unpack(args))
-  redis.call('PEXPIRE', KEYS[1], math.ceil(far / 1000) + 1000)
+  redis.call('PEXPIRE', KEYS[1], ceil(far / 1000) + 1000)
 end
 
 if mode == 'settle' then
@@ -159,7 +160,7 @@ if mode == 'settle' then
   local usage = KEYS[3] .. settleMinute
   if toks ~= 0 and settleMinute * 60 + ttl > now / 1000000 then
     local d = toks
-    if d < 0 then d = math.max(d, -(tonumber(redis.call('HGET', usage, 'tokens')) or 0)) end
+    if d < 0 then d = max(d, -(tonumber(redis.call('HGET', usage, 'tokens')) or 0)) end
     if d ~= 0 then
       redis.call('HINCRBY', usage, 'tokens', d)
       redis.call('EXPIRE', usage, ttl)
@@ -171,12 +172,12 @@ end
 local usage = KEYS[3] .. minute
 local function refuse(limit, retry, rem, reset)
   if redis.call('HINCRBY', usage, 'rejected', 1) == 1 then redis.call('EXPIRE', usage, ttl) end
-  return {0, limit, math.max(1, math.ceil(retry)), minute, rem, math.max(1, math.ceil(reset))}
+  return {0, limit, max(1, ceil(retry)), minute, rem, max(1, ceil(reset))}
 end
 
 local cool = tonumber(redis.call('HGET', KEYS[2], 'cooling_until'))
 if cool and cool == cool and cool * 1000 > now then
-  local wait = math.min(cool * 1000 - now, maxRefill)
+  local wait = min(cool * 1000 - now, maxRefill)
   return refuse(0, wait, 0, wait)
 end
 if mode == 'cooling' then return {1, 0, 0, minute, 0, 0} end
