@@ -193,9 +193,9 @@ func (c *Client) take(ctx context.Context, group string, tokens int64) (*Reserva
 	case err == nil:
 		c.quotaUp()
 	case ls.IsZero() && ctx.Err() == nil && registry.IsUnavailable(err):
-		// No limit to fall back on: the cooldown cannot be checked, and
-		// the group has no quota to keep.
-		c.quotaDown(err)
+		// Nothing to fall back on: the cooldown cannot be read, and the
+		// group has no quota to keep. The suspicion stays, so the next
+		// call checks again.
 		return r, nil
 	case ctx.Err() == nil && registry.IsUnavailable(err):
 		c.quotaDown(err)
