@@ -46,7 +46,8 @@ func FuzzLimiter(f *testing.F) {
 		{1, 366, 3, false, 1, 0, 1},                 // the slowest refill
 		{1, 367, 3, false, 1, 0, 1},                 // too slow: invalid
 		{0, 0, 1, false, 1, 0, 1},                   // rate 0: invalid
-		{10, -1, 4, true, -1, 0, 1},                 // bad period, cost, burst
+		{10, -1, 0x84, true, -1, 0, 1},              // bad period, cost, burst
+		{5, 3, 0x81, false, 1, -7, MaxCost + 1},     // unfolded: cost above max
 	} {
 		f.Add(s.rate, s.burst, s.per, s.tokens, s.take, s.settle, s.take2)
 	}
@@ -55,7 +56,13 @@ func FuzzLimiter(f *testing.F) {
 	pers := []time.Duration{time.Second, time.Minute, time.Hour, Day, 90 * time.Second}
 	f.Fuzz(func(t *testing.T, rate, burst int64, per uint8, tokens bool, take, settle, take2 int64) {
 		ctx := context.Background()
-		lim := Limit{Kind: Requests, Rate: rate, Per: pers[int(per)%len(pers)], Burst: burst}
+		if per&0x80 == 0 {
+			// Most inputs are folded into range, so they reach the script;
+			// the others test the refusals before it.
+			rate, burst = fold(rate, 1, MaxRate), fold(burst, 0, MaxRate)
+			take, take2, settle = fold(take, 0, MaxCost), fold(take2, 0, MaxCost), fold(settle, -MaxCost, MaxCost)
+		}
+		lim := Limit{Kind: Requests, Rate: rate, Per: pers[int(per&0x7f)%len(pers)], Burst: burst}
 		if tokens {
 			lim.Kind = Tokens
 		}
@@ -136,4 +143,13 @@ func FuzzLimiter(f *testing.F) {
 		check("settle", s, before, now())
 		takeStep("take again", take2)
 	})
+}
+
+// fold maps v into lo..hi.
+func fold(v, lo, hi int64) int64 {
+	if v >= lo && v <= hi {
+		return v
+	}
+	span := uint64(hi - lo + 1)
+	return lo + int64(uint64(v)%span)
 }
