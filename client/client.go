@@ -38,8 +38,9 @@ type Client struct {
 	limiter *quota.Limiter
 	local   *quota.Local // the in-process fallback (WithQuotaFallback)
 	log     *slog.Logger
-	quotas  sync.Map // quota text -> quota.Limits
-	cooling sync.Map // group -> time.Time: cooling_until from this node's reports (health.go)
+	quotas  sync.Map  // quota text -> quota.Limits
+	cooling sync.Map  // group -> time.Time: cooling_until from this node's reports (health.go)
+	cool    coolWatch // when Allow on a group without a quota must ask Redis (limit.go)
 	// quotaOut is true while Redis is unreachable for the limiter, so the
 	// fallback is logged once on entering and once on leaving.
 	quotaOut atomic.Bool

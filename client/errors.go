@@ -57,8 +57,16 @@ type RateLimitError struct {
 	// text ("90000 tokens/m"), or "cooling" while the group cools down after
 	// the upstream throttled it.
 	Limit string
-	// RetryAfter is how long until the next call may be allowed.
+	// RetryAfter is how long until the next call may be allowed: always
+	// above 0 (at least MinWait).
 	RetryAfter time.Duration
+	// Remaining is what Limit has left now, in its unit (calls or tokens):
+	// less than the call needed; 0 while cooling. With ResetAfter it is
+	// what a proxy puts in RateLimit-Remaining / x-ratelimit-remaining-*.
+	Remaining int64
+	// ResetAfter is how long until Limit is full again (its whole burst
+	// free), or until the cooldown ends.
+	ResetAfter time.Duration
 }
 
 // Error implements error.

@@ -4,23 +4,29 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/redis/go-redis/v9"
-
 	"github.com/allot-io/allot/quota"
+	"github.com/allot-io/allot/registry"
 )
 
 // Allow takes one request from every request limit of group's quota,
 // shared by every node holding the group (one Lua script on Redis server
-// time: all limits or none). It returns nil when the call may go ahead (also
-// when the group has no quota, without a round trip), a *RateLimitError
-// (errors.Is ErrRateLimited) naming the limit with the longest wait, an
-// error wrapping ErrNotHeld when the node does not hold group, and when
-// Redis cannot be reached what the quota fallback says (WithQuotaFallback).
+// time: all limits or none). It returns nil when the call may go ahead, a
+// *RateLimitError (errors.Is ErrRateLimited) naming the limit with the
+// longest wait, or "cooling" while the group cools down after an upstream
+// 429 that any holder reported; an error wrapping ErrNotHeld when the node
+// does not hold group, and when Redis cannot be reached
+// (registry.IsUnavailable) what the quota fallback says (WithQuotaFallback).
 // A token limit that a Settle drove into debt refuses Allow too.
+//
+// A group without a quota costs no round trip, unless it may be cooling:
+// after a group.throttled event on its channel (or this node's own report),
+// while its events are not followed yet, and once after they are (a
+// cooldown from before). Then one round trip checks the cooldown, until a
+// check finds none.
 func (c *Client) Allow(ctx context.Context, group string) error {
 	_, err := c.take(ctx, group, 0)
 	return err
@@ -44,7 +50,14 @@ func (c *Client) Wait(ctx context.Context, group string) error {
 	return err
 }
 
-// WaitReserve blocks until Reserve succeeds, or ctx ends; see Wait.
+// MinWait is the shortest a Wait or WaitReserve sleeps after a refusal,
+// whatever RetryAfter says: a waiter never calls the limiter more than
+// once a millisecond.
+const MinWait = time.Millisecond
+
+// WaitReserve blocks until Reserve succeeds, or ctx ends; see Wait. It calls
+// the limiter once per refusal's RetryAfter (at least MinWait), never in a
+// tight loop.
 func (c *Client) WaitReserve(ctx context.Context, group string, estTokens int64) (*Reservation, error) {
 	for {
 		r, err := c.take(ctx, group, estTokens)
@@ -52,7 +65,7 @@ func (c *Client) WaitReserve(ctx context.Context, group string, estTokens int64)
 		if !errors.As(err, &rl) {
 			return r, err
 		}
-		t := time.NewTimer(max(rl.RetryAfter, time.Millisecond))
+		t := time.NewTimer(max(rl.RetryAfter, MinWait))
 		select {
 		case <-ctx.Done():
 			t.Stop()
@@ -73,10 +86,28 @@ type Reservation struct {
 	minute  int64
 	via     via // how it was taken, so Settle corrects the same limiter
 	settled atomic.Bool
+	// what the shared limiter said of the tightest limit (viaRedis only)
+	tightest   string
+	remaining  int64
+	resetAfter time.Duration
 }
 
 // Group is the group the reservation was taken from.
 func (r *Reservation) Group() string { return r.group }
+
+// Limit is the tightest limit of the group's quota after this call (the
+// one with the least left as a share of its burst), in its canonical text;
+// "" when the group has no quota or the call was not counted by the shared
+// limiter (a fallback let it through). Remaining and ResetAfter describe
+// it: what a RateLimit-* or x-ratelimit-* header shows.
+func (r *Reservation) Limit() string { return r.tightest }
+
+// Remaining is what Limit had left right after this call, in its unit
+// (calls or tokens).
+func (r *Reservation) Remaining() int64 { return r.remaining }
+
+// ResetAfter is how long after this call Limit was full again.
+func (r *Reservation) ResetAfter() time.Duration { return r.resetAfter }
 
 // Tokens is the estimate reserved.
 func (r *Reservation) Tokens() int64 { return r.tokens }
@@ -105,7 +136,7 @@ func (r *Reservation) Settle(ctx context.Context, actualTokens int64) error {
 	case viaOpen:
 		return nil
 	}
-	if err := r.c.limiter.Settle(ctx, r.c.quotaKeys(r.group), r.limits, delta, r.minute); err != nil {
+	if _, err := r.c.limiter.Settle(ctx, r.c.quotaKeys(r.group), r.limits, delta, r.minute); err != nil {
 		return fmt.Errorf("client: settle %q: %w", r.group, err)
 	}
 	return nil
@@ -146,14 +177,27 @@ func (c *Client) take(ctx context.Context, group string, tokens int64) (*Reserva
 		}
 		return nil, fmt.Errorf("client: %q: %w", group, err)
 	}
-	if ls.IsZero() {
+	var res quota.Result
+	switch {
+	case ls.IsZero() && !c.mayCool(group):
 		return r, nil
+	case ls.IsZero():
+		start := time.Now()
+		if res, err = c.limiter.Cooling(ctx, c.quotaKeys(group)); err == nil && res.Allowed {
+			c.cool.cleared(group, start)
+		}
+	default:
+		res, err = c.limiter.Take(ctx, c.quotaKeys(group), ls, 1, tokens)
 	}
-	res, err := c.limiter.Take(ctx, c.quotaKeys(group), ls, 1, tokens)
 	switch {
 	case err == nil:
 		c.quotaUp()
-	case ctx.Err() == nil && unreachable(err):
+	case ls.IsZero() && ctx.Err() == nil && registry.IsUnavailable(err):
+		// Nothing to fall back on: the cooldown cannot be read, and the
+		// group has no quota to keep. The suspicion stays, so the next
+		// call checks again.
+		return r, nil
+	case ctx.Err() == nil && registry.IsUnavailable(err):
 		c.quotaDown(err)
 		switch c.o.quotaFallback {
 		case QuotaOpen:
@@ -170,14 +214,21 @@ func (c *Client) take(ctx context.Context, group string, tokens int64) (*Reserva
 	default:
 		return nil, fmt.Errorf("client: allow %q: %w", group, err)
 	}
+	name := ""
+	if res.Limit >= 0 && res.Limit < len(ls) {
+		name = ls[res.Limit].String()
+	}
 	if !res.Allowed {
-		name := "cooling"
-		if res.Limit >= 0 && res.Limit < len(ls) {
-			name = ls[res.Limit].String()
+		if res.Limit == quota.Cooling {
+			name = "cooling"
 		}
-		return nil, &RateLimitError{Group: group, Limit: name, RetryAfter: max(res.RetryAfter, 0)}
+		return nil, &RateLimitError{Group: group, Limit: name, RetryAfter: max(res.RetryAfter, MinWait),
+			Remaining: res.Remaining, ResetAfter: res.ResetAfter}
 	}
 	r.minute = res.Minute
+	if r.via == viaRedis {
+		r.tightest, r.remaining, r.resetAfter = name, res.Remaining, res.ResetAfter
+	}
 	return r, nil
 }
 
@@ -218,17 +269,68 @@ func (c *Client) limits(text string) (quota.Limits, error) {
 	return ls, nil
 }
 
-// unreachable reports whether err means Redis did not answer (or answered
-// that it cannot serve now), as opposed to refusing the script.
-func unreachable(err error) bool {
-	var re redis.Error
-	if errors.As(err, &re) {
-		for _, p := range []string{"LOADING", "CLUSTERDOWN", "TRYAGAIN", "MASTERDOWN", "READONLY"} {
-			if strings.HasPrefix(re.Error(), p) {
-				return true
-			}
+// throttleEventGap is how often at most registry/health.lua publishes a
+// group's group.throttled event: a cooldown extended within this time of the
+// last event is announced by none, so a node that heard one keeps checking
+// the cooldown for at least this long.
+const throttleEventGap = time.Second + 250*time.Millisecond // 1 s, and room for clock rates
+
+// coolWatch is what a node knows of the cooldowns of its groups without a
+// quota, so that their Allow costs no round trip unless one may be running.
+// Groups with a quota need none of it: their limiter script reads the
+// cooldown anyway. Safe for concurrent use.
+type coolWatch struct {
+	// suspect: group -> time.Time (process clock): Allow checks the
+	// cooldown in Redis until a check that started at or after then finds
+	// none.
+	suspect sync.Map
+	// followed: group -> struct{}: the group's event channel is subscribed,
+	// so a cooldown that starts is announced. Without it, every Allow checks.
+	followed sync.Map
+}
+
+// suspectUntil makes group's Allow check the cooldown until a check that
+// starts at or after until finds none (a later until wins).
+func (w *coolWatch) suspectUntil(group string, until time.Time) {
+	for {
+		old, loaded := w.suspect.LoadOrStore(group, until)
+		if !loaded || !old.(time.Time).Before(until) || w.suspect.CompareAndSwap(group, old, until) {
+			return
 		}
-		return false
 	}
-	return !errors.Is(err, context.Canceled)
+}
+
+// cleared records a check, started at start, that found group not cooling.
+func (w *coolWatch) cleared(group string, start time.Time) {
+	if v, ok := w.suspect.Load(group); ok && !start.Before(v.(time.Time)) {
+		w.suspect.CompareAndDelete(group, v)
+	}
+}
+
+// follow records that group's events are (or are no longer) subscribed. A
+// newly followed group is checked once: a cooldown may have started before.
+func (w *coolWatch) follow(group string, on bool) {
+	if !on {
+		w.followed.Delete(group)
+		return
+	}
+	if _, had := w.followed.LoadOrStore(group, struct{}{}); !had {
+		w.suspectUntil(group, time.Now())
+	}
+}
+
+// unfollowAll forgets every subscription (the events connection is gone).
+func (w *coolWatch) unfollowAll() { w.followed.Clear() }
+
+// mayCool reports whether Allow on group, which has no quota, must check its
+// cooldown in Redis.
+func (c *Client) mayCool(group string) bool {
+	if _, ok := c.cool.suspect.Load(group); ok {
+		return true
+	}
+	if _, ok := c.cool.followed.Load(group); !ok {
+		return true
+	}
+	_, cooling := c.Cooling(group)
+	return cooling
 }

@@ -61,6 +61,7 @@ func (c *Client) listen(ctx context.Context, resumed bool) error {
 	defer func() {
 		c.subMu.Lock()
 		c.ps, c.channels = nil, nil
+		c.cool.unfollowAll() // no cooldown is announced until the next listen
 		c.subMu.Unlock()
 	}()
 	c.followGroups()
@@ -91,6 +92,7 @@ func (c *Client) listen(ctx context.Context, resumed bool) error {
 			// missed meanwhile.
 			if m.Kind == "subscribe" && m.Channel == c.keys.AssignmentEvents() && resumed {
 				c.forceFetch()
+				c.suspectFollowed() // a group.throttled may have been missed too
 			}
 			resumed = true
 		case *redis.Message:
@@ -114,6 +116,10 @@ func (c *Client) onEvent(payload string) {
 	if err != nil {
 		c.log.Debug("allot: unreadable event ignored", "err", err)
 		return
+	}
+	if ev.Type == registry.EventGroupThrottled {
+		// Groups without a quota check their cooldown from now on (limit.go).
+		c.cool.suspectUntil(ev.Group, time.Now().Add(throttleEventGap))
 	}
 	switch {
 	case ev.Type == registry.EventAssignment:
@@ -157,9 +163,11 @@ func (c *Client) followGroups() {
 	}
 	c.mu.Lock()
 	want := c.baseChannels()
+	groupOf := make(map[string]string)
 	if c.raw != nil {
 		for _, g := range c.raw.Groups {
 			want[c.keys.GroupEvents(g.Name)] = true
+			groupOf[c.keys.GroupEvents(g.Name)] = g.Name
 		}
 	}
 	c.mu.Unlock()
@@ -189,6 +197,30 @@ func (c *Client) followGroups() {
 		}
 	}
 	c.channels = want
+	for _, ch := range drop {
+		if g, ok := c.groupOfChannel(ch); ok {
+			c.cool.follow(g, false)
+		}
+	}
+	for _, g := range groupOf {
+		c.cool.follow(g, true)
+	}
+}
+
+// groupOfChannel is the group whose event channel ch is.
+func (c *Client) groupOfChannel(ch string) (string, bool) {
+	return strings.CutPrefix(ch, c.keys.GroupEvents(""))
+}
+
+// suspectFollowed makes every followed group without a quota check its
+// cooldown once: events may have been lost while the subscription was
+// being restored.
+func (c *Client) suspectFollowed() {
+	now := time.Now()
+	c.cool.followed.Range(func(g, _ any) bool {
+		c.cool.suspectUntil(g.(string), now)
+		return true
+	})
 }
 
 // adoptDocLocked applies a held group's write from its event, which on the

@@ -12,6 +12,13 @@ var (
 	// ErrCostTooLarge means a call that costs more than a limit's burst: it
 	// could never be allowed, so it is refused at once instead of waiting.
 	ErrCostTooLarge = errors.New("quota: cost above a limit's burst")
+	// ErrInvalidLimit means a Limit (or Limits) that no quota text could
+	// give: built by hand or decoded from JSON. See Limit.Validate.
+	ErrInvalidLimit = errors.New("quota: invalid limit")
+	// ErrUnexpectedReply means the limiter script answered something it
+	// never answers: a bug or a wrong script, never a sign that Redis is
+	// away, so a client does not fall back on it.
+	ErrUnexpectedReply = errors.New("quota: unexpected limiter reply")
 	// ErrInvalidCost means a negative or absurd (above MaxCost) cost.
 	ErrInvalidCost = errors.New("quota: invalid cost")
 )

@@ -4,7 +4,6 @@ import (
 	"context"
 	_ "embed"
 	"fmt"
-	"strconv"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -39,11 +38,23 @@ type Keys struct {
 type Result struct {
 	// Allowed is true when the call was taken from every limit.
 	Allowed bool
-	// Limit is, for a refused call, the index in the Limits of the refusing
-	// limit with the longest wait, or Cooling for a group cooling down.
+	// Limit is the index in the Limits of the limit Remaining and
+	// ResetAfter describe: for a refused call the refusing limit with the
+	// longest wait, or Cooling for a group cooling down; for an allowed call
+	// (and a Settle) the tightest limit, the one with the least left as a
+	// share of its burst; -1 when there are no limits.
 	Limit int
-	// RetryAfter is how long until the call could be allowed (0 when allowed).
+	// RetryAfter is how long until the call could be allowed: above 0 for
+	// every refusal, 0 when allowed.
 	RetryAfter time.Duration
+	// Remaining is what Limit has left now, in its own unit (calls or
+	// tokens), after this call when it was allowed; 0 while cooling. With
+	// ResetAfter it is what a RateLimit-Remaining or
+	// x-ratelimit-remaining-* header shows.
+	Remaining int64
+	// ResetAfter is how long until Limit is full again (its whole burst
+	// free), or until the cooldown ends.
+	ResetAfter time.Duration
 	// Minute is the usage minute (Unix seconds / 60, server time) the call
 	// was counted in; Settle corrects that minute.
 	Minute int64
@@ -59,9 +70,14 @@ type Limiter struct {
 func NewLimiter(rdb redis.Scripter) *Limiter { return &Limiter{rdb: rdb} }
 
 // Take takes requests and tokens from every limit of ls, or nothing when
-// any limit would go over. A cost that never fits (CheckCost) is an error
-// before any round trip. Errors from Redis are returned wrapped.
+// any limit would go over. Limits that no quota text could give
+// (ErrInvalidLimit) and a cost that never fits (CheckCost) are errors
+// before any round trip. Errors from Redis are returned wrapped; a reply
+// the script never gives is ErrUnexpectedReply.
 func (l *Limiter) Take(ctx context.Context, k Keys, ls Limits, requests, tokens int64) (Result, error) {
+	if err := ls.Validate(); err != nil {
+		return Result{}, err
+	}
 	if err := ls.CheckCost(requests, tokens); err != nil {
 		return Result{}, err
 	}
@@ -70,39 +86,89 @@ func (l *Limiter) Take(ctx context.Context, k Keys, ls Limits, requests, tokens 
 
 // Settle adds tokens (negative: gives them back) to every token limit of ls
 // and to the usage of minute, without refusing. A refund never takes a
-// limit below empty.
-func (l *Limiter) Settle(ctx context.Context, k Keys, ls Limits, tokens, minute int64) error {
-	if tokens < -MaxCost || tokens > MaxCost {
-		return fmt.Errorf("%w: %d tokens", ErrInvalidCost, tokens)
+// limit below empty; a debit never puts it more than one period in debt
+// (its TAT stays within now + burst tolerance + period, so no call waits
+// longer than one period). The Result describes the tightest limit after
+// the settle.
+func (l *Limiter) Settle(ctx context.Context, k Keys, ls Limits, tokens, minute int64) (Result, error) {
+	if err := ls.Validate(); err != nil {
+		return Result{}, err
 	}
-	_, err := l.run(ctx, k, ls, "settle", 0, tokens, minute)
-	return err
+	if tokens < -MaxCost || tokens > MaxCost {
+		return Result{}, fmt.Errorf("%w: %d tokens", ErrInvalidCost, tokens)
+	}
+	return l.run(ctx, k, ls, "settle", 0, tokens, minute)
+}
+
+// Cooling checks only the group's cooldown, for a group without limits: a
+// refused Result (Limit Cooling) while it runs, allowed otherwise. Nothing
+// is written unless it refuses (the minute's rejected).
+func (l *Limiter) Cooling(ctx context.Context, k Keys) (Result, error) {
+	return l.run(ctx, k, nil, "cooling", 0, 0, 0)
 }
 
 func (l *Limiter) run(ctx context.Context, k Keys, ls Limits, mode string, requests, tokens, minute int64) (Result, error) {
-	args := make([]any, 0, 5+4*len(ls))
-	args = append(args, mode, requests, tokens, minute, int64(UsageTTL/time.Second))
+	args := make([]any, 0, 8+5*len(ls))
+	args = append(args, mode, requests, tokens, minute, int64(UsageTTL/time.Second),
+		int64(MaxCost), int64(MaxRefill/time.Microsecond), MaxLimits)
 	for _, lim := range ls {
-		interval := float64(lim.Per/time.Microsecond) / float64(lim.Rate)
-		kind := "r"
-		if lim.Kind == Tokens {
-			kind = "t"
-		}
-		args = append(args, lim.field(), kind,
-			strconv.FormatFloat(interval, 'f', 6, 64),
-			strconv.FormatFloat(interval*float64(lim.EffectiveBurst()), 'f', 3, 64))
+		args = append(args, lim.field(), lim.kindCode(), int64(lim.Per/time.Microsecond), lim.Rate, lim.EffectiveBurst())
 	}
-	v, err := limiterScript.Run(ctx, l.rdb, []string{k.State, k.Health, k.UsagePrefix}, args...).Int64Slice()
+	reply, err := limiterScript.Run(ctx, l.rdb, []string{k.State, k.Health, k.UsagePrefix}, args...).Result()
 	if err != nil {
 		return Result{}, fmt.Errorf("quota: limiter: %w", err)
 	}
-	if len(v) != 4 {
-		return Result{}, fmt.Errorf("quota: limiter: unexpected reply %v", v)
+	// The reply is read here, not by go-redis, so a reply of the wrong
+	// shape is ErrUnexpectedReply and never looks like a lost connection.
+	list, ok := reply.([]any)
+	if !ok {
+		return Result{}, fmt.Errorf("%w: %T", ErrUnexpectedReply, reply)
 	}
-	r := Result{Allowed: v[0] == 1, Minute: v[3]}
-	if !r.Allowed {
-		r.Limit = int(v[1]) - 1
-		r.RetryAfter = time.Duration(v[2]) * time.Microsecond
+	v := make([]int64, len(list))
+	for i, x := range list {
+		if v[i], ok = x.(int64); !ok {
+			return Result{}, fmt.Errorf("%w: value %d is %T", ErrUnexpectedReply, i+1, x)
+		}
+	}
+	return parseReply(v, len(ls))
+}
+
+// maxWait bounds every time in a reply: the longest a limit can take to
+// refill plus a day of debt.
+const maxWait = MaxRefill + Day
+
+// parseReply checks the script's reply against what it promises (see
+// limiter.lua) for n limits: anything else is ErrUnexpectedReply.
+func parseReply(v []int64, n int) (Result, error) {
+	bad := func(why string) (Result, error) {
+		return Result{}, fmt.Errorf("%w: %s: %v", ErrUnexpectedReply, why, v)
+	}
+	if len(v) != 6 {
+		return bad("want 6 values")
+	}
+	r := Result{
+		Allowed:    v[0] == 1,
+		Limit:      int(v[1]) - 1,
+		RetryAfter: time.Duration(v[2]) * time.Microsecond,
+		Remaining:  v[4],
+		ResetAfter: time.Duration(v[5]) * time.Microsecond,
+		Minute:     v[3],
+	}
+	switch {
+	case v[0] != 0 && v[0] != 1:
+		return bad("allowed is neither 0 nor 1")
+	case v[1] < 0 || v[1] > int64(n):
+		return bad("no such limit")
+	case !r.Allowed && (v[2] <= 0 || r.RetryAfter > maxWait):
+		return bad("a refusal's wait is not within (0, max]")
+	case r.Allowed && v[2] != 0:
+		return bad("an allowed call with a wait")
+	case v[4] < 0 || v[4] > MaxCost:
+		return bad("remaining out of range")
+	case v[5] < 0 || r.ResetAfter > maxWait:
+		return bad("reset out of range")
+	case v[3] < 0:
+		return bad("negative minute")
 	}
 	return r, nil
 }

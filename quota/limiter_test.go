@@ -104,7 +104,8 @@ func limiterSuite(t *testing.T, rdb redis.UniversalClient) {
 		r, err := l.Take(ctx, k, ls, 1, 1000)
 		require.NoError(t, err)
 		require.True(t, r.Allowed)
-		require.NoError(t, l.Settle(ctx, k, ls, -600, r.Minute)) // used 400 of 1000
+		_, err = l.Settle(ctx, k, ls, -600, r.Minute)
+		require.NoError(t, err) // used 400 of 1000
 		u, err := ReadUsage(ctx, rdb, k.UsagePrefix, r.Minute, r.Minute)
 		require.NoError(t, err)
 		require.Len(t, u, 1)
@@ -116,7 +117,8 @@ func limiterSuite(t *testing.T, rdb redis.UniversalClient) {
 		require.NoError(t, err)
 		require.False(t, r2.Allowed)
 		// A refund larger than what is in use stops at a full budget.
-		require.NoError(t, l.Settle(ctx, k, ls, -5000, r.Minute))
+		_, err = l.Settle(ctx, k, ls, -5000, r.Minute)
+		require.NoError(t, err)
 		r, err = l.Take(ctx, k, ls, 1, 1000)
 		require.NoError(t, err)
 		assert.True(t, r.Allowed)
@@ -124,7 +126,8 @@ func limiterSuite(t *testing.T, rdb redis.UniversalClient) {
 		require.NoError(t, err)
 		assert.False(t, r2.Allowed, "never more than the burst")
 		// A debit above the estimate goes into debt: even a zero-token call waits.
-		require.NoError(t, l.Settle(ctx, k, ls, 500, r.Minute))
+		_, err = l.Settle(ctx, k, ls, 500, r.Minute)
+		require.NoError(t, err)
 		r2, err = l.Take(ctx, k, ls, 1, 0)
 		require.NoError(t, err)
 		assert.False(t, r2.Allowed)
@@ -199,6 +202,8 @@ func limiterSuite(t *testing.T, rdb redis.UniversalClient) {
 		assert.InDelta(t, float64(UsageTTL), float64(ttl), float64(time.Minute))
 	})
 
+	boundsSuite(t, rdb, l)
+
 	t.Run("two holders share one budget", func(t *testing.T) {
 		k, ls := testKeys("shared"), mustParse(t, "50/h")
 		other := NewLimiter(rdb)
@@ -257,4 +262,37 @@ func TestLocal(t *testing.T) {
 	assert.True(t, r.Allowed)
 	_, err = lo.Take("g", ls, 0.5, 1, 6001)
 	assert.ErrorIs(t, err, ErrCostTooLarge)
+}
+
+// TestLocalBounds: the fallback keeps the script's bounds: a settle's debt
+// is capped at one period (no overflow on 1 tokens/d), a refund stops at an
+// empty limit, and a refusal always waits.
+func TestLocalBounds(t *testing.T) {
+	now := time.Unix(1_800_000_000, 0)
+	lo := NewLocal(func() time.Time { return now })
+	ls := mustParse(t, "1 tokens/d")
+	r, err := lo.Take("g", ls, 1, 1, 0)
+	require.NoError(t, err)
+	require.True(t, r.Allowed)
+	lo.Settle("g", ls, 1, MaxCost)
+	r, err = lo.Take("g", ls, 1, 1, 0)
+	require.NoError(t, err)
+	require.False(t, r.Allowed)
+	assert.Greater(t, r.RetryAfter, 23*time.Hour)
+	assert.LessOrEqual(t, r.RetryAfter, Day, "one period of debt")
+
+	tok := mustParse(t, "100 tokens/m")
+	r, err = lo.Take("h", tok, 1, 1, 100)
+	require.NoError(t, err)
+	require.True(t, r.Allowed)
+	lo.Settle("h", tok, 1, -MaxCost)
+	for range 2 {
+		r, err = lo.Take("h", tok, 1, 1, 50)
+		require.NoError(t, err)
+		require.True(t, r.Allowed)
+	}
+	r, err = lo.Take("h", tok, 1, 1, 1)
+	require.NoError(t, err)
+	assert.False(t, r.Allowed, "a refund gives back no more than an empty limit")
+	assert.Greater(t, r.RetryAfter, time.Duration(0))
 }

@@ -29,6 +29,9 @@ func NewLocal(now func() time.Time) *Local {
 // over. A cost above a scaled burst needs the whole scaled budget free (a
 // share's burst can be below what a call costs). Result.Minute is left 0.
 func (lo *Local) Take(group string, ls Limits, share float64, requests, tokens int64) (Result, error) {
+	if err := ls.Validate(); err != nil {
+		return Result{}, err
+	}
 	if err := ls.CheckCost(requests, tokens); err != nil {
 		return Result{}, err
 	}
@@ -64,8 +67,13 @@ func (lo *Local) Take(group string, ls Limits, share float64, requests, tokens i
 }
 
 // Settle adds tokens (negative: gives them back) to every token limit of
-// ls scaled by share, never refusing and never below empty.
+// ls scaled by share, never refusing, never below empty and, as the
+// script, never more than one period in debt. Invalid limits are ignored
+// (Take refused them).
 func (lo *Local) Settle(group string, ls Limits, share float64, tokens int64) {
+	if ls.Validate() != nil {
+		return
+	}
 	if share <= 0 || share > 1 {
 		share = 1
 	}
@@ -82,7 +90,11 @@ func (lo *Local) Settle(group string, ls Limits, share float64, tokens int64) {
 		if tat.Before(now) {
 			tat = now
 		}
-		tat = tat.Add(interval * time.Duration(tokens))
+		// In float64: interval × tokens can pass int64's range (1 token/d
+		// settled at MaxCost), the clamp brings it back.
+		burst := max(float64(l.EffectiveBurst())*share, 1)
+		room := float64(interval)*burst + float64(l.Per) - float64(tat.Sub(now))
+		tat = tat.Add(time.Duration(min(float64(interval)*float64(tokens), room)))
 		if tat.Before(now) {
 			tat = now
 		}

@@ -31,6 +31,10 @@ const (
 	// MaxCost bounds one call's cost; anything above is an error, never a
 	// wait.
 	MaxCost = MaxRate
+	// MaxRefill bounds how long a limit's burst takes to refill (Per ×
+	// burst ÷ Rate): "1/d burst 1000" would take 1000 days. With it, every
+	// time the limiter script stores or answers stays below 2^53 µs.
+	MaxRefill = 366 * Day
 )
 
 // Day is the period of a "/d" limit.
@@ -72,6 +76,9 @@ func Parse(text string) (Limits, error) {
 	out := make(Limits, 0, len(parts))
 	for i, p := range parts {
 		l, reason := parseLimit(p)
+		if reason == "" {
+			reason = l.problem()
+		}
 		if reason == "" {
 			for j, o := range out {
 				if o.Kind == l.Kind && o.Per == l.Per {
@@ -148,6 +155,75 @@ func count(what, s string) (int64, string) {
 	return n, ""
 }
 
+// NewLimit returns the limit rate of kind per per (time.Second,
+// time.Minute, time.Hour or Day) with burst (0 = rate), or an error
+// wrapping ErrInvalidLimit when no quota text could give it.
+func NewLimit(kind Kind, rate int64, per time.Duration, burst int64) (Limit, error) {
+	l := Limit{Kind: kind, Rate: rate, Per: per, Burst: burst}
+	return l, l.Validate()
+}
+
+// Validate returns nil for a limit Parse could produce, and an error
+// wrapping ErrInvalidLimit otherwise: a kind other than Requests or Tokens
+// (the zero Kind included), a rate outside 1..MaxRate, a period other than
+// s, m, h or d, a burst outside 0..MaxRate, or a burst that takes longer
+// than MaxRefill to refill. The limiter refuses invalid limits before any
+// round trip.
+func (l Limit) Validate() error {
+	if reason := l.problem(); reason != "" {
+		return fmt.Errorf("%w: %s: %s", ErrInvalidLimit, l.describe(), reason)
+	}
+	return nil
+}
+
+// describe names a limit in an error, even one String cannot render.
+func (l Limit) describe() string {
+	return fmt.Sprintf("{kind %q, rate %d, per %v, burst %d}", string(l.Kind), l.Rate, l.Per, l.Burst)
+}
+
+// problem says what is wrong with l, "" when nothing is.
+func (l Limit) problem() string {
+	switch {
+	case l.Kind != Requests && l.Kind != Tokens:
+		return fmt.Sprintf("unknown kind %q (want %q or %q)", string(l.Kind), Requests, Tokens)
+	case l.Rate <= 0 || l.Rate > MaxRate:
+		return fmt.Sprintf("rate %d is not within 1..%d", l.Rate, int64(MaxRate))
+	case l.Per != time.Second && l.Per != time.Minute && l.Per != time.Hour && l.Per != Day:
+		return fmt.Sprintf("period %v is not one of 1s, 1m, 1h, 24h", l.Per)
+	case l.Burst < 0 || l.Burst > MaxRate:
+		return fmt.Sprintf("burst %d is not within 0..%d", l.Burst, int64(MaxRate))
+	case l.refill() > float64(MaxRefill):
+		return fmt.Sprintf("burst %d takes %v to refill at %d per %s (at most %v)",
+			l.EffectiveBurst(), time.Duration(l.refill()).Round(time.Hour), l.Rate, l.Unit(), MaxRefill)
+	}
+	return ""
+}
+
+// refill is how long (ns) an empty limit takes to refill its burst.
+func (l Limit) refill() float64 {
+	return float64(l.Per) * float64(l.EffectiveBurst()) / float64(l.Rate)
+}
+
+// Validate returns nil for limits Parse could produce: at most MaxLimits,
+// each valid (Limit.Validate), no two of the same kind and period. Errors
+// wrap ErrInvalidLimit.
+func (ls Limits) Validate() error {
+	if len(ls) > MaxLimits {
+		return fmt.Errorf("%w: %d limits, at most %d", ErrInvalidLimit, len(ls), MaxLimits)
+	}
+	for i, l := range ls {
+		if err := l.Validate(); err != nil {
+			return fmt.Errorf("limit %d: %w", i+1, err)
+		}
+		for j, o := range ls[:i] {
+			if o.Kind == l.Kind && o.Per == l.Per {
+				return fmt.Errorf("%w: limit %d has the same kind and period as limit %d", ErrInvalidLimit, i+1, j+1)
+			}
+		}
+	}
+	return nil
+}
+
 // IsZero reports whether ls limits nothing.
 func (ls Limits) IsZero() bool { return len(ls) == 0 }
 
@@ -220,7 +296,15 @@ func (l Limit) Cost(requests, tokens int64) int64 {
 // field names the limit's state in the limiter hash: kind and period, so a
 // quota change that keeps a limit keeps its state.
 func (l Limit) field() string {
-	return string(l.Kind[0]) + ":" + strconv.FormatInt(int64(l.Per/time.Millisecond), 10)
+	return l.kindCode() + ":" + strconv.FormatInt(int64(l.Per/time.Millisecond), 10)
+}
+
+// kindCode is the kind's letter in the limiter's state and ARGV.
+func (l Limit) kindCode() string {
+	if l.Kind == Tokens {
+		return "t"
+	}
+	return "r"
 }
 
 // Share is the text of one holder's part of every limit when n nodes hold
@@ -291,7 +375,9 @@ func (l Limit) MarshalJSON() ([]byte, error) {
 	return json.Marshal(limitJSON{Kind: l.Kind, Rate: l.Rate, Per: l.Unit(), Burst: l.EffectiveBurst()})
 }
 
-// UnmarshalJSON reads the shape MarshalJSON writes.
+// UnmarshalJSON reads the shape MarshalJSON writes, and refuses what no
+// quota text could give (Validate): the error wraps ErrInvalid and
+// ErrInvalidLimit.
 func (l *Limit) UnmarshalJSON(b []byte) error {
 	var j limitJSON
 	if err := json.Unmarshal(b, &j); err != nil {
@@ -301,6 +387,24 @@ func (l *Limit) UnmarshalJSON(b []byte) error {
 	if !ok {
 		return fmt.Errorf("%w: unknown unit %q", ErrInvalid, j.Per)
 	}
-	*l = Limit{Kind: j.Kind, Rate: j.Rate, Per: per, Burst: j.Burst}
+	v := Limit{Kind: j.Kind, Rate: j.Rate, Per: per, Burst: j.Burst}
+	if err := v.Validate(); err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalid, err)
+	}
+	*l = v
+	return nil
+}
+
+// UnmarshalJSON reads a list of limits and refuses what no quota text could
+// give (Limits.Validate: too many, two of the same kind and period).
+func (ls *Limits) UnmarshalJSON(b []byte) error {
+	var v []Limit
+	if err := json.Unmarshal(b, &v); err != nil {
+		return err
+	}
+	if err := Limits(v).Validate(); err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalid, err)
+	}
+	*ls = v
 	return nil
 }

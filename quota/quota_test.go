@@ -58,6 +58,7 @@ func TestParseErrors(t *testing.T) {
 		{"600", `quota: limit 1 ("600"): want N/UNIT or N tokens/UNIT`},
 		{"600/m burst", `quota: limit 1 ("600/m burst"): unexpected "burst" (want nothing or burst B)`},
 		{"600/m fast", `quota: limit 1 ("600/m fast"): unexpected "fast" (want nothing or burst B)`},
+		{"1/d burst 367", `quota: limit 1 ("1/d burst 367"): burst 367 takes 8808h0m0s to refill at 1 per d (at most 8784h0m0s)`},
 		{"1/s,2/s,3/s,4/s,5/s,6/s,7/s,8/s,9/s", `quota: "1/s,2/s,3/s,4/s,5/s,6/s,7/s,8/s,9/s": 9 limits, at most 8`},
 	} {
 		t.Run(tc.in, func(t *testing.T) {
@@ -115,6 +116,54 @@ func TestLimitJSON(t *testing.T) {
 	assert.Equal(t, ls.String(), back.String())
 }
 
+// TestValidate: a Limit no parser would give is refused at every edge
+// (issue 22.5): Validate, NewLimit, JSON, and the limiters (bounds_test.go).
+func TestValidate(t *testing.T) {
+	for _, ok := range []string{"600/m", "1/d burst 366", "1000000000 tokens/s burst 1000000000", "1/d"} {
+		ls := mustParse(t, ok)
+		assert.NoError(t, ls.Validate(), ok)
+	}
+	for name, l := range map[string]Limit{
+		"zero":        {},
+		"no kind":     {Rate: 10, Per: time.Minute},
+		"bad kind":    {Kind: "bytes", Rate: 10, Per: time.Minute},
+		"zero rate":   {Kind: Requests, Per: time.Minute},
+		"big rate":    {Kind: Requests, Rate: MaxRate + 1, Per: time.Minute},
+		"odd period":  {Kind: Requests, Rate: 10, Per: 90 * time.Second},
+		"no period":   {Kind: Requests, Rate: 10},
+		"neg burst":   {Kind: Requests, Rate: 10, Per: time.Minute, Burst: -1},
+		"slow refill": {Kind: Tokens, Rate: 1, Per: Day, Burst: 367},
+	} {
+		err := l.Validate()
+		assert.ErrorIs(t, err, ErrInvalidLimit, name)
+		_, err = NewLimit(l.Kind, l.Rate, l.Per, l.Burst)
+		assert.ErrorIs(t, err, ErrInvalidLimit, name)
+		assert.NotPanics(t, func() { _ = l.Validate().Error() }, name)
+	}
+	l, err := NewLimit(Tokens, 90000, time.Minute, 0)
+	require.NoError(t, err)
+	assert.Equal(t, "90000 tokens/m", l.String())
+	assert.ErrorIs(t, Limits{l, l}.Validate(), ErrInvalidLimit, "same kind and period")
+
+	for _, j := range []string{
+		`{"kind":"","rate":10,"per":"m","burst":10}`,
+		`{"kind":"bytes","rate":10,"per":"m","burst":10}`,
+		`{"kind":"requests","rate":0,"per":"m","burst":0}`,
+		`{"kind":"tokens","rate":-5,"per":"s","burst":1}`,
+		`{"kind":"tokens","rate":1,"per":"d","burst":100000}`,
+	} {
+		var got Limit
+		err := json.Unmarshal([]byte(j), &got)
+		assert.ErrorIs(t, err, ErrInvalid, j)
+		assert.ErrorIs(t, err, ErrInvalidLimit, j)
+	}
+	var ls Limits
+	err = json.Unmarshal([]byte(`[{"kind":"requests","rate":1,"per":"m","burst":1},{"kind":"requests","rate":2,"per":"m","burst":2}]`), &ls)
+	assert.ErrorIs(t, err, ErrInvalidLimit, "same kind and period")
+	_, err = NewLocal(nil).Take("g", Limits{{}}, 1, 1, 0)
+	assert.ErrorIs(t, err, ErrInvalidLimit, "the local fallback refuses them too")
+}
+
 func TestUsed(t *testing.T) {
 	ls, err := Parse("600/m, 90000 tokens/m, 14400/d")
 	require.NoError(t, err)
@@ -137,6 +186,9 @@ func FuzzParse(f *testing.F) {
 		}
 		if len(ls) > MaxLimits {
 			t.Fatalf("Parse(%q): %d limits", s, len(ls))
+		}
+		if err := ls.Validate(); err != nil {
+			t.Fatalf("Parse(%q) gave limits that do not validate: %v", s, err)
 		}
 		for _, l := range ls {
 			if l.Rate <= 0 || l.Rate > MaxRate || l.Burst < 0 || l.Burst > MaxRate || l.Per <= 0 {

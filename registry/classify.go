@@ -18,10 +18,22 @@ import (
 
 // IsUnavailable reports whether err means Redis could not be talked to (refused,
 // reset, closed, pool exhausted, or no answer in time: a network timeout or a
-// context deadline), as opposed to Redis answering with an error or a rule
-// refusing the request.
+// context deadline) or answered that it cannot serve now (LOADING,
+// CLUSTERDOWN, TRYAGAIN, MASTERDOWN, READONLY), as opposed to Redis answering
+// with another error, a rule refusing the request, or a reply of the wrong
+// shape. It is the one rule: the CLI and server map it to "unavailable", the
+// client's limiter falls back on it (WithQuotaFallback) and on nothing else.
 func IsUnavailable(err error) bool {
 	if err == nil {
+		return false
+	}
+	var re redis.Error
+	if errors.As(err, &re) {
+		for _, p := range []string{"LOADING", "CLUSTERDOWN", "TRYAGAIN", "MASTERDOWN", "READONLY"} {
+			if strings.HasPrefix(re.Error(), p+" ") || re.Error() == p {
+				return true
+			}
+		}
 		return false
 	}
 	var oe *net.OpError

@@ -50,17 +50,30 @@ func TestParseAt(t *testing.T) {
 	}
 }
 
+// replyError is an error reply from Redis, as go-redis returns it.
+type replyError string
+
+func (e replyError) Error() string { return string(e) }
+func (replyError) RedisError()     {}
+
 func TestIsUnavailable(t *testing.T) {
 	for _, err := range []error{
 		&net.OpError{Op: "dial", Net: "tcp", Err: syscall.ECONNREFUSED},
 		fmt.Errorf("ping: %w", syscall.ECONNRESET),
 		io.EOF, io.ErrUnexpectedEOF, redis.ErrClosed, redis.ErrPoolTimeout,
 		fmt.Errorf("x: %w", context.DeadlineExceeded),
+		replyError("LOADING Redis is loading the dataset in memory"),
+		fmt.Errorf("limiter: %w", replyError("CLUSTERDOWN The cluster is down")),
+		replyError("TRYAGAIN Multiple keys request during rehashing of slot"),
+		replyError("MASTERDOWN Link with MASTER is down"),
+		replyError("READONLY You can't write against a read only replica."),
 	} {
 		assert.True(t, IsUnavailable(err), "%v", err)
 	}
 	for _, err := range []error{
 		nil, ErrNotFound, errors.New("ERR unknown command"), redis.Nil,
+		replyError("ERR quota: bad limit 1"), replyError("LOADINGX not a state"),
+		fmt.Errorf("quota: unexpected limiter reply: string"),
 		&os.PathError{Op: "open", Path: "nofile.yaml", Err: syscall.ENOENT},
 		fmt.Errorf("read nofile.yaml: %w", syscall.ENOENT),
 		wrap(ErrInvalidWeight, "update group %q", "x"),
