@@ -391,9 +391,10 @@ local function on_failure()
   end
   local list = window_fails()
   list[#list + 1] = {now, node}
-  -- Only the newest `limit` failures can matter (eject_after 0: keep up to
-  -- ARGV[16] of the display window).
-  list = trim(list, limit > 0 and limit or tonumber(ARGV[16]))
+  -- Only the newest `limit` failures can matter, and two for
+  -- corroboration (eject_after 0: keep up to ARGV[16] of the display
+  -- window).
+  list = trim(list, limit > 0 and math.max(limit, 2) or tonumber(ARGV[16]))
   store_fails(list)
   if state ~= 'active' or limit == 0 or #list < limit then
     return reply('ok')
