@@ -140,29 +140,54 @@ func (c *Client) report(ctx context.Context, group string, o registry.Outcome, r
 	switch res.Transition {
 	case registry.TransitionSuspended:
 		c.log.Warn("allot: group suspended; rebalancing", "group", group, "reason", registry.TruncateReason(reason))
-		c.rebalanceNow()
+		c.rebalanceNow("suspension")
 	case registry.TransitionRecovered:
 		c.log.Info("allot: group recovered", "group", group)
-		c.rebalanceNow()
+		c.rebalanceNow("recovery")
 	}
 	return nil
 }
 
 // rebalanceNow moves the holders of a group this node just suspended (or
-// spreads a recovered one) now rather than at the next beat, as a leave
-// does, without making the reporting caller wait for the plan.
-func (c *Client) rebalanceNow() {
+// spreads a recovered one) now rather than at the next beat, without making
+// the reporting caller wait for the plan. It takes the same guard as the
+// beats' plans (at most one rebalance at a time per client): when a plan is
+// in flight it may have read the pool before the change, so the plan that
+// holds the guard runs once more when it is done.
+func (c *Client) rebalanceNow(why string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.closed || !c.started {
 		return
 	}
+	// Ask first, then try the guard: a holder that releases it in between
+	// sees the request (see releaseRebalancing).
+	c.rebalanceAgain.Store(why)
+	if !c.rebalancing.CompareAndSwap(false, true) {
+		return
+	}
 	c.workers.Add(1)
 	go func() {
 		defer c.workers.Done()
-		c.rebalanceAfterLeave(c.ctx)
-		c.forceFetch()
+		c.releaseRebalancing()
 	}()
+}
+
+// releaseRebalancing is how the holder of the rebalancing guard lets it go:
+// a plan rebalanceNow asked for meanwhile runs first, under the guard.
+func (c *Client) releaseRebalancing() {
+	for {
+		if why, _ := c.rebalanceAgain.Swap("").(string); why != "" {
+			c.rebalanceRetrying(c.ctx, why)
+			c.forceFetch()
+			continue
+		}
+		c.rebalancing.Store(false)
+		why, _ := c.rebalanceAgain.Load().(string)
+		if why == "" || !c.rebalancing.CompareAndSwap(false, true) {
+			return
+		}
+	}
 }
 
 // Cooling returns when group's shared cooldown ends as far as this node
