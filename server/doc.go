@@ -21,7 +21,8 @@
 //	GET    /v1/groups/{name}/history           read   → [stored group], newest first
 //	POST   /v1/groups/{name}/rollback          admin  {version} → group
 //	POST   /v1/groups/{name}/suspend           admin  {reason} (optional) → group (409 unless active or probing)
-//	POST   /v1/groups/{name}/resume            admin  → group (active again, failure counts reset)
+//	POST   /v1/groups/{name}/resume            admin  → group (active again, failure counts and cooldown reset)
+//	POST   /v1/groups/{name}/cool              admin  {clear: true} → group (the cooldown ends now; a suspension stays)
 //	GET    /v1/nodes                           read   → [{id, ip, groups, last_seen}]
 //	GET    /v1/status                          read   → {epoch, balanced, groups, nodes, standby, waiting}
 //	POST   /v1/rebalance                       admin  → {epoch, changed, moved, reaped, retired, applied, waiting, took_ms}
@@ -34,7 +35,7 @@
 //	POST   /v1/nodes/{id}/heartbeat            node   {ip, preferred, held, ack} → NodeAssignment with session (409: ID live under another session)
 //	GET    /v1/nodes/{id}/assignment           node*  ?after=EPOCH&wait=30s (≤ 60s) → NodeAssignment
 //	DELETE /v1/nodes/{id}                      node*  → 204 (leave: its groups move at once; admin without session: evict)
-//	POST   /v1/nodes/{id}/report               node*  {group, outcome: throttled|failure|success, retry_after_ms, reason} → ReportAnswer (409: not live / not holding it)
+//	POST   /v1/nodes/{id}/report               node*  {group, outcome: throttled|failure|success, retry_after_ms, reason} → ReportAnswer (409: not live / not holding it; 429 too_many_requests: over the node's report rate)
 //	GET    /v1/dev/nodes                       read   dev mode only → [DevNode]
 //	POST   /v1/dev/nodes                       admin  dev mode only: add a demo node → 201 DevNode
 //	POST   /v1/dev/nodes/{id}/stop[?graceful=true] admin  crash (TTL reap) or leave → DevNode
@@ -50,7 +51,8 @@
 // Times in "at" are RFC 3339 or a duration from now ("10m"). Every error is
 // {"error":{"code","message"}} with a stable code: bad_request (400),
 // unauthorized (401), forbidden (403), not_found (404), conflict (409),
-// too_large (413), invalid (422), internal (500), unavailable (503).
+// too_large (413), invalid (422), too_many_requests (429), internal (500),
+// unavailable (503).
 // Secret config values are masked everywhere except for an admin with
 // ?reveal=true and in the node protocol (a node needs its keys).
 package server

@@ -23,15 +23,16 @@ var (
 // Error codes of the JSON API: {"error":{"code":..., "message":...}}. They are
 // stable; clients switch on them.
 const (
-	CodeBadRequest   = "bad_request"  // 400: malformed request
-	CodeInvalid      = "invalid"      // 422: well-formed but fails validation
-	CodeNotFound     = "not_found"    // 404
-	CodeConflict     = "conflict"     // 409: exists, version mismatch, wrong state
-	CodeUnauthorized = "unauthorized" // 401: no or unknown token
-	CodeForbidden    = "forbidden"    // 403: the token's role may not do this
-	CodeTooLarge     = "too_large"    // 413: request body over the limit
-	CodeInternal     = "internal"     // 500
-	CodeUnavailable  = "unavailable"  // 503: Redis unreachable
+	CodeBadRequest   = "bad_request"       // 400: malformed request
+	CodeInvalid      = "invalid"           // 422: well-formed but fails validation
+	CodeNotFound     = "not_found"         // 404
+	CodeConflict     = "conflict"          // 409: exists, version mismatch, wrong state
+	CodeUnauthorized = "unauthorized"      // 401: no or unknown token
+	CodeForbidden    = "forbidden"         // 403: the token's role may not do this
+	CodeTooLarge     = "too_large"         // 413: request body over the limit
+	CodeTooMany      = "too_many_requests" // 429: a node's reports over its rate
+	CodeInternal     = "internal"          // 500
+	CodeUnavailable  = "unavailable"       // 503: Redis unreachable
 )
 
 // Error codes of the browser-safety checks (see browserSafe).

@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"time"
 
@@ -76,6 +77,9 @@ func (s *Server) nodeReport(w http.ResponseWriter, r *http.Request) error {
 		return errConflict("node %q is not live (its lease lapsed or it never beat): report ignored", id)
 	case errors.Is(err, registry.ErrNotHolder):
 		return errConflict("node %q does not hold group %q: report ignored", id, req.Group)
+	case errors.Is(err, registry.ErrReportLimited):
+		return &apiError{status: http.StatusTooManyRequests, code: CodeTooMany,
+			message: fmt.Sprintf("node %q reports faster than %v a report (burst %d): report ignored", id, registry.ReportInterval, registry.ReportBurst), err: err}
 	case err != nil:
 		return err
 	}
@@ -118,6 +122,25 @@ func (s *Server) resumeGroup(w http.ResponseWriter, r *http.Request) error {
 	}
 	s.log.Info("group resumed", "group", name, "by", actor(r))
 	s.Nudge()
+	return s.writeGroup(w, r, name)
+}
+
+// coolGroup ends a group's cooldown ({"clear": true}, the only action).
+func (s *Server) coolGroup(w http.ResponseWriter, r *http.Request) error {
+	var req struct {
+		Clear bool `json:"clear"`
+	}
+	if err := decodeJSON(w, r, MaxBodyBytes, &req, false); err != nil {
+		return err
+	}
+	if !req.Clear {
+		return errInvalid(`nothing to do: send {"clear": true}`)
+	}
+	name := r.PathValue("name")
+	if _, err := s.reg.ClearCooldown(r.Context(), name, actor(r)); err != nil {
+		return err
+	}
+	s.log.Info("group cooldown cleared", "group", name, "by", actor(r))
 	return s.writeGroup(w, r, name)
 }
 
