@@ -80,7 +80,9 @@ func parseRetryAfter(v string, now time.Time) time.Duration {
 // Classify: a 429 cools the group for every holder, 401/403 count towards
 // its eject_after, 2xx count for a probe. Answers that say nothing about
 // the key cost nothing (no round trip, nil). The body is never read.
-// Errors are those of the Report methods; a caller may ignore them.
+// Errors are those of the Report methods (one wrapping
+// registry.ErrReportLimited past 10 reports a second from this node: the
+// report was ignored); a caller may ignore them.
 func (c *Client) ObserveHTTP(ctx context.Context, group string, resp *http.Response, err error) error {
 	v := Classify(resp, err, time.Now())
 	switch v.Outcome {
@@ -97,8 +99,10 @@ func (c *Client) ObserveHTTP(ctx context.Context, group string, resp *http.Respo
 // ReportThrottled says the upstream throttled group's key: every holder's
 // calls are refused until the shared cooldown ends (now + retryAfter, Redis
 // server time, only ever extended; retryAfter < 0 (NoRetryAfter) means the
-// upstream gave none: 1 s, doubling on repeats up to 60 s; capped at 1 h). One round trip,
-// bounded by ctx; safe for concurrent use.
+// upstream gave none: 1 s, doubling on repeats up to 60 s; capped at 1 h, and
+// at the namespace's max_cooldown (default 60 s) unless a second holder also
+// asks for a long wait). One round trip, bounded by ctx; safe for concurrent
+// use.
 func (c *Client) ReportThrottled(ctx context.Context, group string, retryAfter time.Duration) error {
 	return c.report(ctx, group, registry.Throttled, retryAfter, "")
 }
@@ -106,7 +110,10 @@ func (c *Client) ReportThrottled(ctx context.Context, group string, retryAfter t
 // ReportFailure says the upstream refused group's key (revoked, out of
 // credit): failures are counted in a shared window and at the group's
 // eject_after it is suspended and this node runs a rebalance so every holder
-// moves to another group. reason is kept (≤ 200 bytes) and shown in events
+// moves to another group — when another holder's failures corroborate it
+// (a group held by two or more nodes), when this node suspended no other
+// group within the probe wait, and while fewer than max_suspended of the
+// pool's groups are suspended (see docs/design.md, "Key health"). reason is kept (≤ 200 bytes) and shown in events
 // and the UI: never put a secret in it.
 func (c *Client) ReportFailure(ctx context.Context, group, reason string) error {
 	return c.report(ctx, group, registry.Failure, 0, reason)

@@ -39,6 +39,10 @@ type ReportAnswer struct {
 	Failures int `json:"failures"`
 	// Transition is what the report changed ("" | suspended | recovered).
 	Transition string `json:"transition,omitempty"`
+	// Held says why the report did less than its outcome asks
+	// (registry.ReportResult.Held: uncorroborated, ejector, capped,
+	// cooldown); absent when it did not.
+	Held string `json:"held,omitempty"`
 }
 
 // healthRequest is the optional body of POST /v1/groups/{name}/suspend.
@@ -87,7 +91,7 @@ func (s *Server) nodeReport(w http.ResponseWriter, r *http.Request) error {
 		s.log.Info("group health changed", "group", req.Group, "to", res.Transition, "node", id)
 		s.Nudge()
 	}
-	a := ReportAnswer{Group: req.Group, State: string(res.State), Failures: res.Failures, Transition: res.Transition}
+	a := ReportAnswer{Group: req.Group, State: string(res.State), Failures: res.Failures, Transition: res.Transition, Held: res.Held}
 	if !res.CoolingUntil.IsZero() {
 		a.CoolingUntil = res.CoolingUntil.UnixMilli()
 	}
