@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"slices"
 	"sync"
@@ -298,4 +299,18 @@ func TestRebalanceNowTakesTheGuard(t *testing.T) {
 	c.releaseRebalancing()
 	assert.False(t, holdsK(), "the suspension's plan ran")
 	assert.False(t, c.rebalancing.Load())
+}
+
+// TestRebalanceNowLogsItsOwnCause: a failed plan after a suspension is
+// logged as such, not as "rebalance after leave failed".
+func TestRebalanceNowLogsItsOwnCause(t *testing.T) {
+	p := newPool(t)
+	p.addGroup("k", registry.Change{})
+	var logs lockedBuffer
+	c := p.startClient("n1", WithLogger(slog.New(slog.NewTextHandler(&logs, nil))))
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel() // the plan fails (not a taken lock)
+	c.rebalanceRetrying(ctx, "suspension")
+	assert.Equal(t, 1, logs.count("rebalance after suspension failed"))
+	assert.Zero(t, logs.count("rebalance after leave"))
 }
