@@ -201,6 +201,7 @@ end
 
 -- Step: the report rate, a GCRA per node (ARGV[24] ms per report, a burst
 -- of ARGV[25]). A report over it writes nothing but limited_total.
+-- (free_report below: a success that writes nothing is not counted.)
 local function rate_limited()
   local interval, burst = tonumber(ARGV[24]), tonumber(ARGV[25])
   if interval <= 0 then return false end
@@ -213,10 +214,17 @@ local function rate_limited()
   return false
 end
 
+-- A success about a group that is not probing and has no failure window
+-- writes nothing: it takes no share of the node's rate, so an honest node
+-- that reports every 2xx keeps its budget for the reports that act.
+local function free_report()
+  return op == 'success' and state ~= 'probing' and field('fails') == ''
+end
+
 if node ~= '' then
   local bad = check_reporter()
   if bad ~= '' then return reply(bad) end
-  if rate_limited() then
+  if not free_report() and rate_limited() then
     redis.call('HINCRBY', KEYS[2], 'limited_total', 1)
     return reply('limited')
   end
