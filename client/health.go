@@ -81,8 +81,9 @@ func parseRetryAfter(v string, now time.Time) time.Duration {
 // its eject_after, 2xx count for a probe. Answers that say nothing about
 // the key cost nothing (no round trip, nil). The body is never read.
 // Errors are those of the Report methods (one wrapping
-// registry.ErrReportLimited past 10 reports a second from this node: the
-// report was ignored); a caller may ignore them.
+// registry.ErrReportLimited past 10 reports a second from this node, 2xx
+// about a healthy group not counted: the report was ignored); a caller may
+// ignore them.
 func (c *Client) ObserveHTTP(ctx context.Context, group string, resp *http.Response, err error) error {
 	v := Classify(resp, err, time.Now())
 	switch v.Outcome {
