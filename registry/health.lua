@@ -234,8 +234,12 @@ end
 -- may be nil) names the reporting nodes the decision rests on; the reason
 -- text carries them as " [nodes: a,b]".
 local function emit_reason(typ, reason, nodes)
-  if nodes and #nodes > 0 then
-    reason = reason .. ' [nodes: ' .. table.concat(nodes, ',') .. ']'
+  local named = {}
+  for _, n in ipairs(nodes or {}) do
+    if n ~= '' then named[#named + 1] = n end
+  end
+  if #named > 0 then
+    reason = reason .. ' [nodes: ' .. table.concat(named, ',') .. ']'
   end
   local id = redis.call('XADD', KEYS[5], 'MAXLEN', '~', maxlen, '*',
     'type', typ, 'group', name, 'node', node, 'epoch', '0',
