@@ -15,8 +15,9 @@ import (
 )
 
 // NamespaceInfo is one namespace as `allot namespace list` shows it. Its JSON
-// is {name, nodes, groups, interval, ttl, stored} with interval and ttl as Go
-// duration text ("2s").
+// is {name, nodes, groups, interval, ttl, stored, max_suspended,
+// max_cooldown} with interval, ttl and max_cooldown as Go duration text
+// ("2s") and max_suspended in percent.
 type NamespaceInfo struct {
 	// Name is the namespace.
 	Name string
@@ -29,6 +30,8 @@ type NamespaceInfo struct {
 	// Stored is false when the namespace uses the default heartbeat Config
 	// because none was ever stored.
 	Stored bool
+	// Health is the namespace's key health limits (registry.HealthSettings).
+	Health registry.HealthSettings
 }
 
 // MarshalJSON writes the JSON shape documented on NamespaceInfo.
@@ -40,7 +43,10 @@ func (n NamespaceInfo) MarshalJSON() ([]byte, error) {
 		Interval string `json:"interval"`
 		TTL      string `json:"ttl"`
 		Stored   bool   `json:"stored"`
-	}{n.Name, n.Nodes, n.Groups, n.Heartbeat.Interval.String(), n.Heartbeat.TTL.String(), n.Stored})
+		MaxSusp  int    `json:"max_suspended"`
+		MaxCool  string `json:"max_cooldown"`
+	}{n.Name, n.Nodes, n.Groups, n.Heartbeat.Interval.String(), n.Heartbeat.TTL.String(), n.Stored,
+		n.Health.MaxSuspended, n.Health.MaxCooldown.String()})
 }
 
 // Namespaces lists every namespace that has state in Redis (a group write, a
@@ -68,12 +74,17 @@ func Namespaces(ctx context.Context, rdb redis.UniversalClient) ([]NamespaceInfo
 		if err != nil {
 			return nil, err
 		}
-		groups, err := registry.New(rdb, registry.WithNamespace(ns)).Count(ctx)
+		reg := registry.New(rdb, registry.WithNamespace(ns))
+		groups, err := reg.Count(ctx)
+		if err != nil {
+			return nil, err
+		}
+		health, _, err := reg.HealthSettings(ctx)
 		if err != nil {
 			return nil, err
 		}
 		out = append(out, NamespaceInfo{
-			Name: ns, Nodes: nodes, Groups: groups, Heartbeat: cfg, Stored: stored,
+			Name: ns, Nodes: nodes, Groups: groups, Heartbeat: cfg, Stored: stored, Health: health,
 		})
 	}
 	return out, nil

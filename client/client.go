@@ -121,6 +121,10 @@ type Client struct {
 	ready        chan struct{}
 	readyOnce    sync.Once
 	rebalancing  atomic.Bool
+	// rebalanceAgain is why a plan was asked for while another held the
+	// rebalancing guard ("" or an atomic.Value zero: none); the holder runs
+	// it before letting the guard go (releaseRebalancing).
+	rebalanceAgain atomic.Value
 	// fetches and adopted count assignment reads and epochs adopted from
 	// an event without a read (tests and check perf read them).
 	fetches, adopted atomic.Int64
@@ -423,10 +427,13 @@ func (c *Client) Close(ctx context.Context) error {
 }
 
 // rebalanceAfterLeave moves the departed node's groups now instead of at
-// the next beat of another node. A planner already at work may have read
-// the pool before the leave, so a taken lock is retried for up to one
-// interval.
-func (c *Client) rebalanceAfterLeave(ctx context.Context) {
+// the next beat of another node.
+func (c *Client) rebalanceAfterLeave(ctx context.Context) { c.rebalanceRetrying(ctx, "leave") }
+
+// rebalanceRetrying runs a plan now, after why (a leave, a suspension). A
+// planner already at work may have read the pool before it, so a taken lock
+// is retried for up to one interval.
+func (c *Client) rebalanceRetrying(ctx context.Context, why string) {
 	deadline := c.o.now().Add(c.o.heartbeat.Interval)
 	for attempt := 0; ; attempt++ {
 		_, err := c.rb.Run(ctx)
@@ -434,11 +441,10 @@ func (c *Client) rebalanceAfterLeave(ctx context.Context) {
 			switch {
 			case errors.Is(err, registry.ErrStaleEpoch):
 				// Another planner committed first: its plan already
-				// covers the pool without this node. Normal when many
-				// nodes close at once.
-				c.log.Debug("allot: rebalance after leave: another plan came first", "err", err)
+				// covers the pool. Normal when many nodes close at once.
+				c.log.Debug("allot: rebalance after "+why+": another plan came first", "err", err)
 			case err != nil:
-				c.log.Warn("allot: rebalance after leave failed; others will at their next beat", "err", err)
+				c.log.Warn("allot: rebalance after "+why+" failed; others will at their next beat", "err", err)
 			}
 			return
 		}

@@ -80,7 +80,10 @@ func parseRetryAfter(v string, now time.Time) time.Duration {
 // Classify: a 429 cools the group for every holder, 401/403 count towards
 // its eject_after, 2xx count for a probe. Answers that say nothing about
 // the key cost nothing (no round trip, nil). The body is never read.
-// Errors are those of the Report methods; a caller may ignore them.
+// Errors are those of the Report methods (one wrapping
+// registry.ErrReportLimited past 10 reports a second from this node, 2xx
+// about a healthy group not counted: the report was ignored); a caller may
+// ignore them.
 func (c *Client) ObserveHTTP(ctx context.Context, group string, resp *http.Response, err error) error {
 	v := Classify(resp, err, time.Now())
 	switch v.Outcome {
@@ -97,8 +100,10 @@ func (c *Client) ObserveHTTP(ctx context.Context, group string, resp *http.Respo
 // ReportThrottled says the upstream throttled group's key: every holder's
 // calls are refused until the shared cooldown ends (now + retryAfter, Redis
 // server time, only ever extended; retryAfter < 0 (NoRetryAfter) means the
-// upstream gave none: 1 s, doubling on repeats up to 60 s; capped at 1 h). One round trip,
-// bounded by ctx; safe for concurrent use.
+// upstream gave none: 1 s, doubling on repeats up to 60 s; capped at 1 h, and
+// at the namespace's max_cooldown (default 60 s) unless a second holder also
+// asks for a long wait). One round trip, bounded by ctx; safe for concurrent
+// use.
 func (c *Client) ReportThrottled(ctx context.Context, group string, retryAfter time.Duration) error {
 	return c.report(ctx, group, registry.Throttled, retryAfter, "")
 }
@@ -106,7 +111,10 @@ func (c *Client) ReportThrottled(ctx context.Context, group string, retryAfter t
 // ReportFailure says the upstream refused group's key (revoked, out of
 // credit): failures are counted in a shared window and at the group's
 // eject_after it is suspended and this node runs a rebalance so every holder
-// moves to another group. reason is kept (≤ 200 bytes) and shown in events
+// moves to another group — when another holder's failures corroborate it
+// (a group held by two or more nodes), when this node suspended no other
+// group within the probe wait, and while fewer than max_suspended of the
+// pool's groups are suspended (see docs/design.md, "Key health"). reason is kept (≤ 200 bytes) and shown in events
 // and the UI: never put a secret in it.
 func (c *Client) ReportFailure(ctx context.Context, group, reason string) error {
 	return c.report(ctx, group, registry.Failure, 0, reason)
@@ -140,29 +148,54 @@ func (c *Client) report(ctx context.Context, group string, o registry.Outcome, r
 	switch res.Transition {
 	case registry.TransitionSuspended:
 		c.log.Warn("allot: group suspended; rebalancing", "group", group, "reason", registry.TruncateReason(reason))
-		c.rebalanceNow()
+		c.rebalanceNow("suspension")
 	case registry.TransitionRecovered:
 		c.log.Info("allot: group recovered", "group", group)
-		c.rebalanceNow()
+		c.rebalanceNow("recovery")
 	}
 	return nil
 }
 
 // rebalanceNow moves the holders of a group this node just suspended (or
-// spreads a recovered one) now rather than at the next beat, as a leave
-// does, without making the reporting caller wait for the plan.
-func (c *Client) rebalanceNow() {
+// spreads a recovered one) now rather than at the next beat, without making
+// the reporting caller wait for the plan. It takes the same guard as the
+// beats' plans (at most one rebalance at a time per client): when a plan is
+// in flight it may have read the pool before the change, so the plan that
+// holds the guard runs once more when it is done.
+func (c *Client) rebalanceNow(why string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.closed || !c.started {
 		return
 	}
+	// Ask first, then try the guard: a holder that releases it in between
+	// sees the request (see releaseRebalancing).
+	c.rebalanceAgain.Store(why)
+	if !c.rebalancing.CompareAndSwap(false, true) {
+		return
+	}
 	c.workers.Add(1)
 	go func() {
 		defer c.workers.Done()
-		c.rebalanceAfterLeave(c.ctx)
-		c.forceFetch()
+		c.releaseRebalancing()
 	}()
+}
+
+// releaseRebalancing is how the holder of the rebalancing guard lets it go:
+// a plan rebalanceNow asked for meanwhile runs first, under the guard.
+func (c *Client) releaseRebalancing() {
+	for {
+		if why, _ := c.rebalanceAgain.Swap("").(string); why != "" {
+			c.rebalanceRetrying(c.ctx, why)
+			c.forceFetch()
+			continue
+		}
+		c.rebalancing.Store(false)
+		why, _ := c.rebalanceAgain.Load().(string)
+		if why == "" || !c.rebalancing.CompareAndSwap(false, true) {
+			return
+		}
+	}
 }
 
 // Cooling returns when group's shared cooldown ends as far as this node

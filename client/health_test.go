@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -224,7 +226,12 @@ func TestHealthProbe(t *testing.T) {
 		return nil
 	}
 	ctx := context.Background()
-	require.NoError(t, holder().ReportFailure(ctx, "k", "HTTP 401 Unauthorized"))
+	// Two holders: both must report (corroboration).
+	for _, c := range cs {
+		if c.Assignment().Holds("k") {
+			require.NoError(t, c.ReportFailure(ctx, "k", "HTTP 401 Unauthorized"))
+		}
+	}
 	within(t, 10*time.Second, func() bool { return countHolders(cs, "k") == 0 }, "suspended group dropped")
 
 	// Probe: one node, and only one, gets it once the wait is up.
@@ -262,4 +269,48 @@ func TestHealthProbe(t *testing.T) {
 	assert.Equal(t, registry.Active, h.State)
 	assert.Equal(t, 1, countEvents(t, p, "", registry.EventGroupRecovered))
 	assert.Equal(t, 2, countEvents(t, p, "", registry.EventGroupProbing), fmt.Sprint("probes"))
+}
+
+// TestRebalanceNowTakesTheGuard: the plan a suspension asks for takes the
+// client's rebalancing guard like the beats' plans (at most one rebalance at
+// a time): while a plan is in flight it does not run beside it, and it runs
+// once that plan is done (which may have read the pool before the change).
+func TestRebalanceNowTakesTheGuard(t *testing.T) {
+	p := newPool(t)
+	p.addGroup("k", registry.Change{})
+	p.addGroup("other", registry.Change{})
+	c := p.startClient("n1")
+	ctx := context.Background()
+	require.Eventually(t, func() bool { return c.Assignment().Holds("k") }, 10*time.Second, 5*time.Millisecond)
+	holdsK := func() bool {
+		a, err := p.reg.Assignment(ctx)
+		require.NoError(t, err)
+		return slices.Contains(a.Nodes["n1"], "k")
+	}
+	// A plan is in flight: the guard is held, as rebalanceAsync holds it.
+	require.True(t, c.rebalancing.CompareAndSwap(false, true))
+	_, err := p.reg.Suspend(ctx, "k", "test", "t")
+	require.NoError(t, err)
+	c.rebalanceNow("suspension")
+	assert.Never(t, func() bool { return !holdsK() }, 3*c.o.heartbeat.Interval, 20*time.Millisecond,
+		"no second plan beside the one in flight")
+	// The plan in flight is done: the suspension's plan runs before the
+	// guard is let go.
+	c.releaseRebalancing()
+	assert.False(t, holdsK(), "the suspension's plan ran")
+	assert.False(t, c.rebalancing.Load())
+}
+
+// TestRebalanceNowLogsItsOwnCause: a failed plan after a suspension is
+// logged as such, not as "rebalance after leave failed".
+func TestRebalanceNowLogsItsOwnCause(t *testing.T) {
+	p := newPool(t)
+	p.addGroup("k", registry.Change{})
+	var logs lockedBuffer
+	c := p.startClient("n1", WithLogger(slog.New(slog.NewTextHandler(&logs, nil))))
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel() // the plan fails (not a taken lock)
+	c.rebalanceRetrying(ctx, "suspension")
+	assert.Equal(t, 1, logs.count("rebalance after suspension failed"))
+	assert.Zero(t, logs.count("rebalance after leave"))
 }

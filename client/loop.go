@@ -342,11 +342,11 @@ func (c *Client) rebalanceAsync(thenFetch bool) bool {
 	c.workers.Add(1)
 	go func() {
 		defer c.workers.Done()
-		defer c.rebalancing.Store(false)
 		c.rebalance(c.ctx)
 		if thenFetch {
 			c.forceFetch()
 		}
+		c.releaseRebalancing()
 	}()
 	return true
 }

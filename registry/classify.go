@@ -79,7 +79,7 @@ func IsInvalidInput(err error) bool {
 var invalidInput = []error{
 	ErrInvalidName, ErrInvalidWeight, ErrInvalidMaxNodes, ErrInvalidQuota,
 	ErrConfigTooLarge, ErrInvalidConfig, ErrInvalidSchedule,
-	ErrInvalidEjectAfter, ErrInvalidReport, ErrNoQuota, ErrInvalidWindow,
+	ErrInvalidEjectAfter, ErrInvalidReport, ErrNoQuota, ErrInvalidWindow, ErrInvalidHealthSettings,
 }
 
 // MaxScheduleAhead is how far in the future ParseAt accepts a time: a change

@@ -76,6 +76,13 @@ var (
 	// ErrNotHolder means a report came from a node that does not hold the
 	// group: it is ignored.
 	ErrNotHolder = errors.New("registry: reporting node does not hold the group; report ignored")
+	// ErrReportLimited means a node sent reports faster than the per-node
+	// report rate (ReportInterval, ReportBurst): the report was counted
+	// (limited_total) and otherwise ignored.
+	ErrReportLimited = errors.New("registry: too many reports from this node; report ignored")
+	// ErrInvalidHealthSettings means a max_suspended outside 0–100 % or a
+	// max_cooldown outside 1s–1h.
+	ErrInvalidHealthSettings = errors.New("registry: invalid health settings (max_suspended 0-100%, max_cooldown 1s-1h)")
 )
 
 // opError is an error with the operation it happened in, e.g.

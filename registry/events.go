@@ -35,6 +35,8 @@ const (
 	EventGroupProbing   = "group.probing"
 	EventGroupRecovered = "group.recovered"
 	EventGroupResumed   = "group.resumed"
+	// EventGroupCooldownCleared: an operator ended the group's cooldown.
+	EventGroupCooldownCleared = "group.cooldown_cleared"
 )
 
 // EventMaxNodes is the most node IDs an assignment event names; a commit

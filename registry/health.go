@@ -27,20 +27,47 @@ const (
 // Health defaults and bounds.
 const (
 	// DefaultProbeAfter is the first wait before a suspended group is probed.
+	// It is also how long a node whose report suspended a group cannot
+	// suspend another.
 	DefaultProbeAfter = 5 * time.Minute
 	// MaxProbeWait is the longest wait between probes (the wait doubles after
 	// every failed probe).
 	MaxProbeWait = 6 * time.Hour
 	// MaxRetryAfter caps a reported Retry-After: a longer (absurd) value
-	// cools the group for this long.
+	// cools the group for this long. One node alone cools a group for at most
+	// the namespace's max_cooldown (HealthSettings); a longer wait needs a
+	// second holder's report.
 	MaxRetryAfter = time.Hour
 	// MaxReasonBytes is the longest reason kept; longer ones are truncated.
 	MaxReasonBytes = 200
 	// ProbeSuccesses is how many successes in a row bring a probing group back.
 	ProbeSuccesses = 3
+	// ReportInterval and ReportBurst are the per-node report rate health.lua
+	// enforces: one report per ReportInterval (10 a second) with a burst of
+	// ReportBurst. A report over it writes nothing but a counter and returns
+	// ErrReportLimited.
+	ReportInterval = 100 * time.Millisecond
+	ReportBurst    = 20
 	// maxEjectFailures bounds N of eject_after (the script keeps N times).
 	maxEjectFailures = 1000
 )
+
+// healthTunables are the numbers health.lua decides with, passed as ARGV in
+// this order (ARGV[14] on): the script hard-codes no policy.
+var healthTunables = []any{
+	DefaultEjectAfter.String(),           // eject_after of a group that sets none
+	time.Minute.Milliseconds(),           // failure window of eject_after "0" (display only)
+	100,                                  // failures kept for eject_after "0"
+	ProbeSuccesses,                       // successes that bring a probing group back
+	time.Second.Milliseconds(),           // first default throttle wait (no Retry-After)
+	time.Minute.Milliseconds(),           // longest default throttle wait
+	time.Minute.Milliseconds(),           // a throttle this soon after a cooldown doubles the wait
+	time.Second.Milliseconds(),           // least time between two group.throttled events
+	DefaultHealthSettings().MaxSuspended, // max_suspended default, percent
+	DefaultHealthSettings().MaxCooldown.Milliseconds(), // max_cooldown default
+	ReportInterval.Milliseconds(),                      // report rate per node
+	ReportBurst,                                        // report burst per node
+}
 
 // Outcome is what a node reports about a call made with a group's key.
 type Outcome string
@@ -129,7 +156,8 @@ type Health struct {
 	// CoolingUntil is the end of the shared cooldown (zero: none yet).
 	// Calls are refused until then.
 	CoolingUntil time.Time `json:"cooling_until,omitzero"`
-	// Failures is how many failures the current window holds.
+	// Failures is how many failures the window held at the group's last
+	// report (the script prunes it then, by server time).
 	Failures int `json:"failures"`
 	// Reason is why the group was suspended (never a secret value).
 	Reason string `json:"reason,omitempty"`
@@ -143,6 +171,8 @@ type Health struct {
 	Throttles     int64 `json:"throttles_total"`
 	FailuresTotal int64 `json:"failures_total"`
 	Suspensions   int64 `json:"suspensions_total"`
+	// Limited counts reports refused by the per-node report rate.
+	Limited int64 `json:"limited_total,omitempty"`
 }
 
 // Cooling reports whether the cooldown is still running at now.
@@ -176,7 +206,27 @@ type ReportResult struct {
 	// Transition is the state this report moved the group to ("" if none):
 	// Suspended means a rebalance should run now.
 	Transition string
+	// Held says why a report did less than its outcome asks (the failure
+	// reached eject_after, the Retry-After was long), "" if it did not:
+	// HeldUncorroborated, HeldEjector, HeldCapped or HeldCooldown.
+	Held string
 }
+
+// Reasons a report did less than its outcome asks (ReportResult.Held).
+const (
+	// HeldUncorroborated: the group has two or more holders and the
+	// failures in its window come from one node only.
+	HeldUncorroborated = "uncorroborated"
+	// HeldEjector: the reporting node suspended another group within the
+	// probe wait.
+	HeldEjector = "ejector"
+	// HeldCapped: max_suspended of the pool's groups are suspended or
+	// probing already; the group cools for max_cooldown instead.
+	HeldCapped = "capped"
+	// HeldCooldown: the Retry-After was cut to max_cooldown (one node
+	// alone).
+	HeldCooldown = "cooldown"
+)
 
 // Transition names.
 const (
@@ -184,6 +234,8 @@ const (
 	TransitionProbing   = "probing"
 	TransitionRecovered = "recovered"
 	TransitionResumed   = "resumed"
+	// TransitionCleared: the cooldown was cleared (ClearCooldown).
+	TransitionCleared = "cleared"
 )
 
 // TruncateReason cuts a reason to MaxReasonBytes on a rune boundary.
@@ -206,8 +258,11 @@ func probeID(name string) string { return "probe-" + name }
 // suspend the group, successes bring a probing group back. Errors: ErrNotFound
 // (no such group), ErrInvalidState (retired), ErrNodeLapsed (the node's lease
 // lapsed: ignored), ErrNotHolder (the node does not hold the group: ignored),
-// ErrInvalidReport. A report about a draining group only cools it; failures
-// and successes are ignored (documented no-op).
+// ErrInvalidReport, ErrReportLimited (the node reports too fast: counted,
+// ignored). A report about a draining group only cools it; failures and
+// successes are ignored (documented no-op). A failure that reaches
+// eject_after may still not suspend (ReportResult.Held says why): see
+// docs/design.md, "Key health".
 func (r *Registry) Report(ctx context.Context, rep Report) (ReportResult, error) {
 	res, err := r.report(ctx, rep)
 	return res, wrap(err, "report %s for group %q", rep.Outcome, rep.Group)
@@ -246,10 +301,20 @@ func (r *Registry) Suspend(ctx context.Context, name, reason, by string) (Health
 }
 
 // Resume makes a suspended or probing group active again and resets its
-// failure window and probe wait (the cooldown runs out as it would).
+// failure window, probe wait and cooldown.
 func (r *Registry) Resume(ctx context.Context, name, by string) (Health, error) {
 	if _, err := r.runHealth(ctx, "resume", name, "", 0, -1, "", by); err != nil {
 		return Health{}, wrap(err, "resume group %q", name)
+	}
+	return r.healthOf(ctx, name)
+}
+
+// ClearCooldown ends group name's shared cooldown now (and resets the
+// doubling of default waits); its suspension, if any, stays. Event
+// group.cooldown_cleared.
+func (r *Registry) ClearCooldown(ctx context.Context, name, by string) (Health, error) {
+	if _, err := r.runHealth(ctx, "cool_clear", name, "", 0, -1, "", by); err != nil {
+		return Health{}, wrap(err, "clear cooldown of group %q", name)
 	}
 	return r.healthOf(ctx, name)
 }
@@ -275,19 +340,21 @@ func (r *Registry) runHealth(ctx context.Context, op, name, node string, ttl tim
 	}
 	vals, err := healthScript.Run(ctx, r.rdb,
 		[]string{k.Group(name), k.Health(name), k.Unhealthy(), k.State(), k.Log(), k.Schedule(),
-			k.ScheduleItems(), k.Nodes(), k.Assign(), k.Revoked(), k.UsagePrefix(name)},
-		op, node, ttl.Milliseconds(), retryMs, reason, r.probeAfter.Milliseconds(), MaxProbeWait.Milliseconds(),
-		by, k.Events(), LogMaxLen, probeID(name), item, int64(quota.UsageTTL/time.Second),
+			k.ScheduleItems(), k.Nodes(), k.Assign(), k.Revoked(), k.UsagePrefix(name),
+			k.Settings(), k.Holders(), k.Groups(), k.Ejectors(), k.Reporters()},
+		append([]any{op, node, ttl.Milliseconds(), retryMs, reason, r.probeAfter.Milliseconds(), MaxProbeWait.Milliseconds(),
+			by, k.Events(), LogMaxLen, probeID(name), item, int64(quota.UsageTTL / time.Second)},
+			healthTunables...)...,
 	).StringSlice()
 	if err != nil {
 		return ReportResult{}, err
 	}
-	if len(vals) != 5 {
+	if len(vals) != 6 {
 		return ReportResult{}, fmt.Errorf("registry: unexpected health reply %q", vals)
 	}
 	until, _ := strconv.ParseInt(vals[2], 10, 64)
 	fails, _ := strconv.Atoi(vals[3])
-	res := ReportResult{State: State(vals[1]), Failures: fails, Transition: vals[4]}
+	res := ReportResult{State: State(vals[1]), Failures: fails, Transition: vals[4], Held: vals[5]}
 	if until > 0 {
 		res.CoolingUntil = time.UnixMilli(until).UTC()
 	}
@@ -296,7 +363,12 @@ func (r *Registry) runHealth(ctx context.Context, op, name, node string, ttl tim
 		if res.Transition != "" {
 			r.log.Info("group health changed", "group", name, "to", res.Transition, "node", node, "by", by)
 		}
+		if res.Held != "" {
+			r.log.Info("report held back", "group", name, "node", node, "why", res.Held)
+		}
 		return res, nil
+	case "limited":
+		return res, ErrReportLimited
 	case "missing":
 		return res, ErrNotFound
 	case "retired":
@@ -381,19 +453,9 @@ func parseHealth(m map[string]string, g Group) Health {
 	}
 	h.CoolingUntil = ms("cooling_until")
 	if f := m["fails"]; f != "" {
-		// Only the failures still inside the window count; the script drops
-		// older ones at the next failure.
-		ej, _ := ParseEjectAfter(g.EjectAfter)
-		win := ej.Window
-		if win == 0 {
-			win = time.Minute
-		}
-		cut := time.Now().Add(-win).UnixMilli()
-		for _, ts := range strings.Split(f, ",") {
-			if n, _ := strconv.ParseInt(ts, 10, 64); n > cut {
-				h.Failures++
-			}
-		}
+		// The failures the script kept in the window at its last run (by
+		// server time): the count its reply gave.
+		h.Failures = strings.Count(f, ",") + 1
 	}
 	if h.State != Active {
 		h.Reason = m["reason"]
@@ -401,6 +463,7 @@ func parseHealth(m map[string]string, g Group) Health {
 		h.NextProbe = ms("next_probe")
 	}
 	h.Throttles, h.FailuresTotal, h.Suspensions = i64("throttles_total"), i64("failures_total"), i64("suspensions_total")
+	h.Limited = i64("limited_total")
 	return h
 }
 

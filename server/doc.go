@@ -22,7 +22,8 @@
 //	GET    /v1/groups/{name}/history           read   → [stored group], newest first
 //	POST   /v1/groups/{name}/rollback          admin  {version} → group
 //	POST   /v1/groups/{name}/suspend           admin  {reason} (optional) → group (409 unless active or probing)
-//	POST   /v1/groups/{name}/resume            admin  → group (active again, failure counts reset)
+//	POST   /v1/groups/{name}/resume            admin  → group (active again, failure counts and cooldown reset)
+//	POST   /v1/groups/{name}/cool              admin  {clear: true} → group (the cooldown ends now; a suspension stays)
 //	GET    /v1/nodes                           read   → [{id, ip, groups, last_seen}]
 //	GET    /v1/status                          read   → {epoch, balanced, groups, nodes, standby, waiting}
 //	POST   /v1/rebalance                       admin  → {epoch, changed, moved, reaped, retired, applied, waiting, took_ms}
@@ -35,7 +36,7 @@
 //	POST   /v1/nodes/{id}/heartbeat            node   {ip, preferred, held, ack} → NodeAssignment with session (409: ID live under another session; 429: the token's joins are used up)
 //	GET    /v1/nodes/{id}/assignment           node*  ?after=EPOCH&wait=30s (≤ 60s) → NodeAssignment (503: too many long polls)
 //	DELETE /v1/nodes/{id}                      node*  → 204 (leave: its groups move at once; admin without session: evict)
-//	POST   /v1/nodes/{id}/report               node*  {group, outcome: throttled|failure|success, retry_after_ms, reason} → ReportAnswer (409: not live / not holding it)
+//	POST   /v1/nodes/{id}/report               node*  {group, outcome: throttled|failure|success, retry_after_ms, reason} → ReportAnswer (409: not live / not holding it; 429 too_many_requests: over the node's report rate)
 //	GET    /v1/dev/nodes                       read   dev mode only → [DevNode]
 //	POST   /v1/dev/nodes                       admin  dev mode only: add a demo node → 201 DevNode
 //	POST   /v1/dev/nodes/{id}/stop[?graceful=true] admin  crash (TTL reap) or leave → DevNode

@@ -33,7 +33,7 @@ const (
 	CodeUnauthorized    = "unauthorized"      // 401: no or unknown token
 	CodeForbidden       = "forbidden"         // 403: the token's role may not do this
 	CodeTooLarge        = "too_large"         // 413: request body over the limit
-	CodeTooManyRequests = "too_many_requests" // 429: over a rate limit (node joins); see Retry-After
+	CodeTooManyRequests = "too_many_requests" // 429: over a rate limit (node joins, a node's reports); see Retry-After
 	CodeInternal        = "internal"          // 500
 	CodeUnavailable     = "unavailable"       // 503: Redis unreachable
 )

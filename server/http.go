@@ -36,6 +36,7 @@ func (s *Server) routes() http.Handler {
 	h("POST /v1/groups/{name}/rollback", adminAccess, s.rollbackGroup)
 	h("POST /v1/groups/{name}/suspend", adminAccess, s.suspendGroup)
 	h("POST /v1/groups/{name}/resume", adminAccess, s.resumeGroup)
+	h("POST /v1/groups/{name}/cool", adminAccess, s.coolGroup)
 	h("GET /v1/groups/{name}/usage", readAccess, s.groupUsage)
 
 	h("GET /v1/nodes", readAccess, s.listNodes)

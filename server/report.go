@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"time"
 
@@ -38,6 +39,10 @@ type ReportAnswer struct {
 	Failures int `json:"failures"`
 	// Transition is what the report changed ("" | suspended | recovered).
 	Transition string `json:"transition,omitempty"`
+	// Held says why the report did less than its outcome asks
+	// (registry.ReportResult.Held: uncorroborated, ejector, capped,
+	// cooldown); absent when it did not.
+	Held string `json:"held,omitempty"`
 }
 
 // healthRequest is the optional body of POST /v1/groups/{name}/suspend.
@@ -76,6 +81,9 @@ func (s *Server) nodeReport(w http.ResponseWriter, r *http.Request) error {
 		return errConflict("node %q is not live (its lease lapsed or it never beat): report ignored", id)
 	case errors.Is(err, registry.ErrNotHolder):
 		return errConflict("node %q does not hold group %q: report ignored", id, req.Group)
+	case errors.Is(err, registry.ErrReportLimited):
+		return &apiError{status: http.StatusTooManyRequests, code: CodeTooManyRequests,
+			message: fmt.Sprintf("node %q reports faster than %v a report (burst %d): report ignored", id, registry.ReportInterval, registry.ReportBurst), err: err}
 	case err != nil:
 		return err
 	}
@@ -83,7 +91,7 @@ func (s *Server) nodeReport(w http.ResponseWriter, r *http.Request) error {
 		s.log.Info("group health changed", "group", req.Group, "to", res.Transition, "node", id)
 		s.Nudge()
 	}
-	a := ReportAnswer{Group: req.Group, State: string(res.State), Failures: res.Failures, Transition: res.Transition}
+	a := ReportAnswer{Group: req.Group, State: string(res.State), Failures: res.Failures, Transition: res.Transition, Held: res.Held}
 	if !res.CoolingUntil.IsZero() {
 		a.CoolingUntil = res.CoolingUntil.UnixMilli()
 	}
@@ -118,6 +126,25 @@ func (s *Server) resumeGroup(w http.ResponseWriter, r *http.Request) error {
 	}
 	s.log.Info("group resumed", "group", name, "by", actor(r))
 	s.Nudge()
+	return s.writeGroup(w, r, name)
+}
+
+// coolGroup ends a group's cooldown ({"clear": true}, the only action).
+func (s *Server) coolGroup(w http.ResponseWriter, r *http.Request) error {
+	var req struct {
+		Clear bool `json:"clear"`
+	}
+	if err := decodeJSON(w, r, MaxBodyBytes, &req, false); err != nil {
+		return err
+	}
+	if !req.Clear {
+		return errInvalid(`nothing to do: send {"clear": true}`)
+	}
+	name := r.PathValue("name")
+	if _, err := s.reg.ClearCooldown(r.Context(), name, actor(r)); err != nil {
+		return err
+	}
+	s.log.Info("group cooldown cleared", "group", name, "by", actor(r))
 	return s.writeGroup(w, r, name)
 }
 

@@ -41,6 +41,7 @@ func newGroupCommand(a *app) *cobra.Command {
 		newGroupDeleteCommand(a),
 		newGroupSuspendCommand(a),
 		newGroupResumeCommand(a),
+		newGroupCoolCommand(a),
 		newGroupUsageCommand(a),
 	)
 	return cmd

@@ -144,7 +144,7 @@ such a suspension is probed after a while, an operator's is not.`,
 func newGroupResumeCommand(a *app) *cobra.Command {
 	return &cobra.Command{
 		Use:               "resume NAME",
-		Short:             "Make a suspended or probing group active again (failure counts reset)",
+		Short:             "Make a suspended or probing group active again (failure counts and cooldown reset)",
 		Example:           `  allot group resume openai-1`,
 		Args:              exactArgs("NAME"),
 		ValidArgsFunction: a.completeGroups,
@@ -161,6 +161,37 @@ func newGroupResumeCommand(a *app) *cobra.Command {
 			})
 		},
 	}
+}
+
+func newGroupCoolCommand(a *app) *cobra.Command {
+	var clear bool
+	cmd := &cobra.Command{
+		Use:   "cool NAME --clear",
+		Short: "End a group's shared cooldown now (its suspension, if any, stays)",
+		Long: `Cool --clear ends the shared cooldown that throttle reports (429) put on a
+group: every holder may call with its key again at once. A suspension is
+left as it is ('allot group resume' clears both).`,
+		Example:           `  allot group cool openai-1 --clear`,
+		Args:              exactArgs("NAME"),
+		ValidArgsFunction: a.completeGroups,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			name := args[0]
+			if err := checkName(name); err != nil {
+				return err
+			}
+			if !clear {
+				return usageErrorf("nothing to do: give --clear (a cooldown is set by the nodes' throttle reports only)")
+			}
+			return a.withRegistry(cmd, func(ctx context.Context, reg *registry.Registry) error {
+				if _, err := reg.ClearCooldown(ctx, name, a.by()); err != nil {
+					return groupError(name, err)
+				}
+				return a.printGroupHealth(ctx, reg, name, fmt.Sprintf("group %q: cooldown cleared", name))
+			})
+		},
+	}
+	cmd.Flags().BoolVar(&clear, "clear", false, "end the cooldown now")
+	return cmd
 }
 
 // groupView reads group name with its health and live holders: the group

@@ -94,3 +94,43 @@ func TestEventLineShowsReason(t *testing.T) {
 		Reason: "HTTP 401 Unauthorized", At: time.Date(2026, 11, 30, 3, 0, 0, 0, time.UTC)}
 	assert.Contains(t, eventLine(ev), ` group=k1 node=n1 version=2 by=node reason="HTTP 401 Unauthorized"`)
 }
+
+// TestGroupCoolClear: `group cool --clear` ends the cooldown only; `group
+// resume` ends it too.
+func TestGroupCoolClear(t *testing.T) {
+	s := redistest.Start(t)
+	url := s.URL()
+	reg := registry.New(s.Client(t))
+	mustRun(t, url, "group", "add", "k1")
+	mustRun(t, url, "group", "add", "k2")
+	cool := func(name string) {
+		t.Helper()
+		// A trusted report (no node): not capped by max_cooldown.
+		_, err := reg.Report(t.Context(), registry.Report{Group: name, Outcome: registry.Throttled, RetryAfter: time.Hour})
+		require.NoError(t, err)
+		h, err := reg.HealthOf(t.Context(), name)
+		require.NoError(t, err)
+		require.True(t, h.Cooling(time.Now()))
+	}
+	cool("k1")
+	mustRun(t, url, "group", "suspend", "k1")
+
+	_, errOut, code := runCLI(t, url, "group", "cool", "k1")
+	assert.Equal(t, exitUsage, code)
+	assert.Contains(t, errOut, "give --clear")
+	out := mustRun(t, url, "group", "cool", "k1", "--clear")
+	assert.Contains(t, out, `group "k1": cooldown cleared`)
+	h, err := reg.HealthOf(t.Context(), "k1")
+	require.NoError(t, err)
+	assert.False(t, h.Cooling(time.Now()))
+	assert.Equal(t, registry.Suspended, h.State, "the suspension stays")
+	_, errOut, code = runCLI(t, url, "group", "cool", "nope", "--clear")
+	assert.Equal(t, exitFailure, code)
+	assert.Contains(t, errOut, `group "nope" not found`)
+
+	cool("k2")
+	mustRun(t, url, "group", "resume", "k2")
+	h, err = reg.HealthOf(t.Context(), "k2")
+	require.NoError(t, err)
+	assert.False(t, h.Cooling(time.Now()), "resume clears the cooldown")
+}

@@ -8,6 +8,7 @@ import (
 
 	"github.com/allot-io/allot/allocator"
 	"github.com/allot-io/allot/heartbeat"
+	"github.com/allot-io/allot/registry"
 )
 
 func init() { commandFactories = append(commandFactories, newNamespaceCommand) }
@@ -52,7 +53,7 @@ never set with 'allot namespace set'.`,
 	}
 }
 
-var namespaceHeader = []string{"NAME", "NODES", "GROUPS", "INTERVAL", "TTL"}
+var namespaceHeader = []string{"NAME", "NODES", "GROUPS", "INTERVAL", "TTL", "MAX SUSPENDED", "MAX COOLDOWN"}
 
 // namespaceRows is the table of `namespace list`.
 func namespaceRows(list []allocator.NamespaceInfo) [][]string {
@@ -62,16 +63,18 @@ func namespaceRows(list []allocator.NamespaceInfo) [][]string {
 		if !n.Stored {
 			ttl += " (default)"
 		}
+		maxSuspended, maxCooldown := healthSettingsText(n.Health)
 		rows = append(rows, []string{n.Name, strconv.FormatInt(n.Nodes, 10), strconv.FormatInt(n.Groups, 10),
-			n.Heartbeat.Interval.String(), ttl})
+			n.Heartbeat.Interval.String(), ttl, maxSuspended, maxCooldown})
 	}
 	return rows
 }
 
 func newNamespaceSetCommand(a *app) *cobra.Command {
 	var (
-		cfg   heartbeat.Config
-		force bool
+		cfg    heartbeat.Config
+		force  bool
+		health healthSettingFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "set [--interval 2s] [--ttl 6s]",
@@ -85,13 +88,21 @@ start.
 
 Running nodes keep the settings they started with until they restart, and a
 reaper would judge them by the new TTL: with registered nodes, set refuses
-unless --force (restart the nodes right after).`,
-		Example: "  allot namespace set --interval 5s --ttl 15s\n  allot --namespace batch namespace set --interval 10s",
+unless --force (restart the nodes right after).
+
+--max-suspended and --max-cooldown bound what node reports may do to the
+pool (see 'Key health' in docs/design.md); they act at the next report,
+no restart needed.`,
+		Example: "  allot namespace set --interval 5s --ttl 15s\n  allot --namespace batch namespace set --interval 10s\n  allot namespace set --max-suspended 50% --max-cooldown 60s",
 		Args:    exactArgs(),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			fs := cmd.Flags()
-			if !fs.Changed("interval") && !fs.Changed("ttl") {
-				return usageErrorf("nothing to set (give --interval, --ttl or both)")
+			setHeartbeat := fs.Changed("interval") || fs.Changed("ttl")
+			if !setHeartbeat && !health.changed(fs) {
+				return usageErrorf("nothing to set (give --interval, --ttl, --max-suspended or --max-cooldown)")
+			}
+			if _, err := health.apply(fs, registry.DefaultHealthSettings()); health.changed(fs) && err != nil {
+				return err
 			}
 			ctx, cancel := a.ctx(cmd)
 			defer cancel()
@@ -124,17 +135,46 @@ unless --force (restart the nodes right after).`,
 			if err != nil {
 				return err
 			}
-			if err := heartbeat.StoreConfig(ctx, rdb, a.namespace, next); err != nil {
+			_, stored, err := heartbeat.LoadConfig(ctx, rdb, a.namespace)
+			if err != nil {
 				return err
 			}
-			info := allocator.NamespaceInfo{Name: hb.Namespace(), Nodes: nodes, Heartbeat: next, Stored: true}
+			if setHeartbeat {
+				if err := heartbeat.StoreConfig(ctx, rdb, a.namespace, next); err != nil {
+					return err
+				}
+				stored = true
+			}
+			reg, err := a.registry(ctx)
+			if err != nil {
+				return err
+			}
+			hs, _, err := reg.HealthSettings(ctx)
+			if err != nil {
+				return err
+			}
+			if health.changed(fs) {
+				if hs, err = health.store(ctx, fs, reg); err != nil {
+					return err
+				}
+			}
+			info := allocator.NamespaceInfo{Name: hb.Namespace(), Nodes: nodes, Heartbeat: next, Stored: stored, Health: hs}
 			return a.print(info, func() table {
-				return table{title: []string{fmt.Sprintf("namespace %q: interval %v, ttl %v (processes read it when they start)", info.Name, next.Interval, next.TTL)}}
+				var title []string
+				if setHeartbeat {
+					title = append(title, fmt.Sprintf("namespace %q: interval %v, ttl %v (processes read it when they start)", info.Name, next.Interval, next.TTL))
+				}
+				if health.changed(fs) {
+					ms, mc := healthSettingsText(hs)
+					title = append(title, fmt.Sprintf("namespace %q: max suspended %s, max cooldown %s (the next report uses them)", info.Name, ms, mc))
+				}
+				return table{title: title}
 			})
 		},
 	}
 	cmd.Flags().DurationVar(&cfg.Interval, "interval", 0, "time between two beats of a node, e.g. 2s")
 	cmd.Flags().DurationVar(&cfg.TTL, "ttl", 0, "how long a silent node stays live, >= 3 × interval, e.g. 6s")
 	cmd.Flags().BoolVar(&force, "force", false, "store even though nodes are registered (restart them right after)")
+	health.register(cmd.Flags())
 	return cmd
 }

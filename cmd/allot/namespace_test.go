@@ -13,6 +13,7 @@ import (
 	"github.com/allot-io/allot/heartbeat"
 	"github.com/allot-io/allot/internal/keys"
 	"github.com/allot-io/allot/internal/redistest"
+	"github.com/allot-io/allot/registry"
 )
 
 func TestNamespaceSetList(t *testing.T) {
@@ -24,7 +25,7 @@ func TestNamespaceSetList(t *testing.T) {
 
 	mustRun(t, url, "group", "add", "g1")
 	out = mustRun(t, url, "namespace", "list")
-	assert.Equal(t, "NAME     NODES  GROUPS  INTERVAL  TTL\ndefault  0      1       2s        6s (default)\n", out)
+	assert.Equal(t, "NAME     NODES  GROUPS  INTERVAL  TTL           MAX SUSPENDED  MAX COOLDOWN\ndefault  0      1       2s        6s (default)  50%            1m0s\n", out)
 
 	out = mustRun(t, url, "namespace", "set", "--interval", "5s")
 	assert.Equal(t, "namespace \"default\": interval 5s, ttl 15s (processes read it when they start)\n", out)
@@ -33,8 +34,10 @@ func TestNamespaceSetList(t *testing.T) {
 	var list []map[string]any
 	require.NoError(t, json.Unmarshal([]byte(mustRun(t, url, "namespace", "list", "-o", "json")), &list))
 	require.Len(t, list, 2)
-	assert.Equal(t, map[string]any{"name": "batch", "nodes": 0.0, "groups": 0.0, "interval": "10s", "ttl": "40s", "stored": true}, list[0])
-	assert.Equal(t, map[string]any{"name": "default", "nodes": 0.0, "groups": 1.0, "interval": "5s", "ttl": "15s", "stored": true}, list[1])
+	assert.Equal(t, map[string]any{"name": "batch", "nodes": 0.0, "groups": 0.0, "interval": "10s", "ttl": "40s", "stored": true,
+		"max_suspended": 50.0, "max_cooldown": "1m0s"}, list[0])
+	assert.Equal(t, map[string]any{"name": "default", "nodes": 0.0, "groups": 1.0, "interval": "5s", "ttl": "15s", "stored": true,
+		"max_suspended": 50.0, "max_cooldown": "1m0s"}, list[1])
 
 	// Bad settings are usage errors and change nothing.
 	for _, args := range [][]string{
@@ -42,6 +45,12 @@ func TestNamespaceSetList(t *testing.T) {
 		{"namespace", "set", "--ttl", "10s"}, // 5s × 3 > 10s
 		{"namespace", "set", "--interval", "0s"},
 		{"namespace", "set", "--interval", "2s", "--ttl", "5s"},
+		{"namespace", "set", "--max-suspended", "101%"},
+		{"namespace", "set", "--max-suspended", "-1%"},
+		{"namespace", "set", "--max-suspended", "half"},
+		{"namespace", "set", "--max-cooldown", "500ms"},
+		{"namespace", "set", "--max-cooldown", "2h"},
+		{"namespace", "set", "--interval", "5s", "--max-cooldown", "2h"},
 	} {
 		_, stderr, code := runCLI(t, url, args...)
 		assert.Equal(t, exitUsage, code, "%v: %s", args, stderr)
@@ -61,6 +70,33 @@ func TestNamespaceSetList(t *testing.T) {
 	cfg, _, err := heartbeat.LoadConfig(context.Background(), rdb, "")
 	require.NoError(t, err)
 	assert.Equal(t, heartbeat.Config{Interval: time.Second, TTL: 3 * time.Second}, cfg)
+}
+
+// TestNamespaceSetHealth: --max-suspended and --max-cooldown are stored
+// without touching the heartbeat settings (no --force needed with nodes),
+// and shown by list.
+func TestNamespaceSetHealth(t *testing.T) {
+	s := redistest.Start(t)
+	url := s.URL()
+	rdb := s.Client(t)
+	hb, err := heartbeat.New(rdb, "", heartbeat.DefaultConfig())
+	require.NoError(t, err)
+	_, err = hb.Beat(context.Background(), heartbeat.Beat{Node: "n1", IP: "10.0.0.1"})
+	require.NoError(t, err)
+
+	out := mustRun(t, url, "namespace", "set", "--max-suspended", "20%", "--max-cooldown", "90s")
+	assert.Equal(t, "namespace \"default\": max suspended 20%, max cooldown 1m30s (the next report uses them)\n", out)
+	out = mustRun(t, url, "namespace", "set", "--max-suspended", "0")
+	assert.Contains(t, out, "max suspended 0%, max cooldown 1m30s")
+	got, stored, err := registry.New(rdb).HealthSettings(context.Background())
+	require.NoError(t, err)
+	assert.True(t, stored)
+	assert.Equal(t, registry.HealthSettings{MaxSuspended: 0, MaxCooldown: 90 * time.Second}, got)
+	_, stored, err = heartbeat.LoadConfig(context.Background(), rdb, "")
+	require.NoError(t, err)
+	assert.False(t, stored, "the heartbeat settings were not written")
+	out = mustRun(t, url, "namespace", "list")
+	assert.Regexp(t, `(?m)^default\s+1\s+0\s+2s\s+6s \(default\)\s+0%\s+1m30s$`, out)
 }
 
 // TestRebalanceReapsByNamespaceTTL: `allot rebalance` judges nodes by the

@@ -92,7 +92,8 @@ func (k Keys) ScheduleItems() string { return k.prefix + ":schedule:items" }
 
 // Settings is a HASH of the namespace's settings, written by `allot
 // namespace set`: interval_ms and ttl_ms (the heartbeat Config every process
-// of the namespace uses). Absent = defaults.
+// of the namespace uses), max_suspended (percent) and max_cooldown_ms (key
+// health limits, read by health.lua at every report). Absent = defaults.
 func (k Keys) Settings() string { return k.prefix + ":settings" }
 
 // NodeJoins is the HASH of the join limit of one node token of allot
@@ -161,6 +162,16 @@ func (k Keys) Health(group string) string { return k.prefix + ":health:" + group
 // created is the group document's created time: an entry left by a deleted
 // group never applies to a new group of the same name.
 func (k Keys) Unhealthy() string { return k.prefix + ":unhealthy" }
+
+// Ejectors is a HASH node ID -> Unix ms (server time) of the last
+// suspension a report of that node caused: the node suspends no other group
+// within the probe wait. The key expires a probe wait after its last write.
+func (k Keys) Ejectors() string { return k.prefix + ":ejectors" }
+
+// Reporters is a HASH node ID -> the theoretical arrival time (Unix ms) of
+// the node's next health report, the per-node report rate (GCRA) health.lua
+// enforces. It expires shortly after the last report.
+func (k Keys) Reporters() string { return k.prefix + ":reporters" }
 
 // UsagePrefix is the prefix of a group's per-minute usage HASHes
 // (requests, tokens, rejected, throttled, failures), kept 24 h; the minute
