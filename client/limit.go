@@ -250,7 +250,8 @@ func (c *Client) quotaUp() {
 }
 
 func (c *Client) quotaKeys(group string) quota.Keys {
-	return quota.Keys{State: c.keys.Quota(group), Health: c.keys.Health(group), UsagePrefix: c.keys.UsagePrefix(group)}
+	return quota.Keys{State: c.keys.Quota(group), Health: c.keys.Health(group), UsagePrefix: c.keys.UsagePrefix(group),
+		Group: c.keys.Group(group)}
 }
 
 // limits parses a quota text once.

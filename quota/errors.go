@@ -19,6 +19,9 @@ var (
 	// never answers: a bug or a wrong script, never a sign that Redis is
 	// away, so a client does not fall back on it.
 	ErrUnexpectedReply = errors.New("quota: unexpected limiter reply")
+	// ErrGroupGone means the limiter was asked about a group whose document
+	// is gone (Keys.Group): it was deleted, and nothing was taken or written.
+	ErrGroupGone = errors.New("quota: the group is gone")
 	// ErrInvalidCost means a negative or absurd (above MaxCost) cost.
 	ErrInvalidCost = errors.New("quota: invalid cost")
 )

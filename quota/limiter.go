@@ -32,6 +32,12 @@ type Keys struct {
 	// UsagePrefix is the prefix of the per-minute usage HASHes; the minute
 	// (Unix seconds / 60) is appended.
 	UsagePrefix string
+	// Group, when set, is the key of the group's document: once it is gone
+	// (the group was deleted) the limiter reads and writes nothing and
+	// answers ErrGroupGone, so a holder that has not yet heard of the
+	// delete cannot leave state behind for a group created later under the
+	// same name. Optional (the join limit has no group).
+	Group string
 }
 
 // Result is the limiter's answer to one call.
@@ -114,7 +120,11 @@ func (l *Limiter) run(ctx context.Context, k Keys, ls Limits, mode string, reque
 	for _, lim := range ls {
 		args = append(args, lim.field(), lim.kindCode(), int64(lim.Per/time.Microsecond), lim.Rate, lim.EffectiveBurst())
 	}
-	reply, err := limiterScript.Run(ctx, l.rdb, []string{k.State, k.Health, k.UsagePrefix}, args...).Result()
+	ks := []string{k.State, k.Health, k.UsagePrefix}
+	if k.Group != "" {
+		ks = append(ks, k.Group)
+	}
+	reply, err := limiterScript.Run(ctx, l.rdb, ks, args...).Result()
 	if err != nil {
 		return Result{}, fmt.Errorf("quota: limiter: %w", err)
 	}
@@ -123,6 +133,9 @@ func (l *Limiter) run(ctx context.Context, k Keys, ls Limits, mode string, reque
 	list, ok := reply.([]any)
 	if !ok {
 		return Result{}, fmt.Errorf("%w: %T", ErrUnexpectedReply, reply)
+	}
+	if len(list) == 1 && list[0] == "gone" {
+		return Result{}, ErrGroupGone
 	}
 	v := make([]int64, len(list))
 	for i, x := range list {

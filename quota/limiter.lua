@@ -26,6 +26,11 @@
 -- KEYS[3] :usage:<group>:  prefix of the per-minute usage HASHes; the script
 --                          appends the minute (Unix s / 60). Same hash tag, so
 --                          the same slot on Cluster.
+-- KEYS[4] :group:<group>  (optional) the group's document: when given and
+--                          gone, nothing is read or written and the reply
+--                          is {"gone"}, so a holder that has not yet heard
+--                          of a delete cannot leave state for a group
+--                          created later under the same name.
 -- ARGV[1] "take" | "settle" | "cooling"
 -- ARGV[2] requests (take: 0..max cost)
 -- ARGV[3] tokens (take: 0..max cost; settle: the difference, ±max cost)
@@ -37,7 +42,8 @@
 -- ARGV[8] max limits (quota.MaxLimits)
 -- ARGV[9..] per limit, 5 values: field, kind ("r" | "t"), period µs, rate,
 --          burst (effective; cost above it is refused as malformed)
--- Reply: {allowed 1|0, limit, retry after µs, minute, remaining, reset µs}
+-- Reply: {allowed 1|0, limit, retry after µs, minute, remaining, reset µs},
+--   or {"gone"} (KEYS[4] above)
 --   limit: refused: the refusing limit with the longest wait (1-based; 0 =
 --   cooling); allowed: the tightest limit (fewest left as a share of its
 --   burst), 0 without limits. remaining: what that limit has left now (calls
@@ -88,6 +94,8 @@ for i = 1, n do
     if cost > bursts[i] then return fail('cost above the burst of limit ' .. i) end
   end
 end
+
+if KEYS[4] and redis.call('EXISTS', KEYS[4]) == 0 then return {'gone'} end
 
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])

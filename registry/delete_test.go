@@ -18,7 +18,8 @@ import (
 // TestDeleteDropsLimiterState: a delete removes, in its own script, every
 // key the limiter and key health keep of the group (GCRA state, usage
 // minutes, health, the unhealthy entry, the probe), so a group created again
-// under the same name starts with a full budget, no cooldown and no usage.
+// under the same name starts with a full budget, no cooldown and no usage;
+// and the limiter refuses to write for a group whose document is gone.
 func TestDeleteDropsLimiterState(t *testing.T) {
 	topologies := map[string]func(t *testing.T) redis.UniversalClient{
 		"standalone": func(t *testing.T) redis.UniversalClient { return redistest.Start(t).Client(t) },
@@ -34,7 +35,7 @@ func testDeleteDropsLimiterState(t *testing.T, rdb redis.UniversalClient) {
 	e := newEnv(t, rdb)
 	limits, err := quota.Parse("2/h")
 	require.NoError(t, err)
-	qk := quota.Keys{State: e.k.Quota("k"), Health: e.k.Health("k"), UsagePrefix: e.k.UsagePrefix("k")}
+	qk := quota.Keys{State: e.k.Quota("k"), Health: e.k.Health("k"), UsagePrefix: e.k.UsagePrefix("k"), Group: e.k.Group("k")}
 	lim := quota.NewLimiter(rdb)
 	take := func() bool {
 		res, err := lim.Take(ctx, qk, limits, 1, 0)
@@ -58,6 +59,10 @@ func testDeleteDropsLimiterState(t *testing.T, rdb redis.UniversalClient) {
 	}
 
 	require.NoError(t, e.reg.Delete(ctx, "k", "t"))
+	// A holder that has not heard of the delete yet takes nothing and
+	// writes nothing: the next group of the name cannot inherit from it.
+	_, err = lim.Take(ctx, qk, limits, 1, 0)
+	require.ErrorIs(t, err, quota.ErrGroupGone)
 	for key := range e.dump(t) {
 		for _, gone := range []string{":quota:k", ":usage:k:", ":health:k", ":group:k", ":history:k"} {
 			assert.NotContains(t, key, gone)

@@ -319,4 +319,13 @@ var mutants = []mutant{
 		Pkgs: []string{"./client/"},
 		Run:  "^TestRebalanceNowTakesTheGuard$",
 	},
+	{
+		Name: "limiter-writes-for-gone-group",
+		Why:  "a holder that has not heard of a delete writes limiter state the group recreated under the name inherits",
+		File: "quota/limiter.lua",
+		Old:  "if KEYS[4] and redis.call('EXISTS', KEYS[4]) == 0 then return {'gone'} end",
+		New:  "",
+		Pkgs: []string{"./registry/"},
+		Run:  "^TestDeleteDropsLimiterState$",
+	},
 }
