@@ -49,7 +49,7 @@ func testDeleteDropsLimiterState(t *testing.T, rdb redis.UniversalClient) {
 	require.True(t, take())
 	require.False(t, take(), "the budget is spent")
 	// A cooldown and a suspension with its probe.
-	_, err = e.reg.Report(ctx, registry.Report{Group: "k", Outcome: registry.Throttled, RetryAfter: time.Hour})
+	_, err = e.reg.Cool(ctx, "k", time.Hour, "t")
 	require.NoError(t, err)
 	_, err = e.reg.Suspend(ctx, "k", "bad key", "t")
 	require.NoError(t, err)

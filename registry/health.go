@@ -180,10 +180,12 @@ func (h Health) Cooling(now time.Time) bool { return now.Before(h.CoolingUntil) 
 
 // Report is one report of a node about a group's key.
 type Report struct {
-	// Node is the reporting node; it must be live and hold Group. "" skips
-	// those checks (trusted callers only).
+	// Node is the reporting node (required); it must be live and hold
+	// Group. An operator cools a group with Registry.Cool instead.
 	Node string
-	// TTL is the node's lease: a node silent for longer is ignored.
+	// TTL is the node's lease: a node silent for longer is ignored. The
+	// namespace's stored TTL (heartbeat settings), when there is one, wins:
+	// a caller cannot stretch a lapsed node's lease.
 	TTL     time.Duration
 	Group   string
 	Outcome Outcome
@@ -275,6 +277,11 @@ func (r *Registry) report(ctx context.Context, rep Report) (ReportResult, error)
 	if _, err := ParseOutcome(string(rep.Outcome)); err != nil {
 		return ReportResult{}, err
 	}
+	if rep.Node == "" {
+		// Only a node's report is bounded by the holder checks: an empty
+		// node would skip them (operators use Cool, Suspend, Resume).
+		return ReportResult{}, fmt.Errorf("%w: no reporting node", ErrInvalidReport)
+	}
 	ra := int64(-1)
 	if rep.Outcome == Throttled && rep.RetryAfter >= 0 {
 		ra = min(rep.RetryAfter, MaxRetryAfter).Milliseconds()
@@ -305,6 +312,20 @@ func (r *Registry) Suspend(ctx context.Context, name, reason, by string) (Health
 func (r *Registry) Resume(ctx context.Context, name, by string) (Health, error) {
 	if _, err := r.runHealth(ctx, "resume", name, "", 0, -1, "", by); err != nil {
 		return Health{}, wrap(err, "resume group %q", name)
+	}
+	return r.healthOf(ctx, name)
+}
+
+// Cool cools a group by hand for d (at most MaxRetryAfter), as an upstream
+// 429 reported by a holder does, with no holder check and no max_cooldown
+// cap: every holder's Allow/Reserve refuses until then. It counts as a
+// throttle in the group's usage. ClearCooldown ends it.
+func (r *Registry) Cool(ctx context.Context, name string, d time.Duration, by string) (Health, error) {
+	if d <= 0 {
+		return Health{}, wrap(fmt.Errorf("%w: cooldown %v is not positive", ErrInvalidReport, d), "cool group %q", name)
+	}
+	if _, err := r.runHealth(ctx, "throttled", name, "", 0, min(d, MaxRetryAfter).Milliseconds(), "", by); err != nil {
+		return Health{}, wrap(err, "cool group %q", name)
 	}
 	return r.healthOf(ctx, name)
 }

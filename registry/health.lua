@@ -25,7 +25,7 @@
 -- KEYS[11] :usage:<name>:   prefix of the per-minute usage HASHes (the
 --          limiter's; throttled and failure reports are counted there too)
 -- KEYS[12] :settings        HASH namespace settings (read only):
---          max_suspended (percent), max_cooldown_ms
+--          max_suspended (percent), max_cooldown_ms, ttl_ms
 -- KEYS[13] :holders         HASH group -> holder count (read only)
 -- KEYS[14] :groups          SET group names (read only: the pool's size)
 -- KEYS[15] :ejectors        HASH node -> ms of the last suspension its
@@ -35,7 +35,8 @@
 --          | probe
 -- ARGV[2]  reporting node ID ("" = an operator or the coordinator: no lease,
 --          holder, rate or corroboration check)
--- ARGV[3]  the node's TTL in ms (a node whose last beat is older is lapsed)
+-- ARGV[3]  the node's TTL in ms when the namespace stores none (:settings
+--          ttl_ms wins; a node whose last beat is older is lapsed)
 -- ARGV[4]  throttled: Retry-After in ms, capped by the caller; "-1" = none
 --          given (ARGV[18], doubling on repeats up to ARGV[19])
 -- ARGV[5]  reason (failure, suspend), at most 200 bytes, never a secret
@@ -186,8 +187,11 @@ end
 -- lease has not lapsed) and holds the group (granted, or revoked but not
 -- yet released).
 local function check_reporter()
+  -- The lease is the namespace's stored TTL when there is one (the one
+  -- reaps use), not whatever the caller says.
+  local ttl = tonumber(redis.call('HGET', KEYS[12], 'ttl_ms') or '') or tonumber(ARGV[3])
   local beat = redis.call('ZSCORE', KEYS[8], node)
-  if not beat or tonumber(beat) + tonumber(ARGV[3]) < now then
+  if not beat or tonumber(beat) + ttl < now then
     return 'lapsed'
   end
   for g in string.gmatch(redis.call('HGET', KEYS[9], node) or '', '[^,]+') do

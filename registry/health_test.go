@@ -292,8 +292,11 @@ func testBadReports(t *testing.T, rdb redis.UniversalClient) {
 	require.NoError(t, err)
 	_, err = e.reg.FinishRetire(ctx, "other", "t")
 	require.NoError(t, err)
-	_, err = e.reg.Report(ctx, registry.Report{Group: "other", Outcome: registry.Failure})
+	_, err = e.reg.Report(ctx, registry.Report{Node: "n1", TTL: hour, Group: "other", Outcome: registry.Failure})
 	assert.ErrorIs(t, err, registry.ErrInvalidState)
+	// A report names its node: an empty one would skip the holder checks.
+	_, err = e.reg.Report(ctx, registry.Report{Group: "k", Outcome: registry.Failure})
+	assert.ErrorIs(t, err, registry.ErrInvalidReport)
 
 	require.NoError(t, e.reg.Delete(ctx, "k", "t"))
 	for key := range e.dump(t) {
@@ -488,4 +491,26 @@ func TestApplyHealth(t *testing.T) {
 	}
 	assert.Equal(t, []registry.State{registry.Suspended, registry.Probing, registry.Active, registry.Draining, registry.Active}, got)
 	assert.Equal(t, registry.Active, groups[0].State, "the input is not modified")
+}
+
+// TestReportLeaseIsTheNamespaces: a report counts only from a node within
+// its lease, and the lease is the namespace's stored TTL, not the one the
+// caller passes: a caller cannot make a lapsed node's report count.
+func TestReportLeaseIsTheNamespaces(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t, redistest.Start(t).Client(t))
+	_, err := e.reg.Add(ctx, "k", registry.Change{}, "t")
+	require.NoError(t, err)
+	// n1 holds k and beat 5 s ago; the namespace's TTL is 2 s.
+	require.NoError(t, e.rdb.HSet(ctx, e.k.Assign(), "n1", "k").Err())
+	require.NoError(t, e.rdb.ZAdd(ctx, e.k.Nodes(), redis.Z{Score: float64(time.Now().Add(-5 * time.Second).UnixMilli()), Member: "n1"}).Err())
+	require.NoError(t, e.rdb.HSet(ctx, e.k.Settings(), "interval_ms", 500, "ttl_ms", 2000).Err())
+
+	_, err = e.reg.Report(ctx, registry.Report{Node: "n1", TTL: time.Hour, Group: "k", Outcome: registry.Throttled})
+	assert.ErrorIs(t, err, registry.ErrNodeLapsed)
+
+	// Without stored settings the caller's TTL is all there is.
+	require.NoError(t, e.rdb.Del(ctx, e.k.Settings()).Err())
+	_, err = e.reg.Report(ctx, registry.Report{Node: "n1", TTL: time.Hour, Group: "k", Outcome: registry.Throttled})
+	assert.NoError(t, err)
 }

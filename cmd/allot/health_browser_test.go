@@ -25,7 +25,7 @@ func TestBrowserHealth(t *testing.T) {
 	p.until("maps-a held by one node", chips("maps-a")+`.length === 1`)
 
 	// A 429 reported for search-a: the row counts the shared cooldown down.
-	_, err := reg.Report(ctx, registry.Report{Group: "search-a", Outcome: registry.Throttled, RetryAfter: 90 * time.Second})
+	_, err := reg.Cool(ctx, "search-a", 90*time.Second, "test")
 	require.NoError(t, err)
 	p.until("cooling countdown", `/cooling 1m[23]\ds/.test((document.querySelector('[data-testid="group-row-search-a"] [data-testid="group-cooling"]') || {}).textContent || '')`)
 

@@ -105,8 +105,8 @@ func TestGroupCoolClear(t *testing.T) {
 	mustRun(t, url, "group", "add", "k2")
 	cool := func(name string) {
 		t.Helper()
-		// A trusted report (no node): not capped by max_cooldown.
-		_, err := reg.Report(t.Context(), registry.Report{Group: name, Outcome: registry.Throttled, RetryAfter: time.Hour})
+		// An operator's cooldown: not capped by max_cooldown.
+		_, err := reg.Cool(t.Context(), name, time.Hour, "test")
 		require.NoError(t, err)
 		h, err := reg.HealthOf(t.Context(), name)
 		require.NoError(t, err)

@@ -328,4 +328,13 @@ var mutants = []mutant{
 		Pkgs: []string{"./registry/"},
 		Run:  "^TestDeleteDropsLimiterState$",
 	},
+	{
+		Name: "report-caller-ttl",
+		Why:  "a report's lease is the caller's TTL, not the namespace's: a lapsed node's report counts",
+		File: "registry/health.lua",
+		Old:  "local ttl = tonumber(redis.call('HGET', KEYS[12], 'ttl_ms') or '') or tonumber(ARGV[3])",
+		New:  "local ttl = tonumber(ARGV[3])",
+		Pkgs: []string{"./registry/"},
+		Run:  "^TestReportLeaseIsTheNamespaces$",
+	},
 }
