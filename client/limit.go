@@ -270,11 +270,11 @@ func (c *Client) limits(text string) (quota.Limits, error) {
 	return ls, nil
 }
 
-// throttleEventGap is how often at most registry/health.lua publishes a
-// group's group.throttled event: a cooldown extended within this time of the
-// last event is announced by none, so a node that heard one keeps checking
-// the cooldown for at least this long.
-const throttleEventGap = time.Second + 250*time.Millisecond // 1 s, and room for clock rates
+// throttleEventGap is how long a node that heard a group.throttled event
+// keeps checking the cooldown: registry.ThrottleEventGap (a cooldown
+// extended sooner after the last event is announced by none), and room for
+// the two clocks' rates.
+const throttleEventGap = registry.ThrottleEventGap + 250*time.Millisecond
 
 // coolWatch is what a node knows of the cooldowns of its groups without a
 // quota, so that their Allow costs no round trip unless one may be running.

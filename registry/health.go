@@ -48,6 +48,10 @@ const (
 	// ErrReportLimited.
 	ReportInterval = 100 * time.Millisecond
 	ReportBurst    = 20
+	// ThrottleEventGap is the least time between two group.throttled
+	// events of a group: a cooldown extended sooner after the last event is
+	// announced by none (a node that heard one keeps checking for as long).
+	ThrottleEventGap = time.Second
 	// maxEjectFailures bounds N of eject_after (the script keeps N times).
 	maxEjectFailures = 1000
 )
@@ -55,15 +59,15 @@ const (
 // healthTunables are the numbers health.lua decides with, passed as ARGV in
 // this order (ARGV[14] on): the script hard-codes no policy.
 var healthTunables = []any{
-	DefaultEjectAfter.String(),           // eject_after of a group that sets none
-	time.Minute.Milliseconds(),           // failure window of eject_after "0" (display only)
-	100,                                  // failures kept for eject_after "0"
-	ProbeSuccesses,                       // successes that bring a probing group back
-	time.Second.Milliseconds(),           // first default throttle wait (no Retry-After)
-	time.Minute.Milliseconds(),           // longest default throttle wait
-	time.Minute.Milliseconds(),           // a throttle this soon after a cooldown doubles the wait
-	time.Second.Milliseconds(),           // least time between two group.throttled events
-	DefaultHealthSettings().MaxSuspended, // max_suspended default, percent
+	DefaultEjectAfter.String(),                         // eject_after of a group that sets none
+	time.Minute.Milliseconds(),                         // failure window of eject_after "0" (display only)
+	100,                                                // failures kept for eject_after "0"
+	ProbeSuccesses,                                     // successes that bring a probing group back
+	time.Second.Milliseconds(),                         // first default throttle wait (no Retry-After)
+	time.Minute.Milliseconds(),                         // longest default throttle wait
+	time.Minute.Milliseconds(),                         // a throttle this soon after a cooldown doubles the wait
+	ThrottleEventGap.Milliseconds(),                    // least time between two group.throttled events
+	DefaultHealthSettings().MaxSuspended,               // max_suspended default, percent
 	DefaultHealthSettings().MaxCooldown.Milliseconds(), // max_cooldown default
 	ReportInterval.Milliseconds(),                      // report rate per node
 	ReportBurst,                                        // report burst per node
