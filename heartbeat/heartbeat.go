@@ -21,7 +21,6 @@ import (
 
 	"github.com/allot-io/allot/internal/assignlua"
 	"github.com/allot-io/allot/internal/keys"
-	"github.com/allot-io/allot/registry"
 )
 
 // MaxNodeIDLen is the longest node ID accepted, in bytes.
@@ -451,8 +450,8 @@ func (b Beat) validate() (string, error) {
 		return "", err
 	}
 	if b.Preferred != "" {
-		if err := registry.ValidateName(b.Preferred); err != nil {
-			return "", fmt.Errorf("%w: preferred group: %w", ErrInvalidNode, err)
+		if !keys.ValidGroupName(b.Preferred) {
+			return "", fmt.Errorf("%w: preferred group %q does not match %s", ErrInvalidNode, truncate(b.Preferred, 64), keys.GroupNameRule)
 		}
 	}
 	return joinHeld(b.Held)

@@ -15,6 +15,21 @@ const DefaultNamespace = "default"
 
 var namespacePattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$`)
 
+// GroupNameRule is the rule every group name matches: registry refuses any
+// other name, heartbeat refuses a beat naming one, and the heartbeat scripts
+// check the same rule again (a Lua pattern plus the length bound,
+// MaxGroupNameLen). One home, so the packages that may not import each other
+// share it.
+const GroupNameRule = `^[a-z0-9][a-z0-9._-]{0,62}$`
+
+// MaxGroupNameLen is the longest group name GroupNameRule allows, in bytes.
+const MaxGroupNameLen = 63
+
+var groupNamePattern = regexp.MustCompile(GroupNameRule)
+
+// ValidGroupName reports whether name matches GroupNameRule.
+func ValidGroupName(name string) bool { return groupNamePattern.MatchString(name) }
+
 // ErrInvalidNamespace is returned by Validate for a namespace that cannot be
 // used inside a key.
 var ErrInvalidNamespace = errors.New("keys: namespace must match ^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
