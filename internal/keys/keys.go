@@ -107,7 +107,9 @@ func (k Keys) ScheduleItems() string { return k.prefix + ":schedule:items" }
 
 // Settings is a HASH of the namespace's settings, written by `allot
 // namespace set`: interval_ms and ttl_ms (the heartbeat Config every process
-// of the namespace uses). Absent = defaults.
+// of the namespace uses; the heartbeat scripts judge liveness by the stored
+// ttl_ms) and max_live_nodes (the most live nodes a join may make). Absent =
+// defaults.
 func (k Keys) Settings() string { return k.prefix + ":settings" }
 
 // Lock is the redsync mutex that keeps rebalancing to one planner at a time.
@@ -133,7 +135,14 @@ func (k Keys) GroupEvents(name string) string { return k.Events() + ":group:" + 
 func GroupRevField(name string) string { return "r:" + name }
 
 // Log is the capped STREAM of events, for audit and for resuming a watch.
+// Node events (node.joined, node.left, node.reaped) have their own stream,
+// NodeLog, so no volume of nodes can push an audit entry out of this one.
 func (k Keys) Log() string { return k.prefix + ":log" }
+
+// NodeLog is the capped STREAM of node events (node.joined, node.left,
+// node.reaped), written by heartbeat's scripts. Readers replay it merged
+// with Log by entry ID (registry.Registry.Events).
+func (k Keys) NodeLog() string { return k.prefix + ":log:nodes" }
 
 // Quota is a HASH of the GCRA state of every limit of one group (field =
 // limit kind and period, value = its theoretical arrival time), written only
