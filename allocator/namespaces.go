@@ -15,8 +15,8 @@ import (
 )
 
 // NamespaceInfo is one namespace as `allot namespace list` shows it. Its JSON
-// is {name, nodes, groups, interval, ttl, stored} with interval and ttl as Go
-// duration text ("2s").
+// is {name, nodes, groups, interval, ttl, stored, max_live_nodes} with
+// interval and ttl as Go duration text ("2s").
 type NamespaceInfo struct {
 	// Name is the namespace.
 	Name string
@@ -29,6 +29,10 @@ type NamespaceInfo struct {
 	// Stored is false when the namespace uses the default heartbeat Config
 	// because none was ever stored.
 	Stored bool
+	// MaxLiveNodes is the namespace's max_live_nodes (heartbeat.LoadMaxLiveNodes;
+	// 0 = no limit), and MaxLiveNodesStored false when it is the default.
+	MaxLiveNodes       int64
+	MaxLiveNodesStored bool
 }
 
 // MarshalJSON writes the JSON shape documented on NamespaceInfo.
@@ -40,7 +44,8 @@ func (n NamespaceInfo) MarshalJSON() ([]byte, error) {
 		Interval string `json:"interval"`
 		TTL      string `json:"ttl"`
 		Stored   bool   `json:"stored"`
-	}{n.Name, n.Nodes, n.Groups, n.Heartbeat.Interval.String(), n.Heartbeat.TTL.String(), n.Stored})
+		MaxLive  int64  `json:"max_live_nodes"`
+	}{n.Name, n.Nodes, n.Groups, n.Heartbeat.Interval.String(), n.Heartbeat.TTL.String(), n.Stored, n.MaxLiveNodes})
 }
 
 // Namespaces lists every namespace that has state in Redis (a group write, a
@@ -72,8 +77,13 @@ func Namespaces(ctx context.Context, rdb redis.UniversalClient) ([]NamespaceInfo
 		if err != nil {
 			return nil, err
 		}
+		maxLive, maxStored, err := heartbeat.LoadMaxLiveNodes(ctx, rdb, ns)
+		if err != nil {
+			return nil, err
+		}
 		out = append(out, NamespaceInfo{
 			Name: ns, Nodes: nodes, Groups: groups, Heartbeat: cfg, Stored: stored,
+			MaxLiveNodes: maxLive, MaxLiveNodesStored: maxStored,
 		})
 	}
 	return out, nil

@@ -39,7 +39,7 @@ func BenchmarkBeat(b *testing.B) {
 	}
 	ctx := context.Background()
 	// Load the script once so EVALSHA's NOSCRIPT fallback is not measured.
-	if _, err := tr.Beat(ctx, heartbeat.Beat{Node: "warm"}); err != nil {
+	if _, err := tr.Beat(ctx, heartbeat.Beat{Node: "warm", Session: "test"}); err != nil {
 		b.Fatal(err)
 	}
 	// Open every pool connection first: their handshakes are not beats.
@@ -62,7 +62,7 @@ func BenchmarkBeat(b *testing.B) {
 		for i := range ids {
 			ids[i] = fmt.Sprintf("node-%d-%d", w, i)
 		}
-		beat := heartbeat.Beat{IP: "10.0.0.1", Preferred: "g1", Held: []string{"g1"}, Ack: 1}
+		beat := heartbeat.Beat{IP: "10.0.0.1", Preferred: "g1", Held: []string{"g1"}, Ack: 1, Session: "test"}
 		for i := 0; pb.Next(); i++ {
 			beat.Node = ids[i%len(ids)]
 			if _, err := tr.Beat(ctx, beat); err != nil {
