@@ -285,8 +285,8 @@ func (t *Tracker) Beat(ctx context.Context, b Beat) (Reply, error) {
 	return r, nil
 }
 
-// warnIgnored logs, once per node, the held groups its beats claim without
-// having been given them.
+// warnIgnored logs, once per node, the held groups its beats claim outside
+// its committed entry and revoked entries.
 func (t *Tracker) warnIgnored(node string, ignored []string) {
 	t.warnMu.Lock()
 	_, done := t.warned[node]
@@ -299,7 +299,10 @@ func (t *Tracker) warnIgnored(node string, ignored []string) {
 	t.warnMu.Unlock()
 	if !done {
 		shown := ignored[:min(len(ignored), 16)]
-		t.log.Warn("beat reports groups the node was not given; ignored (logged once per node)",
+		// Info, not Warn: an honest node reports an uncapped group it was
+		// just moved off (make-before-break) until it reads; a node that
+		// claims groups it was never given shows here too.
+		t.log.Info("beat reports held groups outside the node's entry and revoked entries; not counted (logged once per node)",
 			"node", node, "groups", shown, "count", len(ignored))
 	}
 }
