@@ -93,7 +93,7 @@ func TestServeDev(t *testing.T) {
 	m := regexp.MustCompile(`(?m)^export ALLOT_REDIS_URL=(redis://127\.0\.0\.1:\d+)$`).FindStringSubmatch(lastStdout.String())
 	require.NotNil(t, m, lastStdout.String())
 	assert.Contains(t, mustRun(t, m[1], "namespace", "list"), "default  ")
-	assert.Contains(t, mustRun(t, m[1], "namespace", "list"), "500ms     1.5s\n")
+	assert.Contains(t, mustRun(t, m[1], "namespace", "list"), "500ms     1.5s  100000 (default)\n")
 
 	type status struct {
 		Groups []struct {
