@@ -15,9 +15,9 @@ import (
 )
 
 // NamespaceInfo is one namespace as `allot namespace list` shows it. Its JSON
-// is {name, nodes, groups, interval, ttl, stored, max_suspended,
-// max_cooldown} with interval, ttl and max_cooldown as Go duration text
-// ("2s") and max_suspended in percent.
+// is {name, nodes, groups, interval, ttl, stored, max_live_nodes,
+// max_suspended, max_cooldown} with interval, ttl and max_cooldown as Go
+// duration text ("2s") and max_suspended in percent.
 type NamespaceInfo struct {
 	// Name is the namespace.
 	Name string
@@ -30,6 +30,10 @@ type NamespaceInfo struct {
 	// Stored is false when the namespace uses the default heartbeat Config
 	// because none was ever stored.
 	Stored bool
+	// MaxLiveNodes is the namespace's max_live_nodes (heartbeat.LoadMaxLiveNodes;
+	// 0 = no limit), and MaxLiveNodesStored false when it is the default.
+	MaxLiveNodes       int64
+	MaxLiveNodesStored bool
 	// Health is the namespace's key health limits (registry.HealthSettings).
 	Health registry.HealthSettings
 }
@@ -43,9 +47,10 @@ func (n NamespaceInfo) MarshalJSON() ([]byte, error) {
 		Interval string `json:"interval"`
 		TTL      string `json:"ttl"`
 		Stored   bool   `json:"stored"`
+		MaxLive  int64  `json:"max_live_nodes"`
 		MaxSusp  int    `json:"max_suspended"`
 		MaxCool  string `json:"max_cooldown"`
-	}{n.Name, n.Nodes, n.Groups, n.Heartbeat.Interval.String(), n.Heartbeat.TTL.String(), n.Stored,
+	}{n.Name, n.Nodes, n.Groups, n.Heartbeat.Interval.String(), n.Heartbeat.TTL.String(), n.Stored, n.MaxLiveNodes,
 		n.Health.MaxSuspended, n.Health.MaxCooldown.String()})
 }
 
@@ -83,8 +88,13 @@ func Namespaces(ctx context.Context, rdb redis.UniversalClient) ([]NamespaceInfo
 		if err != nil {
 			return nil, err
 		}
+		maxLive, maxStored, err := heartbeat.LoadMaxLiveNodes(ctx, rdb, ns)
+		if err != nil {
+			return nil, err
+		}
 		out = append(out, NamespaceInfo{
 			Name: ns, Nodes: nodes, Groups: groups, Heartbeat: cfg, Stored: stored, Health: health,
+			MaxLiveNodes: maxLive, MaxLiveNodesStored: maxStored,
 		})
 	}
 	return out, nil

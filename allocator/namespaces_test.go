@@ -46,7 +46,7 @@ func TestNamespaces(t *testing.T) {
 			require.NoError(t, heartbeat.StoreConfig(ctx, rdb, "quiet", heartbeat.DefaultConfig()))
 			hb, err := heartbeat.New(rdb, "ns02", heartbeat.DefaultConfig())
 			require.NoError(t, err)
-			_, err = hb.Beat(ctx, heartbeat.Beat{Node: "n1", IP: "10.0.0.1"})
+			_, err = hb.Beat(ctx, heartbeat.Beat{Node: "n1", IP: "10.0.0.1", Session: "test"})
 			require.NoError(t, err)
 
 			list, err = allocator.Namespaces(ctx, rdb)

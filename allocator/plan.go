@@ -61,8 +61,14 @@ const candidateWindow = 16
 //
 // Nodes >= groups: each node holds exactly one group (or none: standby).
 // Targets gives the node count of each group:
-//  1. in ID order, a node whose Preferred names a group with room under
-//     MaxNodes is pinned there;
+//  1. a node whose Preferred names an uncapped group is pinned there. A
+//     capped group is never taken from a live holder by a preference: in ID
+//     order, first the nodes preferring a capped group that prev gives them
+//     are pinned there while it is under MaxNodes; then, for every capped
+//     group some node prefers, its other live holders in prev (each to its
+//     first such group) while under MaxNodes; last, the other nodes
+//     preferring a capped group, only while it is still under MaxNodes —
+//     into room no live holder uses;
 //  2. every group still at 0 gets one node, heaviest first (then name), while
 //     free nodes remain;
 //  3. each further node goes to the group under its cap with the largest
@@ -305,21 +311,12 @@ func (p *planner) capOf(g int) int {
 // prev gives more live nodes than they have so far.
 func (p *planner) targets(prev Assignment) (counts []int, pinned []int32) {
 	counts = make([]int, len(p.groups))
-	pinned = make([]int32, len(p.nodes))
+	pinned = p.pin(prev, counts)
 	free := 0
-	for i, n := range p.nodes {
-		pinned[i] = -1
-		if n.Preferred == "" {
+	for _, g := range pinned {
+		if g < 0 {
 			free++
-			continue
 		}
-		g, ok := p.gidx[n.Preferred]
-		if !ok || counts[g] >= p.capOf(int(g)) {
-			free++
-			continue
-		}
-		pinned[i] = g
-		counts[g]++
 	}
 
 	var empty []int32
@@ -375,6 +372,70 @@ func (p *planner) targets(prev Assignment) (counts []int, pinned []int32) {
 		h.down(0)
 	}
 	return counts, pinned
+}
+
+// pin is step 1: the group each node is pinned to (-1 if none), counted in
+// counts. In ID order throughout:
+//   - a node whose Preferred names an uncapped group is pinned there;
+//   - a node whose Preferred names a capped group it holds now (prev) is
+//     pinned there while the group is under its cap;
+//   - every other live holder of a capped group that some node prefers is
+//     pinned to it (its first such group in prev) while under the cap: the
+//     current holders keep a capped group ahead of a preferrer;
+//   - the remaining nodes preferring a capped group are pinned there while it
+//     is still under its cap, that is only into room no live holder uses.
+//
+// So a preference never takes a capped group from a live holder, and the
+// plan of a plan pins the same nodes (the holders of the last step are
+// holders that prefer the group next time).
+func (p *planner) pin(prev Assignment, counts []int) []int32 {
+	pinned := make([]int32, len(p.nodes))
+	var preferred map[int32]bool // capped groups some node prefers
+	var newcomers []int32        // nodes preferring a capped group they do not hold
+	for i, n := range p.nodes {
+		pinned[i] = -1
+		g, ok := p.gidx[n.Preferred]
+		switch {
+		case !ok:
+		case p.groups[g].MaxNodes == 0:
+			pinned[i] = g
+			counts[g]++
+		case !slices.Contains(prev[n.ID], n.Preferred):
+			newcomers = append(newcomers, int32(i))
+			fallthrough
+		default:
+			if preferred == nil {
+				preferred = make(map[int32]bool)
+			}
+			preferred[g] = true
+			if pinned[i] < 0 && slices.Contains(prev[n.ID], n.Preferred) && counts[g] < p.capOf(int(g)) {
+				pinned[i] = g
+				counts[g]++
+			}
+		}
+	}
+	if len(preferred) == 0 {
+		return pinned
+	}
+	for i, n := range p.nodes {
+		if pinned[i] >= 0 {
+			continue
+		}
+		for _, name := range prev[n.ID] {
+			if g, ok := p.gidx[name]; ok && preferred[g] && counts[g] < p.capOf(int(g)) {
+				pinned[i] = g
+				counts[g]++
+				break
+			}
+		}
+	}
+	for _, i := range newcomers {
+		if g := p.gidx[p.nodes[i].Preferred]; pinned[i] < 0 && counts[g] < p.capOf(int(g)) {
+			pinned[i] = g
+			counts[g]++
+		}
+	}
+	return pinned
 }
 
 // liveHolders counts, per group, the planned nodes prev gives it.

@@ -93,17 +93,46 @@ func (v view) valid(list []string) []string {
 	return slices.Compact(out)
 }
 
-// pinned restates step 1 of the targets: node ID -> preferred group.
-func (v view) pinned() map[string]string {
+// pinned restates step 1 of the targets: node ID -> pinned group. In ID
+// order: preferences for uncapped groups; preferences for a capped group the
+// node holds in prev, under the cap; every other live holder of a capped
+// group some node prefers, under the cap; the other preferences for capped
+// groups, under the cap.
+func (v view) pinned(prev allocator.Assignment) map[string]string {
 	count := map[string]int{}
 	out := map[string]string{}
+	pin := func(id string, g allocator.Group) {
+		if _, done := out[id]; !done && (g.MaxNodes == 0 || count[g.Name] < g.MaxNodes) {
+			out[id] = g.Name
+			count[g.Name]++
+		}
+	}
+	wanted := map[string]bool{}
 	for _, n := range v.nodes {
 		g, ok := v.byName[n.Preferred]
-		if !ok || (g.MaxNodes > 0 && count[g.Name] >= g.MaxNodes) {
-			continue
+		switch {
+		case !ok:
+		case g.MaxNodes == 0:
+			pin(n.ID, g)
+		default:
+			wanted[g.Name] = true
+			if slices.Contains(prev[n.ID], g.Name) {
+				pin(n.ID, g)
+			}
 		}
-		count[g.Name]++
-		out[n.ID] = g.Name
+	}
+	for _, n := range v.nodes {
+		for _, name := range prev[n.ID] {
+			if g, ok := v.byName[name]; ok && wanted[name] && count[name] < g.MaxNodes {
+				pin(n.ID, g)
+				break
+			}
+		}
+	}
+	for _, n := range v.nodes {
+		if g, ok := v.byName[n.Preferred]; ok && g.MaxNodes > 0 {
+			pin(n.ID, g)
+		}
 	}
 	return out
 }
@@ -170,7 +199,7 @@ func checkPlan(t testing.TB, groups []allocator.Group, nodes []allocator.Node, p
 				}
 			}
 		}
-		pinned := v.pinned()
+		pinned := v.pinned(prev)
 		for id, g := range pinned {
 			if !slices.Equal([]string{g}, next[id]) {
 				fail("node %q pinned to %q holds %q", id, g, next[id])

@@ -152,8 +152,41 @@ func TestPlanSpread(t *testing.T) {
 		assert.Equal(t, allocator.Assignment{"n0": {"a"}, "n1": {"b"}, "n2": {"c"}}, got)
 	})
 
-	t.Run("pinned node moves to its preferred group, the holder there goes to the room", func(t *testing.T) {
+	t.Run("a preference never takes a capped group from its live holder", func(t *testing.T) {
 		groups := []allocator.Group{{Name: "a", MaxNodes: 1}, {Name: "b", MaxNodes: 1}}
+		nodes := []allocator.Node{{ID: "n0", IP: "1"}, {ID: "n1", IP: "2", Preferred: "a"}}
+		prev := allocator.Assignment{"n0": {"a"}, "n1": {"b"}}
+		assert.Equal(t, prev, allocator.Plan(groups, nodes, prev))
+		// Once the holder is gone the preferrer takes the room it left.
+		got := allocator.Plan(groups, []allocator.Node{nodes[1], {ID: "n2", IP: "3"}}, prev)
+		assert.Equal(t, []string{"a"}, got["n1"])
+	})
+
+	t.Run("a preference for a capped group uses only room its holders leave", func(t *testing.T) {
+		groups := []allocator.Group{{Name: "a", MaxNodes: 2}, {Name: "b", Weight: 5}, {Name: "c", Weight: 5}}
+		require.Equal(t, 1, allocator.Targets(groups, nodesN(6))["a"], "balance alone gives a one node")
+		nodes := []allocator.Node{{ID: "n0", IP: "1"}, {ID: "n1", IP: "2"}, {ID: "n2", IP: "3", Preferred: "a"}, {ID: "n3", IP: "4", Preferred: "a"}, {ID: "n4", IP: "5"}, {ID: "n5", IP: "6"}}
+		// One holder: one preferrer (the lower ID) gets the second place.
+		prev := allocator.Assignment{"n0": {"a"}, "n1": {"b"}, "n2": {"b"}, "n3": {"c"}, "n4": {"c"}, "n5": {"c"}}
+		got := allocator.Plan(groups, nodes, prev)
+		assert.Equal(t, []string{"a"}, got["n0"], "the holder keeps it")
+		assert.Equal(t, []string{"a"}, got["n2"], "the preferrer takes the room")
+		assert.NotEqual(t, []string{"a"}, got["n3"], "no room is left")
+		assert.Equal(t, got, allocator.Plan(groups, nodes, got), "the plan of a plan")
+		// Two holders: the group is full and both stay (the preference keeps
+		// them pinned, though balance alone gives a one node); no preferrer
+		// gets in.
+		prev = allocator.Assignment{"n0": {"a"}, "n1": {"a"}, "n2": {"b"}, "n3": {"c"}, "n4": {"c"}, "n5": {"b"}}
+		got = allocator.Plan(groups, nodes, prev)
+		assert.Equal(t, []string{"a"}, got["n0"])
+		assert.Equal(t, []string{"a"}, got["n1"])
+		assert.NotEqual(t, []string{"a"}, got["n2"])
+		assert.NotEqual(t, []string{"a"}, got["n3"])
+		assert.Equal(t, got, allocator.Plan(groups, nodes, got), "the plan of a plan")
+	})
+
+	t.Run("an uncapped preferred group pins as before, beside its holders", func(t *testing.T) {
+		groups := []allocator.Group{{Name: "a"}, {Name: "b"}}
 		nodes := []allocator.Node{{ID: "n0", IP: "1"}, {ID: "n1", IP: "2", Preferred: "a"}}
 		got := allocator.Plan(groups, nodes, allocator.Assignment{"n0": {"a"}, "n1": {"b"}})
 		assert.Equal(t, allocator.Assignment{"n0": {"b"}, "n1": {"a"}}, got)
@@ -449,7 +482,7 @@ func referenceTargets(v view, prev allocator.Assignment) map[string]int {
 		}
 		return math.MaxInt
 	}
-	pinned := v.pinned()
+	pinned := v.pinned(prev)
 	count := map[string]int{}
 	for _, g := range pinned {
 		count[g]++
@@ -500,7 +533,7 @@ func referencePlan(groups []allocator.Group, nodes []allocator.Node, prev alloca
 		return referencePack(v, prev)
 	}
 
-	pinned := v.pinned()
+	pinned := v.pinned(prev)
 	count := referenceTargets(v, prev)
 
 	// Keep, release, place.

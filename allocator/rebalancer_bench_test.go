@@ -33,7 +33,7 @@ func BenchmarkRebalance(b *testing.B) {
 			for i := range b.N {
 				b.StopTimer()
 				id := "node-" + strconv.Itoa(i%size.nodes)
-				require.NoError(b, p.hb.Leave(ctx, id, ""))
+				require.NoError(b, p.hb.Leave(ctx, id, "test"))
 				b.StartTimer()
 				res, err := p.rb.Run(ctx)
 				b.StopTimer()

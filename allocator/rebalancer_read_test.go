@@ -30,7 +30,7 @@ func TestRunAfterLeaveCostsFourRoundTrips(t *testing.T) {
 			p.addGroup(t, "a", 1, 0)
 			p.addGroup(t, "b", 1, 0)
 			for i := 1; i <= 4; i++ {
-				p.beat(t, heartbeat.Beat{Node: fmt.Sprintf("n%d", i)})
+				p.beat(t, heartbeat.Beat{Node: fmt.Sprintf("n%d", i), Session: "test"})
 			}
 			// The first run loads the scripts and fills the group cache.
 			_, err := p.rb.Run(ctx)
@@ -38,7 +38,7 @@ func TestRunAfterLeaveCostsFourRoundTrips(t *testing.T) {
 
 			var trips redistest.RoundTrips
 			rdb.AddHook(&trips)
-			require.NoError(t, p.hb.Leave(ctx, "n2", ""))
+			require.NoError(t, p.hb.Leave(ctx, "n2", "test"))
 			trips.N.Store(0)
 			res, err := p.rb.Run(ctx)
 			require.NoError(t, err)
@@ -58,7 +58,7 @@ func TestRunReapsAppliesDueAndSeesWrites(t *testing.T) {
 	p := newPool(t, rdb)
 	p.addGroup(t, "a", 1, 0)
 	for _, id := range []string{"n1", "n2", "n3"} {
-		p.beat(t, heartbeat.Beat{Node: id})
+		p.beat(t, heartbeat.Beat{Node: id, Session: "test"})
 	}
 	_, err := p.rb.Run(ctx)
 	require.NoError(t, err)

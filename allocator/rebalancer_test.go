@@ -80,7 +80,7 @@ func TestRebalancerAssignsEveryLiveNode(t *testing.T) {
 			p.addGroup(t, "search", 2, 0)
 			p.addGroup(t, "maps", 1, 0)
 			for i := 1; i <= 5; i++ {
-				reply := p.beat(t, heartbeat.Beat{Node: fmt.Sprintf("n%d", i)})
+				reply := p.beat(t, heartbeat.Beat{Node: fmt.Sprintf("n%d", i), Session: "test"})
 				assert.True(t, reply.Work, "an unplanned member means work is waiting")
 			}
 
@@ -103,7 +103,7 @@ func TestRebalancerAssignsEveryLiveNode(t *testing.T) {
 			require.NoError(t, err)
 			assert.False(t, res.Changed)
 			assert.Equal(t, int64(1), res.Epoch)
-			assert.False(t, p.beat(t, heartbeat.Beat{Node: "n1", Held: a.Nodes["n1"], Ack: 1}).Work)
+			assert.False(t, p.beat(t, heartbeat.Beat{Node: "n1", Held: a.Nodes["n1"], Ack: 1, Session: "test"}).Work)
 
 			st, err := Inspect(ctx, p.reg, p.hb)
 			require.NoError(t, err)
@@ -124,7 +124,7 @@ func TestRebalancerAssignsEveryLiveNode(t *testing.T) {
 
 			// A leaving node is out of the committed assignment at once: the
 			// holder count drops and it can never read its old groups again.
-			require.NoError(t, p.hb.Leave(ctx, searchers[0], ""))
+			require.NoError(t, p.hb.Leave(ctx, searchers[0], "test"))
 			view, err = p.reg.NodeAssignment(ctx, searchers[0])
 			require.NoError(t, err)
 			assert.Empty(t, view.Groups)
@@ -148,17 +148,17 @@ func TestStalePlannerCannotOverwriteNewerPlan(t *testing.T) {
 	p := newPool(t, rdb)
 	p.addGroup(t, "a", 1, 0)
 	p.addGroup(t, "b", 1, 0)
-	p.beat(t, heartbeat.Beat{Node: "n1"})
+	p.beat(t, heartbeat.Beat{Node: "n1", Session: "test"})
 	_, err := p.rb.Run(ctx)
 	require.NoError(t, err)
 
-	p.beat(t, heartbeat.Beat{Node: "n2"})
+	p.beat(t, heartbeat.Beat{Node: "n2", Session: "test"})
 	stale := NewRebalancer(rdb, p.reg, p.hb)
 	var bResult Result
 	stale.beforeCommit = func() {
 		// A's lock "expires" while it is paused.
 		require.NoError(t, rdb.Del(ctx, stale.lockName).Err())
-		p.beat(t, heartbeat.Beat{Node: "n3"})
+		p.beat(t, heartbeat.Beat{Node: "n3", Session: "test"})
 		bResult, err = NewRebalancer(rdb, p.reg, p.hb).Run(ctx)
 		require.NoError(t, err)
 	}
@@ -211,7 +211,7 @@ func TestRacingRebalancersConverge(t *testing.T) {
 		})
 	}
 	for i := 1; i <= 12; i++ {
-		p.beat(t, heartbeat.Beat{Node: fmt.Sprintf("n%d", i)})
+		p.beat(t, heartbeat.Beat{Node: fmt.Sprintf("n%d", i), Session: "test"})
 	}
 	require.Eventually(t, func() bool {
 		a := p.assignment(t)
@@ -237,18 +237,18 @@ func TestExclusiveGroupHandoff(t *testing.T) {
 	p := newPool(t, redistest.Start(t).Client(t))
 	p.addGroup(t, "x", 1, 1)
 	p.addGroup(t, "y", 1, 0)
-	p.beat(t, heartbeat.Beat{Node: "n1", Preferred: "x"})
-	p.beat(t, heartbeat.Beat{Node: "n3", Preferred: "y"})
+	p.beat(t, heartbeat.Beat{Node: "n1", Preferred: "x", Session: "test"})
+	p.beat(t, heartbeat.Beat{Node: "n3", Preferred: "y", Session: "test"})
 	_, err := p.rb.Run(ctx)
 	require.NoError(t, err)
 	a := p.assignment(t)
 	require.Equal(t, []string{"x"}, a.Nodes["n1"])
 	require.Equal(t, []string{"y"}, a.Nodes["n3"])
-	p.beat(t, heartbeat.Beat{Node: "n1", Preferred: "x", Held: []string{"x"}, Ack: a.Epoch})
+	p.beat(t, heartbeat.Beat{Node: "n1", Preferred: "x", Held: []string{"x"}, Ack: a.Epoch, Session: "test"})
 
 	// n1 now prefers y and n2 wants x: n2 must wait for n1's release.
-	p.beat(t, heartbeat.Beat{Node: "n1", Preferred: "y", Held: []string{"x"}, Ack: a.Epoch})
-	p.beat(t, heartbeat.Beat{Node: "n2", Preferred: "x"})
+	p.beat(t, heartbeat.Beat{Node: "n1", Preferred: "y", Held: []string{"x"}, Ack: a.Epoch, Session: "test"})
+	p.beat(t, heartbeat.Beat{Node: "n2", Preferred: "x", Session: "test"})
 	res, err := p.rb.Run(ctx)
 	require.NoError(t, err)
 	assert.Equal(t, 1, res.Waiting)
@@ -257,7 +257,7 @@ func TestExclusiveGroupHandoff(t *testing.T) {
 	assert.Empty(t, a.Nodes["n2"])
 
 	// n1's beat acknowledging the revoke (x released) signals work...
-	reply := p.beat(t, heartbeat.Beat{Node: "n1", Preferred: "y", Held: []string{"y"}, Ack: a.Epoch})
+	reply := p.beat(t, heartbeat.Beat{Node: "n1", Preferred: "y", Held: []string{"y"}, Ack: a.Epoch, Session: "test"})
 	assert.True(t, reply.Work)
 	// ...and the next run grants x to n2.
 	res, err = p.rb.Run(ctx)
@@ -273,11 +273,11 @@ func TestRetiredOnceNobodyHoldsIt(t *testing.T) {
 	p := newPool(t, redistest.Start(t).Client(t))
 	p.addGroup(t, "old", 1, 0)
 	p.addGroup(t, "new", 1, 0)
-	p.beat(t, heartbeat.Beat{Node: "n1", Preferred: "old"})
+	p.beat(t, heartbeat.Beat{Node: "n1", Preferred: "old", Session: "test"})
 	_, err := p.rb.Run(ctx)
 	require.NoError(t, err)
 	a := p.assignment(t)
-	p.beat(t, heartbeat.Beat{Node: "n1", Preferred: "old", Held: []string{"old"}, Ack: a.Epoch})
+	p.beat(t, heartbeat.Beat{Node: "n1", Preferred: "old", Held: []string{"old"}, Ack: a.Epoch, Session: "test"})
 
 	_, err = p.reg.Retire(ctx, "old", time.Hour, "test")
 	require.NoError(t, err)
@@ -287,7 +287,7 @@ func TestRetiredOnceNobodyHoldsIt(t *testing.T) {
 	a = p.assignment(t)
 	assert.Equal(t, []string{"new"}, a.Nodes["n1"])
 
-	p.beat(t, heartbeat.Beat{Node: "n1", Preferred: "old", Held: []string{"new"}, Ack: a.Epoch})
+	p.beat(t, heartbeat.Beat{Node: "n1", Preferred: "old", Held: []string{"new"}, Ack: a.Epoch, Session: "test"})
 	res, err = p.rb.Run(ctx)
 	require.NoError(t, err)
 	assert.Equal(t, []string{"old"}, res.Retired)
@@ -301,7 +301,7 @@ func TestRunReturnsErrLockedWhileAnotherPlans(t *testing.T) {
 	rdb := redistest.Start(t).Client(t)
 	p := newPool(t, rdb)
 	p.addGroup(t, "a", 1, 0)
-	p.beat(t, heartbeat.Beat{Node: "n1"})
+	p.beat(t, heartbeat.Beat{Node: "n1", Session: "test"})
 	other := NewRebalancer(rdb, p.reg, p.hb)
 	other.beforeCommit = func() {
 		_, err := p.rb.Run(ctx)
@@ -338,8 +338,8 @@ func TestRebalancerFromEveryURLForm(t *testing.T) {
 			p := newPool(t, rdb)
 			p.addGroup(t, "a", 1, 0)
 			p.addGroup(t, "b", 1, 1)
-			p.beat(t, heartbeat.Beat{Node: "n1"})
-			p.beat(t, heartbeat.Beat{Node: "n2"})
+			p.beat(t, heartbeat.Beat{Node: "n1", Session: "test"})
+			p.beat(t, heartbeat.Beat{Node: "n2", Session: "test"})
 
 			res, err := p.rb.Run(ctx)
 			require.NoError(t, err)

@@ -58,6 +58,19 @@ func (c *Client) beatLoop() {
 			timer.Reset(c.o.heartbeat.Interval)
 			continue
 		}
+		if errors.Is(err, heartbeat.ErrTooManyNodes) {
+			// Redis is fine; the namespace is at its max_live_nodes. Retry
+			// each interval, as for an ID in use: a node may leave.
+			c.mu.Lock()
+			c.lastErr = err
+			c.mu.Unlock()
+			if !inUseLogged {
+				c.log.Warn("allot: the namespace has its max_live_nodes; retrying each interval", "node", c.o.nodeID, "err", err)
+			}
+			inUseLogged = true
+			timer.Reset(c.o.heartbeat.Interval)
+			continue
+		}
 		failures++
 		c.mu.Lock()
 		c.lastErr = err

@@ -30,13 +30,14 @@ func TestCappedReleaseWaitsForOnChange(t *testing.T) {
 	ctx := context.Background()
 	p := newPool(t)
 	p.addGroup("solo", registry.Change{Set: set("api_key", "only-one"), MaxNodes: ptr(1)})
-	p.addGroup("wide", registry.Change{Set: set("api_key", "many")})
 
 	entered := make(chan struct{})
 	release := make(chan struct{})
 	var once, unblock sync.Once
 	t.Cleanup(func() { unblock.Do(func() { close(release) }) }) // never leave Close hanging
-	holder := p.newClient("holder")
+	// The holder prefers a group added later: then a plan moves it off solo
+	// (a preference for solo never takes solo from its live holder).
+	holder := p.newClient("holder", WithPreferredGroup("wide"))
 	holder.OnChange(func(old, new Assignment) {
 		if old.Holds("solo") && !new.Holds("solo") {
 			once.Do(func() { close(entered) })
@@ -48,6 +49,7 @@ func TestCappedReleaseWaitsForOnChange(t *testing.T) {
 	require.NoError(t, holder.Start(startCtx))
 	within(t, 10*time.Second, func() bool { return holder.Assignment().Holds("solo") }, "holder holds solo")
 
+	p.addGroup("wide", registry.Change{Set: set("api_key", "many")})
 	taker := p.startClient("taker", WithPreferredGroup("solo"))
 	select {
 	case <-entered:

@@ -21,7 +21,7 @@ var (
 	// longer than MaxNodeIDLen bytes, not UTF-8, or containing a control
 	// character, a comma or whitespace), an IP that does not parse, a
 	// preferred group that is not a valid group name, a held group name
-	// containing a comma, or a malformed session.
+	// that is not one, or a malformed or empty session.
 	ErrInvalidNode = errors.New("heartbeat: invalid node")
 
 	// ErrNodeIDInUse is returned by Beat when the node ID is live under
@@ -29,6 +29,12 @@ var (
 	// the ID frees up when that session leaves or stops beating for a TTL.
 	// The error is an *InUseError, which says for how long at least.
 	ErrNodeIDInUse = errors.New("heartbeat: node id in use by another session")
+
+	// ErrTooManyNodes is returned by Beat for a beat that would join a node
+	// while the namespace already has its max_live_nodes live nodes (see
+	// StoreMaxLiveNodes). Nothing was recorded; nodes already live keep
+	// beating, and the join succeeds once a node leaves or expires.
+	ErrTooManyNodes = errors.New("heartbeat: too many live nodes in the namespace")
 
 	// ErrWrongSession is returned by Leave and CheckSession when the node's
 	// record belongs to another session (or, for CheckSession, when the
@@ -52,3 +58,19 @@ func (e *InUseError) Error() string {
 
 // Unwrap makes errors.Is(err, ErrNodeIDInUse) true.
 func (e *InUseError) Unwrap() error { return ErrNodeIDInUse }
+
+// ErrInvalidBeat is returned by Beat for a beat that carries what no valid
+// node sends: an invalid node ID, session, IP or preferred group, more than
+// MaxHeld held groups, or a held name that is not a group name. The beat
+// script checks the same rules before its first write, so a beat that gets
+// past Go's checks some other way is refused the same, writing nothing. It
+// matches ErrInvalidNode too (errors.Is), so callers that map ErrInvalidNode
+// to a client error need no change.
+var ErrInvalidBeat error = invalidBeat{}
+
+type invalidBeat struct{}
+
+func (invalidBeat) Error() string { return "heartbeat: invalid beat" }
+
+// Is makes errors.Is(ErrInvalidBeat, ErrInvalidNode) true.
+func (invalidBeat) Is(target error) bool { return target == ErrInvalidNode }

@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 	"unicode"
 	"unicode/utf8"
@@ -21,7 +22,6 @@ import (
 
 	"github.com/allot-io/allot/internal/assignlua"
 	"github.com/allot-io/allot/internal/keys"
-	"github.com/allot-io/allot/registry"
 )
 
 // MaxNodeIDLen is the longest node ID accepted, in bytes.
@@ -31,8 +31,18 @@ const MaxNodeIDLen = 128
 // 16 hex characters.
 const MaxSessionLen = 64
 
-// logMaxLen caps the :log stream (MAXLEN ~).
-const logMaxLen = 10000
+// MaxIPLen is the longest IP a beat may carry, in bytes: an IPv6 address
+// with a zone fits.
+const MaxIPLen = 64
+
+// MaxHeld is the most group names one beat may report held. A node holds
+// one group when the pool has at least as many nodes as groups, and about
+// groups/nodes otherwise; 1,024 names (at most 64 KiB) covers any pool a
+// node can serve while bounding what one node ID stores.
+const MaxHeld = 1024
+
+// nodeLogMaxLen caps the node event stream :log:nodes (MAXLEN ~).
+const nodeLogMaxLen = 10000
 
 var (
 	//go:embed beat.lua
@@ -67,8 +77,17 @@ type Tracker struct {
 	log  *slog.Logger
 
 	// Key names built once: a beat is the hot path.
-	nodes, state, logKey, schedule, revoked, events, members string
+	nodes, state, logKey, schedule, revoked, events, members, settings string
+
+	// warned holds the nodes whose ignored held names were logged, so a
+	// node that keeps claiming them is logged once (bounded: cleared when
+	// it reaches maxWarned).
+	warnMu sync.Mutex
+	warned map[string]struct{}
 }
+
+// maxWarned bounds Tracker.warned.
+const maxWarned = 4096
 
 // Option configures a Tracker.
 type Option func(*Tracker)
@@ -106,8 +125,8 @@ func New(rdb redis.UniversalClient, ns string, cfg Config, opts ...Option) (*Tra
 		log:  slog.New(slog.NewTextHandler(io.Discard, nil)),
 	}
 	k := t.keys
-	t.nodes, t.state, t.logKey, t.schedule = k.Nodes(), k.State(), k.Log(), k.Schedule()
-	t.revoked, t.events, t.members = k.Revoked(), k.Events(), k.Members()
+	t.nodes, t.state, t.logKey, t.schedule = k.Nodes(), k.State(), k.NodeLog(), k.Schedule()
+	t.revoked, t.events, t.members, t.settings = k.Revoked(), k.Events(), k.Members(), k.Settings()
 	for _, o := range opts {
 		o(t)
 	}
@@ -122,20 +141,23 @@ func (t *Tracker) Config() Config { return t.cfg }
 type Beat struct {
 	// Node is the node ID (see ValidateNodeID).
 	Node string
-	// Session identifies the process beating for Node (see NewSession): a
-	// live ID belongs to one session, and a beat from another one is
-	// refused with ErrNodeIDInUse. "" is a session like any other (tools
-	// and tests that never share an ID); a process should use NewSession.
+	// Session identifies the process beating for Node (see NewSession and
+	// ValidateSession; required): a live ID belongs to one session, and a
+	// beat from another one is refused with ErrNodeIDInUse.
 	Session string
 	// IP is the node's address; it feeds the allocator's IP hash. It must
-	// parse as an IP address ("" = unknown).
+	// parse as an IP address ("" = unknown), at most MaxIPLen bytes.
 	IP string
 	// Preferred is the group the node asks to be pinned to ("" = none); it
 	// must be a valid group name. Changing it counts as a membership change
 	// (mver++), at most once per interval: a change within an interval of
-	// the last one is applied by the first beat after it.
+	// the last one is applied by the first beat after it. A preference
+	// never takes a capped group from a live holder (allocator.Plan).
 	Preferred string
-	// Held lists the groups the node is using right now (any order).
+	// Held lists the groups the node is using right now (any order; at most
+	// MaxHeld valid group names). Only the groups of the node's committed
+	// entry or revoked entries count; the others are not stored and come
+	// back in Reply.Ignored.
 	Held []string
 	// Ack is the assignment epoch that Held reflects.
 	Ack int64
@@ -182,58 +204,107 @@ type Reply struct {
 	EntryIsHeld bool
 	Dirty       bool
 	Holders     map[string]int
+	// Ignored lists the held groups the beat reported that the node was
+	// neither assigned nor has a revoked entry for, sorted: they were not
+	// recorded (a claim on a group the node was never given counts for
+	// nothing). The Tracker logs them once per node.
+	Ignored []string
 }
 
 // BeatKeys is how many keys the beat script takes: command hooks that
 // count beats (tests, check perf) recognise it by EVALSHA with this many
 // keys, the first one the namespace's :nodes.
-const BeatKeys = 8
+const BeatKeys = 9
 
 // Beat records one beat of b.Node in exactly one round trip and returns the
 // state the node needs to notice a change. The first beat of a node (or the
 // first after it was reaped or left, or a new session's first beat after the
 // old one expired) joins it: mver++ and a node.joined event. A beat for an
 // ID live under another session records nothing and returns an *InUseError
-// (ErrNodeIDInUse); an invalid beat returns ErrInvalidNode.
+// (ErrNodeIDInUse); a join while the namespace has its max_live_nodes live
+// records nothing and returns ErrTooManyNodes; an invalid beat records
+// nothing and returns ErrInvalidBeat (the script checks every field and
+// bound again before its first write). Liveness is judged by the TTL stored
+// for the namespace (Config's when none is).
 func (t *Tracker) Beat(ctx context.Context, b Beat) (Reply, error) {
 	held, err := b.validate()
 	if err != nil {
 		return Reply{}, err
 	}
 	res, err := beatScript.Run(ctx, t.rdb,
-		[]string{t.nodes, t.state, t.members, t.logKey, t.schedule, t.revoked, t.keys.Assign(), t.keys.Holders()},
-		b.Node, b.IP, b.Preferred, held, b.Ack, t.ttl, t.events, logMaxLen, b.Session, t.iv, b.Rev,
+		[]string{t.nodes, t.state, t.members, t.logKey, t.schedule, t.revoked, t.keys.Assign(), t.keys.Holders(), t.settings},
+		b.Node, b.IP, b.Preferred, held, b.Ack, t.ttl, t.events, nodeLogMaxLen, b.Session, t.iv, b.Rev,
+		MaxHeld, MaxNodeIDLen, MaxIPLen, MaxSessionLen, DefaultMaxLiveNodes,
 	).Int64Slice()
 	if err != nil {
+		if what, ok := strings.CutPrefix(err.Error(), "INVALIDBEAT "); ok {
+			return Reply{}, fmt.Errorf("%w %q: %s (refused by the beat script)", ErrInvalidBeat, truncate(b.Node, 64), what)
+		}
 		return Reply{}, fmt.Errorf("heartbeat: beat %q: %w", b.Node, err)
 	}
-	if len(res) == 3 && res[0] == -1 {
+	switch {
+	case len(res) == 3 && res[0] == -1:
 		return Reply{Now: time.UnixMilli(res[2])}, &InUseError{Node: b.Node, Remaining: time.Duration(res[1]-res[2]) * time.Millisecond}
-	}
-	if len(res) < 9 {
+	case len(res) == 3 && res[0] == -2:
+		return Reply{}, fmt.Errorf("%w: node %q cannot join namespace %q: %d nodes are live, max_live_nodes is %d",
+			ErrTooManyNodes, b.Node, t.keys.Namespace(), res[1], res[2])
+	case len(res) < 10:
 		return Reply{}, fmt.Errorf("heartbeat: beat %q: unexpected reply of %d values", b.Node, len(res))
 	}
 	r := Reply{Epoch: res[0], Rev: res[1], Work: res[2] == 1, Joined: res[3] == 1, Now: time.UnixMilli(res[4]), First: res[5] == 1,
 		HeldRev: res[6], EntryIsHeld: res[7] == 1, Dirty: res[8] == 1}
-	if r.EntryIsHeld {
-		names := strings.Split(held, ",")
-		if held == "" {
-			names = nil
+	names := splitHeld(held)
+	k := res[9]
+	if k < 0 || int64(len(res)) < 10+k {
+		return Reply{}, fmt.Errorf("heartbeat: beat %q: unexpected reply of %d values for %d ignored groups", b.Node, len(res), k)
+	}
+	for _, pos := range res[10 : 10+k] {
+		if pos < 1 || pos > int64(len(names)) {
+			return Reply{}, fmt.Errorf("heartbeat: beat %q: ignored group %d of %d", b.Node, pos, len(names))
 		}
-		if len(res) != 9+len(names) {
+		r.Ignored = append(r.Ignored, names[pos-1])
+	}
+	counts := res[10+k:]
+	if r.EntryIsHeld {
+		if len(counts) != len(names) {
 			return Reply{}, fmt.Errorf("heartbeat: beat %q: unexpected reply of %d values for %d groups", b.Node, len(res), len(names))
 		}
 		if len(names) > 0 {
 			r.Holders = make(map[string]int, len(names))
 			for i, g := range names {
-				r.Holders[g] = int(res[9+i])
+				r.Holders[g] = int(counts[i])
 			}
 		}
 	}
 	if r.Joined {
 		t.log.Info("node joined", "node", b.Node, "epoch", r.Epoch)
 	}
+	if len(r.Ignored) > 0 {
+		t.warnIgnored(b.Node, r.Ignored)
+	}
 	return r, nil
+}
+
+// warnIgnored logs, once per node, the held groups its beats claim outside
+// its committed entry and revoked entries.
+func (t *Tracker) warnIgnored(node string, ignored []string) {
+	t.warnMu.Lock()
+	_, done := t.warned[node]
+	if !done {
+		if t.warned == nil || len(t.warned) >= maxWarned {
+			t.warned = make(map[string]struct{})
+		}
+		t.warned[node] = struct{}{}
+	}
+	t.warnMu.Unlock()
+	if !done {
+		shown := ignored[:min(len(ignored), 16)]
+		// Info, not Warn: an honest node reports an uncapped group it was
+		// just moved off (make-before-break) until it reads; a node that
+		// claims groups it was never given shows here too.
+		t.log.Info("beat reports held groups outside the node's entry and revoked entries; not counted (logged once per node)",
+			"node", node, "groups", shown, "count", len(ignored))
+	}
 }
 
 // Node is a live node as stored by its beats.
@@ -258,7 +329,7 @@ func (t *Tracker) Live(ctx context.Context) ([]Node, time.Time, error) {
 	var recordsCmd *redis.MapStringStringCmd
 	for attempt := 0; ; attempt++ {
 		pipe := t.rdb.Pipeline()
-		liveCmd = liveScript.EvalSha(ctx, pipe, []string{t.nodes}, t.ttl)
+		liveCmd = liveScript.EvalSha(ctx, pipe, []string{t.nodes, t.settings}, t.ttl)
 		recordsCmd = pipe.HGetAll(ctx, t.members)
 		_, err := pipe.Exec(ctx)
 		if err == nil || errors.Is(err, redis.Nil) {
@@ -310,9 +381,7 @@ func (t *Tracker) Live(ctx context.Context) ([]Node, time.Time, error) {
 // time), bumps mver once if any was removed, emits one node.reaped event per
 // node, and returns their IDs sorted. One round trip.
 func (t *Tracker) Reap(ctx context.Context) ([]string, error) {
-	k := t.keys
-	ids, err := reapScript.Run(ctx, t.rdb, []string{k.Nodes(), k.State(), k.Log(), k.Members(), k.Assign(), k.Revoked(), k.Holders()},
-		t.ttl, k.Events(), logMaxLen).StringSlice()
+	ids, err := reapScript.Run(ctx, t.rdb, t.reapKeys(), t.ttl, t.events, nodeLogMaxLen).StringSlice()
 	if err != nil {
 		return nil, fmt.Errorf("heartbeat: reap: %w", err)
 	}
@@ -324,10 +393,23 @@ func (t *Tracker) Reap(ctx context.Context) ([]string, error) {
 	return ids, nil
 }
 
+// reapKeys are the KEYS of reap.lua.
+func (t *Tracker) reapKeys() []string {
+	k := t.keys
+	return []string{t.nodes, t.state, t.logKey, t.members, k.Assign(), k.Revoked(), k.Holders(), t.settings}
+}
+
+// leaveKeys are the KEYS of leave.lua.
+func (t *Tracker) leaveKeys() []string {
+	k := t.keys
+	return []string{t.nodes, t.state, t.members, t.logKey, k.Assign(), k.Revoked(), k.Holders()}
+}
+
 // Leave deregisters node id at once (mver++, node.left event), so its groups
 // can move without waiting for the TTL. Only the session that holds the ID
-// may: for a node whose record holds another session it changes nothing and
-// returns ErrWrongSession. Leaving an unknown node is a no-op.
+// may, and session must be valid (ValidateSession: "" is not): for a node
+// whose record holds another session it changes nothing and returns
+// ErrWrongSession. Leaving an unknown node is a no-op.
 func (t *Tracker) Leave(ctx context.Context, id, session string) error {
 	if err := ValidateSession(session); err != nil {
 		return err
@@ -346,19 +428,20 @@ func (t *Tracker) leave(ctx context.Context, id, session string, force bool) err
 	if err := ValidateNodeID(id); err != nil {
 		return err
 	}
-	k := t.keys
 	forceArg := "0"
 	if force {
 		forceArg = "1"
 	}
-	left, err := leaveScript.Run(ctx, t.rdb, []string{k.Nodes(), k.State(), k.Members(), k.Log(), k.Assign(), k.Revoked(), k.Holders()},
-		id, k.Events(), logMaxLen, session, forceArg).Int64()
+	left, err := leaveScript.Run(ctx, t.rdb, t.leaveKeys(), id, t.events, nodeLogMaxLen, session, forceArg).Int64()
 	return t.leaveResult(id, force, left, err)
 }
 
 // leaveResult interprets leave.lua's reply.
 func (t *Tracker) leaveResult(id string, force bool, left int64, err error) error {
 	if err != nil {
+		if what, ok := strings.CutPrefix(err.Error(), "INVALIDLEAVE "); ok {
+			return fmt.Errorf("%w: leave %q: %s (refused by the leave script)", ErrInvalidNode, truncate(id, 64), what)
+		}
 		return fmt.Errorf("heartbeat: leave %q: %w", id, err)
 	}
 	switch left {
@@ -382,9 +465,7 @@ func (t *Tracker) QueueLeave(ctx context.Context, tx redis.Pipeliner, id, sessio
 	if err := ValidateSession(session); err != nil {
 		return func() error { return err }
 	}
-	k := t.keys
-	cmd := leaveScript.Eval(ctx, tx, []string{k.Nodes(), k.State(), k.Members(), k.Log(), k.Assign(), k.Revoked(), k.Holders()},
-		id, k.Events(), logMaxLen, session, "0")
+	cmd := leaveScript.Eval(ctx, tx, t.leaveKeys(), id, t.events, nodeLogMaxLen, session, "0")
 	return func() error {
 		left, err := cmd.Int64()
 		return t.leaveResult(id, false, left, err)
@@ -423,51 +504,77 @@ func NewSession() string {
 	return hex.EncodeToString(b[:])
 }
 
-// ValidateSession reports whether s can be used as a session: at most
-// MaxSessionLen bytes of ASCII letters, digits, '-' and '_' ("" is allowed
-// in the Go API). The error wraps ErrInvalidNode.
+// ValidateSession reports whether s can be used as a session: 1 to
+// MaxSessionLen bytes of ASCII letters, digits, '-' and '_'. "" is not a
+// session: a node with no session could be left or taken over by anyone
+// sending none. The error wraps ErrInvalidNode.
 func ValidateSession(s string) error {
-	if len(s) > MaxSessionLen {
-		return fmt.Errorf("%w: session of %d bytes is longer than %d", ErrInvalidNode, len(s), MaxSessionLen)
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c == '-' || c == '_') {
-			return fmt.Errorf("%w: session contains %q (letters, digits, '-' and '_' only)", ErrInvalidNode, c)
-		}
+	if p := checkSession(s); p != "" {
+		return fmt.Errorf("%w: %s", ErrInvalidNode, p)
 	}
 	return nil
 }
 
-// validate checks everything a beat stores and returns the joined held list.
-func (b Beat) validate() (string, error) {
-	if err := ValidateNodeID(b.Node); err != nil {
-		return "", err
+func checkSession(s string) string {
+	if s == "" {
+		return "empty session (use NewSession)"
 	}
-	if err := ValidateSession(b.Session); err != nil {
-		return "", err
+	if len(s) > MaxSessionLen {
+		return fmt.Sprintf("session of %d bytes is longer than %d", len(s), MaxSessionLen)
 	}
-	if err := ValidateIP(b.IP); err != nil {
-		return "", err
-	}
-	if b.Preferred != "" {
-		if err := registry.ValidateName(b.Preferred); err != nil {
-			return "", fmt.Errorf("%w: preferred group: %w", ErrInvalidNode, err)
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c == '-' || c == '_') {
+			return fmt.Sprintf("session contains %q (letters, digits, '-' and '_' only)", c)
 		}
 	}
-	return joinHeld(b.Held)
+	return ""
+}
+
+// validate checks everything a beat stores and returns the joined held
+// list; its errors wrap ErrInvalidBeat.
+func (b Beat) validate() (string, error) {
+	p := checkNodeID(b.Node)
+	if p == "" {
+		p = checkSession(b.Session)
+	}
+	if p == "" {
+		p = checkIP(b.IP)
+	}
+	if p == "" && b.Preferred != "" && !keys.ValidGroupName(b.Preferred) {
+		p = fmt.Sprintf("preferred group %q does not match %s", truncate(b.Preferred, 64), keys.GroupNameRule)
+	}
+	if p != "" {
+		return "", fmt.Errorf("%w: %s", ErrInvalidBeat, p)
+	}
+	held, p := joinHeld(b.Held)
+	if p != "" {
+		return "", fmt.Errorf("%w: %s", ErrInvalidBeat, p)
+	}
+	return held, nil
 }
 
 // ValidateIP reports whether ip is a node address: "" (unknown) or an IPv4
-// or IPv6 address as net/netip parses it. The error wraps ErrInvalidNode.
+// or IPv6 address as net/netip parses it, at most MaxIPLen bytes. The error
+// wraps ErrInvalidNode.
 func ValidateIP(ip string) error {
-	if ip == "" {
-		return nil
+	if p := checkIP(ip); p != "" {
+		return fmt.Errorf("%w: %s", ErrInvalidNode, p)
+	}
+	return nil
+}
+
+func checkIP(ip string) string {
+	switch {
+	case ip == "":
+		return ""
+	case len(ip) > MaxIPLen:
+		return fmt.Sprintf("ip of %d bytes is longer than %d", len(ip), MaxIPLen)
 	}
 	if _, err := netip.ParseAddr(ip); err != nil {
-		return fmt.Errorf("%w: ip %q is not an IP address", ErrInvalidNode, truncate(ip, 64))
+		return fmt.Sprintf("ip %q is not an IP address", truncate(ip, 64))
 	}
-	return validateField("ip", ip) // zones are free text
+	return checkField("ip", ip) // zones are free text
 }
 
 // truncate shortens s for an error message.
@@ -482,30 +589,37 @@ func truncate(s string, n int) string {
 // most MaxNodeIDLen bytes of UTF-8, with no control character, comma or
 // whitespace. The error wraps ErrInvalidNode.
 func ValidateNodeID(id string) error {
-	switch {
-	case id == "":
-		return fmt.Errorf("%w: empty id", ErrInvalidNode)
-	case len(id) > MaxNodeIDLen:
-		return fmt.Errorf("%w: id of %d bytes is longer than %d", ErrInvalidNode, len(id), MaxNodeIDLen)
-	case !utf8.ValidString(id):
-		return fmt.Errorf("%w: id %q is not valid UTF-8", ErrInvalidNode, id)
-	}
-	for _, r := range id {
-		if r == ',' || unicode.IsControl(r) || unicode.IsSpace(r) {
-			return fmt.Errorf("%w: id %q contains %q", ErrInvalidNode, id, r)
-		}
+	if p := checkNodeID(id); p != "" {
+		return fmt.Errorf("%w: %s", ErrInvalidNode, p)
 	}
 	return nil
 }
 
-// validateField rejects what cannot be stored in a tab-separated record.
-func validateField(what, v string) error {
-	for _, r := range v {
-		if unicode.IsControl(r) {
-			return fmt.Errorf("%w: %s %q contains a control character", ErrInvalidNode, what, v)
+func checkNodeID(id string) string {
+	switch {
+	case id == "":
+		return "empty id"
+	case len(id) > MaxNodeIDLen:
+		return fmt.Sprintf("id of %d bytes is longer than %d", len(id), MaxNodeIDLen)
+	case !utf8.ValidString(id):
+		return fmt.Sprintf("id %q is not valid UTF-8", id)
+	}
+	for _, r := range id {
+		if r == ',' || unicode.IsControl(r) || unicode.IsSpace(r) {
+			return fmt.Sprintf("id %q contains %q", id, r)
 		}
 	}
-	return nil
+	return ""
+}
+
+// checkField rejects what cannot be stored in a tab-separated record.
+func checkField(what, v string) string {
+	for _, r := range v {
+		if unicode.IsControl(r) {
+			return fmt.Sprintf("%s %q contains a control character", what, truncate(v, 64))
+		}
+	}
+	return ""
 }
 
 // splitLines splits a newline-joined list ("" = empty).
@@ -551,23 +665,24 @@ func recordSession(rec string) string {
 	return f[5]
 }
 
-// joinHeld sorts, dedupes and comma-joins held group names.
-func joinHeld(held []string) (string, error) {
+// joinHeld sorts, dedupes and comma-joins held group names: at most
+// MaxHeld names, each a valid group name (else the problem, not "").
+func joinHeld(held []string) (string, string) {
 	if len(held) == 0 {
-		return "", nil
+		return "", ""
+	}
+	if len(held) > MaxHeld {
+		return "", fmt.Sprintf("%d held groups, more than %d", len(held), MaxHeld)
 	}
 	h := slices.Clone(held)
 	slices.Sort(h)
 	h = slices.Compact(h)
 	for _, g := range h {
-		if g == "" || strings.ContainsRune(g, ',') {
-			return "", fmt.Errorf("%w: held group %q is empty or contains a comma", ErrInvalidNode, g)
-		}
-		if err := validateField("held group", g); err != nil {
-			return "", err
+		if !keys.ValidGroupName(g) {
+			return "", fmt.Sprintf("held group %q does not match %s", truncate(g, 64), keys.GroupNameRule)
 		}
 	}
-	return strings.Join(h, ","), nil
+	return strings.Join(h, ","), ""
 }
 
 // splitHeld parses a comma-joined held list ("" = none).

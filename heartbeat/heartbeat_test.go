@@ -67,7 +67,7 @@ func (e env) planned(t *testing.T) {
 	e.setState(t, "pmver", e.state(t, "mver"), "prev", e.state(t, "rev"))
 }
 
-// logEntries returns the :log stream entries.
+// logEntries returns the :log:nodes stream entries (node events).
 // member reads node id's stored record as named fields.
 func (e env) member(t *testing.T, id string) map[string]string {
 	t.Helper()
@@ -81,7 +81,7 @@ func (e env) member(t *testing.T, id string) map[string]string {
 
 func (e env) logEntries(t *testing.T) []redis.XMessage {
 	t.Helper()
-	msgs, err := e.rdb.XRange(context.Background(), e.k.Log(), "-", "+").Result()
+	msgs, err := e.rdb.XRange(context.Background(), e.k.NodeLog(), "-", "+").Result()
 	require.NoError(t, err)
 	return msgs
 }
@@ -125,7 +125,7 @@ func testJoinEvent(t *testing.T, rdb redis.UniversalClient) {
 	_, err := sub.Receive(ctx) // subscription confirmed
 	require.NoError(t, err)
 
-	r, err := e.tr.Beat(ctx, heartbeat.Beat{Node: "n1", IP: "10.0.0.1"})
+	r, err := e.tr.Beat(ctx, heartbeat.Beat{Node: "n1", IP: "10.0.0.1", Session: "test"})
 	require.NoError(t, err)
 	assert.True(t, r.Joined)
 	assert.True(t, r.Work, "a join is a membership change")
@@ -156,7 +156,7 @@ func testJoinEvent(t *testing.T, rdb redis.UniversalClient) {
 	}
 
 	// A second beat of the same node is not a join.
-	r, err = e.tr.Beat(ctx, heartbeat.Beat{Node: "n1", IP: "10.0.0.1"})
+	r, err = e.tr.Beat(ctx, heartbeat.Beat{Node: "n1", IP: "10.0.0.1", Session: "test"})
 	require.NoError(t, err)
 	assert.False(t, r.Joined)
 	assert.Equal(t, int64(1), e.state(t, "mver"))
@@ -181,23 +181,26 @@ func testPreferredBumpsMVer(t *testing.T, rdb redis.UniversalClient) {
 		// A change within an interval of the last bump waits for a later
 		// beat (rate limit, see session_test.go): beat until it lands.
 		require.Eventually(t, func() bool {
-			_, err := e.tr.Beat(ctx, heartbeat.Beat{Node: "n1", Preferred: s.preferred})
+			_, err := e.tr.Beat(ctx, heartbeat.Beat{Node: "n1", Preferred: s.preferred, Session: "test"})
 			require.NoError(t, err)
 			return e.state(t, "mver") >= s.mver
 		}, waitFor, tick, "step %d (preferred %q)", i, s.preferred)
 		assert.Equal(t, s.mver, e.state(t, "mver"), "step %d (preferred %q)", i, s.preferred)
 	}
 	// Other fields do not count as membership changes.
-	_, err := e.tr.Beat(ctx, heartbeat.Beat{Node: "n1", IP: "10.1.1.1", Held: []string{"g"}, Ack: 9})
+	_, err := e.tr.Beat(ctx, heartbeat.Beat{Node: "n1", IP: "10.1.1.1", Held: []string{"g"}, Ack: 9, Session: "test"})
 	require.NoError(t, err)
 	assert.Equal(t, int64(4), e.state(t, "mver"))
 
-	// ...but each of them is stored.
+	// ...but each of them is stored (held: what n1 was given, by its entry
+	// or a revoked one).
+	require.NoError(t, rdb.HSet(ctx, e.k.Assign(), "n1", "g").Err())
+	require.NoError(t, rdb.HSet(ctx, e.k.Revoked(), "n1", "h@5").Err())
 	for _, b := range []heartbeat.Beat{
-		{Node: "n1", IP: "10.1.1.2", Held: []string{"g"}, Ack: 9},
-		{Node: "n1", IP: "10.1.1.2", Held: []string{"h", "g"}, Ack: 9},
-		{Node: "n1", IP: "10.1.1.2", Held: []string{"h", "g"}, Ack: 10},
-		{Node: "n1", IP: "10.1.1.2", Ack: 10},
+		{Node: "n1", IP: "10.1.1.2", Held: []string{"g"}, Ack: 9, Session: "test"},
+		{Node: "n1", IP: "10.1.1.2", Held: []string{"h", "g"}, Ack: 9, Session: "test"},
+		{Node: "n1", IP: "10.1.1.2", Held: []string{"h", "g"}, Ack: 10, Session: "test"},
+		{Node: "n1", IP: "10.1.1.2", Ack: 10, Session: "test"},
 	} {
 		_, err := e.tr.Beat(ctx, b)
 		require.NoError(t, err)
@@ -220,7 +223,7 @@ func testWork(t *testing.T, rdb redis.UniversalClient) {
 	e := newEnv(t, rdb)
 	beat := func() heartbeat.Reply {
 		t.Helper()
-		r, err := e.tr.Beat(ctx, heartbeat.Beat{Node: "n1"})
+		r, err := e.tr.Beat(ctx, heartbeat.Beat{Node: "n1", Session: "test"})
 		require.NoError(t, err)
 		return r
 	}
@@ -284,17 +287,18 @@ func testLive(t *testing.T, rdb redis.UniversalClient) {
 	assert.Empty(t, nodes)
 	assert.WithinDuration(t, time.Now(), now, 5*time.Second)
 
-	first, err := e.tr.Beat(ctx, heartbeat.Beat{Node: "n2", IP: "10.0.0.2", Preferred: "p", Held: []string{"y", "x", "y"}, Ack: 3})
+	require.NoError(t, rdb.HSet(ctx, e.k.Assign(), "n2", "x,y").Err()) // held counts only what n2 was given
+	first, err := e.tr.Beat(ctx, heartbeat.Beat{Node: "n2", IP: "10.0.0.2", Preferred: "p", Held: []string{"y", "x", "y"}, Ack: 3, Session: "test"})
 	require.NoError(t, err)
-	_, err = e.tr.Beat(ctx, heartbeat.Beat{Node: "gone", IP: "10.0.0.9"})
+	_, err = e.tr.Beat(ctx, heartbeat.Beat{Node: "gone", IP: "10.0.0.9", Session: "test"})
 	require.NoError(t, err)
 
 	// Keep n2 and n1 beating until "gone" has fallen out of the live set.
 	var last heartbeat.Reply
 	require.Eventually(t, func() bool {
-		last, err = e.tr.Beat(ctx, heartbeat.Beat{Node: "n2", IP: "10.0.0.2", Preferred: "p", Held: []string{"y", "x", "y"}, Ack: 3})
+		last, err = e.tr.Beat(ctx, heartbeat.Beat{Node: "n2", IP: "10.0.0.2", Preferred: "p", Held: []string{"y", "x", "y"}, Ack: 3, Session: "test"})
 		require.NoError(t, err)
-		_, err = e.tr.Beat(ctx, heartbeat.Beat{Node: "n1", IP: "10.0.0.1"})
+		_, err = e.tr.Beat(ctx, heartbeat.Beat{Node: "n1", IP: "10.0.0.1", Session: "test"})
 		require.NoError(t, err)
 		nodes, now, err = e.tr.Live(ctx)
 		require.NoError(t, err)
@@ -324,7 +328,7 @@ func testReap(t *testing.T, rdb redis.UniversalClient) {
 	require.NoError(t, err)
 	e.tr = tr
 	for _, id := range []string{"alive", "dead1", "dead2"} {
-		_, err := e.tr.Beat(ctx, heartbeat.Beat{Node: id})
+		_, err := e.tr.Beat(ctx, heartbeat.Beat{Node: id, Session: "test"})
 		require.NoError(t, err)
 	}
 	require.Equal(t, int64(3), e.state(t, "mver"))
@@ -344,7 +348,7 @@ func testReap(t *testing.T, rdb redis.UniversalClient) {
 		lastDead = max(lastDead, score)
 	}
 	untilServerMS(t, rdb, e.k, int64(lastDead)+safetyConfig.TTL.Milliseconds()+1)
-	_, err = e.tr.Beat(ctx, heartbeat.Beat{Node: "alive"})
+	_, err = e.tr.Beat(ctx, heartbeat.Beat{Node: "alive", Session: "test"})
 	require.NoError(t, err)
 	reaped, err := e.tr.Reap(ctx)
 	require.NoError(t, err)
@@ -365,7 +369,7 @@ func testReap(t *testing.T, rdb redis.UniversalClient) {
 	assert.Equal(t, []string{"node.joined:alive", "node.joined:dead1", "node.joined:dead2", "node.reaped:dead1", "node.reaped:dead2"}, types)
 
 	// A reaped node that beats again joins again.
-	r, err := e.tr.Beat(ctx, heartbeat.Beat{Node: "dead1"})
+	r, err := e.tr.Beat(ctx, heartbeat.Beat{Node: "dead1", Session: "test"})
 	require.NoError(t, err)
 	assert.True(t, r.Joined)
 	assert.Equal(t, int64(5), e.state(t, "mver"))
@@ -375,10 +379,10 @@ func testLeave(t *testing.T, rdb redis.UniversalClient) {
 	ctx := context.Background()
 	e := newEnv(t, rdb)
 	for _, id := range []string{"a", "b"} {
-		_, err := e.tr.Beat(ctx, heartbeat.Beat{Node: id, Held: []string{"g"}})
+		_, err := e.tr.Beat(ctx, heartbeat.Beat{Node: id, Held: []string{"g"}, Session: "test"})
 		require.NoError(t, err)
 	}
-	require.NoError(t, e.tr.Leave(ctx, "a", ""))
+	require.NoError(t, e.tr.Leave(ctx, "a", "test"))
 	assert.Equal(t, int64(3), e.state(t, "mver"))
 	members, err := rdb.ZRange(ctx, e.k.Nodes(), 0, -1).Result()
 	require.NoError(t, err)
@@ -393,24 +397,24 @@ func testLeave(t *testing.T, rdb redis.UniversalClient) {
 	assert.Equal(t, "a", msgs[2].Values["by"])
 
 	// Leaving twice, or leaving an unknown node, is a no-op.
-	require.NoError(t, e.tr.Leave(ctx, "a", ""))
-	require.NoError(t, e.tr.Leave(ctx, "never-seen", ""))
+	require.NoError(t, e.tr.Leave(ctx, "a", "test"))
+	require.NoError(t, e.tr.Leave(ctx, "never-seen", "test"))
 	assert.Equal(t, int64(3), e.state(t, "mver"))
 	assert.Len(t, e.logEntries(t), 3)
 
-	assert.ErrorIs(t, e.tr.Leave(ctx, "", ""), heartbeat.ErrInvalidNode)
+	assert.ErrorIs(t, e.tr.Leave(ctx, "", "test"), heartbeat.ErrInvalidNode)
 }
 
 func testOneRoundTrip(t *testing.T, rdb redis.UniversalClient) {
 	ctx := context.Background()
 	e := newEnv(t, rdb)
 	// The very first call may need EVAL after a NOSCRIPT reply (per shard).
-	_, err := e.tr.Beat(ctx, heartbeat.Beat{Node: "warm"})
+	_, err := e.tr.Beat(ctx, heartbeat.Beat{Node: "warm", Session: "test"})
 	require.NoError(t, err)
 
 	var h redistest.RoundTrips
 	rdb.AddHook(&h)
-	b := heartbeat.Beat{Node: "n1", IP: "10.0.0.1", Preferred: "g", Held: []string{"g"}, Ack: 1}
+	b := heartbeat.Beat{Node: "n1", IP: "10.0.0.1", Preferred: "g", Held: []string{"g"}, Ack: 1, Session: "test"}
 	for i := range 5 {
 		h.N.Store(0)
 		_, err := e.tr.Beat(ctx, b)
@@ -423,14 +427,14 @@ func testInvalidNode(t *testing.T, rdb redis.UniversalClient) {
 	ctx := context.Background()
 	e := newEnv(t, rdb)
 	for _, id := range []string{"", "a,b", "a b", "a\tb", "a\nb", "a\x00b", "a\x7fb", "\xff", strings.Repeat("x", heartbeat.MaxNodeIDLen+1)} {
-		_, err := e.tr.Beat(ctx, heartbeat.Beat{Node: id})
+		_, err := e.tr.Beat(ctx, heartbeat.Beat{Node: id, Session: "test"})
 		assert.ErrorIs(t, err, heartbeat.ErrInvalidNode, "id %q", id)
 	}
 	for _, b := range []heartbeat.Beat{
-		{Node: "ok", Held: []string{"a,b"}},
-		{Node: "ok", Held: []string{"a\tb"}},
-		{Node: "ok", IP: "10.0.0.1\t"},
-		{Node: "ok", Preferred: "alpha\n"},
+		{Node: "ok", Held: []string{"a,b"}, Session: "test"},
+		{Node: "ok", Held: []string{"a\tb"}, Session: "test"},
+		{Node: "ok", IP: "10.0.0.1\t", Session: "test"},
+		{Node: "ok", Preferred: "alpha\n", Session: "test"},
 	} {
 		_, err := e.tr.Beat(ctx, b)
 		assert.ErrorIs(t, err, heartbeat.ErrInvalidNode, "beat %+v", b)
@@ -439,7 +443,7 @@ func testInvalidNode(t *testing.T, rdb redis.UniversalClient) {
 	require.NoError(t, err)
 	assert.Zero(t, n, "nothing written for invalid beats")
 
-	_, err = e.tr.Beat(ctx, heartbeat.Beat{Node: strings.Repeat("é", heartbeat.MaxNodeIDLen/2)})
+	_, err = e.tr.Beat(ctx, heartbeat.Beat{Node: strings.Repeat("é", heartbeat.MaxNodeIDLen/2), Session: "test"})
 	assert.NoError(t, err)
 }
 
@@ -494,7 +498,7 @@ func testHeldRev(t *testing.T, rdb redis.UniversalClient) {
 	ctx := context.Background()
 	e.setState(t, "rev", 9, keys.GroupRevField("a"), 5, keys.GroupRevField("b"), 7, keys.GroupRevField("z"), 8)
 	// A node whose view covers the current revision is not compared.
-	r, err := e.tr.Beat(ctx, heartbeat.Beat{Node: "n0", IP: "10.0.0.1", Held: []string{"a"}, Rev: 9})
+	r, err := e.tr.Beat(ctx, heartbeat.Beat{Node: "n0", IP: "10.0.0.1", Held: []string{"a"}, Rev: 9, Session: "test"})
 	require.NoError(t, err)
 	assert.Zero(t, r.HeldRev)
 	for _, c := range []struct {
@@ -506,7 +510,7 @@ func testHeldRev(t *testing.T, rdb redis.UniversalClient) {
 		{[]string{"a", "b"}, 7},
 		{[]string{"a", "gone"}, 9},
 	} {
-		r, err := e.tr.Beat(ctx, heartbeat.Beat{Node: "n1", IP: "10.0.0.1", Held: c.held})
+		r, err := e.tr.Beat(ctx, heartbeat.Beat{Node: "n1", IP: "10.0.0.1", Held: c.held, Session: "test"})
 		require.NoError(t, err)
 		assert.Equal(t, int64(9), r.Rev)
 		assert.Equal(t, c.want, r.HeldRev, "held %v", c.held)
@@ -524,7 +528,7 @@ func testEntryIsHeld(t *testing.T, rdb redis.UniversalClient) {
 	require.NoError(t, rdb.HSet(ctx, e.k.Holders(), "a", 3, "b", 2).Err())
 	beat := func(node string, held ...string) heartbeat.Reply {
 		t.Helper()
-		r, err := e.tr.Beat(ctx, heartbeat.Beat{Node: node, IP: "10.0.0.1", Held: held})
+		r, err := e.tr.Beat(ctx, heartbeat.Beat{Node: node, IP: "10.0.0.1", Held: held, Session: "test"})
 		require.NoError(t, err)
 		return r
 	}
@@ -549,7 +553,7 @@ func testEntryIsHeld(t *testing.T, rdb redis.UniversalClient) {
 	assert.True(t, r.Dirty, "counts newer than the epoch")
 
 	// A node at the current epoch has nothing to take: not compared.
-	r, err := e.tr.Beat(ctx, heartbeat.Beat{Node: "n1", IP: "10.0.0.1", Held: []string{"a", "b"}, Ack: 5})
+	r, err := e.tr.Beat(ctx, heartbeat.Beat{Node: "n1", IP: "10.0.0.1", Held: []string{"a", "b"}, Ack: 5, Session: "test"})
 	require.NoError(t, err)
 	assert.False(t, r.EntryIsHeld)
 }

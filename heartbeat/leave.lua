@@ -6,16 +6,24 @@
 -- KEYS[2] :state     HASH (mver is bumped if the node was live, and the
 --                    plan for it claimed: the leaver plans, see claim)
 -- KEYS[3] :members   HASH node ID -> record (session = 6th tab-separated field)
--- KEYS[4] :log       STREAM of events
+-- KEYS[4] :log:nodes STREAM of node events
 -- KEYS[5..7] :assign, :revoked, :holders (see forget.lua)
 -- ARGV[1] node ID
 -- ARGV[2] events channel
--- ARGV[3] approximate MAXLEN of the log stream
--- ARGV[4] session of the leaving process
+-- ARGV[3] approximate MAXLEN of the node log stream
+-- ARGV[4] session of the leaving process (never "": a node's record always
+--         holds one, and "" must not match a record without)
 -- ARGV[5] "1" = leave whatever the session (an operator's eviction)
 --
 -- Reply: 1 if the node was removed, 0 if it was unknown, -1 if it belongs to
--- another session (nothing changed).
+-- another session (nothing changed). Or the error "INVALIDLEAVE <what>":
+-- nothing changed.
+if ARGV[1] == '' then
+  return redis.error_reply('INVALIDLEAVE node id')
+end
+if ARGV[5] ~= '1' and ARGV[4] == '' then
+  return redis.error_reply('INVALIDLEAVE empty session')
+end
 if ARGV[5] ~= '1' then
   local rec = redis.call('HGET', KEYS[3], ARGV[1])
   if rec then

@@ -28,11 +28,9 @@ type PlanRead struct {
 // NOSCRIPT (a restarted server) the way a single call does, and the script
 // text costs a few kilobytes, nothing beside the records read with it.
 func (t *Tracker) QueuePlanRead(ctx context.Context, tx redis.Pipeliner) *PlanRead {
-	k := t.keys
 	return &PlanRead{
-		t: t,
-		reap: reapScript.Eval(ctx, tx, []string{k.Nodes(), k.State(), k.Log(), k.Members(), k.Assign(), k.Revoked(), k.Holders()},
-			t.ttl, k.Events(), logMaxLen),
+		t:       t,
+		reap:    reapScript.Eval(ctx, tx, t.reapKeys(), t.ttl, t.events, nodeLogMaxLen),
 		members: tx.HGetAll(ctx, t.members),
 	}
 }

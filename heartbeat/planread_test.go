@@ -19,10 +19,11 @@ func testPlanRead(t *testing.T, rdb redis.UniversalClient) {
 	e := newEnv(t, rdb)
 	tr, err := heartbeat.New(rdb, e.k.Namespace(), safetyConfig)
 	require.NoError(t, err)
+	require.NoError(t, rdb.HSet(ctx, e.k.Assign(), "b", "maps,search").Err())
 	for _, b := range []heartbeat.Beat{
-		{Node: "b", IP: "10.0.0.2", Preferred: "search", Held: []string{"search", "maps"}, Ack: 3},
-		{Node: "a", IP: "10.0.0.1"},
-		{Node: "dead", IP: "10.0.0.3"},
+		{Node: "b", IP: "10.0.0.2", Preferred: "search", Held: []string{"search", "maps"}, Ack: 3, Session: "test"},
+		{Node: "a", IP: "10.0.0.1", Session: "test"},
+		{Node: "dead", IP: "10.0.0.3", Session: "test"},
 	} {
 		_, err := tr.Beat(ctx, b)
 		require.NoError(t, err)

@@ -3,21 +3,28 @@
 -- KEYS[1] :nodes ZSET node ID -> last beat (ms, server time)
 -- KEYS[2] :state HASH (mver is bumped once if any node was reaped, and the
 --                plan for it claimed: the reaper plans, see claim)
--- KEYS[3] :log   STREAM of events
+-- KEYS[3] :log:nodes STREAM of node events
 -- KEYS[4] :members HASH node ID -> record
 -- KEYS[5] :assign  HASH node ID -> groups (the node's entry is removed)
 -- KEYS[6] :revoked HASH node ID -> revoked entries (likewise)
 -- KEYS[7] :holders HASH group -> holder count (decremented)
--- ARGV[1] TTL in ms
+-- KEYS[8] :settings HASH ttl_ms: the stored TTL wins over ARGV[1]
+-- ARGV[1] TTL in ms, used when :settings stores none
 -- ARGV[2] events channel
--- ARGV[3] approximate MAXLEN of the log stream
+-- ARGV[3] approximate MAXLEN of the node log stream
 --
 -- Reply: the reaped node IDs (one node.reaped event each in the log; the
 -- last one alone is published).
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local nowStr = string.format('%.0f', now)
-local dead = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. string.format('%.0f', now - tonumber(ARGV[1])))
+-- A reaper started with a shorter TTL than the namespace's must not reap
+-- nodes that are live by the namespace's.
+local ttl = tonumber(redis.call('HGET', KEYS[8], 'ttl_ms') or '')
+if not ttl or ttl <= 0 then
+  ttl = tonumber(ARGV[1])
+end
+local dead = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. string.format('%.0f', now - ttl))
 if #dead == 0 then
   return dead
 end

@@ -67,7 +67,7 @@ func testNoReapBeforeTTL(t *testing.T, rdb redis.UniversalClient) {
 
 	// beat records one beat of n and returns its score (server ms).
 	beat := func() int64 {
-		_, err := tr.Beat(ctx, heartbeat.Beat{Node: "n"})
+		_, err := tr.Beat(ctx, heartbeat.Beat{Node: "n", Session: "test"})
 		require.NoError(t, err)
 		score, err := rdb.ZScore(ctx, k.Nodes(), "n").Result()
 		require.NoError(t, err)

@@ -47,7 +47,7 @@ func testReapPublishesOnce(t *testing.T, rdb redis.UniversalClient) {
 	_, err := sub.Receive(ctx)
 	require.NoError(t, err)
 	for _, id := range []string{"d1", "d2", "d3"} {
-		_, err := e.tr.Beat(ctx, heartbeat.Beat{Node: id})
+		_, err := e.tr.Beat(ctx, heartbeat.Beat{Node: id, Session: "test"})
 		require.NoError(t, err)
 	}
 	// Wait until all three are past their TTL, then reap them at once.
@@ -90,26 +90,26 @@ func testDirtyGroups(t *testing.T, rdb redis.UniversalClient) {
 	ctx := context.Background()
 	e := newEnv(t, rdb)
 	for _, id := range []string{"a", "b", "c"} {
-		_, err := e.tr.Beat(ctx, heartbeat.Beat{Node: id})
+		_, err := e.tr.Beat(ctx, heartbeat.Beat{Node: id, Session: "test"})
 		require.NoError(t, err)
 	}
 	require.NoError(t, rdb.HSet(ctx, e.k.Assign(), "a", "g1,g2", "b", "g3", "c", "").Err())
 	require.NoError(t, rdb.HSet(ctx, e.k.Holders(), "g1", 1, "g2", 1, "g3", 1).Err())
-	require.NoError(t, e.tr.Leave(ctx, "a", ""))
-	require.NoError(t, e.tr.Leave(ctx, "b", ""))
+	require.NoError(t, e.tr.Leave(ctx, "a", "test"))
+	require.NoError(t, e.tr.Leave(ctx, "b", "test"))
 	dg, err := rdb.HGet(ctx, e.k.State(), "dirtyg").Result()
 	require.NoError(t, err)
 	assert.Equal(t, "g1,g2,g3", dg)
-	require.NoError(t, e.tr.Leave(ctx, "c", ""))
+	require.NoError(t, e.tr.Leave(ctx, "c", "test"))
 	dg, err = rdb.HGet(ctx, e.k.State(), "dirtyg").Result()
 	require.NoError(t, err)
 	assert.Equal(t, "g1,g2,g3", dg, "a standby node's leave names no group")
 
-	_, err = e.tr.Beat(ctx, heartbeat.Beat{Node: "d"})
+	_, err = e.tr.Beat(ctx, heartbeat.Beat{Node: "d", Session: "test"})
 	require.NoError(t, err)
 	require.NoError(t, rdb.HSet(ctx, e.k.Assign(), "d", "g4").Err())
 	e.setState(t, "dirtyg", strings.Repeat("x", 4096))
-	require.NoError(t, e.tr.Leave(ctx, "d", ""))
+	require.NoError(t, e.tr.Leave(ctx, "d", "test"))
 	dg, err = rdb.HGet(ctx, e.k.State(), "dirtyg").Result()
 	require.NoError(t, err)
 	assert.Equal(t, "*", dg)
@@ -128,13 +128,13 @@ func testFirstClaims(t *testing.T, rdb redis.UniversalClient) {
 	e := env{rdb: rdb, k: keys.New(ns), tr: slow}
 	fast := newEnv(t, rdb)
 	for _, id := range []string{"a", "b", "c"} {
-		r, err := e.tr.Beat(ctx, heartbeat.Beat{Node: id})
+		r, err := e.tr.Beat(ctx, heartbeat.Beat{Node: id, Session: "test"})
 		require.NoError(t, err)
 		assert.True(t, r.Work && r.First, "%s joined: its own change, it plans", id)
 	}
 	e.planned(t)
 	for _, id := range []string{"a", "b", "c"} {
-		r, err := e.tr.Beat(ctx, heartbeat.Beat{Node: id})
+		r, err := e.tr.Beat(ctx, heartbeat.Beat{Node: id, Session: "test"})
 		require.NoError(t, err)
 		assert.False(t, r.Work || r.First, "nothing pending")
 	}
@@ -143,7 +143,7 @@ func testFirstClaims(t *testing.T, rdb redis.UniversalClient) {
 	e.setState(t, "rev", e.state(t, "rev")+1)
 	var first []string
 	for _, id := range []string{"a", "b", "c", "a", "b"} {
-		r, err := e.tr.Beat(ctx, heartbeat.Beat{Node: id})
+		r, err := e.tr.Beat(ctx, heartbeat.Beat{Node: id, Session: "test"})
 		require.NoError(t, err)
 		require.True(t, r.Work)
 		if r.First {
@@ -156,24 +156,24 @@ func testFirstClaims(t *testing.T, rdb redis.UniversalClient) {
 
 	// Nobody committed within TTL/3: the next beat takes over.
 	for _, id := range []string{"a", "b"} {
-		_, err := fast.tr.Beat(ctx, heartbeat.Beat{Node: id})
+		_, err := fast.tr.Beat(ctx, heartbeat.Beat{Node: id, Session: "test"})
 		require.NoError(t, err)
 	}
 	fast.planned(t)
 	fast.setState(t, "rev", fast.state(t, "rev")+1)
-	r, err := fast.tr.Beat(ctx, heartbeat.Beat{Node: "a"})
+	r, err := fast.tr.Beat(ctx, heartbeat.Beat{Node: "a", Session: "test"})
 	require.NoError(t, err)
 	require.True(t, r.First)
 	require.Eventually(t, func() bool {
-		r, err := fast.tr.Beat(ctx, heartbeat.Beat{Node: "b"})
+		r, err := fast.tr.Beat(ctx, heartbeat.Beat{Node: "b", Session: "test"})
 		require.NoError(t, err)
 		return r.First
 	}, waitFor, tick, "b takes over the lapsed claim")
 
 	// A leave claims the plan for its change: the survivors' beats wait.
-	require.NoError(t, e.tr.Leave(ctx, "c", ""))
+	require.NoError(t, e.tr.Leave(ctx, "c", "test"))
 	for _, id := range []string{"a", "b"} {
-		r, err := e.tr.Beat(ctx, heartbeat.Beat{Node: id})
+		r, err := e.tr.Beat(ctx, heartbeat.Beat{Node: id, Session: "test"})
 		require.NoError(t, err)
 		assert.True(t, r.Work)
 		assert.False(t, r.First, "the leaver plans for %s", id)

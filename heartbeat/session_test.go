@@ -114,20 +114,20 @@ func TestSessionBadInputChangesNothing(t *testing.T) {
 	ctx := context.Background()
 	rdb := redistest.Start(t).Client(t)
 	e := newEnv(t, rdb)
-	_, err := e.tr.Beat(ctx, heartbeat.Beat{Node: "n1", IP: "10.0.0.1"})
+	_, err := e.tr.Beat(ctx, heartbeat.Beat{Node: "n1", IP: "10.0.0.1", Session: "test"})
 	require.NoError(t, err)
 	before := digest(t, rdb)
 	for _, b := range []heartbeat.Beat{
-		{Node: "n1", IP: "not-an-ip"},
-		{Node: "n1", IP: "10.0.0.256"},
-		{Node: "n1", IP: "10.0.0.1:80"},
-		{Node: "n1", IP: strings.Repeat("1", 10000)},
-		{Node: "n1", Preferred: "Alpha"},
-		{Node: "n1", Preferred: "a b"},
-		{Node: "n1", Preferred: strings.Repeat("p", 64)},
+		{Node: "n1", IP: "not-an-ip", Session: "test"},
+		{Node: "n1", IP: "10.0.0.256", Session: "test"},
+		{Node: "n1", IP: "10.0.0.1:80", Session: "test"},
+		{Node: "n1", IP: strings.Repeat("1", 10000), Session: "test"},
+		{Node: "n1", Preferred: "Alpha", Session: "test"},
+		{Node: "n1", Preferred: "a b", Session: "test"},
+		{Node: "n1", Preferred: strings.Repeat("p", 64), Session: "test"},
 		{Node: "n1", Session: "a\tb"},
 		{Node: "n1", Session: strings.Repeat("s", heartbeat.MaxSessionLen+1)},
-		{Node: strings.Repeat("x", heartbeat.MaxNodeIDLen+1)},
+		{Node: strings.Repeat("x", heartbeat.MaxNodeIDLen+1), Session: "test"},
 	} {
 		_, err := e.tr.Beat(ctx, b)
 		assert.ErrorIs(t, err, heartbeat.ErrInvalidNode, "beat %.80v", b)
@@ -136,7 +136,7 @@ func TestSessionBadInputChangesNothing(t *testing.T) {
 	assert.Equal(t, before, digest(t, rdb))
 
 	for _, ip := range []string{"10.0.0.1", "::1", "2001:db8::1", "fe80::1%eth0"} {
-		_, err := e.tr.Beat(ctx, heartbeat.Beat{Node: "n1", IP: ip})
+		_, err := e.tr.Beat(ctx, heartbeat.Beat{Node: "n1", IP: ip, Session: "test"})
 		assert.NoError(t, err, ip)
 	}
 }
@@ -151,7 +151,7 @@ func TestPreferredFlipRateLimited(t *testing.T) {
 	tr, err := heartbeat.New(rdb, e.k.Namespace(), cfg)
 	require.NoError(t, err)
 
-	_, err = tr.Beat(ctx, heartbeat.Beat{Node: "n1"})
+	_, err = tr.Beat(ctx, heartbeat.Beat{Node: "n1", Session: "test"})
 	require.NoError(t, err)
 	e.planned(t)
 	start, mver := time.Now(), e.state(t, "mver")
@@ -162,7 +162,7 @@ func TestPreferredFlipRateLimited(t *testing.T) {
 		if i%2 == 1 {
 			p = "beta"
 		}
-		r, err := tr.Beat(ctx, heartbeat.Beat{Node: "n1", Preferred: p})
+		r, err := tr.Beat(ctx, heartbeat.Beat{Node: "n1", Preferred: p, Session: "test"})
 		require.NoError(t, err)
 		if r.Work {
 			works++
@@ -178,13 +178,13 @@ func TestPreferredFlipRateLimited(t *testing.T) {
 
 	// The last value ("beta") is applied by a later beat, once.
 	require.Eventually(t, func() bool {
-		_, err := tr.Beat(ctx, heartbeat.Beat{Node: "n1", Preferred: "beta"})
+		_, err := tr.Beat(ctx, heartbeat.Beat{Node: "n1", Preferred: "beta", Session: "test"})
 		require.NoError(t, err)
 		return e.member(t, "n1")["pref_wait"] == ""
 	}, waitFor, 20*time.Millisecond)
 	after := e.state(t, "mver")
 	assert.Greater(t, after, mver)
-	_, err = tr.Beat(ctx, heartbeat.Beat{Node: "n1", Preferred: "beta"})
+	_, err = tr.Beat(ctx, heartbeat.Beat{Node: "n1", Preferred: "beta", Session: "test"})
 	require.NoError(t, err)
 	assert.Equal(t, after, e.state(t, "mver"), "no bump without a change")
 }

@@ -21,9 +21,58 @@ import (
 
 // Settings field names in the :settings hash.
 const (
-	settingInterval = "interval_ms"
-	settingTTL      = "ttl_ms"
+	settingInterval     = "interval_ms"
+	settingTTL          = "ttl_ms"
+	settingMaxLiveNodes = "max_live_nodes"
 )
+
+// DefaultMaxLiveNodes is the most live nodes a namespace takes when
+// max_live_nodes was never set (`allot namespace set --max-live-nodes`): a
+// beat that would join one more is refused with ErrTooManyNodes. 100,000 is
+// the largest pool docs/sizing.md projects for one namespace, so no pool
+// sized by it is refused, while a leaked node token cannot register
+// millions of IDs. 0 stored means no limit.
+const DefaultMaxLiveNodes = 100_000
+
+// LoadMaxLiveNodes returns the max_live_nodes setting of namespace ns (""
+// = keys.DefaultNamespace): the stored value (0 = no limit), or
+// DefaultMaxLiveNodes when none is stored; stored says which.
+func LoadMaxLiveNodes(ctx context.Context, rdb redis.UniversalClient, ns string) (n int64, stored bool, err error) {
+	k, err := nsKeys(ns)
+	if err != nil {
+		return 0, false, err
+	}
+	v, err := rdb.HGet(ctx, k.Settings(), settingMaxLiveNodes).Result()
+	if errors.Is(err, redis.Nil) {
+		return DefaultMaxLiveNodes, false, nil
+	}
+	if err != nil {
+		return 0, false, fmt.Errorf("heartbeat: load max_live_nodes of namespace %q: %w", k.Namespace(), err)
+	}
+	n, err = strconv.ParseInt(v, 10, 64)
+	if err != nil || n < 0 {
+		return 0, false, fmt.Errorf("%w: namespace %q: stored %s %q is not a count >= 0", ErrInvalidConfig, k.Namespace(), settingMaxLiveNodes, v)
+	}
+	return n, true, nil
+}
+
+// StoreMaxLiveNodes stores n as the max_live_nodes setting of namespace ns:
+// from the next beat on, a join while n nodes are live is refused
+// (ErrTooManyNodes); nodes already live are never removed. 0 means no
+// limit; n < 0 is ErrInvalidConfig.
+func StoreMaxLiveNodes(ctx context.Context, rdb redis.UniversalClient, ns string, n int64) error {
+	if n < 0 {
+		return fmt.Errorf("%w: max live nodes %d must be >= 0 (0 = no limit)", ErrInvalidConfig, n)
+	}
+	k, err := nsKeys(ns)
+	if err != nil {
+		return err
+	}
+	if err := rdb.HSet(ctx, k.Settings(), settingMaxLiveNodes, n).Err(); err != nil {
+		return fmt.Errorf("heartbeat: store max_live_nodes of namespace %q: %w", k.Namespace(), err)
+	}
+	return nil
+}
 
 //go:embed settings_init.lua
 var settingsInitLua string

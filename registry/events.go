@@ -284,6 +284,14 @@ func ParseEvent(payload string) (Event, error) {
 // Events reads up to count events (count <= 0: up to 100) after stream ID
 // after ("" = from the start, "$" = only new ones), waiting up to block for
 // one when block > 0. No event before the wait ends gives an empty slice.
+//
+// The events come from two capped streams of the namespace, merged by entry
+// ID: the audit stream :log (group, schedule and assignment events) and the
+// node stream :log:nodes (node.joined, node.left, node.reaped), which
+// heartbeat writes apart so that no volume of nodes pushes an audit entry
+// out. Reading again after the last ID returned misses nothing and repeats
+// nothing; two entries of the two streams may share an ID (their own
+// sequences), and a batch never ends between them (it may then hold count+1).
 func (r *Registry) Events(ctx context.Context, after string, count int64, block time.Duration) ([]Event, error) {
 	if after == "" {
 		after = "0"
@@ -291,7 +299,8 @@ func (r *Registry) Events(ctx context.Context, after string, count int64, block 
 	if count <= 0 {
 		count = 100
 	}
-	args := &redis.XReadArgs{Streams: []string{r.keys.Log(), after}, Count: count, Block: -1}
+	streams := []string{r.keys.Log(), r.keys.NodeLog()}
+	args := &redis.XReadArgs{Streams: []string{streams[0], streams[1], after, after}, Count: count, Block: -1}
 	if block > 0 {
 		args.Block = max(block, time.Millisecond)
 	}
@@ -302,13 +311,94 @@ func (r *Registry) Events(ctx context.Context, after string, count int64, block 
 	if err != nil {
 		return nil, wrap(err, "read events after %q", after)
 	}
-	out := []Event{}
-	for _, st := range res {
+	return mergeEvents(res, count), nil
+}
+
+// mergeEvents merges the streams of one XREAD COUNT count by entry ID (the
+// audit stream first on a tie). A stream that returned count entries may
+// have more: nothing past its last entry is returned, so that the next read
+// after the last returned ID misses nothing of it.
+func mergeEvents(res []redis.XStream, count int64) []Event {
+	type entry struct {
+		id  streamID
+		src int
+		m   redis.XMessage
+	}
+	var all []entry
+	var limit *streamID
+	for src, st := range res {
 		for _, m := range st.Messages {
-			out = append(out, eventFromStream(m))
+			all = append(all, entry{parseStreamID(m.ID), src, m})
+		}
+		if n := len(st.Messages); int64(n) >= count {
+			last := parseStreamID(st.Messages[n-1].ID)
+			if limit == nil || last.less(*limit) {
+				limit = &last
+			}
 		}
 	}
-	return out, nil
+	slices.SortStableFunc(all, func(a, b entry) int {
+		switch {
+		case a.id.less(b.id):
+			return -1
+		case b.id.less(a.id):
+			return 1
+		}
+		return a.src - b.src
+	})
+	out := []Event{}
+	for i, e := range all {
+		if limit != nil && limit.less(e.id) {
+			break
+		}
+		if int64(len(out)) >= count && all[i-1].id != e.id {
+			break
+		}
+		out = append(out, eventFromStream(e.m))
+	}
+	return out
+}
+
+// streamID is a stream entry ID "ms-seq".
+type streamID struct{ ms, seq uint64 }
+
+func parseStreamID(s string) streamID {
+	ms, seq, _ := strings.Cut(s, "-")
+	var id streamID
+	id.ms, _ = strconv.ParseUint(ms, 10, 64)
+	id.seq, _ = strconv.ParseUint(seq, 10, 64)
+	return id
+}
+
+func (a streamID) less(b streamID) bool {
+	return a.ms < b.ms || a.ms == b.ms && a.seq < b.seq
+}
+
+func (a streamID) String() string {
+	return strconv.FormatUint(a.ms, 10) + "-" + strconv.FormatUint(a.seq, 10)
+}
+
+// LastEventID returns the ID of the newest event of the namespace's event
+// streams (see Events), "0-0" when there is none: reading Events after it
+// misses nothing that happens from now on. Watchers that start "now" use it.
+func (r *Registry) LastEventID(ctx context.Context) (string, error) {
+	pipe := r.rdb.Pipeline()
+	cmds := []*redis.XMessageSliceCmd{
+		pipe.XRevRangeN(ctx, r.keys.Log(), "+", "-", 1),
+		pipe.XRevRangeN(ctx, r.keys.NodeLog(), "+", "-", 1),
+	}
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+		return "", wrap(err, "read the last event id")
+	}
+	last := streamID{}
+	for _, c := range cmds {
+		if xs := c.Val(); len(xs) > 0 {
+			if id := parseStreamID(xs[0].ID); last.less(id) {
+				last = id
+			}
+		}
+	}
+	return last.String(), nil
 }
 
 func eventFromStream(m redis.XMessage) Event {

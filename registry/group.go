@@ -5,10 +5,10 @@ import (
 	"fmt"
 	"maps"
 	"math"
-	"regexp"
 	"slices"
 	"time"
 
+	"github.com/allot-io/allot/internal/keys"
 	"github.com/allot-io/allot/quota"
 )
 
@@ -27,8 +27,6 @@ const (
 
 // MaxConfigBytes is the largest JSON encoding of a group's config.
 const MaxConfigBytes = 64 << 10
-
-var namePattern = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,62}$`)
 
 // Group is one pool entry: a bundle of config (typically an API key) handed out
 // to nodes. Its JSON is what registry stores under the group key.
@@ -136,9 +134,10 @@ func (c Change) Edits() bool {
 		c.Weight != nil || c.MaxNodes != nil || c.Quota != nil || c.EjectAfter != nil || c.WeightAuto
 }
 
-// ValidateName reports whether name is a valid group name.
+// ValidateName reports whether name is a valid group name
+// (keys.GroupNameRule, the rule heartbeat shares).
 func ValidateName(name string) error {
-	if !namePattern.MatchString(name) {
+	if !keys.ValidGroupName(name) {
 		return fmt.Errorf("%w: %q", ErrInvalidName, name)
 	}
 	return nil

@@ -100,6 +100,9 @@ func toAPIError(err error) *apiError {
 		return &apiError{status: http.StatusConflict, code: CodeConflict, message: err.Error(), err: err}
 	case registry.IsInvalidInput(err), errors.Is(err, heartbeat.ErrInvalidNode), errors.Is(err, heartbeat.ErrInvalidConfig):
 		return &apiError{status: http.StatusUnprocessableEntity, code: CodeInvalid, message: err.Error(), err: err}
+	case errors.Is(err, heartbeat.ErrTooManyNodes):
+		// The namespace has its max_live_nodes: the join may succeed later.
+		return &apiError{status: http.StatusServiceUnavailable, code: CodeUnavailable, message: err.Error(), err: err}
 	case registry.IsUnavailable(err):
 		return &apiError{status: http.StatusServiceUnavailable, code: CodeUnavailable, message: "redis unavailable", err: err}
 	}

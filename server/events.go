@@ -129,15 +129,9 @@ func validStreamID(id string) bool {
 	return true
 }
 
-// lastEventID is the ID of the newest event in the log ("0" when empty), so
-// a stream that starts "now" can read with non-blocking XREADs.
+// lastEventID is the ID of the newest event of the namespace's event
+// streams (registry.Registry.LastEventID), so a stream that starts "now" can
+// read with non-blocking XREADs.
 func (s *Server) lastEventID(ctx context.Context) (string, error) {
-	xs, err := s.rdb.XRevRangeN(ctx, s.keys.Log(), "+", "-", 1).Result()
-	if err != nil {
-		return "", err
-	}
-	if len(xs) == 0 {
-		return "0", nil
-	}
-	return xs[0].ID, nil
+	return s.reg.LastEventID(ctx)
 }

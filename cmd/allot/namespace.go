@@ -30,7 +30,7 @@ func newNamespaceListCommand(a *app) *cobra.Command {
 		Short:   "List every namespace with its nodes, groups and heartbeat settings",
 		Long: `List scans Redis (every master of a Cluster) for the namespaces that have
 state: a group, a node or settings. INTERVAL and TTL marked "(default)" were
-never set with 'allot namespace set'.`,
+never set with 'allot namespace set', nor MAX-LIVE-NODES (0 = no limit).`,
 		Args: exactArgs(),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx, cancel := a.ctx(cmd)
@@ -53,7 +53,7 @@ never set with 'allot namespace set'.`,
 	}
 }
 
-var namespaceHeader = []string{"NAME", "NODES", "GROUPS", "INTERVAL", "TTL", "MAX SUSPENDED", "MAX COOLDOWN"}
+var namespaceHeader = []string{"NAME", "NODES", "GROUPS", "INTERVAL", "TTL", "MAX-LIVE-NODES", "MAX SUSPENDED", "MAX COOLDOWN"}
 
 // namespaceRows is the table of `namespace list`.
 func namespaceRows(list []allocator.NamespaceInfo) [][]string {
@@ -65,20 +65,33 @@ func namespaceRows(list []allocator.NamespaceInfo) [][]string {
 		}
 		maxSuspended, maxCooldown := healthSettingsText(n.Health)
 		rows = append(rows, []string{n.Name, strconv.FormatInt(n.Nodes, 10), strconv.FormatInt(n.Groups, 10),
-			n.Heartbeat.Interval.String(), ttl, maxSuspended, maxCooldown})
+			n.Heartbeat.Interval.String(), ttl, maxLiveText(n.MaxLiveNodes, n.MaxLiveNodesStored), maxSuspended, maxCooldown})
 	}
 	return rows
 }
 
+// maxLiveText renders a max_live_nodes setting.
+func maxLiveText(n int64, stored bool) string {
+	s := strconv.FormatInt(n, 10)
+	if n == 0 {
+		s = "unlimited"
+	}
+	if !stored {
+		s += " (default)"
+	}
+	return s
+}
+
 func newNamespaceSetCommand(a *app) *cobra.Command {
 	var (
-		cfg    heartbeat.Config
-		force  bool
-		health healthSettingFlags
+		cfg     heartbeat.Config
+		force   bool
+		maxLive int64
+		health  healthSettingFlags
 	)
 	cmd := &cobra.Command{
-		Use:   "set [--interval 2s] [--ttl 6s]",
-		Short: "Set the heartbeat interval and TTL of the namespace (--namespace)",
+		Use:   "set [--interval 2s] [--ttl 6s] [--max-live-nodes N] [--max-suspended P%] [--max-cooldown D]",
+		Short: "Set the heartbeat interval and TTL, the live-node cap or the key health limits of the namespace (--namespace)",
 		Long: `Set stores the heartbeat interval and TTL of the namespace in Redis. Every
 process of the namespace reads them when it starts: nodes, 'allot serve',
 'allot rebalance', 'allot check perf'. The TTL must be at least 3 × the
@@ -90,16 +103,25 @@ Running nodes keep the settings they started with until they restart, and a
 reaper would judge them by the new TTL: with registered nodes, set refuses
 unless --force (restart the nodes right after).
 
+--max-live-nodes caps how many nodes may be live at once (default 100000,
+0 = no limit): a node that would join past it is refused until one leaves
+or expires; nodes already live are never removed. It applies from the next
+beat, with no restart.
+
 --max-suspended and --max-cooldown bound what node reports may do to the
 pool (see 'Key health' in docs/design.md); they act at the next report,
 no restart needed.`,
-		Example: "  allot namespace set --interval 5s --ttl 15s\n  allot --namespace batch namespace set --interval 10s\n  allot namespace set --max-suspended 50% --max-cooldown 60s",
+		Example: "  allot namespace set --interval 5s --ttl 15s\n  allot --namespace batch namespace set --interval 10s\n  allot namespace set --max-live-nodes 500\n  allot namespace set --max-suspended 50% --max-cooldown 60s",
 		Args:    exactArgs(),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			fs := cmd.Flags()
 			setHeartbeat := fs.Changed("interval") || fs.Changed("ttl")
-			if !setHeartbeat && !health.changed(fs) {
-				return usageErrorf("nothing to set (give --interval, --ttl, --max-suspended or --max-cooldown)")
+			setMaxLive := fs.Changed("max-live-nodes")
+			if !setHeartbeat && !setMaxLive && !health.changed(fs) {
+				return usageErrorf("nothing to set (give --interval, --ttl, --max-live-nodes, --max-suspended or --max-cooldown)")
+			}
+			if maxLive < 0 {
+				return usageErrorf("invalid --max-live-nodes %d: want a count >= 0 (0 = no limit)", maxLive)
 			}
 			if _, err := health.apply(fs, registry.DefaultHealthSettings()); health.changed(fs) && err != nil {
 				return err
@@ -145,6 +167,11 @@ no restart needed.`,
 				}
 				stored = true
 			}
+			if setMaxLive {
+				if err := heartbeat.StoreMaxLiveNodes(ctx, rdb, a.namespace, maxLive); err != nil {
+					return err
+				}
+			}
 			reg, err := a.registry(ctx)
 			if err != nil {
 				return err
@@ -159,10 +186,17 @@ no restart needed.`,
 				}
 			}
 			info := allocator.NamespaceInfo{Name: hb.Namespace(), Nodes: nodes, Heartbeat: next, Stored: stored, Health: hs}
+			if info.MaxLiveNodes, info.MaxLiveNodesStored, err = heartbeat.LoadMaxLiveNodes(ctx, rdb, a.namespace); err != nil {
+				return err
+			}
 			return a.print(info, func() table {
 				var title []string
 				if setHeartbeat {
 					title = append(title, fmt.Sprintf("namespace %q: interval %v, ttl %v (processes read it when they start)", info.Name, next.Interval, next.TTL))
+				}
+				if setMaxLive {
+					title = append(title, fmt.Sprintf("namespace %q: max live nodes %s (from the next beat; %d registered now)",
+						info.Name, maxLiveText(info.MaxLiveNodes, info.MaxLiveNodesStored), nodes))
 				}
 				if health.changed(fs) {
 					ms, mc := healthSettingsText(hs)
@@ -172,6 +206,7 @@ no restart needed.`,
 			})
 		},
 	}
+	cmd.Flags().Int64Var(&maxLive, "max-live-nodes", 0, "most nodes live at once; a join past it is refused (0 = no limit; default 100000 when never set)")
 	cmd.Flags().DurationVar(&cfg.Interval, "interval", 0, "time between two beats of a node, e.g. 2s")
 	cmd.Flags().DurationVar(&cfg.TTL, "ttl", 0, "how long a silent node stays live, >= 3 × interval, e.g. 6s")
 	cmd.Flags().BoolVar(&force, "force", false, "store even though nodes are registered (restart them right after)")

@@ -25,19 +25,19 @@ func TestNamespaceSetList(t *testing.T) {
 
 	mustRun(t, url, "group", "add", "g1")
 	out = mustRun(t, url, "namespace", "list")
-	assert.Equal(t, "NAME     NODES  GROUPS  INTERVAL  TTL           MAX SUSPENDED  MAX COOLDOWN\ndefault  0      1       2s        6s (default)  50%            1m0s\n", out)
+	assert.Equal(t, "NAME     NODES  GROUPS  INTERVAL  TTL           MAX-LIVE-NODES    MAX SUSPENDED  MAX COOLDOWN\ndefault  0      1       2s        6s (default)  100000 (default)  50%            1m0s\n", out)
 
 	out = mustRun(t, url, "namespace", "set", "--interval", "5s")
-	assert.Equal(t, "namespace \"default\": interval 5s, ttl 15s (processes read it when they start)\n", out)
+	assert.Equal(t, "namespace \"default\": interval 5s, ttl 15s (processes read it when they start), max live nodes 100000 (default)\n", out)
 	mustRun(t, url, "--namespace", "batch", "namespace", "set", "--interval", "10s", "--ttl", "40s")
 
 	var list []map[string]any
 	require.NoError(t, json.Unmarshal([]byte(mustRun(t, url, "namespace", "list", "-o", "json")), &list))
 	require.Len(t, list, 2)
 	assert.Equal(t, map[string]any{"name": "batch", "nodes": 0.0, "groups": 0.0, "interval": "10s", "ttl": "40s", "stored": true,
-		"max_suspended": 50.0, "max_cooldown": "1m0s"}, list[0])
+		"max_live_nodes": 100000.0, "max_suspended": 50.0, "max_cooldown": "1m0s"}, list[0])
 	assert.Equal(t, map[string]any{"name": "default", "nodes": 0.0, "groups": 1.0, "interval": "5s", "ttl": "15s", "stored": true,
-		"max_suspended": 50.0, "max_cooldown": "1m0s"}, list[1])
+		"max_live_nodes": 100000.0, "max_suspended": 50.0, "max_cooldown": "1m0s"}, list[1])
 
 	// Bad settings are usage errors and change nothing.
 	for _, args := range [][]string{
@@ -51,6 +51,7 @@ func TestNamespaceSetList(t *testing.T) {
 		{"namespace", "set", "--max-cooldown", "500ms"},
 		{"namespace", "set", "--max-cooldown", "2h"},
 		{"namespace", "set", "--interval", "5s", "--max-cooldown", "2h"},
+		{"namespace", "set", "--max-live-nodes", "-1"},
 	} {
 		_, stderr, code := runCLI(t, url, args...)
 		assert.Equal(t, exitUsage, code, "%v: %s", args, stderr)
@@ -61,7 +62,7 @@ func TestNamespaceSetList(t *testing.T) {
 	rdb := s.Client(t)
 	hb, err := heartbeat.New(rdb, "", heartbeat.Config{Interval: 5 * time.Second, TTL: 15 * time.Second})
 	require.NoError(t, err)
-	_, err = hb.Beat(context.Background(), heartbeat.Beat{Node: "n1", IP: "10.0.0.1"})
+	_, err = hb.Beat(context.Background(), heartbeat.Beat{Node: "n1", IP: "10.0.0.1", Session: "test"})
 	require.NoError(t, err)
 	_, stderr, code := runCLI(t, url, "namespace", "set", "--interval", "1s")
 	assert.Equal(t, exitFailure, code)
@@ -70,6 +71,20 @@ func TestNamespaceSetList(t *testing.T) {
 	cfg, _, err := heartbeat.LoadConfig(context.Background(), rdb, "")
 	require.NoError(t, err)
 	assert.Equal(t, heartbeat.Config{Interval: time.Second, TTL: 3 * time.Second}, cfg)
+
+	// The live-node cap needs no --force: it never removes a live node.
+	out = mustRun(t, url, "namespace", "set", "--max-live-nodes", "1")
+	assert.Equal(t, "namespace \"default\": max live nodes 1 (from the next beat; 1 registered now)\n", out)
+	_, err = hb.Beat(context.Background(), heartbeat.Beat{Node: "n1", IP: "10.0.0.1", Session: "test"}) // live by the stored 3 s TTL
+	require.NoError(t, err)
+	_, err = hb.Beat(context.Background(), heartbeat.Beat{Node: "n2", Session: "test"})
+	assert.ErrorIs(t, err, heartbeat.ErrTooManyNodes)
+	mustRun(t, url, "namespace", "set", "--max-live-nodes", "0")
+	out = mustRun(t, url, "namespace", "list")
+	assert.Contains(t, out, "unlimited\n")
+	cfg, _, err = heartbeat.LoadConfig(context.Background(), rdb, "")
+	require.NoError(t, err)
+	assert.Equal(t, heartbeat.Config{Interval: time.Second, TTL: 3 * time.Second}, cfg, "the heartbeat settings are kept")
 }
 
 // TestNamespaceSetHealth: --max-suspended and --max-cooldown are stored
@@ -112,7 +127,7 @@ func TestRebalanceReapsByNamespaceTTL(t *testing.T) {
 	slow := heartbeat.Config{Interval: 10 * time.Second, TTL: 30 * time.Second}
 	hb, err := heartbeat.New(rdb, "", slow)
 	require.NoError(t, err)
-	_, err = hb.Beat(ctx, heartbeat.Beat{Node: "slow-1", IP: "10.0.0.1"})
+	_, err = hb.Beat(ctx, heartbeat.Beat{Node: "slow-1", IP: "10.0.0.1", Session: "test"})
 	require.NoError(t, err)
 	// Back-date its beat by 7 s of server time: past the default TTL, well
 	// within the namespace's.

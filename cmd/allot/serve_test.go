@@ -94,7 +94,7 @@ func TestServeDev(t *testing.T) {
 	m := regexp.MustCompile(`(?m)^export ALLOT_REDIS_URL=(redis://127\.0\.0\.1:\d+)$`).FindStringSubmatch(lastStdout.String())
 	require.NotNil(t, m, lastStdout.String())
 	assert.Contains(t, mustRun(t, m[1], "namespace", "list"), "default  ")
-	assert.Regexp(t, `500ms\s+1\.5s\s`, mustRun(t, m[1], "namespace", "list"))
+	assert.Regexp(t, `500ms\s+1\.5s\s+100000 \(default\)\s`, mustRun(t, m[1], "namespace", "list"))
 
 	type status struct {
 		Groups []struct {

@@ -21,7 +21,7 @@ func beatNodes(t *testing.T, s *redistest.Server, held map[string][]string, ids 
 	hb, err := heartbeat.New(s.Client(t), "default", heartbeat.DefaultConfig())
 	require.NoError(t, err)
 	for i, id := range ids {
-		_, err := hb.Beat(t.Context(), heartbeat.Beat{Node: id, IP: "10.0.0." + string(rune('1'+i)), Held: held[id]})
+		_, err := hb.Beat(t.Context(), heartbeat.Beat{Node: id, IP: "10.0.0." + string(rune('1'+i)), Held: held[id], Session: "test"})
 		require.NoError(t, err)
 	}
 	return hb
@@ -147,7 +147,7 @@ func TestClusterURL(t *testing.T) {
 	hb, err := heartbeat.New(c.Client(t), "default", heartbeat.DefaultConfig())
 	require.NoError(t, err)
 	for _, id := range []string{"n1", "n2", "n3", "n4"} {
-		_, err := hb.Beat(t.Context(), heartbeat.Beat{Node: id, IP: "10.1.0.1"})
+		_, err := hb.Beat(t.Context(), heartbeat.Beat{Node: id, IP: "10.1.0.1", Session: "test"})
 		require.NoError(t, err)
 	}
 	out := mustRun(t, url, "--namespace", "other", "group", "add", "elsewhere")

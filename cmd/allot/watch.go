@@ -12,7 +12,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/allot-io/allot/internal/keys"
 	"github.com/allot-io/allot/registry"
 )
 
@@ -46,7 +45,7 @@ it reconnects with backoff and resumes after the last event it printed.`,
 			ctx, cancel := a.ctx(cmd)
 			reg, err := a.registry(ctx)
 			if err == nil && (from == "" || from == "$") {
-				from, err = a.lastEventID(ctx)
+				from, err = reg.LastEventID(ctx)
 			}
 			cancel()
 			if err != nil {
@@ -57,23 +56,6 @@ it reconnects with backoff and resumes after the last event it printed.`,
 	}
 	cmd.Flags().StringVar(&from, "from", "", "start after this event `ID` (0 = the whole kept log; default: new events only)")
 	return cmd
-}
-
-// lastEventID is the ID of the newest event in the log, "0-0" when empty, so
-// reading after it misses nothing that happens from now on.
-func (a *app) lastEventID(ctx context.Context) (string, error) {
-	rdb, err := a.rdb(ctx)
-	if err != nil {
-		return "", err
-	}
-	msgs, err := rdb.XRevRangeN(ctx, keys.New(a.namespace).Log(), "+", "-", 1).Result()
-	if err != nil {
-		return "", err
-	}
-	if len(msgs) == 0 {
-		return "0-0", nil
-	}
-	return msgs[0].ID, nil
 }
 
 // readResult is one Events call's outcome.

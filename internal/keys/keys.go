@@ -15,6 +15,21 @@ const DefaultNamespace = "default"
 
 var namespacePattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$`)
 
+// GroupNameRule is the rule every group name matches: registry refuses any
+// other name, heartbeat refuses a beat naming one, and the heartbeat scripts
+// check the same rule again (a Lua pattern plus the length bound,
+// MaxGroupNameLen). One home, so the packages that may not import each other
+// share it.
+const GroupNameRule = `^[a-z0-9][a-z0-9._-]{0,62}$`
+
+// MaxGroupNameLen is the longest group name GroupNameRule allows, in bytes.
+const MaxGroupNameLen = 63
+
+var groupNamePattern = regexp.MustCompile(GroupNameRule)
+
+// ValidGroupName reports whether name matches GroupNameRule.
+func ValidGroupName(name string) bool { return groupNamePattern.MatchString(name) }
+
 // ErrInvalidNamespace is returned by Validate for a namespace that cannot be
 // used inside a key.
 var ErrInvalidNamespace = errors.New("keys: namespace must match ^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
@@ -92,8 +107,10 @@ func (k Keys) ScheduleItems() string { return k.prefix + ":schedule:items" }
 
 // Settings is a HASH of the namespace's settings, written by `allot
 // namespace set`: interval_ms and ttl_ms (the heartbeat Config every process
-// of the namespace uses), max_suspended (percent) and max_cooldown_ms (key
-// health limits, read by health.lua at every report). Absent = defaults.
+// of the namespace uses; the heartbeat scripts judge liveness by the stored
+// ttl_ms), max_live_nodes (the most live nodes a join may make),
+// max_suspended (percent) and max_cooldown_ms (key health limits, read by
+// health.lua at every report). Absent = defaults.
 func (k Keys) Settings() string { return k.prefix + ":settings" }
 
 // NodeJoins is the HASH of the join limit of one node token of allot
@@ -126,7 +143,14 @@ func (k Keys) GroupEvents(name string) string { return k.Events() + ":group:" + 
 func GroupRevField(name string) string { return "r:" + name }
 
 // Log is the capped STREAM of events, for audit and for resuming a watch.
+// Node events (node.joined, node.left, node.reaped) have their own stream,
+// NodeLog, so no volume of nodes can push an audit entry out of this one.
 func (k Keys) Log() string { return k.prefix + ":log" }
+
+// NodeLog is the capped STREAM of node events (node.joined, node.left,
+// node.reaped), written by heartbeat's scripts. Readers replay it merged
+// with Log by entry ID (registry.Registry.Events).
+func (k Keys) NodeLog() string { return k.prefix + ":log:nodes" }
 
 // Quota is a HASH of the GCRA state of every limit of one group (field =
 // limit kind and period, value = its theoretical arrival time), written only

@@ -173,6 +173,7 @@ func (n *clientNode) close(ctx context.Context) {
 type simNode struct {
 	h        *perfHarness
 	nid, nip string
+	session  string // heartbeat.NewSession: the process holding the ID
 	v        atomic.Pointer[nodeView]
 	wake     chan struct{}
 	stop     chan struct{}
@@ -190,7 +191,7 @@ type simNode struct {
 
 func newSimNode(h *perfHarness, id, ip string) *simNode {
 	return &simNode{
-		h: h, nid: id, nip: ip,
+		h: h, nid: id, nip: ip, session: heartbeat.NewSession(),
 		wake: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{}),
 		ready: make(chan struct{}),
 	}
@@ -244,7 +245,7 @@ func (n *simNode) tick(ctx context.Context) error {
 	if v != nil {
 		ack = v.epoch
 	}
-	reply, err := h.nodeHB.Beat(ctx, heartbeat.Beat{Node: n.nid, IP: n.nip, Held: v.names(), Ack: ack})
+	reply, err := h.nodeHB.Beat(ctx, heartbeat.Beat{Node: n.nid, Session: n.session, IP: n.nip, Held: v.names(), Ack: ack})
 	if err != nil {
 		return err
 	}
@@ -372,7 +373,7 @@ func (n *simNode) leave(ctx context.Context) error {
 	n.halt()
 	n.v.Store(&nodeView{at: time.Now()})
 	n.h.viewChanged()
-	if err := n.h.nodeHB.Leave(ctx, n.nid, ""); err != nil {
+	if err := n.h.nodeHB.Leave(ctx, n.nid, n.session); err != nil {
 		return err
 	}
 	deadline := time.Now().Add(n.h.cfg.Interval)
