@@ -134,7 +134,13 @@ func (s *Server) nodeHeartbeat(w http.ResponseWriter, r *http.Request) error {
 		req.IP, _, _ = net.SplitHostPort(r.RemoteAddr)
 	}
 	beat := heartbeat.Beat{Node: id, Session: session, IP: req.IP, Preferred: req.Preferred, Held: req.Held, Ack: req.Ack}
-	if err := beat.Validate(); err != nil {
+	check := beat
+	if check.Session == "" {
+		// A join without a session gets the server's (below): check the
+		// rest of the beat now.
+		check.Session = heartbeat.NewSession()
+	}
+	if err := check.Validate(); err != nil {
 		return err // bad input: before the join limit writes anything
 	}
 	h, err := s.hb.Holder(r.Context(), id)
