@@ -32,18 +32,11 @@ func TestClaims(t *testing.T) {
 		"ScriptRefusesBadBeatRaw":  testScriptRefusesBadBeatRaw,
 		"LeaveScriptRefusesNoSess": testLeaveScriptRefusesNoSession,
 	}
-	topologies := map[string]func(t *testing.T) redis.UniversalClient{
-		"standalone": func(t *testing.T) redis.UniversalClient { return redistest.Start(t).Client(t) },
-		"cluster":    func(t *testing.T) redis.UniversalClient { return redistest.StartCluster(t).Client(t) },
-	}
-	for topo, start := range topologies {
-		t.Run(topo, func(t *testing.T) {
-			rdb := start(t)
-			for name, fn := range tests {
-				t.Run(name, func(t *testing.T) { fn(t, rdb) })
-			}
-		})
-	}
+	redistest.Topologies(t, func(t *testing.T, rdb redis.UniversalClient) {
+		for name, fn := range tests {
+			t.Run(name, func(t *testing.T) { fn(t, rdb) })
+		}
+	})
 }
 
 // snapshot is everything of e's namespace a beat, leave or reap may write.

@@ -101,18 +101,11 @@ func TestTracker(t *testing.T) {
 		"HeldRev":            testHeldRev,
 		"EntryIsHeld":        testEntryIsHeld,
 	}
-	topologies := map[string]func(t *testing.T) redis.UniversalClient{
-		"standalone": func(t *testing.T) redis.UniversalClient { return redistest.Start(t).Client(t) },
-		"cluster":    func(t *testing.T) redis.UniversalClient { return redistest.StartCluster(t).Client(t) },
-	}
-	for topo, start := range topologies {
-		t.Run(topo, func(t *testing.T) {
-			rdb := start(t)
-			for name, fn := range tests {
-				t.Run(name, func(t *testing.T) { fn(t, rdb) })
-			}
-		})
-	}
+	redistest.Topologies(t, func(t *testing.T, rdb redis.UniversalClient) {
+		for name, fn := range tests {
+			t.Run(name, func(t *testing.T) { fn(t, rdb) })
+		}
+	})
 }
 
 func testJoinEvent(t *testing.T, rdb redis.UniversalClient) {

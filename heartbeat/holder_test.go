@@ -17,12 +17,7 @@ import (
 // live under a session, expired under it (still its own: a beat from it
 // continues the node), gone after a leave.
 func TestHolder(t *testing.T) {
-	for name, start := range map[string]func(*testing.T) redis.UniversalClient{
-		"standalone": func(t *testing.T) redis.UniversalClient { return redistest.Start(t).Client(t) },
-		"cluster":    func(t *testing.T) redis.UniversalClient { return redistest.StartCluster(t).Client(t) },
-	} {
-		t.Run(name, func(t *testing.T) { testHolder(t, start(t)) })
-	}
+	redistest.Topologies(t, testHolder)
 }
 
 func testHolder(t *testing.T, rdb redis.UniversalClient) {

@@ -48,13 +48,7 @@ func untilServerMS(t *testing.T, rdb redis.UniversalClient, k keys.Keys, ms int6
 // Reap that did not must have t0 <= beat + TTL. One Reap is made at TTL/2 or
 // later (it must find nothing), and the loop runs until the node is reaped.
 func TestNoReapBeforeTTL(t *testing.T) {
-	topologies := map[string]func(t *testing.T) redis.UniversalClient{
-		"standalone": func(t *testing.T) redis.UniversalClient { return redistest.Start(t).Client(t) },
-		"cluster":    func(t *testing.T) redis.UniversalClient { return redistest.StartCluster(t).Client(t) },
-	}
-	for name, start := range topologies {
-		t.Run(name, func(t *testing.T) { testNoReapBeforeTTL(t, start(t)) })
-	}
+	redistest.Topologies(t, testNoReapBeforeTTL)
 }
 
 func testNoReapBeforeTTL(t *testing.T, rdb redis.UniversalClient) {

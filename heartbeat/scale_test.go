@@ -24,17 +24,11 @@ func TestScale(t *testing.T) {
 		"FirstClaims":       testFirstClaims,
 		"ReapPublishesOnce": testReapPublishesOnce,
 	}
-	for topo, start := range map[string]func(t *testing.T) redis.UniversalClient{
-		"standalone": func(t *testing.T) redis.UniversalClient { return redistest.Start(t).Client(t) },
-		"cluster":    func(t *testing.T) redis.UniversalClient { return redistest.StartCluster(t).Client(t) },
-	} {
-		t.Run(topo, func(t *testing.T) {
-			rdb := start(t)
-			for name, fn := range tests {
-				t.Run(name, func(t *testing.T) { fn(t, rdb) })
-			}
-		})
-	}
+	redistest.Topologies(t, func(t *testing.T, rdb redis.UniversalClient) {
+		for name, fn := range tests {
+			t.Run(name, func(t *testing.T) { fn(t, rdb) })
+		}
+	})
 }
 
 // testReapPublishesOnce: reaping several nodes logs one node.reaped each but

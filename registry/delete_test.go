@@ -21,13 +21,7 @@ import (
 // under the same name starts with a full budget, no cooldown and no usage;
 // and the limiter refuses to write for a group whose document is gone.
 func TestDeleteDropsLimiterState(t *testing.T) {
-	topologies := map[string]func(t *testing.T) redis.UniversalClient{
-		"standalone": func(t *testing.T) redis.UniversalClient { return redistest.Start(t).Client(t) },
-		"cluster":    func(t *testing.T) redis.UniversalClient { return redistest.StartCluster(t).Client(t) },
-	}
-	for name, start := range topologies {
-		t.Run(name, func(t *testing.T) { testDeleteDropsLimiterState(t, start(t)) })
-	}
+	redistest.Topologies(t, testDeleteDropsLimiterState)
 }
 
 func testDeleteDropsLimiterState(t *testing.T, rdb redis.UniversalClient) {

@@ -51,13 +51,7 @@ func (h *scriptCalls) take() int {
 // From agree), so only the script stands between the stale plan and the
 // store: it must answer ErrStaleEpoch and write nothing at all.
 func TestCommitFence(t *testing.T) {
-	topologies := map[string]func(t *testing.T) redis.UniversalClient{
-		"standalone": func(t *testing.T) redis.UniversalClient { return redistest.Start(t).Client(t) },
-		"cluster":    func(t *testing.T) redis.UniversalClient { return redistest.StartCluster(t).Client(t) },
-	}
-	for name, start := range topologies {
-		t.Run(name, func(t *testing.T) { testCommitFence(t, start(t)) })
-	}
+	redistest.Topologies(t, testCommitFence)
 }
 
 func testCommitFence(t *testing.T, rdb redis.UniversalClient) {

@@ -26,13 +26,7 @@ return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)`)
 // that did not must have t0 < at. Calls start well before the due time
 // and go on until the item is applied.
 func TestNoScheduleBeforeDue(t *testing.T) {
-	topologies := map[string]func(t *testing.T) redis.UniversalClient{
-		"standalone": func(t *testing.T) redis.UniversalClient { return redistest.Start(t).Client(t) },
-		"cluster":    func(t *testing.T) redis.UniversalClient { return redistest.StartCluster(t).Client(t) },
-	}
-	for name, start := range topologies {
-		t.Run(name, func(t *testing.T) { testNoScheduleBeforeDue(t, start(t)) })
-	}
+	redistest.Topologies(t, testNoScheduleBeforeDue)
 }
 
 func testNoScheduleBeforeDue(t *testing.T, rdb redis.UniversalClient) {
