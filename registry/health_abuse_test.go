@@ -17,19 +17,15 @@ import (
 // pool down (docs/design.md, "Key health"), on a standalone server and on a
 // 3-master cluster.
 func TestHealthAbuse(t *testing.T) {
-	standalone := redistest.Start(t)
-	cluster := redistest.StartCluster(t)
-	for _, b := range []backend{{"standalone", standalone.Client(t)}, {"cluster", cluster.Client(t)}} {
-		t.Run(b.name, func(t *testing.T) {
-			t.Run("Corroboration", func(t *testing.T) { testCorroboration(t, b.rdb) })
-			t.Run("SuspendEverything", func(t *testing.T) { testSuspendEverything(t, b.rdb) })
-			t.Run("SuspensionCap", func(t *testing.T) { testSuspensionCap(t, b.rdb) })
-			t.Run("FreezePool", func(t *testing.T) { testFreezePool(t, b.rdb) })
-			t.Run("ResumeAndClearCooldown", func(t *testing.T) { testClearCooldown(t, b.rdb) })
-			t.Run("ReportRate", func(t *testing.T) { testReportRate(t, b.rdb) })
-			t.Run("Settings", func(t *testing.T) { testHealthSettings(t, b.rdb) })
-		})
-	}
+	redistest.Topologies(t, func(t *testing.T, rdb redis.UniversalClient) {
+		t.Run("Corroboration", func(t *testing.T) { testCorroboration(t, rdb) })
+		t.Run("SuspendEverything", func(t *testing.T) { testSuspendEverything(t, rdb) })
+		t.Run("SuspensionCap", func(t *testing.T) { testSuspensionCap(t, rdb) })
+		t.Run("FreezePool", func(t *testing.T) { testFreezePool(t, rdb) })
+		t.Run("ResumeAndClearCooldown", func(t *testing.T) { testClearCooldown(t, rdb) })
+		t.Run("ReportRate", func(t *testing.T) { testReportRate(t, rdb) })
+		t.Run("Settings", func(t *testing.T) { testHealthSettings(t, rdb) })
+	})
 }
 
 // pool adds every group plan names (eject_after eject) and commits plan as

@@ -58,18 +58,14 @@ func TestTruncateReason(t *testing.T) {
 // TestHealth runs the key health flows on a standalone server and on a
 // 3-master cluster.
 func TestHealth(t *testing.T) {
-	standalone := redistest.Start(t)
-	cluster := redistest.StartCluster(t)
-	for _, b := range []backend{{"standalone", standalone.Client(t)}, {"cluster", cluster.Client(t)}} {
-		t.Run(b.name, func(t *testing.T) {
-			t.Run("Cooldown", func(t *testing.T) { testCooldown(t, b.rdb) })
-			t.Run("EjectWindow", func(t *testing.T) { testEjectWindow(t, b.rdb) })
-			t.Run("BadReports", func(t *testing.T) { testBadReports(t, b.rdb) })
-			t.Run("ProbeSuccessAndFailure", func(t *testing.T) { testProbe(t, b.rdb) })
-			t.Run("ManualSuspendResume", func(t *testing.T) { testManualSuspendResume(t, b.rdb) })
-			t.Run("ReportStorm", func(t *testing.T) { testReportStorm(t, b.rdb) })
-		})
-	}
+	redistest.Topologies(t, func(t *testing.T, rdb redis.UniversalClient) {
+		t.Run("Cooldown", func(t *testing.T) { testCooldown(t, rdb) })
+		t.Run("EjectWindow", func(t *testing.T) { testEjectWindow(t, rdb) })
+		t.Run("BadReports", func(t *testing.T) { testBadReports(t, rdb) })
+		t.Run("ProbeSuccessAndFailure", func(t *testing.T) { testProbe(t, rdb) })
+		t.Run("ManualSuspendResume", func(t *testing.T) { testManualSuspendResume(t, rdb) })
+		t.Run("ReportStorm", func(t *testing.T) { testReportStorm(t, rdb) })
+	})
 }
 
 const hour = time.Hour
