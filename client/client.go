@@ -15,7 +15,6 @@ import (
 	"github.com/allot-io/allot/allocator"
 	"github.com/allot-io/allot/heartbeat"
 	"github.com/allot-io/allot/internal/keys"
-	"github.com/allot-io/allot/quota"
 	"github.com/allot-io/allot/registry"
 )
 
@@ -35,15 +34,9 @@ type Client struct {
 	reg     *registry.Registry
 	hb      *heartbeat.Tracker
 	rb      *allocator.Rebalancer
-	limiter *quota.Limiter
-	local   *quota.Local // the in-process fallback (WithQuotaFallback)
+	lim     *limiter // Allow, Reserve and Settle (limit.go)
 	log     *slog.Logger
-	quotas  sync.Map  // quota text -> quota.Limits
-	cooling sync.Map  // group -> time.Time: cooling_until from this node's reports (health.go)
-	cool    coolWatch // when Allow on a group without a quota must ask Redis (limit.go)
-	// quotaOut is true while Redis is unreachable for the limiter, so the
-	// fallback is logged once on entering and once on leaving.
-	quotaOut atomic.Bool
+	cooling sync.Map // group -> time.Time: cooling_until from this node's reports (health.go)
 
 	// cur is what readers see: an immutable snapshot, replaced, never changed.
 	cur atomic.Pointer[Assignment]
@@ -208,8 +201,6 @@ func New(rdb redis.UniversalClient, opts ...Option) (*Client, error) {
 		reg:          reg,
 		hb:           hb,
 		rb:           allocator.NewRebalancer(rdb, reg, hb, allocator.WithPlanner(o.nodeID), allocator.WithRebalancerLogger(o.log)),
-		limiter:      quota.NewLimiter(rdb),
-		local:        quota.NewLocal(o.now),
 		log:          o.log.With("ns", o.namespace, "node", o.nodeID),
 		ctx:          ctx,
 		cancel:       cancel,
@@ -221,6 +212,7 @@ func New(rdb redis.UniversalClient, opts ...Option) (*Client, error) {
 		wakeDispatch: make(chan struct{}, 1),
 		ready:        make(chan struct{}),
 	}
+	c.lim = newLimiter(rdb, c.keys, o.quotaFallback, o.now, c.log)
 	return c, nil
 }
 

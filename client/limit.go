@@ -4,10 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
+	"github.com/allot-io/allot/internal/keys"
 	"github.com/allot-io/allot/quota"
 	"github.com/allot-io/allot/registry"
 )
@@ -78,7 +82,7 @@ func (c *Client) WaitReserve(ctx context.Context, group string, estTokens int64)
 // Reservation is what Reserve took: one request and an estimate of tokens.
 // Settle it once with the tokens really used.
 type Reservation struct {
-	c       *Client
+	l       *limiter
 	group   string
 	limits  quota.Limits
 	share   float64
@@ -131,12 +135,12 @@ func (r *Reservation) Settle(ctx context.Context, actualTokens int64) error {
 	}
 	switch r.via {
 	case viaLocal:
-		r.c.local.Settle(r.group, r.limits, r.share, delta)
+		r.l.local.Settle(r.group, r.limits, r.share, delta)
 		return nil
 	case viaOpen:
 		return nil
 	}
-	if _, err := r.c.limiter.Settle(ctx, r.c.quotaKeys(r.group), r.limits, delta, r.minute); err != nil {
+	if _, err := r.l.shared.Settle(ctx, r.l.keysOf(r.group), r.limits, delta, r.minute); err != nil {
 		return fmt.Errorf("client: settle %q: %w", r.group, err)
 	}
 	return nil
@@ -160,17 +164,47 @@ func hasTokens(ls quota.Limits) bool {
 	return false
 }
 
-// take is Allow (tokens 0) and Reserve.
+// take is Allow (tokens 0) and Reserve: the client knows what it holds and
+// what its own reports cooled; the limiter does the rest.
 func (c *Client) take(ctx context.Context, group string, tokens int64) (*Reservation, error) {
 	g, ok := c.Assignment().Group(group)
 	if !ok {
 		return nil, fmt.Errorf("%w: %q", ErrNotHeld, group)
 	}
-	ls, err := c.limits(g.Quota)
+	_, cooling := c.Cooling(group)
+	return c.lim.take(ctx, g, tokens, cooling)
+}
+
+// limiter is a node's side of the shared limits, a small type on the Client
+// as etcd's Mutex sits on a Session: the limiter script, the in-process
+// fallback while Redis is away, parsed quota texts, and what the node knows
+// of its groups' cooldowns. Safe for concurrent use.
+type limiter struct {
+	keys     keys.Keys
+	shared   *quota.Limiter
+	local    *quota.Local // the in-process fallback (WithQuotaFallback)
+	fallback QuotaFallback
+	log      *slog.Logger
+	parsed   sync.Map  // quota text -> quota.Limits
+	cool     coolWatch // when Allow on a group without a quota must ask Redis
+	// outage is true while Redis is unreachable for the limiter, so the
+	// fallback is logged once on entering and once on leaving.
+	outage atomic.Bool
+}
+
+func newLimiter(rdb redis.Scripter, k keys.Keys, fallback QuotaFallback, now func() time.Time, log *slog.Logger) *limiter {
+	return &limiter{keys: k, shared: quota.NewLimiter(rdb), local: quota.NewLocal(now), fallback: fallback, log: log}
+}
+
+// take takes one request and tokens from group g's limits (see Allow and
+// Reserve); ownCooling says this node's own report cooled g.
+func (l *limiter) take(ctx context.Context, g Group, tokens int64, ownCooling bool) (*Reservation, error) {
+	group := g.Name
+	ls, err := l.limits(g.Quota)
 	if err != nil {
 		return nil, fmt.Errorf("client: quota of group %q: %w", group, err)
 	}
-	r := &Reservation{c: c, group: group, limits: ls, share: g.Share, tokens: tokens}
+	r := &Reservation{l: l, group: group, limits: ls, share: g.Share, tokens: tokens}
 	if err := ls.CheckCost(1, tokens); err != nil {
 		if errors.Is(err, quota.ErrInvalidCost) {
 			return nil, fmt.Errorf("client: %q: %w: %d tokens", group, ErrInvalidCost, tokens)
@@ -179,33 +213,33 @@ func (c *Client) take(ctx context.Context, group string, tokens int64) (*Reserva
 	}
 	var res quota.Result
 	switch {
-	case ls.IsZero() && !c.mayCool(group):
+	case ls.IsZero() && !l.mayCool(group, ownCooling):
 		return r, nil
 	case ls.IsZero():
 		start := time.Now()
-		if res, err = c.limiter.Cooling(ctx, c.quotaKeys(group)); err == nil && res.Allowed {
-			c.cool.cleared(group, start)
+		if res, err = l.shared.Cooling(ctx, l.keysOf(group)); err == nil && res.Allowed {
+			l.cool.cleared(group, start)
 		}
 	default:
-		res, err = c.limiter.Take(ctx, c.quotaKeys(group), ls, 1, tokens)
+		res, err = l.shared.Take(ctx, l.keysOf(group), ls, 1, tokens)
 	}
 	switch {
 	case err == nil:
-		c.quotaUp()
+		l.up()
 	case ls.IsZero() && ctx.Err() == nil && registry.IsUnavailable(err):
 		// Nothing to fall back on: the cooldown cannot be read, and the
 		// group has no quota to keep. The suspicion stays, so the next
 		// call checks again.
 		return r, nil
 	case ctx.Err() == nil && registry.IsUnavailable(err):
-		c.quotaDown(err)
-		switch c.o.quotaFallback {
+		l.down(err)
+		switch l.fallback {
 		case QuotaOpen:
 			r.via = viaOpen
 			return r, nil
 		case QuotaLocal:
 			r.via = viaLocal
-			if res, err = c.local.Take(group, ls, g.Share, 1, tokens); err != nil {
+			if res, err = l.local.Take(group, ls, g.Share, 1, tokens); err != nil {
 				return nil, fmt.Errorf("client: %q: %w", group, err)
 			}
 		default:
@@ -232,41 +266,41 @@ func (c *Client) take(ctx context.Context, group string, tokens int64) (*Reserva
 	return r, nil
 }
 
-// quotaDown logs, once per outage, that calls are now limited by the
-// fallback.
-func (c *Client) quotaDown(err error) {
-	if c.quotaOut.CompareAndSwap(false, true) {
-		c.log.Warn("quota: redis unreachable, limiting by fallback", "fallback", c.o.quotaFallback.String(), "err", err)
+// down logs, once per outage, that calls are now limited by the fallback.
+func (l *limiter) down(err error) {
+	if l.outage.CompareAndSwap(false, true) {
+		l.log.Warn("quota: redis unreachable, limiting by fallback", "fallback", l.fallback.String(), "err", err)
 	}
 }
 
-// quotaUp logs, once, that Redis limits calls again, and forgets the local
+// up logs, once, that Redis limits calls again, and forgets the local
 // limiter's state (Redis held the truth for the whole pool meanwhile).
-func (c *Client) quotaUp() {
-	if c.quotaOut.Load() && c.quotaOut.CompareAndSwap(true, false) {
-		c.local.Reset()
-		c.log.Info("quota: redis reachable again, shared limits resumed")
+func (l *limiter) up() {
+	if l.outage.Load() && l.outage.CompareAndSwap(true, false) {
+		l.local.Reset()
+		l.log.Info("quota: redis reachable again, shared limits resumed")
 	}
 }
 
-func (c *Client) quotaKeys(group string) quota.Keys {
-	return quota.Keys{State: c.keys.Quota(group), Health: c.keys.Health(group), UsagePrefix: c.keys.UsagePrefix(group),
-		Group: c.keys.Group(group)}
+// keysOf builds the limiter's keys of group.
+func (l *limiter) keysOf(group string) quota.Keys {
+	return quota.Keys{State: l.keys.Quota(group), Health: l.keys.Health(group), UsagePrefix: l.keys.UsagePrefix(group),
+		Group: l.keys.Group(group)}
 }
 
 // limits parses a quota text once.
-func (c *Client) limits(text string) (quota.Limits, error) {
+func (l *limiter) limits(text string) (quota.Limits, error) {
 	if text == "" {
 		return nil, nil
 	}
-	if l, ok := c.quotas.Load(text); ok {
-		return l.(quota.Limits), nil
+	if v, ok := l.parsed.Load(text); ok {
+		return v.(quota.Limits), nil
 	}
 	ls, err := quota.Parse(text)
 	if err != nil {
 		return nil, err
 	}
-	c.quotas.Store(text, ls)
+	l.parsed.Store(text, ls)
 	return ls, nil
 }
 
@@ -324,14 +358,13 @@ func (w *coolWatch) follow(group string, on bool) {
 func (w *coolWatch) unfollowAll() { w.followed.Clear() }
 
 // mayCool reports whether Allow on group, which has no quota, must check its
-// cooldown in Redis.
-func (c *Client) mayCool(group string) bool {
-	if _, ok := c.cool.suspect.Load(group); ok {
+// cooldown in Redis; ownCooling says this node's own report cooled it.
+func (l *limiter) mayCool(group string, ownCooling bool) bool {
+	if _, ok := l.cool.suspect.Load(group); ok {
 		return true
 	}
-	if _, ok := c.cool.followed.Load(group); !ok {
+	if _, ok := l.cool.followed.Load(group); !ok {
 		return true
 	}
-	_, cooling := c.Cooling(group)
-	return cooling
+	return ownCooling
 }

@@ -210,7 +210,7 @@ func TestMalformedLimiterReplyIsNoFallback(t *testing.T) {
 		assert.NotErrorIs(t, err, ErrRateLimited)
 		_, err = c.Reserve(ctx, "g", 0)
 		assert.ErrorIs(t, err, quota.ErrUnexpectedReply, fb.String())
-		assert.False(t, c.quotaOut.Load(), "not counted as an outage")
+		assert.False(t, c.lim.outage.Load(), "not counted as an outage")
 		calls.mangle.Store(false)
 		assert.NoError(t, c.Allow(ctx, "g"))
 	}

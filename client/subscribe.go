@@ -61,7 +61,7 @@ func (c *Client) listen(ctx context.Context, resumed bool) error {
 	defer func() {
 		c.subMu.Lock()
 		c.ps, c.channels = nil, nil
-		c.cool.unfollowAll() // no cooldown is announced until the next listen
+		c.lim.cool.unfollowAll() // no cooldown is announced until the next listen
 		c.subMu.Unlock()
 	}()
 	c.followGroups()
@@ -119,7 +119,7 @@ func (c *Client) onEvent(payload string) {
 	}
 	if ev.Type == registry.EventGroupThrottled {
 		// Groups without a quota check their cooldown from now on (limit.go).
-		c.cool.suspectUntil(ev.Group, time.Now().Add(throttleEventGap))
+		c.lim.cool.suspectUntil(ev.Group, time.Now().Add(throttleEventGap))
 	}
 	switch {
 	case ev.Type == registry.EventAssignment:
@@ -199,11 +199,11 @@ func (c *Client) followGroups() {
 	c.channels = want
 	for _, ch := range drop {
 		if g, ok := c.groupOfChannel(ch); ok {
-			c.cool.follow(g, false)
+			c.lim.cool.follow(g, false)
 		}
 	}
 	for _, g := range groupOf {
-		c.cool.follow(g, true)
+		c.lim.cool.follow(g, true)
 	}
 }
 
@@ -217,8 +217,8 @@ func (c *Client) groupOfChannel(ch string) (string, bool) {
 // being restored.
 func (c *Client) suspectFollowed() {
 	now := time.Now()
-	c.cool.followed.Range(func(g, _ any) bool {
-		c.cool.suspectUntil(g.(string), now)
+	c.lim.cool.followed.Range(func(g, _ any) bool {
+		c.lim.cool.suspectUntil(g.(string), now)
 		return true
 	})
 }
