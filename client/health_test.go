@@ -287,8 +287,9 @@ func TestRebalanceNowTakesTheGuard(t *testing.T) {
 		require.NoError(t, err)
 		return slices.Contains(a.Nodes["n1"], "k")
 	}
-	// A plan is in flight: the guard is held, as rebalanceAsync holds it.
-	require.True(t, c.rebalancing.CompareAndSwap(false, true))
+	// A plan is in flight: the guard is held, as rebalanceAsync holds it
+	// (taken once the node's own start-up plan, if any, let it go).
+	require.Eventually(t, func() bool { return c.rebalancing.CompareAndSwap(false, true) }, 10*time.Second, time.Millisecond)
 	_, err := p.reg.Suspend(ctx, "k", "test", "t")
 	require.NoError(t, err)
 	c.rebalanceNow("suspension")
