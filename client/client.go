@@ -34,9 +34,9 @@ type Client struct {
 	reg     *registry.Registry
 	hb      *heartbeat.Tracker
 	rb      *allocator.Rebalancer
-	lim     *limiter // Allow, Reserve and Settle (limit.go)
+	lim     *limiter  // Allow, Reserve and Settle (limit.go)
+	rep     *reporter // key health reports (health.go)
 	log     *slog.Logger
-	cooling sync.Map // group -> time.Time: cooling_until from this node's reports (health.go)
 
 	// cur is what readers see: an immutable snapshot, replaced, never changed.
 	cur atomic.Pointer[Assignment]
@@ -213,6 +213,7 @@ func New(rdb redis.UniversalClient, opts ...Option) (*Client, error) {
 		ready:        make(chan struct{}),
 	}
 	c.lim = newLimiter(rdb, c.keys, o.quotaFallback, o.now, c.log)
+	c.rep = &reporter{reg: reg, node: o.nodeID, ttl: o.heartbeat.TTL, log: c.log, rebalance: c.rebalanceNow}
 	return c, nil
 }
 

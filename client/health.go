@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/allot-io/allot/registry"
@@ -133,8 +135,28 @@ func (c *Client) report(ctx context.Context, group string, o registry.Outcome, r
 	if !c.Assignment().Holds(group) {
 		return fmt.Errorf("%w: %q", ErrNotHeld, group)
 	}
-	res, err := c.reg.Report(ctx, registry.Report{
-		Node: c.o.nodeID, TTL: c.o.heartbeat.TTL, Group: group, Outcome: o, RetryAfter: retryAfter, Reason: reason,
+	return c.rep.report(ctx, group, o, retryAfter, reason)
+}
+
+// reporter is a node's side of key health, a small type on the Client as
+// etcd's Election sits on a Session: it sends the node's reports, remembers
+// the cooldowns they set, and asks for a plan when one suspended or
+// recovered a group. Safe for concurrent use.
+type reporter struct {
+	reg  *registry.Registry
+	node string
+	ttl  time.Duration
+	log  *slog.Logger
+	// cooling: group -> time.Time, cooling_until as this node's reports
+	// (and CoolingUntil reads) last saw it.
+	cooling sync.Map
+	// rebalance plans now, under the client's rebalancing guard.
+	rebalance func(why string)
+}
+
+func (r *reporter) report(ctx context.Context, group string, o registry.Outcome, retryAfter time.Duration, reason string) error {
+	res, err := r.reg.Report(ctx, registry.Report{
+		Node: r.node, TTL: r.ttl, Group: group, Outcome: o, RetryAfter: retryAfter, Reason: reason,
 	})
 	if errors.Is(err, registry.ErrNotHolder) {
 		return fmt.Errorf("%w: %q (%w)", ErrNotHeld, group, err)
@@ -143,15 +165,15 @@ func (c *Client) report(ctx context.Context, group string, o registry.Outcome, r
 		return fmt.Errorf("client: %w", err)
 	}
 	if !res.CoolingUntil.IsZero() {
-		c.cooling.Store(group, res.CoolingUntil)
+		r.cooling.Store(group, res.CoolingUntil)
 	}
 	switch res.Transition {
 	case registry.TransitionSuspended:
-		c.log.Warn("allot: group suspended; rebalancing", "group", group, "reason", registry.TruncateReason(reason))
-		c.rebalanceNow("suspension")
+		r.log.Warn("allot: group suspended; rebalancing", "group", group, "reason", registry.TruncateReason(reason))
+		r.rebalance("suspension")
 	case registry.TransitionRecovered:
-		c.log.Info("allot: group recovered", "group", group)
-		c.rebalanceNow("recovery")
+		r.log.Info("allot: group recovered", "group", group)
+		r.rebalance("recovery")
 	}
 	return nil
 }
@@ -203,7 +225,7 @@ func (c *Client) releaseRebalancing() {
 // still running. Other holders' throttles reach it through Allow, which
 // refuses while the pool's cooldown runs; CoolingUntil reads that value.
 func (c *Client) Cooling(group string) (until time.Time, cooling bool) {
-	v, ok := c.cooling.Load(group)
+	v, ok := c.rep.cooling.Load(group)
 	if !ok {
 		return time.Time{}, false
 	}
@@ -219,7 +241,7 @@ func (c *Client) CoolingUntil(ctx context.Context, group string) (time.Time, err
 		return time.Time{}, fmt.Errorf("client: %w", err)
 	}
 	if !h.CoolingUntil.IsZero() {
-		c.cooling.Store(group, h.CoolingUntil)
+		c.rep.cooling.Store(group, h.CoolingUntil)
 	}
 	return h.CoolingUntil, nil
 }
