@@ -269,7 +269,7 @@ var mutants = []mutant{
 		Name: "quotaless-cooling-skipped",
 		Why:  "a group without a quota is never checked for a cooldown: one holder's 429 does not stop the others (issue 22.1)",
 		File: "client/limit.go",
-		Old:  "case ls.IsZero() && !c.mayCool(group):",
+		Old:  "case ls.IsZero() && !l.mayCool(group, ownCooling):",
 		New:  "case ls.IsZero():",
 		Pkgs: []string{"./client/"},
 		Run:  "^TestCoolingStopsEveryHolderWithoutQuota$",
