@@ -5,8 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"regexp"
-	"strings"
 
 	"go.yaml.in/yaml/v3"
 
@@ -37,7 +35,7 @@ func ParsePool(data []byte) (Pool, error) {
 		if errors.Is(err, io.EOF) {
 			return Pool{}, ErrEmptyPool
 		}
-		return Pool{}, &PoolDocumentError{Problem: yamlMessage(err)}
+		return Pool{}, &PoolDocumentError{Problem: yamlguard.Describe(err)}
 	}
 	var extra yaml.Node
 	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
@@ -64,23 +62,4 @@ func PoolGroupLines(data []byte) []int {
 		lines[i] = g.Line
 	}
 	return lines
-}
-
-// goTypeSuffix is the Go type yaml.v3 names in its errors ("field x not
-// found in type registry.PoolGroup"): nothing a user can act on.
-var goTypeSuffix = regexp.MustCompile(` in type \w+\.\w+`)
-
-// yamlMessage renders a yaml.v3 error on one line, naming lines and fields
-// and no Go types.
-func yamlMessage(err error) string {
-	var te *yaml.TypeError
-	if errors.As(err, &te) {
-		msgs := make([]string, len(te.Errors))
-		for i, m := range te.Errors {
-			msgs[i] = goTypeSuffix.ReplaceAllString(m, "")
-		}
-		return strings.Join(msgs, "; ")
-	}
-	msg := strings.Join(strings.Fields(err.Error()), " ")
-	return goTypeSuffix.ReplaceAllString(strings.TrimPrefix(msg, "yaml: "), "")
 }

@@ -7,13 +7,11 @@ import (
 	"io"
 	"io/fs"
 	"os"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
 
 	"github.com/spf13/cobra"
-	"go.yaml.in/yaml/v3"
 
 	"github.com/allot-io/allot/internal/yamlguard"
 	"github.com/allot-io/allot/registry"
@@ -82,20 +80,8 @@ func parsePoolFile(data []byte) (registry.Pool, error) {
 	return f, err
 }
 
-var yamlTypeSuffix = regexp.MustCompile(` in type \w+\.\w+`)
-
 // yamlError renders a yaml.v3 error on one line, naming lines and fields.
-func yamlError(err error) error {
-	var te *yaml.TypeError
-	if errors.As(err, &te) {
-		msgs := make([]string, len(te.Errors))
-		for i, m := range te.Errors {
-			msgs[i] = yamlTypeSuffix.ReplaceAllString(m, "")
-		}
-		return errors.New(strings.Join(msgs, "; "))
-	}
-	return errors.New(strings.TrimPrefix(oneLine(err.Error()), "yaml: "))
-}
+func yamlError(err error) error { return errors.New(yamlguard.Describe(err)) }
 
 // poolProblems renders the problems of an import file on one line, each
 // naming the line of its group and the way out.

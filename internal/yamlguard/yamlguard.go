@@ -2,6 +2,9 @@ package yamlguard
 
 import (
 	"bytes"
+	"errors"
+	"regexp"
+	"strings"
 
 	"go.yaml.in/yaml/v3"
 )
@@ -359,4 +362,25 @@ func starLike(data []byte) int {
 		}
 	}
 	return n
+}
+
+// goTypeSuffix is the Go type yaml.v3 names in its errors ("field x not
+// found in type registry.PoolGroup"): nothing a user can act on.
+var goTypeSuffix = regexp.MustCompile(` in type \w+\.\w+`)
+
+// Describe renders a decoding error of yaml.v3 on one line for a user:
+// every problem of a type error joined with "; ", each naming its line, and
+// no Go type names or "yaml: " prefix. The CLI and the server word every
+// YAML input error (pool and group files) with it.
+func Describe(err error) string {
+	var te *yaml.TypeError
+	if errors.As(err, &te) {
+		msgs := make([]string, len(te.Errors))
+		for i, m := range te.Errors {
+			msgs[i] = goTypeSuffix.ReplaceAllString(m, "")
+		}
+		return strings.Join(msgs, "; ")
+	}
+	msg := strings.Join(strings.Fields(err.Error()), " ")
+	return goTypeSuffix.ReplaceAllString(strings.TrimPrefix(msg, "yaml: "), "")
 }
