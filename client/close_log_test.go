@@ -7,6 +7,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 
+	"github.com/allot-io/allot/internal/testlog"
 	"github.com/allot-io/allot/registry"
 )
 
@@ -19,7 +20,7 @@ func TestMassCloseWarnsNothing(t *testing.T) {
 	for _, g := range []string{"g1", "g2", "g3"} {
 		p.addGroup(g, registry.Change{Set: set("k", g)})
 	}
-	var logs lockedBuffer
+	var logs testlog.Buffer
 	log := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	cs := p.startClients("n", 64, WithLogger(log))
 	closeAll(cs)
@@ -27,10 +28,4 @@ func TestMassCloseWarnsNothing(t *testing.T) {
 	// race may not.
 	l := regexp.MustCompile(`rebalance after leave failed.*stale epoch`)
 	assert.Empty(t, l.FindAllString(logs.String(), -1))
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }

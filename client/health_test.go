@@ -18,6 +18,7 @@ import (
 
 	"github.com/allot-io/allot/heartbeat"
 	"github.com/allot-io/allot/internal/redistest"
+	"github.com/allot-io/allot/internal/testlog"
 	"github.com/allot-io/allot/registry"
 )
 
@@ -307,11 +308,11 @@ func TestRebalanceNowTakesTheGuard(t *testing.T) {
 func TestRebalanceNowLogsItsOwnCause(t *testing.T) {
 	p := newPool(t)
 	p.addGroup("k", registry.Change{})
-	var logs lockedBuffer
+	var logs testlog.Buffer
 	c := p.startClient("n1", WithLogger(slog.New(slog.NewTextHandler(&logs, nil))))
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel() // the plan fails (not a taken lock)
 	c.rebalanceRetrying(ctx, "suspension")
-	assert.Equal(t, 1, logs.count("rebalance after suspension failed"))
-	assert.Zero(t, logs.count("rebalance after leave"))
+	assert.Equal(t, 1, logs.Count("rebalance after suspension failed"))
+	assert.Zero(t, logs.Count("rebalance after leave"))
 }

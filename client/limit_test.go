@@ -1,11 +1,8 @@
 package client
 
 import (
-	"bytes"
 	"context"
 	"log/slog"
-	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -13,6 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/allot-io/allot/internal/redistest"
+	"github.com/allot-io/allot/internal/testlog"
 	"github.com/allot-io/allot/quota"
 	"github.com/allot-io/allot/registry"
 )
@@ -76,24 +74,6 @@ func TestReserveSettle(t *testing.T) {
 	assert.GreaterOrEqual(t, sum.Rejected, int64(3))
 }
 
-// lockedBuffer is a log sink tests read while the client writes.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) count(s string) int {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return strings.Count(l.b.String(), s)
-}
-
 // TestQuotaFallback kills Redis under three holders of one group, each with
 // another fallback: local limits at its share, open allows, closed refuses;
 // entering and leaving is logged once; after the restart the shared limiter
@@ -101,7 +81,7 @@ func (l *lockedBuffer) count(s string) int {
 func TestQuotaFallback(t *testing.T) {
 	p := newPool(t, redistest.WithAOF())
 	p.addGroup("g", registry.Change{Set: set("api_key", "k"), Quota: ptr("90/h, 9000 tokens/h")})
-	var logs lockedBuffer
+	var logs testlog.Buffer
 	logger := slog.New(slog.NewTextHandler(&logs, nil))
 	local := p.startClient("f-local", WithLogger(logger))
 	open := p.startClient("f-open", WithQuotaFallback(QuotaOpen))
@@ -137,14 +117,14 @@ func TestQuotaFallback(t *testing.T) {
 	err = closed.Allow(ctx, "g")
 	require.Error(t, err)
 	assert.NotErrorIs(t, err, ErrRateLimited)
-	assert.Equal(t, 1, logs.count("limiting by fallback"), "entering is logged once")
+	assert.Equal(t, 1, logs.Count("limiting by fallback"), "entering is logged once")
 
 	p.s.Restart(t)
 	require.Eventually(t, func() bool { return closed.Allow(ctx, "g") == nil }, 10*time.Second, 20*time.Millisecond)
 	require.Eventually(t, func() bool { return local.Allow(ctx, "g") == nil }, 10*time.Second, 20*time.Millisecond)
 	require.NoError(t, local.Allow(ctx, "g"))
-	assert.Equal(t, 1, logs.count("limiting by fallback"))
-	assert.Equal(t, 1, logs.count("shared limits resumed"), "leaving is logged once")
+	assert.Equal(t, 1, logs.Count("limiting by fallback"))
+	assert.Equal(t, 1, logs.Count("shared limits resumed"), "leaving is logged once")
 	u, err := p.reg.Usage(ctx, "g", time.Hour)
 	require.NoError(t, err)
 	var reqs int64

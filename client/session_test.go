@@ -1,7 +1,6 @@
 package client
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -15,6 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/allot-io/allot/heartbeat"
+	"github.com/allot-io/allot/internal/testlog"
 	"github.com/allot-io/allot/registry"
 )
 
@@ -66,24 +66,6 @@ func (h *holders) check(t *testing.T) {
 	assert.Empty(t, h.violations)
 }
 
-// logBuffer is a slog destination safe for concurrent writes.
-type logBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // A second process started with a live node's ID waits instead of sharing
 // it: Start fails when its ctx ends (ErrNodeIDInUse, logged once), it never
 // holds the exclusive group, and a restart after Close joins at once.
@@ -99,7 +81,7 @@ func TestSameNodeIDNeverHeldTwice(t *testing.T) {
 	require.NoError(t, first.Start(ctx))
 	within(t, 5*time.Second, func() bool { return h.holds(first) }, "first holds solo")
 
-	var logs logBuffer
+	var logs testlog.Buffer
 	second := p.newClient("dup", WithLogger(slog.New(slog.NewTextHandler(&logs, nil))))
 	h.watch(second, "second")
 	sctx, scancel := context.WithTimeout(context.Background(), 4*fastHB.TTL)

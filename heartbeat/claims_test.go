@@ -1,7 +1,6 @@
 package heartbeat_test
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
@@ -16,6 +15,7 @@ import (
 
 	"github.com/allot-io/allot/heartbeat"
 	"github.com/allot-io/allot/internal/redistest"
+	"github.com/allot-io/allot/internal/testlog"
 )
 
 // TestClaims pins what a beat may claim and cost (issue 21 part 2, issue 22
@@ -60,24 +60,6 @@ func (e env) snapshot(t *testing.T) string {
 	return b.String()
 }
 
-// syncBuffer is a log sink safe for concurrent writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // A beat's held counts only the groups of the node's committed entry and
 // revoked entries: a claim on a capped group it was never given is not
 // stored (so it cannot block the group's grant), comes back in Ignored and
@@ -85,7 +67,7 @@ func (s *syncBuffer) String() string {
 func testHeldCountsOnlyGiven(t *testing.T, rdb redis.UniversalClient) {
 	ctx := context.Background()
 	e := newEnv(t, rdb)
-	var logs syncBuffer
+	var logs testlog.Buffer
 	tr, err := heartbeat.New(rdb, e.k.Namespace(), testConfig, heartbeat.WithLogger(slog.New(slog.NewTextHandler(&logs, nil))))
 	require.NoError(t, err)
 	require.NoError(t, rdb.HSet(ctx, e.k.Assign(), "n1", "a").Err())

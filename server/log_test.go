@@ -10,6 +10,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/allot-io/allot/internal/testlog"
 	"github.com/allot-io/allot/server"
 )
 
@@ -17,7 +18,7 @@ import (
 // heartbeat write carry ns once (they used to get a logger already tagged
 // with it, and tagged it again).
 func TestLogsNameTheNamespaceOnce(t *testing.T) {
-	var out lockedBuffer
+	var out testlog.Buffer
 	log := slog.New(slog.NewTextHandler(&out, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	a := newAPI(t, server.WithLogger(log))
 

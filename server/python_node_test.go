@@ -1,7 +1,6 @@
 package server_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"net/http"
@@ -9,7 +8,6 @@ import (
 	"os"
 	"os/exec"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -19,27 +17,10 @@ import (
 
 	"github.com/allot-io/allot/heartbeat"
 	"github.com/allot-io/allot/internal/redistest"
+	"github.com/allot-io/allot/internal/testlog"
 	"github.com/allot-io/allot/registry"
 	"github.com/allot-io/allot/server"
 )
-
-// lockedBuffer collects a child process's output while the test reads it.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
 
 // startAPI runs a real server (real redis-server, httptest listener, the
 // coordinator loop) and stops all of it at the end of the test.
@@ -111,7 +92,7 @@ func TestPythonNode(t *testing.T) {
 	_, err := srv.Registry().Add(ctx, "alpha", registry.Change{Set: map[string]string{"api_key": "k-123456789012"}, Secret: []string{"api_key"}}, "test")
 	require.NoError(t, err)
 
-	var out lockedBuffer
+	var out testlog.Buffer
 	cmd := exec.Command(python, "-u", "../examples/python-node/node.py")
 	cmd.Env = append(os.Environ(),
 		"ALLOT_URL="+ts.URL, "ALLOT_NODE_ID=py-1", "ALLOT_NODE_IP=10.1.2.3", "ALLOT_NODE_TOKEN="+tokens.Node)

@@ -19,6 +19,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/allot-io/allot/heartbeat"
+	"github.com/allot-io/allot/internal/testlog"
 	"github.com/allot-io/allot/registry"
 	"github.com/allot-io/allot/server"
 )
@@ -27,14 +28,14 @@ import (
 type pyNode struct {
 	t      *testing.T
 	cmd    *exec.Cmd
-	out    *lockedBuffer
+	out    *testlog.Buffer
 	exited chan struct{}
 	err    error
 }
 
 func startPyNode(t *testing.T, env ...string) *pyNode {
 	t.Helper()
-	p := &pyNode{t: t, out: &lockedBuffer{}, exited: make(chan struct{})}
+	p := &pyNode{t: t, out: &testlog.Buffer{}, exited: make(chan struct{})}
 	p.cmd = exec.Command(pythonInterpreter(t), "-u", "../examples/python-node/node.py")
 	p.cmd.Env = append(append(os.Environ(), "PYTHONDONTWRITEBYTECODE=1"), env...)
 	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out

@@ -14,7 +14,6 @@ import (
 	"runtime"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -22,6 +21,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/allot-io/allot/internal/testlog"
 	"github.com/allot-io/allot/server"
 )
 
@@ -69,27 +69,9 @@ func (a *api) settled(token string) string {
 	return d
 }
 
-// syncBuffer is a log sink the server writes to from many goroutines.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // debugLog is a debug-level logger into a buffer the test reads.
-func debugLog() (*slog.Logger, *syncBuffer) {
-	var b syncBuffer
+func debugLog() (*slog.Logger, *testlog.Buffer) {
+	var b testlog.Buffer
 	return slog.New(slog.NewTextHandler(&b, &slog.HandlerOptions{Level: slog.LevelDebug})), &b
 }
 

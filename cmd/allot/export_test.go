@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/allot-io/allot/internal/redistest"
+	"github.com/allot-io/allot/internal/testlog"
 	"github.com/allot-io/allot/registry"
 )
 
@@ -204,7 +205,7 @@ func TestImportUndoesPartialWrites(t *testing.T) {
 	mustRun(t, url, "group", "add", "kept", "--set", "a=1")
 	mustRun(t, url, "group", "add", "raced", "--set", "a=1")
 
-	a := newApp(env{stdout: &syncBuffer{}, stderr: &syncBuffer{}, getenv: testEnv})
+	a := newApp(env{stdout: &testlog.Buffer{}, stderr: &testlog.Buffer{}, getenv: testEnv})
 	a.redisURL, a.namespace, a.timeout = url, "default", defaultTimeout
 	defer a.close()
 	reg, err := a.registry(t.Context())

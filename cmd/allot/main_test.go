@@ -12,7 +12,6 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -21,6 +20,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/allot-io/allot/internal/redistest"
+	"github.com/allot-io/allot/internal/testlog"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata/*.golden")
@@ -57,24 +57,6 @@ func testEnv(k string) string {
 	return ""
 }
 
-// syncBuffer is a bytes.Buffer safe for a writer and a concurrent reader.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // runCLI runs the command tree in-process against the Redis at url.
 func runCLI(t testing.TB, url string, args ...string) (stdout, stderr string, code int) {
 	t.Helper()
@@ -83,7 +65,7 @@ func runCLI(t testing.TB, url string, args ...string) (stdout, stderr string, co
 
 // runCLIStdin is runCLI with stdin.
 func runCLIContext(ctx context.Context, url, stdin string, args ...string) (string, string, int) {
-	var out, errb syncBuffer
+	var out, errb testlog.Buffer
 	full := append([]string{"--redis", url}, args...)
 	code := execute(ctx, full, env{stdin: strings.NewReader(stdin), stdout: &out, stderr: &errb, getenv: testEnv})
 	return out.String(), errb.String(), code
@@ -217,7 +199,7 @@ func TestBinaryWatchStopsOnSIGINT(t *testing.T) {
 	url := redistest.Start(t).URL()
 	cmd := exec.Command(binary, "watch", "--redis", url)
 	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "USER=bin-tester"}
-	var out, errb syncBuffer
+	var out, errb testlog.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	require.NoError(t, cmd.Start())
 	done := make(chan error, 1)

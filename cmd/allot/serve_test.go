@@ -15,21 +15,22 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/allot-io/allot/internal/redistest"
+	"github.com/allot-io/allot/internal/testlog"
 	"github.com/allot-io/allot/server"
 )
 
 var (
 	listeningLine = regexp.MustCompile(`allot serve: listening on (http://\S+)`)
 	// lastStdout is the stdout of the latest startServe, for the dev line.
-	lastStdout *syncBuffer
+	lastStdout *testlog.Buffer
 )
 
 // startServe runs `allot serve args...` in-process and returns its base URL
 // and a stop function that ends it like SIGTERM and returns the exit code.
-func startServe(t *testing.T, getenv func(string) string, args ...string) (string, *syncBuffer, func() int) {
+func startServe(t *testing.T, getenv func(string) string, args ...string) (string, *testlog.Buffer, func() int) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	var out, errb syncBuffer
+	var out, errb testlog.Buffer
 	lastStdout = &out
 	code := make(chan int, 1)
 	go func() {
@@ -181,7 +182,7 @@ func TestServeUsage(t *testing.T) {
 		{[]string{"--dev", "--node-tokens", "/nonexistent/tokens"}, "--node-tokens: open /nonexistent/tokens"},
 	}
 	for _, tt := range tests {
-		var out, errb syncBuffer
+		var out, errb testlog.Buffer
 		code := execute(t.Context(), append([]string{"serve"}, tt.args...), env{stdout: &out, stderr: &errb, getenv: testEnv})
 		assert.Equal(t, exitUsage, code, "%v", tt.args)
 		assert.Contains(t, errb.String(), tt.want)
@@ -198,7 +199,7 @@ func TestServeShortAdminToken(t *testing.T) {
 		}
 		return testEnv(k)
 	}
-	var out, errb syncBuffer
+	var out, errb testlog.Buffer
 	code := execute(t.Context(), []string{"serve", "--listen", "0.0.0.0:0"}, env{stdout: &out, stderr: &errb, getenv: getenv})
 	assert.Equal(t, exitUsage, code)
 	assert.Equal(t, "allot: refusing to listen on 0.0.0.0:0 with an ALLOT_ADMIN_TOKEN of 7 bytes: use at least 16 random bytes (e.g. openssl rand -hex 32)\n", errb.String())
@@ -285,7 +286,7 @@ func TestServeNodeTokens(t *testing.T) {
 			if tt.file != "" {
 				args = append(args, "--node-tokens", file(tt.file))
 			}
-			var out, errb syncBuffer
+			var out, errb testlog.Buffer
 			code := execute(t.Context(), args, env{stdout: &out, stderr: &errb, getenv: getenv})
 			assert.Equal(t, exitUsage, code)
 			assert.Contains(t, errb.String(), tt.want)

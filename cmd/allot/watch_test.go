@@ -12,15 +12,16 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/allot-io/allot/internal/redistest"
+	"github.com/allot-io/allot/internal/testlog"
 	"github.com/allot-io/allot/registry"
 )
 
 // startWatch runs `allot watch args...` in-process until the returned stop
 // is called; stop returns the exit code and fails if watch does not end.
-func startWatch(t *testing.T, url string, args ...string) (stdout, stderr *syncBuffer, stop func() int) {
+func startWatch(t *testing.T, url string, args ...string) (stdout, stderr *testlog.Buffer, stop func() int) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(t.Context())
-	stdout, stderr = &syncBuffer{}, &syncBuffer{}
+	stdout, stderr = &testlog.Buffer{}, &testlog.Buffer{}
 	done := make(chan int, 1)
 	go func() {
 		full := append([]string{"--redis", url, "watch"}, args...)
