@@ -630,9 +630,8 @@ func (st state) grant(desired Assignment, gd guards, mayHold map[string]map[stri
 		nodes[n.ID] = granted
 	}
 	waiting := 0
-	maxNodes := gd.maxNodes
 	for _, p := range pending {
-		if len(mayHold[p.group]) < maxNodes[p.group] {
+		if len(mayHold[p.group]) < gd.maxNodes[p.group] {
 			if mayHold[p.group] == nil {
 				mayHold[p.group] = make(map[string]bool)
 			}

@@ -23,7 +23,7 @@ var mutants = []mutant{
 		Name: "gate-off",
 		Why:  "a capped group is granted without waiting for its holder's release",
 		File: "allocator/rebalancer.go",
-		Old:  "if len(mayHold[p.group]) < maxNodes[p.group] {",
+		Old:  "if len(mayHold[p.group]) < gd.maxNodes[p.group] {",
 		New:  "if true {",
 		Pkgs: []string{"./allocator/"},
 		Run:  "TestGate",
