@@ -41,6 +41,9 @@ var (
 	// ErrAlreadySettled is returned by a second Settle of one Reservation:
 	// nothing is debited or refunded twice.
 	ErrAlreadySettled = errors.New("client: reservation already settled")
+	// ErrNothingHeld is returned by Acquire on a node that holds no group
+	// (standby, or not started).
+	ErrNothingHeld = errors.New("client: no group held")
 
 	// ErrNoAssignment is returned by Start when it gave up (ctx done) before
 	// the first assignment was known from Redis or the disk cache.

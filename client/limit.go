@@ -187,6 +187,7 @@ type limiter struct {
 	log      *slog.Logger
 	parsed   sync.Map  // quota text -> quota.Limits
 	cool     coolWatch // when Allow on a group without a quota must ask Redis
+	room     sync.Map  // group -> room: what its limits had left at its last call (Acquire's order)
 	// outage is true while Redis is unreachable for the limiter, so the
 	// fallback is logged once on entering and once on leaving.
 	outage atomic.Bool
@@ -252,6 +253,7 @@ func (l *limiter) take(ctx context.Context, g Group, tokens int64, ownCooling bo
 	if res.Limit >= 0 && res.Limit < len(ls) {
 		name = ls[res.Limit].String()
 	}
+	l.noteRoom(group, ls, res)
 	if !res.Allowed {
 		if res.Limit == quota.Cooling {
 			name = "cooling"
