@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"time"
 
 	"github.com/allot-io/allot/client"
@@ -75,4 +76,35 @@ func ExampleClient_Reserve() {
 	if err := r.Settle(ctx, used); err != nil {
 		fmt.Println("settle:", err)
 	}
+}
+
+// ExampleClient_Acquire makes one upstream call per lease: the key of a held
+// group with room, the tokens settled from the answer, and the answer
+// reported so a 429 or a revoked key reaches every holder. (Compiled, not
+// run: it needs Redis and an upstream.)
+func ExampleClient_Acquire() {
+	ctx := context.Background()
+	c, err := client.FromEnv()
+	if err != nil {
+		panic(err)
+	}
+	if err := c.Start(ctx); err != nil {
+		panic(err)
+	}
+	defer c.Close(context.Background())
+
+	lease, err := c.AcquireWait(ctx, 1200) // waits the shortest RetryAfter of the held groups
+	if err != nil {
+		panic(err)
+	}
+	key, _ := lease.Config("api_key")
+	req, _ := http.NewRequestWithContext(ctx, "POST", "https://api.example/v1/chat", nil)
+	req.Header.Set("Authorization", "Bearer "+key)
+	resp, err := http.DefaultClient.Do(req)
+	_ = lease.Observe(ctx, resp, err)
+	if err != nil {
+		return
+	}
+	defer resp.Body.Close()
+	_ = lease.Settle(ctx, 850) // usage.total_tokens of the answer
 }
