@@ -1,13 +1,14 @@
 // Command httpservice is an HTTP service that calls a metered upstream API
 // with the API key of the group allot assigned to it. Each request:
 //
-//  1. reads the current assignment (lock-free) and picks its first group;
-//  2. takes one call from that group's quota with Allow (shared by every
-//     node holding the group) — 429 with Retry-After when it is used up or
-//     while the group cools down after an upstream 429 (no upstream call);
+//  1. acquires a lease for one call (client.Acquire): a held group with
+//     room in its quota (shared by every node holding the group), the one
+//     with the most room first — 429 with Retry-After when every held group
+//     is used up or cooling down after an upstream 429 (no upstream call);
+//  2. takes the group's api_key from the lease;
 //  3. forwards the request to UPSTREAM_URL with "Authorization: Bearer
 //     <api_key>" and copies the answer back;
-//  4. tells the pool what the upstream answered (ObserveHTTP): a 429 cools
+//  4. tells the pool what the upstream answered (Lease.Observe): a 429 cools
 //     the key for every holder, 401/403 count towards suspending it (its
 //     holders then move to other keys), 2xx confirm a probe.
 //
@@ -107,39 +108,34 @@ func (s *service) healthz(w http.ResponseWriter, _ *http.Request) {
 }
 
 func (s *service) forward(w http.ResponseWriter, r *http.Request) {
-	a := s.c.Assignment()
-	if len(a.Groups) == 0 {
+	// One lease per upstream call: a held group with room (the pool's
+	// limits, and any cooldown a holder's 429 started), its key inside.
+	lease, err := s.c.Acquire(r.Context(), 0)
+	var rl *client.RateLimitError
+	switch {
+	case errors.As(err, &rl):
+		msg := "quota used up"
+		if rl.Limit == "cooling" {
+			msg = "upstream asked to slow down"
+		}
+		tooMany(w, rl.RetryAfter, msg)
+		return
+	case errors.Is(err, client.ErrNothingHeld):
 		http.Error(w, "no group assigned (standby)", http.StatusServiceUnavailable)
 		return
+	case err != nil:
+		// Only with the closed quota fallback while Redis is away (the
+		// default local fallback keeps limiting in process).
+		s.log.Warn("no lease", "err", err)
+		http.Error(w, "quota check unavailable", http.StatusServiceUnavailable)
+		return
 	}
-	g := a.Groups[0]
-	key, ok := g.Config["api_key"]
+	group := lease.Group()
+	key, ok := lease.Config("api_key")
 	if !ok {
-		s.log.Error("group has no api_key", "group", g.Name, "version", g.Version)
+		s.log.Error("group has no api_key", "group", group)
 		http.Error(w, "misconfigured group", http.StatusInternalServerError)
 		return
-	}
-
-	// This node's own reports tell it the key is cooling: answer at once.
-	// (Other holders' 429s reach it through Allow, which refuses until the
-	// pool's cooldown ends.)
-	if until, cooling := s.c.Cooling(g.Name); cooling {
-		tooMany(w, time.Until(until), "upstream asked to slow down")
-		return
-	}
-	var rl *client.RateLimitError
-	switch err := s.c.Allow(r.Context(), g.Name); {
-	case errors.As(err, &rl):
-		tooMany(w, rl.RetryAfter, "quota used up")
-		return
-	case errors.Is(err, client.ErrNotHeld):
-		// The group moved away between the two reads: let the client retry.
-		http.Error(w, "group moved, retry", http.StatusServiceUnavailable)
-		return
-	case err != nil:
-		// Redis unreachable: keep serving (fail open); upstream still
-		// enforces its own limit.
-		s.log.Warn("quota check unavailable; serving anyway", "group", g.Name, "err", err)
 	}
 
 	target := *s.upstream
@@ -155,12 +151,12 @@ func (s *service) forward(w http.ResponseWriter, r *http.Request) {
 	resp, err := s.http.Do(req)
 	// Report on a context of its own: a caller hanging up must not lose it.
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), time.Second)
-	if rerr := s.c.ObserveHTTP(rctx, g.Name, resp, err); rerr != nil {
-		s.log.Debug("health report not recorded", "group", g.Name, "err", rerr)
+	if rerr := lease.Observe(rctx, resp, err); rerr != nil {
+		s.log.Debug("health report not recorded", "group", group, "err", rerr)
 	}
 	cancel()
 	if err != nil {
-		s.log.Warn("upstream call failed", "group", g.Name, "err", err) // err never contains the header
+		s.log.Warn("upstream call failed", "group", group, "err", err) // err never contains the header
 		http.Error(w, "upstream unavailable", http.StatusBadGateway)
 		return
 	}
