@@ -2,15 +2,15 @@
 // /v1/chat/completions that shares each LLM key's request and token limits
 // with every other node holding the key. Each request:
 //
-//  1. picks the first group allot assigned to this node (its config holds
-//     api_key);
-//  2. reserves 1 request + an estimate of the tokens (prompt characters / 4,
-//     plus max_tokens or, without it, as much again) with Reserve — 429 with
-//     Retry-After when a limit is used up, 413 when the estimate exceeds a
-//     limit's burst (it could never fit);
+//  1. acquires a lease (client.Acquire) for 1 request + an estimate of the
+//     tokens (prompt characters / 4, plus max_tokens or, without it, as much
+//     again) from a group allot assigned to this node with room for it (its
+//     config holds api_key) — 429 with Retry-After when every held key is
+//     used up, 413 when the estimate exceeds every key's burst (it could
+//     never fit);
 //  3. forwards the request to UPSTREAM_URL with "Authorization: Bearer
 //     <api_key>" (streamed requests ask for the final usage chunk);
-//  4. settles the reservation with usage.total_tokens from the answer (the
+//  4. settles the lease with usage.total_tokens from the answer (the
 //     last chunk of a streamed one), so the shared budget holds what was
 //     really used; an answer without usage keeps the estimate, an error
 //     answer gives it all back.
@@ -155,21 +155,10 @@ func (p *proxy) chat(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	a := p.c.Assignment()
-	if len(a.Groups) == 0 {
-		http.Error(w, "no key assigned (standby)", http.StatusServiceUnavailable)
-		return
-	}
-	g := a.Groups[0]
-	key, ok := g.Config["api_key"]
-	if !ok {
-		p.log.Error("group has no api_key", "group", g.Name, "version", g.Version)
-		http.Error(w, "misconfigured group", http.StatusInternalServerError)
-		return
-	}
-
+	// One lease per call: a held key with room for the estimate (the one
+	// whose limits had the most left first).
 	est := estimate(req)
-	res, err := p.c.Reserve(r.Context(), g.Name, est)
+	lease, err := p.c.Acquire(r.Context(), est)
 	var rl *client.RateLimitError
 	switch {
 	case errors.As(err, &rl):
@@ -179,12 +168,19 @@ func (p *proxy) chat(w http.ResponseWriter, r *http.Request) {
 	case errors.Is(err, client.ErrCostTooLarge):
 		http.Error(w, "request too large for the key's token limit", http.StatusRequestEntityTooLarge)
 		return
-	case errors.Is(err, client.ErrNotHeld):
-		http.Error(w, "key moved, retry", http.StatusServiceUnavailable)
+	case errors.Is(err, client.ErrNothingHeld):
+		http.Error(w, "no key assigned (standby)", http.StatusServiceUnavailable)
 		return
 	case err != nil:
-		p.log.Warn("reserve failed", "group", g.Name, "err", err)
+		p.log.Warn("acquire failed", "err", err)
 		http.Error(w, "limiter unavailable", http.StatusServiceUnavailable)
+		return
+	}
+	group := lease.Group()
+	key, ok := lease.Config("api_key")
+	if !ok {
+		p.log.Error("group has no api_key", "group", group)
+		http.Error(w, "misconfigured group", http.StatusInternalServerError)
 		return
 	}
 	used := est // kept when the answer says nothing
@@ -192,8 +188,8 @@ func (p *proxy) chat(w http.ResponseWriter, r *http.Request) {
 		// Settle even when the caller went away: the tokens were spent.
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), 5*time.Second)
 		defer cancel()
-		if err := res.Settle(ctx, used); err != nil {
-			p.log.Warn("settle failed", "group", g.Name, "err", err)
+		if err := lease.Settle(ctx, used); err != nil {
+			p.log.Warn("settle failed", "group", group, "err", err)
 		}
 	}()
 
@@ -210,7 +206,7 @@ func (p *proxy) chat(w http.ResponseWriter, r *http.Request) {
 	resp, err := p.http.Do(up)
 	if err != nil {
 		used = 0
-		p.log.Warn("upstream call failed", "group", g.Name, "err", err) // err never contains the header
+		p.log.Warn("upstream call failed", "group", group, "err", err) // err never contains the header
 		http.Error(w, "upstream unavailable", http.StatusBadGateway)
 		return
 	}
