@@ -276,7 +276,15 @@ func (c *Client) beat(ctx context.Context) (heartbeat.Reply, error) {
 		c.trusted = false
 		c.gen++
 	}
-	c.seenRev, c.seenEpoch = reply.Rev, reply.Epoch
+	if seq != c.rawSeq && reply.Epoch <= c.readEpoch {
+		// A read ended while this beat was on its way, and saw the
+		// reply's epoch or a later one: the reply is older than the read
+		// and confirms nothing the read did not (taking its epoch would
+		// make the next wake-up read again).
+		c.seenRev = max(c.seenRev, reply.Rev)
+	} else {
+		c.seenRev, c.seenEpoch = reply.Rev, reply.Epoch
+	}
 	if covers && seq == c.rawSeq && c.trusted && reply.HeldRev <= c.readRev && reply.Rev > c.lastRev {
 		// Groups were written since the read, none of them held: the node
 		// hears only its own groups' events, and need not read for others.
@@ -388,9 +396,11 @@ func (c *Client) forceFetch() {
 }
 
 // readCoveredLocked reports whether a read would tell the node nothing new:
-// raw is a trusted, clean read at the epoch of the last beat and of every
+// raw is a trusted, clean read at the epoch Redis last showed the node (its
+// last beat, or a read that ended after that beat was sent) and of every
 // event that asked for a read, and covers the revision of the last beat and
-// of every held group's event. A wake-up left by a beat that saw the new
+// of every held group's event. An epoch adopted from an event that neither
+// confirms is not covered: the read puts the true one back. A wake-up left by a beat that saw the new
 // epoch while the read for it was already queued is then dropped: after a
 // change that makes every node read (a weight change at 10,000 nodes),
 // thousands of them used to read twice.
@@ -448,6 +458,10 @@ func (c *Client) fetch(ctx context.Context) error {
 	changed := c.raw == nil || c.fromCache || !c.raw.same(*a)
 	c.raw, c.fromCache, c.rawDirty = a, false, view.Dirty
 	c.rawSeq++
+	// What a read sees, Redis holds: its epoch is confirmed as a beat's
+	// would be (see readCoveredLocked).
+	c.readEpoch = view.Epoch
+	c.seenEpoch = max(c.seenEpoch, view.Epoch)
 	if c.wantEpoch == want {
 		// An event's epoch the read, which started after it, did not reach
 		// was not a real one: forget it (one raised meanwhile stays).

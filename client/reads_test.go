@@ -1,0 +1,110 @@
+package client
+
+import (
+	"context"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/allot-io/allot/allocator"
+	"github.com/allot-io/allot/heartbeat"
+	"github.com/allot-io/allot/registry"
+)
+
+// beatGate holds one node's beat replies while armed: Redis runs the beat,
+// then the node waits for release before it hears the reply, as a node
+// whose beat is queued behind thousands of others on a busy pool.
+type beatGate struct {
+	armed   atomic.Bool
+	ran     chan struct{} // receives once a held beat has run in Redis
+	release chan struct{} // closed to let the held reply through
+}
+
+func newBeatGate() *beatGate {
+	return &beatGate{ran: make(chan struct{}, 1), release: make(chan struct{})}
+}
+
+func (g *beatGate) DialHook(next redis.DialHook) redis.DialHook { return next }
+func (g *beatGate) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return next
+}
+
+func (g *beatGate) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		err := next(ctx, cmd)
+		args := cmd.Args()
+		if n := cmd.Name(); (n == "evalsha" || n == "eval") && len(args) > 2 && args[2] == heartbeat.BeatKeys &&
+			g.armed.CompareAndSwap(true, false) {
+			g.ran <- struct{}{}
+			<-g.release
+		}
+		return err
+	}
+}
+
+// TestBeatOlderThanReadReadsOnce: a node's beat runs in Redis, the pool
+// changes, the node reads the change (the commit's event names it), and
+// only then does the beat's reply — with the epoch before the change —
+// come back. The read is newer than the reply: the node must not read
+// again. (During check perf's weight changes at 10,000 nodes, beats and
+// reads queued together on a busy pool, and thousands of nodes read
+// twice.)
+func TestBeatOlderThanReadReadsOnce(t *testing.T) {
+	p := newPool(t)
+	p.addGroup("g0", registry.Change{})
+	gate := newBeatGate()
+	rdb := redis.NewClient(p.s.Options())
+	rdb.AddHook(gate)
+	t.Cleanup(func() { _ = rdb.Close() })
+	x, err := New(rdb, WithNodeID("x"), WithIP("10.0.0.1"), WithHeartbeat(slowHB), WithLogger(testLogger()))
+	require.NoError(t, err)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	require.NoError(t, x.Start(ctx))
+	t.Cleanup(func() { _ = x.Close(context.Background()) })
+	within(t, 10*time.Second, func() bool {
+		x.mu.Lock()
+		defer x.mu.Unlock()
+		return x.raw != nil && x.trusted && x.raw.Epoch == x.seenEpoch && x.lastRev >= x.seenRev && len(x.wakeFetch) == 0
+	}, "read at the beat's epoch")
+	// Freeze the loops: the beat and the reads below are the test's own
+	// calls, in the order it sets.
+	x.pause()
+	defer x.resume()
+	e0 := x.Assignment().Epoch
+
+	gate.armed.Store(true)
+	beat := make(chan error, 1)
+	go func() { beat <- x.tick(ctx) }()
+	select {
+	case <-gate.ran:
+	case <-ctx.Done():
+		t.Fatal("the beat never ran")
+	}
+	// The beat has run; before x hears its reply, x gets a second group.
+	p.addGroup("g1", registry.Change{})
+	rb := allocator.NewRebalancer(p.rdb, p.reg, p.hbTracker())
+	res, err := rb.Run(ctx)
+	require.NoError(t, err)
+	require.Equal(t, e0+1, res.Epoch)
+	within(t, 5*time.Second, func() bool {
+		x.mu.Lock()
+		defer x.mu.Unlock()
+		return x.wantEpoch == e0+1
+	}, "the commit's event asks x to read")
+	before := x.fetches.Load()
+	require.NoError(t, x.fetch(ctx))
+	require.Equal(t, before+1, x.fetches.Load(), "x reads the change")
+	require.Equal(t, e0+1, x.Assignment().Epoch)
+
+	close(gate.release)
+	require.NoError(t, <-beat)
+	require.NoError(t, x.fetch(ctx)) // the wake-up the late reply may leave
+	assert.Equal(t, before+1, x.fetches.Load(), "a beat reply older than the read reads again")
+	assert.Equal(t, e0+1, x.Assignment().Epoch)
+	assert.Equal(t, []string{"g0", "g1"}, x.Assignment().Names())
+}
