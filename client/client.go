@@ -87,6 +87,10 @@ type Client struct {
 	// subscription, a plan this node just ran). See readCoveredLocked.
 	seenEpoch, readEpoch, wantEpoch int64
 	forceRead                       bool
+	// askBeat is the newest epoch whose event (scope groups) asked an early
+	// beat instead of a read: a beat at or past it that cannot take the
+	// epoch reads at once.
+	askBeat int64
 	// rawSeq is +1 whenever a read replaces raw: a beat reply proves
 	// something about raw's groups only if raw did not change meanwhile.
 	rawSeq uint64

@@ -195,7 +195,8 @@ func (c *Client) tick(ctx context.Context) error {
 func (c *Client) eventMayCover(reply heartbeat.Reply) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.raw == nil || c.fromCache || !c.trusted || c.rawDirty {
+	if c.raw == nil || c.fromCache || !c.trusted || c.rawDirty || c.askBeat >= reply.Epoch {
+		// (An event that asked this beat has come already: no wait.)
 		return false
 	}
 	de, dr := reply.Epoch-c.raw.Epoch, reply.Rev-c.lastRev

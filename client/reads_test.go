@@ -108,3 +108,59 @@ func TestBeatOlderThanReadReadsOnce(t *testing.T) {
 	assert.Equal(t, e0+1, x.Assignment().Epoch)
 	assert.Equal(t, []string{"g0", "g1"}, x.Assignment().Names())
 }
+
+// TestScopeGroupsEventAsksTheBeat: an assignment event that names groups
+// but not nodes (scope groups: more entries changed than an event lists)
+// makes a holder of a named group ask its beat, not read: the beat says
+// whether the node's entry is still what it holds and gives the new holder
+// counts. Only a node whose entry changed reads. (A weight change at
+// 10,000 nodes moves about 500 of them, so its event names groups, and all
+// 10,000 nodes used to read.)
+func TestScopeGroupsEventAsksTheBeat(t *testing.T) {
+	p := newPool(t)
+	p.addGroup("g0", registry.Change{})
+	p.addGroup("g1", registry.Change{})
+	hb := heartbeat.Config{Interval: 5 * time.Second, TTL: 15 * time.Second}
+	hook := &slowReads{}
+	rdb := redis.NewClient(p.s.Options())
+	rdb.AddHook(hook)
+	t.Cleanup(func() { _ = rdb.Close() })
+	x, err := New(rdb, WithNodeID("x"), WithIP("10.0.0.1"), WithHeartbeat(hb), WithLogger(testLogger()))
+	require.NoError(t, err)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	require.NoError(t, x.Start(ctx))
+	t.Cleanup(func() { _ = x.Close(context.Background()) })
+	y := p.startClient("y", WithHeartbeat(hb))
+	within(t, 4*hb.Interval, func() bool {
+		return len(x.Assignment().Groups) == 1 && len(y.Assignment().Groups) == 1
+	}, "one group each")
+	mine := x.Assignment().Names()[0]
+
+	// Right after a beat of x, so that its next regular one is an
+	// interval away: x learns of what follows from the event only.
+	x.dropEvents.Store(true)
+	b0 := hook.beats.Load()
+	within(t, 2*hb.Interval, func() bool { return hook.beats.Load() > b0 }, "a beat of x")
+	e0 := x.Assignment().Epoch
+	z := p.startClient("z", WithHeartbeat(hb)) // joins one of the groups
+	within(t, hb.Interval/2, func() bool { return z.Assignment().Epoch > e0 && len(z.Assignment().Groups) == 1 }, "z planned in")
+	a, err := p.reg.Assignment(ctx)
+	require.NoError(t, err)
+	require.Equal(t, []string{mine}, a.Nodes["x"], "the join leaves x's entry as it is")
+	holders := 0
+	for _, gs := range a.Nodes {
+		if len(gs) == 1 && gs[0] == mine {
+			holders++
+		}
+	}
+
+	reads, adopted := x.fetches.Load(), x.beatAdopted.Load()
+	x.onAssignment(registry.Event{Type: registry.EventAssignment, Epoch: a.Epoch, Scope: registry.ScopeGroups, Groups: []string{"g0", "g1"}})
+	within(t, hb.Interval/2, func() bool { return x.Assignment().Epoch == a.Epoch }, "x at the new epoch")
+	assert.Equal(t, reads, x.fetches.Load(), "x read though its entry did not change")
+	assert.Equal(t, adopted+1, x.beatAdopted.Load(), "x took the epoch from its beat")
+	g, ok := x.Assignment().Group(mine)
+	require.True(t, ok)
+	assert.InDelta(t, 1/float64(holders), g.Share, 1e-9, "the new share, from the beat's holder counts")
+}
