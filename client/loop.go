@@ -27,10 +27,12 @@ func (c *Client) beatLoop() {
 	triedCache := false
 	inUseLogged := false
 	for {
+		early := false
 		select {
 		case <-ctx.Done():
 			return
 		case <-c.wakeBeat:
+			early = true
 		case <-timer.C:
 		}
 		if !c.waitIfPaused(ctx) {
@@ -43,6 +45,12 @@ func (c *Client) beatLoop() {
 			}
 			failures = 0
 			inUseLogged = false
+			if early {
+				// An extra beat (a release, an event that asks it) keeps the
+				// regular one where it was: every node woken by one event
+				// must not beat in step from then on.
+				continue
+			}
 			iv := c.o.heartbeat.Interval
 			timer.Reset(iv - c.o.jitter(iv/10))
 			continue
