@@ -109,6 +109,33 @@ func TestBeatOlderThanReadReadsOnce(t *testing.T) {
 	assert.Equal(t, []string{"g0", "g1"}, x.Assignment().Names())
 }
 
+// quietHB spaces beats far enough apart that a test's steps fit between
+// two regular beats of a node.
+var quietHB = heartbeat.Config{Interval: 5 * time.Second, TTL: 15 * time.Second}
+
+// startQuietNodes starts y, then x (with a hook counting its beats and
+// reads) on the groups of p, and waits until each holds one group. x only
+// gains a group, so it releases none and sends no extra beat: its beats are
+// its first one and then one every interval.
+func startQuietNodes(t *testing.T, p *pool) (x, y *Client, hook *slowReads) {
+	t.Helper()
+	y = p.startClient("y", WithHeartbeat(quietHB))
+	hook = &slowReads{}
+	rdb := redis.NewClient(p.s.Options())
+	rdb.AddHook(hook)
+	t.Cleanup(func() { _ = rdb.Close() })
+	x, err := New(rdb, WithNodeID("x"), WithIP("10.0.0.1"), WithHeartbeat(quietHB), WithLogger(testLogger()))
+	require.NoError(t, err)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	require.NoError(t, x.Start(ctx))
+	t.Cleanup(func() { _ = x.Close(context.Background()) })
+	within(t, quietHB.Interval/2, func() bool {
+		return len(x.Assignment().Groups) == 1 && len(y.Assignment().Groups) == 1
+	}, "one group each")
+	return x, y, hook
+}
+
 // TestScopeGroupsEventAsksTheBeat: an assignment event that names groups
 // but not nodes (scope groups: more entries changed than an event lists)
 // makes a holder of a named group ask its beat, not read: the beat says
@@ -120,31 +147,18 @@ func TestScopeGroupsEventAsksTheBeat(t *testing.T) {
 	p := newPool(t)
 	p.addGroup("g0", registry.Change{})
 	p.addGroup("g1", registry.Change{})
-	hb := heartbeat.Config{Interval: 5 * time.Second, TTL: 15 * time.Second}
-	hook := &slowReads{}
-	rdb := redis.NewClient(p.s.Options())
-	rdb.AddHook(hook)
-	t.Cleanup(func() { _ = rdb.Close() })
-	x, err := New(rdb, WithNodeID("x"), WithIP("10.0.0.1"), WithHeartbeat(hb), WithLogger(testLogger()))
-	require.NoError(t, err)
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	require.NoError(t, x.Start(ctx))
-	t.Cleanup(func() { _ = x.Close(context.Background()) })
-	y := p.startClient("y", WithHeartbeat(hb))
-	within(t, 4*hb.Interval, func() bool {
-		return len(x.Assignment().Groups) == 1 && len(y.Assignment().Groups) == 1
-	}, "one group each")
+	x, _, hook := startQuietNodes(t, p)
 	mine := x.Assignment().Names()[0]
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
 
-	// Right after a beat of x, so that its next regular one is an
-	// interval away: x learns of what follows from the event only.
+	// x learns of what follows from the event only (its next regular
+	// beat is seconds away).
 	x.dropEvents.Store(true)
 	b0 := hook.beats.Load()
-	within(t, 2*hb.Interval, func() bool { return hook.beats.Load() > b0 }, "a beat of x")
 	e0 := x.Assignment().Epoch
-	z := p.startClient("z", WithHeartbeat(hb)) // joins one of the groups
-	within(t, hb.Interval/2, func() bool { return z.Assignment().Epoch > e0 && len(z.Assignment().Groups) == 1 }, "z planned in")
+	z := p.startClient("z", WithHeartbeat(quietHB)) // joins one of the groups
+	within(t, quietHB.Interval/2, func() bool { return z.Assignment().Epoch > e0 && len(z.Assignment().Groups) == 1 }, "z planned in")
 	a, err := p.reg.Assignment(ctx)
 	require.NoError(t, err)
 	require.Equal(t, []string{mine}, a.Nodes["x"], "the join leaves x's entry as it is")
@@ -157,10 +171,41 @@ func TestScopeGroupsEventAsksTheBeat(t *testing.T) {
 
 	reads, adopted := x.fetches.Load(), x.beatAdopted.Load()
 	x.onAssignment(registry.Event{Type: registry.EventAssignment, Epoch: a.Epoch, Scope: registry.ScopeGroups, Groups: []string{"g0", "g1"}})
-	within(t, hb.Interval/2, func() bool { return x.Assignment().Epoch == a.Epoch }, "x at the new epoch")
+	within(t, quietHB.Interval/2, func() bool { return x.Assignment().Epoch == a.Epoch }, "x at the new epoch")
 	assert.Equal(t, reads, x.fetches.Load(), "x read though its entry did not change")
 	assert.Equal(t, adopted+1, x.beatAdopted.Load(), "x took the epoch from its beat")
+	require.Equal(t, b0+1, hook.beats.Load(), "one beat of x since the event: the one it asked")
 	g, ok := x.Assignment().Group(mine)
 	require.True(t, ok)
 	assert.InDelta(t, 1/float64(holders), g.Share, 1e-9, "the new share, from the beat's holder counts")
+}
+
+// TestScopeGroupsEventMovedNodeReads: the other side of the rule above — a
+// holder whose entry did change, told by an event that names groups only,
+// learns it from its beat and reads at once, without waiting for its next
+// regular beat.
+func TestScopeGroupsEventMovedNodeReads(t *testing.T) {
+	p := newPool(t)
+	p.addGroup("g0", registry.Change{})
+	p.addGroup("g1", registry.Change{})
+	x, y, hook := startQuietNodes(t, p)
+	x.dropEvents.Store(true)
+	b0 := hook.beats.Load()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	require.NoError(t, y.Close(ctx)) // its group moves to x
+	a, err := p.reg.Assignment(ctx)
+	require.NoError(t, err)
+	require.Equal(t, []string{"g0", "g1"}, a.Nodes["x"])
+	require.Equal(t, x.Assignment().Epoch+1, a.Epoch)
+
+	reads := x.fetches.Load()
+	x.onAssignment(registry.Event{Type: registry.EventAssignment, Epoch: a.Epoch, Scope: registry.ScopeGroups, Groups: []string{"g0", "g1"}})
+	within(t, quietHB.Interval/2, func() bool { return x.Assignment().Epoch == a.Epoch }, "x at the new epoch")
+	assert.Equal(t, reads+1, x.fetches.Load(), "x reads its changed entry once")
+	require.Equal(t, b0+1, hook.beats.Load(), "one beat of x since the event: the one it asked")
+	assert.Equal(t, []string{"g0", "g1"}, x.Assignment().Names())
+	for _, g := range x.Assignment().Groups {
+		assert.InDelta(t, 1.0, g.Share, 1e-9, g.Name)
+	}
 }
