@@ -79,12 +79,18 @@ type Client struct {
 	seenRev    int64 // group revision of the last beat reply
 	eventRev   int64 // highest revision of a held group's event: a read started after it covers it
 	readRev    int64 // group revision the last read was at
-	// seenEpoch is the epoch of the last beat reply and wantEpoch the
-	// newest epoch an event asked this node to read; forceRead makes the
-	// next fetch read whatever they say (a resumed subscription, a plan
-	// this node just ran). See readCoveredLocked.
-	seenEpoch, wantEpoch int64
-	forceRead            bool
+	// seenEpoch is the epoch Redis last showed this node: that of the last
+	// beat reply, or of a read that ended while that beat was on its way
+	// (the reply is older then); readEpoch is the epoch of the last read;
+	// wantEpoch the newest epoch an event asked this node to read;
+	// forceRead makes the next fetch read whatever they say (a resumed
+	// subscription, a plan this node just ran). See readCoveredLocked.
+	seenEpoch, readEpoch, wantEpoch int64
+	forceRead                       bool
+	// askBeat is the newest epoch whose event (scope groups) asked an early
+	// beat instead of a read: a beat at or past it that cannot take the
+	// epoch reads at once.
+	askBeat int64
 	// rawSeq is +1 whenever a read replaces raw: a beat reply proves
 	// something about raw's groups only if raw did not change meanwhile.
 	rawSeq uint64

@@ -27,10 +27,12 @@ func (c *Client) beatLoop() {
 	triedCache := false
 	inUseLogged := false
 	for {
+		early := false
 		select {
 		case <-ctx.Done():
 			return
 		case <-c.wakeBeat:
+			early = true
 		case <-timer.C:
 		}
 		if !c.waitIfPaused(ctx) {
@@ -43,6 +45,12 @@ func (c *Client) beatLoop() {
 			}
 			failures = 0
 			inUseLogged = false
+			if early {
+				// An extra beat (a release, an event that asks it) keeps the
+				// regular one where it was: every node woken by one event
+				// must not beat in step from then on.
+				continue
+			}
 			iv := c.o.heartbeat.Interval
 			timer.Reset(iv - c.o.jitter(iv/10))
 			continue
@@ -195,7 +203,8 @@ func (c *Client) tick(ctx context.Context) error {
 func (c *Client) eventMayCover(reply heartbeat.Reply) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.raw == nil || c.fromCache || !c.trusted || c.rawDirty {
+	if c.raw == nil || c.fromCache || !c.trusted || c.rawDirty || c.askBeat >= reply.Epoch {
+		// (An event that asked this beat has come already: no wait.)
 		return false
 	}
 	de, dr := reply.Epoch-c.raw.Epoch, reply.Rev-c.lastRev
@@ -276,7 +285,15 @@ func (c *Client) beat(ctx context.Context) (heartbeat.Reply, error) {
 		c.trusted = false
 		c.gen++
 	}
-	c.seenRev, c.seenEpoch = reply.Rev, reply.Epoch
+	if seq != c.rawSeq && reply.Epoch <= c.readEpoch {
+		// A read ended while this beat was on its way, and saw the
+		// reply's epoch or a later one: the reply is older than the read
+		// and confirms nothing the read did not (taking its epoch would
+		// make the next wake-up read again).
+		c.seenRev = max(c.seenRev, reply.Rev)
+	} else {
+		c.seenRev, c.seenEpoch = reply.Rev, reply.Epoch
+	}
 	if covers && seq == c.rawSeq && c.trusted && reply.HeldRev <= c.readRev && reply.Rev > c.lastRev {
 		// Groups were written since the read, none of them held: the node
 		// hears only its own groups' events, and need not read for others.
@@ -388,9 +405,11 @@ func (c *Client) forceFetch() {
 }
 
 // readCoveredLocked reports whether a read would tell the node nothing new:
-// raw is a trusted, clean read at the epoch of the last beat and of every
+// raw is a trusted, clean read at the epoch Redis last showed the node (its
+// last beat, or a read that ended after that beat was sent) and of every
 // event that asked for a read, and covers the revision of the last beat and
-// of every held group's event. A wake-up left by a beat that saw the new
+// of every held group's event. An epoch adopted from an event that neither
+// confirms is not covered: the read puts the true one back. A wake-up left by a beat that saw the new
 // epoch while the read for it was already queued is then dropped: after a
 // change that makes every node read (a weight change at 10,000 nodes),
 // thousands of them used to read twice.
@@ -448,6 +467,10 @@ func (c *Client) fetch(ctx context.Context) error {
 	changed := c.raw == nil || c.fromCache || !c.raw.same(*a)
 	c.raw, c.fromCache, c.rawDirty = a, false, view.Dirty
 	c.rawSeq++
+	// What a read sees, Redis holds: its epoch is confirmed as a beat's
+	// would be (see readCoveredLocked).
+	c.readEpoch = view.Epoch
+	c.seenEpoch = max(c.seenEpoch, view.Epoch)
 	if c.wantEpoch == want {
 		// An event's epoch the read, which started after it, did not reach
 		// was not a real one: forget it (one raised meanwhile stays).

@@ -280,7 +280,9 @@ func parseEvent(payload string) (registry.Event, error) {
 }
 
 // onAssignment handles an assignment event. One that names this node, or a
-// group it holds without giving the group's new holder count, wakes a read.
+// group it holds without giving the group's new holder count, wakes a read
+// — or, when it names groups only (scope groups), an early beat, which
+// reads only if the node's entry changed.
 // One that is the next epoch after the one read and leaves this node's
 // entry as it is, is adopted without a read: the new epoch, and the new
 // share of each held group whose holder count the event gives. Any gap (a
@@ -301,6 +303,17 @@ func (c *Client) onAssignment(ev registry.Event) {
 		return // a read for it is under way (the copy on another channel)
 	}
 	counts, ok := ev.Adopt(c.o.nodeID, c.raw.Names())
+	if ev.Epoch == c.raw.Epoch+1 && !ok && ev.Scope == registry.ScopeGroups {
+		// Too many entries changed for the event to list them: this
+		// node's may be one. Its beat tells, at the cost of a beat moved
+		// earlier: it compares the committed entry with what the node
+		// holds and gives the holder counts, so a node whose entry is
+		// unchanged takes the epoch and its shares from it, and only the
+		// nodes the plan moved read (tick).
+		c.askBeat = max(c.askBeat, ev.Epoch)
+		signal(c.wakeBeat)
+		return
+	}
 	if ev.Epoch != c.raw.Epoch+1 || !ok {
 		c.wantEpoch = ev.Epoch
 		signal(c.wakeFetch)

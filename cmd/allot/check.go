@@ -61,6 +61,9 @@ end, and measure:
   commands per leave    every Redis command the nodes sent for one graceful leave
                         (from the leave until settled + one interval; steady
                         beats not counted), and the lock attempts among them
+  reads                 the nodes' assignment reads per leave, in the first
+                        leave, and per weight change (until settled: at most
+                        one per node)
 
 Nodes are real client.Client instances, each on a small Redis client of its own,
 up to 2000 nodes (--mode auto); above that real client.Client instances share one
@@ -152,7 +155,13 @@ func perfTable(r perf.Result) table {
 				fmt.Sprintf("<= %s", num(targetLeaveCmds)), verdict(r.CommandsPerLeave <= targetLeaveCmds)},
 			[]string{"lock attempts per change", strconv.FormatFloat(r.LockAttemptsPerChange, 'f', 1, 64), "",
 				fmt.Sprintf("<= %d", targetLocks), verdict(r.LockAttemptsPerChange <= targetLocks)},
+			[]string{"assignment reads per leave (all nodes)", num(r.ReadsPerLeave), "", "-", "-"},
+			[]string{"assignment reads, first leave", num(float64(r.ReadsFirstLeave)), "", "-", "-"},
 		)
+	}
+	if r.Rebalanced > 0 {
+		t.rows = append(t.rows,
+			[]string{"assignment reads per weight change", num(r.ReadsPerWeightChange), "", "<= nodes", verdict(r.ReadsPerWeightChange <= float64(r.Nodes))})
 	}
 	if r.Mode != perf.ModeSim {
 		t.footer = append(t.footer, "round trips: every command of the nodes' Redis clients; pub/sub pings on quiet subscriptions are not counted")

@@ -42,7 +42,8 @@ func TestCheckPerfJSON(t *testing.T) {
 				fields = append(fields, k)
 			}
 			assert.ElementsMatch(t, []string{"nodes", "groups", "beats_per_sec", "round_trips_per_beat",
-				"failover_ms", "leave_ms", "propagation_ms", "rebalance_ms", "commands_per_leave", "lock_attempts_per_change"}, fields)
+				"failover_ms", "leave_ms", "propagation_ms", "rebalance_ms", "commands_per_leave", "lock_attempts_per_change",
+				"reads_per_leave", "reads_first_leave", "reads_per_weight_change"}, fields)
 
 			var r struct {
 				Nodes             int     `json:"nodes"`
@@ -76,6 +77,17 @@ func TestCheckPerfJSON(t *testing.T) {
 			// The leaver plans without the lock (allocator.LeaveAndPlan):
 			// attempts come only from a plan that lost to another.
 			assert.LessOrEqual(t, work.Locks, 3.0, "no herd at the lock")
+
+			var reads struct {
+				PerLeave  float64 `json:"reads_per_leave"`
+				PerWeight float64 `json:"reads_per_weight_change"`
+			}
+			require.NoError(t, json.Unmarshal([]byte(out), &reads))
+			// A weight change makes the holders of the groups it moves
+			// read, at most once each; a leave, fewer.
+			assert.Greater(t, reads.PerWeight, 0.0, "reads are counted")
+			assert.LessOrEqual(t, reads.PerWeight, 50.0, "at most one read per node")
+			assert.LessOrEqual(t, reads.PerLeave, 50.0)
 
 			var fo perf.Percentiles
 			require.NoError(t, json.Unmarshal(raw["failover_ms"], &fo))
@@ -138,16 +150,18 @@ func TestPerfTableVerdicts(t *testing.T) {
 		Mode: perf.ModeClient, Interval: 2 * time.Second, TTL: 6 * time.Second, Window: 20 * time.Second,
 		Killed: 100, Left: 10, Holders: 50, Updates: 5, Rebalanced: 10,
 		CommandsPerLeave: 2500, LockAttemptsPerChange: 1,
+		ReadsPerLeave: 60, ReadsFirstLeave: 80, ReadsPerWeightChange: 1500,
 	}
 	tb := perfTable(r)
-	require.Len(t, tb.rows, 8)
+	require.Len(t, tb.rows, 11)
 	got := make([]string, len(tb.rows))
 	for i, row := range tb.rows {
 		got[i] = row[len(row)-1]
 	}
 	// 400 < 95% of 500 beats/s; 9 s > 8 s; 150 ms > 100 ms; no rebalance
-	// target; 2,500 commands > 2,000; 1 lock attempt.
-	assert.Equal(t, []string{"MISS", "PASS", "MISS", "PASS", "MISS", "-", "MISS", "PASS"}, got)
+	// target; 2,500 commands > 2,000; 1 lock attempt; reads per leave
+	// shown without a target; 1,500 reads per weight change > one per node.
+	assert.Equal(t, []string{"MISS", "PASS", "MISS", "PASS", "MISS", "-", "MISS", "PASS", "-", "-", "MISS"}, got)
 
 	// A window of two intervals is too short to judge beats/s: no MISS.
 	r.Window = 4 * time.Second

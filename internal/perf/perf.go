@@ -163,6 +163,19 @@ type Result struct {
 	// LockAttemptsPerChange is the nodes' attempts to take the rebalance
 	// lock per graceful leave (mean), over the same window.
 	LockAttemptsPerChange float64 `json:"lock_attempts_per_change"`
+	// ReadsPerLeave is the nodes' assignment reads (registry
+	// NodeAssignment) per graceful leave (mean), over the same window:
+	// the nodes the plan moved, and holders that could not take their new
+	// share from the event.
+	ReadsPerLeave float64 `json:"reads_per_leave"`
+	// ReadsFirstLeave is those of the first leave alone, the one right
+	// after the timed rebalances: reads a weight change left behind show
+	// here.
+	ReadsFirstLeave int64 `json:"reads_first_leave"`
+	// ReadsPerWeightChange is the nodes' assignment reads per timed
+	// rebalance (mean), from the weight change until the pool settled:
+	// at most about one per node the change concerns.
+	ReadsPerWeightChange float64 `json:"reads_per_weight_change"`
 
 	Mode              Mode          `json:"-"` // ModeClient, ModeShared or ModeSim, as run
 	Namespace         string        `json:"-"`
@@ -193,14 +206,18 @@ func (r Result) BeatsMeaningful() bool {
 
 // roundTrips is a go-redis hook on the nodes' Redis clients: it counts
 // their round trips (a pipeline counts once), their commands (a pipeline
-// counts each), their successful beats and their attempts to take the
-// rebalance lock (redsync's SET NX of the lock key).
+// counts each), their successful beats, their assignment reads and their
+// attempts to take the rebalance lock (redsync's SET NX of the lock key).
 type roundTrips struct {
-	nodesKey, lockKey         string
-	calls, cmds, beats, locks atomic.Int64
+	nodesKey, lockKey, stateKey, assignKey string
+	calls, cmds, beats, locks, reads       atomic.Int64
 
 	mu     sync.Mutex
 	byName map[string]int64 // commands by name (and script by key count), for the progress log
+}
+
+func newRoundTrips(k keys.Keys) *roundTrips {
+	return &roundTrips{nodesKey: k.Nodes(), lockKey: k.Lock(), stateKey: k.State(), assignKey: k.Assign()}
 }
 
 func (r *roundTrips) DialHook(next redis.DialHook) redis.DialHook { return next }
@@ -245,6 +262,23 @@ func (r *roundTrips) count(cmd redis.Cmder) {
 			r.locks.Add(1)
 		}
 	}
+	if r.isRead(cmd) {
+		r.reads.Add(1)
+	}
+}
+
+// isRead recognises registry's node assignment script (a node's read of its
+// assignment): EVAL(SHA) with three keys, :state then :assign.
+func (r *roundTrips) isRead(cmd redis.Cmder) bool {
+	if n := cmd.Name(); n != "evalsha" && n != "eval" {
+		return false
+	}
+	args := cmd.Args()
+	if len(args) < 5 {
+		return false
+	}
+	numKeys, ok := args[2].(int)
+	return ok && numKeys == 3 && args[3] == r.stateKey && args[4] == r.assignKey
 }
 
 // isBeat recognises heartbeat's beat script: EVAL(SHA) with
@@ -265,8 +299,8 @@ func (r *roundTrips) reset() { r.calls.Store(0); r.beats.Store(0) }
 
 // snapshot is what the counter showed at one instant.
 type snapshot struct {
-	cmds, beats, locks int64
-	byName             map[string]int64
+	cmds, beats, locks, reads int64
+	byName                    map[string]int64
 }
 
 func (r *roundTrips) snapshot() snapshot {
@@ -276,7 +310,7 @@ func (r *roundTrips) snapshot() snapshot {
 		by[k] = v
 	}
 	r.mu.Unlock()
-	return snapshot{cmds: r.cmds.Load(), beats: r.beats.Load(), locks: r.locks.Load(), byName: by}
+	return snapshot{cmds: r.cmds.Load(), beats: r.beats.Load(), locks: r.locks.Load(), reads: r.reads.Load(), byName: by}
 }
 
 // since renders the commands by name sent between s and later, busiest
@@ -345,7 +379,7 @@ func Run(ctx context.Context, admin redis.UniversalClient, cfg Config) (res Resu
 	h := &perfHarness{
 		cfg: cfg, ctx: hctx, cancel: cancel, admin: admin,
 		adminReg:  registry.New(admin, registry.WithNamespace(cfg.Namespace)),
-		counter:   &roundTrips{nodesKey: keys.New(cfg.Namespace).Nodes(), lockKey: keys.New(cfg.Namespace).Lock()},
+		counter:   newRoundTrips(keys.New(cfg.Namespace)),
 		gone:      map[string]bool{},
 		committed: map[int64]time.Time{},
 		changed:   make(chan struct{}, 1),
@@ -836,12 +870,14 @@ func (h *perfHarness) measurePropagation(res *Result) error {
 func (h *perfHarness) measureRebalance(res *Result) error {
 	h.logf("rebalance: %d timed runs", h.cfg.Rebalances)
 	var samples []float64
+	var reads int64
 	for i := range h.cfg.Rebalances {
 		g := h.groups[(i/2)%len(h.groups)].Name
 		w := 2.0
 		if i%2 == 1 {
 			w = 1
 		}
+		before := h.counter.snapshot()
 		if _, err := h.adminReg.Update(h.ctx, g, registry.Change{Weight: &w}, "check-perf"); err != nil {
 			return fmt.Errorf("update group %s: %w", g, err)
 		}
@@ -867,8 +903,14 @@ func (h *perfHarness) measureRebalance(res *Result) error {
 		if err := h.waitSettled(3*h.cfg.TTL + 10*time.Second); err != nil {
 			return fmt.Errorf("pool after a weight change %w", err)
 		}
+		after := h.counter.snapshot()
+		reads += after.reads - before.reads
+		h.logf("rebalance %d (%s weight %v): %d reads", i+1, g, w, after.reads-before.reads)
 	}
 	res.RebalanceMS = latencies(samples)
+	if h.cfg.Rebalances > 0 {
+		res.ReadsPerWeightChange = round1(float64(reads) / float64(h.cfg.Rebalances))
+	}
 	return nil
 }
 
@@ -975,7 +1017,7 @@ func (h *perfHarness) measureLeave(res *Result) error {
 	h.logf("graceful leave: %d nodes, one at a time", count)
 	timeout := 2*h.cfg.TTL + 5*time.Second
 	var samples []float64
-	var cmds, locks int64
+	var cmds, locks, reads int64
 	for _, i := range mrand.Perm(len(live))[:count] {
 		n := live[i]
 		a0, err := h.adminReg.Assignment(h.ctx)
@@ -1022,15 +1064,20 @@ func (h *perfHarness) measureLeave(res *Result) error {
 		}
 		after := h.counter.snapshot()
 		commit := h.commitTime(a0.Epoch+1, time.Time{})
-		h.logf("leave %d: %v (its plan committed after %v); commands: %s", res.Left, took.Round(time.Millisecond),
-			commit.Sub(t0).Round(time.Millisecond), before.since(after))
+		h.logf("leave %d: %v (its plan committed after %v); %d reads; commands: %s", res.Left, took.Round(time.Millisecond),
+			commit.Sub(t0).Round(time.Millisecond), after.reads-before.reads, before.since(after))
 		cmds += (after.cmds - before.cmds) - (after.beats - before.beats)
 		locks += after.locks - before.locks
+		reads += after.reads - before.reads
+		if res.Left == 1 {
+			res.ReadsFirstLeave = after.reads - before.reads
+		}
 	}
 	res.LeaveMS = latencies(samples)
 	if res.Left > 0 {
 		res.CommandsPerLeave = round1(float64(cmds) / float64(res.Left))
 		res.LockAttemptsPerChange = round1(float64(locks) / float64(res.Left))
+		res.ReadsPerLeave = round1(float64(reads) / float64(res.Left))
 	}
 	return nil
 }
