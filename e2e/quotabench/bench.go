@@ -142,27 +142,33 @@ func (b *bench) liveCount() int {
 // call makes one upstream call with key and counts a success in the
 // window. On a 429 it returns the upstream's X-Retry-After-Ms.
 func (b *bench) call(ctx context.Context, n *node, key string) (retry time.Duration) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, b.srv.URL+"/v1/thing", nil)
+	status, retry := callUpstream(ctx, b.http, b.srv.URL, key)
+	if status == http.StatusOK && b.counting.Load() {
+		n.ok.Add(1)
+	}
+	return retry
+}
+
+// callUpstream makes one call to the fake upstream at base with key and
+// returns its status (0 when the call failed) and, on a 429, its
+// X-Retry-After-Ms.
+func callUpstream(ctx context.Context, hc *http.Client, base, key string) (status int, retry time.Duration) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/v1/thing", nil)
 	if err != nil {
-		return 0
+		return 0, 0
 	}
 	req.Header.Set("X-Api-Key", key)
-	resp, err := b.http.Do(req)
+	resp, err := hc.Do(req)
 	if err != nil {
-		return 0
+		return 0, 0
 	}
 	_, _ = io.Copy(io.Discard, resp.Body)
 	_ = resp.Body.Close()
-	switch resp.StatusCode {
-	case http.StatusOK:
-		if b.counting.Load() {
-			n.ok.Add(1)
-		}
-	case http.StatusTooManyRequests:
+	if resp.StatusCode == http.StatusTooManyRequests {
 		ms, _ := strconv.Atoi(resp.Header.Get("X-Retry-After-Ms"))
-		return time.Duration(max(ms, 1)) * time.Millisecond
+		retry = time.Duration(max(ms, 1)) * time.Millisecond
 	}
-	return 0
+	return resp.StatusCode, retry
 }
 
 func (b *bench) startNode(ctx context.Context, s strategy) error {

@@ -34,9 +34,15 @@ type bucket struct {
 }
 
 func newUpstream(keys []string, quota int, tolerance float64) *upstream {
+	return newRateUpstream(keys, float64(quota), float64(quota)*(1+tolerance))
+}
+
+// newRateUpstream is an upstream whose keys each allow rate calls per
+// second with a bucket of capacity calls: GCRA with burst = capacity.
+func newRateUpstream(keys []string, rate, capacity float64) *upstream {
 	u := &upstream{
-		quota:    float64(quota),
-		capacity: float64(quota) * (1 + tolerance),
+		quota:    rate,
+		capacity: capacity,
 		buckets:  make(map[string]*bucket, len(keys)),
 	}
 	now := time.Now()
