@@ -16,6 +16,14 @@
 // calls and tokens per key, calls of random token cost, and allot's
 // Reserve/Settle against request limits only and share-based local limits.
 //
+// -skew runs the demand skew scenario instead (skew.go, issue 23): 12 nodes
+// on 6 keys of 600/m burst 10, 2 hot nodes wanting 20 calls/s and 10 cold
+// ones 1.5/s, in three variants (steady, moving hotspot, uniform), with
+// Allow on the held group, Acquire, a LiteLLM-style router and IP mod N.
+// Without -redis it starts its own redis-server on a free port:
+//
+//	go run ./e2e/quotabench -skew [-skew-warmup 20s] [-skew-window 40s] [-skew-variants steady,moving,uniform]
+//
 // The allot strategies use a throwaway namespace (quota-bench-<random>) on
 // that Redis and delete it afterwards. See BENCHMARKS.md for figures.
 package main
@@ -36,7 +44,16 @@ func main() {
 	nodes := flag.Int("nodes", 0, "nodes (0 = the form's default)")
 	health := flag.Bool("health", false, "run the key health scenario (429 + Retry-After, a key revoked mid-run)")
 	tokens := flag.Bool("tokens", false, "the tokens scenario (requests and tokens per key)")
+	skew := skewFlags()
 	flag.Parse()
+	if skew.on {
+		redisSet := false
+		flag.Visit(func(f *flag.Flag) { redisSet = redisSet || f.Name == "redis" })
+		if !redisSet {
+			*url = ""
+		}
+		os.Exit(runSkewMain(*url, skew))
+	}
 
 	cfg := shortConfig()
 	if *long {
