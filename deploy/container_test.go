@@ -10,6 +10,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -31,6 +32,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/allot-io/allot/internal/redistest"
+	"github.com/allot-io/allot/internal/testcert"
 )
 
 const (
@@ -211,27 +213,39 @@ func TestImage(t *testing.T) {
 }
 
 // TestServeInContainer runs allot serve in the image the way the Kubernetes
-// Deployment does (every interface, tokens from the environment, Redis from
-// ALLOT_REDIS_URL), checks its probes, UI and API, runs a CLI command in a
-// second container, and stops it with SIGTERM.
+// Deployment does (every interface, TLS from a mounted Secret at the image's
+// default paths, tokens from the environment, Redis from ALLOT_REDIS_URL),
+// checks its probes, UI and API over HTTPS, runs a CLI command in a second
+// container, and stops it with SIGTERM.
 func TestServeInContainer(t *testing.T) {
 	img := image(t)
 	rs := redistest.Start(t, redistest.WithPassword("allot", "redis-pass"))
 	port := redistest.FreePort(t)
-	base := fmt.Sprintf("http://127.0.0.1:%d", port)
+	base := fmt.Sprintf("https://127.0.0.1:%d", port)
 	const admin = "admin-token-for-the-container-test"
+
+	// The image runs as 65532: the test key must be readable by it.
+	tlsDir := t.TempDir()
+	cert := testcert.Write(t, tlsDir)
+	for _, f := range []string{cert.CertFile, cert.KeyFile} {
+		require.NoError(t, os.Chmod(f, 0o644))
+	}
+	require.NoError(t, os.Chmod(tlsDir, 0o755))
 
 	name := container(t)
 	args := append([]string{"run", "--detach", "--name", name}, runFlags(t)...)
 	args = append(args, "--env", "ALLOT_REDIS_URL="+rs.URL(), "--env", "ALLOT_ADMIN_TOKEN="+admin,
-		img, "serve", "--listen", fmt.Sprintf("0.0.0.0:%d", port), "--log-format", "json")
+		"--volume", tlsDir+":/etc/allot/tls:ro",
+		img, "serve", "--listen", fmt.Sprintf("0.0.0.0:%d", port), "--log-format", "json",
+		"--tls-cert", "/etc/allot/tls/tls.crt", "--tls-key", "/etc/allot/tls/tls.key")
 	mustPodman(t, args...)
 	logs := func() string {
 		r := podman(t, commandTimeout, "logs", name)
 		return r.stdout + r.stderr
 	}
 
-	client := &http.Client{Timeout: 5 * time.Second}
+	transport := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: cert.Pool}}
+	client := &http.Client{Timeout: 5 * time.Second, Transport: transport}
 	get := func(path, token string) (int, string, string) {
 		req, err := http.NewRequest(http.MethodGet, base+path, nil)
 		require.NoError(t, err)
@@ -284,7 +298,7 @@ func TestServeInContainer(t *testing.T) {
 	req, err = http.NewRequest(http.MethodGet, base+"/v1/events", nil)
 	require.NoError(t, err)
 	req.Header.Set("Authorization", "Bearer "+admin)
-	stream, err := (&http.Client{}).Do(req)
+	stream, err := (&http.Client{Transport: transport}).Do(req)
 	require.NoError(t, err)
 	defer stream.Body.Close()
 	require.Equal(t, http.StatusOK, stream.StatusCode)
@@ -308,7 +322,7 @@ func TestServeInContainer(t *testing.T) {
 	assert.Equal(t, "0", strings.TrimSpace(mustPodman(t, "inspect", "--format", "{{.State.ExitCode}}", name)),
 		"exit code after SIGTERM; log:\n%s", logs())
 	l := logs()
-	assert.Regexp(t, fmt.Sprintf(`allot serve: listening on http://(0\.0\.0\.0|\[::\]):%d\n`, port), l)
+	assert.Regexp(t, fmt.Sprintf(`allot serve: listening on https://(0\.0\.0\.0|\[::\]):%d\n`, port), l)
 	assert.Contains(t, l, "shutting down")
 	assert.NotContains(t, l, "redis-pass", "the Redis password is never logged")
 	assert.NotContains(t, l, secret)
@@ -360,6 +374,18 @@ func TestServeInContainerBadInput(t *testing.T) {
 		lines := strings.Split(strings.TrimSpace(r.stderr), "\n")
 		require.Len(t, lines, 1, "one line on stderr: %q", r.stderr)
 		assert.Contains(t, lines[0], "refusing to listen on 0.0.0.0:7070 without ALLOT_ADMIN_TOKEN")
+	})
+
+	// The default command serves TLS from the mounted Secret: without it,
+	// one line names the missing file, before Redis is dialled.
+	t.Run("no certificate mounted", func(t *testing.T) {
+		args := append(append([]string{"run", "--rm"}, runFlags(t)...),
+			"--env", "ALLOT_REDIS_URL=redis://127.0.0.1:"+strconv.Itoa(refused), "--env", "ALLOT_ADMIN_TOKEN=admin-token-for-the-container-test", img)
+		r := podman(t, commandTimeout, args...)
+		assert.Equal(t, 2, r.code, "exit code; stderr: %s", r.stderr)
+		lines := strings.Split(strings.TrimSpace(r.stderr), "\n")
+		require.Len(t, lines, 1, "one line on stderr: %q", r.stderr)
+		assert.Contains(t, lines[0], "/etc/allot/tls/tls.crt")
 	})
 }
 

@@ -51,12 +51,19 @@ type deploymentSpec struct {
 }
 
 type podSpec struct {
-	TerminationGracePeriodSeconds *int `yaml:"terminationGracePeriodSeconds"`
+	AutomountServiceAccountToken  *bool `yaml:"automountServiceAccountToken"`
+	TerminationGracePeriodSeconds *int  `yaml:"terminationGracePeriodSeconds"`
 	SecurityContext               struct {
 		RunAsNonRoot *bool `yaml:"runAsNonRoot"`
 		RunAsUser    int   `yaml:"runAsUser"`
 	} `yaml:"securityContext"`
 	Containers []containerSpec `yaml:"containers"`
+	Volumes    []struct {
+		Name   string `yaml:"name"`
+		Secret *struct {
+			SecretName string `yaml:"secretName"`
+		} `yaml:"secret"`
+	} `yaml:"volumes"`
 }
 
 type containerSpec struct {
@@ -68,6 +75,11 @@ type containerSpec struct {
 		ContainerPort int    `yaml:"containerPort"`
 	} `yaml:"ports"`
 	Env            []envVar `yaml:"env"`
+	VolumeMounts   []struct {
+		Name      string `yaml:"name"`
+		MountPath string `yaml:"mountPath"`
+		ReadOnly  bool   `yaml:"readOnly"`
+	} `yaml:"volumeMounts"`
 	LivenessProbe  *probe   `yaml:"livenessProbe"`
 	ReadinessProbe *probe   `yaml:"readinessProbe"`
 	Lifecycle      struct {
@@ -107,8 +119,9 @@ type envVar struct {
 
 type probe struct {
 	HTTPGet *struct {
-		Path string `yaml:"path"`
-		Port string `yaml:"port"`
+		Path   string `yaml:"path"`
+		Port   string `yaml:"port"`
+		Scheme string `yaml:"scheme"`
 	} `yaml:"httpGet"`
 }
 
@@ -200,7 +213,8 @@ func spec[T any](t *testing.T, objs map[string]object, id string) T {
 
 func TestEveryYAMLDocumentParses(t *testing.T) {
 	files := yamlFiles(t)
-	for _, want := range []string{"compose.yaml", "kubernetes/serve.yaml", "kubernetes/node.yaml", "kubernetes/secrets.example.yaml"} {
+	for _, want := range []string{"compose.yaml", "kubernetes/serve.yaml", "kubernetes/node.yaml", "kubernetes/secrets.example.yaml",
+		"kubernetes/networkpolicy.yaml", "kubernetes/certificate.example.yaml"} {
 		assert.Contains(t, files, want)
 	}
 	for _, f := range files {
@@ -241,11 +255,18 @@ func fromField(t *testing.T, e envVar, path string) {
 	assert.Equal(t, path, e.ValueFrom.FieldRef.FieldPath, e.Name)
 }
 
-// hardened checks what every pod of allot runs with: the image's non-root
-// user, no privilege escalation, no capabilities, a read-only root, and
-// resources.
+// pinnedImage matches an image pinned to a release version: never :latest,
+// so every replica runs the same build and a rollback is a tag change.
+var pinnedImage = regexp.MustCompile(`^[a-z0-9./-]+:v\d+\.\d+\.\d+$`)
+
+// hardened checks what every pod of allot runs with: no service account
+// token (allot never calls the Kubernetes API), the image's non-root user, no
+// privilege escalation, no capabilities, a read-only root, resources, and an
+// image pinned to a version.
 func hardened(t *testing.T, id string, p podSpec) containerSpec {
 	t.Helper()
+	require.NotNil(t, p.AutomountServiceAccountToken, "%s: automountServiceAccountToken", id)
+	assert.False(t, *p.AutomountServiceAccountToken, "%s: automountServiceAccountToken", id)
 	require.NotNil(t, p.SecurityContext.RunAsNonRoot, "%s: runAsNonRoot", id)
 	assert.True(t, *p.SecurityContext.RunAsNonRoot, "%s: runAsNonRoot", id)
 	assert.Equal(t, 65532, p.SecurityContext.RunAsUser, "%s: the image's USER", id)
@@ -259,6 +280,7 @@ func hardened(t *testing.T, id string, p podSpec) containerSpec {
 	assert.NotEmpty(t, c.Resources.Requests["cpu"], "%s: cpu request", id)
 	assert.NotEmpty(t, c.Resources.Requests["memory"], "%s: memory request", id)
 	assert.NotEmpty(t, c.Resources.Limits["memory"], "%s: memory limit", id)
+	assert.Regexp(t, pinnedImage, c.Image, "%s: image pinned to a version", id)
 	return c
 }
 
@@ -285,19 +307,39 @@ func TestKubernetesServe(t *testing.T) {
 	assert.Regexp(t, `^allot:`, c.Image)
 	require.NotEmpty(t, c.Args)
 	assert.Equal(t, "serve", c.Args[0])
-	assert.Contains(t, strings.Join(c.Args, " "), "--listen 0.0.0.0:7070")
+	args := strings.Join(c.Args, " ")
+	assert.Contains(t, args, "--listen 0.0.0.0:7070")
+	// TLS from the Secret allot-tls, at the paths the image's default
+	// command reads too.
+	assert.Contains(t, args, "--tls-cert /etc/allot/tls/tls.crt --tls-key /etc/allot/tls/tls.key")
+	assert.NotContains(t, args, "--tls-disable")
+	require.Len(t, c.VolumeMounts, 1)
+	assert.Equal(t, "/etc/allot/tls", c.VolumeMounts[0].MountPath)
+	assert.True(t, c.VolumeMounts[0].ReadOnly)
+	vols := d.Template.Spec.Volumes
+	require.Len(t, vols, 1)
+	assert.Equal(t, c.VolumeMounts[0].Name, vols[0].Name)
+	require.NotNil(t, vols[0].Secret)
+	assert.Equal(t, "allot-tls", vols[0].Secret.SecretName)
+	cert := objs["Certificate/allot"]
+	assert.Equal(t, "cert-manager.io/v1", cert.APIVersion, "certificate.example.yaml issues allot-tls")
+	var certSpec struct {
+		SecretName string `yaml:"secretName"`
+	}
+	require.NoError(t, cert.Spec.Decode(&certSpec))
+	assert.Equal(t, "allot-tls", certSpec.SecretName)
+
 	require.Len(t, c.Ports, 1)
 	assert.Equal(t, 7070, c.Ports[0].ContainerPort)
-	assert.Equal(t, "http", c.Ports[0].Name)
+	assert.Equal(t, "https", c.Ports[0].Name)
 
-	require.NotNil(t, c.LivenessProbe)
-	require.NotNil(t, c.LivenessProbe.HTTPGet, "liveness is an HTTP GET")
-	assert.Equal(t, "/healthz", c.LivenessProbe.HTTPGet.Path)
-	assert.Equal(t, "http", c.LivenessProbe.HTTPGet.Port)
-	require.NotNil(t, c.ReadinessProbe)
-	require.NotNil(t, c.ReadinessProbe.HTTPGet, "readiness is an HTTP GET")
-	assert.Equal(t, "/readyz", c.ReadinessProbe.HTTPGet.Path)
-	assert.Equal(t, "http", c.ReadinessProbe.HTTPGet.Port)
+	for name, p := range map[string]*probe{"/healthz": c.LivenessProbe, "/readyz": c.ReadinessProbe} {
+		require.NotNil(t, p, name)
+		require.NotNil(t, p.HTTPGet, "%s is an HTTP GET", name)
+		assert.Equal(t, name, p.HTTPGet.Path)
+		assert.Equal(t, "https", p.HTTPGet.Port)
+		assert.Equal(t, "HTTPS", p.HTTPGet.Scheme, "%s: serve answers TLS only", name)
+	}
 
 	fromSecret(t, objs, env(t, c, client.EnvRedisURL), false)
 	fromSecret(t, objs, env(t, c, "ALLOT_ADMIN_TOKEN"), false)
@@ -315,7 +357,7 @@ func TestKubernetesServe(t *testing.T) {
 	svc := spec[serviceSpec](t, objs, "Service/allot")
 	assert.True(t, selects(svc.Selector, pods), "the Service selects serve's pods")
 	require.Len(t, svc.Ports, 1)
-	assert.Equal(t, "http", svc.Ports[0].TargetPort)
+	assert.Equal(t, "https", svc.Ports[0].TargetPort)
 
 	pdb := spec[pdbSpec](t, objs, "PodDisruptionBudget/allot")
 	assert.True(t, selects(pdb.Selector.MatchLabels, pods), "the PodDisruptionBudget selects serve's pods")
@@ -345,6 +387,54 @@ func TestKubernetesNode(t *testing.T) {
 	assert.Greater(t, *grace, 10)
 }
 
+// networkPolicySpec is the part of a NetworkPolicy the tests check.
+type networkPolicySpec struct {
+	PodSelector selector `yaml:"podSelector"`
+	PolicyTypes []string `yaml:"policyTypes"`
+	Ingress     []struct {
+		From  []yaml.Node `yaml:"from"`
+		Ports []policyPort `yaml:"ports"`
+	} `yaml:"ingress"`
+	Egress []struct {
+		To    []yaml.Node  `yaml:"to"`
+		Ports []policyPort `yaml:"ports"`
+	} `yaml:"egress"`
+}
+
+type policyPort struct {
+	Protocol string `yaml:"protocol"`
+	Port     int    `yaml:"port"`
+}
+
+// TestKubernetesNetworkPolicy: serve's pods take connections on 7070 only,
+// from named sources, and reach out only to Redis (6379) and DNS (53).
+func TestKubernetesNetworkPolicy(t *testing.T) {
+	objs := manifests(t)
+	serve := spec[deploymentSpec](t, objs, "Deployment/allot")
+	np := spec[networkPolicySpec](t, objs, "NetworkPolicy/allot")
+	assert.True(t, selects(np.PodSelector.MatchLabels, serve.Template.Metadata.Labels), "the policy applies to serve's pods")
+	assert.False(t, selects(np.PodSelector.MatchLabels, spec[deploymentSpec](t, objs, "Deployment/allot-node").Template.Metadata.Labels))
+	assert.ElementsMatch(t, []string{"Ingress", "Egress"}, np.PolicyTypes, "both directions are closed by default")
+
+	require.NotEmpty(t, np.Ingress)
+	for _, rule := range np.Ingress {
+		assert.NotEmpty(t, rule.From, "every ingress rule names its sources")
+		require.NotEmpty(t, rule.Ports, "every ingress rule names its ports")
+		for _, p := range rule.Ports {
+			assert.Equal(t, policyPort{"TCP", 7070}, p)
+		}
+	}
+	egress := map[int]bool{}
+	for _, rule := range np.Egress {
+		assert.NotEmpty(t, rule.To, "every egress rule names its destinations")
+		require.NotEmpty(t, rule.Ports, "every egress rule names its ports")
+		for _, p := range rule.Ports {
+			egress[p.Port] = true
+		}
+	}
+	assert.Equal(t, map[int]bool{6379: true, 53: true}, egress, "serve reaches Redis and DNS, nothing else")
+}
+
 // composeFile is the part of compose.yaml the tests check.
 type composeFile struct {
 	Services map[string]struct {
@@ -356,6 +446,10 @@ type composeFile struct {
 		} `yaml:"depends_on"`
 		Ports           []string `yaml:"ports"`
 		StopGracePeriod string   `yaml:"stop_grace_period"`
+		ReadOnly        bool     `yaml:"read_only"`
+		CapDrop         []string `yaml:"cap_drop"`
+		CapAdd          []string `yaml:"cap_add"`
+		MemLimit        string   `yaml:"mem_limit"`
 		Healthcheck     *struct {
 			Test []string `yaml:"test"`
 		} `yaml:"healthcheck"`
@@ -368,15 +462,25 @@ func TestCompose(t *testing.T) {
 	var c composeFile
 	require.NoError(t, docs[0].Decode(&c))
 
+	for name, svc := range c.Services {
+		assert.True(t, svc.ReadOnly, "%s: read_only", name)
+		assert.Equal(t, []string{"ALL"}, svc.CapDrop, "%s: cap_drop", name)
+		assert.Empty(t, svc.CapAdd, "%s: cap_add", name)
+		assert.NotEmpty(t, svc.MemLimit, "%s: mem_limit", name)
+	}
+
 	redis, ok := c.Services["redis"]
 	require.True(t, ok, "a redis service")
 	assert.NotNil(t, redis.Healthcheck, "redis has a healthcheck the others wait for")
+	assert.Contains(t, strings.Join(redis.Command, " "), "--requirepass ${ALLOT_REDIS_PASSWORD:?", "Redis has a password the caller must set")
+	const url = "redis://:${ALLOT_REDIS_PASSWORD}@redis:6379/0"
 
 	serve, ok := c.Services["allot"]
 	require.True(t, ok, "an allot service")
 	assert.Equal(t, "allot:latest", serve.Image)
-	assert.Equal(t, []string{"serve", "--listen", "0.0.0.0:7070"}, serve.Command)
-	assert.Equal(t, "redis://redis:6379/0", serve.Environment[client.EnvRedisURL])
+	// Published on loopback only, so plain HTTP is an explicit choice.
+	assert.Equal(t, []string{"serve", "--listen", "0.0.0.0:7070", "--tls-disable"}, serve.Command)
+	assert.Equal(t, url, serve.Environment[client.EnvRedisURL])
 	assert.Contains(t, serve.Environment["ALLOT_ADMIN_TOKEN"], ":?", "the admin token is required from the caller")
 	assert.Equal(t, []string{"127.0.0.1:7070:7070"}, serve.Ports, "published on loopback only")
 	assert.Equal(t, "service_healthy", serve.DependsOn["redis"].Condition)
@@ -386,7 +490,7 @@ func TestCompose(t *testing.T) {
 		n, ok := c.Services[name]
 		require.True(t, ok, "service %s", name)
 		assert.Equal(t, "allot-node:latest", n.Image, name)
-		assert.Equal(t, "redis://redis:6379/0", n.Environment[client.EnvRedisURL], name)
+		assert.Equal(t, url, n.Environment[client.EnvRedisURL], name)
 		ids[n.Environment[client.EnvNodeID]] = true
 		assert.NotEmpty(t, n.StopGracePeriod, "%s: time to leave on SIGTERM", name)
 		assert.Equal(t, "service_healthy", n.DependsOn["redis"].Condition, name)

@@ -18,9 +18,9 @@ func init() { commandFactories = append(commandFactories, newCheckCommand) }
 func newCheckCommand(a *app) *cobra.Command {
 	cmd := noun(&cobra.Command{
 		Use:   "check",
-		Short: "Check what the Redis of --redis can carry",
+		Short: "Check what the Redis of --redis can carry, and what its credentials may do",
 	})
-	cmd.AddCommand(newCheckPerfCommand(a))
+	cmd.AddCommand(newCheckPerfCommand(a), newCheckRedisCommand(a))
 	return cmd
 }
 

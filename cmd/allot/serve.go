@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -18,6 +19,7 @@ import (
 
 	"github.com/allot-io/allot/cmd/allot/devredis"
 	"github.com/allot-io/allot/heartbeat"
+	"github.com/allot-io/allot/internal/certreload"
 	"github.com/allot-io/allot/internal/keys"
 	"github.com/allot-io/allot/server"
 )
@@ -46,6 +48,11 @@ type serveOptions struct {
 	// nodeTokens is the --node-tokens file ("" = none).
 	nodeTokens  string
 	joinsPerMin int
+	// tlsCert and tlsKey are the PEM files of the TLS listener (--tls-cert,
+	// --tls-key, or ALLOT_TLS_CERT/ALLOT_TLS_KEY); tlsDisable serves plain
+	// HTTP beyond loopback, for TLS terminated in front (--tls-disable).
+	tlsCert, tlsKey string
+	tlsDisable      bool
 }
 
 // minAdminToken is the shortest admin token accepted on a non-loopback
@@ -99,6 +106,9 @@ groups and --demo-nodes simulated nodes, so it works with nothing installed.`,
 	f.IntVar(&o.maxStreams, "max-streams", server.DefaultMaxStreams, "most event streams (/v1/events) open at once per token class (admin, read); more get 503")
 	f.IntVar(&o.maxLongPolls, "max-long-polls", server.DefaultMaxLongPolls, "most assignment long polls waiting at once per token class (admin, node); more get 503 with Retry-After")
 	f.StringVar(&o.nodeTokens, "node-tokens", "", "read node tokens bound to node ID patterns from `file`: one \"TOKEN PATTERN\" per line (# comments), as ALLOT_NODE_TOKENS")
+	f.StringVar(&o.tlsCert, "tls-cert", "", "serve HTTPS with the certificate (chain) in PEM `file`, reloaded when it changes (default $ALLOT_TLS_CERT)")
+	f.StringVar(&o.tlsKey, "tls-key", "", "the private key in PEM `file` of --tls-cert (default $ALLOT_TLS_KEY)")
+	f.BoolVar(&o.tlsDisable, "tls-disable", false, "serve plain HTTP beyond loopback: TLS is terminated in front of serve (a mesh, an ingress)")
 	f.IntVar(&o.joinsPerMin, "node-joins-per-minute", server.DefaultNodeJoinsPerMinute, "joins (heartbeats for an ID the session does not hold) each node token may make per minute, shared by every serve replica; more get 429")
 	return cmd
 }
@@ -120,8 +130,9 @@ func serveLogger(w io.Writer, format, level string) (*slog.Logger, error) {
 }
 
 // checkListen refuses to serve an open API beyond this machine: a
-// non-loopback address needs an admin token.
-func checkListen(addr string, tokens server.Tokens) error {
+// non-loopback address needs an admin token, and, as Vault does, TLS or an
+// explicit --tls-disable (tokens and keys would cross the network in clear).
+func checkListen(addr string, tokens server.Tokens, tls, tlsDisable bool) error {
 	host, _, err := net.SplitHostPort(addr)
 	if err != nil {
 		return usageErrorf("invalid --listen %q: want host:port, e.g. %s", addr, defaultListen)
@@ -134,6 +145,29 @@ func checkListen(addr string, tokens server.Tokens) error {
 	}
 	if len(tokens.Admin) < minAdminToken {
 		return usageErrorf("refusing to listen on %s with an ALLOT_ADMIN_TOKEN of %d bytes: use at least %d random bytes (e.g. openssl rand -hex 32)", addr, len(tokens.Admin), minAdminToken)
+	}
+	if !tls && !tlsDisable {
+		return usageErrorf("refusing to listen on %s in plain HTTP: tokens and API keys would cross the network in clear; give --tls-cert and --tls-key (or ALLOT_TLS_CERT and ALLOT_TLS_KEY), or --tls-disable when TLS is terminated in front of serve (a mesh, an ingress)", addr)
+	}
+	return nil
+}
+
+// tlsFiles resolves the TLS flags against the environment: both files or
+// neither, and not with --tls-disable.
+func (o *serveOptions) tlsFiles(getenv func(string) string) error {
+	if o.tlsCert == "" {
+		o.tlsCert = getenv("ALLOT_TLS_CERT")
+	}
+	if o.tlsKey == "" {
+		o.tlsKey = getenv("ALLOT_TLS_KEY")
+	}
+	switch {
+	case (o.tlsCert == "") != (o.tlsKey == ""):
+		return usageErrorf("TLS needs both --tls-cert and --tls-key (or ALLOT_TLS_CERT and ALLOT_TLS_KEY)")
+	case o.tlsCert != "" && o.tlsDisable:
+		return usageErrorf("--tls-disable with a TLS certificate: choose one")
+	case o.tlsCert != "" && o.dev:
+		return usageErrorf("--dev serves plain HTTP on loopback: drop --tls-cert/--tls-key")
 	}
 	return nil
 }
@@ -212,7 +246,10 @@ func (a *app) serve(ctx context.Context, o serveOptions) error {
 	if err != nil {
 		return err
 	}
-	if err := checkListen(o.listen, tokens); err != nil {
+	if err := o.tlsFiles(a.getenv); err != nil {
+		return err
+	}
+	if err := checkListen(o.listen, tokens, o.tlsCert != "", o.tlsDisable); err != nil {
 		return err
 	}
 	hosts, err := serveHosts(o.listen, o.allowedHosts, tokens)
@@ -228,9 +265,15 @@ func (a *app) serve(ctx context.Context, o serveOptions) error {
 	if o.joinsPerMin <= 0 {
 		return usageErrorf("invalid --node-joins-per-minute %d: must be > 0", o.joinsPerMin)
 	}
-	// Refuse bad tokens before Redis is touched.
+	// Refuse bad tokens and certificates before Redis is touched.
 	if err := tokens.Validate(); err != nil {
 		return usageErrorf("%s", err)
+	}
+	var certs *certreload.Reloader
+	if o.tlsCert != "" {
+		if certs, err = certreload.New(o.tlsCert, o.tlsKey, certreload.WithLogger(log)); err != nil {
+			return usageErrorf("%s", err)
+		}
 	}
 
 	var (
@@ -294,14 +337,20 @@ func (a *app) serve(ctx context.Context, o serveOptions) error {
 		return fmt.Errorf("listen on %s: %w", o.listen, err)
 	}
 	httpSrv := s.HTTPServer(o.listen, s.Handler())
+	scheme := "http"
+	if certs != nil {
+		httpSrv.TLSConfig = certs.TLSConfig()
+		l = tls.NewListener(l, httpSrv.TLSConfig)
+		scheme = "https"
+	}
 	served := make(chan error, 1)
 	go func() { served <- httpSrv.Serve(l) }()
 	mode := ""
 	if o.dev {
 		mode = " (dev mode)"
 	}
-	fmt.Fprintf(a.stdout, "allot serve: listening on http://%s%s\n", l.Addr(), mode)
-	log.Info("serving", "addr", l.Addr().String(), "dev", o.dev, "auth", !tokens.Open())
+	fmt.Fprintf(a.stdout, "allot serve: listening on %s://%s%s\n", scheme, l.Addr(), mode)
+	log.Info("serving", "addr", l.Addr().String(), "dev", o.dev, "auth", !tokens.Open(), "tls", certs != nil)
 
 	loopCtx, stopLoop := context.WithCancel(ctx)
 	looped := make(chan error, 1)

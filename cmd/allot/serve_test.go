@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -15,12 +17,13 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/allot-io/allot/internal/redistest"
+	"github.com/allot-io/allot/internal/testcert"
 	"github.com/allot-io/allot/internal/testlog"
 	"github.com/allot-io/allot/server"
 )
 
 var (
-	listeningLine = regexp.MustCompile(`allot serve: listening on (http://\S+)`)
+	listeningLine = regexp.MustCompile(`allot serve: listening on (https?://\S+)`)
 	// lastStdout is the stdout of the latest startServe, for the dev line.
 	lastStdout *testlog.Buffer
 )
@@ -155,7 +158,7 @@ func TestServeRedis(t *testing.T) {
 		}
 		return testEnv(k)
 	}
-	url, _, stop := startServe(t, getenv, "--listen", "0.0.0.0:0", "--log-format", "json")
+	url, _, stop := startServe(t, getenv, "--listen", "0.0.0.0:0", "--log-format", "json", "--tls-disable")
 	url = strings.Replace(url, "0.0.0.0", "127.0.0.1", 1)
 	url = strings.Replace(url, "[::]", "127.0.0.1", 1)
 	assert.Equal(t, http.StatusOK, getJSON(t, url+"/readyz", nil))
@@ -227,24 +230,119 @@ func TestServeHostCheck(t *testing.T) {
 
 func TestCheckListen(t *testing.T) {
 	open := server.Tokens{}
+	admin := server.Tokens{Admin: "admin-0123456789"}
 	for _, tt := range []struct {
-		addr   string
-		tokens server.Tokens
-		ok     bool
+		addr            string
+		tokens          server.Tokens
+		tls, tlsDisable bool
+		ok              bool
 	}{
-		{"127.0.0.1:7070", open, true},
-		{"localhost:7070", open, true},
-		{"[::1]:7070", open, true},
-		{"0.0.0.0:7070", open, false},
-		{"10.1.2.3:7070", server.Tokens{Read: "r"}, false},
-		{"10.1.2.3:7070", server.Tokens{Admin: "a"}, false}, // guessable over the network
-		{"10.1.2.3:7070", server.Tokens{Admin: "fifteen-bytes.."}, false},
-		{"10.1.2.3:7070", server.Tokens{Admin: "sixteen-bytes..."}, true},
-		{":7070", server.Tokens{Admin: "admin-0123456789"}, true},
-		{"127.0.0.1:7070", server.Tokens{Admin: "a"}, true}, // loopback: only this machine
+		{"127.0.0.1:7070", open, false, false, true},
+		{"localhost:7070", open, false, false, true},
+		{"[::1]:7070", open, false, false, true},
+		{"0.0.0.0:7070", open, true, false, false},
+		{"10.1.2.3:7070", server.Tokens{Read: "r"}, true, false, false},
+		{"10.1.2.3:7070", server.Tokens{Admin: "a"}, true, false, false}, // guessable over the network
+		{"10.1.2.3:7070", server.Tokens{Admin: "fifteen-bytes.."}, true, false, false},
+		{"10.1.2.3:7070", server.Tokens{Admin: "sixteen-bytes..."}, true, false, true},
+		{":7070", admin, false, true, true},
+		{":7070", admin, false, false, false}, // plain HTTP beyond loopback: TLS or --tls-disable
+		{"10.1.2.3:7070", admin, true, false, true},
+		{"127.0.0.1:7070", server.Tokens{Admin: "a"}, false, false, true}, // loopback: only this machine
 	} {
-		err := checkListen(tt.addr, tt.tokens)
-		assert.Equal(t, tt.ok, err == nil, "%s %+v: %v", tt.addr, tt.tokens, err)
+		err := checkListen(tt.addr, tt.tokens, tt.tls, tt.tlsDisable)
+		assert.Equal(t, tt.ok, err == nil, "%s %+v tls=%v disable=%v: %v", tt.addr, tt.tokens, tt.tls, tt.tlsDisable, err)
+	}
+}
+
+// TestServePlainHTTPBeyondLoopback: as Vault does, serve refuses to listen
+// beyond loopback in plain HTTP unless told TLS is terminated in front, and
+// the refusal names both ways out.
+func TestServePlainHTTPBeyondLoopback(t *testing.T) {
+	getenv := func(k string) string {
+		if k == "ALLOT_ADMIN_TOKEN" {
+			return "admin-0123456789"
+		}
+		return testEnv(k)
+	}
+	var out, errb testlog.Buffer
+	code := execute(t.Context(), []string{"serve", "--listen", "0.0.0.0:0"}, env{stdout: &out, stderr: &errb, getenv: getenv})
+	assert.Equal(t, exitUsage, code)
+	assert.Contains(t, errb.String(), "refusing to listen on 0.0.0.0:0 in plain HTTP")
+	assert.Contains(t, errb.String(), "--tls-cert and --tls-key")
+	assert.Contains(t, errb.String(), "--tls-disable")
+	assert.Equal(t, 1, strings.Count(errb.String(), "\n"), "one line: %q", errb.String())
+}
+
+// TestServeTLS: with a certificate, serve answers HTTPS only, and a renewed
+// certificate (the files replaced in place, as cert-manager does) is served
+// without a restart.
+func TestServeTLS(t *testing.T) {
+	rs := redistest.Start(t)
+	dir := t.TempDir()
+	first := testcert.Write(t, dir)
+	getenv := func(k string) string {
+		switch k {
+		case "ALLOT_REDIS_URL":
+			return rs.URL()
+		case "ALLOT_ADMIN_TOKEN":
+			return "admin-0123456789"
+		case "ALLOT_TLS_KEY": // the environment fills what the flags leave out
+			return first.KeyFile
+		}
+		return testEnv(k)
+	}
+	url, _, stop := startServe(t, getenv, "--listen", "0.0.0.0:0", "--tls-cert", first.CertFile)
+	require.True(t, strings.HasPrefix(url, "https://"), url)
+	url = strings.NewReplacer("0.0.0.0", "127.0.0.1", "[::]", "127.0.0.1").Replace(url)
+
+	served := func(pool *x509.CertPool) (string, int, error) {
+		c := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}, DisableKeepAlives: true}}
+		res, err := c.Get(url + "/readyz")
+		if err != nil {
+			return "", 0, err
+		}
+		defer res.Body.Close()
+		return res.TLS.PeerCertificates[0].SerialNumber.String(), res.StatusCode, nil
+	}
+	serial, code, err := served(first.Pool)
+	require.NoError(t, err)
+	assert.Equal(t, http.StatusOK, code)
+	assert.Equal(t, first.Serial.String(), serial)
+
+	// Plain HTTP on the TLS port gets no API.
+	res, err := http.Get(strings.Replace(url, "https://", "http://", 1) + "/readyz")
+	if err == nil {
+		res.Body.Close()
+		assert.Equal(t, http.StatusBadRequest, res.StatusCode, "Go answers plain HTTP on a TLS port with 400")
+	}
+
+	renewed := testcert.Write(t, dir)
+	require.Eventually(t, func() bool {
+		serial, _, err := served(renewed.Pool)
+		return err == nil && serial == renewed.Serial.String()
+	}, 10*time.Second, 50*time.Millisecond, "the renewed certificate is served without a restart")
+	assert.Equal(t, exitOK, stop())
+}
+
+// TestServeTLSFlags: TLS settings that cannot work stop serve before it
+// starts.
+func TestServeTLSFlags(t *testing.T) {
+	dir := t.TempDir()
+	p := testcert.Write(t, dir)
+	for _, tt := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--tls-cert", p.CertFile}, "TLS needs both --tls-cert and --tls-key"},
+		{[]string{"--tls-cert", p.CertFile, "--tls-key", p.KeyFile, "--tls-disable"}, "--tls-disable with a TLS certificate"},
+		{[]string{"--dev", "--tls-cert", p.CertFile, "--tls-key", p.KeyFile}, "--dev serves plain HTTP"},
+		{[]string{"--tls-cert", p.KeyFile, "--tls-key", p.CertFile}, "certreload: load"},
+	} {
+		var out, errb testlog.Buffer
+		code := execute(t.Context(), append([]string{"serve", "--timeout", "300ms"}, tt.args...), env{stdout: &out, stderr: &errb, getenv: testEnv})
+		assert.Equal(t, exitUsage, code, "%v: %s", tt.args, errb.String())
+		assert.Contains(t, errb.String(), tt.want, "%v", tt.args)
 	}
 }
 
