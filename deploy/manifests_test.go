@@ -74,14 +74,14 @@ type containerSpec struct {
 		Name          string `yaml:"name"`
 		ContainerPort int    `yaml:"containerPort"`
 	} `yaml:"ports"`
-	Env            []envVar `yaml:"env"`
-	VolumeMounts   []struct {
+	Env          []envVar `yaml:"env"`
+	VolumeMounts []struct {
 		Name      string `yaml:"name"`
 		MountPath string `yaml:"mountPath"`
 		ReadOnly  bool   `yaml:"readOnly"`
 	} `yaml:"volumeMounts"`
-	LivenessProbe  *probe   `yaml:"livenessProbe"`
-	ReadinessProbe *probe   `yaml:"readinessProbe"`
+	LivenessProbe  *probe `yaml:"livenessProbe"`
+	ReadinessProbe *probe `yaml:"readinessProbe"`
 	Lifecycle      struct {
 		PreStop *struct {
 			Sleep *struct {
@@ -392,7 +392,7 @@ type networkPolicySpec struct {
 	PodSelector selector `yaml:"podSelector"`
 	PolicyTypes []string `yaml:"policyTypes"`
 	Ingress     []struct {
-		From  []yaml.Node `yaml:"from"`
+		From  []yaml.Node  `yaml:"from"`
 		Ports []policyPort `yaml:"ports"`
 	} `yaml:"ingress"`
 	Egress []struct {
