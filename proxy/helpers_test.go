@@ -302,4 +302,3 @@ func counter(t *testing.T, p *Proxy, name string, labels ...string) float64 {
 	}
 	return 0
 }
-

@@ -306,4 +306,3 @@ func holds(c *client.Client) []string {
 	}
 	return slices.Clip(names)
 }
-

@@ -226,7 +226,9 @@ func TestRetryOnceOnAnotherKey(t *testing.T) {
 
 	// k3 and k2 refuse too: the call is tried on k3 (never called: the
 	// most room; k1 cools), then once on k2, and no more.
-	api.set(func(f *fakeAPI) { f.refuse["sk-k2"], f.refuse["sk-k3"] = http.StatusTooManyRequests, http.StatusUnauthorized })
+	api.set(func(f *fakeAPI) {
+		f.refuse["sk-k2"], f.refuse["sk-k3"] = http.StatusTooManyRequests, http.StatusUnauthorized
+	})
 	res, body = post(t, srv.URL, "/v1/chat/completions", `{"model":"m"}`)
 	assert.Equal(t, []string{"sk-k1", "sk-k2", "sk-k3", "sk-k2"}, api.keys(), "one retry, no more")
 	assert.Equal(t, http.StatusTooManyRequests, res.StatusCode, "the second refusal is the caller's")
