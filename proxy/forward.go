@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httputil"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -113,7 +114,7 @@ func (p *Proxy) tooLarge(w http.ResponseWriter) {
 }
 
 // acquire takes the lease for one call, or answers why there is none.
-func (p *Proxy) acquire(w http.ResponseWriter, r *http.Request, tokens int64) (*client.Lease, bool) {
+func (p *Proxy) acquire(w http.ResponseWriter, r *http.Request, tokens int64) (key, bool) {
 	lease, err := p.c.Acquire(r.Context(), tokens)
 	var rl *client.RateLimitError
 	switch {
@@ -138,25 +139,40 @@ func (p *Proxy) acquire(w http.ResponseWriter, r *http.Request, tokens int64) (*
 	return nil, false
 }
 
-// another takes a lease on a key other than first's, for the one retry.
-func (p *Proxy) another(ctx context.Context, tokens int64, first *client.Lease) (*client.Lease, bool) {
-	next, err := p.c.Acquire(ctx, tokens)
-	if err != nil {
+// another reserves the call on a held key other than first's, for the
+// one retry: the held groups after first's in the assignment's order,
+// skipping those this node knows cool, the first that has room. It does
+// not go through Acquire, which may pick first's key again (a 401 does
+// not cool it).
+func (p *Proxy) another(ctx context.Context, tokens int64, first key) (key, bool) {
+	groups := p.c.Assignment().Groups
+	at := slices.IndexFunc(groups, func(g client.Group) bool { return g.Name == first.Group() })
+	for i := 1; i <= len(groups); i++ {
+		g := groups[(at+i+len(groups))%len(groups)]
+		if g.Name == first.Group() {
+			continue
+		}
+		if _, cooling := p.c.Cooling(g.Name); cooling {
+			continue
+		}
+		r, err := p.c.Reserve(ctx, g.Name, tokens)
+		var rl *client.RateLimitError
+		switch {
+		case err == nil:
+			return &heldKey{c: p.c, g: g, r: r}, true
+		case errors.As(err, &rl), errors.Is(err, client.ErrCostTooLarge), errors.Is(err, client.ErrNotHeld):
+			continue
+		}
 		return nil, false
 	}
-	if next.Group() == first.Group() {
-		// The report did not cool it (limited, or lost): no other key.
-		p.settle(next, 0, false, nil, nil)
-		return nil, false
-	}
-	return next, true
+	return nil, false
 }
 
 // failCall answers a call that got no answer from the upstream, and
 // settles it. A call that may have reached the upstream keeps its
 // estimate (the upstream may count it); one that could not be built
 // (the group lacks a key) gives it back.
-func (p *Proxy) failCall(w http.ResponseWriter, r *http.Request, c call, lease *client.Lease, err error) {
+func (p *Proxy) failCall(w http.ResponseWriter, r *http.Request, c call, lease key, err error) {
 	switch {
 	case errors.Is(err, errMisconfigured):
 		p.settle(lease, 0, false, nil, nil)
@@ -180,7 +196,7 @@ func (p *Proxy) failCall(w http.ResponseWriter, r *http.Request, c call, lease *
 
 // send makes the upstream call with lease's key. It returns
 // errUpstreamTimeout when no answer came within the upstream timeout.
-func (p *Proxy) send(r *http.Request, c call, lease *client.Lease) (*http.Response, error) {
+func (p *Proxy) send(r *http.Request, c call, lease key) (*http.Response, error) {
 	ctx, cancel := context.WithCancelCause(r.Context())
 	out, err := p.outgoing(ctx, r, c, lease)
 	if err != nil {
@@ -212,7 +228,7 @@ func (p *Proxy) send(r *http.Request, c call, lease *client.Lease) (*http.Respon
 // outgoing builds the upstream request: the caller's method, path, query,
 // headers and body, less what describes the connection or authenticates
 // the caller, plus the lease's auth headers and parameters.
-func (p *Proxy) outgoing(ctx context.Context, r *http.Request, c call, lease *client.Lease) (*http.Request, error) {
+func (p *Proxy) outgoing(ctx context.Context, r *http.Request, c call, lease key) (*http.Request, error) {
 	auth, params, err := p.fill(lease)
 	if err != nil {
 		return nil, err
@@ -231,6 +247,7 @@ func (p *Proxy) outgoing(ctx context.Context, r *http.Request, c call, lease *cl
 	(&httputil.ProxyRequest{In: r, Out: out}).SetURL(p.upstream)
 	removeHop(out.Header)
 	out.Header.Del("Authorization") // the caller's: never the upstream's business
+	out.Header.Del("Expect")        // the body is here already: no 100-continue wait
 	if p.o.openAI {
 		// The usage is read from the answer: let the transport undo any
 		// compression it asks for itself.
@@ -256,7 +273,7 @@ func (p *Proxy) outgoing(ctx context.Context, r *http.Request, c call, lease *cl
 // with: the usage the answer reports, 0 for an answer that is not 2xx,
 // else the estimate. readErr is the upstream's, when it cut the answer
 // short.
-func (p *Proxy) relay(w http.ResponseWriter, c call, lease *client.Lease, resp *http.Response) (used int64, readErr error) {
+func (p *Proxy) relay(w http.ResponseWriter, c call, lease key, resp *http.Response) (used int64, readErr error) {
 	defer resp.Body.Close()
 	h := w.Header()
 	for k, vs := range resp.Header {

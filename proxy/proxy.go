@@ -202,7 +202,7 @@ func (p *Proxy) authorized(r *http.Request) bool {
 }
 
 // fill renders the auth headers and parameters from the lease's config.
-func (p *Proxy) fill(lease *client.Lease) (http.Header, url.Values, error) {
+func (p *Proxy) fill(lease key) (http.Header, url.Values, error) {
 	h := make(http.Header, len(p.headers))
 	for _, a := range p.headers {
 		v, missing := a.value.fill(lease.Config)
@@ -252,7 +252,7 @@ func (p *Proxy) later(f func(ctx context.Context)) {
 
 // settle settles lease with tokens, and reports resp/err to the pool
 // when observe is set, after the call.
-func (p *Proxy) settle(lease *client.Lease, tokens int64, observe bool, resp *http.Response, callErr error) {
+func (p *Proxy) settle(lease key, tokens int64, observe bool, resp *http.Response, callErr error) {
 	p.later(func(ctx context.Context) {
 		if err := lease.Settle(ctx, tokens); err != nil {
 			p.o.log.Warn("allot proxy: settle failed", "group", lease.Group(), "tokens", tokens, "err", err)
@@ -264,10 +264,39 @@ func (p *Proxy) settle(lease *client.Lease, tokens int64, observe bool, resp *ht
 }
 
 // observe reports an upstream answer to the pool (Lease.Observe).
-func (p *Proxy) observe(ctx context.Context, lease *client.Lease, resp *http.Response, callErr error) {
+func (p *Proxy) observe(ctx context.Context, lease key, resp *http.Response, callErr error) {
 	if err := lease.Observe(ctx, resp, callErr); err != nil {
 		p.o.log.Debug("allot proxy: report not recorded", "group", lease.Group(), "err", err)
 	}
+}
+
+// key is what one upstream call is made with: the lease Acquire gave
+// (*client.Lease), or for the retry a reservation on another held group
+// (heldKey).
+type key interface {
+	Group() string
+	Config(key string) (string, bool)
+	Reservation() *client.Reservation
+	Settle(ctx context.Context, tokens int64) error
+	Observe(ctx context.Context, resp *http.Response, err error) error
+}
+
+// heldKey is a reservation on a group the node holds, as a key.
+type heldKey struct {
+	c *client.Client
+	g client.Group
+	r *client.Reservation
+}
+
+func (k *heldKey) Group() string                             { return k.g.Name }
+func (k *heldKey) Reservation() *client.Reservation          { return k.r }
+func (k *heldKey) Settle(ctx context.Context, n int64) error { return k.r.Settle(ctx, n) }
+func (k *heldKey) Config(name string) (string, bool) {
+	v, ok := k.g.Config[name]
+	return v, ok
+}
+func (k *heldKey) Observe(ctx context.Context, resp *http.Response, err error) error {
+	return k.c.ObserveHTTP(ctx, k.g.Name, resp, err)
 }
 
 // retryable reports whether an upstream status is about the key the proxy

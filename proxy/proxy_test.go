@@ -208,7 +208,7 @@ func TestRetryOnceOnAnotherKey(t *testing.T) {
 	rdb := redistest.Start(t).Client(t)
 	pl := newPool(t, rdb)
 	for _, g := range []string{"k1", "k2", "k3"} {
-		pl.add(g, "6000/m")
+		pl.add(g, "60/m") // refills one a second: the room each call leaves orders the keys
 	}
 	c := pl.node("proxy-1")
 	holding(t, c, "k1", "k2", "k3")
