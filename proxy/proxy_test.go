@@ -504,3 +504,28 @@ func TestCostTooLarge(t *testing.T) {
 	assert.Contains(t, body, `"code":"request_too_large"`)
 	assert.Empty(t, api.got())
 }
+
+// TestCallerAuthorizationDropped: the caller's Authorization never reaches
+// the upstream, even when no auth header replaces it.
+func TestCallerAuthorizationDropped(t *testing.T) {
+	rdb := redistest.Start(t).Client(t)
+	pl := newPool(t, rdb)
+	pl.add("k1", "")
+	c := pl.node("proxy-1")
+	holding(t, c, "k1")
+	api := newFakeAPI()
+	up := httptest.NewServer(api)
+	defer up.Close()
+	p, err := New(c, up.URL, WithAuthQuery("key={api_key}"))
+	require.NoError(t, err)
+	srv := httptest.NewServer(p)
+	defer srv.Close()
+	defer p.Close(context.Background())
+
+	res, _ := post(t, srv.URL, "/v1/x", `{}`, "Authorization", "Bearer caller-secret", "Proxy-Authorization", "Basic eA==")
+	require.Equal(t, http.StatusOK, res.StatusCode)
+	got := api.got()[0]
+	assert.Empty(t, got.Header.Values("Authorization"))
+	assert.Empty(t, got.Header.Values("Proxy-Authorization"))
+	assert.Equal(t, "key=sk-k1", got.Query)
+}
