@@ -112,11 +112,11 @@ func jsonInt(raw json.RawMessage) int64 {
 // completions and embeddings say prompt/completion/total_tokens, the
 // Responses API input/output/total_tokens.
 type usage struct {
-	TotalTokens      *int64 `json:"total_tokens"`
-	PromptTokens     int64  `json:"prompt_tokens"`
-	CompletionTokens int64  `json:"completion_tokens"`
-	InputTokens      int64  `json:"input_tokens"`
-	OutputTokens     int64  `json:"output_tokens"`
+	TotalTokens      *float64 `json:"total_tokens"`
+	PromptTokens     float64  `json:"prompt_tokens"`
+	CompletionTokens float64  `json:"completion_tokens"`
+	InputTokens      float64  `json:"input_tokens"`
+	OutputTokens     float64  `json:"output_tokens"`
 }
 
 // total is the tokens the usage counts, within [0, quota.MaxCost]: an
@@ -126,7 +126,7 @@ func (u *usage) total() int64 {
 	if u.TotalTokens != nil {
 		n = *u.TotalTokens
 	}
-	return min(max(n, 0), quota.MaxCost)
+	return int64(min(max(n, 0), quota.MaxCost))
 }
 
 // answer is what the proxy reads of an answer or a stream chunk.
@@ -281,11 +281,11 @@ func readLine(br *bufio.Reader, buf []byte, max int) ([]byte, error) {
 	for {
 		frag, err := br.ReadSlice('\n')
 		buf = append(buf, frag...)
-		if !errors.Is(err, bufio.ErrBufferFull) {
-			return buf, err
-		}
 		if len(buf) > max {
 			return buf, errLineTooLong
+		}
+		if !errors.Is(err, bufio.ErrBufferFull) {
+			return buf, err
 		}
 	}
 }
