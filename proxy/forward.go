@@ -62,8 +62,8 @@ func (p *Proxy) forward(w http.ResponseWriter, r *http.Request) {
 	resp, err := p.send(r, c, lease)
 	observed := false
 	if err == nil && retryable(resp.StatusCode) {
-		// The upstream refused this key. Tell the pool now: the node's next
-		// Acquire then skips a key its own report cooled.
+		// The upstream refused this key. Tell the pool before the retry: a
+		// 429 cools the key for every holder, and this node skips it.
 		p.observe(r.Context(), lease, resp, nil)
 		if next, ok := p.another(r.Context(), c.tokens, lease); ok {
 			p.m.retries.WithLabelValues(strconv.Itoa(resp.StatusCode)).Inc()
