@@ -28,10 +28,12 @@ tidy:
 	$(GO) mod tidy -diff
 	cd bench && $(GO) mod tidy -diff
 
-# deps installs redis-server and chromium with apt-get when they are missing.
+# deps installs redis-server, chromium, podman and node/npm with apt-get when
+# they are missing, and npm's openai package for the proxy's SDK test.
 deps:
 	@bash .ci/install-deps
 	@redis-server --version
+	@node --version
 	@(command -v chromium >/dev/null && chromium --version) || chromium-browser --version || true
 
 # bench runs every benchmark once, without the tests.

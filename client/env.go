@@ -33,27 +33,10 @@ func FromEnv(opts ...Option) (*Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %s: %w", ErrInvalidOption, EnvRedisURL, err)
 	}
-	var env []Option
-	if v := os.Getenv(EnvNamespace); v != "" {
-		env = append(env, WithNamespace(v))
-	}
-	if v := os.Getenv(EnvNodeID); v != "" {
-		env = append(env, WithNodeID(v))
-	}
-	if v, ok := os.LookupEnv(EnvNodeIP); ok && v != "" {
-		env = append(env, WithIP(v))
-	}
-	if v := os.Getenv(EnvGroup); v != "" {
-		env = append(env, WithPreferredGroup(v))
-	}
-	if v := os.Getenv(EnvCacheDir); v != "" {
-		env = append(env, WithCacheDir(v))
-	}
-	if hb, set, err := heartbeatFromEnv(); err != nil {
+	env, err := EnvOptions(os.Getenv)
+	if err != nil {
 		_ = rdb.Close()
 		return nil, err
-	} else if set {
-		env = append(env, WithHeartbeat(hb))
 	}
 	c, err := New(rdb, append(env, opts...)...)
 	if err != nil {
@@ -64,12 +47,42 @@ func FromEnv(opts ...Option) (*Client, error) {
 	return c, nil
 }
 
+// EnvOptions is what FromEnv takes from the environment, but the Redis
+// URL: the options of the Env variables that getenv gives a value
+// (namespace, node ID, IP, preferred group, cache directory, heartbeat),
+// for a program that opens Redis itself (allot proxy, with the CLI's
+// --redis). Errors wrap ErrInvalidOption.
+func EnvOptions(getenv func(string) string) ([]Option, error) {
+	var env []Option
+	if v := getenv(EnvNamespace); v != "" {
+		env = append(env, WithNamespace(v))
+	}
+	if v := getenv(EnvNodeID); v != "" {
+		env = append(env, WithNodeID(v))
+	}
+	if v := getenv(EnvNodeIP); v != "" {
+		env = append(env, WithIP(v))
+	}
+	if v := getenv(EnvGroup); v != "" {
+		env = append(env, WithPreferredGroup(v))
+	}
+	if v := getenv(EnvCacheDir); v != "" {
+		env = append(env, WithCacheDir(v))
+	}
+	if hb, set, err := heartbeatFromEnv(getenv); err != nil {
+		return nil, err
+	} else if set {
+		env = append(env, WithHeartbeat(hb))
+	}
+	return env, nil
+}
+
 // heartbeatFromEnv reads EnvHeartbeatInterval and EnvHeartbeatTTL; set is
 // false when neither is given. Validation is left to New.
-func heartbeatFromEnv() (cfg heartbeat.Config, set bool, err error) {
+func heartbeatFromEnv(getenv func(string) string) (cfg heartbeat.Config, set bool, err error) {
 	cfg = heartbeat.DefaultConfig()
 	parse := func(name string) (time.Duration, bool, error) {
-		v := os.Getenv(name)
+		v := getenv(name)
 		if v == "" {
 			return 0, false, nil
 		}

@@ -26,9 +26,8 @@ func TestHeartbeatFromEnv(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			t.Setenv(EnvHeartbeatInterval, tt.iv)
-			t.Setenv(EnvHeartbeatTTL, tt.ttl)
-			got, set, err := heartbeatFromEnv()
+			env := map[string]string{EnvHeartbeatInterval: tt.iv, EnvHeartbeatTTL: tt.ttl}
+			got, set, err := heartbeatFromEnv(func(k string) string { return env[k] })
 			if tt.wantFail {
 				require.ErrorIs(t, err, ErrInvalidOption)
 				return
@@ -38,4 +37,23 @@ func TestHeartbeatFromEnv(t *testing.T) {
 			assert.Equal(t, tt.want, got)
 		})
 	}
+}
+
+// TestEnvOptions: the variables a program that opens Redis itself reads
+// through EnvOptions make the same client as FromEnv.
+func TestEnvOptions(t *testing.T) {
+	env := map[string]string{EnvNamespace: "pool-b", EnvNodeID: "proxy-7", EnvHeartbeatInterval: "fast"}
+	_, err := EnvOptions(func(k string) string { return env[k] })
+	require.ErrorIs(t, err, ErrInvalidOption, "a bad heartbeat interval is refused")
+
+	env[EnvHeartbeatInterval] = "100ms"
+	opts, err := EnvOptions(func(k string) string { return env[k] })
+	require.NoError(t, err)
+	var o options
+	for _, opt := range opts {
+		opt(&o)
+	}
+	assert.Equal(t, "pool-b", o.namespace)
+	assert.Equal(t, "proxy-7", o.nodeID)
+	assert.Equal(t, 100*time.Millisecond, o.heartbeat.Interval)
 }
