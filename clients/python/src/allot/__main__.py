@@ -63,6 +63,7 @@ def _parser() -> argparse.ArgumentParser:
     n.add_argument("--group", default=None, help="preferred group (default: $ALLOT_GROUP)")
     n.add_argument("--cafile", default=None, help="CA bundle to verify an https server (default: $ALLOT_CA_FILE or the system's)")
     n.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for the join (default: 30)")
+    n.add_argument("--wait", type=float, default=2.0, help="seconds to wait after the join for the pool to give the node groups (default: 2)")
     n.add_argument("--follow", action="store_true", help="stay in the pool and print every change until Ctrl-C or SIGTERM")
     n.add_argument("-v", "--verbose", action="store_true", help="log what the node does to stderr")
     return p
@@ -96,10 +97,10 @@ def run_node(args: argparse.Namespace, out: TextIO) -> int:
             while not stop.wait(3600):
                 pass
         else:
-            # A join is planned just after it is answered: give the plan a
-            # few heartbeat intervals to bring the node its groups.
+            # A join is planned just after it is answered: give the plan
+            # time to bring the node its groups.
             if not node.groups:
-                changed.wait(3 * node.interval)
+                changed.wait(args.wait)
             show(Assignment(), node.assignment)
     finally:
         left = node.close()

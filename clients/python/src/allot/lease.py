@@ -6,7 +6,7 @@ import logging
 import threading
 import types
 import urllib.parse
-from typing import TYPE_CHECKING, Any, Mapping, Optional, Type
+from typing import TYPE_CHECKING, Any, Dict, Mapping, Optional, Type
 
 from . import errors
 from ._http import Transport, parse_retry_after
@@ -133,7 +133,7 @@ class Lease:
         """
         if isinstance(status, bool) or not isinstance(status, int) or not 100 <= status <= 599:
             raise ValueError("allot: observe: status must be an HTTP status (100-599), got %r" % (status,))
-        body: dict = {"status": status}
+        body: Dict[str, Any] = {"status": status}
         wait = parse_retry_after(retry_after)
         if wait is not None:
             body["retry_after_ms"] = int(round(wait * 1000))

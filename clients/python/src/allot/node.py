@@ -9,7 +9,7 @@ import socket
 import threading
 import time
 import urllib.parse
-from typing import TYPE_CHECKING, Any, Callable, Deque, List, Optional, Set, Tuple, Type
+from typing import TYPE_CHECKING, Any, Callable, Deque, Dict, List, Optional, Set, Tuple, Type
 
 from . import errors
 from ._http import Transport, mask_url, parse_retry_after
@@ -359,7 +359,7 @@ class Node:
         session = self._session
         if not session:
             raise errors.NotJoined("allot: report: node %s has no session" % self.id)
-        body: dict = {"group": group, "outcome": outcome, "reason": reason}
+        body: Dict[str, Any] = {"group": group, "outcome": outcome, "reason": reason}
         wait = parse_retry_after(retry_after)
         if wait is not None:
             body["retry_after_ms"] = int(round(wait * 1000))
