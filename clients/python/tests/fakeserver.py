@@ -26,7 +26,10 @@ CERT = os.path.join(TESTDATA, "localhost.pem")
 class Request:
     """One request the fake received."""
 
-    def __init__(self, method: str, path: str, query: Dict[str, str], headers: Dict[str, str], body: Any) -> None:
+    def __init__(
+        self, method: str, path: str, query: Dict[str, str], headers: Dict[str, str], body: Any, port: int = 0
+    ) -> None:
+        self.port = port  # the client's port: one per connection
         self.method = method
         self.path = path
         self.query = query
@@ -226,7 +229,8 @@ def _handler(fake: FakeAllot) -> type:
             body = json.loads(raw) if raw else None
             query = dict(urllib.parse.parse_qsl(url.query))
             headers = {k.lower(): v for k, v in self.headers.items()}
-            status, extra, out = fake.handle(Request(self.command, url.path, query, headers, body))
+            req = Request(self.command, url.path, query, headers, body, self.client_address[1])
+            status, extra, out = fake.handle(req)
             data = b"" if out is None else json.dumps(out).encode()
             try:
                 self.send_response(status)

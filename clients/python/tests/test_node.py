@@ -73,6 +73,28 @@ class NodeTest(unittest.TestCase):
         self.assertTrue(polls, "long polls between beats")
         self.assertEqual(n.session, polls[0].session)
 
+    def test_beats_and_polls_keep_their_connections_alive(self) -> None:
+        self.fake.set_groups([group("alpha")])
+        self.node()
+        eventually(
+            lambda: len(self.fake.seen("POST heartbeat")) >= 4 and len(self.fake.seen("GET assignment")) >= 4,
+            what="4 beats and 4 polls",
+        )
+        beat_ports = {r.port for r in self.fake.seen("POST heartbeat")}
+        poll_ports = {r.port for r in self.fake.seen("GET assignment")}
+        self.assertEqual(1, len(beat_ports), "one connection for every beat")
+        self.assertEqual(1, len(poll_ports), "one connection for every poll")
+        self.assertFalse(beat_ports & poll_ports, "a poll has its own connection, so close can cut it")
+
+    def test_an_unexpected_answer_does_not_stop_the_node(self) -> None:
+        self.fake.set_groups([group("alpha")])
+        n = self.node()
+        with LogCapture("allot") as logs:
+            self.fake.set_groups([group("alpha", 2, share=[1])])  # float([1]) raises TypeError
+            eventually(lambda: "unexpected error" in logs.text, what="the error logged")
+            self.fake.set_groups([group("alpha", 3)])
+            eventually(lambda: n.assignment.group("alpha").version == 3, what="the node goes on")
+
     def test_on_change_hears_a_poll_answer_on_its_own_thread_in_order(self) -> None:
         self.fake.set_groups([group("alpha")])
         calls: List[Tuple[int, int, str]] = []

@@ -145,7 +145,8 @@ class Node:
         self._dispatch_stop = False
         self._stop = threading.Event()
         self._wake = threading.Event()  # beat now (or stop)
-        self._poll_conn: Any = None  # the long poll's connection, while one is in flight
+        self._pconn: Any = None  # the long poll's kept-alive connection
+        self._poll_conn: Any = None  # the same, while a poll is in flight
         self._interrupted = False
         self._logged_waiting = False
         self._logged_polls_full = False
@@ -468,9 +469,10 @@ class Node:
                     self._poll(remaining)
                 elif remaining > 0:
                     self._wake.wait(remaining)
-            except errors.AllotError as e:
+            except Exception as exc:  # the loop must outlive any error
                 if self._stop.is_set():
                     break
+                e = exc if isinstance(exc, errors.AllotError) else _unexpected(exc, self._log, self.id)
                 with self._cv:
                     self._last_error = e
                     self._cv.notify_all()
@@ -487,7 +489,8 @@ class Node:
                 self._wake.wait(delay)
                 backoff = min(backoff * 2, BACKOFF_MAX)
                 next_beat = 0.0
-        self._transport.close()  # this thread's kept-alive connection
+        self._transport.close()  # this thread's kept-alive connections
+        self._drop_poll_connection()
 
     def _beat(self) -> bool:
         """One heartbeat: tells the server what the node uses, adopts the
@@ -554,43 +557,54 @@ class Node:
 
     def _poll(self, seconds: float) -> None:
         """Long-polls for an assignment newer than the node's, for at most
-        seconds; close() and released groups interrupt it."""
-        with self._cv:
-            if self._interrupted:
-                self._interrupted = False
-                return
-            session = self._session
-            epoch = self._cur.epoch
-            conn = self._transport.new_connection(seconds + self._transport.timeout)
-            self._poll_conn = conn
+        seconds; close() and released groups interrupt it. The poll keeps
+        its own connection alive from one poll to the next (no handshake
+        per poll); the interrupt shuts that connection's socket down."""
         ms = max(1, int(seconds * 1000))
-        path = self._path + "/assignment?after=%d&wait=%dms" % (epoch, ms)
-        try:
-            resp = self._transport.request("GET", path, session=session, timeout=seconds + self._transport.timeout, conn=conn)
-        except errors.Unavailable as e:
-            if e.retry_after is None:
-                raise
-            # The server refused the long poll (its long polls are full, or
-            # Redis is away): the next beat brings the assignment instead.
-            if not self._logged_polls_full:
-                self._log.warning("node %s: long poll refused: %s; waiting for the next heartbeat", self.id, e)
-                self._logged_polls_full = True
-            self._wake.wait(min(seconds, max(e.retry_after, _MIN_POLL)))
-            return
-        except errors.Forbidden as e:
-            self._displaced(e)  # the next beat joins again
-            self._wake.set()
-            return
-        except errors.ConnectionFailed:
+        timeout = seconds + self._transport.timeout
+        for attempt in (0, 1):
             with self._cv:
                 if self._interrupted:
                     self._interrupted = False
                     return
-            raise
-        finally:
-            with self._cv:
-                self._poll_conn = None
-            conn.close()
+                session = self._session
+                epoch = self._cur.epoch
+                reused = self._pconn is not None
+                if self._pconn is None:
+                    self._pconn = self._transport.new_connection(timeout)
+                conn = self._pconn
+                self._poll_conn = conn
+            path = self._path + "/assignment?after=%d&wait=%dms" % (epoch, ms)
+            try:
+                resp = self._transport.request("GET", path, session=session, timeout=timeout, conn=conn)
+            except errors.ConnectionFailed:
+                self._drop_poll_connection()
+                with self._cv:
+                    if self._interrupted:
+                        self._interrupted = False
+                        return
+                if reused and attempt == 0:
+                    continue  # the server closed the idle connection: poll again on a new one
+                raise
+            except errors.Unavailable as e:
+                if e.retry_after is None:
+                    raise
+                # The server refused the long poll (its long polls are full,
+                # or Redis is away): the next beat brings the assignment
+                # instead.
+                if not self._logged_polls_full:
+                    self._log.warning("node %s: long poll refused: %s; waiting for the next heartbeat", self.id, e)
+                    self._logged_polls_full = True
+                self._wake.wait(min(seconds, max(e.retry_after, _MIN_POLL)))
+                return
+            except errors.Forbidden as e:
+                self._displaced(e)
+                self._wake.set()  # join again at once
+                return
+            finally:
+                with self._cv:
+                    self._poll_conn = None
+            break
         self._logged_polls_full = False
         if not isinstance(resp.body, dict):
             return
@@ -601,6 +615,12 @@ class Node:
         with self._cv:
             if not self._closing and self._session == session:
                 self._apply_locked(a)
+
+    def _drop_poll_connection(self) -> None:
+        with self._cv:
+            conn, self._pconn = self._pconn, None
+        if conn is not None:
+            conn.close()
 
     def _interrupt(self) -> None:
         """Ends the long poll in flight (or the next one) at once."""
@@ -701,6 +721,13 @@ class Node:
             "node %s: lease lapsed: capped groups dropped (no successful heartbeat for %.1fs)", self.id, self._ttl
         )
         self._publish_locked(Assignment(epoch=cur.epoch, groups=kept))
+
+
+def _unexpected(exc: Exception, log: logging.Logger, node: str) -> errors.AllotError:
+    """An error the heartbeat thread did not expect (a server answer of an
+    unexpected shape): logged with its traceback, then retried as any."""
+    log.error("node %s: unexpected error in the heartbeat thread", node, exc_info=exc)
+    return errors.AllotError("allot: %s: %s" % (type(exc).__name__, exc))
 
 
 def _fatal(e: errors.AllotError) -> bool:
