@@ -86,14 +86,29 @@ class NodeTest(unittest.TestCase):
         self.assertEqual(1, len(poll_ports), "one connection for every poll")
         self.assertFalse(beat_ports & poll_ports, "a poll has its own connection, so close can cut it")
 
-    def test_an_unexpected_answer_does_not_stop_the_node(self) -> None:
+    def test_a_malformed_answer_is_an_error_and_the_node_goes_on(self) -> None:
+        self.fake.set_groups([group("alpha")])
+        n = self.node()
+        session = n.session
+        with LogCapture("allot") as logs:
+            self.fake.set_groups([group("alpha", 2, share=[1])])
+            eventually(lambda: "share [1] is not a number" in logs.text, what="the error logged")
+            self.fake.set_groups([group("alpha", 3)])
+            eventually(lambda: n.assignment.group("alpha").version == 3, what="the node goes on")
+        self.assertEqual(session, n.session, "the session survived the bad answer")
+        self.assertNotIn("in use by another process", logs.text)
+
+    def test_an_unexpected_error_does_not_stop_the_heartbeat_thread(self) -> None:
+        from unittest import mock
+
         self.fake.set_groups([group("alpha")])
         n = self.node()
         with LogCapture("allot") as logs:
-            self.fake.set_groups([group("alpha", 2, share=[1])])  # float([1]) raises TypeError
-            eventually(lambda: "unexpected error" in logs.text, what="the error logged")
-            self.fake.set_groups([group("alpha", 3)])
-            eventually(lambda: n.assignment.group("alpha").version == 3, what="the node goes on")
+            with mock.patch.object(allot.Assignment, "from_json", side_effect=KeyError("a bug")):
+                eventually(lambda: "unexpected error in the heartbeat thread" in logs.text, what="the error logged")
+            self.fake.set_groups([group("alpha", 2)])
+            eventually(lambda: n.assignment.group("alpha").version == 2, what="the node goes on")
+        self.assertIn("KeyError", logs.text)
 
     def test_on_change_hears_a_poll_answer_on_its_own_thread_in_order(self) -> None:
         self.fake.set_groups([group("alpha")])

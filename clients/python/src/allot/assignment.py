@@ -60,13 +60,19 @@ class Group:
         raw = g.get("config") or {}
         if not isinstance(raw, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in raw.items()):
             raise ValueError("allot: group %r: config is not an object of strings" % name)
+        share = g.get("share") or 0.0
+        if isinstance(share, bool) or not isinstance(share, (int, float)):
+            raise ValueError("allot: group %r: share %r is not a number" % (name, share))
+        for k in ("quota", "quota_share"):
+            if not isinstance(g.get(k) or "", str):
+                raise ValueError("allot: group %r: %s is not a string" % (name, k))
         return cls(
             name=name,
             version=_int(g.get("version"), "version"),
             config=types.MappingProxyType(dict(raw)),
-            share=float(g.get("share") or 0.0),
-            quota=str(g.get("quota") or ""),
-            quota_share=str(g.get("quota_share") or ""),
+            share=float(share),
+            quota=g.get("quota") or "",
+            quota_share=g.get("quota_share") or "",
             max_nodes=_int(g.get("max_nodes"), "max_nodes"),
         )
 

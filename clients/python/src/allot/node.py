@@ -527,21 +527,22 @@ class Node:
         reply = resp.body
         if not isinstance(reply, dict) or not isinstance(reply.get("session"), str) or not reply["session"]:
             raise errors.AllotError("allot: heartbeat: answer without a session")
+        self._logged_waiting = False
+        with self._cv:
+            # The session is the node's from now on, even if the rest of the
+            # answer cannot be read: the next beat and close() need it.
+            self._session = reply["session"]
+            if self._closing:
+                return True  # close() is leaving with it
         try:
             a = Assignment.from_json(reply)
         except ValueError as e:
             raise errors.AllotError("allot: heartbeat: %s" % e) from None
-        self._logged_waiting = False
         with self._cv:
-            if self._closing:
-                # close() is leaving: keep the session it leaves with.
-                self._session = reply["session"]
-                return True
             if session and reply["session"] != session:
                 self._log.info("node %s: the server gave a new session (the old one ended)", self.id)
             elif not session:
                 self._log.info("node %s joined %s", self.id, self._transport.url)
-            self._session = reply["session"]
             self._ever_joined = True
             self._last_error = None
             interval, ttl_ms = reply.get("interval_ms"), reply.get("ttl_ms")
