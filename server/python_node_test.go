@@ -7,6 +7,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -53,6 +54,15 @@ func pythonInterpreter(t *testing.T) string {
 	return strings.TrimSpace(string(out))
 }
 
+// pythonPackage is the PYTHONPATH entry that makes `import allot` load
+// clients/python from this tree, never an allot installed on the machine.
+func pythonPackage(t *testing.T) string {
+	t.Helper()
+	src, err := filepath.Abs("../clients/python/src")
+	require.NoError(t, err)
+	return "PYTHONPATH=" + src
+}
+
 // apiNode is the node JSON of GET /v1/nodes.
 type apiNode struct {
 	ID     string   `json:"id"`
@@ -78,9 +88,11 @@ func listNodes(t *testing.T, ts *httptest.Server, token string) map[string]apiNo
 	return out
 }
 
-// TestPythonNode runs examples/python-node/node.py against a real server
-// with tokens: it must join, get the only group, see a new version of it,
-// and leave on SIGTERM (gone at once, not reaped: the TTL is a minute).
+// TestPythonNode runs examples/python-node/node.py (a program on the
+// clients/python package) against a real server with tokens: it must join,
+// get the only group, see a new version of it, and leave on SIGTERM (gone
+// at once, not reaped: the TTL is a minute). The package's own tests are
+// TestPythonClient's.
 func TestPythonNode(t *testing.T) {
 	python := pythonInterpreter(t)
 
@@ -94,7 +106,7 @@ func TestPythonNode(t *testing.T) {
 
 	var out testlog.Buffer
 	cmd := exec.Command(python, "-u", "../examples/python-node/node.py")
-	cmd.Env = append(os.Environ(),
+	cmd.Env = append(os.Environ(), pythonPackage(t), "PYTHONDONTWRITEBYTECODE=1",
 		"ALLOT_URL="+ts.URL, "ALLOT_NODE_ID=py-1", "ALLOT_NODE_IP=10.1.2.3", "ALLOT_NODE_TOKEN="+tokens.Node)
 	cmd.Stdout, cmd.Stderr = &out, &out
 	cmd.WaitDelay = 5 * time.Second // never hang on the output pipe
@@ -135,49 +147,4 @@ func TestPythonNode(t *testing.T) {
 	assert.NotContains(t, out.String(), "k-123456789012", "node.py printed a secret")
 	_, ok = listNodes(t, ts, tokens.Admin)["py-1"]
 	assert.False(t, ok, "py-1 still listed after leaving")
-}
-
-// TestPythonNodeReport calls report() of examples/python-node/node.py: a
-// node that joined and holds alpha reports a 429, and the answer carries the
-// shared cooldown.
-func TestPythonNodeReport(t *testing.T) {
-	python := pythonInterpreter(t)
-	srv, ts := startAPI(t, server.WithHeartbeat(heartbeat.Config{Interval: 200 * time.Millisecond, TTL: time.Minute}))
-	_, err := srv.Registry().Add(context.Background(), "alpha", registry.Change{}, "test")
-	require.NoError(t, err)
-
-	script := `
-import json, sys, time
-sys.path.insert(0, "../examples/python-node")
-from node import Node, report
-n = Node(url=sys.argv[1], node_id="py-r", ip="10.1.2.4")
-deadline = time.time() + 15
-while not n.groups and time.time() < deadline:
-    n.beat()
-    time.sleep(0.05)
-print(json.dumps(report(n, "alpha", "throttled", retry_after_ms=30000)))
-try:
-    report(n, "nope", "failure")
-except RuntimeError as e:
-    print("error:", e)
-n.leave()
-`
-	cmd := exec.Command(python, "-B", "-c", script, ts.URL) // -B: no __pycache__ beside node.py
-	cmd.WaitDelay = 5 * time.Second
-	out, err := cmd.CombinedOutput()
-	require.NoError(t, err, "%s", out)
-	var answer, failed string
-	for _, l := range strings.Split(string(out), "\n") {
-		switch {
-		case strings.HasPrefix(l, "{"):
-			answer = l
-		case strings.HasPrefix(l, "error:"):
-			failed = l
-		}
-	}
-	var ans server.ReportAnswer
-	require.NoError(t, json.Unmarshal([]byte(answer), &ans), "%s", out)
-	assert.Equal(t, "alpha", ans.Group)
-	assert.InDelta(t, time.Now().Add(30*time.Second).UnixMilli(), ans.CoolingUntil, 3000)
-	assert.Contains(t, failed, "HTTP 404", "%s", out)
 }

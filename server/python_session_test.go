@@ -37,7 +37,7 @@ func startPyNode(t *testing.T, env ...string) *pyNode {
 	t.Helper()
 	p := &pyNode{t: t, out: &testlog.Buffer{}, exited: make(chan struct{})}
 	p.cmd = exec.Command(pythonInterpreter(t), "-u", "../examples/python-node/node.py")
-	p.cmd.Env = append(append(os.Environ(), "PYTHONDONTWRITEBYTECODE=1"), env...)
+	p.cmd.Env = append(append(os.Environ(), pythonPackage(t), "PYTHONDONTWRITEBYTECODE=1"), env...)
 	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
 	p.cmd.WaitDelay = 5 * time.Second
 	require.NoError(t, p.cmd.Start())
