@@ -86,7 +86,9 @@ func (invalidDemand) Error() string { return "heartbeat: invalid demand" }
 
 // Is makes errors.Is(ErrInvalidDemand, ErrInvalidBeat) and ErrInvalidNode
 // true.
-func (invalidDemand) Is(target error) bool { return target == ErrInvalidBeat || target == ErrInvalidNode }
+func (invalidDemand) Is(target error) bool {
+	return target == ErrInvalidBeat || target == ErrInvalidNode
+}
 
 // Is makes errors.Is(ErrInvalidBeat, ErrInvalidNode) true.
 func (invalidBeat) Is(target error) bool { return target == ErrInvalidNode }
