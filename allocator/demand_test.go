@@ -106,6 +106,23 @@ func TestPlanDemandSticky(t *testing.T) {
 		change(ns)
 		assert.Equal(t, a, allocator.Plan(groups, ns, a))
 	}
+
+	// A hot node on a key as good as the one it would pick afresh stays:
+	// swap n0 with a cold holder of a key neither hot node holds.
+	prev := allocator.Assignment{}
+	for id, gs := range a {
+		prev[id] = gs
+	}
+	other := ""
+	for _, g := range groups {
+		if g.Name != a["n0"][0] && g.Name != a["n1"][0] {
+			other = g.Name
+			break
+		}
+	}
+	cold := holdersOf(a)[other][0]
+	prev["n0"], prev[cold] = a[cold], a["n0"]
+	assert.Equal(t, prev, allocator.Plan(groups, nodes, prev), "nobody moves for a key no better")
 }
 
 // A pinned hot node stays where it prefers; the other hot node avoids it,
