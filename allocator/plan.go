@@ -20,6 +20,12 @@ type Group struct {
 	// MaxNodes caps how many nodes hold the group; 0 (or less) means
 	// unlimited, 1 means exclusive. It only matters when nodes >= groups.
 	MaxNodes int
+	// Capacity is the group's quota in the unit of Node.Demand (calls a
+	// second, say): placement by demand steers the summed demand of each
+	// group's holders towards its share of the pool's capacity. When any
+	// group's Capacity is not a finite number > 0, every group's share is
+	// its Weight's instead.
+	Capacity float64
 }
 
 // Node is a live node as Plan sees it.
@@ -30,6 +36,13 @@ type Node struct {
 	IP string
 	// Preferred names the group the node wants (ALLOT_GROUP); empty for none.
 	Preferred string
+	// Demand is what the node asked for lately, in the unit of
+	// Group.Capacity (calls a second, say). A value that is not a finite
+	// number >= 0 means the node reported none: it is never hot and does
+	// not count in the mean. It only matters when nodes >= groups, and
+	// only for hot nodes (see Plan): equal demands give the plan Plan
+	// gives without any.
+	Demand float64
 }
 
 // Assignment maps a node ID to the sorted names of the groups it holds.
@@ -41,6 +54,19 @@ type Assignment map[string][]string
 const (
 	MinWeight = 1e-6
 	MaxWeight = 1e9
+)
+
+// Placement by demand (see Plan).
+const (
+	// HotFactor: a node is hot when its demand is above HotFactor times the
+	// mean demand of the nodes that report one.
+	HotFactor = 2.0
+	// HotStickiness: a hot node keeps its current group while that group's
+	// demand per unit of share, with the node, is at most 1+HotStickiness
+	// times the best group's. Below 1, so a hot node never stays beside a
+	// hotter one (2x the best) while an equal group without a hot node has
+	// room.
+	HotStickiness = 0.25
 )
 
 // candidateWindow bounds how many groups with room a placed node compares
@@ -77,9 +103,26 @@ const candidateWindow = 16
 //     The first tie rule keeps a balanced pool as it is: after a leave that
 //     leaves the pool balanced, nobody moves.
 //
-// Pinned nodes take their group. Then, group by group in name order, the
-// current holders not yet kept elsewhere are kept up to the target, highest
-// score first; the surplus is released. Released, new and orphaned nodes, in
+// Pinned nodes take their group. Then hot nodes are spread (placement by
+// demand): a node is hot when its Demand is above HotFactor (2) times the
+// mean Demand of the nodes that report one, and it is not pinned. A group's
+// share is its Capacity (when every group has one, else its Weight); its
+// load starts as the summed demand of its pinned nodes. Hot nodes, the
+// highest demand first (ties: ID), each take a group with room left by the
+// targets: the one whose (load + demand)/share is the lowest (ties: the
+// first from xxhash64(node IP) on the ring of xxhash64(group name), as the
+// candidate window orders them, then name) — unless a group prev gives the node has room
+// and its (load + demand)/share is within 1+HotStickiness (1.25) of that
+// lowest, then that group (the lowest such). The group's load grows by the
+// node's demand. So the hottest node goes first and a hot node never joins
+// a hotter one while a group of equal share without a hot node has room.
+// With no hot node (equal demands, or none reported) this step places
+// nobody and the plan is the plan without demand; cold nodes are never
+// moved for demand.
+//
+// Then, group by group in name order, the current holders not yet kept
+// elsewhere are kept up to the target, highest score first; the surplus is
+// released. Released, new and orphaned nodes, in
 // ID order, each take a group with remaining room: the one with the highest
 // score (ties: name) among the candidate groups. When at most 16 groups have
 // room the candidates are all of them: exactly the docs/design.md rule. That covers
@@ -93,7 +136,8 @@ const candidateWindow = 16
 // Nothing else moves.
 //
 // Nodes < groups: each group is held by exactly one node and each node holds
-// at least one group; Preferred and MaxNodes play no part. A group stays on its
+// at least one group; Preferred, MaxNodes, Demand and Capacity play no part
+// (every node holds several keys and Acquire spreads its calls over them). A group stays on its
 // live holder (the highest scoring one if several held it). Orphaned groups,
 // heaviest first (then name), go to the least loaded node (load = sum of
 // weights; ties: ID). A node left with no group takes the lightest group
@@ -230,12 +274,28 @@ func normWeight(w float64) float64 {
 	return w
 }
 
+// normCapacity applies Group.Capacity's rules: 0 for none.
+func normCapacity(c float64) float64 {
+	if math.IsNaN(c) || math.IsInf(c, 0) || c <= 0 {
+		return 0
+	}
+	return c
+}
+
+// normDemand applies Node.Demand's rules: -1 for none.
+func normDemand(d float64) float64 {
+	if math.IsNaN(d) || math.IsInf(d, 0) || d < 0 {
+		return -1
+	}
+	return d
+}
+
 // planner holds the normalised inputs of one Plan call.
 type planner struct {
 	groups []Group // sorted by name, unique, Weight normalised
 	weight []float64
 	gidx   map[string]int32
-	nodes  []Node // sorted by ID, unique
+	nodes  []Node // sorted by ID, unique, Demand normalised (-1: none)
 	buf    []byte
 }
 
@@ -247,10 +307,12 @@ func newPlanner(groups []Group, nodes []Node) *planner {
 		}
 		g.Weight = normWeight(g.Weight)
 		g.MaxNodes = max(g.MaxNodes, 0)
+		g.Capacity = normCapacity(g.Capacity)
 		gs = append(gs, g)
 	}
 	cmpGroup := func(a, b Group) int {
-		return cmp.Or(strings.Compare(a.Name, b.Name), cmp.Compare(a.Weight, b.Weight), cmp.Compare(a.MaxNodes, b.MaxNodes))
+		return cmp.Or(strings.Compare(a.Name, b.Name), cmp.Compare(a.Weight, b.Weight), cmp.Compare(a.MaxNodes, b.MaxNodes),
+			cmp.Compare(a.Capacity, b.Capacity))
 	}
 	if !slices.IsSortedFunc(gs, cmpGroup) {
 		slices.SortFunc(gs, cmpGroup)
@@ -260,11 +322,13 @@ func newPlanner(groups []Group, nodes []Node) *planner {
 	ns := make([]Node, 0, len(nodes))
 	for _, n := range nodes {
 		if n.ID != "" {
+			n.Demand = normDemand(n.Demand)
 			ns = append(ns, n)
 		}
 	}
 	cmpNode := func(a, b Node) int {
-		return cmp.Or(strings.Compare(a.ID, b.ID), strings.Compare(a.IP, b.IP), strings.Compare(a.Preferred, b.Preferred))
+		return cmp.Or(strings.Compare(a.ID, b.ID), strings.Compare(a.IP, b.IP), strings.Compare(a.Preferred, b.Preferred),
+			cmp.Compare(a.Demand, b.Demand))
 	}
 	if !slices.IsSortedFunc(ns, cmpNode) {
 		slices.SortFunc(ns, cmpNode)
@@ -546,6 +610,7 @@ func (p *planner) spread(prev Assignment) Assignment {
 			kept[g]++
 		}
 	}
+	p.spreadHot(prev, target, kept, assigned)
 
 	// Current holders per group, in node ID order (CSR layout).
 	type holding struct{ g, i int32 }

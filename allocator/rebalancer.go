@@ -472,17 +472,26 @@ func (r *Rebalancer) readForPlan(ctx context.Context, res *Result, first func(tx
 
 // planInputs converts stored groups and live nodes into Plan's inputs: only
 // active groups (a probing one capped at one node; suspended ones left out),
-// only live nodes.
+// only live nodes, with each node's demand and each group's capacity in the
+// pool's placement unit (placementOf).
 func (st state) planInputs() ([]Group, []Node) {
-	groups := make([]Group, 0, len(st.groups))
+	planned := make([]registry.Group, 0, len(st.groups))
 	for _, g := range st.groups {
 		if g.State == registry.Active || g.State == registry.Probing {
-			groups = append(groups, Group{Name: g.Name, Weight: g.Weight, MaxNodes: planMaxNodes(g)})
+			planned = append(planned, g)
+		}
+	}
+	unit := placementOf(planned, st.nodes)
+	groups := make([]Group, len(planned))
+	for i, g := range planned {
+		groups[i] = Group{Name: g.Name, Weight: g.Weight, MaxNodes: planMaxNodes(g)}
+		if unit.capacity != nil {
+			groups[i].Capacity = unit.capacity[i]
 		}
 	}
 	nodes := make([]Node, 0, len(st.nodes))
 	for _, n := range st.nodes {
-		nodes = append(nodes, Node{ID: n.ID, IP: n.IP, Preferred: n.Preferred})
+		nodes = append(nodes, Node{ID: n.ID, IP: n.IP, Preferred: n.Preferred, Demand: unit.demand(n)})
 	}
 	return groups, nodes
 }

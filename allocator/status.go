@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/allot-io/allot/heartbeat"
+	"github.com/allot-io/allot/quota"
 	"github.com/allot-io/allot/registry"
 )
 
@@ -45,6 +46,14 @@ type GroupStatus struct {
 	// last full minute (0.5 = half; above 1 = over), filled by ReadUsage;
 	// 0 for a group without a quota.
 	Used float64 `json:"used"`
+	// Demand is what its live holders asked for lately, summed (a holder
+	// of several groups counts an equal part towards each): placement by
+	// demand steers it towards the group's share of the pool.
+	Demand heartbeat.Demand `json:"demand"`
+	// Wanted is the highest fraction of any of the group's limits that
+	// Demand asks for (1.2 = a fifth more than the quota allows); 0 for a
+	// group without a quota.
+	Wanted float64 `json:"wanted"`
 }
 
 // NodeStatus is one live node in a Status.
@@ -53,6 +62,9 @@ type NodeStatus struct {
 	IP       string    `json:"ip"`
 	Groups   []string  `json:"groups"`
 	LastSeen time.Time `json:"last_seen"`
+	// Demand is what the node asked for lately, as its beats last stored it
+	// (null when it reports none: an HTTP node that sends no demand).
+	Demand *heartbeat.Demand `json:"demand"`
 }
 
 // GroupView is a group as the CLI and the HTTP API show it: the stored
@@ -87,6 +99,7 @@ func (st state) status() Status {
 	// Only live nodes count as holders; a committed entry for a node that has
 	// died since is not a holder.
 	holders := make(map[string][]string)
+	demand := make(map[string]heartbeat.Demand)
 	current := make(Assignment, len(st.nodes))
 	s := Status{Epoch: st.assign.Epoch, Groups: []GroupStatus{}, Nodes: []NodeStatus{}, Standby: []string{}}
 	for _, n := range st.nodes {
@@ -98,8 +111,14 @@ func (st state) status() Status {
 		}
 		for _, g := range gs {
 			holders[g] = append(holders[g], n.ID)
+			if n.Demand != nil {
+				d := demand[g]
+				d.Calls += n.Demand.Calls / float64(len(gs))
+				d.Tokens += n.Demand.Tokens / float64(len(gs))
+				demand[g] = d
+			}
 		}
-		s.Nodes = append(s.Nodes, NodeStatus{ID: n.ID, IP: n.IP, Groups: gs, LastSeen: n.LastSeen})
+		s.Nodes = append(s.Nodes, NodeStatus{ID: n.ID, IP: n.IP, Groups: gs, LastSeen: n.LastSeen, Demand: n.Demand})
 	}
 	for _, g := range st.groups {
 		h := holders[g.Name]
@@ -109,7 +128,10 @@ func (st state) status() Status {
 		sort.Strings(h)
 		gs := GroupStatus{
 			Name: g.Name, State: string(g.State), Weight: g.Weight, MaxNodes: g.MaxNodes,
-			Quota: g.Quota, Target: targets[g.Name], Nodes: h,
+			Quota: g.Quota, Target: targets[g.Name], Nodes: h, Demand: demand[g.Name],
+		}
+		if ls, err := registry.ParseQuota(g.Quota); err == nil {
+			gs.Wanted = wanted(ls, gs.Demand)
 		}
 		if len(h) > 0 {
 			gs.Share = 1 / float64(len(h))
@@ -125,6 +147,21 @@ func (st state) status() Status {
 	s.Waiting = st.next().waiting
 	s.Balanced = s.Waiting == 0 && Balanced(groups, nodes, current)
 	return s
+}
+
+// wanted is the highest fraction of any limit of ls that d asks for.
+func wanted(ls quota.Limits, d heartbeat.Demand) float64 {
+	w := 0.0
+	for _, l := range ls {
+		ask := d.Calls
+		if l.Kind == quota.Tokens {
+			ask = d.Tokens
+		}
+		if r := l.PerMinute() / 60; r > 0 {
+			w = max(w, ask/r)
+		}
+	}
+	return w
 }
 
 // View is group g as the CLI and the HTTP API show it: masked unless reveal

@@ -27,6 +27,7 @@ import (
 // ErrNothingHeld when the node holds no group. Allow, Reserve, Settle and
 // ObserveHTTP stay the calls for a named group.
 func (c *Client) Acquire(ctx context.Context, tokens int64) (*Lease, error) {
+	ctx = c.demand.once(ctx, tokens) // one call asked, whatever Acquire tries
 	if tokens < 0 || tokens > quota.MaxCost {
 		return nil, fmt.Errorf("client: acquire: %w: %d tokens", ErrInvalidCost, tokens)
 	}
@@ -67,6 +68,7 @@ func (c *Client) Acquire(ctx context.Context, tokens int64) (*Lease, error) {
 // shortest RetryAfter (at least MinWait) between tries, as WaitReserve
 // does. Errors other than a refusal return at once.
 func (c *Client) AcquireWait(ctx context.Context, tokens int64) (*Lease, error) {
+	ctx = c.demand.once(ctx, tokens) // one call asked, however many tries
 	for {
 		l, err := c.Acquire(ctx, tokens)
 		var rl *RateLimitError

@@ -34,8 +34,9 @@ type Client struct {
 	reg     *registry.Registry
 	hb      *heartbeat.Tracker
 	rb      *allocator.Rebalancer
-	lim     *limiter  // Allow, Reserve and Settle (limit.go)
-	rep     *reporter // key health reports (health.go)
+	lim     *limiter     // Allow, Reserve and Settle (limit.go)
+	demand  *demandMeter // what the node asks of its groups, sent with each beat (demand.go)
+	rep     *reporter    // key health reports (health.go)
 	log     *slog.Logger
 
 	// cur is what readers see: an immutable snapshot, replaced, never changed.
@@ -219,6 +220,7 @@ func New(rdb redis.UniversalClient, opts ...Option) (*Client, error) {
 		ready:        make(chan struct{}),
 	}
 	c.lim = newLimiter(rdb, c.keys, o.quotaFallback, o.now, c.log)
+	c.demand = newDemandMeter(o.now, c.log)
 	c.rep = &reporter{reg: reg, node: o.nodeID, ttl: o.heartbeat.TTL, log: c.log, rebalance: c.rebalanceNow}
 	return c, nil
 }

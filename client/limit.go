@@ -63,6 +63,7 @@ const MinWait = time.Millisecond
 // the limiter once per refusal's RetryAfter (at least MinWait), never in a
 // tight loop.
 func (c *Client) WaitReserve(ctx context.Context, group string, estTokens int64) (*Reservation, error) {
+	ctx = c.demand.once(ctx, estTokens) // one call asked, however many tries
 	for {
 		r, err := c.take(ctx, group, estTokens)
 		var rl *RateLimitError
@@ -167,6 +168,7 @@ func hasTokens(ls quota.Limits) bool {
 // take is Allow (tokens 0) and Reserve: the client knows what it holds and
 // what its own reports cooled; the limiter does the rest.
 func (c *Client) take(ctx context.Context, group string, tokens int64) (*Reservation, error) {
+	c.demand.ask(ctx, tokens)
 	g, ok := c.Assignment().Group(group)
 	if !ok {
 		return nil, fmt.Errorf("%w: %q", ErrNotHeld, group)

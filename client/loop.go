@@ -258,9 +258,19 @@ func (c *Client) beat(ctx context.Context) (heartbeat.Reply, error) {
 
 	sent := c.o.now()
 	bctx, cancel := context.WithTimeout(ctx, c.callTimeout())
-	reply, err := c.hb.Beat(bctx, heartbeat.Beat{
+	demand := c.demand.rate()
+	b := heartbeat.Beat{
 		Node: c.o.nodeID, Session: c.session, IP: c.o.ip, Preferred: c.o.preferred, Held: held, Ack: ack, Rev: rev,
-	})
+		Demand: &demand,
+	}
+	reply, err := c.hb.Beat(bctx, b)
+	if errors.Is(err, heartbeat.ErrInvalidDemand) {
+		// The node's liveness never hangs on a figure: say so once and beat
+		// without it (Go refuses it before any round trip).
+		c.demand.refused(err)
+		b.Demand = nil
+		reply, err = c.hb.Beat(bctx, b)
+	}
 	cancel()
 	if err != nil {
 		return reply, err

@@ -4,9 +4,12 @@
 -- checks everything it is sent, and every bound, before its first write.
 --
 -- KEYS[1] :nodes    ZSET node ID -> last beat (ms, server time)
--- KEYS[2] :state    HASH epoch, rev, mver, prev, pmver
--- KEYS[3] :members  HASH node ID ->
---                   "joined\tip\tpreferred\theld\tack\tsession\tpref_at\tpref_wait"
+-- KEYS[2] :state    HASH epoch, rev, mver, prev, pmver; dwait ("1" while a
+--                   stored demand change waits for its plan) and dat (ms of
+--                   the last demand-caused mver bump)
+-- KEYS[3] :members  HASH node ID -> "joined\tip\tpreferred\theld\tack\t
+--                   session\tpref_at\tpref_wait\tcalls\ttokens" (calls and
+--                   tokens: the stored demand per second, "" = none sent)
 -- KEYS[4] :log:nodes STREAM of node events (node.joined), apart from the
 --                   audit stream :log so no volume of nodes evicts a group entry
 -- KEYS[5] :schedule ZSET scheduled change IDs -> due time (ms)
@@ -33,6 +36,13 @@
 -- ARGV[14] longest ip, in bytes
 -- ARGV[15] longest session, in bytes
 -- ARGV[16] most live nodes (0 = no limit), used when :settings stores none
+-- ARGV[17] demand: calls asked for per second ("" with ARGV[18] = none sent)
+-- ARGV[18] demand: tokens asked for per second
+-- ARGV[19] largest demand figure accepted
+-- ARGV[20] relative change of a figure that is stored (smaller ones are not)
+-- ARGV[21] smallest change of the calls figure that is stored
+-- ARGV[22] smallest change of the tokens figure that is stored
+-- ARGV[23] intervals between two demand-caused plans, at least
 --
 -- Reply: {epoch, rev, work (0|1), joined (0|1), now (ms), first (0|1),
 --        heldRev, entry (see below), dirty (0|1), k = how many held names
@@ -44,7 +54,8 @@
 -- owner beats again.
 -- Or {-2, live, max} when the beat would join while max nodes are live:
 -- nothing is written.
--- Or the error "INVALIDBEAT <what>" for a malformed beat: nothing is written.
+-- Or the error "INVALIDBEAT <what>" for a malformed beat (a demand figure
+-- that is not a plain decimal in [0, ARGV[19]] included): nothing is written.
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local nowStr = string.format('%.0f', now)
@@ -74,6 +85,30 @@ if session == '' or #session > tonumber(ARGV[15]) or not string.find(session, '^
 end
 if not string.find(ARGV[5], '^%-?%d+$') or #ARGV[5] > 20 or not string.find(ARGV[11], '^%-?%d+$') or #ARGV[11] > 20 then
   return invalid('ack or rev')
+end
+-- Demand: both figures or neither, each a plain decimal (no sign, exponent,
+-- "nan" or "inf": Lua's tonumber would take those) within the bound.
+local demandSent = ARGV[17] ~= '' or ARGV[18] ~= ''
+local demandCalls, demandTokens
+if demandSent then
+  local function figure(v)
+    if #v > 24 or not (string.find(v, '^%d+$') or string.find(v, '^%d+%.%d+$')) then
+      return nil
+    end
+    local n = tonumber(v)
+    if not n or n > tonumber(ARGV[19]) then
+      return nil
+    end
+    return n
+  end
+  demandCalls = figure(ARGV[17])
+  if not demandCalls then
+    return invalid('demand: calls per second is not a number in [0, ' .. ARGV[19] .. ']')
+  end
+  demandTokens = figure(ARGV[18])
+  if not demandTokens then
+    return invalid('demand: tokens per second is not a number in [0, ' .. ARGV[19] .. ']')
+  end
 end
 local maxHeld = tonumber(ARGV[12])
 local names = {}
@@ -183,6 +218,28 @@ end
 
 -- The fields every beat sends; the rest of the record is the script's own.
 local sent = ARGV[2] .. '\t' .. ARGV[3] .. '\t' .. kept .. '\t' .. ARGV[5] .. '\t' .. session
+
+-- Demand hysteresis: the stored figures change only when one moved by more
+-- than ARGV[20] of its stored value (and at least its floor), so a steady
+-- demand writes nothing and, stored as it was, moves nobody. A beat without
+-- demand keeps what is stored. A join stores what it sent (or none).
+local storedCalls, storedTokens = f[9] or '', f[10] or ''
+local demandMoved = false
+if joins then
+  storedCalls, storedTokens = ARGV[17], ARGV[18]
+elseif demandSent then
+  local rel = tonumber(ARGV[20])
+  local function moved(new, old, floor)
+    old = tonumber(old)
+    return not old or math.abs(new - old) > math.max(rel * old, tonumber(floor))
+  end
+  if moved(demandCalls, storedCalls, ARGV[21]) or moved(demandTokens, storedTokens, ARGV[22]) then
+    storedCalls, storedTokens = ARGV[17], ARGV[18]
+    demandMoved = true
+  end
+end
+local demandRec = '\t' .. storedCalls .. '\t' .. storedTokens
+
 local joined = 0
 local bump = false
 if joins then
@@ -190,7 +247,7 @@ if joins then
   -- join's mver bump counts as the preferred group's, for the rate limit.
   joined = 1
   bump = true
-  redis.call('HSET', KEYS[3], id, nowStr .. '\t' .. sent .. '\t' .. nowStr .. '\t')
+  redis.call('HSET', KEYS[3], id, nowStr .. '\t' .. sent .. '\t' .. nowStr .. '\t' .. demandRec)
 else
   -- A new preferred group is a membership change, but bumps mver (which
   -- makes every node's next beat ask for a rebalance) at most once per
@@ -203,7 +260,7 @@ else
     wait = false
     prefAt = now
   end
-  local rec = f[1] .. '\t' .. sent .. '\t' .. string.format('%.0f', prefAt) .. '\t' .. (wait and '1' or '')
+  local rec = f[1] .. '\t' .. sent .. '\t' .. string.format('%.0f', prefAt) .. '\t' .. (wait and '1' or '') .. demandRec
   -- Most beats change nothing but the score and write nothing else (every
   -- write is replicated).
   if rec ~= old then
@@ -215,12 +272,28 @@ if bump then
   redis.call('HINCRBY', KEYS[2], 'mver', 1)
 end
 
-local st = redis.call('HMGET', KEYS[2], 'epoch', 'rev', 'mver', 'prev', 'pmver')
+local st = redis.call('HMGET', KEYS[2], 'epoch', 'rev', 'mver', 'prev', 'pmver', 'dwait', 'dat')
 local epoch = tonumber(st[1] or '0') or 0
 local rev = tonumber(st[2] or '0') or 0
 local mver = tonumber(st[3] or '0') or 0
 local prev = tonumber(st[4] or '0') or 0
 local pmver = tonumber(st[5] or '0') or 0
+
+-- A stored demand change asks for a plan (an mver bump, as a preferred
+-- change does) at most once per ARGV[23] intervals: one that comes sooner
+-- waits (dwait) and the first beat of any node past the gap bumps for it,
+-- so one plan covers every change meanwhile.
+if demandMoved or st[6] then
+  if now - (tonumber(st[7] or '0') or 0) >= tonumber(ARGV[23]) * interval then
+    mver = redis.call('HINCRBY', KEYS[2], 'mver', 1)
+    redis.call('HSET', KEYS[2], 'dat', nowStr)
+    if st[6] then
+      redis.call('HDEL', KEYS[2], 'dwait')
+    end
+  elseif not st[6] then
+    redis.call('HSET', KEYS[2], 'dwait', '1')
+  end
+end
 
 -- heldRev: the group revision of the last write to a group this node holds
 -- (registry's :state "r:<group>" fields), so a node — which hears only its

@@ -72,5 +72,23 @@ type invalidBeat struct{}
 
 func (invalidBeat) Error() string { return "heartbeat: invalid beat" }
 
+// ErrInvalidDemand is returned by Beat (and Demand.Validate) for a demand
+// figure that is negative, NaN, infinite or above MaxDemand; the error
+// matches ErrInvalidBeat (and so ErrInvalidNode) too. The beat script
+// refuses the same before its first write, so such a beat records nothing,
+// liveness included: the sender learns it at once and can beat again
+// without the figure, as the Go client does.
+var ErrInvalidDemand error = invalidDemand{}
+
+type invalidDemand struct{}
+
+func (invalidDemand) Error() string { return "heartbeat: invalid demand" }
+
+// Is makes errors.Is(ErrInvalidDemand, ErrInvalidBeat) and ErrInvalidNode
+// true.
+func (invalidDemand) Is(target error) bool {
+	return target == ErrInvalidBeat || target == ErrInvalidNode
+}
+
 // Is makes errors.Is(ErrInvalidBeat, ErrInvalidNode) true.
 func (invalidBeat) Is(target error) bool { return target == ErrInvalidNode }

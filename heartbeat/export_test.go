@@ -5,11 +5,13 @@ import "context"
 // RawBeat runs beat.lua with b's fields and held exactly as given, without
 // Beat's checks: the tests of the script as the trust boundary.
 func (t *Tracker) RawBeat(ctx context.Context, b Beat, held string) error {
-	return beatScript.Run(ctx, t.rdb,
-		[]string{t.nodes, t.state, t.members, t.logKey, t.schedule, t.revoked, t.keys.Assign(), t.keys.Holders(), t.settings},
-		b.Node, b.IP, b.Preferred, held, b.Ack, t.ttl, t.events, nodeLogMaxLen, b.Session, t.iv, b.Rev,
-		MaxHeld, MaxNodeIDLen, MaxIPLen, MaxSessionLen, DefaultMaxLiveNodes,
-	).Err()
+	calls, tokens := demandArgs(b.Demand)
+	return t.RawDemandBeat(ctx, b, held, calls, tokens)
+}
+
+// RawDemandBeat is RawBeat with the two demand ARGV exactly as given.
+func (t *Tracker) RawDemandBeat(ctx context.Context, b Beat, held, calls, tokens string) error {
+	return beatScript.Run(ctx, t.rdb, t.beatKeys(), t.beatArgs(b, held, calls, tokens)...).Err()
 }
 
 // RawLeave runs leave.lua without Leave's checks.

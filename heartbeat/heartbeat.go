@@ -166,6 +166,12 @@ type Beat struct {
 	// only need if they had moved (HeldRev, EntryIsHeld): a steady beat
 	// costs what it did before them.
 	Rev int64
+	// Demand is what the node asked of its groups lately (nil = not sent:
+	// the stored figures stay). Each figure must be finite and within
+	// [0, MaxDemand]; the record stores it only when it moved by more than
+	// DemandChange (see Demand), and a stored change asks for a plan at
+	// most once per DemandPlanIntervals intervals.
+	Demand *Demand
 }
 
 // Reply is what a beat returns: enough for the node to notice a change.
@@ -231,11 +237,8 @@ func (t *Tracker) Beat(ctx context.Context, b Beat) (Reply, error) {
 	if err != nil {
 		return Reply{}, err
 	}
-	res, err := beatScript.Run(ctx, t.rdb,
-		[]string{t.nodes, t.state, t.members, t.logKey, t.schedule, t.revoked, t.keys.Assign(), t.keys.Holders(), t.settings},
-		b.Node, b.IP, b.Preferred, held, b.Ack, t.ttl, t.events, nodeLogMaxLen, b.Session, t.iv, b.Rev,
-		MaxHeld, MaxNodeIDLen, MaxIPLen, MaxSessionLen, DefaultMaxLiveNodes,
-	).Int64Slice()
+	calls, tokens := demandArgs(b.Demand)
+	res, err := beatScript.Run(ctx, t.rdb, t.beatKeys(), t.beatArgs(b, held, calls, tokens)...).Int64Slice()
 	if err != nil {
 		if what, ok := strings.CutPrefix(err.Error(), "INVALIDBEAT "); ok {
 			return Reply{}, fmt.Errorf("%w %q: %s (refused by the beat script)", ErrInvalidBeat, truncate(b.Node, 64), what)
@@ -285,6 +288,19 @@ func (t *Tracker) Beat(ctx context.Context, b Beat) (Reply, error) {
 	return r, nil
 }
 
+// beatKeys are the KEYS of beat.lua.
+func (t *Tracker) beatKeys() []string {
+	return []string{t.nodes, t.state, t.members, t.logKey, t.schedule, t.revoked, t.keys.Assign(), t.keys.Holders(), t.settings}
+}
+
+// beatArgs are the ARGV of beat.lua for b, its joined held list and its
+// demand figures as sent ("" and "": none).
+func (t *Tracker) beatArgs(b Beat, held, calls, tokens string) []any {
+	return []any{b.Node, b.IP, b.Preferred, held, b.Ack, t.ttl, t.events, nodeLogMaxLen, b.Session, t.iv, b.Rev,
+		MaxHeld, MaxNodeIDLen, MaxIPLen, MaxSessionLen, DefaultMaxLiveNodes,
+		calls, tokens, formatFigure(MaxDemand), DemandChange, DemandFloorCalls, DemandFloorTokens, DemandPlanIntervals}
+}
+
 // warnIgnored logs, once per node, the held groups its beats claim outside
 // its committed entry and revoked entries.
 func (t *Tracker) warnIgnored(node string, ignored []string) {
@@ -320,6 +336,10 @@ type Node struct {
 	LastSeen time.Time
 	// Joined is the server time of the beat that registered the node.
 	Joined time.Time
+	// Demand is the node's demand as last stored (nil: it never sent one).
+	// A beat stores a new figure only when it moved by more than
+	// DemandChange, so this is within that of what the node asks now.
+	Demand *Demand
 }
 
 // Live returns the live nodes (last beat within the TTL, by server time)
@@ -547,6 +567,11 @@ func (b Beat) validate() (string, error) {
 	if p != "" {
 		return "", fmt.Errorf("%w: %s", ErrInvalidBeat, p)
 	}
+	if b.Demand != nil {
+		if err := b.Demand.Validate(); err != nil {
+			return "", err
+		}
+	}
 	held, p := joinHeld(b.Held)
 	if p != "" {
 		return "", fmt.Errorf("%w: %s", ErrInvalidBeat, p)
@@ -637,8 +662,9 @@ func splitLines(s string) []string {
 }
 
 // parseRecord reads a :members record,
-// "joined\tip\tpreferred\theld\tack\tsession\tpref_at\tpref_wait" (the
-// last three are beat.lua's own). Missing fields stay zero.
+// "joined\tip\tpreferred\theld\tack\tsession\tpref_at\tpref_wait\tcalls\ttokens"
+// (session, pref_at and pref_wait are beat.lua's own; calls and tokens the
+// stored demand). Missing fields stay zero.
 func parseRecord(rec string) Node {
 	// Field by field, without a slice of fields: a planner parses every
 	// record of the pool.
@@ -647,11 +673,17 @@ func parseRecord(rec string) Node {
 	n.IP, rest, _ = strings.Cut(rest, "\t")
 	n.Preferred, rest, _ = strings.Cut(rest, "\t")
 	held, rest, _ := strings.Cut(rest, "\t")
-	ack, _, _ := strings.Cut(rest, "\t")
+	ack, rest, _ := strings.Cut(rest, "\t")
 	if j := parseMS(joined); j > 0 {
 		n.Joined = time.UnixMilli(j)
 	}
 	n.Held, n.Ack = splitHeld(held), parseMS(ack)
+	// session, pref_at, pref_wait, then the demand figures.
+	for range 3 {
+		_, rest, _ = strings.Cut(rest, "\t")
+	}
+	calls, tokens, _ := strings.Cut(rest, "\t")
+	n.Demand = parseDemand(calls, tokens)
 	return n
 }
 

@@ -74,9 +74,9 @@ func (e env) member(t *testing.T, id string) map[string]string {
 	rec, err := e.rdb.HGet(context.Background(), e.k.Members(), id).Result()
 	require.NoError(t, err)
 	f := strings.Split(rec, "\t")
-	require.Len(t, f, 8, "record %q", rec)
+	require.Len(t, f, 10, "record %q", rec)
 	return map[string]string{"joined": f[0], "ip": f[1], "preferred": f[2], "held": f[3], "ack": f[4],
-		"session": f[5], "pref_at": f[6], "pref_wait": f[7]}
+		"session": f[5], "pref_at": f[6], "pref_wait": f[7], "calls": f[8], "tokens": f[9]}
 }
 
 func (e env) logEntries(t *testing.T) []redis.XMessage {
@@ -202,6 +202,8 @@ func testPreferredBumpsMVer(t *testing.T, rdb redis.UniversalClient) {
 		delete(h, "session")
 		delete(h, "pref_at")
 		delete(h, "pref_wait")
+		delete(h, "calls")
+		delete(h, "tokens")
 		held := append([]string(nil), b.Held...)
 		slices.Sort(held)
 		assert.Equal(t, map[string]string{

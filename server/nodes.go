@@ -30,6 +30,11 @@ type beatRequest struct {
 	Held []string `json:"held"`
 	// Ack is the assignment epoch Held reflects.
 	Ack int64 `json:"ack"`
+	// Demand is what the node asked of its groups lately, per second
+	// ({"calls": 20, "tokens": 0}); optional: without it the stored demand
+	// stays. A figure that is negative or above 10^9 is refused (422) and
+	// nothing is written, the beat included.
+	Demand *heartbeat.Demand `json:"demand"`
 }
 
 // NodeGroup is one group of a node's assignment in the HTTP node protocol.
@@ -133,7 +138,8 @@ func (s *Server) nodeHeartbeat(w http.ResponseWriter, r *http.Request) error {
 	if req.IP == "" {
 		req.IP, _, _ = net.SplitHostPort(r.RemoteAddr)
 	}
-	beat := heartbeat.Beat{Node: id, Session: session, IP: req.IP, Preferred: req.Preferred, Held: req.Held, Ack: req.Ack}
+	beat := heartbeat.Beat{Node: id, Session: session, IP: req.IP, Preferred: req.Preferred, Held: req.Held, Ack: req.Ack,
+		Demand: req.Demand}
 	check := beat
 	if check.Session == "" {
 		// A join without a session gets the server's (below): check the

@@ -39,7 +39,7 @@ func newNodeCommand(a *app) *cobra.Command {
 	return cmd
 }
 
-var nodeHeader = []string{"ID", "IP", "GROUPS", "LAST SEEN"}
+var nodeHeader = []string{"ID", "IP", "GROUPS", "DEMAND", "LAST SEEN"}
 
 // nodeRows is the table of `node list`.
 func nodeRows(nodes []allocator.NodeStatus, now time.Time) [][]string {
@@ -49,7 +49,7 @@ func nodeRows(nodes []allocator.NodeStatus, now time.Time) [][]string {
 		if len(n.Groups) == 0 {
 			groups = "(standby)"
 		}
-		rows = append(rows, []string{n.ID, dash(n.IP), groups, age(now, n.LastSeen)})
+		rows = append(rows, []string{n.ID, dash(n.IP), groups, demandText(n.Demand), age(now, n.LastSeen)})
 	}
 	return rows
 }

@@ -15,6 +15,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/allot-io/allot/allocator"
+	"github.com/allot-io/allot/heartbeat"
 	"github.com/allot-io/allot/registry"
 )
 
@@ -93,14 +94,17 @@ func TestGoldenTables(t *testing.T) {
 		Epoch: 42, Balanced: false, Waiting: 1,
 		Groups: []allocator.GroupStatus{
 			{Name: "anthropic-eu.2", State: "draining", Weight: 1, MaxNodes: 1, Target: 0, Nodes: []string{"node-c"}, Share: 1},
-			{Name: "openai-1", State: "active", Weight: 2, Quota: "600/m, 90000 tokens/m", Target: 3, Nodes: []string{"node-a", "node-b"}, Share: 0.5, Used: 0.42},
+			{Name: "openai-1", State: "active", Weight: 2, Quota: "600/m, 90000 tokens/m", Target: 3, Nodes: []string{"node-a", "node-b"}, Share: 0.5, Used: 0.42,
+				Demand: heartbeat.Demand{Calls: 13.5, Tokens: 750}, Wanted: 1.35},
 			{Name: "spare", State: "active", Weight: 1, Target: 1, Nodes: []string{}},
 		},
 		Nodes: []allocator.NodeStatus{
-			{ID: "node-a", IP: "10.0.0.1", Groups: []string{"openai-1"}, LastSeen: goldenNow.Add(-1500 * time.Millisecond)},
-			{ID: "node-b", IP: "10.0.0.2", Groups: []string{"openai-1"}, LastSeen: goldenNow.Add(-400 * time.Millisecond)},
+			{ID: "node-a", IP: "10.0.0.1", Groups: []string{"openai-1"}, LastSeen: goldenNow.Add(-1500 * time.Millisecond),
+				Demand: &heartbeat.Demand{Calls: 12, Tokens: 600}},
+			{ID: "node-b", IP: "10.0.0.2", Groups: []string{"openai-1"}, LastSeen: goldenNow.Add(-400 * time.Millisecond),
+				Demand: &heartbeat.Demand{Calls: 1.5, Tokens: 150}},
 			{ID: "node-c", IP: "10.0.0.3", Groups: []string{"anthropic-eu.2"}, LastSeen: goldenNow.Add(-5 * time.Second)},
-			{ID: "node-d", IP: "", Groups: []string{}, LastSeen: goldenNow.Add(-2 * time.Second)},
+			{ID: "node-d", IP: "", Groups: []string{}, LastSeen: goldenNow.Add(-2 * time.Second), Demand: &heartbeat.Demand{}},
 		},
 		Standby: []string{"node-d"},
 	}

@@ -8,6 +8,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/allot-io/allot/allocator"
+	"github.com/allot-io/allot/heartbeat"
 	"github.com/allot-io/allot/registry"
 )
 
@@ -37,7 +38,7 @@ func newStatusCommand(a *app) *cobra.Command {
 	}
 }
 
-var statusHeader = []string{"GROUP", "STATE", "WEIGHT", "MAX", "TARGET", "ACTUAL", "USED", "SHARE"}
+var statusHeader = []string{"GROUP", "STATE", "WEIGHT", "MAX", "NODES", "USED", "ASKS", "SHARE"}
 
 // statusTable is the table of `allot status`.
 func statusTable(st allocator.Status) table {
@@ -68,8 +69,10 @@ func statusTable(st allocator.Status) table {
 	return t
 }
 
-// statusRows is one row per group: target vs actual node count and the share
-// of each holder (its quota rate when the group has one, else a fraction).
+// statusRows is one row per group: the nodes holding it of the count the
+// planner wants, what its limits used and its holders ask of them, and the
+// share of each holder (its quota rate when the group has one, else a
+// fraction).
 func statusRows(st allocator.Status) [][]string {
 	rows := make([][]string, 0, len(st.Groups))
 	for _, g := range st.Groups {
@@ -78,8 +81,8 @@ func statusRows(st allocator.Status) [][]string {
 			maxNodes = strconv.Itoa(g.MaxNodes)
 		}
 		rows = append(rows, []string{
-			g.Name, healthState(g.State, g.Health, time.Now()), num(g.Weight), maxNodes, strconv.Itoa(g.Target),
-			strconv.Itoa(len(g.Nodes)), used(g), share(g),
+			g.Name, healthState(g.State, g.Health, time.Now()), num(g.Weight), maxNodes,
+			strconv.Itoa(len(g.Nodes)) + "/" + strconv.Itoa(g.Target), used(g), asks(g), share(g),
 		})
 	}
 	return rows
@@ -97,6 +100,28 @@ func share(g allocator.GroupStatus) string {
 		}
 	}
 	return "1/" + strconv.Itoa(n)
+}
+
+// demandText renders a demand a second, "20/s" or "20/s 1500 tok/s"; "-"
+// for a node that reports none.
+func demandText(d *heartbeat.Demand) string {
+	if d == nil {
+		return "-"
+	}
+	s := strconv.FormatFloat(d.Calls, 'f', -1, 64) + "/s"
+	if d.Tokens > 0 {
+		s += " " + strconv.FormatFloat(d.Tokens, 'f', -1, 64) + " tok/s"
+	}
+	return s
+}
+
+// asks renders the fraction of the quota the holders' demand asks for,
+// "135%"; "-" without a quota.
+func asks(g allocator.GroupStatus) string {
+	if g.Quota == "" {
+		return "-"
+	}
+	return strconv.FormatFloat(g.Wanted*100, 'f', 0, 64) + "%"
 }
 
 // used renders the highest fraction of any limit used in the last full

@@ -66,14 +66,14 @@ func TestStatusNodeListRebalance(t *testing.T) {
 		assert.Contains(t, fields, k)
 	}
 	group0 := fields["groups"].([]any)[0].(map[string]any)
-	for _, k := range []string{"name", "state", "weight", "max_nodes", "target", "nodes", "share"} {
+	for _, k := range []string{"name", "state", "weight", "max_nodes", "target", "nodes", "share", "demand", "wanted"} {
 		assert.Contains(t, group0, k)
 	}
 
 	table := mustRun(t, url, "status")
 	assert.Contains(t, table, "epoch 1  balanced yes  nodes 5  standby 0\n")
-	assert.Regexp(t, `big\s+active\s+2\s+-\s+3\s+3\s+0%\s+200/m\n`, table)
-	assert.Regexp(t, `solo\s+active\s+1\s+1\s+1\s+1\s+-\s+1/1\n`, table)
+	assert.Regexp(t, `big\s+active\s+2\s+-\s+3/3\s+0%\s+0%\s+200/m\n`, table)
+	assert.Regexp(t, `solo\s+active\s+1\s+1\s+1/1\s+-\s+-\s+1/1\n`, table)
 
 	// node list: every node with its group.
 	var nodes []allocator.NodeStatus
@@ -84,7 +84,7 @@ func TestStatusNodeListRebalance(t *testing.T) {
 	assert.Len(t, nodes[0].Groups, 1)
 	assert.WithinDuration(t, time.Now(), nodes[0].LastSeen, time.Minute)
 	table = mustRun(t, url, "node", "list")
-	assert.Regexp(t, `^ID\s+IP\s+GROUPS\s+LAST SEEN\nn1\s+10\.0\.0\.1\s+\S+\s+(now|\d+s ago)\n`, table)
+	assert.Regexp(t, `^ID\s+IP\s+GROUPS\s+DEMAND\s+LAST SEEN\nn1\s+10\.0\.0\.1\s+\S+\s+-\s+(now|\d+s ago)\n`, table)
 
 	// group get names the holders.
 	var view allocator.GroupView

@@ -77,9 +77,10 @@ func (k Keys) Nodes() string { return k.prefix + ":nodes" }
 // Members is a HASH node ID -> the node's record as its beats stored it,
 // tab-separated: joined (ms), ip, preferred, held (comma-joined), ack, session
 // (the process holding the ID), pref_at (ms of its last join or
-// preferred-caused mver bump) and pref_wait ("1" while a preferred change
-// waits for its bump). One hash rather than a key per node lets a planner
-// read 10k nodes in one HGETALL.
+// preferred-caused mver bump), pref_wait ("1" while a preferred change
+// waits for its bump), and calls and tokens (the node's demand a second as
+// last stored, "" for none). One hash rather than a key per node lets a
+// planner read 10k nodes in one HGETALL.
 func (k Keys) Members() string { return k.prefix + ":members" }
 
 // Assign is a HASH node ID -> comma-separated sorted group names of the
@@ -95,8 +96,9 @@ func (k Keys) Holders() string { return k.prefix + ":holders" }
 func (k Keys) Revoked() string { return k.prefix + ":revoked" }
 
 // State is a HASH of the namespace counters: epoch (assignment), rev (group
-// writes), mver (membership), and prev / pmver (the rev and mver the committed
-// assignment was planned from).
+// writes), mver (membership), prev / pmver (the rev and mver the committed
+// assignment was planned from), and dwait / dat (a stored demand change
+// waits for its plan / when demand last asked for one).
 func (k Keys) State() string { return k.prefix + ":state" }
 
 // Schedule is a ZSET of scheduled change IDs scored by due time (Unix ms).

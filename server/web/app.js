@@ -149,6 +149,13 @@
     return Number.isInteger(n) ? String(n) : n.toFixed(2).replace(/\.?0+$/, '');
   }
 
+  // fmtDemand is a node's or group's demand, "20/s · 1500 tok/s"; "—"
+  // when the node reports none.
+  function fmtDemand(d) {
+    if (!d) return '—';
+    return fmtNum(d.calls) + '/s' + (d.tokens ? ' · ' + fmtNum(d.tokens) + ' tok/s' : '');
+  }
+
   // fmtShare is each holder's part of every limit of the quota text, e.g.
   // "150/m, 22500 tokens/m (25%)", or only the percentage without a quota.
   function fmtShare(share, quota) {
@@ -380,7 +387,7 @@
     const moved = [...state.movedUntil].filter(([, until]) => until > now).map(([id]) => id).sort();
     if (changed('map', [s.groups, s.standby, (s.nodes || []).map((n) => [n.id, n.ip]), moved])) renderMap();
     if (changed('groups', [state.groups, s.groups, state.usage])) renderGroups();
-    if (changed('nodes', [(s.nodes || []).map((n) => [n.id, n.ip, n.groups, ago(n.last_seen)]), s.standby])) renderNodes();
+    if (changed('nodes', [(s.nodes || []).map((n) => [n.id, n.ip, n.groups, ago(n.last_seen), n.demand]), s.standby])) renderNodes();
     if (changed('schedule', state.schedule)) renderSchedule();
     if (changed('dev', [state.dev, state.devNodes])) renderDev();
   }
@@ -418,7 +425,11 @@
           el('span', { class: under ? 'under' : '', testid: 'map-count' }, nodes.length + '/' + fmtNum(g.target)),
           ' nodes · w ', fmtNum(g.weight),
           g.max_nodes ? ' · max ' + g.max_nodes : '',
-          g.share ? ' · ' + fmtShare(g.share, g.quota) + ' each' : ''),
+          g.share ? ' · ' + fmtShare(g.share, g.quota) + ' each' : '',
+          g.demand && (g.demand.calls || g.demand.tokens)
+            ? el('span', { class: g.wanted > 1 ? 'under' : '', testid: 'map-demand', title: 'what its holders ask, against its quota' },
+              ' · asks ' + fmtDemand(g.demand) + (g.wanted ? ' (' + fmtNum(g.wanted * 100) + '%)' : ''))
+            : ''),
         el('div', { class: 'chips' }, nodes.map((id) => nodeChip(id, ipOf))));
     });
     const standby = (s.standby || []).slice().sort();
@@ -540,8 +551,9 @@
       el('td', {}, (n.groups || []).length
         ? n.groups.map((g) => el('span', { class: 'tag' }, g))
         : el('span', { class: 'muted' }, standby.has(n.id) ? 'standby' : '—')),
+      el('td', { class: 'mono', testid: 'node-demand' }, fmtDemand(n.demand)),
       el('td', { class: 'muted', title: n.last_seen || '' }, ago(n.last_seen))));
-    if (!rows.length) rows.push(el('tr', {}, el('td', { colspan: 4, class: 'empty' }, 'No live nodes.')));
+    if (!rows.length) rows.push(el('tr', {}, el('td', { colspan: 5, class: 'empty' }, 'No live nodes.')));
     replaceChildren($('nodes-body'), rows);
   }
 
