@@ -9,10 +9,18 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-//go:embed limiter.lua
-var limiterLua string
+var (
+	//go:embed gcra.lua
+	gcraLua string
+	//go:embed limiter.lua
+	limiterLua string
+)
 
-var limiterScript = redis.NewScript(limiterLua)
+// Every quota script is gcra.lua (the shared checks and arithmetic)
+// followed by the script itself.
+var limiterScript = newScript(limiterLua)
+
+func newScript(src string) *redis.Script { return redis.NewScript(gcraLua + "\n" + src) }
 
 // UsageTTL is how long a minute of usage is kept.
 const UsageTTL = 24 * time.Hour
