@@ -46,6 +46,10 @@ type Keys struct {
 	// delete cannot leave state behind for a group created later under the
 	// same name. Optional (the join limit has no group).
 	Group string
+	// Borrowers is the ZSET of the group's borrowers, node -> ms until
+	// which the borrow proves the node used the key: written when Acquire
+	// lends the group (needed for a lent Candidate only).
+	Borrowers string
 }
 
 // Result is the limiter's answer to one call.
