@@ -87,14 +87,20 @@ func parseRetryAfter(v string, now time.Time) time.Duration {
 // about a healthy group not counted: the report was ignored); a caller may
 // ignore them.
 func (c *Client) ObserveHTTP(ctx context.Context, group string, resp *http.Response, err error) error {
+	return c.observe(ctx, group, resp, err, c.report)
+}
+
+// observe classifies an upstream answer and sends it by report.
+func (c *Client) observe(ctx context.Context, group string, resp *http.Response, err error,
+	report func(ctx context.Context, group string, o registry.Outcome, retryAfter time.Duration, reason string) error) error {
 	v := Classify(resp, err, time.Now())
 	switch v.Outcome {
 	case registry.Throttled:
-		return c.ReportThrottled(ctx, group, v.RetryAfter)
+		return report(ctx, group, registry.Throttled, v.RetryAfter, "")
 	case registry.Failure:
-		return c.ReportFailure(ctx, group, v.Reason)
+		return report(ctx, group, registry.Failure, 0, v.Reason)
 	case registry.Success:
-		return c.ReportSuccess(ctx, group)
+		return report(ctx, group, registry.Success, 0, "")
 	}
 	return nil
 }

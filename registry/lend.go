@@ -7,9 +7,15 @@ import (
 	"maps"
 	"slices"
 	"strconv"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 )
+
+// LeaseTTL is how long a lease lasts: an HTTP lease can be settled and
+// observed until then, and a borrow proves that the node used the group's
+// key (its health reports on the group count as a holder's) for as long.
+const LeaseTTL = 10 * time.Minute
 
 // settingLending is the :settings field of the namespace's lending switch:
 // "off" stops every borrow at once (the acquire script reads it); absent or
