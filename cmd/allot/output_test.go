@@ -56,12 +56,13 @@ func goldenGroups() []registry.Group {
 			Config:     map[string]string{"api_key": "****wxyz", "model": "gpt-5", "endpoint": "https://api.openai.com/v1"},
 			SecretKeys: []string{"api_key"},
 			Created:    goldenNow.Add(-72 * time.Hour), Updated: goldenNow.Add(-90 * time.Second), UpdatedBy: "cli:ana@ops-1",
+			Lend: true,
 		},
 		{
 			Name: "anthropic-eu.2", Version: 1, State: registry.Draining, Weight: 1, MaxNodes: 1,
 			Config:  map[string]string{},
 			Created: goldenNow.Add(-3 * time.Hour), Updated: goldenNow.Add(-3 * time.Hour), UpdatedBy: "cli:bo@laptop",
-			DrainBy: goldenNow.Add(4 * time.Minute),
+			DrainBy: goldenNow.Add(4 * time.Minute), Lend: true,
 		},
 	}
 }
