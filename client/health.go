@@ -42,15 +42,12 @@ func Classify(resp *http.Response, err error, now time.Time) Verdict {
 	if err != nil || resp == nil {
 		return Verdict{}
 	}
-	switch code := resp.StatusCode; {
-	case code == http.StatusTooManyRequests:
-		return Verdict{Outcome: registry.Throttled, RetryAfter: parseRetryAfter(resp.Header.Get("Retry-After"), now)}
-	case code == http.StatusUnauthorized || code == http.StatusForbidden:
-		return Verdict{Outcome: registry.Failure, Reason: "HTTP " + strconv.Itoa(code) + " " + http.StatusText(code)}
-	case code >= 200 && code < 300:
-		return Verdict{Outcome: registry.Success}
+	o, reason := registry.OutcomeOf(resp.StatusCode)
+	v := Verdict{Outcome: o, Reason: reason}
+	if o == registry.Throttled {
+		v.RetryAfter = parseRetryAfter(resp.Header.Get("Retry-After"), now)
 	}
-	return Verdict{}
+	return v
 }
 
 // parseRetryAfter reads a Retry-After value: delay-seconds or an HTTP date.

@@ -104,6 +104,8 @@ type AcquireResult struct {
 	Rev int64
 	// Status says what became of each candidate.
 	Status []CandidateStatus
+	// Now is Redis server time at the call (ms precision).
+	Now time.Time
 }
 
 // HeldError says a guarded Acquire was built from held groups the node no
@@ -277,8 +279,12 @@ func parseAcquire(reply any, cands []Candidate) (AcquireResult, error) {
 	default:
 		return bad("unknown status")
 	}
-	if len(list) != 8 {
-		return bad("want 8 values")
+	if len(list) != 9 {
+		return bad("want 9 values")
+	}
+	nowMs, ok := list[8].(int64)
+	if !ok {
+		return bad("server time")
 	}
 	v, err := ints(list[1:6], 5)
 	if err != nil {
@@ -290,7 +296,7 @@ func parseAcquire(reply any, cands []Candidate) (AcquireResult, error) {
 	if err != nil || len(codes) != len(cands) {
 		return bad("rev or codes")
 	}
-	res := AcquireResult{Taken: -1, Refused: -1, Rev: rev, Status: make([]CandidateStatus, len(codes))}
+	res := AcquireResult{Taken: -1, Refused: -1, Rev: rev, Status: make([]CandidateStatus, len(codes)), Now: time.UnixMilli(nowMs)}
 	for i := range codes {
 		res.Status[i] = CandidateStatus(codes[i])
 	}

@@ -56,11 +56,12 @@
 --          values (field, kind, period µs, rate, burst) as limiter.lua's
 --
 -- Reply, acquire:
---   {"ok", i, limit, minute, remaining, reset, rev, codes}: candidate i
---     (1-based) took the call; limit, remaining, reset as limiter.lua's
---   {"refused", i, limit, retry µs, remaining, reset, rev, codes}: none
+--   {"ok", i, limit, minute, remaining, reset, rev, codes, now}: candidate
+--     i (1-based) took the call; limit, remaining, reset as limiter.lua's;
+--     now is the server time in ms (a lease's expiry counts from it)
+--   {"refused", i, limit, retry µs, remaining, reset, rev, codes, now}: none
 --     could; i is the one with the shortest wait, limit 0 = cooling
---   {"none", 0, 0, 0, 0, 0, rev, codes}: no candidate could be weighed
+--   {"none", 0, 0, 0, 0, 0, rev, codes, now}: no candidate could be weighed
 --   {"session"} | {"lapsed"} | {"held", entry} (guard)
 --   codes: one letter per candidate: a taken, r refused by a limit,
 --   c cooling, g group gone, s stale (another version), n not lendable
@@ -183,7 +184,7 @@ local function grant(i, news)
     redis.call('PEXPIRE', cd.borrowers, window + 1000)
   end
   local b, _, rem, reset = tightest(cd.L, news, now)
-  return {'ok', i, b, minute, rem, reset, rev, table.concat(codes)}
+  return {'ok', i, b, minute, rem, reset, rev, table.concat(codes), nowMs}
 end
 
 -- Held candidates: the first that can take the call does.
@@ -231,8 +232,8 @@ if anyLent then
   if pick then return grant(pick, pickNews) end
 end
 
-if not best then return {'none', 0, 0, 0, 0, 0, rev, table.concat(codes)} end
+if not best then return {'none', 0, 0, 0, 0, 0, rev, table.concat(codes), nowMs} end
 local usage = cands[best.i].usage .. minute
 if redis.call('HINCRBY', usage, 'rejected', 1) == 1 then redis.call('EXPIRE', usage, ttl) end
 return {'refused', best.i, best.limit, max(1, ceil(best.wait)), best.rem, max(1, ceil(best.reset)), rev,
-  table.concat(codes)}
+  table.concat(codes), nowMs}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"strconv"
 	"strings"
 	"time"
@@ -85,6 +86,23 @@ const (
 	// Success: the key worked; three in a row bring a probing group back.
 	Success Outcome = "success"
 )
+
+// OutcomeOf is what an upstream HTTP status says about the key that made
+// the call: 429 → Throttled, 401 and 403 → Failure (reason "HTTP 401
+// Unauthorized", built from the status only, so never a secret), 2xx →
+// Success, anything else "" (not the key's fault: 5xx, other statuses).
+// The one rule for Go nodes (client.Classify) and HTTP nodes' observe.
+func OutcomeOf(status int) (o Outcome, reason string) {
+	switch {
+	case status == http.StatusTooManyRequests:
+		return Throttled, ""
+	case status == http.StatusUnauthorized || status == http.StatusForbidden:
+		return Failure, "HTTP " + strconv.Itoa(status) + " " + http.StatusText(status)
+	case status >= 200 && status < 300:
+		return Success, ""
+	}
+	return "", ""
+}
 
 // ParseOutcome checks an outcome text.
 func ParseOutcome(s string) (Outcome, error) {

@@ -49,7 +49,15 @@ var fastBeat = heartbeat.Config{Interval: 100 * time.Millisecond, TTL: time.Minu
 func newAPI(t *testing.T, opts ...server.Option) *api {
 	t.Helper()
 	rs := redistest.Start(t)
-	rdb := rs.Client(t)
+	a := newAPIOn(t, rs.Client(t), opts...)
+	a.redis = rs
+	return a
+}
+
+// newAPIOn is newAPI on a Redis of the caller's (a Cluster, a client with
+// hooks).
+func newAPIOn(t *testing.T, rdb redis.UniversalClient, opts ...server.Option) *api {
+	t.Helper()
 	opts = append([]server.Option{server.WithHeartbeat(fastBeat)}, opts...)
 	srv, err := server.New(rdb, opts...)
 	require.NoError(t, err)
@@ -64,7 +72,7 @@ func newAPI(t *testing.T, opts ...server.Option) *api {
 		assert.NoError(t, srv.Close())
 		ts.Close()
 	})
-	return &api{t: t, redis: rs, rdb: rdb, srv: srv, ts: ts, reg: srv.Registry()}
+	return &api{t: t, rdb: rdb, srv: srv, ts: ts, reg: srv.Registry()}
 }
 
 // reply is one HTTP answer.
