@@ -148,7 +148,7 @@ func TestYAMLKeepsJSONNamesAndOrder(t *testing.T) {
 		keys = append(keys, n.Content[0].Content[i].Value)
 	}
 	assert.Equal(t, []string{"name", "version", "state", "weight", "max_nodes", "quota", "limits", "config", "secret_keys",
-		"created", "updated", "updated_by", "eject_after", "nodes"}, keys)
+		"created", "updated", "updated_by", "eject_after", "lend", "nodes"}, keys)
 	assert.Contains(t, string(b), "  api_key: '****wxyz'\n")
 	assert.Contains(t, string(b), "secret_keys:\n  - api_key\n")
 }
