@@ -215,7 +215,7 @@ func (c *Client) acquireTurn(ctx context.Context, groups []Group, nHeld int, tok
 		switch st {
 		case quota.CandidateStale, quota.CandidateGone, quota.CandidateNotLent:
 			if i >= nHeld {
-				c.lend.saw(res.Rev + 1) // the catalog is behind: read it (after a short wait for the event)
+				c.lend.readAgain() // the catalog is behind (an event lost): read it
 			}
 		case quota.CandidateRefused, quota.CandidateCooling:
 			if i != res.Refused {

@@ -172,6 +172,8 @@ func (c *Client) catalogLoop() {
 	retry.Stop()
 	defer retry.Stop()
 	failures := 0
+	var lastRead time.Time
+	grace := min(c.o.heartbeat.Interval/8, 250*time.Millisecond)
 	for {
 		select {
 		case <-c.ctx.Done():
@@ -183,13 +185,22 @@ func (c *Client) catalogLoop() {
 			continue
 		}
 		cat := l.cat.Load()
-		forced := l.reload.Swap(false)
+		forced := l.reload.Load()
+		if forced && cat != nil && time.Since(lastRead) < grace {
+			// Asked again right after a read (a candidate the script
+			// found stale while the read was on its way): at most one
+			// read per grace, whatever asks.
+			if !c.sleep(grace - time.Since(lastRead)) {
+				return
+			}
+		}
+		forced = l.reload.Swap(false)
 		if cat != nil && !forced {
 			if cat.Rev >= l.behind.Load() {
 				continue
 			}
 			// The event of that revision is probably on its way.
-			if !c.sleep(min(c.o.heartbeat.Interval/8, 250*time.Millisecond)) {
+			if !c.sleep(grace) {
 				return
 			}
 			if l.cat.Load().Rev >= l.behind.Load() {
@@ -199,6 +210,7 @@ func (c *Client) catalogLoop() {
 		c.followGroups() // the lend channel first, so no event falls between
 		ctx, cancel := context.WithTimeout(c.ctx, c.callTimeout())
 		l.reads.Add(1)
+		lastRead = time.Now()
 		fresh, err := l.reg.ReadCatalog(ctx)
 		cancel()
 		if err != nil {

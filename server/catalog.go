@@ -28,20 +28,23 @@ type catalogCache struct {
 	stale       atomic.Bool
 	behindRev   atomic.Int64
 	behindSince atomic.Int64 // Unix ns; 0: not behind
+	readAt      atomic.Int64 // Unix ns of the last read
 }
 
 // get returns the catalog, reading it when it was never read or cannot
-// be trusted.
+// be trusted (at most once per catalogGrace: a read just made is the best
+// there is).
 func (c *catalogCache) get(ctx context.Context) (*registry.Catalog, error) {
-	if cur := c.cur.Load(); cur != nil && !c.stale.Load() && !c.behindTooLong(cur) {
+	if cur := c.cur.Load(); cur != nil && !c.needsRead(cur) {
 		return cur, nil
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if cur := c.cur.Load(); cur != nil && !c.stale.Load() && !c.behindTooLong(cur) {
+	if cur := c.cur.Load(); cur != nil && !c.needsRead(cur) {
 		return cur, nil
 	}
 	c.stale.Store(false) // an event that makes it stale during the read is seen
+	c.readAt.Store(time.Now().UnixNano())
 	cat, err := c.reg.ReadCatalog(ctx)
 	if err != nil {
 		c.stale.Store(true)
@@ -49,6 +52,13 @@ func (c *catalogCache) get(ctx context.Context) (*registry.Catalog, error) {
 	}
 	c.install(cat)
 	return c.cur.Load(), nil
+}
+
+func (c *catalogCache) needsRead(cur *registry.Catalog) bool {
+	if time.Since(time.Unix(0, c.readAt.Load())) < catalogGrace {
+		return false
+	}
+	return c.stale.Load() || c.behindTooLong(cur)
 }
 
 func (c *catalogCache) behindTooLong(cur *registry.Catalog) bool {

@@ -315,6 +315,11 @@ func (s *Server) nodeAcquire(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	s.catalog.saw(res.Rev)
+	for i, st := range res.Status {
+		if i >= nHeld && (st == quota.CandidateStale || st == quota.CandidateGone || st == quota.CandidateNotLent) {
+			s.catalog.stale.Store(true) // behind: an event lost; the next acquire reads it
+		}
+	}
 	switch {
 	case res.Taken >= 0:
 		g := groups[res.Taken]
