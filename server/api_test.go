@@ -64,7 +64,10 @@ func newAPIOn(t *testing.T, rdb redis.UniversalClient, opts ...server.Option) *a
 	ctx, cancel := context.WithCancel(context.Background())
 	ran := make(chan error, 1)
 	go func() { ran <- srv.Run(ctx) }()
-	ts := httptest.NewServer(srv.Handler())
+	h := srv.Handler()
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), inRequest{}, true)))
+	}))
 	t.Cleanup(func() {
 		ts.CloseClientConnections()
 		cancel()
@@ -74,6 +77,10 @@ func newAPIOn(t *testing.T, rdb redis.UniversalClient, opts ...server.Option) *a
 	})
 	return &api{t: t, rdb: rdb, srv: srv, ts: ts, reg: srv.Registry()}
 }
+
+// inRequest marks the context of every request the test server serves,
+// so a Redis hook tells the requests' commands from the loop's.
+type inRequest struct{}
 
 // reply is one HTTP answer.
 type reply struct {

@@ -23,8 +23,10 @@ import (
 	"github.com/allot-io/allot/server"
 )
 
-// scriptCalls counts the script runs (EVALSHA, or the EVAL after a
-// NOSCRIPT) a Redis client sends: one per round trip of a lease route.
+// scriptCalls counts the Redis round trips made on behalf of an HTTP
+// request (newAPIOn marks every request's context with inRequest; the
+// server's loop, on the same client, is not counted). The EVALSHA that
+// NOSCRIPT refuses is not counted: go-redis sends EVAL next.
 type scriptCalls struct{ n atomic.Int64 }
 
 func (h *scriptCalls) DialHook(next redis.DialHook) redis.DialHook { return next }
@@ -35,14 +37,18 @@ func (h *scriptCalls) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 		if n := cmd.Name(); n == "evalsha" && err != nil && strings.HasPrefix(err.Error(), "NOSCRIPT") {
 			return err
 		}
-		h.n.Add(1)
+		if ctx.Value(inRequest{}) != nil {
+			h.n.Add(1)
+		}
 		return err
 	}
 }
 
 func (h *scriptCalls) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
 	return func(ctx context.Context, cmds []redis.Cmder) error {
-		h.n.Add(1)
+		if ctx.Value(inRequest{}) != nil {
+			h.n.Add(1)
+		}
 		return next(ctx, cmds)
 	}
 }
