@@ -16,8 +16,9 @@ import (
 
 // NamespaceInfo is one namespace as `allot namespace list` shows it. Its JSON
 // is {name, nodes, groups, interval, ttl, stored, max_live_nodes,
-// max_suspended, max_cooldown} with interval, ttl and max_cooldown as Go
-// duration text ("2s") and max_suspended in percent.
+// max_suspended, max_cooldown, lending} with interval, ttl and
+// max_cooldown as Go duration text ("2s"), max_suspended in percent and
+// lending "on" or "off".
 type NamespaceInfo struct {
 	// Name is the namespace.
 	Name string
@@ -36,6 +37,9 @@ type NamespaceInfo struct {
 	MaxLiveNodesStored bool
 	// Health is the namespace's key health limits (registry.HealthSettings).
 	Health registry.HealthSettings
+	// Lending is the namespace's lending setting (registry.Lending): off,
+	// no group is lent.
+	Lending bool
 }
 
 // MarshalJSON writes the JSON shape documented on NamespaceInfo.
@@ -50,8 +54,17 @@ func (n NamespaceInfo) MarshalJSON() ([]byte, error) {
 		MaxLive  int64  `json:"max_live_nodes"`
 		MaxSusp  int    `json:"max_suspended"`
 		MaxCool  string `json:"max_cooldown"`
+		Lending  string `json:"lending"`
 	}{n.Name, n.Nodes, n.Groups, n.Heartbeat.Interval.String(), n.Heartbeat.TTL.String(), n.Stored, n.MaxLiveNodes,
-		n.Health.MaxSuspended, n.Health.MaxCooldown.String()})
+		n.Health.MaxSuspended, n.Health.MaxCooldown.String(), OnOff(n.Lending)})
+}
+
+// OnOff is "on" or "off": how the lending setting is written and shown.
+func OnOff(on bool) string {
+	if on {
+		return "on"
+	}
+	return "off"
 }
 
 // Namespaces lists every namespace that has state in Redis (a group write, a
@@ -92,9 +105,13 @@ func Namespaces(ctx context.Context, rdb redis.UniversalClient) ([]NamespaceInfo
 		if err != nil {
 			return nil, err
 		}
+		lending, _, err := reg.Lending(ctx)
+		if err != nil {
+			return nil, err
+		}
 		out = append(out, NamespaceInfo{
 			Name: ns, Nodes: nodes, Groups: groups, Heartbeat: cfg, Stored: stored, Health: health,
-			MaxLiveNodes: maxLive, MaxLiveNodesStored: maxStored,
+			MaxLiveNodes: maxLive, MaxLiveNodesStored: maxStored, Lending: lending,
 		})
 	}
 	return out, nil

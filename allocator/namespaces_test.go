@@ -56,12 +56,12 @@ func TestNamespaces(t *testing.T) {
 		// and are not listed; quiet has only settings.
 		assert.Equal(t, []string{"ns01", "ns02", "ns04", "ns05", "ns07", "ns08", "ns10", "ns11", "quiet"}, names)
 		assert.Equal(t, allocator.NamespaceInfo{Name: "ns01", Groups: 1, Heartbeat: slow, Stored: true, Health: registry.DefaultHealthSettings(),
-			MaxLiveNodes: heartbeat.DefaultMaxLiveNodes}, byName["ns01"])
+			MaxLiveNodes: heartbeat.DefaultMaxLiveNodes, Lending: true}, byName["ns01"])
 		assert.Equal(t, allocator.NamespaceInfo{Name: "ns02", Nodes: 1, Groups: 2, Heartbeat: heartbeat.DefaultConfig(), Health: registry.DefaultHealthSettings(),
-			MaxLiveNodes: heartbeat.DefaultMaxLiveNodes}, byName["ns02"])
+			MaxLiveNodes: heartbeat.DefaultMaxLiveNodes, Lending: true}, byName["ns02"])
 
 		b, err := json.Marshal(byName["ns01"])
 		require.NoError(t, err)
-		assert.JSONEq(t, `{"name":"ns01","nodes":0,"groups":1,"interval":"5s","ttl":"15s","stored":true,"max_live_nodes":100000,"max_suspended":50,"max_cooldown":"1m0s"}`, string(b))
+		assert.JSONEq(t, `{"name":"ns01","nodes":0,"groups":1,"interval":"5s","ttl":"15s","stored":true,"max_live_nodes":100000,"max_suspended":50,"max_cooldown":"1m0s","lending":"on"}`, string(b))
 	})
 }

@@ -28,6 +28,10 @@ type Group struct {
 	// group is dropped from the assignment as soon as the node's lease
 	// lapses (no successful beat for a TTL).
 	MaxNodes int `json:"max_nodes,omitempty"`
+
+	// lentVersion is the document version of a group Acquire would borrow
+	// (0 for a held group).
+	lentVersion int64
 }
 
 // Assignment is an immutable snapshot of the groups a node holds. The zero

@@ -22,10 +22,10 @@ import (
 // Start to join, read its assignment with Assignment and Config (lock-free),
 // and Close to leave. Its methods are safe for concurrent use.
 //
-// A Client owns five goroutines while started: the beat loop, the
-// fetcher, the events subscriber, the lease watcher and the OnChange
-// dispatcher (plus at most
-// one rebalance at a time). Close stops them all and waits.
+// A Client owns six goroutines while started: the beat loop, the
+// fetcher, the events subscriber, the lease watcher, the catalog reader
+// (idle until the node first acquires) and the OnChange dispatcher (plus at
+// most one rebalance at a time). Close stops them all and waits.
 type Client struct {
 	rdb     redis.UniversalClient
 	ownsRDB bool
@@ -37,6 +37,7 @@ type Client struct {
 	lim     *limiter     // Allow, Reserve and Settle (limit.go)
 	demand  *demandMeter // what the node asks of its groups, sent with each beat (demand.go)
 	rep     *reporter    // key health reports (health.go)
+	lend    *lender      // the catalog of groups it may borrow (lend.go)
 	log     *slog.Logger
 
 	// cur is what readers see: an immutable snapshot, replaced, never changed.
@@ -189,6 +190,9 @@ func New(rdb redis.UniversalClient, opts ...Option) (*Client, error) {
 	if o.probeAfter < 0 {
 		return nil, fmt.Errorf("%w: negative probe wait %v", ErrInvalidOption, o.probeAfter)
 	}
+	if o.borrowSample < 0 || o.borrowSample > MaxBorrowSample {
+		return nil, fmt.Errorf("%w: borrow sample %d (want 0 to %d)", ErrInvalidOption, o.borrowSample, MaxBorrowSample)
+	}
 	if o.quotaFallback < QuotaLocal || o.quotaFallback > QuotaClosed {
 		return nil, fmt.Errorf("%w: quota fallback %v", ErrInvalidOption, o.quotaFallback)
 	}
@@ -221,6 +225,7 @@ func New(rdb redis.UniversalClient, opts ...Option) (*Client, error) {
 	}
 	c.lim = newLimiter(rdb, c.keys, o.quotaFallback, o.now, c.log)
 	c.demand = newDemandMeter(o.now, c.log)
+	c.lend = newLender(reg, o.borrowSample, o.intn)
 	c.rep = &reporter{reg: reg, node: o.nodeID, ttl: o.heartbeat.TTL, log: c.log, rebalance: c.rebalanceNow}
 	return c, nil
 }
@@ -271,7 +276,8 @@ func (c *Client) Start(ctx context.Context) error {
 	c.session = heartbeat.NewSession()
 	c.mu.Unlock()
 
-	c.workers.Add(4)
+	c.workers.Add(5)
+	go c.catalogLoop()
 	go c.beatLoop()
 	go c.fetchLoop()
 	go c.subscribe()

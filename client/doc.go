@@ -8,6 +8,8 @@
 //	if err := c.Start(ctx); err != nil { ... }
 //	defer c.Close(context.Background())
 //	key, ok := c.Config("api_key")          // lock-free, no allocation
+//	l, err := c.Acquire(ctx, 0)              // one upstream call: a held group with room, or a borrowed one
+//	key, _ = l.Config("api_key")             // the lease's key; l.Settle, l.Observe, l.Borrowed
 //	if err := c.Allow(ctx, "alpha"); err != nil { ... } // 1 request from every limit
 //	resp, err := http.DefaultClient.Do(req)            // the call, with alpha's key
 //	_ = c.ObserveHTTP(ctx, "alpha", resp, err)          // tell the pool what the upstream said
@@ -50,6 +52,13 @@
 //     error).
 //   - Close publishes an empty assignment (OnChange fires), leaves, and runs
 //     the rebalancer so the node's groups move at once.
+//   - Borrowing: when no held group can take a call, Acquire weighs a few
+//     random lendable groups (active, uncapped, not --no-lend, not
+//     suspended, probing or cooling; lending on) and the one whose limits
+//     have the most room now takes it, in the same round trip. The node
+//     keeps a catalog of the pool's groups for it: read at its first
+//     Acquire, then followed on the lend channel, read again only after a
+//     gap.
 //   - Key health: ObserveHTTP (or ReportThrottled/ReportFailure/ReportSuccess)
 //     is one script run. A 429 gives the group a shared cooldown every
 //     holder's limiter honours; 401/403 count towards the group's

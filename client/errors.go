@@ -42,8 +42,9 @@ var (
 	// nothing is debited or refunded twice.
 	ErrAlreadySettled = errors.New("client: reservation already settled")
 	// ErrNothingHeld is returned by Acquire on a node that holds no group
-	// (standby, or not started).
-	ErrNothingHeld = errors.New("client: no group held")
+	// (standby, or not started) when no group is lendable either (none
+	// lendable, lending off, or WithBorrowSample(0)).
+	ErrNothingHeld = errors.New("client: no group held, and none lendable")
 
 	// ErrNoAssignment is returned by Start when it gave up (ctx done) before
 	// the first assignment was known from Redis or the disk cache.

@@ -42,15 +42,12 @@ func Classify(resp *http.Response, err error, now time.Time) Verdict {
 	if err != nil || resp == nil {
 		return Verdict{}
 	}
-	switch code := resp.StatusCode; {
-	case code == http.StatusTooManyRequests:
-		return Verdict{Outcome: registry.Throttled, RetryAfter: parseRetryAfter(resp.Header.Get("Retry-After"), now)}
-	case code == http.StatusUnauthorized || code == http.StatusForbidden:
-		return Verdict{Outcome: registry.Failure, Reason: "HTTP " + strconv.Itoa(code) + " " + http.StatusText(code)}
-	case code >= 200 && code < 300:
-		return Verdict{Outcome: registry.Success}
+	o, reason := registry.OutcomeOf(resp.StatusCode)
+	v := Verdict{Outcome: o, Reason: reason}
+	if o == registry.Throttled {
+		v.RetryAfter = parseRetryAfter(resp.Header.Get("Retry-After"), now)
 	}
-	return Verdict{}
+	return v
 }
 
 // parseRetryAfter reads a Retry-After value: delay-seconds or an HTTP date.
@@ -87,14 +84,20 @@ func parseRetryAfter(v string, now time.Time) time.Duration {
 // about a healthy group not counted: the report was ignored); a caller may
 // ignore them.
 func (c *Client) ObserveHTTP(ctx context.Context, group string, resp *http.Response, err error) error {
+	return c.observe(ctx, group, resp, err, c.report)
+}
+
+// observe classifies an upstream answer and sends it by report.
+func (c *Client) observe(ctx context.Context, group string, resp *http.Response, err error,
+	report func(ctx context.Context, group string, o registry.Outcome, retryAfter time.Duration, reason string) error) error {
 	v := Classify(resp, err, time.Now())
 	switch v.Outcome {
 	case registry.Throttled:
-		return c.ReportThrottled(ctx, group, v.RetryAfter)
+		return report(ctx, group, registry.Throttled, v.RetryAfter, "")
 	case registry.Failure:
-		return c.ReportFailure(ctx, group, v.Reason)
+		return report(ctx, group, registry.Failure, 0, v.Reason)
 	case registry.Success:
-		return c.ReportSuccess(ctx, group)
+		return report(ctx, group, registry.Success, 0, "")
 	}
 	return nil
 }

@@ -289,7 +289,7 @@ func (l *limiter) up() {
 // keysOf builds the limiter's keys of group.
 func (l *limiter) keysOf(group string) quota.Keys {
 	return quota.Keys{State: l.keys.Quota(group), Health: l.keys.Health(group), UsagePrefix: l.keys.UsagePrefix(group),
-		Group: l.keys.Group(group)}
+		Group: l.keys.Group(group), Borrowers: l.keys.Borrowers(group)}
 }
 
 // limits parses a quota text once.

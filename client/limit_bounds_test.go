@@ -49,13 +49,24 @@ func (h *limiterCalls) ProcessPipelineHook(next redis.ProcessPipelineHook) redis
 	return next
 }
 
+// isLimiterCall reports whether cmd runs a quota script: limiter.lua (its
+// first key a :quota: key) or lease.lua (an acquire: a :quota: key among
+// its candidates' keys).
 func isLimiterCall(cmd redis.Cmder) bool {
 	a := cmd.Args()
 	if n := cmd.Name(); (n != "evalsha" && n != "eval") || len(a) < 4 {
 		return false
 	}
-	k, _ := a[3].(string)
-	return strings.Contains(k, ":quota:")
+	n, ok := a[2].(int)
+	if !ok {
+		n = 1
+	}
+	for i := 3; i < len(a) && i < 3+n; i++ {
+		if k, _ := a[i].(string); strings.Contains(k, ":quota:") {
+			return true
+		}
+	}
+	return false
 }
 
 // startCounted starts node id on its own connection to the same Redis as

@@ -180,6 +180,8 @@ func (c *Client) tick(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	// A catalog older than the beat's revision may have lost an event.
+	c.lend.saw(reply.Rev)
 	ready := c.isReady()
 	fetchAfterPlan := false
 	if reply.Work && reply.First {

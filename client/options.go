@@ -38,6 +38,13 @@ type options struct {
 	// quotaFallback is how Allow and Reserve limit while Redis is away.
 	quotaFallback QuotaFallback
 
+	// borrowSample is how many lendable groups an Acquire that must borrow
+	// weighs (WithBorrowSample).
+	borrowSample int
+	// intn returns a random int in [0, n): the borrow sample. Tests
+	// replace it.
+	intn func(n int) int
+
 	// now is the monotonic clock leases are measured with. Tests replace it.
 	now func() time.Time
 	// jitter returns a random duration in [0, d). Tests replace it.
@@ -50,6 +57,8 @@ func defaultOptions() options {
 		heartbeat:     heartbeat.DefaultConfig(),
 		log:           slog.New(slog.DiscardHandler),
 		quotaFallback: QuotaLocal,
+		borrowSample:  DefaultBorrowSample,
+		intn:          rand.IntN,
 		now:           time.Now,
 		jitter: func(d time.Duration) time.Duration {
 			if d <= 0 {
@@ -186,4 +195,20 @@ func (f QuotaFallback) String() string {
 // default: QuotaLocal.
 func WithQuotaFallback(f QuotaFallback) Option {
 	return func(o *options) { o.quotaFallback = f }
+}
+
+// DefaultBorrowSample is how many lendable groups an Acquire that must
+// borrow weighs unless WithBorrowSample says otherwise.
+const DefaultBorrowSample = 3
+
+// MaxBorrowSample is the largest WithBorrowSample.
+const MaxBorrowSample = 8
+
+// WithBorrowSample sets how many lendable groups an Acquire weighs when no
+// group the node holds can take the call: k random ones, and the one whose
+// limits have the most room now takes it (the power of k choices: cheap at
+// any pool size). 0 means the node never borrows. At most MaxBorrowSample.
+// default: DefaultBorrowSample (3).
+func WithBorrowSample(k int) Option {
+	return func(o *options) { o.borrowSample = k }
 }

@@ -93,10 +93,15 @@ func (c *Client) listen(ctx context.Context, resumed bool) error {
 			if m.Kind == "subscribe" && m.Channel == c.keys.AssignmentEvents() && resumed {
 				c.forceFetch()
 				c.suspectFollowed() // a group.throttled may have been missed too
+				c.lend.readAgain()  // and a change of a group it may borrow
 			}
 			resumed = true
 		case *redis.Message:
-			c.onEvent(m.Payload)
+			if m.Channel == c.keys.LendEvents() {
+				c.onLendEvent(m.Payload)
+			} else {
+				c.onEvent(m.Payload)
+			}
 		}
 	}
 }
@@ -151,8 +156,9 @@ func (c *Client) baseChannels() map[string]bool {
 	return map[string]bool{c.keys.AssignmentEvents(): true, c.keys.NodeEvents(c.o.nodeID): true}
 }
 
-// followGroups subscribes to the events of every group the node reads and
-// unsubscribes from those of groups it no longer holds. A write between a
+// followGroups subscribes to the events of every group the node reads (and
+// to the lend channel once it borrows) and unsubscribes from those of
+// groups it no longer holds. A write between a
 // read that gave the node a group and this subscription is caught by the
 // next beat (HeldRev); a failure here is too, and the next listen retries.
 func (c *Client) followGroups() {
@@ -163,6 +169,10 @@ func (c *Client) followGroups() {
 	}
 	c.mu.Lock()
 	want := c.baseChannels()
+	if c.lend.wanted.Load() {
+		// A node that borrows follows every revision of the pool's groups.
+		want[c.keys.LendEvents()] = true
+	}
 	groupOf := make(map[string]string)
 	if c.raw != nil {
 		for _, g := range c.raw.Groups {

@@ -24,6 +24,19 @@ var (
 	ErrGroupGone = errors.New("quota: the group is gone")
 	// ErrInvalidCost means a negative or absurd (above MaxCost) cost.
 	ErrInvalidCost = errors.New("quota: invalid cost")
+	// ErrWrongSession means a guarded Acquire or SettleLease whose session
+	// is not the node's current one: nothing was written.
+	ErrWrongSession = errors.New("quota: not the node's session")
+	// ErrNodeLapsed means a guarded Acquire for a node whose lease lapsed
+	// (no beat within its TTL): nothing was taken.
+	ErrNodeLapsed = errors.New("quota: the node's lease lapsed")
+	// ErrHeldChanged means a guarded Acquire built from held groups the
+	// node no longer holds (a *HeldError gives the current ones).
+	ErrHeldChanged = errors.New("quota: the node's held groups changed")
+	// ErrAlreadySettled means a lease settled before: nothing was written.
+	ErrAlreadySettled = errors.New("quota: lease already settled")
+	// ErrLeaseExpired means a lease past its expiry: nothing was written.
+	ErrLeaseExpired = errors.New("quota: lease expired")
 )
 
 // ParseError says which limit of a quota text is wrong and why.

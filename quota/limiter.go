@@ -9,10 +9,18 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-//go:embed limiter.lua
-var limiterLua string
+var (
+	//go:embed gcra.lua
+	gcraLua string
+	//go:embed limiter.lua
+	limiterLua string
+)
 
-var limiterScript = redis.NewScript(limiterLua)
+// Every quota script is gcra.lua (the shared checks and arithmetic)
+// followed by the script itself.
+var limiterScript = newScript(limiterLua)
+
+func newScript(src string) *redis.Script { return redis.NewScript(gcraLua + "\n" + src) }
 
 // UsageTTL is how long a minute of usage is kept.
 const UsageTTL = 24 * time.Hour
@@ -38,6 +46,10 @@ type Keys struct {
 	// delete cannot leave state behind for a group created later under the
 	// same name. Optional (the join limit has no group).
 	Group string
+	// Borrowers is the ZSET of the group's borrowers, node -> ms until
+	// which the borrow proves the node used the key: written when Acquire
+	// lends the group (needed for a lent Candidate only).
+	Borrowers string
 }
 
 // Result is the limiter's answer to one call.

@@ -23,6 +23,9 @@ type Minute struct {
 	Throttled int64 `json:"throttled"`
 	// Failures is the upstream auth failures reported (key health).
 	Failures int64 `json:"failures"`
+	// Borrowed is the calls of Requests that nodes not holding the group
+	// borrowed (Limiter.Acquire with a lent candidate).
+	Borrowed int64 `json:"borrowed"`
 }
 
 // MinuteOf is the usage minute number of t (Unix seconds / 60).
@@ -86,7 +89,7 @@ func minuteOf(minute int64, h map[string]string) Minute {
 	num := func(k string) int64 { n, _ := strconv.ParseInt(h[k], 10, 64); return n }
 	return Minute{Minute: time.Unix(minute*60, 0).UTC(),
 		Requests: num("requests"), Tokens: num("tokens"), Rejected: num("rejected"),
-		Throttled: num("throttled"), Failures: num("failures")}
+		Throttled: num("throttled"), Failures: num("failures"), Borrowed: num("borrowed")}
 }
 
 // Used is the highest fraction of any limit of ls that m used: for each

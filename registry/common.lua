@@ -76,7 +76,8 @@ end
 -- emit appends one event to the log stream and publishes it with its ID.
 -- rev (optional) is the group revision a group write moved to: a node that
 -- does not hold the group and had read the revision before adopts it
--- without a read. doc (optional) is the group's new document: only the
+-- without a read; an event with a rev also goes to the lend channel
+-- (":lend"), which the group catalogs follow (registry.Catalog). doc (optional) is the group's new document: only the
 -- copy on the group's channel carries it (its holders take it instead of
 -- reading), never the events channel or the log, which watchers print.
 local function emit(log, channel, maxlen, typ, group, node, by, epoch, version, at, rev, doc)
@@ -95,5 +96,10 @@ local function emit(log, channel, maxlen, typ, group, node, by, epoch, version, 
     holders = cjson.encode(ev)
   end
   publish(channel, typ, group, payload, holders)
+  if rev then
+    -- Every revision goes to the catalogs too (keys.LendEvents), document
+    -- included: a node that borrows must know every lendable group's config.
+    redis.call('PUBLISH', channel .. ':lend', holders or payload)
+  end
   return id
 end

@@ -73,9 +73,15 @@ var (
 	// ErrNodeLapsed means a report came from a node that is not live (never
 	// joined, left, reaped or silent past its TTL): it is ignored.
 	ErrNodeLapsed = errors.New("registry: reporting node is not live; report ignored")
-	// ErrNotHolder means a report came from a node that does not hold the
-	// group: it is ignored.
+	// ErrNotHolder means a report came from a node that neither holds the
+	// group nor borrowed it lately: it is ignored.
 	ErrNotHolder = errors.New("registry: reporting node does not hold the group; report ignored")
+	// ErrReportSession means a report whose Session is not the node's
+	// current one (an HTTP lease of an earlier process): ignored.
+	ErrReportSession = errors.New("registry: report from another session of the node; report ignored")
+	// ErrLeaseExpired means a report made on a lease past its expiry:
+	// ignored.
+	ErrLeaseExpired = errors.New("registry: the lease has expired; report ignored")
 	// ErrReportLimited means a node sent reports faster than the per-node
 	// report rate (ReportInterval, ReportBurst): the report was counted
 	// (limited_total) and otherwise ignored.

@@ -51,6 +51,10 @@ type Group struct {
 	// EjectAfter is how many failure reports within a window suspend the
 	// group ("3/1m"; "0" = never). See ParseEjectAfter.
 	EjectAfter string `json:"eject_after"`
+	// Lend says whether the group may be lent: a node that holds no group
+	// with room may borrow it for one call while it is Lendable. default:
+	// true (documents stored before the field existed read as true).
+	Lend bool `json:"lend"`
 	// Health is the group's key health when read through WithHealth; never
 	// stored in the group document.
 	Health *Health `json:"health,omitempty"`
@@ -74,6 +78,13 @@ func maskValue(v string) string {
 	}
 	return "****"
 }
+
+// Lendable reports whether the document lets a node that does not hold
+// the group borrow it for one call: active, uncapped (max_nodes 0: an
+// exclusive key stays exclusive) and not marked lend: false. Key health
+// (suspended, probing, cooling) and the namespace's lending setting are
+// checked apart (the acquire script checks all of it again).
+func (g Group) Lendable() bool { return g.State == Active && g.MaxNodes == 0 && g.Lend }
 
 // IsSecret reports whether config key k is secret.
 func (g Group) IsSecret(k string) bool { return slices.Contains(g.SecretKeys, k) }
@@ -117,6 +128,9 @@ type Change struct {
 	// EjectAfter replaces eject_after ("N/WINDOW", "0" = never; "" = the
 	// default 3/1m).
 	EjectAfter *string `json:"eject_after,omitempty" yaml:"eject_after,omitempty"`
+	// Lend replaces the lend mark (false: never lent to a node that does
+	// not hold the group).
+	Lend *bool `json:"lend,omitempty" yaml:"lend,omitempty"`
 	// WeightAuto sets the weight from the quota (after this change's Quota):
 	// quota.Limits.AutoWeight. It cannot be combined with Weight.
 	WeightAuto bool `json:"weight_auto,omitempty" yaml:"weight_auto,omitempty"`
@@ -131,7 +145,7 @@ func (c Change) IsZero() bool { return !c.Edits() && c.IfVersion == 0 }
 // Edits reports whether c changes anything (IfVersion is only a condition).
 func (c Change) Edits() bool {
 	return len(c.Set) > 0 || len(c.Unset) > 0 || len(c.Secret) > 0 || len(c.Unsecret) > 0 ||
-		c.Weight != nil || c.MaxNodes != nil || c.Quota != nil || c.EjectAfter != nil || c.WeightAuto
+		c.Weight != nil || c.MaxNodes != nil || c.Quota != nil || c.EjectAfter != nil || c.Lend != nil || c.WeightAuto
 }
 
 // ValidateName reports whether name is a valid group name
@@ -182,6 +196,9 @@ func (c Change) apply(g Group) (Group, error) {
 	}
 	if c.EjectAfter != nil {
 		n.EjectAfter = *c.EjectAfter
+	}
+	if c.Lend != nil {
+		n.Lend = *c.Lend
 	}
 	if err := n.normalize(); err != nil {
 		return Group{}, err

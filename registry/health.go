@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"strconv"
 	"strings"
 	"time"
@@ -85,6 +86,23 @@ const (
 	// Success: the key worked; three in a row bring a probing group back.
 	Success Outcome = "success"
 )
+
+// OutcomeOf is what an upstream HTTP status says about the key that made
+// the call: 429 → Throttled, 401 and 403 → Failure (reason "HTTP 401
+// Unauthorized", built from the status only, so never a secret), 2xx →
+// Success, anything else "" (not the key's fault: 5xx, other statuses).
+// The one rule for Go nodes (client.Classify) and HTTP nodes' observe.
+func OutcomeOf(status int) (o Outcome, reason string) {
+	switch {
+	case status == http.StatusTooManyRequests:
+		return Throttled, ""
+	case status == http.StatusUnauthorized || status == http.StatusForbidden:
+		return Failure, "HTTP " + strconv.Itoa(status) + " " + http.StatusText(status)
+	case status >= 200 && status < 300:
+		return Success, ""
+	}
+	return "", ""
+}
 
 // ParseOutcome checks an outcome text.
 func ParseOutcome(s string) (Outcome, error) {
@@ -199,6 +217,12 @@ type Report struct {
 	// Reason says why a call failed (truncated to MaxReasonBytes). Never
 	// put a secret in it.
 	Reason string
+	// Session, when set, must be the node's current session (an HTTP
+	// node's report on a lease): another is ErrReportSession.
+	Session string
+	// LeaseUntil, when set, is the expiry of the lease the report is made
+	// on: from then on the report is ErrLeaseExpired.
+	LeaseUntil time.Time
 }
 
 // ReportResult is what a report changed.
@@ -263,7 +287,9 @@ func probeID(name string) string { return "probe-" + name }
 // extends the shared cooldown, failures count towards eject_after and may
 // suspend the group, successes bring a probing group back. Errors: ErrNotFound
 // (no such group), ErrInvalidState (retired), ErrNodeLapsed (the node's lease
-// lapsed: ignored), ErrNotHolder (the node does not hold the group: ignored),
+// lapsed: ignored), ErrNotHolder (the node neither holds the group nor
+// borrowed it within keys.Keys.Borrowers' window: ignored),
+// ErrReportSession and ErrLeaseExpired (Report.Session, LeaseUntil),
 // ErrInvalidReport, ErrReportLimited (the node reports too fast: counted,
 // ignored). A report about a draining group only cools it; failures and
 // successes are ignored (documented no-op). A failure that reaches
@@ -290,14 +316,19 @@ func (r *Registry) report(ctx context.Context, rep Report) (ReportResult, error)
 	if rep.Outcome == Throttled && rep.RetryAfter >= 0 {
 		ra = min(rep.RetryAfter, MaxRetryAfter).Milliseconds()
 	}
-	return r.runHealth(ctx, string(rep.Outcome), rep.Group, rep.Node, rep.TTL, ra, TruncateReason(rep.Reason), "node")
+	var until int64
+	if !rep.LeaseUntil.IsZero() {
+		until = max(rep.LeaseUntil.UnixMilli(), 1)
+	}
+	return r.runHealth(ctx, healthRun{op: string(rep.Outcome), name: rep.Group, node: rep.Node, ttl: rep.TTL,
+		retryMs: ra, reason: TruncateReason(rep.Reason), by: "node", session: rep.Session, leaseUntil: until})
 }
 
 // Suspend suspends an active or probing group until Resume (no automatic
 // probe). Plan leaves it out from the next rebalance on. ErrInvalidState for
 // a group that is draining, retired or already suspended.
 func (r *Registry) Suspend(ctx context.Context, name, reason, by string) (Health, error) {
-	res, err := r.runHealth(ctx, "suspend", name, "", 0, -1, TruncateReason(reason), by)
+	res, err := r.runHealth(ctx, healthRun{op: "suspend", name: name, retryMs: -1, reason: TruncateReason(reason), by: by})
 	if err == nil && res.Transition == "" {
 		if res.State == Suspended {
 			err = fmt.Errorf("%w: group is already suspended", ErrInvalidState)
@@ -314,7 +345,7 @@ func (r *Registry) Suspend(ctx context.Context, name, reason, by string) (Health
 // Resume makes a suspended or probing group active again and resets its
 // failure window, probe wait and cooldown.
 func (r *Registry) Resume(ctx context.Context, name, by string) (Health, error) {
-	if _, err := r.runHealth(ctx, "resume", name, "", 0, -1, "", by); err != nil {
+	if _, err := r.runHealth(ctx, healthRun{op: "resume", name: name, retryMs: -1, by: by}); err != nil {
 		return Health{}, wrap(err, "resume group %q", name)
 	}
 	return r.healthOf(ctx, name)
@@ -328,7 +359,7 @@ func (r *Registry) Cool(ctx context.Context, name string, d time.Duration, by st
 	if d <= 0 {
 		return Health{}, wrap(fmt.Errorf("%w: cooldown %v is not positive", ErrInvalidReport, d), "cool group %q", name)
 	}
-	if _, err := r.runHealth(ctx, "throttled", name, "", 0, min(d, MaxRetryAfter).Milliseconds(), "", by); err != nil {
+	if _, err := r.runHealth(ctx, healthRun{op: "throttled", name: name, retryMs: min(d, MaxRetryAfter).Milliseconds(), by: by}); err != nil {
 		return Health{}, wrap(err, "cool group %q", name)
 	}
 	return r.healthOf(ctx, name)
@@ -338,7 +369,7 @@ func (r *Registry) Cool(ctx context.Context, name string, d time.Duration, by st
 // doubling of default waits); its suspension, if any, stays. Event
 // group.cooldown_cleared.
 func (r *Registry) ClearCooldown(ctx context.Context, name, by string) (Health, error) {
-	if _, err := r.runHealth(ctx, "cool_clear", name, "", 0, -1, "", by); err != nil {
+	if _, err := r.runHealth(ctx, healthRun{op: "cool_clear", name: name, retryMs: -1, by: by}); err != nil {
 		return Health{}, wrap(err, "clear cooldown of group %q", name)
 	}
 	return r.healthOf(ctx, name)
@@ -347,14 +378,25 @@ func (r *Registry) ClearCooldown(ctx context.Context, name, by string) (Health, 
 // probe turns a suspended group probing when its probe item is due (run by
 // ApplyDue). It reports whether it did.
 func (r *Registry) probe(ctx context.Context, name, by string) (bool, error) {
-	res, err := r.runHealth(ctx, "probe", name, "", 0, -1, "", by)
+	res, err := r.runHealth(ctx, healthRun{op: "probe", name: name, retryMs: -1, by: by})
 	if err != nil {
 		return false, err
 	}
 	return res.Transition == TransitionProbing, nil
 }
 
-func (r *Registry) runHealth(ctx context.Context, op, name, node string, ttl time.Duration, retryMs int64, reason, by string) (ReportResult, error) {
+// healthRun is one run of health.lua (see its header for each argument).
+type healthRun struct {
+	op, name, node string
+	ttl            time.Duration
+	retryMs        int64
+	reason, by     string
+	session        string // "" = not checked
+	leaseUntil     int64  // ms; 0 = no lease
+}
+
+func (r *Registry) runHealth(ctx context.Context, h healthRun) (ReportResult, error) {
+	op, name, node := h.op, h.name, h.node
 	if err := ValidateName(name); err != nil {
 		return ReportResult{}, err
 	}
@@ -363,13 +405,15 @@ func (r *Registry) runHealth(ctx context.Context, op, name, node string, ttl tim
 	if err != nil {
 		return ReportResult{}, err
 	}
+	args := append([]any{op, node, h.ttl.Milliseconds(), h.retryMs, h.reason, r.probeAfter.Milliseconds(), MaxProbeWait.Milliseconds(),
+		h.by, k.Events(), LogMaxLen, probeID(name), item, int64(quota.UsageTTL / time.Second)},
+		healthTunables...)
+	args = append(args, h.session, h.leaseUntil)
 	vals, err := healthScript.Run(ctx, r.rdb,
 		[]string{k.Group(name), k.Health(name), k.Unhealthy(), k.State(), k.Log(), k.Schedule(),
 			k.ScheduleItems(), k.Nodes(), k.Assign(), k.Revoked(), k.UsagePrefix(name),
-			k.Settings(), k.Holders(), k.Groups(), k.Ejectors(), k.Reporters()},
-		append([]any{op, node, ttl.Milliseconds(), retryMs, reason, r.probeAfter.Milliseconds(), MaxProbeWait.Milliseconds(),
-			by, k.Events(), LogMaxLen, probeID(name), item, int64(quota.UsageTTL / time.Second)},
-			healthTunables...)...,
+			k.Settings(), k.Holders(), k.Groups(), k.Ejectors(), k.Reporters(), k.Borrowers(name), k.Members()},
+		args...,
 	).StringSlice()
 	if err != nil {
 		return ReportResult{}, err
@@ -386,7 +430,7 @@ func (r *Registry) runHealth(ctx context.Context, op, name, node string, ttl tim
 	switch vals[0] {
 	case "ok", "ignored":
 		if res.Transition != "" {
-			r.log.Info("group health changed", "group", name, "to", res.Transition, "node", node, "by", by)
+			r.log.Info("group health changed", "group", name, "to", res.Transition, "node", node, "by", h.by)
 		}
 		if res.Held != "" {
 			r.log.Info("report held back", "group", name, "node", node, "why", res.Held)
@@ -402,6 +446,10 @@ func (r *Registry) runHealth(ctx context.Context, op, name, node string, ttl tim
 		return res, ErrNodeLapsed
 	case "notheld":
 		return res, ErrNotHolder
+	case "session":
+		return res, ErrReportSession
+	case "expired":
+		return res, ErrLeaseExpired
 	case "claimed":
 		return res, errClaimed
 	}

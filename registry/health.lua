@@ -31,6 +31,10 @@
 -- KEYS[15] :ejectors        HASH node -> ms of the last suspension its
 --          report caused (expires after the probe wait)
 -- KEYS[16] :reporters       HASH node -> report rate TAT ms (GCRA)
+-- KEYS[17] :borrowers:<name> ZSET node -> ms until which its borrow of the
+--          group (written by the acquire script) proves it used the key
+-- KEYS[18] :members         HASH node -> record (session = 6th tab field;
+--          read only when ARGV[26] is set)
 -- ARGV[1]  op: throttled | failure | success | suspend | resume | cool_clear
 --          | probe
 -- ARGV[2]  reporting node ID ("" = an operator or the coordinator: no lease,
@@ -61,6 +65,10 @@
 -- ARGV[23] max_cooldown default in ms (no setting stored)
 -- ARGV[24] report rate: ms per report and node
 -- ARGV[25] report burst per node
+-- ARGV[26] session the report must come from ("" = not checked: a Go node,
+--          whose session its beats keep); an HTTP lease's session
+-- ARGV[27] lease expiry in ms ("0" = none): a report made on a lease is
+--          refused once it has expired
 --
 -- Health fields: state (active|suspended|probing; absent = active),
 -- cooling_until, wait (last default throttle wait), throttle_event (ms of
@@ -74,7 +82,8 @@
 --
 -- Reply: {status, state, cooling_until, failures, transition, note}
 --   status: ok | missing | retired | lapsed | notheld | ignored | claimed |
---           limited
+--           limited | session (ARGV[26] is not the node's session) |
+--           expired (ARGV[27] has passed)
 --   transition: "" | suspended | probing | recovered | resumed | cleared
 --   note: why a report that reached a threshold did not act: "" |
 --         uncorroborated | ejector | capped (cooled instead) | cooldown
@@ -185,8 +194,20 @@ end
 
 -- Step: the reporter. A report counts only from a node that is live (its
 -- lease has not lapsed) and holds the group (granted, or revoked but not
--- yet released).
+-- yet released) or borrowed it lately: a borrow recorded by the acquire
+-- script (KEYS[17]) proves the node used the key until its expiry, so the
+-- node cannot report on a group it never used, nor long after. A report
+-- made on an HTTP lease also needs the node's current session and a lease
+-- that has not expired.
+local borrower = false
 local function check_reporter()
+  if ARGV[26] ~= '' then
+    local rec = redis.call('HGET', KEYS[18], node) or ''
+    local _, _, session = string.find(rec, '^[^\t]*\t[^\t]*\t[^\t]*\t[^\t]*\t[^\t]*\t([^\t]*)')
+    if session ~= ARGV[26] then return 'session' end
+  end
+  local leaseUntil = tonumber(ARGV[27]) or 0
+  if leaseUntil > 0 and now >= leaseUntil then return 'expired' end
   -- The lease is the namespace's stored TTL when there is one (the one
   -- reaps use), not whatever the caller says.
   local ttl = tonumber(redis.call('HGET', KEYS[12], 'ttl_ms') or '') or tonumber(ARGV[3])
@@ -199,6 +220,11 @@ local function check_reporter()
   end
   for e in string.gmatch(redis.call('HGET', KEYS[10], node) or '', '[^,]+') do
     if string.match(e, '^(.*)@') == name or e == name then return '' end
+  end
+  local lent = tonumber(redis.call('ZSCORE', KEYS[17], node) or '')
+  if lent and lent > now then
+    borrower = true
+    return ''
   end
   return 'notheld'
 end
@@ -236,8 +262,9 @@ end
 
 -- emit_reason is emit (common.lua) plus the reason field. nodes (a list,
 -- may be nil) names the reporting nodes the decision rests on; the reason
--- text carries them as " [nodes: a,b]".
-local function emit_reason(typ, reason, nodes)
+-- text carries them as " [nodes: a,b]". rev (optional) is the group
+-- revision the transition moved to.
+local function emit_reason(typ, reason, nodes, rev)
   local named = {}
   for _, n in ipairs(nodes or {}) do
     if n ~= '' then named[#named + 1] = n end
@@ -249,9 +276,15 @@ local function emit_reason(typ, reason, nodes)
     'type', typ, 'group', name, 'node', node, 'epoch', '0',
     'version', num(tonumber(doc.version) or 0), 'by', ARGV[8], 'at', num(now),
     'reason', reason)
-  publish(channel, typ, name, cjson.encode({
+  local payload = cjson.encode({
     id = id, type = typ, group = name, node = node, epoch = 0,
-    version = tonumber(doc.version) or 0, by = ARGV[8], at = now, reason = reason}))
+    version = tonumber(doc.version) or 0, by = ARGV[8], at = now, reason = reason, rev = rev})
+  publish(channel, typ, name, payload)
+  if rev then
+    -- A transition that moved the revision reaches the group catalogs too
+    -- (keys.LendEvents): a suspended group is lent no more.
+    redis.call('PUBLISH', channel .. ':lend', payload)
+  end
 end
 
 local function unschedule_probe()
@@ -275,8 +308,9 @@ local function suspend(reason, wait, nodes)
     redis.call('HDEL', KEYS[2], 'next_probe')
   end
   redis.call('HSET', KEYS[3], name, 'suspended\t' .. created)
-  group_rev(KEYS[4], name, redis.call('HINCRBY', KEYS[4], 'rev', 1))
-  emit_reason('group.suspended', reason, nodes)
+  local rev = redis.call('HINCRBY', KEYS[4], 'rev', 1)
+  group_rev(KEYS[4], name, rev)
+  emit_reason('group.suspended', reason, nodes, rev)
   return reply('ok', 'suspended')
 end
 
@@ -289,8 +323,9 @@ local function activate(typ, nodes)
     'probe_nodes')
   unschedule_probe()
   redis.call('HDEL', KEYS[3], name)
-  group_rev(KEYS[4], name, redis.call('HINCRBY', KEYS[4], 'rev', 1))
-  emit_reason(typ, '', nodes)
+  local rev = redis.call('HINCRBY', KEYS[4], 'rev', 1)
+  group_rev(KEYS[4], name, rev)
+  emit_reason(typ, '', nodes, rev)
 end
 
 local base, longest = tonumber(ARGV[6]), tonumber(ARGV[7])
@@ -361,13 +396,16 @@ local function on_throttled()
 end
 
 -- Step: may this report suspend the group now? Returns '' or the note
--- saying why not: a group held by two or more nodes needs failures from at
--- least two of them in the window; a node whose report suspended a group
+-- saying why not: a group held by two or more nodes, or reported on by a
+-- borrower, needs failures from at least two nodes in the window; a node whose report suspended a group
 -- within the probe wait suspends no other; reports suspend at most
 -- max_suspended percent of the pool's groups (at least one unless 0).
 local function suspend_veto(nodes)
   if node == '' then return '' end
   local holders = tonumber(redis.call('HGET', KEYS[13], name) or '0') or 0
+  -- A borrower is one user of a key others hold too (or will): its
+  -- failures always need another node's.
+  if borrower then holders = math.max(holders, 2) end
   if holders >= 2 and #nodes < 2 then return 'uncorroborated' end
   local last = tonumber(redis.call('HGET', KEYS[15], node) or '')
   if last and now - last < base then return 'ejector' end
@@ -479,8 +517,9 @@ local function on_probe()
   redis.call('HSET', KEYS[2], 'state', 'probing', 'successes', '0')
   redis.call('HDEL', KEYS[2], 'next_probe', 'probe_nodes')
   redis.call('HSET', KEYS[3], name, 'probing\t' .. created)
-  group_rev(KEYS[4], name, redis.call('HINCRBY', KEYS[4], 'rev', 1))
-  emit_reason('group.probing', field('reason'), nil)
+  local rev = redis.call('HINCRBY', KEYS[4], 'rev', 1)
+  group_rev(KEYS[4], name, rev)
+  emit_reason('group.probing', field('reason'), nil, rev)
   return reply('ok', 'probing')
 end
 

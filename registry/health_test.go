@@ -444,7 +444,7 @@ func testReportStorm(t *testing.T, rdb redis.UniversalClient) {
 }
 
 func TestPlanImportEjectAfter(t *testing.T) {
-	have := []registry.Group{{Name: "k", Version: 2, State: registry.Active, Weight: 1, Config: map[string]string{}, SecretKeys: []string{}, EjectAfter: "3/1m"}}
+	have := []registry.Group{{Name: "k", Version: 2, State: registry.Active, Weight: 1, Config: map[string]string{}, SecretKeys: []string{}, EjectAfter: "3/1m", Lend: true}}
 	p, err := registry.PlanImport(registry.Pool{Groups: []registry.PoolGroup{{Name: "k", EjectAfter: "5/30s"}}}, have, false)
 	require.NoError(t, err)
 	require.Len(t, p.Changed, 1)

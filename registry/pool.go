@@ -43,6 +43,8 @@ type PoolGroup struct {
 	// EjectAfter is the failure threshold ("3/1m", "0" = never; absent =
 	// the default 3/1m).
 	EjectAfter string `json:"eject_after,omitempty" yaml:"eject_after,omitempty"`
+	// Lend is the lend mark (absent = true: the group may be lent).
+	Lend *bool `json:"lend,omitempty" yaml:"lend,omitempty"`
 }
 
 // ExportPool is the Pool of groups, in their order, with every field
@@ -55,9 +57,10 @@ func ExportPool(groups []Group, reveal bool) Pool {
 		if !reveal {
 			g = g.Masked()
 		}
-		w, n := g.Weight, g.MaxNodes
+		w, n, lend := g.Weight, g.MaxNodes, g.Lend
 		pg := PoolGroup{Name: g.Name, State: string(stateOrActive(g.State)), Weight: &w, MaxNodes: &n,
-			Quota: g.Quota, Config: g.Config, SecretKeys: sortedCopy(g.SecretKeys), EjectAfter: ejectOrDefault(g.EjectAfter)}
+			Quota: g.Quota, Config: g.Config, SecretKeys: sortedCopy(g.SecretKeys), EjectAfter: ejectOrDefault(g.EjectAfter),
+			Lend: &lend}
 		if len(pg.Config) == 0 {
 			pg.Config = nil
 		}
@@ -83,7 +86,7 @@ func (r *Registry) Export(ctx context.Context, reveal bool) (Pool, error) {
 }
 
 // FieldChange is one field that differs between two versions of a group.
-// Field is "state", "weight", "max_nodes", "quota", "eject_after", "config.KEY" or
+// Field is "state", "weight", "max_nodes", "quota", "eject_after", "lend", "config.KEY" or
 // "secret_keys". Old is nil for an added config key, New for a removed one.
 // Secret config values are shown as MaskPrefix.
 type FieldChange struct {
@@ -99,7 +102,7 @@ type GroupChanges struct {
 }
 
 // DiffGroups lists what changed from old to new, in a stable order: state,
-// weight, max_nodes, quota, eject_after, config keys (sorted), secret_keys. Values never
+// weight, max_nodes, quota, eject_after, lend, config keys (sorted), secret_keys. Values never
 // include a secret: a config key secret in either version shows as
 // MaskPrefix.
 //
@@ -117,6 +120,7 @@ func DiffGroups(old, new Group, alsoSecret ...string) []FieldChange {
 	add("max_nodes", strconv.Itoa(old.MaxNodes), strconv.Itoa(new.MaxNodes))
 	add("quota", old.Quota, new.Quota)
 	add("eject_after", ejectOrDefault(old.EjectAfter), ejectOrDefault(new.EjectAfter))
+	add("lend", strconv.FormatBool(old.Lend), strconv.FormatBool(new.Lend))
 	keys := maps.Clone(old.Config)
 	if keys == nil {
 		keys = map[string]string{}
@@ -256,6 +260,7 @@ func PlanImport(p Pool, have []Group, prune bool, opts ...PlanOption) (ImportPla
 				c.Quota = &want.Quota
 			}
 			c.EjectAfter = &want.EjectAfter
+			c.Lend = &want.Lend
 			adds = append(adds, importStep{op: opAdd, name: want.Name, change: c})
 			switch want.State {
 			case Draining:
@@ -357,6 +362,10 @@ func desiredGroup(pg PoolGroup, cur Group, exists bool) (want Group, key string,
 		return want, "", problem(ErrInvalidEjectAfter, "invalid eject_after %q: want N/WINDOW like 3/1m, or 0 = never", pg.EjectAfter)
 	}
 	want.EjectAfter = ej.String()
+	want.Lend = true
+	if pg.Lend != nil {
+		want.Lend = *pg.Lend
+	}
 	want.Config = map[string]string{}
 	for k, v := range pg.Config {
 		if k == "" {
@@ -436,6 +445,9 @@ func contentChange(cur, want Group) Change {
 	}
 	if ejectOrDefault(cur.EjectAfter) != want.EjectAfter {
 		c.EjectAfter = &want.EjectAfter
+	}
+	if cur.Lend != want.Lend {
+		c.Lend = &want.Lend
 	}
 	return c
 }

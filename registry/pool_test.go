@@ -19,9 +19,9 @@ func poolGroups() []registry.Group {
 	return []registry.Group{
 		{Name: "alpha", Version: 3, State: registry.Active, Weight: 2.5, Quota: "100/s burst 20",
 			Config:     map[string]string{"endpoint": "https://a", "token": "sk-live-0123456789abcd", "short": "abc"},
-			SecretKeys: []string{"token", "short"}},
-		{Name: "beta", Version: 1, State: registry.Active, Weight: 1, MaxNodes: 1, Config: map[string]string{}, SecretKeys: []string{}},
-		{Name: "gamma", Version: 2, State: registry.Draining, Weight: 1, Config: map[string]string{"x": "1"}, SecretKeys: []string{}},
+			SecretKeys: []string{"token", "short"}, Lend: true},
+		{Name: "beta", Version: 1, State: registry.Active, Weight: 1, MaxNodes: 1, Config: map[string]string{}, SecretKeys: []string{}, Lend: true},
+		{Name: "gamma", Version: 2, State: registry.Draining, Weight: 1, Config: map[string]string{"x": "1"}, SecretKeys: []string{}, Lend: true},
 	}
 }
 
@@ -44,7 +44,7 @@ func TestExportPool(t *testing.T) {
 
 	b, err := json.Marshal(p.Groups[1])
 	require.NoError(t, err)
-	assert.JSONEq(t, `{"name":"beta","state":"active","weight":1,"max_nodes":1,"eject_after":"3/1m"}`, string(b))
+	assert.JSONEq(t, `{"name":"beta","state":"active","weight":1,"max_nodes":1,"eject_after":"3/1m","lend":true}`, string(b))
 }
 
 func TestDiffGroups(t *testing.T) {
@@ -106,7 +106,7 @@ func TestPlanImport(t *testing.T) {
 	d, ok := p.AddedGroup("delta")
 	require.True(t, ok)
 	assert.Equal(t, registry.Group{Name: "delta", State: registry.Retired, Weight: 1, Quota: "600/m",
-		Config: map[string]string{"key": "v"}, SecretKeys: []string{"key"}, EjectAfter: "3/1m"}, d)
+		Config: map[string]string{"key": "v"}, SecretKeys: []string{"key"}, EjectAfter: "3/1m", Lend: true}, d)
 	_, ok = p.AddedGroup("alpha")
 	assert.False(t, ok)
 	assert.Equal(t, 4, p.Writes(), "update alpha, add delta, retire and finish delta")

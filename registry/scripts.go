@@ -23,6 +23,8 @@ var (
 	nodeAssignmentLua string
 	//go:embed health.lua
 	healthLua string
+	//go:embed catalog.lua
+	catalogLua string
 )
 
 // Every script is common.lua (helpers) followed by the script itself.
@@ -34,6 +36,7 @@ var (
 	commitScript         = newScript(commitLua)
 	nodeAssignmentScript = newScript(nodeAssignmentLua)
 	healthScript         = newScript(healthLua)
+	catalogScript        = newScript(catalogLua)
 )
 
 func newScript(src string) *redis.Script { return redis.NewScript(commonLua + "\n" + src) }

@@ -32,13 +32,14 @@ type groupBody struct {
 	UpdatedBy  string            `json:"updated_by"`
 	DrainBy    time.Time         `json:"drain_by,omitzero"`
 	EjectAfter string            `json:"eject_after,omitempty"`
+	Lend       bool              `json:"lend"`
 }
 
 func encodeGroupBody(g Group) (string, error) {
 	b, err := json.Marshal(groupBody{
 		Name: g.Name, Version: g.Version, State: g.State, Weight: g.Weight,
 		MaxNodes: g.MaxNodes, Quota: g.Quota, Config: g.Config, SecretKeys: g.SecretKeys,
-		UpdatedBy: g.UpdatedBy, DrainBy: g.DrainBy, EjectAfter: g.EjectAfter,
+		UpdatedBy: g.UpdatedBy, DrainBy: g.DrainBy, EjectAfter: g.EjectAfter, Lend: g.Lend,
 	})
 	return string(b), err
 }
@@ -48,7 +49,8 @@ func encodeGroupBody(g Group) (string, error) {
 func ParseGroupDoc(doc string) (Group, error) { return decodeGroup(doc) }
 
 func decodeGroup(s string) (Group, error) {
-	var g Group
+	// A document stored before lend existed has no such field: lendable.
+	g := Group{Lend: true}
 	if err := json.Unmarshal([]byte(s), &g); err != nil {
 		return Group{}, fmt.Errorf("registry: decode group: %w", err)
 	}
@@ -112,7 +114,7 @@ func (r *Registry) runWrite(ctx context.Context, w write) (writeResult, error) {
 	}
 	res, err := writeScript.Run(ctx, r.rdb,
 		[]string{k.Group(w.name), k.History(w.name), k.Groups(), k.State(), k.Log(), k.Schedule(), k.ScheduleItems(),
-			k.Health(w.name), k.Unhealthy(), k.Quota(w.name), k.UsagePrefix(w.name)},
+			k.Health(w.name), k.Unhealthy(), k.Quota(w.name), k.UsagePrefix(w.name), k.Borrowers(w.name)},
 		w.mode, w.expected, w.name, body, r.historyLimit, w.event, w.by, w.version, k.Events(),
 		w.claim.id, drainMs, w.drainJob.ID, drainBody, w.unsched, LogMaxLen, w.claim.by,
 		probeID(w.name), int64(quota.UsageTTL/time.Minute),
@@ -188,7 +190,7 @@ func (r *Registry) modify(ctx context.Context, name string, ifVersion int64, cl 
 // (everything but version, timestamps and author).
 func sameContent(a, b Group) bool {
 	return a.State == b.State && a.Weight == b.Weight && a.MaxNodes == b.MaxNodes &&
-		a.Quota == b.Quota && a.EjectAfter == b.EjectAfter && maps.Equal(a.Config, b.Config) &&
+		a.Quota == b.Quota && a.EjectAfter == b.EjectAfter && a.Lend == b.Lend && maps.Equal(a.Config, b.Config) &&
 		slices.Equal(sortedCopy(a.SecretKeys), sortedCopy(b.SecretKeys))
 }
 
@@ -240,7 +242,7 @@ func (r *Registry) add(ctx context.Context, name string, c Change, by string) (G
 	if err := ValidateName(name); err != nil {
 		return Group{}, err
 	}
-	g, err := c.apply(Group{Name: name, Version: 1, State: Active, Weight: 1})
+	g, err := c.apply(Group{Name: name, Version: 1, State: Active, Weight: 1, Lend: true})
 	if err != nil {
 		return Group{}, err
 	}
@@ -350,7 +352,7 @@ func (r *Registry) history(ctx context.Context, name string) ([]Group, error) {
 }
 
 // Rollback makes a new version of group name with the weight, max_nodes,
-// quota and config of an earlier version. The state is kept, and so are
+// quota, eject_after, lend mark and config of an earlier version. The state is kept, and so are
 // the secret marks: the new version's secret keys are the earlier
 // version's and the current one's (for the keys it holds).
 func (r *Registry) Rollback(ctx context.Context, name string, version int64, by string) (Group, error) {
@@ -370,7 +372,7 @@ func (r *Registry) rollback(ctx context.Context, name string, version int64, by 
 	old := hist[i].clone()
 	return r.modify(ctx, name, 0, claim{}, func(cur Group) (write, error) {
 		n := cur.clone()
-		n.Weight, n.MaxNodes, n.Quota, n.EjectAfter = old.Weight, old.MaxNodes, old.Quota, old.EjectAfter
+		n.Weight, n.MaxNodes, n.Quota, n.EjectAfter, n.Lend = old.Weight, old.MaxNodes, old.Quota, old.EjectAfter, old.Lend
 		// The marks of now stay: rolling back to a version from before a
 		// key was marked must not show its value (see secrets.go).
 		n.Config, n.SecretKeys = old.Config, keepMarks(cur, old)

@@ -15,6 +15,8 @@
 -- KEYS[10] :quota:<name>  HASH the limiter's state (delete drops it)
 -- KEYS[11] :usage:<name>: prefix of the per-minute usage HASHes (delete drops
 --          every minute still kept)
+-- KEYS[12] :borrowers:<name> ZSET the nodes that borrowed the group (delete
+--          drops it)
 -- ARGV[1]  mode: "put" | "delete" | "drop" (drop: only claim ARGV[10], log schedule.dropped)
 -- ARGV[2]  expected current version: "0" = the group must not exist
 -- ARGV[3]  group name
@@ -81,7 +83,7 @@ local rev = redis.call('HINCRBY', KEYS[4], 'rev', 1)
 -- group, so a group created later under the same name starts clean: no
 -- debt, no cooldown, no usage, no suspension or probe.
 local function drop_limits()
-  redis.call('DEL', KEYS[8], KEYS[10])
+  redis.call('DEL', KEYS[8], KEYS[10], KEYS[12])
   redis.call('HDEL', KEYS[9], name)
   unschedule(ARGV[17])
   -- Usage minutes are named by server minute and expire after ARGV[18]

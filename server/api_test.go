@@ -49,14 +49,25 @@ var fastBeat = heartbeat.Config{Interval: 100 * time.Millisecond, TTL: time.Minu
 func newAPI(t *testing.T, opts ...server.Option) *api {
 	t.Helper()
 	rs := redistest.Start(t)
-	rdb := rs.Client(t)
+	a := newAPIOn(t, rs.Client(t), opts...)
+	a.redis = rs
+	return a
+}
+
+// newAPIOn is newAPI on a Redis of the caller's (a Cluster, a client with
+// hooks).
+func newAPIOn(t *testing.T, rdb redis.UniversalClient, opts ...server.Option) *api {
+	t.Helper()
 	opts = append([]server.Option{server.WithHeartbeat(fastBeat)}, opts...)
 	srv, err := server.New(rdb, opts...)
 	require.NoError(t, err)
 	ctx, cancel := context.WithCancel(context.Background())
 	ran := make(chan error, 1)
 	go func() { ran <- srv.Run(ctx) }()
-	ts := httptest.NewServer(srv.Handler())
+	h := srv.Handler()
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), inRequest{}, true)))
+	}))
 	t.Cleanup(func() {
 		ts.CloseClientConnections()
 		cancel()
@@ -64,8 +75,12 @@ func newAPI(t *testing.T, opts ...server.Option) *api {
 		assert.NoError(t, srv.Close())
 		ts.Close()
 	})
-	return &api{t: t, redis: rs, rdb: rdb, srv: srv, ts: ts, reg: srv.Registry()}
+	return &api{t: t, rdb: rdb, srv: srv, ts: ts, reg: srv.Registry()}
 }
+
+// inRequest marks the context of every request the test server serves,
+// so a Redis hook tells the requests' commands from the loop's.
+type inRequest struct{}
 
 // reply is one HTTP answer.
 type reply struct {

@@ -19,6 +19,7 @@ type groupRequest struct {
 	Config     map[string]string `json:"config"`
 	SecretKeys []string          `json:"secret_keys"`
 	EjectAfter *string           `json:"eject_after"`
+	Lend       *bool             `json:"lend"`
 }
 
 // updateRequest is the body of PATCH /v1/groups/{name}: a registry.Change,
@@ -32,13 +33,14 @@ type updateRequest struct {
 	MaxNodes   *int              `json:"max_nodes"`
 	Quota      *string           `json:"quota"`
 	EjectAfter *string           `json:"eject_after"`
+	Lend       *bool             `json:"lend"`
 	IfVersion  int64             `json:"if_version"`
 	At         string            `json:"at"`
 }
 
 func (u updateRequest) change() registry.Change {
 	return registry.Change{Set: u.Set, Unset: u.Unset, Secret: u.Secret, Unsecret: u.Unsecret, Weight: u.Weight,
-		MaxNodes: u.MaxNodes, Quota: u.Quota, EjectAfter: u.EjectAfter, IfVersion: u.IfVersion}
+		MaxNodes: u.MaxNodes, Quota: u.Quota, EjectAfter: u.EjectAfter, Lend: u.Lend, IfVersion: u.IfVersion}
 }
 
 // retireRequest is the optional body of POST /v1/groups/{name}/retire.
@@ -111,7 +113,7 @@ func (s *Server) addGroup(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	c := registry.Change{Set: req.Config, Secret: req.SecretKeys, Weight: req.Weight, MaxNodes: req.MaxNodes, Quota: req.Quota, EjectAfter: req.EjectAfter}
+	c := registry.Change{Set: req.Config, Secret: req.SecretKeys, Weight: req.Weight, MaxNodes: req.MaxNodes, Quota: req.Quota, EjectAfter: req.EjectAfter, Lend: req.Lend}
 	g, err := s.reg.Add(r.Context(), req.Name, c, actor(r))
 	if err != nil {
 		return err

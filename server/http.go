@@ -56,6 +56,9 @@ func (s *Server) routes() http.Handler {
 	h("GET /v1/nodes/{id}/assignment", nodeAccess, s.nodeAssignment)
 	h("DELETE /v1/nodes/{id}", nodeAccess, s.nodeLeave)
 	h("POST /v1/nodes/{id}/report", nodeAccess, s.nodeReport)
+	h("POST /v1/nodes/{id}/acquire", nodeAccess, s.nodeAcquire)
+	h("POST /v1/nodes/{id}/leases/{lease}/settle", nodeAccess, s.leaseSettle)
+	h("POST /v1/nodes/{id}/leases/{lease}/observe", nodeAccess, s.leaseObserve)
 
 	h("GET /v1/dev/nodes", readAccess, s.devNodes)
 	h("POST /v1/dev/nodes", adminAccess, s.devAdd)

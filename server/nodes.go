@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/allot-io/allot/allocator"
@@ -188,6 +189,7 @@ func (s *Server) nodeHeartbeat(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	s.held.set(id, a.entry())
 	a.Session = beat.Session
 	writeJSON(w, http.StatusOK, a)
 	return nil
@@ -269,6 +271,7 @@ func (s *Server) nodeAssignment(w http.ResponseWriter, r *http.Request) error {
 		// since the poll began: a config change reaches the node at once,
 		// not at its next beat.
 		if a.Epoch > after || (first != nil && !sameGroups(*first, a)) {
+			s.held.set(id, a.entry())
 			writeJSON(w, http.StatusOK, a)
 			return nil
 		}
@@ -323,6 +326,7 @@ func (s *Server) nodeLeave(w http.ResponseWriter, r *http.Request) error {
 		// locked run plans the departure.
 		planned = err == nil
 	}
+	s.held.forget(id)
 	s.log.Info("node left", "node", id)
 	if !planned {
 		s.Nudge()
@@ -353,6 +357,16 @@ func (s *Server) assignment(ctx context.Context, id string) (NodeAssignment, err
 		a.Groups = append(a.Groups, ng)
 	}
 	return a, nil
+}
+
+// entry is a's groups as the node's :assign entry holds them: sorted
+// names, comma-joined (what an acquire's candidates are built from).
+func (a NodeAssignment) entry() string {
+	names := make([]string, len(a.Groups))
+	for i, g := range a.Groups {
+		names[i] = g.Name
+	}
+	return strings.Join(names, ",")
 }
 
 // errSession is the 403 of a node protocol request without the node's

@@ -73,14 +73,26 @@ func (s *Server) nodeReport(w http.ResponseWriter, r *http.Request) error {
 	if err := s.checkSession(r, id); err != nil {
 		return err
 	}
-	res, err := s.reg.Report(r.Context(), registry.Report{
+	return s.report(w, r, registry.Report{
 		Node: id, TTL: s.hbCfg.TTL, Group: req.Group, Outcome: o, RetryAfter: ra, Reason: req.Reason,
 	})
+}
+
+// report runs one node report (the report route's, or a lease's observe)
+// and answers it: a ReportAnswer, or why it was ignored (409, 403 for a
+// lease of another session, 429 past the report rate).
+func (s *Server) report(w http.ResponseWriter, r *http.Request, rep registry.Report) error {
+	id := rep.Node
+	res, err := s.reg.Report(r.Context(), rep)
 	switch {
 	case errors.Is(err, registry.ErrNodeLapsed):
 		return errConflict("node %q is not live (its lease lapsed or it never beat): report ignored", id)
 	case errors.Is(err, registry.ErrNotHolder):
-		return errConflict("node %q does not hold group %q: report ignored", id, req.Group)
+		return errConflict("node %q does not hold group %q: report ignored", id, rep.Group)
+	case errors.Is(err, registry.ErrReportSession):
+		return errSession("the lease is of another session of node %q: report ignored", id)
+	case errors.Is(err, registry.ErrLeaseExpired):
+		return errConflict("the lease has expired: report ignored")
 	case errors.Is(err, registry.ErrReportLimited):
 		return &apiError{status: http.StatusTooManyRequests, code: CodeTooManyRequests,
 			message: fmt.Sprintf("node %q reports faster than %v a report (burst %d): report ignored", id, registry.ReportInterval, registry.ReportBurst), err: err}
@@ -88,10 +100,10 @@ func (s *Server) nodeReport(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	if res.Transition == registry.TransitionSuspended || res.Transition == registry.TransitionRecovered {
-		s.log.Info("group health changed", "group", req.Group, "to", res.Transition, "node", id)
+		s.log.Info("group health changed", "group", rep.Group, "to", res.Transition, "node", id)
 		s.Nudge()
 	}
-	a := ReportAnswer{Group: req.Group, State: string(res.State), Failures: res.Failures, Transition: res.Transition, Held: res.Held}
+	a := ReportAnswer{Group: rep.Group, State: string(res.State), Failures: res.Failures, Transition: res.Transition, Held: res.Held}
 	if !res.CoolingUntil.IsZero() {
 		a.CoolingUntil = res.CoolingUntil.UnixMilli()
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/allot-io/allot/allocator"
 	"github.com/allot-io/allot/heartbeat"
 	"github.com/allot-io/allot/internal/keys"
+	"github.com/allot-io/allot/quota"
 	"github.com/allot-io/allot/registry"
 )
 
@@ -72,6 +73,14 @@ type Server struct {
 	streams      slots    // per token class: one slot per open event stream
 	longPolls    slots    // per token class: one slot per waiting long poll
 	joins        *joinLimit
+
+	// HTTP leases (lease.go): the limiter, the group catalog, the nodes'
+	// held groups, the groups' last known room and the MAC key.
+	limiter *quota.Limiter
+	catalog *catalogCache
+	held    heldMemory
+	room    sync.Map // group -> float64: share of its tightest limit left
+	secrets leaseSecrets
 
 	nudge   chan struct{} // cap 1: "rebalance soon"
 	changed *signal       // fired on every pub/sub event
@@ -231,6 +240,8 @@ func New(rdb redis.UniversalClient, opts ...Option) (*Server, error) {
 		streams:      newSlots(o.maxStreams),
 		longPolls:    newSlots(o.maxLongPolls),
 		joins:        newJoinLimit(rdb, keys.New(o.ns), o.joinsPerMin),
+		limiter:      quota.NewLimiter(rdb),
+		catalog:      &catalogCache{reg: o.reg},
 		nudge:        make(chan struct{}, 1),
 		changed:      newSignal(),
 		ctx:          ctx,
@@ -347,24 +358,43 @@ func (s *Server) rebalance(parent context.Context) (allocator.Result, error) {
 }
 
 // watch follows the events channel: every event wakes waiting streams and
-// long polls, and every event but an assignment nudges the loop.
+// long polls, and every event but an assignment nudges the loop. It also
+// follows the lend channel, which keeps the catalog of HTTP leases fresh;
+// a (re)subscription may have lost some of its events, so the catalog is
+// read again.
 func (s *Server) watch() {
 	defer s.wg.Done()
-	ps := s.rdb.Subscribe(s.ctx, s.keys.Events())
+	lend := s.keys.LendEvents()
+	ps := s.rdb.Subscribe(s.ctx, s.keys.Events(), lend)
 	defer ps.Close()
-	ch := ps.Channel()
+	ch := ps.ChannelWithSubscriptions()
 	for {
 		select {
 		case <-s.ctx.Done():
 			return
-		case m, ok := <-ch:
+		case msg, ok := <-ch:
 			if !ok {
 				return
 			}
-			s.changed.fire()
-			ev, err := registry.ParseEvent(m.Payload)
-			if err != nil || ev.Type != registry.EventAssignment {
-				s.Nudge()
+			switch m := msg.(type) {
+			case *redis.Subscription:
+				if m.Channel == lend {
+					s.catalog.stale.Store(true)
+				}
+			case *redis.Message:
+				ev, err := registry.ParseEvent(m.Payload)
+				if m.Channel == lend {
+					if err != nil {
+						s.catalog.stale.Store(true)
+					} else {
+						s.catalog.apply(ev)
+					}
+					continue
+				}
+				s.changed.fire()
+				if err != nil || ev.Type != registry.EventAssignment {
+					s.Nudge()
+				}
 			}
 		}
 	}

@@ -59,11 +59,12 @@ var (
 	descGroupRequests = prometheus.NewDesc("allot_group_requests_total", "Calls allowed by the group's limiter, by full minute since this server started counting.", []string{"group"}, nil)
 	descGroupTokens   = prometheus.NewDesc("allot_group_tokens_total", "Tokens used (reserved, corrected by Settle).", []string{"group"}, nil)
 	descGroupRejected = prometheus.NewDesc("allot_group_rejected_total", "Calls refused by the group's limiter.", []string{"group"}, nil)
+	descGroupBorrowed = prometheus.NewDesc("allot_group_borrowed_total", "Calls of allot_group_requests_total that nodes not holding the group borrowed.", []string{"group"}, nil)
 	descLimitUsed     = prometheus.NewDesc("allot_limit_used_ratio", "Fraction of a limit used in the last full minute (1 = all of its per-minute rate).", []string{"group", "limit"}, nil)
 )
 
 func (c *usageCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descGroupRequests, descGroupTokens, descGroupRejected, descLimitUsed} {
+	for _, d := range []*prometheus.Desc{descGroupRequests, descGroupTokens, descGroupRejected, descGroupBorrowed, descLimitUsed} {
 		ch <- d
 	}
 }
@@ -101,6 +102,7 @@ func (c *usageCollector) Collect(ch chan<- prometheus.Metric) {
 			s.Requests += u.Requests
 			s.Tokens += max(u.Tokens, 0)
 			s.Rejected += u.Rejected
+			s.Borrowed += u.Borrowed
 			c.sums[n] = s
 		}
 		c.last, lastFull = m, use
@@ -116,7 +118,7 @@ func (c *usageCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 		t := c.sums[g.Name]
 		for d, v := range map[*prometheus.Desc]int64{descGroupRequests: t.Requests, descGroupTokens: t.Tokens,
-			descGroupRejected: t.Rejected} {
+			descGroupRejected: t.Rejected, descGroupBorrowed: t.Borrowed} {
 			ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), g.Name)
 		}
 		for i, u := range g.Limits.UsedEach(lastFull[g.Name]) {

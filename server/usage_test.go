@@ -43,7 +43,7 @@ func TestGroupUsageAPI(t *testing.T) {
 	var u []map[string]any
 	r.json(t, &u)
 	require.Len(t, u, 1)
-	assert.Equal(t, map[string]any{"minute": u[0]["minute"], "requests": 3.0, "tokens": 3000.0, "rejected": 0.0, "throttled": 0.0, "failures": 0.0}, u[0])
+	assert.Equal(t, map[string]any{"minute": u[0]["minute"], "requests": 3.0, "tokens": 3000.0, "rejected": 0.0, "throttled": 0.0, "failures": 0.0, "borrowed": 0.0}, u[0])
 
 	r = a.do("GET", "/v1/groups/llm", "", nil)
 	var g map[string]any

@@ -22,6 +22,7 @@ type changeFlags struct {
 	maxNodes           int
 	quota              string
 	ejectAfter         string
+	lend, noLend       bool
 }
 
 func (f *changeFlags) register(cmd *cobra.Command, withUnset bool) {
@@ -37,6 +38,8 @@ func (f *changeFlags) register(cmd *cobra.Command, withUnset bool) {
 	fs.IntVar(&f.maxNodes, "max-nodes", 0, "most nodes that may hold the group at once (0 = unlimited, 1 = exclusive)")
 	fs.StringVar(&f.quota, "quota", "", `limits shared by all holders, comma-separated: N/UNIT (requests) or N tokens/UNIT, UNIT s|m|h|d, each optionally "burst B", e.g. "600/m, 90000 tokens/m, 10000/d" ("" clears)`)
 	registerEjectAfter(fs, &f.ejectAfter)
+	fs.BoolVar(&f.lend, "lend", false, "let nodes that do not hold the group borrow it for a call when their own groups are spent (the default; capped groups are never lent)")
+	fs.BoolVar(&f.noLend, "no-lend", false, "never lend the group: only its holders use its key")
 }
 
 // change builds the Change the flags ask for; unset flags change nothing.
@@ -115,6 +118,14 @@ func (f *changeFlags) change(cmd *cobra.Command) (registry.Change, error) {
 			return c, err
 		}
 		c.EjectAfter = &e
+	}
+	switch lend, noLend := fs.Changed("lend") && f.lend, fs.Changed("no-lend") && f.noLend; {
+	case lend && noLend:
+		return c, usageErrorf("--lend and --no-lend together: give one")
+	case lend:
+		c.Lend = new(true)
+	case noLend:
+		c.Lend = new(false)
 	}
 	return c, nil
 }

@@ -166,6 +166,9 @@ func mergeChange(base, over registry.Change) registry.Change {
 	if over.EjectAfter != nil {
 		out.EjectAfter = over.EjectAfter
 	}
+	if over.Lend != nil {
+		out.Lend = over.Lend
+	}
 	return out
 }
 
@@ -181,6 +184,7 @@ type groupDoc struct {
 	Config     map[string]string `yaml:"config"`
 	SecretKeys []string          `yaml:"secret_keys"`
 	EjectAfter string            `yaml:"eject_after"`
+	Lend       *bool             `yaml:"lend"`
 
 	Version   any `yaml:"version"`
 	Limits    any `yaml:"limits"` // derived from quota
@@ -261,6 +265,7 @@ func parseGroupFile(data []byte, name string) (registry.Change, error) {
 		e := d.EjectAfter
 		c.EjectAfter = &e
 	}
+	c.Lend = d.Lend
 	return c, nil
 }
 
@@ -379,6 +384,7 @@ func groupDetailRows(g allocator.GroupView, now time.Time) [][]string {
 		{"max_nodes:", maxNodes},
 		{"quota:", dash(g.Quota)},
 		{"eject_after:", ejectAfterText(g.EjectAfter)},
+		{"lend:", lendText(g.Group)},
 		{"nodes:", nodeCount(g.Nodes)},
 		{"updated:", fmt.Sprintf("%s (%s) by %s", g.Updated.Local().Format(time.RFC3339), age(now, g.Updated), dash(g.UpdatedBy))},
 		{"created:", g.Created.Local().Format(time.RFC3339)},
@@ -399,6 +405,19 @@ func groupDetailRows(g allocator.GroupView, now time.Time) [][]string {
 		rows = append(rows, []string{"  " + k, v})
 	}
 	return rows
+}
+
+// lendText says whether nodes that do not hold g may borrow it.
+func lendText(g registry.Group) string {
+	switch {
+	case !g.Lend:
+		return "no (--no-lend)"
+	case g.MaxNodes > 0:
+		return "no (capped groups are never lent)"
+	case g.State != registry.Active:
+		return "no (only active groups are lent)"
+	}
+	return "yes"
 }
 
 // nodeCount renders a holder list as "2 (n1,n2)", or "0".

@@ -160,6 +160,7 @@ func TestGroupUsageErrors(t *testing.T) {
 		{[]string{"group", "update", "g", "--set", "a=1", "--at", "tomorrow"}, `invalid --at "tomorrow"`},
 		{[]string{"group", "update", "g", "--set", "a=1", "--at", "+-5m"}, "not in the future"},
 		{[]string{"group", "update", "g", "--secret", "nope"}, `secret key "nope" is not a config key`},
+		{[]string{"group", "update", "g", "--lend", "--no-lend"}, "--lend and --no-lend together"},
 		{[]string{"group", "rollback", "g"}, "missing --to VERSION"},
 		{[]string{"group", "retire", "g", "--at", "+1h", "--wait"}, "--wait cannot be combined with --at"},
 		{[]string{"group", "retire", "g", "--drain-timeout", "0s"}, "invalid --drain-timeout"},
@@ -308,4 +309,32 @@ func hostname(t *testing.T) string {
 	h, err := os.Hostname()
 	require.NoError(t, err)
 	return h
+}
+
+// TestGroupLendFlags: --no-lend and --lend set the mark (a version each),
+// get and -o json show it, export carries it and import sets it back.
+func TestGroupLendFlags(t *testing.T) {
+	s := redistest.Start(t)
+	url := s.URL()
+	out := mustRun(t, url, "group", "add", "g", "--no-lend")
+	assert.Contains(t, out, "added")
+	var g map[string]any
+	require.NoError(t, json.Unmarshal([]byte(mustRun(t, url, "-o", "json", "group", "get", "g")), &g))
+	assert.Equal(t, false, g["lend"])
+	assert.Contains(t, mustRun(t, url, "group", "get", "g"), "lend:         no (--no-lend)")
+	exported := mustRun(t, url, "export")
+	assert.Contains(t, exported, "lend: false")
+
+	mustRun(t, url, "group", "update", "g", "--lend")
+	require.NoError(t, json.Unmarshal([]byte(mustRun(t, url, "-o", "json", "group", "get", "g")), &g))
+	assert.Equal(t, true, g["lend"])
+	assert.Equal(t, 2.0, g["version"])
+	assert.Contains(t, mustRun(t, url, "group", "update", "g", "--lend"), "unchanged")
+
+	f := filepath.Join(t.TempDir(), "pool.yaml")
+	require.NoError(t, os.WriteFile(f, []byte(exported), 0o600))
+	out = mustRun(t, url, "import", f)
+	assert.Contains(t, out, "lend")
+	require.NoError(t, json.Unmarshal([]byte(mustRun(t, url, "-o", "json", "group", "get", "g")), &g))
+	assert.Equal(t, false, g["lend"], "import carries the mark")
 }

@@ -69,7 +69,7 @@ func TestGroupLimitsCLI(t *testing.T) {
 	var u []map[string]any
 	require.NoError(t, json.Unmarshal([]byte(out), &u))
 	require.Len(t, u, 1)
-	assert.Equal(t, map[string]any{"minute": u[0]["minute"], "requests": 3.0, "tokens": 4500.0, "rejected": 0.0, "throttled": 0.0, "failures": 0.0}, u[0])
+	assert.Equal(t, map[string]any{"minute": u[0]["minute"], "requests": 3.0, "tokens": 4500.0, "rejected": 0.0, "throttled": 0.0, "failures": 0.0, "borrowed": 0.0}, u[0])
 	assert.Equal(t, time.Unix(minute*60, 0).UTC().Format(time.RFC3339), u[0]["minute"])
 	out = mustRun(t, url, "group", "usage", "llm")
 	assert.Contains(t, out, "MINUTE")

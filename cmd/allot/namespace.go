@@ -53,7 +53,7 @@ never set with 'allot namespace set', nor MAX-LIVE-NODES (0 = no limit).`,
 	}
 }
 
-var namespaceHeader = []string{"NAME", "NODES", "GROUPS", "INTERVAL", "TTL", "MAX-LIVE-NODES", "MAX SUSPENDED", "MAX COOLDOWN"}
+var namespaceHeader = []string{"NAME", "NODES", "GROUPS", "INTERVAL", "TTL", "MAX-LIVE-NODES", "MAX SUSPENDED", "MAX COOLDOWN", "LENDING"}
 
 // namespaceRows is the table of `namespace list`.
 func namespaceRows(list []allocator.NamespaceInfo) [][]string {
@@ -65,7 +65,8 @@ func namespaceRows(list []allocator.NamespaceInfo) [][]string {
 		}
 		maxSuspended, maxCooldown := healthSettingsText(n.Health)
 		rows = append(rows, []string{n.Name, strconv.FormatInt(n.Nodes, 10), strconv.FormatInt(n.Groups, 10),
-			n.Heartbeat.Interval.String(), ttl, maxLiveText(n.MaxLiveNodes, n.MaxLiveNodesStored), maxSuspended, maxCooldown})
+			n.Heartbeat.Interval.String(), ttl, maxLiveText(n.MaxLiveNodes, n.MaxLiveNodesStored), maxSuspended, maxCooldown,
+			allocator.OnOff(n.Lending)})
 	}
 	return rows
 }
@@ -88,10 +89,11 @@ func newNamespaceSetCommand(a *app) *cobra.Command {
 		force   bool
 		maxLive int64
 		health  healthSettingFlags
+		lending string
 	)
 	cmd := &cobra.Command{
-		Use:   "set [--interval 2s] [--ttl 6s] [--max-live-nodes N] [--max-suspended P%] [--max-cooldown D]",
-		Short: "Set the heartbeat interval and TTL, the live-node cap or the key health limits of the namespace (--namespace)",
+		Use:   "set [--interval 2s] [--ttl 6s] [--max-live-nodes N] [--max-suspended P%] [--max-cooldown D] [--lending on|off]",
+		Short: "Set the heartbeat interval and TTL, the live-node cap, the key health limits or lending of the namespace (--namespace)",
 		Long: `Set stores the heartbeat interval and TTL of the namespace in Redis. Every
 process of the namespace reads them when it starts: nodes, 'allot serve',
 'allot rebalance', 'allot check perf'. The TTL must be at least 3 × the
@@ -110,15 +112,23 @@ beat, with no restart.
 
 --max-suspended and --max-cooldown bound what node reports may do to the
 pool (see 'Key health' in docs/design.md); they act at the next report,
-no restart needed.`,
-		Example: "  allot namespace set --interval 5s --ttl 15s\n  allot --namespace batch namespace set --interval 10s\n  allot namespace set --max-live-nodes 500\n  allot namespace set --max-suspended 50% --max-cooldown 60s",
+no restart needed.
+
+--lending off stops every borrow at once: a node whose own groups are spent
+no longer takes a call from another group's key (Acquire); on (the
+default) lends the pool's lendable groups again.`,
+		Example: "  allot namespace set --interval 5s --ttl 15s\n  allot --namespace batch namespace set --interval 10s\n  allot namespace set --max-live-nodes 500\n  allot namespace set --max-suspended 50% --max-cooldown 60s\n  allot namespace set --lending off",
 		Args:    exactArgs(),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			fs := cmd.Flags()
 			setHeartbeat := fs.Changed("interval") || fs.Changed("ttl")
 			setMaxLive := fs.Changed("max-live-nodes")
-			if !setHeartbeat && !setMaxLive && !health.changed(fs) {
-				return usageErrorf("nothing to set (give --interval, --ttl, --max-live-nodes, --max-suspended or --max-cooldown)")
+			setLending := fs.Changed("lending")
+			if !setHeartbeat && !setMaxLive && !health.changed(fs) && !setLending {
+				return usageErrorf("nothing to set (give --interval, --ttl, --max-live-nodes, --max-suspended, --max-cooldown or --lending)")
+			}
+			if setLending && lending != "on" && lending != "off" {
+				return usageErrorf("invalid --lending %q: want on or off", lending)
 			}
 			if maxLive < 0 {
 				return usageErrorf("invalid --max-live-nodes %d: want a count >= 0 (0 = no limit)", maxLive)
@@ -185,7 +195,16 @@ no restart needed.`,
 					return err
 				}
 			}
-			info := allocator.NamespaceInfo{Name: hb.Namespace(), Nodes: nodes, Heartbeat: next, Stored: stored, Health: hs}
+			if setLending {
+				if err := reg.SetLending(ctx, lending == "on"); err != nil {
+					return err
+				}
+			}
+			lends, _, err := reg.Lending(ctx)
+			if err != nil {
+				return err
+			}
+			info := allocator.NamespaceInfo{Name: hb.Namespace(), Nodes: nodes, Heartbeat: next, Stored: stored, Health: hs, Lending: lends}
 			if info.MaxLiveNodes, info.MaxLiveNodesStored, err = heartbeat.LoadMaxLiveNodes(ctx, rdb, a.namespace); err != nil {
 				return err
 			}
@@ -202,6 +221,9 @@ no restart needed.`,
 					ms, mc := healthSettingsText(hs)
 					title = append(title, fmt.Sprintf("namespace %q: max suspended %s, max cooldown %s (the next report uses them)", info.Name, ms, mc))
 				}
+				if setLending {
+					title = append(title, fmt.Sprintf("namespace %q: lending %s (from the next acquire)", info.Name, allocator.OnOff(lends)))
+				}
 				return table{title: title}
 			})
 		},
@@ -211,5 +233,6 @@ no restart needed.`,
 	cmd.Flags().DurationVar(&cfg.TTL, "ttl", 0, "how long a silent node stays live, >= 3 × interval, e.g. 6s")
 	cmd.Flags().BoolVar(&force, "force", false, "store even though nodes are registered (restart them right after)")
 	health.register(cmd.Flags())
+	cmd.Flags().StringVar(&lending, "lending", "", "on: lend the pool's lendable groups to nodes whose own groups are spent (the default); off: never")
 	return cmd
 }

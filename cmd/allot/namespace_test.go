@@ -25,7 +25,7 @@ func TestNamespaceSetList(t *testing.T) {
 
 	mustRun(t, url, "group", "add", "g1")
 	out = mustRun(t, url, "namespace", "list")
-	assert.Equal(t, "NAME     NODES  GROUPS  INTERVAL  TTL           MAX-LIVE-NODES    MAX SUSPENDED  MAX COOLDOWN\ndefault  0      1       2s        6s (default)  100000 (default)  50%            1m0s\n", out)
+	assert.Equal(t, "NAME     NODES  GROUPS  INTERVAL  TTL           MAX-LIVE-NODES    MAX SUSPENDED  MAX COOLDOWN  LENDING\ndefault  0      1       2s        6s (default)  100000 (default)  50%            1m0s          on\n", out)
 
 	out = mustRun(t, url, "namespace", "set", "--interval", "5s")
 	assert.Equal(t, "namespace \"default\": interval 5s, ttl 15s (processes read it when they start)\n", out)
@@ -35,9 +35,9 @@ func TestNamespaceSetList(t *testing.T) {
 	require.NoError(t, json.Unmarshal([]byte(mustRun(t, url, "namespace", "list", "-o", "json")), &list))
 	require.Len(t, list, 2)
 	assert.Equal(t, map[string]any{"name": "batch", "nodes": 0.0, "groups": 0.0, "interval": "10s", "ttl": "40s", "stored": true,
-		"max_live_nodes": 100000.0, "max_suspended": 50.0, "max_cooldown": "1m0s"}, list[0])
+		"max_live_nodes": 100000.0, "max_suspended": 50.0, "max_cooldown": "1m0s", "lending": "on"}, list[0])
 	assert.Equal(t, map[string]any{"name": "default", "nodes": 0.0, "groups": 1.0, "interval": "5s", "ttl": "15s", "stored": true,
-		"max_live_nodes": 100000.0, "max_suspended": 50.0, "max_cooldown": "1m0s"}, list[1])
+		"max_live_nodes": 100000.0, "max_suspended": 50.0, "max_cooldown": "1m0s", "lending": "on"}, list[1])
 
 	// Bad settings are usage errors and change nothing.
 	for _, args := range [][]string{
@@ -111,7 +111,31 @@ func TestNamespaceSetHealth(t *testing.T) {
 	require.NoError(t, err)
 	assert.False(t, stored, "the heartbeat settings were not written")
 	out = mustRun(t, url, "namespace", "list")
-	assert.Regexp(t, `(?m)^default\s+1\s+0\s+2s\s+6s \(default\)\s+100000 \(default\)\s+0%\s+1m30s$`, out)
+	assert.Regexp(t, `(?m)^default\s+1\s+0\s+2s\s+6s \(default\)\s+100000 \(default\)\s+0%\s+1m30s\s+on$`, out)
+}
+
+// TestNamespaceSetLending: --lending off stores the switch (every acquire
+// script reads it), on stores it back; anything else is a usage error.
+func TestNamespaceSetLending(t *testing.T) {
+	s := redistest.Start(t)
+	url := s.URL()
+	rdb := s.Client(t)
+	out := mustRun(t, url, "namespace", "set", "--lending", "off")
+	assert.Equal(t, "namespace \"default\": lending off (from the next acquire)\n", out)
+	on, stored, err := registry.New(rdb).Lending(context.Background())
+	require.NoError(t, err)
+	assert.False(t, on)
+	assert.True(t, stored)
+	assert.Regexp(t, `(?m)\s+off$`, mustRun(t, url, "namespace", "list"))
+	var info map[string]any
+	require.NoError(t, json.Unmarshal([]byte(mustRun(t, url, "-o", "json", "namespace", "set", "--lending", "on")), &info))
+	assert.Equal(t, "on", info["lending"])
+	_, errOut, code := runCLI(t, url, "namespace", "set", "--lending", "maybe")
+	assert.Equal(t, 2, code)
+	assert.Contains(t, errOut, `invalid --lending "maybe": want on or off`)
+	on, _, err = registry.New(rdb).Lending(context.Background())
+	require.NoError(t, err)
+	assert.True(t, on, "nothing written")
 }
 
 // TestRebalanceReapsByNamespaceTTL: `allot rebalance` judges nodes by the

@@ -57,12 +57,13 @@ func goldenGroups() []registry.Group {
 			Config:     map[string]string{"api_key": "****wxyz", "model": "gpt-5", "endpoint": "https://api.openai.com/v1"},
 			SecretKeys: []string{"api_key"},
 			Created:    goldenNow.Add(-72 * time.Hour), Updated: goldenNow.Add(-90 * time.Second), UpdatedBy: "cli:ana@ops-1",
+			Lend: true,
 		},
 		{
 			Name: "anthropic-eu.2", Version: 1, State: registry.Draining, Weight: 1, MaxNodes: 1,
 			Config:  map[string]string{},
 			Created: goldenNow.Add(-3 * time.Hour), Updated: goldenNow.Add(-3 * time.Hour), UpdatedBy: "cli:bo@laptop",
-			DrainBy: goldenNow.Add(4 * time.Minute),
+			DrainBy: goldenNow.Add(4 * time.Minute), Lend: true,
 		},
 	}
 }
@@ -151,7 +152,7 @@ func TestYAMLKeepsJSONNamesAndOrder(t *testing.T) {
 		keys = append(keys, n.Content[0].Content[i].Value)
 	}
 	assert.Equal(t, []string{"name", "version", "state", "weight", "max_nodes", "quota", "limits", "config", "secret_keys",
-		"created", "updated", "updated_by", "eject_after", "nodes"}, keys)
+		"created", "updated", "updated_by", "eject_after", "lend", "nodes"}, keys)
 	assert.Contains(t, string(b), "  api_key: '****wxyz'\n")
 	assert.Contains(t, string(b), "secret_keys:\n  - api_key\n")
 }

@@ -47,7 +47,7 @@ func newGroupUsageCommand(a *app) *cobra.Command {
 	return cmd
 }
 
-var usageHeader = []string{"MINUTE", "REQUESTS", "TOKENS", "REJECTED", "THROTTLED", "FAILURES", "USED"}
+var usageHeader = []string{"MINUTE", "REQUESTS", "BORROWED", "TOKENS", "REJECTED", "THROTTLED", "FAILURES", "USED"}
 
 // usageTable is the table of `group usage`: one row per minute with use,
 // USED being the highest fraction of any limit that minute took.
@@ -62,7 +62,7 @@ func usageTable(ls limiter.Limits, u []limiter.Minute) table {
 			used = strconv.FormatFloat(ls.Used(m)*100, 'f', 0, 64) + "%"
 		}
 		t.rows = append(t.rows, []string{
-			m.Minute.Format("2006-01-02 15:04"), strconv.FormatInt(m.Requests, 10), strconv.FormatInt(m.Tokens, 10),
+			m.Minute.Format("2006-01-02 15:04"), strconv.FormatInt(m.Requests, 10), strconv.FormatInt(m.Borrowed, 10), strconv.FormatInt(m.Tokens, 10),
 			strconv.FormatInt(m.Rejected, 10), strconv.FormatInt(m.Throttled, 10), strconv.FormatInt(m.Failures, 10), used,
 		})
 	}

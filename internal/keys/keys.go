@@ -140,6 +140,13 @@ func (k Keys) NodeEvents(id string) string { return k.Events() + ":node:" + id }
 // GroupEvents carries only group name's events (group.*), for its holders.
 func (k Keys) GroupEvents(name string) string { return k.Events() + ":group:" + name }
 
+// LendEvents carries every event that moves the group revision (group
+// writes, with the new document as on GroupEvents, and the key health
+// transitions suspended, probing, recovered, resumed), for the processes
+// that keep a copy of every group to borrow from (registry.Catalog): Go
+// nodes that borrowed once, and allot serve.
+func (k Keys) LendEvents() string { return k.Events() + ":lend" }
+
 // GroupRevField is the field of State holding the group revision of group
 // name's last write (absent: deleted, or not written since fields existed).
 func GroupRevField(name string) string { return "r:" + name }
@@ -204,3 +211,20 @@ func (k Keys) Reporters() string { return k.prefix + ":reporters" }
 // number (Unix seconds / 60, server time) follows it. The limiter script
 // builds the full name itself from this prefix.
 func (k Keys) UsagePrefix(group string) string { return k.prefix + ":usage:" + group + ":" }
+
+// Borrowers is a ZSET of the nodes that borrowed group (node ID -> Unix ms,
+// server time, until which the borrow counts as proof that the node used
+// the group's key): written by the acquire script when it lends the group,
+// read by health.lua, which takes a borrower's report as a holder's until
+// then. It expires with its last entry; deleting the group drops it.
+func (k Keys) Borrowers(group string) string { return k.prefix + ":borrowers:" + group }
+
+// LeaseSecret is a STRING holding the namespace's lease MAC key (32 random
+// bytes, hex), created once, atomically, by the first allot serve that
+// needs it: every replica signs and checks HTTP leases with it.
+func (k Keys) LeaseSecret() string { return k.prefix + ":lease_secret" }
+
+// Settled is the STRING recording that HTTP lease id was settled; it
+// expires when the lease does, so a second settle is refused while the
+// lease could still be presented.
+func (k Keys) Settled(id string) string { return k.prefix + ":settled:" + id }

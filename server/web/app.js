@@ -185,6 +185,13 @@
     return Number.isNaN(d.getTime()) ? String(ts) : d.toLocaleString();
   }
 
+  // lendMark marks a group nodes may not borrow (lend: false); a capped
+  // group is never lent either, which its max shows already.
+  function lendMark(g) {
+    if (g.lend !== false) return null;
+    return el('span', { class: 'badge', title: 'never lent to nodes that do not hold it (--no-lend)', testid: 'group-nolend-' + g.name }, 'no lend');
+  }
+
   function stateBadge(s) {
     return el('span', { class: 'badge ' + (s || ''), testid: 'state' }, s || '–');
   }
@@ -457,7 +464,7 @@
         el('td', {}, stateBadge(g.state), healthNote(g)),
         el('td', {}, 'v' + g.version),
         el('td', { class: 'num' }, fmtNum(g.weight)),
-        el('td', { class: 'num' }, g.max_nodes ? String(g.max_nodes) : '∞'),
+        el('td', { class: 'num' }, g.max_nodes ? String(g.max_nodes) : '∞', lendMark(g)),
         el('td', { class: 'mono' }, limitsView(g)),
         el('td', {}, sparkline(g)),
         el('td', { testid: 'group-nodes' }, holders.length + ' / ' + (target === undefined ? '–' : fmtNum(target))),
