@@ -23,6 +23,9 @@ type Status struct {
 	// Unserved lists the active groups no live node holds (sorted): with no
 	// nodes at all the pool is "balanced" yet serves nothing.
 	Unserved []string `json:"unserved"`
+
+	// groups are the documents the status was built from, for ReadUsage.
+	groups []registry.Group
 }
 
 // GroupStatus is one group in a Status.
@@ -41,10 +44,15 @@ type GroupStatus struct {
 	Share float64 `json:"share"`
 	// Health is the group's key health (cooldown, failures, suspension).
 	Health *registry.Health `json:"health,omitempty"`
-	// Used is the highest fraction of any of the group's limits used in the
-	// last full minute (0.5 = half; above 1 = over), filled by ReadUsage;
-	// 0 for a group without a quota.
+	// Used is the highest fraction of any of the group's limits used, each
+	// read over its window (quota.Limits.MostUsed: the last full minute for
+	// a limit per second or minute, the last hour or day for one per hour
+	// or day; 0.5 = half, above 1 = over), filled by ReadUsage; 0 for a
+	// group without a quota.
 	Used float64 `json:"used"`
+	// Short is true for an active group that live nodes hold fewer times
+	// than Plan wants (Target): unserved, or waiting for a node.
+	Short bool `json:"short,omitempty"`
 }
 
 // NodeStatus is one live node in a Status.
@@ -53,6 +61,10 @@ type NodeStatus struct {
 	IP       string    `json:"ip"`
 	Groups   []string  `json:"groups"`
 	LastSeen time.Time `json:"last_seen"`
+	// Stale is true for a node still live (within its TTL) whose last beat
+	// is older than two heartbeat intervals: it missed a beat and may be
+	// about to be reaped.
+	Stale bool `json:"stale,omitempty"`
 }
 
 // GroupView is a group as the CLI and the HTTP API show it: the stored
@@ -69,6 +81,7 @@ func Inspect(ctx context.Context, reg *registry.Registry, hb *heartbeat.Tracker)
 		return Status{}, err
 	}
 	s := st.status()
+	s.markStale(st.now, StaleAfter*hb.Config().Interval)
 	s.Namespace = reg.Namespace()
 	withHealth, err := reg.WithHealth(ctx, st.groups)
 	if err != nil {
@@ -114,8 +127,10 @@ func (st state) status() Status {
 		if len(h) > 0 {
 			gs.Share = 1 / float64(len(h))
 		}
+		gs.Short = g.State == registry.Active && len(h) < gs.Target
 		s.Groups = append(s.Groups, gs)
 	}
+	s.groups = st.groups
 	s.Unserved = []string{}
 	for _, g := range s.Groups {
 		if g.State == string(registry.Active) && len(g.Nodes) == 0 {
@@ -125,6 +140,21 @@ func (st state) status() Status {
 	s.Waiting = st.next().waiting
 	s.Balanced = s.Waiting == 0 && Balanced(groups, nodes, current)
 	return s
+}
+
+// StaleAfter is how many heartbeat intervals without a beat make a live
+// node stale (NodeStatus.Stale).
+const StaleAfter = 2
+
+// markStale flags the nodes whose last beat is older than after at now
+// (Redis server time); after <= 0 flags none.
+func (s *Status) markStale(now time.Time, after time.Duration) {
+	if after <= 0 || now.IsZero() {
+		return
+	}
+	for i, n := range s.Nodes {
+		s.Nodes[i].Stale = now.Sub(n.LastSeen) > after
+	}
 }
 
 // View is group g as the CLI and the HTTP API show it: masked unless reveal

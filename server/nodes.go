@@ -68,7 +68,7 @@ func (s *Server) status(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	if err := st.ReadUsage(r.Context(), s.reg); err != nil {
+	if err := st.ReadUsage(r.Context(), s.usage); err != nil {
 		return err
 	}
 	writeJSON(w, http.StatusOK, st)
