@@ -209,6 +209,10 @@ func TestRead(t *testing.T) {
 	assert.Equal(t, 60, Limits{ls[2]}.WindowMinutes())
 	assert.Equal(t, 2, Limits{ls[0]}.WindowMinutes())
 	assert.Zero(t, Limits(nil).MostUsed(tot))
+	assert.InDelta(t, 100.0/60, ls.PerMinuteOf(Requests), 1e-9, "100/h is the tightest pace")
+	assert.InDelta(t, 10000.0/1440, Limits{ls[0], ls[3]}.PerMinuteOf(Requests), 1e-9, "600/m, 10000/d: the daily pace")
+	assert.InDelta(t, 90000, ls.PerMinuteOf(Tokens), 1e-9)
+	assert.Zero(t, Limits{ls[0]}.PerMinuteOf(Tokens))
 	// A refund below zero never reads as negative use.
 	assert.Zero(t, Limits{ls[1]}.Read(Totals{LastMinute: Minute{Tokens: -5}})[0].Used)
 }

@@ -117,3 +117,17 @@ func (ls Limits) WindowMinutes() int {
 	}
 	return n
 }
+
+// PerMinuteOf is the sustained rate per minute of the tightest limit of
+// kind in ls (for requests, AutoWeight's number: "600/m, 10000/d" gives
+// 6.94); 0 when ls has no limit of kind. A pool's capacity per minute is
+// the sum of its groups'.
+func (ls Limits) PerMinuteOf(kind Kind) float64 {
+	tight := 0.0
+	for _, l := range ls {
+		if l.Kind == kind && (tight == 0 || l.PerMinute() < tight) {
+			tight = l.PerMinute()
+		}
+	}
+	return tight
+}

@@ -36,7 +36,12 @@ type keptUse struct {
 	created  time.Time // the group's; a group created again starts afresh
 	from, to int64
 	minutes  map[int64]quota.Minute
+	lastRead int64 // the minute of the last Read that asked for the group
 }
+
+// forgetAfter is how many minutes a UsageReader keeps a group no Read
+// asked for (a deleted group, one a caller stopped asking for).
+const forgetAfter = 60
 
 // GroupUse is one group's use as a UsageReader reads it.
 type GroupUse struct {
@@ -74,7 +79,8 @@ type span struct {
 // Read returns the use of groups over the last since (0, or at most
 // MaxUsageWindow: Minutes holds since / 1 minute entries, the current
 // minute included; 0 gives no Minutes, only Totals) and their totals,
-// "now" being Redis server time. Groups it is not given are forgotten.
+// "now" being Redis server time. Callers may ask for different groups and
+// spans: what one read keeps serves the others.
 func (u *UsageReader) Read(ctx context.Context, groups []Group, since time.Duration) (PoolUse, error) {
 	if since < 0 || since > MaxUsageWindow {
 		return PoolUse{}, fmt.Errorf("%w: %v (want 0 to %v)", ErrInvalidWindow, since, MaxUsageWindow)
@@ -116,17 +122,30 @@ func (u *UsageReader) Read(ctx context.Context, groups []Group, since time.Durat
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	out := PoolUse{From: minuteStart(cur - shown + 1), Now: minuteStart(cur), Groups: make(map[string]GroupUse, len(plan))}
-	next := make(map[string]*keptUse, len(plan))
 	for _, s := range plan {
+		// What is known after this read: the kept range, joined to [lo,
+		// cur] (all of it kept or read now) when the two touch; of it, the
+		// minutes up to settled are kept.
 		k := u.kept[s.g.Name]
-		fresh := &keptUse{created: s.g.Created, from: s.lo, to: min(settled, cur), minutes: map[int64]quota.Minute{}}
-		if k != nil && k.created.Equal(s.g.Created) {
-			for m, v := range k.minutes {
-				if m >= s.lo && m <= settled {
-					fresh.minutes[m] = v
-				}
+		if k == nil || !k.created.Equal(s.g.Created) {
+			k = &keptUse{created: s.g.Created, from: s.lo, to: s.lo - 1, minutes: map[int64]quota.Minute{}}
+		}
+		switch {
+		case k.to >= s.lo-1 && k.to >= k.from:
+			k.from = min(k.from, s.lo)
+			k.to = max(k.to, settled)
+		case s.lo <= settled: // a gap before lo: start over from lo
+			k.from, k.to = s.lo, settled
+			clear(k.minutes)
+		}
+		k.from = max(k.from, cur-1439)
+		k.lastRead = cur
+		for m := range k.minutes {
+			if m < k.from {
+				delete(k.minutes, m)
 			}
 		}
+		fresh := k
 		got := map[int64]quota.Minute{}
 		for i, m := range s.reads {
 			if v := read[s.offset+i]; !v.IsZero() {
@@ -165,10 +184,16 @@ func (u *UsageReader) Read(ctx context.Context, groups []Group, since time.Durat
 		}
 		out.Groups[s.g.Name] = gu
 		if fresh.to >= fresh.from {
-			next[s.g.Name] = fresh
+			u.kept[s.g.Name] = fresh
+		} else {
+			delete(u.kept, s.g.Name)
 		}
 	}
-	u.kept = next
+	for name, k := range u.kept {
+		if k.lastRead < cur-forgetAfter {
+			delete(u.kept, name)
+		}
+	}
 	return out, nil
 }
 

@@ -112,6 +112,15 @@ func TestUsageReader(t *testing.T) {
 		assert.Equal(t, int64(4*(registry.SettleMinutes+1)), count.n.Load(), "minutes read again")
 		assert.Equal(t, int64(17), again.Groups["day"].Totals.Day.Requests, "the settle on a recent minute counts, the old minute is kept as read")
 
+		// A caller asking for the totals only (status) does not make the
+		// next hour's read start over.
+		_, err = r.Read(ctx, groups, 0)
+		require.NoError(t, err)
+		count.n.Store(0)
+		_, err = r.Read(ctx, groups, time.Hour)
+		require.NoError(t, err)
+		assert.Equal(t, int64(4*(registry.SettleMinutes+1)), count.n.Load(), "minutes read after a totals-only read")
+
 		// Created again under the same name: nothing of the old group is kept.
 		require.NoError(t, e.reg.Delete(ctx, "day", "test"))
 		q := "10000/d"

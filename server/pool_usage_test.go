@@ -56,8 +56,8 @@ func TestPoolUsageAPI(t *testing.T) {
 	use := func(group string, minute int64, fields ...any) {
 		require.NoError(t, a.rdb.HSet(ctx, k.UsagePrefix(group)+strconv.FormatInt(minute, 10), fields...).Err())
 	}
-	use("llm", cur-600, "requests", 4)                  // today, not this hour
-	use("llm", cur-1, "requests", 2, "tokens", 3000)    // the last full minute
+	use("llm", cur-600, "requests", 4)                   // today, not this hour
+	use("llm", cur-1, "requests", 2, "tokens", 3000)     // the last full minute
 	use("search", cur-1, "requests", 300, "rejected", 7) // half of 600/m
 	use("free", cur-5, "throttled", 1)
 
