@@ -43,6 +43,8 @@ simulations in one namespace need different --prefix values.`,
 				return err
 			}
 			switch {
+			case !cmd.Flags().Changed("count"):
+				return usageErrorf("--count is required: how many nodes to run")
 			case count < 1 || count > simulate.MaxCount:
 				return usageErrorf("invalid --count %d: want 1..%d", count, simulate.MaxCount)
 			case tokens < 0 || tokens > limiter.MaxCost:
@@ -87,7 +89,6 @@ simulations in one namespace need different --prefix values.`,
 	f.StringVar(&spend, "spend", "", "calls the whole fleet makes, as a rate: 50/s, 600/m (each node Acquires its part from its groups)")
 	f.Int64Var(&tokens, "tokens", 0, "tokens each call reserves from the token limits")
 	f.StringVar(&prefix, "prefix", "sim-", "node ID prefix: IDs are the prefix and a number (sim-0001)")
-	_ = cmd.MarkFlagRequired("count")
 	return cmd
 }
 
