@@ -430,6 +430,7 @@ func TestBrowserPoolAtSize(t *testing.T) {
 	t.Logf("open tab on a steady pool: %.2f KB/s over %v", rate/1024, time.Since(start).Round(time.Second))
 	assert.LessOrEqual(t, rate, float64(maxOpenRate), "bytes per second with the tab open")
 
+	p.do("pointer away", chromedp.MouseEvent(chromedp.MouseMoved, 1390, 990))
 	shot, err := chromedp.Run(p.ctx, chromedp.CaptureScreenshot())
 	require.NoError(t, err)
 	require.NoError(t, os.MkdirAll(filepath.Dir(*uiShot), 0o755))
