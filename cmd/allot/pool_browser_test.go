@@ -43,7 +43,7 @@ const (
 )
 
 var (
-	uiWindow = flag.Duration("ui-window", 20*time.Second,
+	uiWindow = flag.Duration("ui-window", 10*time.Second,
 		"TestBrowserPoolAtSize: how long the traffic of the open tab is measured (BENCHMARKS.md uses 2m, which includes a full refresh)")
 	uiShot = flag.String("ui-shot", "testdata/artifacts/ui-pool.png",
 		"TestBrowserPoolAtSize: where the picture of the page at pool size goes (README's is ../../docs/img/ui-pool.png)")
@@ -437,7 +437,9 @@ func TestBrowserPoolAtSize(t *testing.T) {
 	require.NoError(t, os.WriteFile(*uiShot, shot, 0o644))
 
 	assert.Empty(t, p.consoleErrors(), "browser console errors")
+	leaving := time.Now()
 	stopNodes()
+	t.Logf("%d nodes left in %v", poolNodes, time.Since(leaving).Round(time.Millisecond))
 	assert.Contains(t, simOut.String(), fmt.Sprintf("%d nodes left", poolNodes))
 	assert.Equal(t, exitOK, stopServe())
 	t.Logf("wall time %v", time.Since(began).Round(time.Millisecond))
