@@ -21,6 +21,13 @@ export function fmtPct(ratio) {
   return (p < 1 ? p.toFixed(1).replace(/\.0$/, '') : String(Math.round(p))) + '%';
 }
 
+// fmtDemand is a node's or group's demand (GET /v1/status, placement by
+// demand): "20/s · 1500 tok/s"; "—" when the node reports none.
+export function fmtDemand(d) {
+  if (!d) return '—';
+  return fmtNum(d.calls) + '/s' + (d.tokens ? ' · ' + fmtNum(d.tokens) + ' tok/s' : '');
+}
+
 // fmtShare is each holder's part of every limit of the quota text, e.g.
 // "150/m, 22500 tokens/m (25%)", or only the percentage without a quota.
 export function fmtShare(share, quota) {

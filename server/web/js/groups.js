@@ -2,7 +2,7 @@
 // hot), sortable, filtered by the summary and by text, a page at a time;
 // the actions of a row in its menu.
 import { $, el, replaceChildren, svg } from './dom.js';
-import { countdownText, fmtCount, fmtNum, fmtShare, windowWord } from './format.js';
+import { countdownText, fmtCount, fmtDemand, fmtNum, fmtShare, windowWord } from './format.js';
 import { classify, hooks, matches, state, statusGroups, usedOf } from './state.js';
 import { openRowMenu } from './actions.js';
 
@@ -49,6 +49,15 @@ function healthNote(g, doc) {
       + ' (eject after ' + ((doc && doc.eject_after) || '3/1m') + ')');
   }
   return null;
+}
+
+// demandNote is what the group's holders ask lately, against its quota
+// (the status's demand and wanted, when the server reports them).
+function demandNote(g) {
+  const d = g.demand;
+  if (!d || !(d.calls || d.tokens)) return null;
+  return el('div', { class: 'demand' + (g.wanted > 1 ? ' over' : ''), testid: 'group-demand', title: 'what its holders ask, against its quota' },
+    'asks ' + fmtDemand(d) + (g.wanted ? ' (' + fmtNum(Math.round(g.wanted * 1000) / 10) + '%)' : ''));
 }
 
 function limitText(l) {
@@ -175,7 +184,7 @@ export function renderGroups() {
     el('td', { class: 'state' }, stateBadge(g.state), ' ', healthNote(g, doc)),
     el('td', { class: 'num' + (c.short ? ' under' : ''), testid: 'group-nodes', title: c.short ? 'short of nodes' : '' },
       holders.length + ' / ' + fmtNum(g.target)),
-    el('td', { class: 'mono' }, limitsView(g, doc)),
+    el('td', { class: 'mono' }, limitsView(g, doc), demandNote(g)),
     el('td', {}, sparkline(g, doc)),
     el('td', { class: 'share', title: fmtShare(g.share, g.quota) }, fmtShare(g.share, g.quota)),
     el('td', { class: 'num' }, fmtNum(g.weight), g.max_nodes ? el('span', { class: 'muted' }, ' max ' + g.max_nodes) : null),

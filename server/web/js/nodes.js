@@ -1,7 +1,7 @@
 // The nodes table: search by ID, IP or group, the standby and stale
 // filters, a page at a time.
 import { $, el, replaceChildren } from './dom.js';
-import { ago } from './format.js';
+import { ago, fmtDemand } from './format.js';
 import { hooks, isMoved, state, statusNodes } from './state.js';
 
 export const NODES_PAGE = 25;
@@ -35,8 +35,9 @@ export function renderNodes() {
   el('td', { testid: 'node-groups' }, (n.groups || []).length
     ? n.groups.map((g) => el('span', { class: 'tag' }, g))
     : el('span', { class: 'muted' }, standby.has(n.id) ? 'standby' : '—')),
+  el('td', { class: 'mono', testid: 'node-demand' }, fmtDemand(n.demand)),
   el('td', { class: n.stale ? 'stale-note' : 'muted', title: n.last_seen || '' }, ago(n.last_seen, at), n.stale ? ' (stale)' : '')));
-  if (!trs.length) trs.push(el('tr', {}, el('td', { colspan: 4, class: 'empty' }, statusNodes().length ? 'No node matches.' : 'No live nodes.')));
+  if (!trs.length) trs.push(el('tr', {}, el('td', { colspan: 5, class: 'empty' }, statusNodes().length ? 'No node matches.' : 'No live nodes.')));
   replaceChildren($('nodes-body'), trs);
   $('node-count').textContent = rows.length
     ? (v.nodePage * NODES_PAGE + 1) + '–' + (v.nodePage * NODES_PAGE + page.length) + ' of ' + rows.length
