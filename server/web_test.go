@@ -25,6 +25,7 @@ func TestWebAssets(t *testing.T) {
 		"/":            "text/html; charset=utf-8",
 		"/index.html":  "text/html; charset=utf-8",
 		"/app.js":      "text/javascript; charset=utf-8",
+		"/boot.js":     "text/javascript; charset=utf-8",
 		"/style.css":   "text/css; charset=utf-8",
 		"/favicon.svg": "image/svg+xml",
 	}

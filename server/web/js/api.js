@@ -24,6 +24,16 @@ export function authHeaders(extra) {
 
 export const enc = encodeURIComponent;
 
+// takeBoot hands over, once, the answer boot.js started for a GET of path
+// (with the token of that moment), or null.
+function takeBoot(method, path) {
+  const boot = window.allotBoot;
+  if (method !== 'GET' || !boot || !boot[path]) return null;
+  const res = boot[path];
+  delete boot[path];
+  return res.catch(() => fetch(path, { headers: authHeaders({ Accept: 'application/json' }), cache: 'no-store' }));
+}
+
 // api calls the JSON API. body: undefined, a string (sent as-is with
 // contentType) or a value (sent as JSON). raw: return the response text.
 export async function api(method, path, body, opts = {}) {
@@ -36,7 +46,7 @@ export async function api(method, path, body, opts = {}) {
     payload = JSON.stringify(body);
     headers['Content-Type'] = 'application/json';
   }
-  const res = await fetch(path, { method, headers, body: payload, cache: 'no-store' });
+  const res = await (takeBoot(method, path) || fetch(path, { method, headers, body: payload, cache: 'no-store' }));
   if (res.headers.get('Allot-Dev') === 'true') state.devMode = true;
   const text = await res.text();
   if (!res.ok) {
