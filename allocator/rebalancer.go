@@ -392,6 +392,7 @@ type state struct {
 	assign registry.Assignment
 	groups []registry.Group
 	nodes  []heartbeat.Node
+	now    time.Time // Redis server time of the nodes' read (readState only)
 }
 
 // readState reads the pool as status shows it (live nodes with their last
@@ -405,7 +406,7 @@ func readState(ctx context.Context, reg *registry.Registry, hb *heartbeat.Tracke
 	if st.groups, err = listWithHealth(ctx, reg); err != nil {
 		return st, fmt.Errorf("allocator: read groups: %w", err)
 	}
-	if st.nodes, _, err = hb.Live(ctx); err != nil {
+	if st.nodes, st.now, err = hb.Live(ctx); err != nil {
 		return st, fmt.Errorf("allocator: read live nodes: %w", err)
 	}
 	return st, nil

@@ -24,6 +24,9 @@ type Status struct {
 	// Unserved lists the active groups no live node holds (sorted): with no
 	// nodes at all the pool is "balanced" yet serves nothing.
 	Unserved []string `json:"unserved"`
+
+	// groups are the documents the status was built from, for ReadUsage.
+	groups []registry.Group
 }
 
 // GroupStatus is one group in a Status.
@@ -42,9 +45,11 @@ type GroupStatus struct {
 	Share float64 `json:"share"`
 	// Health is the group's key health (cooldown, failures, suspension).
 	Health *registry.Health `json:"health,omitempty"`
-	// Used is the highest fraction of any of the group's limits used in the
-	// last full minute (0.5 = half; above 1 = over), filled by ReadUsage;
-	// 0 for a group without a quota.
+	// Used is the highest fraction of any of the group's limits used, each
+	// read over its window (quota.Limits.MostUsed: the last full minute for
+	// a limit per second or minute, the last hour or day for one per hour
+	// or day; 0.5 = half, above 1 = over), filled by ReadUsage; 0 for a
+	// group without a quota.
 	Used float64 `json:"used"`
 	// Demand is what its live holders asked for lately, summed (a holder
 	// of several groups counts an equal part towards each): placement by
@@ -54,6 +59,9 @@ type GroupStatus struct {
 	// Demand asks for (1.2 = a fifth more than the quota allows); 0 for a
 	// group without a quota.
 	Wanted float64 `json:"wanted"`
+	// Short is true for an active group that live nodes hold fewer times
+	// than Plan wants (Target): unserved, or waiting for a node.
+	Short bool `json:"short,omitempty"`
 }
 
 // NodeStatus is one live node in a Status.
@@ -65,6 +73,10 @@ type NodeStatus struct {
 	// Demand is what the node asked for lately, as its beats last stored it
 	// (null when it reports none: an HTTP node that sends no demand).
 	Demand *heartbeat.Demand `json:"demand"`
+	// Stale is true for a node still live (within its TTL) whose last beat
+	// is older than two heartbeat intervals: it missed a beat and may be
+	// about to be reaped.
+	Stale bool `json:"stale,omitempty"`
 }
 
 // GroupView is a group as the CLI and the HTTP API show it: the stored
@@ -81,6 +93,7 @@ func Inspect(ctx context.Context, reg *registry.Registry, hb *heartbeat.Tracker)
 		return Status{}, err
 	}
 	s := st.status()
+	s.markStale(st.now, StaleAfter*hb.Config().Interval)
 	s.Namespace = reg.Namespace()
 	withHealth, err := reg.WithHealth(ctx, st.groups)
 	if err != nil {
@@ -136,8 +149,10 @@ func (st state) status() Status {
 		if len(h) > 0 {
 			gs.Share = 1 / float64(len(h))
 		}
+		gs.Short = g.State == registry.Active && len(h) < gs.Target
 		s.Groups = append(s.Groups, gs)
 	}
+	s.groups = st.groups
 	s.Unserved = []string{}
 	for _, g := range s.Groups {
 		if g.State == string(registry.Active) && len(g.Nodes) == 0 {
@@ -162,6 +177,21 @@ func wanted(ls quota.Limits, d heartbeat.Demand) float64 {
 		}
 	}
 	return w
+}
+
+// StaleAfter is how many heartbeat intervals without a beat make a live
+// node stale (NodeStatus.Stale).
+const StaleAfter = 2
+
+// markStale flags the nodes whose last beat is older than after at now
+// (Redis server time); after <= 0 flags none.
+func (s *Status) markStale(now time.Time, after time.Duration) {
+	if after <= 0 || now.IsZero() {
+		return
+	}
+	for i, n := range s.Nodes {
+		s.Nodes[i].Stale = now.Sub(n.LastSeen) > after
+	}
 }
 
 // View is group g as the CLI and the HTTP API show it: masked unless reveal

@@ -7,8 +7,12 @@
 //   - kubernetes/: allot serve (Deployment, Service, PodDisruptionBudget,
 //     Secret) and an example node Deployment.
 //   - compose.yaml: Redis, allot serve and three example nodes.
+//   - monitoring/: a Grafana dashboard and Prometheus alerting rules over
+//     allot serve's /metrics.
 //
 // container_test.go builds the image and runs it with podman against a
 // redis-server of internal/redistest; manifests_test.go parses every YAML
-// document here and checks the fields README's "Deploy" section promises.
+// document here and checks the fields README's "Deploy" section promises;
+// monitoring_test.go checks the alerting rules with promtool and that every
+// metric the dashboard and the rules query is exported.
 package deploy

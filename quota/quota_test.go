@@ -164,12 +164,57 @@ func TestValidate(t *testing.T) {
 	assert.ErrorIs(t, err, ErrInvalidLimit, "the local fallback refuses them too")
 }
 
+// TestUsed: the per-minute reading is for limits per second and minute;
+// a daily limit is not read as a pace (6 requests against 10000/d were
+// 86% of its per-minute share).
 func TestUsed(t *testing.T) {
 	ls, err := Parse("600/m, 90000 tokens/m, 14400/d")
 	require.NoError(t, err)
-	m := Minute{Requests: 5, Tokens: 45000}
-	assert.Equal(t, []float64{5.0 / 600, 0.5, 0.5}, ls.UsedEach(m))
-	assert.InDelta(t, 0.5, ls.Used(m), 1e-9)
+	assert.InDelta(t, 0.5, ls.Used(Minute{Requests: 5, Tokens: 45000}), 1e-9)
+	daily, err := Parse("10000/d")
+	require.NoError(t, err)
+	assert.Zero(t, daily.Used(Minute{Requests: 6}), "a daily limit has no per-minute reading")
+	perSecond, err := Parse("10/s")
+	require.NoError(t, err)
+	assert.InDelta(t, 0.25, perSecond.Used(Minute{Requests: 150}), 1e-9, "150 in a minute of 600")
+}
+
+// TestRead: limits per second and minute are read over the last full
+// minute, per hour and day over their own window ("used today 6 / 10000").
+func TestRead(t *testing.T) {
+	ls, err := Parse("600/m, 90000 tokens/m, 100/h, 10000/d, 10/s")
+	require.NoError(t, err)
+	tot := Totals{
+		LastMinute: Minute{Requests: 300, Tokens: 9000},
+		Hour:       Minute{Requests: 50, Tokens: 20000},
+		Day:        Minute{Requests: 6, Tokens: 30000},
+	}
+	got := ls.Read(tot)
+	require.Len(t, got, 5)
+	want := []Use{
+		{Limit: ls[0], Window: time.Minute, Used: 300, Of: 600, Ratio: 0.5},
+		{Limit: ls[1], Window: time.Minute, Used: 9000, Of: 90000, Ratio: 0.1},
+		{Limit: ls[2], Window: time.Hour, Used: 50, Of: 100, Ratio: 0.5},
+		{Limit: ls[3], Window: Day, Used: 6, Of: 10000, Ratio: 0.0006},
+		{Limit: ls[4], Window: time.Minute, Used: 300, Of: 600, Ratio: 0.5},
+	}
+	for i := range want {
+		assert.Equal(t, want[i].Window, got[i].Window, "limit %d", i)
+		assert.Equal(t, want[i].Used, got[i].Used, "limit %d", i)
+		assert.InDelta(t, want[i].Of, got[i].Of, 1e-9, "limit %d", i)
+		assert.InDelta(t, want[i].Ratio, got[i].Ratio, 1e-9, "limit %d", i)
+	}
+	assert.InDelta(t, 0.5, ls.MostUsed(tot), 1e-9)
+	assert.Equal(t, 1440, ls.WindowMinutes())
+	assert.Equal(t, 60, Limits{ls[2]}.WindowMinutes())
+	assert.Equal(t, 2, Limits{ls[0]}.WindowMinutes())
+	assert.Zero(t, Limits(nil).MostUsed(tot))
+	assert.InDelta(t, 100.0/60, ls.PerMinuteOf(Requests), 1e-9, "100/h is the tightest pace")
+	assert.InDelta(t, 10000.0/1440, Limits{ls[0], ls[3]}.PerMinuteOf(Requests), 1e-9, "600/m, 10000/d: the daily pace")
+	assert.InDelta(t, 90000, ls.PerMinuteOf(Tokens), 1e-9)
+	assert.Zero(t, Limits{ls[0]}.PerMinuteOf(Tokens))
+	// A refund below zero never reads as negative use.
+	assert.Zero(t, Limits{ls[1]}.Read(Totals{LastMinute: Minute{Tokens: -5}})[0].Used)
 }
 
 func FuzzParse(f *testing.F) {

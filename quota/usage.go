@@ -66,11 +66,29 @@ func ReadUsage(ctx context.Context, rdb redis.Cmdable, prefix string, from, to i
 // usage keys start with prefixes[i], in one pipelined round trip; a group
 // without use gets a zero Minute with its time set.
 func ReadMinute(ctx context.Context, rdb redis.Cmdable, prefixes []string, minute int64) ([]Minute, error) {
-	cmds := make([]*redis.MapStringStringCmd, 0, len(prefixes))
-	if len(prefixes) > 0 {
+	refs := make([]MinuteRef, len(prefixes))
+	for i, p := range prefixes {
+		refs[i] = MinuteRef{Prefix: p, Minute: minute}
+	}
+	return ReadMinutes(ctx, rdb, refs)
+}
+
+// MinuteRef names one minute of one group's usage: the group's usage key
+// prefix and a usage minute number.
+type MinuteRef struct {
+	Prefix string
+	Minute int64
+}
+
+// ReadMinutes returns the minutes refs name, in their order, in one
+// pipelined round trip; a minute without use is a zero Minute with its time
+// set.
+func ReadMinutes(ctx context.Context, rdb redis.Cmdable, refs []MinuteRef) ([]Minute, error) {
+	cmds := make([]*redis.MapStringStringCmd, 0, len(refs))
+	if len(refs) > 0 {
 		_, err := rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-			for _, pre := range prefixes {
-				cmds = append(cmds, p.HGetAll(ctx, pre+strconv.FormatInt(minute, 10)))
+			for _, r := range refs {
+				cmds = append(cmds, p.HGetAll(ctx, r.Prefix+strconv.FormatInt(r.Minute, 10)))
 			}
 			return nil
 		})
@@ -80,7 +98,7 @@ func ReadMinute(ctx context.Context, rdb redis.Cmdable, prefixes []string, minut
 	}
 	out := make([]Minute, len(cmds))
 	for i, c := range cmds {
-		out[i] = minuteOf(minute, c.Val())
+		out[i] = minuteOf(refs[i].Minute, c.Val())
 	}
 	return out, nil
 }
@@ -92,26 +110,22 @@ func minuteOf(minute int64, h map[string]string) Minute {
 		Throttled: num("throttled"), Failures: num("failures"), Borrowed: num("borrowed")}
 }
 
-// Used is the highest fraction of any limit of ls that m used: for each
-// limit, what the minute took over the limit's sustained rate per minute.
-// 0 for no limits.
+// Used is the highest fraction of a per-second or per-minute limit of ls
+// that minute m took: what the minute took over the limit's rate per
+// minute (`allot group usage`'s USED, one minute a row). A limit per hour
+// or day is not read per minute: its reading is its window's (Read). 0 for
+// no such limit.
 func (ls Limits) Used(m Minute) float64 {
 	used := 0.0
-	for _, u := range ls.UsedEach(m) {
-		used = max(used, u)
-	}
-	return used
-}
-
-// UsedEach is, for each limit of ls, the fraction m used of it (as Used).
-func (ls Limits) UsedEach(m Minute) []float64 {
-	out := make([]float64, len(ls))
-	for i, l := range ls {
+	for _, l := range ls {
+		if l.Window() != time.Minute {
+			continue
+		}
 		c := float64(m.Requests)
 		if l.Kind == Tokens {
 			c = float64(m.Tokens)
 		}
-		out[i] = c / l.PerMinute()
+		used = max(used, c/l.PerMinute())
 	}
-	return out
+	return used
 }

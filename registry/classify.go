@@ -80,6 +80,7 @@ var invalidInput = []error{
 	ErrInvalidName, ErrInvalidWeight, ErrInvalidMaxNodes, ErrInvalidQuota,
 	ErrConfigTooLarge, ErrInvalidConfig, ErrInvalidSchedule,
 	ErrInvalidEjectAfter, ErrInvalidReport, ErrNoQuota, ErrInvalidWindow, ErrInvalidHealthSettings,
+	ErrInvalidCount,
 }
 
 // MaxScheduleAhead is how far in the future ParseAt accepts a time: a change

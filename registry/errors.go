@@ -89,6 +89,8 @@ var (
 	// ErrInvalidHealthSettings means a max_suspended outside 0–100 % or a
 	// max_cooldown outside 1s–1h.
 	ErrInvalidHealthSettings = errors.New("registry: invalid health settings (max_suspended 0-100%, max_cooldown 1s-1h)")
+	// ErrInvalidCount means a count of recent events outside 1..MaxRecentEvents.
+	ErrInvalidCount = errors.New("registry: invalid event count")
 )
 
 // opError is an error with the operation it happened in, e.g.

@@ -439,3 +439,85 @@ func splitList(s string) []string {
 	}
 	return strings.Split(s, ",")
 }
+
+// MaxRecentEvents bounds RecentEvents' count.
+const MaxRecentEvents = 1000
+
+// recentScan is how many audit entries one XREVRANGE of RecentEvents with
+// a group reads; the whole capped log (about 10,000) takes a few.
+const recentScan = 1000
+
+// RecentEvents returns the newest count events (1..MaxRecentEvents) of the
+// namespace's event streams, oldest first: what a watcher arriving now
+// missed, for the web UI's Events panel on load. With group, only that
+// group's events, found by reading the audit log backwards (node events
+// name no group), as far back as it is kept.
+func (r *Registry) RecentEvents(ctx context.Context, count int, group string) ([]Event, error) {
+	if count < 1 || count > MaxRecentEvents {
+		return nil, fmt.Errorf("%w: %d (want 1..%d)", ErrInvalidCount, count, MaxRecentEvents)
+	}
+	if group != "" {
+		if err := ValidateName(group); err != nil {
+			return nil, err
+		}
+		return r.recentOfGroup(ctx, count, group)
+	}
+	pipe := r.rdb.Pipeline()
+	cmds := []*redis.XMessageSliceCmd{
+		pipe.XRevRangeN(ctx, r.keys.Log(), "+", "-", int64(count)),
+		pipe.XRevRangeN(ctx, r.keys.NodeLog(), "+", "-", int64(count)),
+	}
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+		return nil, wrap(err, "read recent events")
+	}
+	var all []redis.XMessage
+	for _, c := range cmds {
+		all = append(all, c.Val()...)
+	}
+	// Newest first, then keep count and turn them oldest first.
+	slices.SortFunc(all, func(a, b redis.XMessage) int {
+		ia, ib := parseStreamID(a.ID), parseStreamID(b.ID)
+		switch {
+		case ib.less(ia):
+			return -1
+		case ia.less(ib):
+			return 1
+		}
+		return 0
+	})
+	if len(all) > count {
+		all = all[:count]
+	}
+	out := make([]Event, 0, len(all))
+	for i := len(all) - 1; i >= 0; i-- {
+		out = append(out, eventFromStream(all[i]))
+	}
+	return out, nil
+}
+
+// recentOfGroup reads the audit log backwards, recentScan entries at a
+// time, until it has count events of group or has read all of it.
+func (r *Registry) recentOfGroup(ctx context.Context, count int, group string) ([]Event, error) {
+	var newest []Event // newest first
+	end := "+"
+	for len(newest) < count {
+		ms, err := r.rdb.XRevRangeN(ctx, r.keys.Log(), end, "-", recentScan).Result()
+		if err != nil && !errors.Is(err, redis.Nil) {
+			return nil, wrap(err, "read recent events of %q", group)
+		}
+		for _, m := range ms {
+			if e := eventFromStream(m); e.Group == group && len(newest) < count {
+				newest = append(newest, e)
+			}
+		}
+		if len(ms) < recentScan {
+			break
+		}
+		end = "(" + ms[len(ms)-1].ID
+	}
+	slices.Reverse(newest)
+	if newest == nil {
+		newest = []Event{}
+	}
+	return newest, nil
+}

@@ -745,9 +745,21 @@ func TestMetrics(t *testing.T) {
 		"allot_reaped_nodes_total 0",
 		`allot_http_requests_total{code="200",route="POST /v1/nodes/{id}/heartbeat"} 1`,
 		"allot_redis_up 1",
+		"allot_groups_short 0",
+		"allot_pool_balanced 1",
+		"allot_standby_nodes 0",
+		"allot_stale_nodes 0",
+		`allot_node_events_total{type="joined"} 0`,
 	} {
 		assert.Contains(t, body, want)
 	}
+
+	// Node events are counted from the first scrape on.
+	a.do("POST", "/v1/nodes/n2/heartbeat", "", map[string]any{"ip": "10.0.0.2"})
+	require.Eventually(t, func() bool {
+		body := string(a.do("GET", "/metrics", "", nil).body)
+		return strings.Contains(body, `allot_node_events_total{type="joined"} 1`)
+	}, 10*time.Second, 20*time.Millisecond)
 }
 
 func TestReapMovesGroups(t *testing.T) {

@@ -5,6 +5,9 @@ import (
 	"net/http"
 )
 
+// DevHeader is set ("true") on GET /v1/status by a server in dev mode.
+const DevHeader = "Allot-Dev"
+
 // DevNode describes one simulated node of `allot serve --dev`.
 type DevNode struct {
 	ID      string   `json:"id"`

@@ -135,3 +135,27 @@ func validStreamID(id string) bool {
 func (s *Server) lastEventID(ctx context.Context) (string, error) {
 	return s.reg.LastEventID(ctx)
 }
+
+// DefaultRecentEvents is how many events GET /v1/events/recent answers
+// without ?count=.
+const DefaultRecentEvents = 100
+
+// recentEvents answers GET /v1/events/recent?count=100&group=NAME: the
+// newest events, oldest first, as JSON (the web UI's Events panel on load,
+// and its filter by group). count is 1..registry.MaxRecentEvents.
+func (s *Server) recentEvents(w http.ResponseWriter, r *http.Request) error {
+	count := DefaultRecentEvents
+	if v := r.URL.Query().Get("count"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			return errBadRequest("count=%s: want a whole number", quoteHeader(v))
+		}
+		count = n
+	}
+	evs, err := s.reg.RecentEvents(r.Context(), count, r.URL.Query().Get("group"))
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, evs)
+	return nil
+}

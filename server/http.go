@@ -38,6 +38,7 @@ func (s *Server) routes() http.Handler {
 	h("POST /v1/groups/{name}/resume", adminAccess, s.resumeGroup)
 	h("POST /v1/groups/{name}/cool", adminAccess, s.coolGroup)
 	h("GET /v1/groups/{name}/usage", readAccess, s.groupUsage)
+	h("GET /v1/usage", readAccess, s.poolUsage)
 
 	h("GET /v1/nodes", readAccess, s.listNodes)
 	h("GET /v1/status", readAccess, s.status)
@@ -51,6 +52,7 @@ func (s *Server) routes() http.Handler {
 	h("POST /v1/import", adminAccess, s.importPool)
 
 	h("GET /v1/events", readAccess, s.events)
+	h("GET /v1/events/recent", readAccess, s.recentEvents)
 
 	h("POST /v1/nodes/{id}/heartbeat", nodeAccess, s.nodeHeartbeat)
 	h("GET /v1/nodes/{id}/assignment", nodeAccess, s.nodeAssignment)
@@ -72,7 +74,7 @@ func (s *Server) routes() http.Handler {
 	})
 	mux.Handle("GET /", webHandler())
 
-	return s.count(s.browserSafe(s.jsonMisses(mux)))
+	return s.count(compress(s.browserSafe(s.jsonMisses(mux))))
 }
 
 // jsonMisses answers requests no route matches (404, or 405 when another

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -77,7 +79,7 @@ func newMetrics(s *Server) *metrics {
 		m.rebalances.WithLabelValues(o)
 	}
 	m.reg.MustRegister(m.rebalances, m.duration, m.beats, m.handoffs, m.reaped, m.requests,
-		&stateCollector{s: s}, &healthCollector{s: s}, &usageCollector{s: s},
+		&stateCollector{s: s}, &healthCollector{s: s}, &usageCollector{s: s}, &nodeEventsCollector{s: s},
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m.handler = promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError})
@@ -105,45 +107,115 @@ func (m *metrics) serve(w http.ResponseWriter, r *http.Request) error {
 type stateCollector struct{ s *Server }
 
 var (
-	descLiveNodes = prometheus.NewDesc("allot_live_nodes", "Nodes beating within their TTL.", nil, nil)
-	descGroups    = prometheus.NewDesc("allot_groups", "Groups by state.", []string{"state"}, nil)
-	descEpoch     = prometheus.NewDesc("allot_epoch", "Current assignment epoch.", nil, nil)
-	descRedisUp   = prometheus.NewDesc("allot_redis_up", "1 when the scrape could read Redis, else 0.", nil, nil)
+	descLiveNodes   = prometheus.NewDesc("allot_live_nodes", "Nodes beating within their TTL.", nil, nil)
+	descStandby     = prometheus.NewDesc("allot_standby_nodes", "Live nodes the plan gives no group.", nil, nil)
+	descStaleNodes  = prometheus.NewDesc("allot_stale_nodes", "Live nodes that missed their beats for two heartbeat intervals.", nil, nil)
+	descGroups      = prometheus.NewDesc("allot_groups", "Groups by state.", []string{"state"}, nil)
+	descShortGroups = prometheus.NewDesc("allot_groups_short", "Active groups held by fewer live nodes than the plan wants (unserved included).", nil, nil)
+	descBalanced    = prometheus.NewDesc("allot_pool_balanced", "1 when the committed assignment is balanced and no capped grant waits, else 0.", nil, nil)
+	descEpoch       = prometheus.NewDesc("allot_epoch", "Current assignment epoch.", nil, nil)
+	descRedisUp     = prometheus.NewDesc("allot_redis_up", "1 when the scrape could read Redis, else 0.", nil, nil)
 )
 
 func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
-	ch <- descLiveNodes
-	ch <- descGroups
-	ch <- descEpoch
-	ch <- descRedisUp
+	for _, d := range []*prometheus.Desc{descLiveNodes, descStandby, descStaleNodes, descGroups, descShortGroups,
+		descBalanced, descEpoch, descRedisUp} {
+		ch <- d
+	}
 }
 
 func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 	ctx, cancel := context.WithTimeout(c.s.ctx, scrapeTimeout)
 	defer cancel()
-	up := 1.0
-	if nodes, _, err := c.s.hb.Live(ctx); err == nil {
-		ch <- prometheus.MustNewConstMetric(descLiveNodes, prometheus.GaugeValue, float64(len(nodes)))
-	} else {
-		up = 0
+	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
 	}
-	if groups, err := c.s.reg.List(ctx); err == nil {
-		unhealthy, _ := c.s.reg.Unhealthy(ctx)
-		groups = registry.ApplyHealth(groups, unhealthy)
-		count := map[registry.State]int{registry.Active: 0, registry.Draining: 0, registry.Retired: 0, registry.Suspended: 0, registry.Probing: 0}
-		for _, g := range groups {
-			count[g.State]++
+	st, err := allocator.Inspect(ctx, c.s.reg, c.s.hb)
+	if err != nil {
+		gauge(descRedisUp, 0)
+		return
+	}
+	count := map[string]int{string(registry.Active): 0, string(registry.Draining): 0, string(registry.Retired): 0,
+		string(registry.Suspended): 0, string(registry.Probing): 0}
+	short, stale := 0, 0
+	for _, g := range st.Groups {
+		count[g.State]++
+		if g.Short {
+			short++
 		}
-		for st, n := range count {
-			ch <- prometheus.MustNewConstMetric(descGroups, prometheus.GaugeValue, float64(n), string(st))
+	}
+	for _, n := range st.Nodes {
+		if n.Stale {
+			stale++
 		}
-	} else {
-		up = 0
 	}
-	if cs, err := c.s.reg.Counters(ctx); err == nil {
-		ch <- prometheus.MustNewConstMetric(descEpoch, prometheus.GaugeValue, float64(cs.Epoch))
-	} else {
-		up = 0
+	for state, n := range count {
+		gauge(descGroups, float64(n), state)
 	}
-	ch <- prometheus.MustNewConstMetric(descRedisUp, prometheus.GaugeValue, up)
+	balanced := 0.0
+	if st.Balanced {
+		balanced = 1
+	}
+	gauge(descLiveNodes, float64(len(st.Nodes)))
+	gauge(descStandby, float64(len(st.Standby)))
+	gauge(descStaleNodes, float64(stale))
+	gauge(descShortGroups, float64(short))
+	gauge(descBalanced, balanced)
+	gauge(descEpoch, float64(st.Epoch))
+	gauge(descRedisUp, 1)
+}
+
+// nodeEventsCollector counts the pool's node events (joins, leaves,
+// reaps) from the node log, read at each scrape from where the last one
+// stopped: every replica of serve counts every event of the pool, whoever
+// wrote it. Counting starts at the first scrape.
+type nodeEventsCollector struct {
+	s *Server
+
+	mu     sync.Mutex
+	after  string // the last event read ("" before the first scrape)
+	counts map[string]float64
+}
+
+var descNodeEvents = prometheus.NewDesc("allot_node_events_total",
+	"Node events of the pool seen in its node log since this server started counting, by type (joined, left, reaped): a high rate of joins and reaps is a flapping fleet.",
+	[]string{"type"}, nil)
+
+// nodeEventReads bounds the log reads of one scrape (sseBatch events each).
+const nodeEventReads = 100
+
+func (c *nodeEventsCollector) Describe(ch chan<- *prometheus.Desc) { ch <- descNodeEvents }
+
+func (c *nodeEventsCollector) Collect(ch chan<- prometheus.Metric) {
+	ctx, cancel := context.WithTimeout(c.s.ctx, scrapeTimeout)
+	defer cancel()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.counts == nil {
+		c.counts = map[string]float64{"joined": 0, "left": 0, "reaped": 0}
+	}
+	if c.after == "" {
+		if last, err := c.s.reg.LastEventID(ctx); err == nil {
+			c.after = last
+		}
+	}
+	for i := 0; c.after != "" && i < nodeEventReads; i++ {
+		evs, err := c.s.reg.Events(ctx, c.after, sseBatch, 0)
+		if err != nil {
+			break
+		}
+		for _, e := range evs {
+			switch e.Type {
+			case registry.EventNodeJoined, registry.EventNodeLeft, registry.EventNodeReaped:
+				c.counts[strings.TrimPrefix(e.Type, "node.")]++
+			}
+			c.after = e.ID
+		}
+		if len(evs) < sseBatch {
+			break
+		}
+	}
+	for t, n := range c.counts {
+		ch <- prometheus.MustNewConstMetric(descNodeEvents, prometheus.CounterValue, n, t)
+	}
 }

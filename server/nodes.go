@@ -74,8 +74,13 @@ func (s *Server) status(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	if err := st.ReadUsage(r.Context(), s.reg); err != nil {
+	if err := st.ReadUsage(r.Context(), s.usage); err != nil {
 		return err
+	}
+	if s.dev != nil {
+		// The web UI shows the demo nodes' panel, and asks for them, only
+		// then.
+		w.Header().Set(DevHeader, "true")
 	}
 	writeJSON(w, http.StatusOK, st)
 	return nil

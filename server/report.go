@@ -187,6 +187,7 @@ var (
 	descFailures    = prometheus.NewDesc("allot_group_failures_total", "Failure (401/403) reports per group.", []string{"group"}, nil)
 	descSuspensions = prometheus.NewDesc("allot_group_suspensions_total", "Suspensions per group (by failures or an operator).", []string{"group"}, nil)
 	descCooling     = prometheus.NewDesc("allot_group_cooling", "1 while the group's shared cooldown runs.", []string{"group"}, nil)
+	descSuspended   = prometheus.NewDesc("allot_group_suspended", "1 while the group is suspended or probing (its key is out of the pool), else 0.", []string{"group"}, nil)
 )
 
 func (c *healthCollector) Describe(ch chan<- *prometheus.Desc) {
@@ -194,6 +195,7 @@ func (c *healthCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- descFailures
 	ch <- descSuspensions
 	ch <- descCooling
+	ch <- descSuspended
 }
 
 func (c *healthCollector) Collect(ch chan<- prometheus.Metric) {
@@ -220,5 +222,10 @@ func (c *healthCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descFailures, prometheus.CounterValue, float64(h.FailuresTotal), g.Name)
 		ch <- prometheus.MustNewConstMetric(descSuspensions, prometheus.CounterValue, float64(h.Suspensions), g.Name)
 		ch <- prometheus.MustNewConstMetric(descCooling, prometheus.GaugeValue, cooling, g.Name)
+		suspended := 0.0
+		if g.State == registry.Suspended || g.State == registry.Probing {
+			suspended = 1
+		}
+		ch <- prometheus.MustNewConstMetric(descSuspended, prometheus.GaugeValue, suspended, g.Name)
 	}
 }

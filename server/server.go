@@ -59,6 +59,7 @@ type Server struct {
 	reg   *registry.Registry
 	hb    *heartbeat.Tracker
 	rebal *allocator.Rebalancer
+	usage *registry.UsageReader // shared by status, GET /v1/usage and metrics
 	log   *slog.Logger
 	dev   DevController
 
@@ -227,6 +228,7 @@ func New(rdb redis.UniversalClient, opts ...Option) (*Server, error) {
 		rdb:    rdb,
 		keys:   keys.New(o.ns),
 		reg:    o.reg,
+		usage:  registry.NewUsageReader(o.reg),
 		hb:     hb,
 		log:    log,
 		dev:    o.dev,

@@ -2,14 +2,15 @@ package server
 
 import (
 	"bytes"
+	"compress/gzip"
 	"crypto/sha256"
 	"embed"
 	"encoding/hex"
 	"io/fs"
 	"net/http"
 	"path"
+	"strconv"
 	"strings"
-	"time"
 )
 
 // webFiles is the web UI: static files, no build step, nothing loaded from
@@ -36,11 +37,26 @@ var webTypes = map[string]string{
 	".json": "application/json",
 }
 
-// webFile is one embedded file, ready to serve.
+// webFile is one embedded file, ready to serve, also gzipped (nil when
+// that saves nothing).
 type webFile struct {
 	body []byte
+	gz   []byte
 	typ  string
 	etag string
+}
+
+// gzipped is body compressed at the best level (once, at start), or nil
+// when that is not smaller.
+func gzipped(body []byte) []byte {
+	var buf bytes.Buffer
+	w, _ := gzip.NewWriterLevel(&buf, gzip.BestCompression)
+	_, _ = w.Write(body)
+	_ = w.Close()
+	if buf.Len() >= len(body) {
+		return nil
+	}
+	return buf.Bytes()
 }
 
 // webHandler serves the embedded UI at / (index.html) and /<file>. Unknown
@@ -60,7 +76,7 @@ func webHandler() http.Handler {
 			typ = "application/octet-stream"
 		}
 		sum := sha256.Sum256(body)
-		files["/"+strings.TrimPrefix(p, "web/")] = webFile{body: body, typ: typ, etag: `"` + hex.EncodeToString(sum[:8]) + `"`}
+		files["/"+strings.TrimPrefix(p, "web/")] = webFile{body: body, gz: gzipped(body), typ: typ, etag: hex.EncodeToString(sum[:8])}
 		return nil
 	})
 	if err != nil {
@@ -84,9 +100,38 @@ func webHandler() http.Handler {
 			http.NotFound(w, r)
 			return
 		}
+		// The gzipped file is another representation with its own ETag.
+		body, etag := f.body, `"`+f.etag+`"`
+		if f.gz != nil {
+			h.Set("Vary", "Accept-Encoding")
+			if acceptsGzip(r.Header.Get("Accept-Encoding")) {
+				body, etag = f.gz, `"`+f.etag+`-gz"`
+				h.Set("Content-Encoding", "gzip")
+			}
+		}
 		h.Set("Content-Type", f.typ)
-		h.Set("ETag", f.etag)
+		h.Set("ETag", etag)
 		h.Set("Cache-Control", "no-cache") // revalidate: the ETag makes that cheap
-		http.ServeContent(w, r, "", time.Time{}, bytes.NewReader(f.body))
+		if etagMatch(r.Header.Get("If-None-Match"), etag) {
+			h.Del("Content-Encoding")
+			w.WriteHeader(http.StatusNotModified)
+			return
+		}
+		h.Set("Content-Length", strconv.Itoa(len(body)))
+		w.WriteHeader(http.StatusOK)
+		if r.Method != http.MethodHead {
+			_, _ = w.Write(body)
+		}
 	})
+}
+
+// etagMatch reports whether an If-None-Match header names etag (or "*").
+func etagMatch(header, etag string) bool {
+	for part := range strings.SplitSeq(header, ",") {
+		part = strings.TrimPrefix(strings.TrimSpace(part), "W/")
+		if part == etag || part == "*" {
+			return true
+		}
+	}
+	return false
 }

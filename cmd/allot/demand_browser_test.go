@@ -63,8 +63,37 @@ func TestBrowserDemand(t *testing.T) {
 	p.do("load", chromedp.EmulateViewport(1280, 900), chromedp.Navigate(url+"/"))
 	p.until("the node's demand", `(() => { const r = document.querySelector('[data-testid="node-row-hot"] [data-testid="node-demand"]');
 		return !!r && r.textContent === "12.5/s · 300 tok/s"; })()`)
-	p.until("the group's demand against its quota", `(() => { const d = document.querySelector('[data-testid="map-col-g"] [data-testid="map-demand"]');
-		return !!d && d.textContent.includes("12.5/s · 300 tok/s (125%)") && d.classList.contains("under"); })()`)
+	p.until("the group's demand against its quota", `(() => { const d = document.querySelector('[data-testid="group-row-g"] [data-testid="group-demand"]');
+		return !!d && d.textContent.includes("12.5/s · 300 tok/s (125%)") && d.classList.contains("over"); })()`)
+	assert.Empty(t, p.consoleErrors(), "browser console errors")
+	assert.Equal(t, exitOK, stop())
+}
+
+// TestBrowserNoLendMark: a group marked lend: false says so in its row of
+// the groups table; a lendable one does not.
+func TestBrowserNoLendMark(t *testing.T) {
+	p := newPage(t)
+	url, _, stop := startServe(t, testEnv, "--dev", "--listen", "127.0.0.1:0", "--demo-nodes", "0")
+	m := devRedisLine.FindStringSubmatch(lastStdout.String())
+	require.NotNil(t, m, "serve --dev did not print its Redis URL: %s", lastStdout.String())
+	opts, err := redis.ParseURL(m[1])
+	require.NoError(t, err)
+	rdb := redis.NewClient(opts)
+	t.Cleanup(func() { _ = rdb.Close() })
+	reg := registry.New(rdb)
+	samples, err := reg.List(t.Context())
+	require.NoError(t, err)
+	require.GreaterOrEqual(t, len(samples), 2)
+	kept, lent := samples[0].Name, samples[1].Name
+	no := false
+	_, err = reg.Update(t.Context(), kept, registry.Change{Lend: &no}, "test")
+	require.NoError(t, err)
+
+	p.do("load", chromedp.EmulateViewport(1280, 900), chromedp.Navigate(url+"/"))
+	p.until("the no-lend mark", `(() => { const r = document.querySelector('[data-testid="group-row-`+kept+`"] [data-testid="group-no-lend"]');
+		return !!r && r.textContent === "no lend"; })()`)
+	p.until("no mark on a lendable group", `(() => { const r = document.querySelector('[data-testid="group-row-`+lent+`"]');
+		return !!r && !r.querySelector('[data-testid="group-no-lend"]'); })()`)
 	assert.Empty(t, p.consoleErrors(), "browser console errors")
 	assert.Equal(t, exitOK, stop())
 }

@@ -128,7 +128,7 @@ func (e *unreachableError) Unwrap() error { return e.err }
 // the operation): see registry.Reason.
 func trimPackage(err error) string {
 	msg := registry.Reason(err)
-	for _, pkg := range []string{"allocator: ", "heartbeat: ", "redisurl: ", "proxy: ", "client: "} {
+	for _, pkg := range []string{"allocator: ", "heartbeat: ", "redisurl: ", "proxy: ", "client: ", "simulate: "} {
 		msg = strings.TrimPrefix(msg, pkg)
 	}
 	return msg

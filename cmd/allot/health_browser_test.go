@@ -30,7 +30,7 @@ func TestBrowserHealth(t *testing.T) {
 	p.until("cooling countdown", `/cooling 1m[23]\ds/.test((document.querySelector('[data-testid="group-row-search-a"] [data-testid="group-cooling"]') || {}).textContent || '')`)
 
 	// Suspend maps-a with the button: red badge, reason, off the map.
-	p.click("suspend maps-a", testid("group-suspend-maps-a"))
+	p.groupAction("maps-a", "suspend")
 	p.click("confirm", testid("confirm-ok"))
 	p.until("maps-a suspended", `(document.querySelector('[data-testid="group-row-maps-a"] [data-testid="state"]') || {}).textContent === "suspended"`)
 	p.until("nobody holds maps-a", chips("maps-a")+`.length === 0`)
@@ -40,7 +40,7 @@ func TestBrowserHealth(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, registry.Suspended, h.State)
 
-	p.click("resume maps-a", testid("group-resume-maps-a"))
+	p.groupAction("maps-a", "resume")
 	p.until("maps-a active again", `(document.querySelector('[data-testid="group-row-maps-a"] [data-testid="state"]') || {}).textContent === "active"`)
 	p.until("maps-a held again", chips("maps-a")+`.length === 1`)
 

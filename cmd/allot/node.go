@@ -36,6 +36,7 @@ func newNodeCommand(a *app) *cobra.Command {
 			})
 		},
 	})
+	cmd.AddCommand(newNodeSimulateCommand(a))
 	return cmd
 }
 

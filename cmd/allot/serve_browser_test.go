@@ -178,9 +178,23 @@ func eval[T any](p *page, js string) T {
 	return v
 }
 
-// chips is a JS expression listing the node IDs on a group's map column.
+// chips is a JS expression listing the node IDs holding a group, as its
+// map cell names them.
 func chips(group string) string {
-	return `[...document.querySelectorAll('[data-testid="map-col-` + group + `"] .chip')].map(c => c.dataset.node)`
+	return `((document.querySelector('[data-testid="map-cell-` + group + `"]') || {dataset: {}}).dataset.holders || '').split(',').filter(Boolean)`
+}
+
+// onMap is a JS expression: whether any map cell names node id.
+func onMap(id string) string {
+	return `[...document.querySelectorAll('.cell[data-holders]')].some(c => c.dataset.holders.split(',').includes('` + id + `'))`
+}
+
+// groupAction opens a group's row menu and picks one of its actions
+// (edit, history, suspend, resume, retire, delete).
+func (p *page) groupAction(group, action string) {
+	p.t.Helper()
+	p.click("menu of "+group, testid("group-menu-"+group))
+	p.click(action+" "+group, testid("group-"+action+"-"+group))
 }
 
 // devRegistry opens the registry of the in-memory Redis a `serve --dev`
@@ -235,7 +249,7 @@ func TestBrowserUI(t *testing.T) {
 	assert.Contains(t, p.text("group-row-search-b"), "100/s", "per-node share of 200/s over 2 nodes")
 
 	// Edit alpha keeping the masked secret line as it is: the real value stays.
-	p.click("edit alpha", testid("group-edit-alpha"))
+	p.groupAction("alpha", "edit")
 	p.do("edit alpha",
 		chromedp.SetValue(testid("f-config"), "api_key=****cdef\nregion=us"),
 		chromedp.Click(testid("dlg-group-submit")))
@@ -246,7 +260,7 @@ func TestBrowserUI(t *testing.T) {
 	assert.Equal(t, map[string]string{"api_key": "sk-live-0123456789abcdef", "region": "us"}, g.Config)
 
 	// Roll back to v1 from the history dialog.
-	p.click("history", testid("group-history-alpha"))
+	p.groupAction("alpha", "history")
 	p.until("history rows", `!!document.querySelector('[data-testid="rollback-v1"]')`)
 	p.click("rollback", testid("rollback-v1"))
 	p.until("v3 current", `!!document.querySelector('[data-testid="history-v3"].current')`)
@@ -274,17 +288,17 @@ func TestBrowserUI(t *testing.T) {
 	p.until("stopped badge", `document.querySelector('[data-testid="dev-node-`+victim+`"]').dataset.running === "false"`)
 	p.until(victim+" gone from the map, alpha on a highlighted node from search-b",
 		`(() => { const a = `+chips("alpha")+`, b = `+chips("search-b")+`;
-		return !document.querySelector('[data-testid="chip-`+victim+`"]') && a.length === 1 && b.length === 1 &&
-			document.querySelector('[data-testid="map-col-alpha"] .chip').dataset.moved === "true"; })()`)
+		return !`+onMap(victim)+` && a.length === 1 && b.length === 1 &&
+			document.querySelector('[data-testid="map-cell-alpha"]').dataset.moved === "true"; })()`)
 	moved := eval[string](p, chips("alpha")+`[0]`)
 	assert.Contains(t, searchB, moved, "alpha moved to a node that held search-b")
 
 	// Retire alpha: confirm, then it drains to retired and leaves the map;
 	// search-b gets its second node back.
-	p.click("retire alpha", testid("group-retire-alpha"))
+	p.groupAction("alpha", "retire")
 	p.click("confirm", testid("confirm-ok"))
 	p.until("alpha retired", `(document.querySelector('[data-testid="group-row-alpha"] [data-testid="state"]') || {}).textContent === "retired"`)
-	p.until("alpha off the map, search-b on 2 nodes", `!document.querySelector('[data-testid="map-col-alpha"]') && `+chips("search-b")+`.length === 2`)
+	p.until("alpha off the map, search-b on 2 nodes", `!document.querySelector('[data-testid="map-cell-alpha"]') && `+chips("search-b")+`.length === 2`)
 	g, err = reg.Get(ctx, "alpha")
 	require.NoError(t, err)
 	assert.Equal(t, registry.Retired, g.State)

@@ -30,7 +30,7 @@ func newStatusCommand(a *app) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if err := st.ReadUsage(ctx, reg); err != nil {
+			if err := st.ReadUsage(ctx, registry.NewUsageReader(reg)); err != nil {
 				return err
 			}
 			return a.print(st, func() table { return statusTable(st) })
