@@ -67,8 +67,10 @@ func (c *Client) Acquire(ctx context.Context, tokens int64) (*Lease, error) {
 			tooLarge = err
 			continue
 		}
-		if ls.IsZero() && !c.lim.mayCool(g.Name, false) {
-			// No limit and no cooldown to check: all the room there is.
+		if ls.IsZero() && !c.lim.mayCool(g.Name, false) && len(held) == 0 {
+			// No limit and no cooldown to check: all the room there is. Only
+			// for the first candidate: a group before it that needs a look
+			// at its cooldown still comes first, as the order says.
 			return &Lease{r: &Reservation{l: c.lim, group: g.Name, share: g.Share, tokens: tokens}, c: c, group: g}, nil
 		}
 		held = append(held, g)
