@@ -49,6 +49,9 @@ func FromEnv(opts ...Option) (*Client, error) {
 	if v := os.Getenv(EnvCacheDir); v != "" {
 		env = append(env, WithCacheDir(v))
 	}
+	if v := os.Getenv(EnvSecretKeys); v != "" {
+		env = append(env, WithSecretKeys(v))
+	}
 	if hb, set, err := heartbeatFromEnv(); err != nil {
 		_ = rdb.Close()
 		return nil, err

@@ -37,6 +37,9 @@ type options struct {
 	probeAfter time.Duration
 	// quotaFallback is how Allow and Reserve limit while Redis is away.
 	quotaFallback QuotaFallback
+	// secretKeys is the key list of WithSecretKeys (secrets.go).
+	secretKeys    string
+	secretKeysSet bool
 
 	// now is the monotonic clock leases are measured with. Tests replace it.
 	now func() time.Time
