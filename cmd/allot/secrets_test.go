@@ -4,10 +4,13 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
+	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -162,4 +165,33 @@ func TestSecretsCLI(t *testing.T) {
 	k, err := registry.ParseSecretKeys(strings.TrimSpace(out))
 	require.NoError(t, err)
 	assert.Equal(t, "k9", k.Primary())
+}
+
+// TestServeDevWithSecretKeys: serve --dev with ALLOT_SECRET_KEYS seals the
+// sample groups' keys, gives its demo nodes the keys (they start and hold
+// every group), and says so in /v1/status.
+func TestServeDevWithSecretKeys(t *testing.T) {
+	spec := newKey(t, "k1")
+	url, _, stop := startServe(t, func(k string) string {
+		if k == "ALLOT_SECRET_KEYS" {
+			return spec
+		}
+		return testEnv(k)
+	}, "--dev", "--listen", "127.0.0.1:0", "--demo-nodes", "2")
+	var st struct {
+		SecretsAtRest string `json:"secrets_at_rest"`
+		Nodes         []struct {
+			Groups []string `json:"groups"`
+		} `json:"nodes"`
+	}
+	require.Eventually(t, func() bool {
+		return getJSON(t, url+"/v1/status", &st) == http.StatusOK && len(st.Nodes) == 2 &&
+			len(st.Nodes[0].Groups)+len(st.Nodes[1].Groups) == 4
+	}, 20*time.Second, 20*time.Millisecond, "status: %+v", &st)
+	assert.Equal(t, registry.AtRestEncrypted, st.SecretsAtRest)
+	m := regexp.MustCompile(`(?m)^export ALLOT_REDIS_URL=(redis://127\.0\.0\.1:\d+)$`).FindStringSubmatch(lastStdout.String())
+	require.NotNil(t, m, lastStdout.String())
+	out := mustRun(t, m[1], "secrets", "status", "-o", "json")
+	assert.Contains(t, out, `"k1": 8`, "4 documents, 4 history entries")
+	assert.Equal(t, exitOK, stop())
 }
