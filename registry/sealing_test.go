@@ -158,3 +158,9 @@ func TestMaskedHidesSealedValues(t *testing.T) {
 	assert.Equal(t, SecretValueError{Group: "g", Key: "api_key", KeyID: "k1", Err: ErrSecretKeyMissing}, *sv)
 	assert.NoError(t, RequireOpen(Group{Name: "a", Config: map[string]string{"k": "v"}}))
 }
+
+func TestValidKeyIDMatchesTheRule(t *testing.T) {
+	for _, id := range []string{"k1", "K", "2026-01", "a.b_c-d", strings.Repeat("a", 32), "", "-a", ".a", "_a", "a:b", "a,b", "a b", strings.Repeat("a", 33), "é"} {
+		assert.Equal(t, secretKeyID.MatchString(id), validKeyID(id), id)
+	}
+}
