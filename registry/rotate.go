@@ -357,9 +357,11 @@ func (r *Registry) rotateSecrets(ctx context.Context, batch int) (RotateResult, 
 				if ok {
 					pending = append(pending, w)
 				}
-			}
-			if len(pending) >= batch {
-				return flush()
+				if len(pending) >= batch {
+					if err := flush(); err != nil {
+						return err
+					}
+				}
 			}
 			return nil
 		})
