@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"log/slog"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -88,8 +89,11 @@ func TestNodeWithoutKeyFailsStart(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := p.newClient("n-"+strings.ReplaceAll(tc.name, " ", "-"), tc.opts...)
+			var mu sync.Mutex
 			var seen []string
 			c.OnChange(func(_, n Assignment) {
+				mu.Lock()
+				defer mu.Unlock()
 				for _, g := range n.Groups {
 					seen = append(seen, g.Config["api_key"])
 				}
@@ -104,7 +108,9 @@ func TestNodeWithoutKeyFailsStart(t *testing.T) {
 			assert.ErrorIs(t, err, registry.ErrSecretKeyMissing)
 			assert.Contains(t, err.Error(), `group "g" config key "api_key" is sealed with secret key "k1"`)
 			assert.Empty(t, c.Assignment().Groups)
+			mu.Lock()
 			assert.Empty(t, seen, "nothing published")
+			mu.Unlock()
 			live, _, err := p.hbTracker().Live(context.Background())
 			require.NoError(t, err)
 			for _, n := range live {
@@ -181,8 +187,11 @@ func TestRunningNodeKeepsLastGoodConfig(t *testing.T) {
 	require.NoError(t, err)
 	var logs testlog.Buffer
 	c := p.startClient("n1", WithSecretKeys(k1), WithLogger(slog.New(slog.NewTextHandler(&logs, nil))))
+	var mu sync.Mutex
 	var delivered []string
 	c.OnChange(func(_, n Assignment) {
+		mu.Lock()
+		defer mu.Unlock()
 		for _, g := range n.Groups {
 			delivered = append(delivered, g.Config["api_key"])
 		}
@@ -209,6 +218,8 @@ func TestRunningNodeKeepsLastGoodConfig(t *testing.T) {
 		v, _ := c.Config("api_key")
 		return v == nodeSecret2+"-3"
 	}, 10*time.Second, 10*time.Millisecond)
+	mu.Lock()
+	defer mu.Unlock()
 	for _, v := range delivered {
 		assert.False(t, registry.IsSealed(v))
 	}
