@@ -310,9 +310,11 @@ func (e *SecretValueError) Unwrap() error { return e.Err }
 // writing anything when found by the first look at every value, which is
 // when Written is 0.
 type RotateError struct {
-	// Problems are *SecretValueError, one per value (at most a few are
-	// named in the message).
+	// Problems are *SecretValueError, one per value (the first 100; a few
+	// are named in the message).
 	Problems []error
+	// More counts the values beyond Problems that cannot be opened either.
+	More int
 	// Written counts the texts rewritten before the stop.
 	Written int
 }
@@ -324,7 +326,7 @@ func (e *RotateError) Error() string {
 		parts = append(parts, strings.TrimPrefix(p.Error(), "registry: "))
 	}
 	msg := "registry: cannot open every secret value: " + strings.Join(parts, "; ")
-	if n := len(e.Problems) - named; n > 0 {
+	if n := len(e.Problems) + e.More - named; n > 0 {
 		msg += fmt.Sprintf("; and %d more", n)
 	}
 	if e.Written == 0 {

@@ -389,8 +389,12 @@ type rewrite struct {
 // written counts the texts rewritten so far.
 func (res *RotateResult) written() int { return res.Documents + res.HistoryEntries + res.Schedules }
 
+// maxRotateProblems bounds the values a RotateError lists; the rest are
+// counted.
+const maxRotateProblems = 100
+
 // checkOpenAll opens every sealed value of the namespace and returns a
-// *RotateError naming those that cannot be (at most 10 named).
+// *RotateError naming those that cannot be.
 func (r *Registry) checkOpenAll(ctx context.Context) error {
 	re := &RotateError{}
 	err := r.scanSecrets(ctx, func(texts []storedText) error {
@@ -407,8 +411,12 @@ func (r *Registry) checkOpenAll(ctx context.Context) error {
 				if err == nil && !opened {
 					err = ErrSecretKeyMissing
 				}
-				if err != nil {
+				switch {
+				case err == nil:
+				case len(re.Problems) < maxRotateProblems:
 					re.Problems = append(re.Problems, &SecretValueError{Group: t.group, Where: t.where, Key: k, KeyID: id, Err: err})
+				default:
+					re.More++
 				}
 			}
 		}
