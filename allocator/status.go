@@ -24,6 +24,9 @@ type Status struct {
 	// Unserved lists the active groups no live node holds (sorted): with no
 	// nodes at all the pool is "balanced" yet serves nothing.
 	Unserved []string `json:"unserved"`
+	// SecretsAtRest says how the reader stores secret values:
+	// registry.AtRestEncrypted (it has secret keys) or AtRestPlaintext.
+	SecretsAtRest string `json:"secrets_at_rest"`
 
 	// groups are the documents the status was built from, for ReadUsage.
 	groups []registry.Group
@@ -95,6 +98,7 @@ func Inspect(ctx context.Context, reg *registry.Registry, hb *heartbeat.Tracker)
 	s := st.status()
 	s.markStale(st.now, StaleAfter*hb.Config().Interval)
 	s.Namespace = reg.Namespace()
+	s.SecretsAtRest = reg.SecretsAtRest()
 	withHealth, err := reg.WithHealth(ctx, st.groups)
 	if err != nil {
 		return Status{}, err

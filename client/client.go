@@ -148,6 +148,10 @@ type Client struct {
 
 	pauseMu sync.Mutex
 	pauseCh chan struct{} // non-nil while the loop is frozen (tests)
+
+	// secretFail fails Start, or logs, when a read meets a secret value
+	// the node cannot open (secrets.go).
+	secretFail *secretFailure
 }
 
 // change is one published assignment change waiting for its OnChange calls.
@@ -203,7 +207,12 @@ func New(rdb redis.UniversalClient, opts ...Option) (*Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidOption, err)
 	}
-	reg := registry.New(rdb, registry.WithNamespace(o.namespace), registry.WithLogger(o.log), registry.WithProbeAfter(o.probeAfter))
+	secrets, err := secretKeysOption(o)
+	if err != nil {
+		return nil, err
+	}
+	reg := registry.New(rdb, registry.WithNamespace(o.namespace), registry.WithLogger(o.log), registry.WithProbeAfter(o.probeAfter),
+		registry.WithSecretKeys(secrets))
 	ctx, cancel := context.WithCancel(context.Background())
 	c := &Client{
 		rdb:          rdb,
@@ -222,6 +231,7 @@ func New(rdb redis.UniversalClient, opts ...Option) (*Client, error) {
 		wakeLease:    make(chan struct{}, 1),
 		wakeDispatch: make(chan struct{}, 1),
 		ready:        make(chan struct{}),
+		secretFail:   newSecretFailure(),
 	}
 	c.lim = newLimiter(rdb, c.keys, o.quotaFallback, o.now, c.log)
 	c.demand = newDemandMeter(o.now, c.log)
@@ -287,6 +297,13 @@ func (c *Client) Start(ctx context.Context) error {
 	select {
 	case <-c.ready:
 		return nil
+	case <-c.secretFail.failed:
+		// Its config cannot be used: leave rather than hold groups it
+		// cannot serve.
+		closeCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.o.heartbeat.TTL)
+		defer cancel()
+		_ = c.Close(closeCtx)
+		return fmt.Errorf("%w: %w", ErrNoAssignment, c.secretFail.err)
 	case <-ctx.Done():
 		c.mu.Lock()
 		last := c.lastErr

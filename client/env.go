@@ -49,7 +49,7 @@ func FromEnv(opts ...Option) (*Client, error) {
 
 // EnvOptions is what FromEnv takes from the environment, but the Redis
 // URL: the options of the Env variables that getenv gives a value
-// (namespace, node ID, IP, preferred group, cache directory, heartbeat),
+// (namespace, node ID, IP, preferred group, cache directory, secret keys, heartbeat),
 // for a program that opens Redis itself (allot proxy, with the CLI's
 // --redis). Errors wrap ErrInvalidOption.
 func EnvOptions(getenv func(string) string) ([]Option, error) {
@@ -68,6 +68,9 @@ func EnvOptions(getenv func(string) string) ([]Option, error) {
 	}
 	if v := getenv(EnvCacheDir); v != "" {
 		env = append(env, WithCacheDir(v))
+	}
+	if v := getenv(EnvSecretKeys); v != "" {
+		env = append(env, WithSecretKeys(v))
 	}
 	if hb, set, err := heartbeatFromEnv(getenv); err != nil {
 		return nil, err

@@ -146,6 +146,7 @@ func (c *Client) fetchLoop() {
 		}
 		retry.Stop()
 		err := c.fetch(ctx)
+		c.noteFetch(err)
 		if err == nil || ctx.Err() != nil {
 			failures = 0
 			continue

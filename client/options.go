@@ -37,6 +37,9 @@ type options struct {
 	probeAfter time.Duration
 	// quotaFallback is how Allow and Reserve limit while Redis is away.
 	quotaFallback QuotaFallback
+	// secretKeys is the key list of WithSecretKeys (secrets.go).
+	secretKeys    string
+	secretKeysSet bool
 
 	// borrowSample is how many lendable groups an Acquire that must borrow
 	// weighs (WithBorrowSample).

@@ -243,9 +243,9 @@ func (c *Client) adoptDocLocked(ev registry.Event) *Assignment {
 		c.raw == nil || c.fromCache || !c.trusted || c.rawDirty {
 		return nil
 	}
-	doc, err := registry.ParseGroupDoc(ev.Doc)
-	if err != nil || doc.Name != ev.Group {
-		return nil
+	doc, err := c.reg.ParseGroupDoc(ev.Doc)
+	if err != nil || doc.Name != ev.Group || doc.Sealed() != nil {
+		return nil // the read says why (and keeps the last good config)
 	}
 	i := slices.IndexFunc(c.raw.Groups, func(g Group) bool { return g.Name == doc.Name })
 	if i < 0 || doc.Version <= c.raw.Groups[i].Version {

@@ -187,7 +187,7 @@ func (r *Registry) NodeAssignment(ctx context.Context, node string) (NodeView, e
 	v.Groups = make([]Group, 0, len(res)/2)
 	v.Holders = make(map[string]int, len(res)/2)
 	for i := 3; i < len(res); i += 2 {
-		g, err := decodeGroup(res[i])
+		g, err := r.decodeGroup(res[i])
 		if err != nil {
 			return NodeView{}, wrap(err, "read assignment of node %q", node)
 		}
@@ -197,6 +197,11 @@ func (r *Registry) NodeAssignment(ctx context.Context, node string) (NodeView, e
 		}
 		v.Groups = append(v.Groups, g)
 		v.Holders[g.Name] = n
+	}
+	// A node's config is used as keys: a value it cannot open is refused,
+	// never handed out sealed.
+	if err := RequireOpen(v.Groups...); err != nil {
+		return NodeView{}, wrap(err, "read assignment of node %q", node)
 	}
 	return v, nil
 }

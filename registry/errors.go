@@ -263,3 +263,85 @@ func (e *PoolDocumentError) Error() string { return ErrPoolDocument.Error() + ":
 
 // Unwrap returns ErrPoolDocument.
 func (e *PoolDocumentError) Unwrap() error { return ErrPoolDocument }
+
+// Errors of encryption at rest (sealing.go).
+var (
+	// ErrInvalidSecretKeys means a key list that does not parse
+	// (ParseSecretKeys): its message never shows key material.
+	ErrInvalidSecretKeys = errors.New("registry: invalid secret keys")
+	// ErrSecretAuth means a sealed value that is malformed or fails
+	// authentication: tampered, or moved from another namespace, group or
+	// config key. It is never returned as a value.
+	ErrSecretAuth = errors.New("registry: sealed value fails authentication")
+	// ErrSecretKeyMissing means a sealed value whose key this process does
+	// not have: a plain-text consumer (a node, reveal, export) refuses it.
+	ErrSecretKeyMissing = errors.New("registry: sealed value's key is not in this process's secret keys")
+	// ErrNoSecretKeys means an operation that needs secret keys (rotate)
+	// was called on a registry without them.
+	ErrNoSecretKeys = errors.New("registry: no secret keys configured (ALLOT_SECRET_KEYS or --secret-keys)")
+)
+
+// SecretValueError is a secret value that cannot be opened: it names the
+// group, where the value is stored, the config key and the key ID, never
+// the value. It unwraps to ErrSecretAuth or ErrSecretKeyMissing.
+type SecretValueError struct {
+	// Group is the group the value belongs to.
+	Group string
+	// Where is "" for the group document, "history version N" or
+	// "schedule ID".
+	Where string
+	// Key is the config key.
+	Key string
+	// KeyID is the ID of the key the value is sealed with.
+	KeyID string
+	// Err is ErrSecretAuth or ErrSecretKeyMissing (possibly wrapped).
+	Err error
+}
+
+func (e *SecretValueError) Error() string {
+	at := ""
+	if e.Where != "" {
+		at = " (" + e.Where + ")"
+	}
+	if errors.Is(e.Err, ErrSecretKeyMissing) {
+		return fmt.Sprintf("registry: group %q%s config key %q is sealed with secret key %q, which this process does not have (ALLOT_SECRET_KEYS)",
+			e.Group, at, e.Key, e.KeyID)
+	}
+	return fmt.Sprintf("registry: group %q%s config key %q: %s (key %q)",
+		e.Group, at, e.Key, strings.TrimPrefix(e.Err.Error(), "registry: "), e.KeyID)
+}
+
+func (e *SecretValueError) Unwrap() error { return e.Err }
+
+// RotateError is a RotateSecrets that stopped at values it cannot open
+// (their key is not in the list, or they fail authentication): before
+// writing anything when found by the first look at every value, which is
+// when Written is 0.
+type RotateError struct {
+	// Problems are *SecretValueError, one per value (the first 100; a few
+	// are named in the message).
+	Problems []error
+	// More counts the values beyond Problems that cannot be opened either.
+	More int
+	// Written counts the texts rewritten before the stop.
+	Written int
+}
+
+func (e *RotateError) Error() string {
+	const named = 3
+	parts := make([]string, 0, named)
+	for _, p := range e.Problems[:min(len(e.Problems), named)] {
+		parts = append(parts, strings.TrimPrefix(p.Error(), "registry: "))
+	}
+	msg := "registry: cannot open every secret value: " + strings.Join(parts, "; ")
+	if n := len(e.Problems) + e.More - named; n > 0 {
+		msg += fmt.Sprintf("; and %d more", n)
+	}
+	if e.Written == 0 {
+		return msg + "; nothing was written"
+	}
+	return msg + fmt.Sprintf("; %d texts were rewritten before it", e.Written)
+}
+
+// Unwrap returns every problem.
+func (e *RotateError) Unwrap() []error { return e.Problems }

@@ -61,11 +61,12 @@ type Group struct {
 }
 
 // Masked returns a copy whose secret config values are replaced by "****"
-// (followed by the last 4 characters when the value is at least 12 long).
+// (followed by the last 4 characters when the value is at least 12 long),
+// and so are values still sealed (Sealed), which show as "****" alone.
 func (g Group) Masked() Group {
 	m := g.clone()
-	for _, k := range m.SecretKeys {
-		if v, ok := m.Config[k]; ok {
+	for k, v := range m.Config {
+		if m.IsSecret(k) || IsSealed(v) {
 			m.Config[k] = maskValue(v)
 		}
 	}
@@ -73,6 +74,9 @@ func (g Group) Masked() Group {
 }
 
 func maskValue(v string) string {
+	if IsSealed(v) {
+		return MaskPrefix // the end of a ciphertext says nothing
+	}
 	if r := []rune(v); len(r) >= 12 {
 		return "****" + string(r[len(r)-4:])
 	}

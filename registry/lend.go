@@ -64,6 +64,9 @@ type Catalog struct {
 	groups    map[string]Group
 	unhealthy map[string]UnhealthyEntry
 	lendable  []string
+	// decode reads an event's document, opening its sealed values with the
+	// reading registry's keys (nil: parseGroupDoc, values left sealed).
+	decode func(string) (Group, error)
 }
 
 // ReadCatalog reads every group document and the key health index at one
@@ -77,7 +80,7 @@ func (r *Registry) ReadCatalog(ctx context.Context) (*Catalog, error) {
 	if len(res) < 2 {
 		return nil, wrap(errMalformed, "read catalog")
 	}
-	c := &Catalog{groups: map[string]Group{}, unhealthy: map[string]UnhealthyEntry{}}
+	c := &Catalog{groups: map[string]Group{}, unhealthy: map[string]UnhealthyEntry{}, decode: r.decodeGroup}
 	if c.Rev, err = parseCounter(res[0]); err != nil {
 		return nil, wrap(err, "read catalog")
 	}
@@ -91,7 +94,7 @@ func (r *Registry) ReadCatalog(ctx context.Context) (*Catalog, error) {
 	}
 	c.unhealthy = parseUnhealthy(bad)
 	for _, doc := range res[2+2*n:] {
-		g, err := decodeGroup(doc)
+		g, err := r.decodeGroup(doc)
 		if err != nil {
 			return nil, wrap(err, "read catalog")
 		}
@@ -127,7 +130,8 @@ func (c *Catalog) index() {
 }
 
 func (c *Catalog) lendableGroup(g Group) bool {
-	if !g.Lendable() {
+	if !g.Lendable() || g.Sealed() != nil {
+		// A value this reader cannot open is never handed out as a key.
 		return false
 	}
 	e, bad := c.unhealthy[g.Name]
@@ -162,13 +166,17 @@ func (c *Catalog) Apply(ev Event) (next *Catalog, ok bool) {
 	if ev.Rev != c.Rev+1 {
 		return c, false
 	}
-	n := &Catalog{Rev: ev.Rev, groups: maps.Clone(c.groups), unhealthy: maps.Clone(c.unhealthy)}
+	n := &Catalog{Rev: ev.Rev, groups: maps.Clone(c.groups), unhealthy: maps.Clone(c.unhealthy), decode: c.decode}
 	switch ev.Type {
 	case EventGroupAdded, EventGroupUpdated, EventGroupRolledBack, EventGroupRetiring, EventGroupRetired:
 		if ev.Doc == "" {
 			return c, false
 		}
-		g, err := decodeGroup(ev.Doc)
+		decode := c.decode
+		if decode == nil {
+			decode = parseGroupDoc
+		}
+		g, err := decode(ev.Doc)
 		if err != nil || g.Name != ev.Group {
 			return c, false
 		}

@@ -34,6 +34,8 @@ type PlanState struct {
 	// Groups are every group sorted by name, with the suspended and probing
 	// ones marked in State (ApplyHealth); nil when the groups are those of
 	// the revision the caller said it had (Assignment.Rev == haveRev).
+	// Their config values are as stored: a plan reads no config, so sealed
+	// values are not opened (no cost, and a bad one cannot stop planning).
 	Groups []Group
 	// Due reports that a scheduled change is due: ApplyDue it and read again.
 	Due bool
@@ -85,7 +87,7 @@ func (pr *PlanRead) Result() (PlanState, error) {
 	}
 	groups := make([]Group, 0, len(res)-1)
 	for _, doc := range res[1:] {
-		g, err := decodeGroup(doc)
+		g, err := parseGroupDoc(doc) // a plan reads no config: values stay as stored
 		if err != nil {
 			return st, wrap(err, "list groups")
 		}

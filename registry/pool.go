@@ -80,6 +80,16 @@ func (r *Registry) Export(ctx context.Context, reveal bool) (Pool, error) {
 	if err != nil {
 		return Pool{}, err
 	}
+	if reveal {
+		// Export writes plain text: a value this process cannot open is
+		// refused, not written sealed.
+		if err := RequireOpen(groups...); err != nil {
+			return Pool{}, err
+		}
+		if err := RequireOpenSchedules(items...); err != nil {
+			return Pool{}, err
+		}
+	}
 	p := ExportPool(groups, reveal)
 	p.Schedules = ExportSchedules(items, groups, reveal)
 	return p, nil
@@ -375,6 +385,9 @@ func desiredGroup(pg PoolGroup, cur Group, exists bool) (want Group, key string,
 	}
 	if err := validUTF8(want.Config); err != nil {
 		return want, "", problem(ErrInvalidConfig, "config is not valid UTF-8")
+	}
+	if err := checkPlainValues(want.Config); err != nil {
+		return want, "", problem(ErrInvalidConfig, "%s", Reason(err))
 	}
 	want.SecretKeys = []string{}
 	for _, k := range pg.SecretKeys {

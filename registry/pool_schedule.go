@@ -42,7 +42,7 @@ func (s Scheduled) Masked(groupSecrets []string) Scheduled {
 	}
 	set := maps.Clone(s.Change.Set)
 	for k, v := range set {
-		if slices.Contains(groupSecrets, k) || slices.Contains(s.Change.Secret, k) {
+		if slices.Contains(groupSecrets, k) || slices.Contains(s.Change.Secret, k) || IsSealed(v) {
 			set[k] = maskValue(v)
 		}
 	}
@@ -101,6 +101,9 @@ func WithPending(items []Scheduled, now time.Time) PlanOption {
 func (plan *ImportPlan) planSchedules(items []PoolSchedule, cfg planConfig, known func(string) bool, secrets func(string) []string) error {
 	for i, ps := range items {
 		s, err := ps.scheduled()
+		if err == nil {
+			err = checkPlainValues(s.Change.Set)
+		}
 		if err == nil && !known(s.Group) {
 			err = fmt.Errorf("%w: group %q is not in the pool", ErrInvalidSchedule, s.Group)
 		}

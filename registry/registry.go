@@ -32,6 +32,8 @@ type Registry struct {
 	drainTimeout time.Duration
 	probeAfter   time.Duration
 	log          *slog.Logger
+	// secrets seal and open secret values (sealed.go); nil: plain text.
+	secrets *SecretKeys
 }
 
 // Option configures a Registry.

@@ -71,7 +71,9 @@ func encodeScheduled(s Scheduled, withAt bool) (string, error) {
 	return string(out), err
 }
 
-func decodeScheduled(s string) (Scheduled, error) {
+// parseScheduled decodes a stored scheduled change without opening its
+// sealed values (Registry.decodeScheduled opens them).
+func parseScheduled(s string) (Scheduled, error) {
 	var out Scheduled
 	if err := json.Unmarshal([]byte(s), &out); err != nil {
 		return Scheduled{}, fmt.Errorf("registry: decode scheduled change: %w", err)
@@ -104,6 +106,9 @@ func (r *Registry) schedule(ctx context.Context, s Scheduled) (Scheduled, error)
 	if s.Drain < 0 {
 		return Scheduled{}, fmt.Errorf("%w: negative drain timeout", ErrInvalidSchedule)
 	}
+	if err := checkPlainValues(s.Change.Set); err != nil {
+		return Scheduled{}, err
+	}
 	switch s.Op {
 	case OpUpdate:
 		if !s.Change.Edits() {
@@ -134,7 +139,11 @@ func (r *Registry) schedule(ctx context.Context, s Scheduled) (Scheduled, error)
 		}
 	}
 	s.ID = newScheduleID()
-	body, err := encodeScheduled(s, true)
+	sealed, err := r.sealSchedule(s)
+	if err != nil {
+		return Scheduled{}, err
+	}
+	body, err := encodeScheduled(sealed, true)
 	if err != nil {
 		return Scheduled{}, err
 	}
@@ -148,7 +157,7 @@ func (r *Registry) schedule(ctx context.Context, s Scheduled) (Scheduled, error)
 	}
 	switch {
 	case len(res) == 2 && res[0] == "ok":
-		return decodeScheduled(res[1])
+		return r.decodeScheduled(res[1])
 	case len(res) > 0 && res[0] == "missing":
 		return Scheduled{}, ErrNotFound
 	}
@@ -163,7 +172,7 @@ func (r *Registry) Schedules(ctx context.Context) ([]Scheduled, error) {
 	}
 	out := make([]Scheduled, 0, len(items))
 	for _, v := range items {
-		s, err := decodeScheduled(v)
+		s, err := r.decodeScheduled(v)
 		if err != nil {
 			return nil, wrap(err, "list schedules")
 		}
@@ -203,7 +212,7 @@ func (r *Registry) ApplyDue(ctx context.Context) ([]Scheduled, error) {
 		}
 		progress := false
 		for _, raw := range items {
-			s, err := decodeScheduled(raw)
+			s, err := r.decodeScheduled(raw)
 			if err != nil {
 				r.log.Warn("dropping undecodable scheduled change", "err", err)
 				if err := r.dropItem(ctx, s, raw); err != nil {

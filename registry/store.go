@@ -45,10 +45,14 @@ func encodeGroupBody(g Group) (string, error) {
 }
 
 // ParseGroupDoc decodes a group document as stored (and as a write's event
-// carries it to the group's holders: Event.Doc).
-func ParseGroupDoc(doc string) (Group, error) { return decodeGroup(doc) }
+// carries it to the group's holders: Event.Doc). It has no secret keys:
+// sealed values stay sealed (Group.Sealed); Registry.ParseGroupDoc opens
+// them.
+func ParseGroupDoc(doc string) (Group, error) { return parseGroupDoc(doc) }
 
-func decodeGroup(s string) (Group, error) {
+// parseGroupDoc decodes a stored group document without opening its sealed
+// values (Registry.decodeGroup opens them).
+func parseGroupDoc(s string) (Group, error) {
 	// A document stored before lend existed has no such field: lendable.
 	g := Group{Lend: true}
 	if err := json.Unmarshal([]byte(s), &g); err != nil {
@@ -99,8 +103,11 @@ func (r *Registry) runWrite(ctx context.Context, w write) (writeResult, error) {
 	k := r.keys
 	var body, drainMs, drainBody string
 	if w.mode == "put" {
-		var err error
-		if body, err = encodeGroupBody(w.doc); err != nil {
+		doc, err := r.sealGroup(w.doc)
+		if err != nil {
+			return writeResult{}, err
+		}
+		if body, err = encodeGroupBody(doc); err != nil {
 			return writeResult{}, err
 		}
 	}
@@ -127,7 +134,7 @@ func (r *Registry) runWrite(ctx context.Context, w write) (writeResult, error) {
 	}
 	out := writeResult{status: res[0]}
 	if out.status == "ok" && len(res) > 1 && res[1] != "" {
-		if out.group, err = decodeGroup(res[1]); err != nil {
+		if out.group, err = r.decodeGroup(res[1]); err != nil {
 			return writeResult{}, err
 		}
 	}
@@ -224,7 +231,7 @@ func (r *Registry) get(ctx context.Context, name string) (Group, error) {
 	if err != nil {
 		return Group{}, err
 	}
-	return decodeGroup(s)
+	return r.decodeGroup(s)
 }
 
 // drainJobID is the ID of the finish-retire item scheduled by Retire: one per
@@ -240,6 +247,9 @@ func (r *Registry) Add(ctx context.Context, name string, c Change, by string) (G
 
 func (r *Registry) add(ctx context.Context, name string, c Change, by string) (Group, error) {
 	if err := ValidateName(name); err != nil {
+		return Group{}, err
+	}
+	if err := checkPlainValues(c.Set); err != nil {
 		return Group{}, err
 	}
 	g, err := c.apply(Group{Name: name, Version: 1, State: Active, Weight: 1, Lend: true})
@@ -263,6 +273,9 @@ func (r *Registry) add(ctx context.Context, name string, c Change, by string) (G
 // Update applies c to group name, creating a new version. ErrNotFound when
 // the group does not exist, ErrVersionMismatch when c.IfVersion is not current.
 func (r *Registry) Update(ctx context.Context, name string, c Change, by string) (Group, error) {
+	if err := checkPlainValues(c.Set); err != nil {
+		return Group{}, wrap(err, "update group %q", name)
+	}
 	g, err := r.update(ctx, name, c, by, claim{})
 	return g, wrap(err, "update group %q", name)
 }
@@ -315,7 +328,7 @@ func (r *Registry) List(ctx context.Context) ([]Group, error) {
 		if !ok {
 			continue // deleted between SMEMBERS and MGET
 		}
-		g, err := decodeGroup(s)
+		g, err := r.decodeGroup(s)
 		if err != nil {
 			return nil, wrap(err, "list groups")
 		}
@@ -344,7 +357,7 @@ func (r *Registry) history(ctx context.Context, name string) ([]Group, error) {
 	}
 	out := make([]Group, len(docs))
 	for i, d := range docs {
-		if out[i], err = decodeGroup(d); err != nil {
+		if out[i], err = r.decodeGroupAt(d, true); err != nil {
 			return nil, err
 		}
 	}

@@ -105,6 +105,10 @@ func toAPIError(err error) *apiError {
 		return &apiError{status: http.StatusServiceUnavailable, code: CodeUnavailable, message: err.Error(), err: err}
 	case registry.IsUnavailable(err):
 		return &apiError{status: http.StatusServiceUnavailable, code: CodeUnavailable, message: "redis unavailable", err: err}
+	case errors.Is(err, registry.ErrSecretKeyMissing), errors.Is(err, registry.ErrSecretAuth):
+		// A secret value serve cannot open: the message names the group,
+		// the config key and the key ID, never the value.
+		return &apiError{status: http.StatusInternalServerError, code: CodeInternal, message: err.Error(), err: err}
 	}
 	return &apiError{status: http.StatusInternalServerError, code: CodeInternal, message: "internal error", err: err}
 }

@@ -74,6 +74,9 @@ func (s *Server) listGroups(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	if err := revealable(show, groups...); err != nil {
+		return err
+	}
 	out := make([]allocator.GroupView, 0, len(groups))
 	for _, g := range groups {
 		out = append(out, allocator.View(g, holders[g.Name], show))
@@ -98,6 +101,9 @@ func (s *Server) getGroup(w http.ResponseWriter, r *http.Request) error {
 	g = gs[0]
 	holders, err := s.liveHolders(r.Context())
 	if err != nil {
+		return err
+	}
+	if err := revealable(show, g); err != nil {
 		return err
 	}
 	writeJSON(w, http.StatusOK, allocator.View(g, holders[g.Name], show))
@@ -151,6 +157,9 @@ func (s *Server) updateGroup(w http.ResponseWriter, r *http.Request) error {
 	}
 	holders, err := s.liveHolders(r.Context())
 	if err != nil {
+		return err
+	}
+	if err := revealable(show, g); err != nil {
 		return err
 	}
 	writeJSON(w, http.StatusOK, allocator.View(g, holders[g.Name], show))
@@ -211,6 +220,9 @@ func (s *Server) retireGroup(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	if err := revealable(show, g); err != nil {
+		return err
+	}
 	writeJSON(w, http.StatusOK, allocator.View(g, holders[g.Name], show))
 	return nil
 }
@@ -226,6 +238,8 @@ func (s *Server) groupHistory(w http.ResponseWriter, r *http.Request) error {
 	}
 	if !show {
 		hist = registry.MaskHistory(hist)
+	} else if err := revealable(show, hist...); err != nil {
+		return err
 	}
 	writeJSON(w, http.StatusOK, hist)
 	return nil
@@ -250,6 +264,9 @@ func (s *Server) rollbackGroup(w http.ResponseWriter, r *http.Request) error {
 	s.log.Info("group rolled back", "group", g.Name, "version", g.Version, "to", req.Version, "by", actor(r))
 	holders, err := s.liveHolders(r.Context())
 	if err != nil {
+		return err
+	}
+	if err := revealable(show, g); err != nil {
 		return err
 	}
 	writeJSON(w, http.StatusOK, allocator.View(g, holders[g.Name], show))

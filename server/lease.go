@@ -326,6 +326,11 @@ func (s *Server) nodeAcquire(w http.ResponseWriter, r *http.Request) error {
 		s.noteRoom(g, res.Result)
 		c := leaseClaims{ID: newLeaseID(), Namespace: s.keys.Namespace(), Node: id, Session: session, Group: g.Name,
 			Tokens: tokens, Minute: res.Minute, Expires: res.Now.Add(registry.LeaseTTL).UnixMilli(), Borrowed: res.Taken >= nHeld}
+		if err := registry.RequireOpen(g); err != nil {
+			// serve lacks the key a value was sealed with: never hand out
+			// ciphertext as a key.
+			return err
+		}
 		cfg := g.Config
 		if cfg == nil {
 			cfg = map[string]string{}

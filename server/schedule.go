@@ -26,6 +26,11 @@ func (s *Server) listSchedule(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	if show {
+		if err := registry.RequireOpenSchedules(items...); err != nil {
+			return err
+		}
+	}
 	secrets := map[string][]string{}
 	if !show {
 		groups, err := s.reg.List(r.Context())

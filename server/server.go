@@ -104,6 +104,8 @@ type options struct {
 	hb     heartbeat.Config
 	dev    DevController
 	reg    *registry.Registry
+	// secrets are WithSecretKeys' keys (nil: secrets stored in plain text).
+	secrets *registry.SecretKeys
 
 	allowedHosts []string
 	maxStreams   int
@@ -140,6 +142,12 @@ func WithDev(d DevController) Option { return func(o *options) { o.dev = d } }
 // WithRegistry makes the server use reg (and its namespace) instead of
 // creating its own registry. default: registry.New(rdb, namespace, logger).
 func WithRegistry(reg *registry.Registry) Option { return func(o *options) { o.reg = reg } }
+
+// WithSecretKeys gives the server's registry the keys that encrypt secret
+// values at rest and decrypt them for HTTP nodes and reveal
+// (registry.WithSecretKeys). It cannot be combined with WithRegistry,
+// whose registry has its own. default: none (stored in plain text).
+func WithSecretKeys(k *registry.SecretKeys) Option { return func(o *options) { o.secrets = k } }
 
 // WithAllowedHosts adds host names (or addresses; a port is ignored) that
 // the Host header may name besides the loopback names, such as the listen
@@ -191,6 +199,9 @@ func New(rdb redis.UniversalClient, opts ...Option) (*Server, error) {
 	}
 	if o.reg != nil {
 		o.ns = o.reg.Namespace()
+		if o.secrets != nil {
+			return nil, fmt.Errorf("server: WithSecretKeys cannot be combined with WithRegistry: give the registry its keys")
+		}
 	}
 	if err := keys.Validate(o.ns); err != nil {
 		return nil, fmt.Errorf("server: %w", err)
@@ -217,7 +228,7 @@ func New(rdb redis.UniversalClient, opts ...Option) (*Server, error) {
 	// the untagged logger, or every line of theirs would say ns twice.
 	log := o.log.With("ns", o.ns)
 	if o.reg == nil {
-		o.reg = registry.New(rdb, registry.WithNamespace(o.ns), registry.WithLogger(o.log))
+		o.reg = registry.New(rdb, registry.WithNamespace(o.ns), registry.WithLogger(o.log), registry.WithSecretKeys(o.secrets))
 	}
 	hb, err := heartbeat.New(rdb, o.ns, o.hb, heartbeat.WithLogger(o.log))
 	if err != nil {

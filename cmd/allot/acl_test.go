@@ -94,6 +94,12 @@ func TestLeastPrivilegeRedisUsers(t *testing.T) {
 	mustRun(t, serveURL, "group", "delete", "g2", "--yes")
 	require.Eventually(t, func() bool { return len(n1.Assignment().Groups) == 1 }, 10*time.Second, 10*time.Millisecond)
 
+	// Encryption at rest, as serve's user: a rotation seals the plain
+	// values in place (documents, kept versions), status counts them.
+	keys := keyFile(t, newKey(t, "k1"))
+	assert.Contains(t, mustRun(t, serveURL, "--secret-keys", keys, "secrets", "rotate"), "rotated: 3 values")
+	assert.Contains(t, mustRun(t, serveURL, "--secret-keys", keys, "secrets", "status"), "total      0          3")
+
 	admin := redis.NewClient(s.Options())
 	defer admin.Close()
 	entries, err := admin.Do(ctx, "acl", "log").Slice()

@@ -508,6 +508,8 @@ func newGroupHistoryCommand(a *app) *cobra.Command {
 				shown := versions
 				if !reveal {
 					shown = registry.MaskHistory(versions)
+				} else if err := registry.RequireOpen(versions...); err != nil {
+					return err
 				}
 				return a.print(shown, func() table {
 					return table{header: historyHeader, rows: historyRows(versions, a.now()), fit: true}

@@ -208,6 +208,12 @@ func (a *app) groupView(ctx context.Context, reg *registry.Registry, name string
 	if err != nil {
 		return allocator.GroupView{}, err
 	}
+	if reveal {
+		// Plain text or an error naming the key ID, never a sealed value.
+		if err := registry.RequireOpen(g); err != nil {
+			return allocator.GroupView{}, err
+		}
+	}
 	return allocator.View(g, h[name], reveal), nil
 }
 

@@ -107,7 +107,8 @@ func TestGoldenTables(t *testing.T) {
 			{ID: "node-c", IP: "10.0.0.3", Groups: []string{"anthropic-eu.2"}, LastSeen: goldenNow.Add(-5 * time.Second)},
 			{ID: "node-d", IP: "", Groups: []string{}, LastSeen: goldenNow.Add(-2 * time.Second), Demand: &heartbeat.Demand{}},
 		},
-		Standby: []string{"node-d"},
+		Standby:       []string{"node-d"},
+		SecretsAtRest: registry.AtRestPlaintext,
 	}
 	golden(t, "status", render(t, statusTable(st)))
 	golden(t, "node_list", render(t, table{header: nodeHeader, rows: nodeRows(st.Nodes, goldenNow)}))

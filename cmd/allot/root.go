@@ -84,6 +84,11 @@ type app struct {
 	namespace string
 	output    string
 	timeout   time.Duration
+	// secretKeysFile is --secret-keys; secrets the parsed key list (from it
+	// or ALLOT_SECRET_KEYS; nil: secrets are stored in plain text).
+	secretKeysFile string
+	secretSpec     string
+	secrets        *registry.SecretKeys
 
 	stdin          io.Reader
 	stdout, stderr io.Writer
@@ -143,6 +148,7 @@ Every command talks to the Redis of --redis (env ALLOT_REDIS_URL) in the pool
 	pf.StringVar(&a.namespace, "namespace", "", "pool namespace (env ALLOT_NAMESPACE, default \""+keys.DefaultNamespace+"\")")
 	pf.StringVarP(&a.output, "output", "o", "table", "output format: table, json or yaml")
 	pf.DurationVar(&a.timeout, "timeout", defaultTimeout, "how long a command may wait for Redis (0 = no limit once connected; connecting takes at most 10s)")
+	pf.StringVar(&a.secretKeysFile, "secret-keys", "", "file holding the secret keys that encrypt secret values at rest: id:base64-of-32-bytes, comma-separated, the first encrypts (env ALLOT_SECRET_KEYS holds the same text; default none: stored in plain text)")
 
 	for _, f := range commandFactories {
 		root.AddCommand(f(a))
@@ -175,7 +181,7 @@ func (a *app) resolveGlobals(cmd *cobra.Command, _ []string) error {
 	if a.timeout < 0 {
 		return usageErrorf("invalid --timeout %v: must be >= 0", a.timeout)
 	}
-	return nil
+	return a.resolveSecretKeys()
 }
 
 // noun makes cmd a command that only groups subcommands: alone it prints its
@@ -294,7 +300,7 @@ func (a *app) registry(ctx context.Context) (*registry.Registry, error) {
 	if err != nil {
 		return nil, err
 	}
-	a.reg = registry.New(c, registry.WithNamespace(a.namespace), registry.WithLogger(a.log))
+	a.reg = registry.New(c, registry.WithNamespace(a.namespace), registry.WithLogger(a.log), registry.WithSecretKeys(a.secrets))
 	return a.reg, nil
 }
 

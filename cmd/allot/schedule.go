@@ -34,6 +34,11 @@ func newScheduleCommand(a *app) *cobra.Command {
 				if err != nil {
 					return err
 				}
+				if reveal {
+					if err := registry.RequireOpenSchedules(items...); err != nil {
+						return err
+					}
+				}
 				groups, err := reg.List(ctx)
 				if err != nil {
 					return err

@@ -312,10 +312,12 @@ func (a *app) serve(ctx context.Context, o serveOptions) error {
 	opts := []server.Option{server.WithNamespace(a.namespace), server.WithTokens(tokens),
 		server.WithLogger(log), server.WithHeartbeat(hb),
 		server.WithAllowedHosts(hosts...), server.WithMaxStreams(o.maxStreams),
-		server.WithMaxLongPolls(o.maxLongPolls), server.WithNodeJoinsPerMinute(o.joinsPerMin)}
+		server.WithMaxLongPolls(o.maxLongPolls), server.WithNodeJoinsPerMinute(o.joinsPerMin),
+		server.WithSecretKeys(a.secrets)}
 	if o.dev {
 		fleet = devredis.NewFleet(dev.Addr(), devredis.WithNamespace(a.namespace),
-			devredis.WithHeartbeat(hb), devredis.WithLogger(log.With("component", "demo")))
+			devredis.WithHeartbeat(hb), devredis.WithLogger(log.With("component", "demo")),
+			devredis.WithSecretKeys(a.secretSpec))
 		opts = append(opts, server.WithDev(devController{fleet}))
 	}
 	s, err := server.New(rdb, opts...)
@@ -350,7 +352,8 @@ func (a *app) serve(ctx context.Context, o serveOptions) error {
 		mode = " (dev mode)"
 	}
 	fmt.Fprintf(a.stdout, "allot serve: listening on %s://%s%s\n", scheme, l.Addr(), mode)
-	log.Info("serving", "addr", l.Addr().String(), "dev", o.dev, "auth", !tokens.Open(), "tls", certs != nil)
+	log.Info("serving", "addr", l.Addr().String(), "dev", o.dev, "auth", !tokens.Open(), "tls", certs != nil,
+		"secrets_at_rest", s.Registry().SecretsAtRest(), "secret_keys", a.secrets.String())
 
 	loopCtx, stopLoop := context.WithCancel(ctx)
 	looped := make(chan error, 1)

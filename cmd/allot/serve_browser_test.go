@@ -231,6 +231,7 @@ func TestBrowserUI(t *testing.T) {
 		document.querySelectorAll('[data-testid^="dev-node-"][data-running="true"]').length === 6`)
 	p.until("sample groups held 1/3/1/1", chips("search-a")+`.length === 1 && `+chips("search-b")+`.length === 3 && `+
 		chips("llm-exclusive")+`.length === 1 && `+chips("maps-a")+`.length === 1`)
+	p.until("secrets at rest said plainly", `document.querySelector('[data-testid="secrets-at-rest"]').textContent === "plain text in Redis"`)
 
 	// Add a group through the dialog: it takes one node from search-b.
 	p.do("add group",

@@ -66,6 +66,12 @@ func statusTable(st allocator.Status) table {
 	if len(st.Standby) > 0 {
 		t.footer = append(t.footer, "standby: "+list(st.Standby))
 	}
+	switch st.SecretsAtRest {
+	case registry.AtRestPlaintext:
+		t.footer = append(t.footer, "secrets: stored in plain text in Redis (ALLOT_SECRET_KEYS encrypts them)")
+	case registry.AtRestEncrypted:
+		t.footer = append(t.footer, "secrets: encrypted at rest (see 'allot secrets status')")
+	}
 	return t
 }
 

@@ -5,8 +5,8 @@
 // client, heartbeat, registry, allocator and quota packages send (their Lua
 // scripts included: Redis checks every command a script calls against the
 // caller's rights). serve and the CLI need the same commands on every
-// namespace's keys, plus SCAN (namespace list) and UNLINK (check perf's
-// clean-up). Nothing of allot needs a command of @dangerous or @admin, a key
+// namespace's keys, plus SCAN (namespace list), UNLINK (check perf's
+// clean-up) and LSET (secrets rotate). Nothing of allot needs a command of @dangerous or @admin, a key
 // outside `{allot:…}`, or a channel outside it.
 package redisacl
 
@@ -44,8 +44,9 @@ var NodeCommands = []string{
 	"publish", "pubsub|numsub", "subscribe", "unsubscribe", "ssubscribe", "sunsubscribe",
 }
 
-// ServeExtraCommands are what serve and the CLI send beyond a node's.
-var ServeExtraCommands = []string{"scan", "unlink"}
+// ServeExtraCommands are what serve and the CLI send beyond a node's
+// (lset: `allot secrets rotate` rewrites kept versions in place).
+var ServeExtraCommands = []string{"scan", "unlink", "lset"}
 
 // NodeRule is the ACL SETUSER rule of a node of namespace ns: its keys and
 // channels only (`~{allot:ns}:*`, `&{allot:ns}:*`), NodeCommands only. The

@@ -210,6 +210,12 @@ function renderHeader() {
   const b = $('balanced');
   b.textContent = s.balanced ? 'balanced' : 'unbalanced';
   b.className = 'badge ' + (s.balanced ? 'ok' : 'warn');
+  // How serve stores secret values: plain text is said plainly.
+  const sec = $('secrets-at-rest');
+  const enc = s.secrets_at_rest === 'encrypted';
+  sec.textContent = enc ? 'encrypted at rest' : s.secrets_at_rest === 'plaintext' ? 'plain text in Redis' : '–';
+  sec.className = 'badge ' + (enc ? 'ok' : 'warn');
+  sec.title = enc ? 'secret values are stored encrypted (ALLOT_SECRET_KEYS)' : 'secret values are stored unencrypted: set ALLOT_SECRET_KEYS to encrypt them';
 }
 
 // ---------- start ----------

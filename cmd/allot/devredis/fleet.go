@@ -37,6 +37,8 @@ type Fleet struct {
 	ns   string
 	hb   heartbeat.Config
 	log  *slog.Logger
+	// secrets is the nodes' secret key list ("" = none).
+	secrets string
 
 	mu     sync.Mutex
 	nodes  map[string]*demoNode
@@ -62,6 +64,10 @@ func WithNamespace(ns string) FleetOption { return func(f *Fleet) { f.ns = ns } 
 
 // WithHeartbeat sets the nodes' heartbeat. default: DefaultHeartbeat.
 func WithHeartbeat(c heartbeat.Config) FleetOption { return func(f *Fleet) { f.hb = c } }
+
+// WithSecretKeys gives the nodes the secret keys serve has (the text of
+// ALLOT_SECRET_KEYS), so they open the values serve seals. default: none.
+func WithSecretKeys(spec string) FleetOption { return func(f *Fleet) { f.secrets = spec } }
 
 // WithLogger sets the logger of the fleet and its clients. default: discard.
 func WithLogger(l *slog.Logger) FleetOption {
@@ -126,8 +132,12 @@ func (f *Fleet) start(ctx context.Context, d *demoNode) error {
 		return nil
 	}
 	d.crashed.Revive()
-	c, err := client.New(d.rdb, client.WithNamespace(f.ns), client.WithNodeID(d.id), client.WithIP(d.ip),
-		client.WithHeartbeat(f.hb), client.WithLogger(f.log))
+	opts := []client.Option{client.WithNamespace(f.ns), client.WithNodeID(d.id), client.WithIP(d.ip),
+		client.WithHeartbeat(f.hb), client.WithLogger(f.log)}
+	if f.secrets != "" {
+		opts = append(opts, client.WithSecretKeys(f.secrets))
+	}
+	c, err := client.New(d.rdb, opts...)
 	if err != nil {
 		f.mu.Unlock()
 		return fmt.Errorf("devredis: node %s: %w", d.id, err)
