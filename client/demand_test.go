@@ -249,3 +249,26 @@ func TestDemandSpreadsHotNodes(t *testing.T) {
 		assert.Equal(t, epoch, committed(), "no plan committed a change")
 	})
 }
+
+// A node started WithoutDemand sends none, however much it asks: its
+// record says "none reported", so the planner places it as before demand.
+func TestWithoutDemand(t *testing.T) {
+	p := newPool(t)
+	ctx := context.Background()
+	p.addGroup("g", registry.Change{Quota: ptr("600/m burst 10")})
+	quiet := p.startClient("quiet", WithoutDemand())
+	for range 30 {
+		_ = quiet.Allow(ctx, "g")
+	}
+	tr, err := heartbeat.New(p.rdb, "", fastHB)
+	require.NoError(t, err)
+	seen := 0
+	require.Eventually(t, func() bool { // several beats after the calls
+		nodes, _, err := tr.Live(ctx)
+		require.NoError(t, err)
+		require.Len(t, nodes, 1)
+		require.Nil(t, nodes[0].Demand, "no demand reported")
+		seen++
+		return seen >= 10
+	}, 5*time.Second, fastHB.Interval/2)
+}

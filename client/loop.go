@@ -261,10 +261,12 @@ func (c *Client) beat(ctx context.Context) (heartbeat.Reply, error) {
 
 	sent := c.o.now()
 	bctx, cancel := context.WithTimeout(ctx, c.callTimeout())
-	demand := c.demand.rate()
 	b := heartbeat.Beat{
 		Node: c.o.nodeID, Session: c.session, IP: c.o.ip, Preferred: c.o.preferred, Held: held, Ack: ack, Rev: rev,
-		Demand: &demand,
+	}
+	if !c.o.noDemand {
+		demand := c.demand.rate()
+		b.Demand = &demand
 	}
 	reply, err := c.hb.Beat(bctx, b)
 	if errors.Is(err, heartbeat.ErrInvalidDemand) {

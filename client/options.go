@@ -44,6 +44,8 @@ type options struct {
 	// borrowSample is how many lendable groups an Acquire that must borrow
 	// weighs (WithBorrowSample).
 	borrowSample int
+	// noDemand keeps demand out of the beats (WithoutDemand).
+	noDemand bool
 	// intn returns a random int in [0, n): the borrow sample. Tests
 	// replace it.
 	intn func(n int) int
@@ -214,4 +216,13 @@ const MaxBorrowSample = 8
 // default: DefaultBorrowSample (3).
 func WithBorrowSample(k int) Option {
 	return func(o *options) { o.borrowSample = k }
+}
+
+// WithoutDemand keeps the node's demand out of its beats: the planner then
+// places it by IP hash and stickiness alone, as it placed every node before
+// placement by demand. For a node whose calls should not steer placement,
+// and for benchmarks of that older behaviour (quotabench -skew's Allow
+// baseline). default: demand is sent.
+func WithoutDemand() Option {
+	return func(o *options) { o.noDemand = true }
 }

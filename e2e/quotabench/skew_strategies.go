@@ -58,8 +58,14 @@ func (s *skewAllot) teardown(ctx context.Context, sb *skewBench) {
 
 func (s *skewAllot) node(ctx context.Context, sb *skewBench, n *skewNode) (skewPicker, error) {
 	rdb := redis.NewClient(sb.cfg.Redis)
-	c, err := client.New(rdb, client.WithNamespace(s.pool.ns), client.WithNodeID(fmt.Sprintf("node-%03d", n.id)),
-		client.WithIP(n.ip), client.WithHeartbeat(sb.cfg.Heartbeat))
+	opts := []client.Option{client.WithNamespace(s.pool.ns), client.WithNodeID(fmt.Sprintf("node-%03d", n.id)),
+		client.WithIP(n.ip), client.WithHeartbeat(sb.cfg.Heartbeat)}
+	if !s.acquire {
+		// Today's baseline: placed by IP hash alone, as before placement
+		// by demand, and calling Allow on its own group.
+		opts = append(opts, client.WithoutDemand())
+	}
+	c, err := client.New(rdb, opts...)
 	if err != nil {
 		_ = rdb.Close()
 		return nil, err
