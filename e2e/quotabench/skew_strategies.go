@@ -110,7 +110,7 @@ func (p *allotPicker) pick(ctx context.Context) skewTake {
 			return skewTake{wait: refusalWait(err)}
 		}
 		key, _ := l.Config("api_key")
-		return skewTake{key: key, borrowed: borrowedLease(l, p.c.Assignment()),
+		return skewTake{key: key, borrowed: l.Borrowed(),
 			done: func() { _ = l.Settle(context.WithoutCancel(ctx), 0) }}
 	}
 	a := p.c.Assignment()

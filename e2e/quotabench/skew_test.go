@@ -11,7 +11,6 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/allot-io/allot/client"
 	"github.com/allot-io/allot/internal/redistest"
 )
 
@@ -143,23 +142,6 @@ func TestBalanced(t *testing.T) {
 	assert.True(t, balanced([][]string{{"key-00"}, {"key-01"}, {"key-00"}}, 2))
 	assert.False(t, balanced([][]string{{"key-00"}, {"key-00"}, {"key-00"}}, 2), "key-01 has no holder")
 	assert.False(t, balanced([][]string{{"key-00"}, nil}, 2), "a node holds nothing")
-}
-
-type lentLease struct{ group string }
-
-func (l lentLease) Group() string  { return l.group }
-func (l lentLease) Borrowed() bool { return true }
-
-type plainLease struct{ group string }
-
-func (l plainLease) Group() string { return l.group }
-
-func TestBorrowedLease(t *testing.T) {
-	held := client.Assignment{Epoch: 1, Groups: []client.Group{{Name: "key-01"}}}
-	assert.False(t, borrowedLease(plainLease{"key-01"}, held), "a held group")
-	assert.True(t, borrowedLease(plainLease{"key-02"}, held), "a group the node does not hold")
-	assert.True(t, borrowedLease(lentLease{"key-01"}, held), "the lease's own word wins")
-	assert.False(t, borrowedLease(&client.Lease{}, client.Assignment{Groups: []client.Group{{Name: ""}}}))
 }
 
 func TestSkewConfigValidate(t *testing.T) {
