@@ -147,6 +147,15 @@ func newFakeAPI() *fakeAPI {
 	return &fakeAPI{refuse: map[string]int{}, last: map[string]time.Time{}}
 }
 
+// startFakeAPI serves a new fakeAPI until the test ends.
+func startFakeAPI(t *testing.T) (*fakeAPI, *httptest.Server) {
+	t.Helper()
+	api := newFakeAPI()
+	up := httptest.NewServer(api)
+	t.Cleanup(up.Close)
+	return api, up
+}
+
 func (f *fakeAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	var body map[string]any
 	_ = json.NewDecoder(r.Body).Decode(&body)

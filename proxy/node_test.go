@@ -107,9 +107,7 @@ func TestNodeSDK(t *testing.T) {
 		pl.add("k1", "6000/m, 1000000 tokens/m")
 		c := pl.node("proxy-1")
 		holding(t, c, "k1")
-		api := newFakeAPI()
-		up := httptest.NewServer(api)
-		defer up.Close()
+		api, up := startFakeAPI(t)
 		_, srv := serve(t, c, up.URL, WithOpenAI(), WithClientToken("tok-sdk"))
 
 		rs := runSDK(t, node, srv.URL, "tok-sdk", 0,

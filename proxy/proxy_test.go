@@ -36,9 +36,7 @@ func TestForward(t *testing.T) {
 	require.NoError(t, err)
 	c := pl.node("proxy-1")
 	holding(t, c, "k1")
-	api := newFakeAPI()
-	up := httptest.NewServer(api)
-	defer up.Close()
+	api, up := startFakeAPI(t)
 	p, srv := serve(t, c, up.URL+"/base", WithAuthHeader("OpenAI-Organization: {org}"), WithAuthQuery("key={api_key}"))
 
 	res, body := post(t, srv.URL, "/v1/chat/completions?x=1&key=callers", `{"model":"m","messages":[]}`,
@@ -150,9 +148,7 @@ func TestBodyLimit(t *testing.T) {
 	pl.add("k1", "")
 	c := pl.node("proxy-1")
 	holding(t, c, "k1")
-	api := newFakeAPI()
-	up := httptest.NewServer(api)
-	defer up.Close()
+	api, up := startFakeAPI(t)
 	p, srv := serve(t, c, up.URL, WithMaxBody(100))
 
 	res, body := post(t, srv.URL, "/v1/x", strings.Repeat("a", 101))
@@ -279,9 +275,7 @@ func TestRefusal(t *testing.T) {
 	pl.add("k1", "30/m burst 1") // one call every 2 s
 	c := pl.node("proxy-1")
 	holding(t, c, "k1")
-	api := newFakeAPI()
-	up := httptest.NewServer(api)
-	defer up.Close()
+	api, up := startFakeAPI(t)
 	draws := []float64{0, 0.999}
 	p, srv := serve(t, c, up.URL, WithOpenAI(), withRandom(func() float64 {
 		f := draws[0]
@@ -348,9 +342,7 @@ func TestOpenAITokens(t *testing.T) {
 	pl.add("k1", "6000/m, 1000000 tokens/m")
 	c := pl.node("proxy-1")
 	holding(t, c, "k1")
-	api := newFakeAPI()
-	up := httptest.NewServer(api)
-	defer up.Close()
+	api, up := startFakeAPI(t)
 	_, srv := serve(t, c, up.URL, WithOpenAI())
 
 	res, body := post(t, srv.URL, "/v1/chat/completions", `{"model":"m","max_tokens":300,"messages":[{"role":"user","content":"hi"}]}`)
@@ -448,9 +440,7 @@ func TestClientToken(t *testing.T) {
 	pl.add("k1", "")
 	c := pl.node("proxy-1")
 	holding(t, c, "k1")
-	api := newFakeAPI()
-	up := httptest.NewServer(api)
-	defer up.Close()
+	api, up := startFakeAPI(t)
 	_, srv := serve(t, c, up.URL, WithClientToken("tok-123"))
 
 	for _, auth := range []string{"", "Bearer tok-12", "tok-123"} {
@@ -470,9 +460,7 @@ func TestStandby(t *testing.T) {
 	rdb := redistest.Start(t).Client(t)
 	pl := newPool(t, rdb)
 	c := pl.node("proxy-1")
-	api := newFakeAPI()
-	up := httptest.NewServer(api)
-	defer up.Close()
+	api, up := startFakeAPI(t)
 	_, srv := serve(t, c, up.URL, WithOpenAI())
 
 	res, body := post(t, srv.URL, "/v1/x", `{}`)
@@ -494,9 +482,7 @@ func TestCostTooLarge(t *testing.T) {
 	pl.add("k1", "1000 tokens/m")
 	c := pl.node("proxy-1")
 	holding(t, c, "k1")
-	api := newFakeAPI()
-	up := httptest.NewServer(api)
-	defer up.Close()
+	api, up := startFakeAPI(t)
 	_, srv := serve(t, c, up.URL, WithOpenAI())
 
 	res, body := post(t, srv.URL, "/v1/chat/completions", `{"model":"m","max_tokens":5000}`)
@@ -513,9 +499,7 @@ func TestCallerAuthorizationDropped(t *testing.T) {
 	pl.add("k1", "")
 	c := pl.node("proxy-1")
 	holding(t, c, "k1")
-	api := newFakeAPI()
-	up := httptest.NewServer(api)
-	defer up.Close()
+	api, up := startFakeAPI(t)
 	p, err := New(c, up.URL, WithAuthQuery("key={api_key}"))
 	require.NoError(t, err)
 	srv := httptest.NewServer(p)
