@@ -14,7 +14,8 @@
 //
 // -tokens runs the tokens scenario instead: an LLM-like upstream limiting
 // calls and tokens per key, calls of random token cost, and allot's
-// Reserve/Settle against request limits only and share-based local limits.
+// Reserve/Settle against request limits only, share-based local limits, and
+// an allot proxy --openai per node (each call settled from the usage).
 //
 // -skew runs the demand skew scenario instead (skew.go, issue 23): 12 nodes
 // on 6 keys of 600/m burst 10, 2 hot nodes wanting 20 calls/s and 10 cold

@@ -7,6 +7,8 @@ import (
 	"math"
 	mrand "math/rand/v2"
 	"net/http"
+	"net/http/httptest"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -15,6 +17,7 @@ import (
 	"time"
 
 	"github.com/allot-io/allot/client"
+	"github.com/allot-io/allot/proxy"
 )
 
 // tokenConfig is the tokens scenario: an LLM-like upstream that limits every
@@ -39,8 +42,9 @@ func tokensConfig() config {
 // tokenUpstream is the fake LLM API: per key a request bucket and a token
 // bucket, each holding (1 + tolerance) s of its rate and refilled
 // continuously, starting full. A call (X-Api-Key, X-Tokens: its cost) that
-// finds a request and its tokens takes both and gets 200; otherwise 429 and
-// nothing is taken.
+// finds a request and its tokens takes both and gets 200 with an
+// OpenAI-shaped answer whose usage.total_tokens is the cost (what allot
+// proxy --openai settles from); otherwise 429 and nothing is taken.
 type tokenUpstream struct {
 	rps, tps     float64
 	rcap, tcap   float64
@@ -104,7 +108,9 @@ func (u *tokenUpstream) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		w.WriteHeader(http.StatusTooManyRequests)
 	default:
+		w.Header().Set("Content-Type", "application/json")
 		w.WriteHeader(http.StatusOK)
+		fmt.Fprintf(w, `{"object":"chat.completion","choices":[{"index":0,"message":{"role":"assistant","content":"ok"},"finish_reason":"stop"}],"usage":{"total_tokens":%d}}`, cost)
 	}
 }
 
@@ -139,7 +145,7 @@ func costs(b *bench, n *node) func() int {
 	return func() int { return t.MinCost + rng.IntN(t.MaxCost-t.MinCost+1) }
 }
 
-// tokenStrategies are the three ways of the tokens scenario.
+// tokenStrategies are the four ways of the tokens scenario.
 func tokenStrategies() []strategy {
 	both := func(cfg config) string { return fmt.Sprintf("%d/s, %d tokens/s", cfg.Quota, cfg.Tokens.TPS) }
 	requestsOnly := func(cfg config) string { return fmt.Sprintf("%d/s", cfg.Quota) }
@@ -147,6 +153,7 @@ func tokenStrategies() []strategy {
 		&allotStrategy{label: "allot Reserve/Settle (requests + tokens)", quota: both, run: runReserve},
 		&allotStrategy{label: "allot Allow (request limit only)", quota: requestsOnly, run: runAllowOnly},
 		&allotStrategy{label: "share-based local (limits × Share)", quota: both, run: runShareTokens},
+		&allotStrategy{label: proxyLabel, quota: both, run: runProxy},
 	}
 }
 
@@ -286,7 +293,7 @@ func writeTokensTable(w io.Writer, cfg config, rs []result) error {
 	fmt.Fprintln(tw, "STRATEGY\t429s\t429s IN WINDOW\tOK IN WINDOW\tTOKENS IN WINDOW\tTOKEN LIMIT USED\tCALL LIMIT USED\tTARGET")
 	for _, r := range rs {
 		target := "-"
-		if strings.HasPrefix(r.Strategy, "allot Reserve") {
+		if strings.HasPrefix(r.Strategy, "allot Reserve") || r.Strategy == proxyLabel {
 			target = "MISS"
 			if r.Limited == 0 && r.TokenUtil >= 0.95 {
 				target = "PASS"
@@ -298,6 +305,77 @@ func writeTokensTable(w io.Writer, cfg config, rs []result) error {
 	if err := tw.Flush(); err != nil {
 		return err
 	}
-	_, err := fmt.Fprintln(w, "target (Reserve/Settle under churn): zero 429s and >= 95% of the token limit used")
+	_, err := fmt.Fprintln(w, "target (Reserve/Settle and allot proxy under churn): zero 429s and >= 95% of the token limit used")
 	return err
+}
+
+// proxyLabel names the allot proxy strategy (its row has a target).
+const proxyLabel = "allot proxy --openai (Acquire, settle from usage)"
+
+// runProxy sends the node's calls through its own allot proxy, in process
+// and over HTTP as a sidecar beside the node would be: OpenAI-style chat
+// completions carrying max_tokens = Estimate (the caller's cost goes as
+// X-Tokens, for the fake upstream only). The proxy takes a lease for its
+// estimate (body/4 + max_tokens), puts the key in X-Api-Key, and settles
+// from the answer's usage; the caller only waits out the proxy's refusals
+// (retry-after-ms).
+func runProxy(ctx context.Context, b *bench, n *node, c *client.Client, _ <-chan struct{}) {
+	up := http.DefaultTransport.(*http.Transport).Clone()
+	defer up.CloseIdleConnections()
+	p, err := proxy.New(c, b.srv.URL, proxy.WithAuthHeader("X-Api-Key: {api_key}"), proxy.WithOpenAI(),
+		proxy.WithTransport(up), proxy.WithUpstreamTimeout(5*time.Second))
+	if err != nil {
+		// Fixed options: a build whose proxy refuses them. The node makes
+		// no calls and its row shows it.
+		fmt.Fprintln(os.Stderr, "quota-bench: allot proxy:", err)
+		return
+	}
+	sidecar := httptest.NewServer(p)
+	hc := &http.Client{Transport: &http.Transport{}, Timeout: 10 * time.Second}
+	defer func() {
+		hc.CloseIdleConnections()
+		sidecar.Close() // waits for the calls in flight
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer cancel()
+		_ = p.Close(cctx) // their settles
+	}()
+	cost := costs(b, n)
+	body := fmt.Sprintf(`{"model":"fake-llm","max_tokens":%d,"messages":[{"role":"user","content":"Say ok."}]}`, b.cfg.Tokens.Estimate)
+	for ctx.Err() == nil {
+		k := cost()
+		status, wait := callProxy(ctx, hc, sidecar.URL, body, k)
+		if status == http.StatusOK {
+			if b.counting.Load() {
+				n.ok.Add(1)
+				n.tok.Add(int64(k))
+			}
+			continue
+		}
+		if sleep(ctx, wait) != nil {
+			return
+		}
+	}
+}
+
+// callProxy posts one chat completion costing cost tokens to the proxy at
+// base; on anything but 200 it returns the wait the answer asks for
+// (retry-after-ms), 10 ms without one.
+func callProxy(ctx context.Context, hc *http.Client, base, body string, cost int) (status int, wait time.Duration) {
+	wait = 10 * time.Millisecond
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, base+"/v1/chat/completions", strings.NewReader(body))
+	if err != nil {
+		return 0, wait
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("X-Tokens", strconv.Itoa(cost))
+	resp, err := hc.Do(req)
+	if err != nil {
+		return 0, wait
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	_ = resp.Body.Close()
+	if ms, err := strconv.Atoi(resp.Header.Get("retry-after-ms")); err == nil && ms > 0 {
+		wait = time.Duration(ms) * time.Millisecond
+	}
+	return resp.StatusCode, wait
 }

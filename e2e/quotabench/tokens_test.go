@@ -15,7 +15,9 @@ import (
 // TestTokenStrategies runs the tokens scenario and prints its table (go
 // test -v). What must hold whatever the machine: Reserve/Settle never makes
 // the upstream refuse inside the window and uses most of the token limit,
-// and request limits alone let the token limit be overrun. The 95% target
+// nor does allot proxy --openai (the estimate reserved from max_tokens,
+// settled from the answer's usage), and request limits alone let the token
+// limit be overrun. The 95% target
 // is reported, not asserted (see BENCHMARKS.md).
 func TestTokenStrategies(t *testing.T) {
 	cfg := tokensConfig()
@@ -31,15 +33,19 @@ func TestTokenStrategies(t *testing.T) {
 
 	rs, err := compareTokens(ctx, cfg)
 	require.NoError(t, err)
-	require.Len(t, rs, 3)
+	require.Len(t, rs, 4)
 	var out bytes.Buffer
 	require.NoError(t, writeTokensTable(&out, cfg, rs))
 	t.Log("\n" + out.String())
 
-	reserve, allowOnly := rs[0], rs[1]
+	reserve, allowOnly, viaProxy := rs[0], rs[1], rs[3]
 	assert.Zero(t, reserve.LimitedInWin, "Reserve/Settle went over a key's limit")
 	assert.Greater(t, reserve.TokenUtil, 0.7, "on a loaded machine the nodes, not the limiter, run out of time")
 	assert.LessOrEqual(t, reserve.TokenUtil, 1+cfg.Tolerance+0.05)
+	assert.Equal(t, proxyLabel, viaProxy.Strategy)
+	assert.Zero(t, viaProxy.LimitedInWin, "allot proxy let the upstream refuse")
+	assert.Greater(t, viaProxy.TokenUtil, 0.7, "settled from usage, the proxy's calls use most of the token limit")
+	assert.LessOrEqual(t, viaProxy.TokenUtil, 1+cfg.Tolerance+0.05)
 	assert.Positive(t, allowOnly.Limited, "request limits alone cannot hold a token limit")
 	for _, r := range rs {
 		assert.Positive(t, r.Succeeded, r.Strategy)
