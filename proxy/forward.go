@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/allot-io/allot/client"
+	"github.com/allot-io/allot/internal/statusrec"
 )
 
 // maxAnswerScan bounds the part of an answer (not streamed) the proxy
@@ -28,11 +29,11 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		p.admin.ServeHTTP(w, r)
 		return
 	}
-	rec := &recorder{ResponseWriter: w}
+	rec := &statusrec.Recorder{ResponseWriter: w}
 	p.m.inFlight.Inc()
 	defer func() {
 		p.m.inFlight.Dec()
-		p.m.requests.WithLabelValues(strconv.Itoa(rec.status())).Inc()
+		p.m.requests.WithLabelValues(strconv.Itoa(answered(rec))).Inc()
 	}()
 	p.forward(rec, r)
 }
@@ -379,34 +380,11 @@ func (b *releasing) Close() error {
 	return err
 }
 
-// recorder remembers the status written, for the requests metric.
-type recorder struct {
-	http.ResponseWriter
-	code int
-}
-
-func (r *recorder) WriteHeader(code int) {
-	if r.code == 0 {
-		r.code = code
-	}
-	r.ResponseWriter.WriteHeader(code)
-}
-
-func (r *recorder) Write(b []byte) (int, error) {
-	if r.code == 0 {
-		r.code = http.StatusOK
-	}
-	return r.ResponseWriter.Write(b)
-}
-
-// Unwrap lets http.ResponseController reach Flush.
-func (r *recorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
-
-// status is the code answered; a caller that left before any answer
-// counts as 499, as nginx logs it.
-func (r *recorder) status() int {
-	if r.code == 0 {
+// answered is the code rec saw answered; a caller that left before any
+// answer counts as 499, as nginx logs it.
+func answered(rec *statusrec.Recorder) int {
+	if rec.Status == 0 {
 		return 499
 	}
-	return r.code
+	return rec.Status
 }
