@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
-	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -20,12 +19,7 @@ import (
 func TestBrowserDemand(t *testing.T) {
 	p := newPage(t)
 	url, _, stop := startServe(t, testEnv, "--dev", "--listen", "127.0.0.1:0", "--demo-nodes", "0")
-	m := devRedisLine.FindStringSubmatch(lastStdout.String())
-	require.NotNil(t, m, "serve --dev did not print its Redis URL: %s", lastStdout.String())
-	opts, err := redis.ParseURL(m[1])
-	require.NoError(t, err)
-	rdb := redis.NewClient(opts)
-	t.Cleanup(func() { _ = rdb.Close() })
+	rdb := devRedis(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	// g alone: the dev samples would share the node's demand with it.
 	reg := registry.New(rdb)
@@ -74,12 +68,7 @@ func TestBrowserDemand(t *testing.T) {
 func TestBrowserNoLendMark(t *testing.T) {
 	p := newPage(t)
 	url, _, stop := startServe(t, testEnv, "--dev", "--listen", "127.0.0.1:0", "--demo-nodes", "0")
-	m := devRedisLine.FindStringSubmatch(lastStdout.String())
-	require.NotNil(t, m, "serve --dev did not print its Redis URL: %s", lastStdout.String())
-	opts, err := redis.ParseURL(m[1])
-	require.NoError(t, err)
-	rdb := redis.NewClient(opts)
-	t.Cleanup(func() { _ = rdb.Close() })
+	rdb := devRedis(t)
 	reg := registry.New(rdb)
 	samples, err := reg.List(t.Context())
 	require.NoError(t, err)

@@ -38,6 +38,19 @@ const browserWait = 15 * time.Second
 // devRedisLine is how `serve --dev` names its in-memory Redis on stdout.
 var devRedisLine = regexp.MustCompile(`export ALLOT_REDIS_URL=(redis://\S+)`)
 
+// devRedis is a client of the in-memory Redis the latest startServe
+// --dev printed, closed when the test ends.
+func devRedis(t *testing.T) *redis.Client {
+	t.Helper()
+	m := devRedisLine.FindStringSubmatch(lastStdout.String())
+	require.NotNil(t, m, "serve --dev did not print its Redis URL: %s", lastStdout.String())
+	opts, err := redis.ParseURL(m[1])
+	require.NoError(t, err)
+	rdb := redis.NewClient(opts)
+	t.Cleanup(func() { _ = rdb.Close() })
+	return rdb
+}
+
 // chromium finds the browser binary; a missing browser is a failure, never a skip.
 func chromium(t *testing.T) string {
 	t.Helper()

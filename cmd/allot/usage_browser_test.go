@@ -6,7 +6,6 @@ import (
 	"testing"
 
 	"github.com/chromedp/chromedp"
-	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -24,12 +23,7 @@ func TestBrowserUsage(t *testing.T) {
 	// No demo nodes: they would spend from llm's limits too (demo traffic)
 	// and the figures below would not be the test's alone.
 	url, _, stop := startServe(t, testEnv, "--dev", "--listen", "127.0.0.1:0", "--demo-nodes", "0")
-	m := devRedisLine.FindStringSubmatch(lastStdout.String())
-	require.NotNil(t, m, "serve --dev did not print its Redis URL: %s", lastStdout.String())
-	opts, err := redis.ParseURL(m[1])
-	require.NoError(t, err)
-	rdb := redis.NewClient(opts)
-	t.Cleanup(func() { _ = rdb.Close() })
+	rdb := devRedis(t)
 	reg := registry.New(rdb)
 	ctx := context.Background()
 
